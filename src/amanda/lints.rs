@@ -1,0 +1,218 @@
+//! Settings that look fine on paper and fail on a real system. Each lint names
+//! the symptom an admin would otherwise meet in Amanda's logs.
+
+use serde::Serialize;
+
+use super::facts;
+use crate::model::{Auth, Build, ClientPort, Deployment, HostId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lint {
+    pub severity: Severity,
+    /// Short stable name, for scripts and tests.
+    pub code: &'static str,
+    pub host: Option<String>,
+    pub message: String,
+}
+
+pub fn lint(d: &Deployment) -> Vec<Lint> {
+    let mut out = Vec::new();
+    let mut warn = |code, host: Option<HostId>, message: String| {
+        out.push(Lint {
+            severity: Severity::Warning,
+            code,
+            host: host.map(|h| d.hosts[h].name.clone()),
+            message,
+        })
+    };
+
+    for (h, host) in d.hosts.iter().enumerate() {
+        let a = &host.amanda;
+        // Which UDP/TCP conversations this host starts or answers.
+        let udp_clients: Vec<HostId> = (0..d.hosts.len())
+            .filter(|&c| {
+                d.hosts[c].roles.client
+                    && d.hosts[c].server == Some(h)
+                    && d.hosts[c].amanda.auth.is_udp()
+            })
+            .collect();
+        let tcp_clients = (0..d.hosts.len())
+            .filter(|&c| {
+                d.hosts[c].roles.client
+                    && d.hosts[c].server == Some(h)
+                    && d.hosts[c].amanda.auth == Auth::Bsdtcp
+            })
+            .count();
+        let binds_udp = !udp_clients.is_empty() || (host.roles.recover && a.auth.is_udp());
+
+        // Debian's ambind refuses privileged UDP binds outside 840-860 (DESIGN.md, A:common-src/security-file.c).
+        if d.build == Build::Debian
+            && binds_udp
+            && !facts::DEBIAN_AMBIND_UDP.covers(&a.reserved_udp_port)
+        {
+            warn(
+                "ambind-udp-range",
+                Some(h),
+                format!(
+                    "reserved-udp-port {} is outside {} allowed by Debian's /etc/amanda-security.conf: ambind refuses it (\"udp port out of range (840 <= N <= 860)\")",
+                    a.reserved_udp_port, facts::DEBIAN_AMBIND_UDP
+                ),
+            );
+        }
+        if d.build == Build::Debian
+            && (tcp_clients > 0 || (host.roles.recover && a.auth == Auth::Bsdtcp))
+            && !facts::DEBIAN_AMBIND_TCP.covers(&a.reserved_tcp_port)
+        {
+            warn(
+                "ambind-tcp-range",
+                Some(h),
+                format!(
+                    "reserved-tcp-port {} is outside {} allowed by Debian's /etc/amanda-security.conf: ambind refuses it",
+                    a.reserved_tcp_port, facts::DEBIAN_AMBIND_TCP
+                ),
+            );
+        }
+
+        // One UDP socket per server process: amcheck, planner and each of `inparallel`
+        // dumpers (amanda-protocol.md §4 "Too few ports", docs/portusage.txt).
+        if host.roles.server && !udp_clients.is_empty() {
+            let need = a.inparallel + 2;
+            let have = facts::usable_ports(a.reserved_udp_port);
+            if have < need {
+                warn(
+                    "udp-range-too-small",
+                    Some(h),
+                    format!(
+                        "reserved-udp-port {} gives {have} usable ports, but amcheck, planner and {} dumpers (inparallel) need {need} at once: expect random \"all ports between {} and {} busy\" failures",
+                        a.reserved_udp_port, a.inparallel, a.reserved_udp_port.lo, a.reserved_udp_port.hi
+                    ),
+                );
+            }
+        }
+
+        // Debian's /etc/services has amanda 10080/tcp but no 10080/udp.
+        let amandad_udp = host.roles.client && a.auth.is_udp();
+        let amrecover_udp = host.roles.recover && a.auth.is_udp();
+        if d.build == Build::Debian
+            && (amandad_udp || amrecover_udp)
+            && !matches!(a.client_port, Some(ClientPort::Number(_)))
+        {
+            warn(
+                "udp-client-port-service",
+                Some(h),
+                format!(
+                    "auth {} on Debian needs a numeric client-port: /etc/services has no `amanda 10080/udp`, so Amanda fails with \"amanda/udp unknown protocol\"; set client-port \"10080\" in the dumptype and amanda-client.conf",
+                    a.auth
+                ),
+            );
+        }
+
+        // The helper stops parsing at `INDEX -1`, so bsd's STATE stream gets no
+        // expectation (lab-verified on 6.18). bsdudp multiplexes STATE, so it is unaffected.
+        if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsd && !a.index {
+            warn(
+                "helper-index-no",
+                Some(h),
+                "conntrack-helper with `index no`: the helper stops parsing at `INDEX -1` and never expects the STATE stream; amdump fails with \"could not connect STATE stream\". Use index yes, or conntrack-helper = false".into(),
+            );
+        }
+        if a.conntrack_helper && (host.roles.client || host.roles.server) && !a.auth.is_udp() {
+            warn(
+                "helper-no-effect",
+                Some(h),
+                format!("conntrack-helper has no effect with auth {}: the kernel's amanda helper only parses UDP replies from port 10080 (bsd, bsdudp)", a.auth),
+            );
+        }
+
+        if host.roles.client && a.auth == Auth::Local && host.server != Some(h) {
+            warn(
+                "local-remote",
+                Some(h),
+                "auth local only works on the server itself (pipes, no network): this client cannot be backed up".into(),
+            );
+        }
+    }
+
+    if d.management.enabled && d.management.from.is_empty() {
+        warn(
+            "management-anywhere",
+            None,
+            format!(
+                "management {}/{} is kept open from any address; name the admin networks in [management] from = [...]",
+                d.management.proto, d.management.port
+            ),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::load_str;
+
+    fn lints(amanda: &str) -> Vec<&'static str> {
+        let d = load_str(
+            "t.toml",
+            format!(
+                "[amanda]\n{amanda}\n[management]\nfrom = [\"lan\"]\n[[network]]\nname = \"lan\"\ncidr = \"192.0.2.0/24\"\n[[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{{ name = \"eth0\", network = \"lan\", address = \"192.0.2.2\" }}]\n[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }}]\n"
+            ),
+        )
+        .unwrap();
+        lint(&d).into_iter().map(|l| l.code).collect()
+    }
+
+    /// DESIGN.md: `reserved-udp-port 700,710` (the old wiki) fails on Debian: ambind allows 840-860.
+    #[test]
+    fn wiki_udp_range_fails_on_debian() {
+        let l = lints("auth = \"bsd\"\nclient-port = 10080\nreserved-udp-port = [700, 710]");
+        assert!(l.contains(&"ambind-udp-range"), "{l:?}");
+        assert!(
+            l.contains(&"udp-range-too-small"),
+            "11 ports < inparallel 10 + 2: {l:?}"
+        );
+    }
+
+    /// DESIGN.md: Debian's services file has no amanda/udp, so bsd needs a numeric client-port.
+    #[test]
+    fn bsd_without_numeric_client_port() {
+        assert!(lints("auth = \"bsd\"").contains(&"udp-client-port-service"));
+        assert!(
+            !lints("auth = \"bsd\"\nclient-port = \"10080\"").contains(&"udp-client-port-service")
+        );
+        assert!(!lints("auth = \"bsdtcp\"").contains(&"udp-client-port-service"));
+    }
+
+    /// Debian defaults pass clean: 840-860 has 20 usable ports >= 10 + 2.
+    #[test]
+    fn debian_defaults_are_clean() {
+        assert!(lints("auth = \"bsd\"\nclient-port = 10080").is_empty());
+        assert!(lints("auth = \"bsdtcp\"").is_empty());
+    }
+
+    /// DESIGN.md helper limits: `INDEX -1` stops parsing, STATE gets no expectation.
+    #[test]
+    fn helper_with_index_no() {
+        let l =
+            lints("auth = \"bsd\"\nclient-port = 10080\nconntrack-helper = true\nindex = false");
+        assert_eq!(l, vec!["helper-index-no"]);
+    }
+
+    #[test]
+    fn inparallel_sizes_the_udp_range() {
+        assert!(
+            lints("auth = \"bsd\"\nclient-port = 10080\ninparallel = 19")
+                .contains(&"udp-range-too-small")
+        );
+        assert!(
+            !lints("auth = \"bsd\"\nclient-port = 10080\ninparallel = 18")
+                .contains(&"udp-range-too-small")
+        );
+    }
+}

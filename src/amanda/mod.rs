@@ -1,0 +1,9 @@
+//! What Amanda does on the network: the facts (with their sources), the flows
+//! they imply for a deployment, and lints for settings that break on real systems.
+
+pub mod facts;
+pub mod flows;
+pub mod lints;
+
+pub use flows::{flows, Flow, HelperRole, Operation};
+pub use lints::{lint, Lint, Severity};

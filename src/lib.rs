@@ -1,0 +1,17 @@
+//! amwall: derive, check and prove the firewall rules Amanda backups need.
+//!
+//! Pipeline (see ARCHITECTURE.md): `model` → `amanda::flows` → `route` →
+//! `policy` → `render` (through the `netfilter` IR). Library code never prints
+//! or exits; errors are values with spans (`diag`).
+
+pub mod amanda;
+pub mod diag;
+pub mod model;
+pub mod netfilter;
+pub mod plan;
+pub mod policy;
+pub mod render;
+pub mod route;
+
+pub use diag::{Error, Result};
+pub use plan::Plan;

@@ -1,0 +1,286 @@
+//! The deployment model: hosts, networks, NAT, Amanda roles and settings.
+//!
+//! Everything downstream (flows, routes, policy) reads only this model, so the
+//! topology file and (later) a real Amanda configuration can both feed it.
+//! A `Deployment` is validated once, when it is built: later stages may rely on
+//! every reference resolving and every address sitting inside its network.
+
+mod topology;
+
+pub use topology::{load_file, load_str};
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+/// Index into `Deployment::hosts`.
+pub type HostId = usize;
+/// Index into `Deployment::networks`.
+pub type NetId = usize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// An inclusive port range, as Amanda writes it (`int,int`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub const fn new(lo: u16, hi: u16) -> Self {
+        PortRange { lo, hi }
+    }
+    pub const fn single(p: u16) -> Self {
+        PortRange { lo: p, hi: p }
+    }
+    pub fn len(&self) -> u32 {
+        u32::from(self.hi) - u32::from(self.lo) + 1
+    }
+    pub fn contains(&self, p: u16) -> bool {
+        self.lo <= p && p <= self.hi
+    }
+    pub fn covers(&self, other: &PortRange) -> bool {
+        self.lo <= other.lo && other.hi <= self.hi
+    }
+    /// Privileged ports are below 1024; Amanda's `reserved-*-port` must lie there.
+    pub fn is_privileged(&self) -> bool {
+        self.hi < 1024
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// Amanda's security drivers that exist in Debian's 3.5.1 build (DESIGN.md "Debian 3.5.1").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    Bsd,
+    Bsdudp,
+    Bsdtcp,
+    Ssh,
+    Local,
+}
+
+impl Auth {
+    pub const ALL: [Auth; 5] = [
+        Auth::Bsd,
+        Auth::Bsdudp,
+        Auth::Bsdtcp,
+        Auth::Ssh,
+        Auth::Local,
+    ];
+
+    pub fn parse(s: &str) -> Option<Auth> {
+        Some(match s {
+            "bsd" => Auth::Bsd,
+            "bsdudp" => Auth::Bsdudp,
+            "bsdtcp" => Auth::Bsdtcp,
+            "ssh" => Auth::Ssh,
+            "local" => Auth::Local,
+            _ => return None,
+        })
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Auth::Bsd => "bsd",
+            Auth::Bsdudp => "bsdudp",
+            Auth::Bsdtcp => "bsdtcp",
+            Auth::Ssh => "ssh",
+            Auth::Local => "local",
+        }
+    }
+    /// bsd and bsdudp talk to amandad over UDP; only they can use the conntrack helper.
+    pub fn is_udp(&self) -> bool {
+        matches!(self, Auth::Bsd | Auth::Bsdudp)
+    }
+}
+
+impl fmt::Display for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whose compiled-in defaults and `/etc/amanda-security.conf` we assume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Build {
+    /// Debian's 1:3.5.1 packages (the default): ambind limits, no `amanda 10080/udp` in services.
+    Debian,
+    /// Upstream source with no configure port flags.
+    Upstream,
+}
+
+/// `client-port` as amanda.conf/amanda-client.conf take it: a number, or a service
+/// name that amandad and the server resolve with getservbyname(3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ClientPort {
+    Number(u16),
+    Service(String),
+}
+
+/// The Amanda settings that decide which packets flow. Resolved per host:
+/// the `[amanda]` table, then the host's own `[host.amanda]` overrides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AmandaSettings {
+    pub auth: Auth,
+    pub reserved_udp_port: PortRange,
+    pub reserved_tcp_port: PortRange,
+    pub unreserved_tcp_port: PortRange,
+    /// `None`: the default (service `amanda` for bsd*, no `-p` for ssh).
+    pub client_port: Option<ClientPort>,
+    pub index: bool,
+    pub conntrack_helper: bool,
+    pub legacy_recover: bool,
+    /// amanda.conf `inparallel`: how many dumpers (each with its own UDP port) run at once.
+    pub inparallel: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Roles {
+    /// Runs amcheck, planner and dumpers, and serves amindexd/amidxtaped.
+    pub server: bool,
+    /// Runs amandad and is backed up.
+    pub client: bool,
+    /// Runs amrecover against its server.
+    pub recover: bool,
+    /// Forwards packets between its networks (ip_forward=1).
+    pub router: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub network: NetId,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Masquerade {
+    pub from: NetId,
+    pub to: NetId,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub name: String,
+    pub interfaces: Vec<Interface>,
+    pub gateway: Option<HostId>,
+    pub roles: Roles,
+    /// The Amanda server that backs this host up and serves its recoveries.
+    pub server: Option<HostId>,
+    pub masquerade: Vec<Masquerade>,
+    pub amanda: AmandaSettings,
+    /// Where the host is defined, so later stages (routing) can point at it.
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// Byte range of a definition in the topology file, for diagnostics after loading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// The management service kept open on every host, so no generated ruleset
+/// locks its admin out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Management {
+    pub enabled: bool,
+    pub proto: Proto,
+    pub port: u16,
+    /// Source prefixes allowed; empty means "from anywhere".
+    pub from: Vec<Ipv4Net>,
+    /// Human names of `from` (network names or literal prefixes), for the summary.
+    pub from_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    /// Where the topology came from, as the user named it.
+    pub source_name: String,
+    /// The topology text, kept so that errors found after loading still show a caret.
+    #[serde(skip)]
+    pub source_text: std::sync::Arc<String>,
+    pub build: Build,
+    pub networks: Vec<Network>,
+    pub hosts: Vec<Host>,
+    pub management: Management,
+    /// The global `[amanda]` settings before per-host overrides (for the summary).
+    pub amanda: AmandaSettings,
+    /// Per host: which settings the host overrides (keys as in the file), for the summary.
+    pub overrides: Vec<Vec<String>>,
+}
+
+impl Deployment {
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[id]
+    }
+    pub fn host_by_name(&self, name: &str) -> Option<HostId> {
+        self.hosts.iter().position(|h| h.name == name)
+    }
+    pub fn network(&self, id: NetId) -> &Network {
+        &self.networks[id]
+    }
+    /// The interface of `host` on `net`, if it has one.
+    pub fn iface_on(&self, host: HostId, net: NetId) -> Option<&Interface> {
+        self.hosts[host]
+            .interfaces
+            .iter()
+            .find(|i| i.network == net)
+    }
+
+    /// Replace the auth method everywhere (global and every host), as if the admin
+    /// had written it once in `[amanda]`. Used to compare auth modes on one topology.
+    pub fn with_auth(&self, auth: Auth) -> Deployment {
+        let mut d = self.clone();
+        d.amanda.auth = auth;
+        for h in &mut d.hosts {
+            h.amanda.auth = auth;
+        }
+        d
+    }
+
+    /// Same as `with_auth` for `conntrack-helper`.
+    pub fn with_helper(&self, helper: bool) -> Deployment {
+        let mut d = self.clone();
+        d.amanda.conntrack_helper = helper;
+        for h in &mut d.hosts {
+            h.amanda.conntrack_helper = helper;
+        }
+        d
+    }
+}

@@ -1,0 +1,846 @@
+//! The topology file (TOML) → a validated `Deployment`.
+//!
+//! Parsing keeps `toml::Spanned` positions for everything a user can get wrong,
+//! so each error points at the exact value with a caret. Validation happens
+//! here, once; the rest of the pipeline trusts the model.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::*;
+use crate::amanda::facts;
+use crate::diag::{Error, InputError, Result};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTopology {
+    amanda: Option<Spanned<RawAmanda>>,
+    management: Option<Spanned<RawManagement>>,
+    #[serde(default)]
+    network: Vec<Spanned<RawNetwork>>,
+    #[serde(default)]
+    host: Vec<Spanned<RawHost>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAmanda {
+    build: Option<Spanned<String>>,
+    auth: Option<Spanned<String>>,
+    reserved_udp_port: Option<Spanned<Vec<i64>>>,
+    reserved_tcp_port: Option<Spanned<Vec<i64>>>,
+    unreserved_tcp_port: Option<Spanned<Vec<i64>>>,
+    client_port: Option<Spanned<RawClientPort>>,
+    index: Option<bool>,
+    conntrack_helper: Option<bool>,
+    legacy_recover: Option<bool>,
+    inparallel: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawClientPort {
+    Number(i64),
+    Service(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawManagement {
+    enabled: Option<bool>,
+    proto: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    from: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNetwork {
+    name: Spanned<String>,
+    cidr: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawHost {
+    name: Spanned<String>,
+    #[serde(default)]
+    roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    interfaces: Vec<Spanned<RawInterface>>,
+    gateway: Option<Spanned<String>>,
+    server: Option<Spanned<String>>,
+    #[serde(default)]
+    masquerade: Vec<Spanned<RawMasquerade>>,
+    amanda: Option<Spanned<RawAmanda>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInterface {
+    name: Spanned<String>,
+    network: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawMasquerade {
+    from: Spanned<String>,
+    to: Spanned<String>,
+}
+
+/// Read and validate a topology file.
+pub fn load_file(path: &Path) -> Result<Deployment> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&path.display().to_string(), text)
+}
+
+/// Validate topology text; `name` is what errors call the file.
+pub fn load_str(name: &str, text: String) -> Result<Deployment> {
+    let text = Arc::new(text);
+    let cx = Cx { name, text: &text };
+    let raw: RawTopology = toml::from_str(&text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        cx.err(span, e.message().to_string(), "here")
+    })?;
+    cx.build(raw)
+}
+
+struct Cx<'a> {
+    name: &'a str,
+    text: &'a Arc<String>,
+}
+
+fn span_of<T>(s: &Spanned<T>) -> std::ops::Range<usize> {
+    s.span()
+}
+
+impl Cx<'_> {
+    fn err(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Error {
+        InputError::new(self.name, self.text, span, msg, label).into()
+    }
+
+    fn err_help(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Error {
+        InputError::new(self.name, self.text, span, msg, label)
+            .with_help(help)
+            .into()
+    }
+
+    fn range(
+        &self,
+        v: &Spanned<Vec<i64>>,
+        key: &str,
+        privileged: Option<bool>,
+    ) -> Result<PortRange> {
+        let vals = v.get_ref();
+        if vals.len() != 2 {
+            return Err(self.err(
+                span_of(v),
+                format!(
+                    "`{key}` must be two ports [low, high], got {} values",
+                    vals.len()
+                ),
+                "expected [low, high]",
+            ));
+        }
+        let (lo, hi) = (vals[0], vals[1]);
+        for p in [lo, hi] {
+            if !(1..=65535).contains(&p) {
+                return Err(self.err(
+                    span_of(v),
+                    format!("`{key}`: port {p} is outside 1-65535"),
+                    "port out of range",
+                ));
+            }
+        }
+        if lo > hi {
+            return Err(self.err(
+                span_of(v),
+                format!("`{key}` is reversed: {lo} > {hi}"),
+                "expected [low, high] with low <= high",
+            ));
+        }
+        let r = PortRange::new(lo as u16, hi as u16);
+        // conffile.c validates reserved ports in 1-1023 and unreserved in 1024-65535.
+        match privileged {
+            Some(true) if !r.is_privileged() => Err(self.err_help(
+                span_of(v),
+                format!("`{key}` {lo}-{hi} reaches 1024 or above; reserved ports must be below 1024"),
+                "not a reserved (privileged) range",
+                "Amanda only accepts 1-1023 here (common-src/conffile.c); clients reject control requests from ports >= 1024 (\"port N not secure\")",
+            )),
+            Some(false) if lo < 1024 => Err(self.err_help(
+                span_of(v),
+                format!("`{key}` {lo}-{hi} starts below 1024; unreserved ports must be 1024-65535"),
+                "privileged port in an unreserved range",
+                "Amanda only accepts 1024-65535 here (common-src/conffile.c)",
+            )),
+            _ => Ok(r),
+        }
+    }
+
+    /// Apply `raw` on top of `base`.
+    fn settings(
+        &self,
+        base: &AmandaSettings,
+        raw: &RawAmanda,
+        overridden: &mut Vec<String>,
+    ) -> Result<AmandaSettings> {
+        let mut s = base.clone();
+        if let Some(a) = &raw.auth {
+            s.auth = Auth::parse(a.get_ref()).ok_or_else(|| {
+                self.err_help(
+                    span_of(a),
+                    format!("unknown auth `{}`", a.get_ref()),
+                    "expected bsd, bsdudp, bsdtcp, ssh or local",
+                    "Debian's Amanda 3.5.1 is built with bsd, bsdudp, bsdtcp, ssh and local only (no krb5, no rsh)",
+                )
+            })?;
+            overridden.push("auth".into());
+        }
+        if let Some(v) = &raw.reserved_udp_port {
+            s.reserved_udp_port = self.range(v, "reserved-udp-port", Some(true))?;
+            overridden.push("reserved-udp-port".into());
+        }
+        if let Some(v) = &raw.reserved_tcp_port {
+            s.reserved_tcp_port = self.range(v, "reserved-tcp-port", Some(true))?;
+            overridden.push("reserved-tcp-port".into());
+        }
+        if let Some(v) = &raw.unreserved_tcp_port {
+            s.unreserved_tcp_port = self.range(v, "unreserved-tcp-port", Some(false))?;
+            overridden.push("unreserved-tcp-port".into());
+        }
+        if let Some(cp) = &raw.client_port {
+            s.client_port = Some(match cp.get_ref() {
+                RawClientPort::Number(n) if (1..=65535).contains(n) => {
+                    ClientPort::Number(*n as u16)
+                }
+                RawClientPort::Number(n) => {
+                    return Err(self.err(
+                        span_of(cp),
+                        format!("`client-port` {n} is outside 1-65535"),
+                        "port out of range",
+                    ))
+                }
+                RawClientPort::Service(name) => match name.parse::<u16>() {
+                    // amanda.conf writes client-port "10080" as a string: that is numeric.
+                    Ok(n) if n > 0 => ClientPort::Number(n),
+                    _ if facts::service_port(name).is_some() => ClientPort::Service(name.clone()),
+                    _ => {
+                        return Err(self.err_help(
+                            span_of(cp),
+                            format!(
+                                "`client-port` names service `{name}`, which amwall does not know"
+                            ),
+                            "unknown service",
+                            "write the port number, e.g. client-port = 10080",
+                        ))
+                    }
+                },
+            });
+            overridden.push("client-port".into());
+        }
+        if let Some(b) = raw.index {
+            s.index = b;
+            overridden.push("index".into());
+        }
+        if let Some(b) = raw.conntrack_helper {
+            s.conntrack_helper = b;
+            overridden.push("conntrack-helper".into());
+        }
+        if let Some(b) = raw.legacy_recover {
+            s.legacy_recover = b;
+            overridden.push("legacy-recover".into());
+        }
+        if let Some(n) = &raw.inparallel {
+            let v = *n.get_ref();
+            if !(1..=1000).contains(&v) {
+                return Err(self.err(
+                    span_of(n),
+                    format!("`inparallel` {v} is outside 1-1000"),
+                    "expected 1-1000",
+                ));
+            }
+            s.inparallel = v as u32;
+            overridden.push("inparallel".into());
+        }
+        Ok(s)
+    }
+
+    fn build(&self, raw: RawTopology) -> Result<Deployment> {
+        // ---- global Amanda settings
+        let raw_amanda = raw.amanda.as_ref().map(|a| a.get_ref());
+        let build = match raw_amanda.and_then(|a| a.build.as_ref()) {
+            None => Build::Debian,
+            Some(b) => match b.get_ref().as_str() {
+                "debian" => Build::Debian,
+                "upstream" => Build::Upstream,
+                other => {
+                    return Err(self.err(
+                        span_of(b),
+                        format!("unknown build `{other}`"),
+                        "expected \"debian\" or \"upstream\"",
+                    ))
+                }
+            },
+        };
+        let defaults = facts::defaults(build);
+        let mut global_over = Vec::new();
+        let global = match raw_amanda {
+            Some(a) => self.settings(&defaults, a, &mut global_over)?,
+            None => defaults,
+        };
+
+        // ---- networks
+        let mut networks = Vec::new();
+        let mut net_ids: HashMap<String, NetId> = HashMap::new();
+        for n in &raw.network {
+            let n = n.get_ref();
+            let name = n.name.get_ref().clone();
+            if name.is_empty() {
+                return Err(self.err(span_of(&n.name), "network name is empty", "expected a name"));
+            }
+            if net_ids.insert(name.clone(), networks.len()).is_some() {
+                return Err(self.err(
+                    span_of(&n.name),
+                    format!("duplicate network name `{name}`"),
+                    "defined twice",
+                ));
+            }
+            let cidr = parse_net(n.cidr.get_ref()).ok_or_else(|| {
+                self.err(
+                    span_of(&n.cidr),
+                    format!("`{}` is not an IPv4 network", n.cidr.get_ref()),
+                    "expected a prefix like 192.0.2.0/24",
+                )
+            })?;
+            networks.push(Network { name, cidr });
+        }
+        let net = |s: &Spanned<String>| -> Result<NetId> {
+            net_ids.get(s.get_ref()).copied().ok_or_else(|| {
+                let mut known: Vec<_> = net_ids.keys().cloned().collect();
+                known.sort();
+                self.err_help(
+                    span_of(s),
+                    format!("unknown network `{}`", s.get_ref()),
+                    "not defined in any [[network]]",
+                    format!("known networks: {}", known.join(", ")),
+                )
+            })
+        };
+
+        // ---- hosts, first pass: names
+        let mut host_ids: HashMap<String, HostId> = HashMap::new();
+        for (i, h) in raw.host.iter().enumerate() {
+            let name = h.get_ref().name.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(self.err(
+                    span_of(&h.get_ref().name),
+                    format!("host name `{name}` must be letters, digits, `-`, `_` or `.`"),
+                    "used in file names and rule comments",
+                ));
+            }
+            if host_ids.insert(name.clone(), i).is_some() {
+                return Err(self.err(
+                    span_of(&h.get_ref().name),
+                    format!("duplicate host name `{name}`"),
+                    "defined twice",
+                ));
+            }
+        }
+        let host_ref = |s: &Spanned<String>| -> Result<HostId> {
+            host_ids.get(s.get_ref()).copied().ok_or_else(|| {
+                self.err(
+                    span_of(s),
+                    format!("unknown host `{}`", s.get_ref()),
+                    "not defined in any [[host]]",
+                )
+            })
+        };
+
+        // ---- hosts, second pass
+        let mut hosts = Vec::new();
+        let mut overrides = Vec::new();
+        let mut addr_owner: HashMap<Ipv4Addr, std::ops::Range<usize>> = HashMap::new();
+        let mut server_spans: Vec<(HostId, std::ops::Range<usize>)> = Vec::new();
+        for (hid, sh) in raw.host.iter().enumerate() {
+            let h = sh.get_ref();
+            let mut roles = Roles::default();
+            for r in &h.roles {
+                match r.get_ref().as_str() {
+                    "server" => roles.server = true,
+                    "client" => roles.client = true,
+                    "recover" => roles.recover = true,
+                    "router" => roles.router = true,
+                    other => {
+                        return Err(self.err(
+                            span_of(r),
+                            format!("unknown role `{other}`"),
+                            "expected server, client, recover or router",
+                        ))
+                    }
+                }
+            }
+            if h.interfaces.is_empty() {
+                return Err(self.err(
+                    span_of(&h.name),
+                    format!("host `{}` has no interfaces", h.name.get_ref()),
+                    "add interfaces = [{ name, network, address }]",
+                ));
+            }
+            let mut interfaces: Vec<Interface> = Vec::new();
+            for si in &h.interfaces {
+                let i = si.get_ref();
+                if interfaces.iter().any(|x| &x.name == i.name.get_ref()) {
+                    return Err(self.err(
+                        span_of(&i.name),
+                        format!("duplicate interface `{}`", i.name.get_ref()),
+                        "defined twice",
+                    ));
+                }
+                if i.name.get_ref().is_empty()
+                    || i.name.get_ref().len() > 15
+                    || i.name.get_ref().contains(['/', ' ', '"'])
+                {
+                    return Err(self.err(
+                        span_of(&i.name),
+                        format!("`{}` is not a Linux interface name", i.name.get_ref()),
+                        "1-15 characters, no '/', space or quote",
+                    ));
+                }
+                let network = net(&i.network)?;
+                let address = Ipv4Addr::from_str(i.address.get_ref()).map_err(|_| {
+                    self.err(
+                        span_of(&i.address),
+                        format!("`{}` is not an IPv4 address", i.address.get_ref()),
+                        "expected an address like 192.0.2.10",
+                    )
+                })?;
+                let cidr = networks[network].cidr;
+                if !cidr.contains(&address)
+                    || address == cidr.network()
+                    || (cidr.prefix_len() < 31 && address == cidr.broadcast())
+                {
+                    return Err(self.err(
+                        span_of(&i.address),
+                        format!(
+                            "address {address} is not a host address in network `{}` ({cidr})",
+                            networks[network].name
+                        ),
+                        format!("outside {cidr}"),
+                    ));
+                }
+                if let Some(prev) = addr_owner.insert(address, span_of(&i.address)) {
+                    let (l, _) = crate::diag::line_col(self.text, prev.start);
+                    return Err(self.err(
+                        span_of(&i.address),
+                        format!("address {address} is already used (line {l})"),
+                        "duplicate address",
+                    ));
+                }
+                if interfaces.iter().any(|x| x.network == network) {
+                    return Err(self.err(
+                        span_of(&i.network),
+                        format!(
+                            "host `{}` has two interfaces on network `{}`",
+                            h.name.get_ref(),
+                            i.network.get_ref()
+                        ),
+                        "one interface per network",
+                    ));
+                }
+                interfaces.push(Interface {
+                    name: i.name.get_ref().clone(),
+                    network,
+                    address,
+                });
+            }
+            let gateway = match &h.gateway {
+                Some(g) => {
+                    let gid = host_ref(g)?;
+                    if gid == hid {
+                        return Err(self.err(
+                            span_of(g),
+                            "a host cannot be its own gateway",
+                            "names this host",
+                        ));
+                    }
+                    Some(gid)
+                }
+                None => None,
+            };
+            let mut masquerade = Vec::new();
+            for sm in &h.masquerade {
+                let m = sm.get_ref();
+                let (from, to) = (net(&m.from)?, net(&m.to)?);
+                for (which, n) in [(&m.from, from), (&m.to, to)] {
+                    if !interfaces.iter().any(|i| i.network == n) {
+                        return Err(self.err(
+                            span_of(which),
+                            format!(
+                                "host `{}` has no interface on network `{}`",
+                                h.name.get_ref(),
+                                which.get_ref()
+                            ),
+                            "masquerade needs an interface on both networks",
+                        ));
+                    }
+                }
+                if from == to {
+                    return Err(self.err(
+                        span_of(sm),
+                        "masquerade from a network to itself",
+                        "from and to are the same",
+                    ));
+                }
+                masquerade.push(Masquerade { from, to });
+            }
+            if !masquerade.is_empty() {
+                // Masquerading means forwarding; saying "router" again would add nothing.
+                roles.router = true;
+            }
+            if roles.router && interfaces.len() < 2 {
+                return Err(self.err(
+                    span_of(&h.name),
+                    format!(
+                        "router `{}` needs interfaces on at least two networks",
+                        h.name.get_ref()
+                    ),
+                    "only one interface",
+                ));
+            }
+            let mut over = Vec::new();
+            let amanda = match &h.amanda {
+                Some(a) => {
+                    if let Some(b) = &a.get_ref().build {
+                        return Err(self.err(
+                            span_of(b),
+                            "`build` is a global setting",
+                            "move it to [amanda]",
+                        ));
+                    }
+                    self.settings(&global, a.get_ref(), &mut over)?
+                }
+                None => global.clone(),
+            };
+            if let Some(s) = &h.server {
+                server_spans.push((hid, span_of(s)));
+            }
+            let server = match &h.server {
+                Some(s) => Some(host_ref(s)?),
+                None => None,
+            };
+            hosts.push(Host {
+                name: h.name.get_ref().clone(),
+                interfaces,
+                gateway,
+                roles,
+                server,
+                masquerade,
+                amanda,
+                span: Span {
+                    start: span_of(&h.name).start,
+                    end: span_of(&h.name).end,
+                },
+            });
+            overrides.push(over);
+        }
+
+        // gateways must be reachable on a shared network and must forward
+        for (hid, sh) in raw.host.iter().enumerate() {
+            if let (Some(g), Some(gs)) = (hosts[hid].gateway, &sh.get_ref().gateway) {
+                let shared = hosts[hid]
+                    .interfaces
+                    .iter()
+                    .any(|i| hosts[g].interfaces.iter().any(|j| j.network == i.network));
+                if !shared {
+                    return Err(self.err(
+                        span_of(gs),
+                        format!(
+                            "gateway `{}` shares no network with `{}`",
+                            hosts[g].name, hosts[hid].name
+                        ),
+                        "not on a directly connected network",
+                    ));
+                }
+                if !hosts[g].roles.router {
+                    return Err(self.err_help(
+                        span_of(gs),
+                        format!("gateway `{}` does not forward packets", hosts[g].name),
+                        "not a router",
+                        format!(
+                            "give `{}` the role \"router\" (or a masquerade)",
+                            hosts[g].name
+                        ),
+                    ));
+                }
+            }
+        }
+
+        // ---- Amanda roles: every client and recovering host needs exactly one server
+        let servers: Vec<HostId> = (0..hosts.len())
+            .filter(|&i| hosts[i].roles.server)
+            .collect();
+        for (hid, sh) in raw.host.iter().enumerate() {
+            let needs = hosts[hid].roles.client || hosts[hid].roles.recover;
+            if let Some(s) = hosts[hid].server {
+                if !hosts[s].roles.server {
+                    let span = server_spans
+                        .iter()
+                        .find(|(h, _)| *h == hid)
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or(0..0);
+                    return Err(self.err(
+                        span,
+                        format!("`{}` is not an Amanda server", hosts[s].name),
+                        "missing role \"server\"",
+                    ));
+                }
+                continue;
+            }
+            if !needs {
+                continue;
+            }
+            match servers.as_slice() {
+                [only] => hosts[hid].server = Some(*only),
+                [] => {
+                    return Err(self.err(
+                        span_of(&sh.get_ref().name),
+                        format!(
+                            "`{}` is an Amanda client but no host has the role \"server\"",
+                            hosts[hid].name
+                        ),
+                        "no server to back it up",
+                    ))
+                }
+                _ => {
+                    return Err(self.err_help(
+                        span_of(&sh.get_ref().name),
+                        format!(
+                            "`{}` needs a server, and there are several",
+                            hosts[hid].name
+                        ),
+                        "which server?",
+                        "add server = \"NAME\" to this host",
+                    ))
+                }
+            }
+        }
+
+        // ---- management access
+        let mgmt = raw.management.as_ref().map(|m| m.get_ref());
+        let proto = match mgmt.and_then(|m| m.proto.as_ref()) {
+            None => Proto::Tcp,
+            Some(p) => match p.get_ref().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                o => {
+                    return Err(self.err(
+                        span_of(p),
+                        format!("unknown protocol `{o}`"),
+                        "expected tcp or udp",
+                    ))
+                }
+            },
+        };
+        let port = match mgmt.and_then(|m| m.port.as_ref()) {
+            None => 22,
+            Some(p) if (1..=65535).contains(p.get_ref()) => *p.get_ref() as u16,
+            Some(p) => {
+                return Err(self.err(
+                    span_of(p),
+                    format!("port {} is outside 1-65535", p.get_ref()),
+                    "port out of range",
+                ))
+            }
+        };
+        let mut from = Vec::new();
+        let mut from_names = Vec::new();
+        for f in mgmt.and_then(|m| m.from.as_ref()).into_iter().flatten() {
+            if let Some(&n) = net_ids.get(f.get_ref()) {
+                from.push(networks[n].cidr);
+            } else if let Some(p) = parse_net(f.get_ref()) {
+                from.push(p);
+            } else {
+                return Err(self.err(
+                    span_of(f),
+                    format!(
+                        "`{}` is neither a network name nor an IPv4 prefix",
+                        f.get_ref()
+                    ),
+                    "expected a [[network]] name or a prefix like 192.0.2.0/24",
+                ));
+            }
+            from_names.push(f.get_ref().clone());
+        }
+        let management = Management {
+            enabled: mgmt.and_then(|m| m.enabled).unwrap_or(true),
+            proto,
+            port,
+            from,
+            from_names,
+        };
+
+        Ok(Deployment {
+            source_name: self.name.to_string(),
+            source_text: Arc::clone(self.text),
+            build,
+            networks,
+            hosts,
+            management,
+            amanda: global,
+            overrides,
+        })
+    }
+}
+
+/// A prefix like `192.0.2.0/24`; a bare address means /32. Host bits must be zero,
+/// as a typo there usually means the wrong network.
+fn parse_net(s: &str) -> Option<Ipv4Net> {
+    if let Ok(n) = Ipv4Net::from_str(s) {
+        return (n.trunc() == n).then_some(n);
+    }
+    Ipv4Addr::from_str(s)
+        .ok()
+        .map(|a| Ipv4Net::new(a, 32).expect("/32 is valid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[[network]]
+name = "lan"
+cidr = "192.0.2.0/24"
+
+[[host]]
+name = "ts"
+roles = ["server", "client"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
+"#;
+
+    fn err_of(extra: &str) -> InputError {
+        match load_str("t.toml", format!("{BASE}{extra}")) {
+            Err(Error::Input(e)) => *e,
+            Err(e) => panic!("unexpected error kind: {e}"),
+            Ok(_) => panic!("accepted bad input: {extra}"),
+        }
+    }
+
+    #[test]
+    fn base_loads_with_debian_defaults() {
+        let d = load_str("t.toml", BASE.to_string()).unwrap();
+        let s = &d.hosts[0].amanda;
+        assert_eq!(s.reserved_udp_port, PortRange::new(840, 860));
+        assert_eq!(s.reserved_tcp_port, PortRange::new(512, 1023));
+        assert_eq!(s.unreserved_tcp_port, PortRange::new(50000, 50100));
+        assert_eq!(s.auth, Auth::Bsdtcp);
+        assert_eq!(d.hosts[0].server, Some(0));
+    }
+
+    #[test]
+    fn unknown_network_points_at_the_name() {
+        let e = err_of(
+            "[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"lann\", address = \"192.0.2.3\" }]\n",
+        );
+        assert!(
+            e.message.contains("unknown network `lann`"),
+            "{}",
+            e.message
+        );
+        let line = BASE.lines().count() + 4;
+        assert_eq!(e.line, line);
+        assert_eq!(e.column, 42, "the opening quote of \"lann\"");
+    }
+
+    #[test]
+    fn address_outside_network() {
+        let e = err_of(
+            "[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"198.51.100.3\" }]\n",
+        );
+        assert!(
+            e.message.contains("not a host address in network `lan`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn duplicate_host() {
+        let e = err_of("[[host]]\nname = \"ts\"\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }]\n");
+        assert!(e.message.contains("duplicate host name `ts`"));
+    }
+
+    #[test]
+    fn reversed_and_out_of_range_ranges() {
+        let e = err_of("[amanda]\nunreserved-tcp-port = [50100, 50000]\n");
+        assert!(e.message.contains("reversed"), "{}", e.message);
+        let e = err_of("[amanda]\nunreserved-tcp-port = [50000, 70000]\n");
+        assert!(e.message.contains("outside 1-65535"), "{}", e.message);
+        let e = err_of("[amanda]\nreserved-udp-port = [840, 1100]\n");
+        assert!(
+            e.message.contains("reserved ports must be below 1024"),
+            "{}",
+            e.message
+        );
+        let e = err_of("[amanda]\nunreserved-tcp-port = [800, 900]\n");
+        assert!(
+            e.message.contains("unreserved ports must be 1024-65535"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_position() {
+        let e = err_of("[amanda]\nauht = \"bsd\"\n");
+        assert!(e.message.contains("auht"), "{}", e.message);
+        assert_eq!(e.line, BASE.lines().count() + 2);
+    }
+
+    #[test]
+    fn per_host_override_wins() {
+        let d = load_str(
+            "t.toml",
+            format!("{BASE}[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }}]\namanda = {{ auth = \"bsd\", client-port = \"10080\" }}\n"),
+        )
+        .unwrap();
+        assert_eq!(d.hosts[1].amanda.auth, Auth::Bsd);
+        assert_eq!(
+            d.hosts[1].amanda.client_port,
+            Some(ClientPort::Number(10080))
+        );
+        assert_eq!(d.hosts[0].amanda.auth, Auth::Bsdtcp);
+        assert_eq!(
+            d.overrides[1],
+            vec!["auth".to_string(), "client-port".to_string()]
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! Flows + paths → per-host abstract rules: the minimal openings, backend-neutral.
+//!
+//! Invariants (tested below and in tests/): within a chain no two rules have the
+//! same key, none is shadowed by an earlier one, port ranges are merged, and
+//! hosts that need the same opening share one address group. The order of
+//! everything is a function of the input order only, so output is deterministic.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::amanda::{Flow, HelperRole, Operation};
+use crate::model::{Deployment, HostId, PortRange, Proto};
+use crate::route::{HopKind, Path};
+
+/// A group of source addresses that share openings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddrGroup {
+    pub name: String,
+    pub members: Vec<Ipv4Net>,
+    /// Host names of the members where known, for people.
+    pub labels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Addrs {
+    Any,
+    Net(Ipv4Net),
+    /// Index into `HostPolicy::groups`.
+    Group(usize),
+}
+
+/// Which netfilter hook the rule belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Place {
+    /// Filter INPUT: packets for this host.
+    Input,
+    /// Filter FORWARD: packets this router passes on.
+    Forward,
+    /// nat PREROUTING: port forwards.
+    Dnat,
+    /// raw PREROUTING: conntrack helper assignment.
+    Helper,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyRule {
+    pub place: Place,
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    pub src: Addrs,
+    /// For forward and port-forward rules: the destination address matched.
+    pub dst: Option<Ipv4Addr>,
+    pub proto: Proto,
+    pub sport: Option<PortRange>,
+    /// Sorted, merged, non-empty.
+    pub dports: Vec<PortRange>,
+    /// Port forward target (Place::Dnat).
+    pub dnat_to: Option<Ipv4Addr>,
+    /// Indexes into the plan's flows that need this rule.
+    pub flows: Vec<usize>,
+    /// Why the rule exists, short (also the rule comment).
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Masq {
+    pub from: Ipv4Net,
+    pub out_iface: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPolicy {
+    pub host: HostId,
+    pub router: bool,
+    pub groups: Vec<AddrGroup>,
+    /// In chain order; INPUT starts with the management rules (label "management").
+    pub rules: Vec<PolicyRule>,
+    pub masquerade: Vec<Masq>,
+}
+
+impl HostPolicy {
+    pub fn in_place(&self, p: Place) -> impl Iterator<Item = &PolicyRule> {
+        self.rules.iter().filter(move |r| r.place == p)
+    }
+    pub fn uses_helper(&self) -> bool {
+        self.rules.iter().any(|r| r.place == Place::Helper)
+    }
+}
+
+/// What one hop of one flow needs, before grouping.
+struct Need {
+    place: Place,
+    in_iface: Option<String>,
+    out_iface: Option<String>,
+    src: Ipv4Addr,
+    dst: Option<Ipv4Addr>,
+    proto: Proto,
+    sport: Option<PortRange>,
+    dport: PortRange,
+    dnat_to: Option<Ipv4Addr>,
+    flow: usize,
+}
+
+/// Every host's policy, in host order.
+pub fn compile(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<HostPolicy> {
+    let mut needs: Vec<Vec<Need>> = (0..d.hosts.len()).map(|_| Vec::new()).collect();
+    for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
+        for hop in &p.hops {
+            let mut need =
+                |place, in_iface: &Option<String>, out_iface: Option<String>, dst, dnat_to| {
+                    needs[hop.host].push(Need {
+                        place,
+                        in_iface: in_iface.clone(),
+                        out_iface,
+                        src: hop.src,
+                        dst,
+                        proto: f.proto,
+                        sport: f.sport,
+                        dport: f.dport,
+                        dnat_to,
+                        flow: fi,
+                    })
+                };
+            match hop.kind {
+                HopKind::Origin | HopKind::Loopback => {}
+                HopKind::Destination => {
+                    if f.helper != HelperRole::Expected {
+                        need(Place::Input, &hop.in_iface, None, None, None);
+                    }
+                    if f.helper == HelperRole::Assign {
+                        need(Place::Helper, &hop.in_iface, None, None, None);
+                    }
+                }
+                HopKind::Forward => {
+                    if let Some(to) = hop.dnat_to {
+                        need(Place::Dnat, &hop.in_iface, None, Some(hop.dst), Some(to));
+                    }
+                    if f.helper != HelperRole::Expected {
+                        // FORWARD sees the destination after DNAT and the source before SNAT.
+                        let dst = hop.dnat_to.unwrap_or(hop.dst);
+                        need(
+                            Place::Forward,
+                            &hop.in_iface,
+                            hop.out_iface.clone(),
+                            Some(dst),
+                            None,
+                        );
+                    }
+                    if f.helper == HelperRole::Assign {
+                        need(Place::Helper, &hop.in_iface, None, None, None);
+                    }
+                }
+            }
+        }
+    }
+    needs
+        .into_iter()
+        .enumerate()
+        .map(|(h, n)| host_policy(d, flows, h, n))
+        .collect()
+}
+
+fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> HostPolicy {
+    let host = &d.hosts[h];
+    let management = d.management.enabled.then(|| PolicyRule {
+        place: Place::Input,
+        in_iface: None,
+        out_iface: None,
+        src: Addrs::Any,
+        dst: None,
+        proto: d.management.proto,
+        sport: None,
+        dports: vec![PortRange::single(d.management.port)],
+        dnat_to: None,
+        flows: vec![],
+        label: "management".into(),
+    });
+    let mut groups: Vec<AddrGroup> = Vec::new();
+    let mut rules: Vec<PolicyRule> = Vec::new();
+    let mut mgmt_rules: Vec<PolicyRule> = Vec::new();
+    if let Some(m) = &management {
+        // One rule per management prefix keeps it readable; a set would also do.
+        if d.management.from.is_empty() {
+            mgmt_rules.push(m.clone());
+        } else {
+            for net in &d.management.from {
+                mgmt_rules.push(PolicyRule {
+                    src: Addrs::Net(*net),
+                    ..m.clone()
+                });
+            }
+        }
+    }
+
+    // Key without source and ports → per source: merged dports and flows.
+    type Key = (
+        Place,
+        Option<String>,
+        Option<String>,
+        Option<Ipv4Addr>,
+        Proto,
+        Option<PortRange>,
+        Option<Ipv4Addr>,
+    );
+    let mut by_key: BTreeMap<(usize, Key), BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>> =
+        BTreeMap::new();
+    let mut key_order: Vec<Key> = Vec::new();
+    for n in &needs {
+        let key: Key = (
+            n.place,
+            n.in_iface.clone(),
+            n.out_iface.clone(),
+            n.dst,
+            n.proto,
+            n.sport,
+            n.dnat_to,
+        );
+        let pos = match key_order.iter().position(|k| *k == key) {
+            Some(p) => p,
+            None => {
+                key_order.push(key.clone());
+                key_order.len() - 1
+            }
+        };
+        let e = by_key
+            .entry((pos, key))
+            .or_default()
+            .entry(n.src)
+            .or_default();
+        e.0.push(n.dport);
+        if !e.1.contains(&n.flow) {
+            e.1.push(n.flow);
+        }
+    }
+    // Group sources with identical merged ports.
+    for ((_, key), per_src) in by_key {
+        let mut by_ports: Vec<(Vec<PortRange>, Vec<Ipv4Addr>, Vec<usize>)> = Vec::new();
+        for (src, (ports, fl)) in per_src {
+            let merged = merge_ranges(ports);
+            match by_ports.iter_mut().find(|(p, _, _)| *p == merged) {
+                Some(entry) => {
+                    entry.1.push(src);
+                    for f in fl {
+                        if !entry.2.contains(&f) {
+                            entry.2.push(f);
+                        }
+                    }
+                }
+                None => by_ports.push((merged, vec![src], fl)),
+            }
+        }
+        let (place, in_iface, out_iface, dst, proto, sport, dnat_to) = key;
+        for (dports, srcs, mut fl) in by_ports {
+            fl.sort_unstable();
+            let src = if srcs.len() == 1 {
+                Addrs::Net(Ipv4Net::new(srcs[0], 32).expect("/32"))
+            } else {
+                Addrs::Group(group_for(d, flows, &fl, place, &srcs, &mut groups))
+            };
+            rules.push(PolicyRule {
+                place,
+                in_iface: in_iface.clone(),
+                out_iface: out_iface.clone(),
+                src,
+                dst,
+                proto,
+                sport,
+                dports,
+                dnat_to,
+                label: label(flows, &fl),
+                flows: fl,
+            });
+        }
+    }
+    // Management comes first in INPUT; then drop every rule an earlier one covers,
+    // crediting its flows to the covering rule.
+    let mut all: Vec<PolicyRule> = mgmt_rules;
+    all.extend(rules);
+    let mut kept: Vec<PolicyRule> = Vec::new();
+    for r in all {
+        match kept.iter_mut().find(|k| covers(k, &r, &groups)) {
+            Some(k) => k.flows.extend(r.flows),
+            None => kept.push(r),
+        }
+    }
+    let masquerade = host
+        .masquerade
+        .iter()
+        .map(|m| Masq {
+            from: d.networks[m.from].cidr,
+            out_iface: d.iface_on(h, m.to).expect("validated").name.clone(),
+        })
+        .collect();
+    HostPolicy {
+        host: h,
+        router: host.roles.router,
+        groups,
+        rules: kept,
+        masquerade,
+    }
+}
+
+/// Name and register (or reuse) a group for `srcs`. Names say who is in it.
+fn group_for(
+    d: &Deployment,
+    flows: &[Flow],
+    fl: &[usize],
+    place: Place,
+    srcs: &[Ipv4Addr],
+    groups: &mut Vec<AddrGroup>,
+) -> usize {
+    let members: Vec<Ipv4Net> = srcs
+        .iter()
+        .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
+        .collect();
+    if let Some(i) = groups.iter().position(|g| g.members == members) {
+        return i;
+    }
+    let recover = fl.iter().all(|&f| {
+        matches!(
+            flows[f].operation,
+            Operation::Recover | Operation::LegacyRecover
+        )
+    });
+    let backup = fl.iter().all(|&f| {
+        !matches!(
+            flows[f].operation,
+            Operation::Recover | Operation::LegacyRecover
+        )
+    });
+    let who = match (recover, backup) {
+        (true, _) => "amrecover_hosts",
+        (_, true) => "amanda_servers",
+        _ => "amanda_peers",
+    };
+    let prefix = match place {
+        Place::Input => "in",
+        Place::Forward => "fwd",
+        Place::Dnat => "dnat",
+        Place::Helper => "helper",
+    };
+    let base = format!("{prefix}_{who}");
+    let mut name = base.clone();
+    let mut n = 2;
+    while groups.iter().any(|g| g.name == name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    let labels = srcs
+        .iter()
+        .map(|a| {
+            d.hosts
+                .iter()
+                .find(|h| h.interfaces.iter().any(|i| i.address == *a))
+                .map_or_else(|| a.to_string(), |h| h.name.clone())
+        })
+        .collect();
+    groups.push(AddrGroup {
+        name,
+        members,
+        labels,
+    });
+    groups.len() - 1
+}
+
+fn label(flows: &[Flow], fl: &[usize]) -> String {
+    let mut ops: Vec<&str> = Vec::new();
+    for &f in fl {
+        let n = flows[f].operation.name();
+        if !ops.contains(&n) {
+            ops.push(n);
+        }
+    }
+    format!("amanda {}", ops.join(","))
+}
+
+/// Sort and merge overlapping or adjacent ranges.
+pub fn merge_ranges(mut v: Vec<PortRange>) -> Vec<PortRange> {
+    v.sort();
+    let mut out: Vec<PortRange> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(last) if u32::from(r.lo) <= u32::from(last.hi) + 1 => last.hi = last.hi.max(r.hi),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+fn addrs_cover(a: &Addrs, b: &Addrs, groups: &[AddrGroup]) -> bool {
+    let nets = |x: &Addrs| -> Option<Vec<Ipv4Net>> {
+        match x {
+            Addrs::Any => None,
+            Addrs::Net(n) => Some(vec![*n]),
+            Addrs::Group(g) => Some(groups[*g].members.clone()),
+        }
+    };
+    match (nets(a), nets(b)) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(an), Some(bn)) => bn.iter().all(|m| an.iter().any(|n| n.contains(m))),
+    }
+}
+
+/// Does `a` (earlier) accept everything `b` accepts? Then `b` is shadowed.
+pub fn covers(a: &PolicyRule, b: &PolicyRule, groups: &[AddrGroup]) -> bool {
+    let opt_cover = |x: &Option<String>, y: &Option<String>| x.is_none() || x == y;
+    a.place == b.place
+        && a.dnat_to == b.dnat_to
+        && a.proto == b.proto
+        && opt_cover(&a.in_iface, &b.in_iface)
+        && opt_cover(&a.out_iface, &b.out_iface)
+        && (a.dst.is_none() || a.dst == b.dst)
+        && addrs_cover(&a.src, &b.src, groups)
+        && match (a.sport, b.sport) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(x), Some(y)) => x.covers(&y),
+        }
+        && b.dports
+            .iter()
+            .all(|p| a.dports.iter().any(|q| q.covers(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn merge_joins_adjacent_and_overlapping() {
+        let m = merge_ranges(vec![
+            PortRange::new(10, 20),
+            PortRange::single(21),
+            PortRange::new(5, 12),
+            PortRange::single(30),
+        ]);
+        assert_eq!(m, vec![PortRange::new(5, 21), PortRange::single(30)]);
+    }
+
+    proptest! {
+        /// Merging keeps exactly the same set of ports, sorted and disjoint.
+        #[test]
+        fn merge_preserves_ports(v in prop::collection::vec((1u16..200, 0u16..20), 0..12)) {
+            let ranges: Vec<PortRange> = v.iter().map(|(lo, w)| PortRange::new(*lo, lo + w)).collect();
+            let merged = merge_ranges(ranges.clone());
+            for p in 1u16..230 {
+                let before = ranges.iter().any(|r| r.contains(p));
+                let after = merged.iter().any(|r| r.contains(p));
+                prop_assert_eq!(before, after, "port {}", p);
+            }
+            for w in merged.windows(2) {
+                prop_assert!(u32::from(w[0].hi) + 1 < u32::from(w[1].lo));
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Policy → netfilter IR per backend, and the human summary.
+//!
+//! The two backends get differently shaped IR (iptables' fixed tables, nft's own
+//! `amwall` table), but both come from the same `HostPolicy`, so they open the
+//! same things.
+
+pub mod summary;
+
+use crate::model::PortRange;
+use crate::netfilter::{
+    self, iptables::multiport_chunks, priority, Action, Addr, BaseChain, Chain, ChainType,
+    CtHelper, CtState, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
+};
+use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
+
+/// The nft table amwall owns; `plan` output replaces only this table.
+pub const NFT_TABLE: &str = "amwall";
+/// The nft ct helper object name for Amanda over UDP.
+pub const NFT_HELPER_OBJ: &str = "amanda-udp";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    Iptables,
+    Nft,
+    Both,
+}
+
+impl Backend {
+    pub fn iptables(&self) -> bool {
+        matches!(self, Backend::Iptables | Backend::Both)
+    }
+    pub fn nft(&self) -> bool {
+        matches!(self, Backend::Nft | Backend::Both)
+    }
+}
+
+fn established() -> Rule {
+    Rule::new(
+        vec![Match::CtState(vec![CtState::Established, CtState::Related])],
+        Action::Accept,
+    )
+}
+
+fn loopback() -> Rule {
+    Rule::new(vec![Match::InIface("lo".into())], Action::Accept)
+}
+
+/// The matches of a policy rule, with `src` given (sets are resolved by the caller).
+fn matches(r: &PolicyRule, src: Option<Addr>, dports: &[PortRange]) -> Vec<Match> {
+    let mut m = Vec::new();
+    if let Some(i) = &r.in_iface {
+        m.push(Match::InIface(i.clone()));
+    }
+    if let Some(o) = &r.out_iface {
+        m.push(Match::OutIface(o.clone()));
+    }
+    if let Some(s) = src {
+        m.push(Match::Src(s));
+    }
+    if let Some(d) = r.dst {
+        m.push(Match::Dst(Addr::Net(
+            ipnet::Ipv4Net::new(d, 32).expect("/32"),
+        )));
+    }
+    m.push(Match::Proto(r.proto));
+    if let Some(sp) = r.sport {
+        m.push(Match::SPort(vec![sp]));
+    }
+    m.push(Match::DPort(dports.to_vec()));
+    m
+}
+
+fn action(r: &PolicyRule, helper: &str) -> Action {
+    match r.place {
+        Place::Input | Place::Forward => Action::Accept,
+        Place::Dnat => Action::Dnat(r.dnat_to.expect("port forwards have a target")),
+        Place::Helper => Action::CtHelper(helper.to_string()),
+    }
+}
+
+/// iptables: sets expand to one rule per member (the iptables-save shape without
+/// ipset), and port lists split to fit `multiport`.
+fn iptables_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
+    let mut out = Vec::new();
+    for r in hp.in_place(place) {
+        let srcs: Vec<Option<Addr>> = match &r.src {
+            Addrs::Any => vec![None],
+            Addrs::Net(n) => vec![Some(Addr::Net(*n))],
+            Addrs::Group(g) => hp.groups[*g]
+                .members
+                .iter()
+                .map(|n| Some(Addr::Net(*n)))
+                .collect(),
+        };
+        for s in srcs {
+            for chunk in multiport_chunks(&r.dports) {
+                out.push(
+                    Rule::new(
+                        matches(r, s.clone(), &chunk),
+                        action(r, crate::amanda::facts::HELPER_NAME),
+                    )
+                    .with_comment(&r.label),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn base(kind: ChainType, hook: Hook, priority: i32, policy: Policy) -> Option<BaseChain> {
+    Some(BaseChain {
+        kind,
+        hook,
+        priority,
+        policy,
+    })
+}
+
+/// The iptables-restore ruleset of one host: filter always, raw and nat only when
+/// used (iptables-restore replaces only the tables a file names).
+pub fn iptables_ruleset(hp: &HostPolicy) -> Ruleset {
+    let mut tables = Vec::new();
+    if hp.uses_helper() {
+        tables.push(Table {
+            family: Family::Ip,
+            name: "raw".into(),
+            sets: vec![],
+            ct_helpers: vec![],
+            chains: vec![
+                Chain {
+                    name: "PREROUTING".into(),
+                    base: base(
+                        ChainType::Filter,
+                        Hook::Prerouting,
+                        priority::RAW,
+                        Policy::Accept,
+                    ),
+                    rules: iptables_rules(hp, Place::Helper),
+                },
+                Chain {
+                    name: "OUTPUT".into(),
+                    base: base(
+                        ChainType::Filter,
+                        Hook::Output,
+                        priority::RAW,
+                        Policy::Accept,
+                    ),
+                    rules: vec![],
+                },
+            ],
+        });
+    }
+    let dnat = iptables_rules(hp, Place::Dnat);
+    if !dnat.is_empty() || !hp.masquerade.is_empty() {
+        let masq = hp
+            .masquerade
+            .iter()
+            .map(|m| {
+                Rule::new(
+                    vec![
+                        Match::Src(Addr::Net(m.from)),
+                        Match::OutIface(m.out_iface.clone()),
+                    ],
+                    Action::Masquerade,
+                )
+            })
+            .collect();
+        let chain = |name: &str, hook, prio, rules| Chain {
+            name: name.into(),
+            base: base(ChainType::Nat, hook, prio, Policy::Accept),
+            rules,
+        };
+        tables.push(Table {
+            family: Family::Ip,
+            name: "nat".into(),
+            sets: vec![],
+            ct_helpers: vec![],
+            chains: vec![
+                chain("PREROUTING", Hook::Prerouting, priority::DSTNAT, dnat),
+                chain("INPUT", Hook::Input, priority::SRCNAT, vec![]),
+                chain("OUTPUT", Hook::Output, priority::DSTNAT, vec![]),
+                chain("POSTROUTING", Hook::Postrouting, priority::SRCNAT, masq),
+            ],
+        });
+    }
+    let mut input = vec![established(), loopback()];
+    input.extend(iptables_rules(hp, Place::Input));
+    let mut forward = vec![established()];
+    forward.extend(iptables_rules(hp, Place::Forward));
+    tables.push(Table {
+        family: Family::Ip,
+        name: "filter".into(),
+        sets: vec![],
+        ct_helpers: vec![],
+        chains: vec![
+            Chain {
+                name: "INPUT".into(),
+                base: base(
+                    ChainType::Filter,
+                    Hook::Input,
+                    priority::FILTER,
+                    Policy::Drop,
+                ),
+                rules: input,
+            },
+            Chain {
+                name: "FORWARD".into(),
+                base: base(
+                    ChainType::Filter,
+                    Hook::Forward,
+                    priority::FILTER,
+                    Policy::Drop,
+                ),
+                rules: forward,
+            },
+            Chain {
+                name: "OUTPUT".into(),
+                base: base(
+                    ChainType::Filter,
+                    Hook::Output,
+                    priority::FILTER,
+                    Policy::Accept,
+                ),
+                rules: vec![],
+            },
+        ],
+    });
+    Ruleset { tables }
+}
+
+fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
+    hp.in_place(place)
+        .map(|r| {
+            let src = match &r.src {
+                Addrs::Any => None,
+                Addrs::Net(n) => Some(Addr::Net(*n)),
+                Addrs::Group(g) => Some(Addr::Set(hp.groups[*g].name.clone())),
+            };
+            Rule::new(matches(r, src, &r.dports), action(r, NFT_HELPER_OBJ)).with_comment(&r.label)
+        })
+        .collect()
+}
+
+/// The nft ruleset of one host: one `ip amwall` table with named sets for groups.
+pub fn nft_ruleset(hp: &HostPolicy) -> Ruleset {
+    let mut chains = Vec::new();
+    let mut ct_helpers = Vec::new();
+    if hp.uses_helper() {
+        ct_helpers.push(CtHelper {
+            name: NFT_HELPER_OBJ.into(),
+            helper: crate::amanda::facts::HELPER_NAME.into(),
+            proto: crate::model::Proto::Udp,
+        });
+        // `ct helper set` needs the conntrack entry, which exists only after the
+        // conntrack hook (priority -200); nftables wiki "Conntrack helpers" uses filter.
+        chains.push(Chain {
+            name: "prerouting".into(),
+            base: base(
+                ChainType::Filter,
+                Hook::Prerouting,
+                priority::FILTER,
+                Policy::Accept,
+            ),
+            rules: nft_rules(hp, Place::Helper),
+        });
+    }
+    let mut input = vec![established(), loopback()];
+    input.extend(nft_rules(hp, Place::Input));
+    chains.push(Chain {
+        name: "input".into(),
+        base: base(
+            ChainType::Filter,
+            Hook::Input,
+            priority::FILTER,
+            Policy::Drop,
+        ),
+        rules: input,
+    });
+    let mut forward = vec![established()];
+    forward.extend(nft_rules(hp, Place::Forward));
+    chains.push(Chain {
+        name: "forward".into(),
+        base: base(
+            ChainType::Filter,
+            Hook::Forward,
+            priority::FILTER,
+            Policy::Drop,
+        ),
+        rules: forward,
+    });
+    let dnat = nft_rules(hp, Place::Dnat);
+    if !dnat.is_empty() {
+        chains.push(Chain {
+            name: "dstnat".into(),
+            base: base(
+                ChainType::Nat,
+                Hook::Prerouting,
+                priority::DSTNAT,
+                Policy::Accept,
+            ),
+            rules: dnat,
+        });
+    }
+    if !hp.masquerade.is_empty() {
+        chains.push(Chain {
+            name: "srcnat".into(),
+            base: base(
+                ChainType::Nat,
+                Hook::Postrouting,
+                priority::SRCNAT,
+                Policy::Accept,
+            ),
+            rules: hp
+                .masquerade
+                .iter()
+                .map(|m| {
+                    Rule::new(
+                        vec![
+                            Match::OutIface(m.out_iface.clone()),
+                            Match::Src(Addr::Net(m.from)),
+                        ],
+                        Action::Masquerade,
+                    )
+                })
+                .collect(),
+        });
+    }
+    let sets = hp
+        .groups
+        .iter()
+        .map(|g| Set {
+            name: g.name.clone(),
+            elements: g.members.clone(),
+        })
+        .collect();
+    Ruleset {
+        tables: vec![Table {
+            family: Family::Ip,
+            name: NFT_TABLE.into(),
+            sets,
+            ct_helpers,
+            chains,
+        }],
+    }
+}
+
+pub fn iptables_text(hp: &HostPolicy, header: &[String]) -> String {
+    netfilter::iptables::emit(&iptables_ruleset(hp), header)
+}
+
+pub fn nft_text(hp: &HostPolicy, header: &[String]) -> String {
+    netfilter::nft::emit(&nft_ruleset(hp), header)
+}

@@ -1,0 +1,400 @@
+//! SUMMARY.md: per host the ports it must open and why, then every flow with the
+//! hops it crosses, then what Amanda's own configuration must say for NAT.
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use crate::amanda::{flows::control_port, HelperRole};
+use crate::model::{Build, ClientPort, Deployment, HostId};
+use crate::plan::Plan;
+use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
+use crate::route::{HopKind, Path};
+
+fn host_of(d: &Deployment, a: Ipv4Addr) -> Option<&str> {
+    d.hosts
+        .iter()
+        .find(|h| h.interfaces.iter().any(|i| i.address == a))
+        .map(|h| h.name.as_str())
+}
+
+/// "fwhost (192.168.2.1)" or the bare address when no host owns it.
+fn who(d: &Deployment, a: Ipv4Addr) -> String {
+    match host_of(d, a) {
+        Some(h) => format!("{h} ({a})"),
+        None => a.to_string(),
+    }
+}
+
+fn ports(v: &[crate::model::PortRange]) -> String {
+    v.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn src_text(d: &Deployment, hp: &HostPolicy, r: &PolicyRule) -> String {
+    match &r.src {
+        Addrs::Any => "any".into(),
+        Addrs::Net(n) if n.prefix_len() == 32 => who(d, n.addr()),
+        Addrs::Net(n) => d
+            .networks
+            .iter()
+            .find(|x| x.cidr == *n)
+            .map_or_else(|| n.to_string(), |x| format!("{} ({n})", x.name)),
+        Addrs::Group(g) => {
+            let g = &hp.groups[*g];
+            format!("set `{}`: {}", g.name, g.labels.join(", "))
+        }
+    }
+}
+
+fn roles(d: &Deployment, h: HostId) -> String {
+    let r = d.hosts[h].roles;
+    let mut v = Vec::new();
+    for (on, n) in [
+        (r.server, "server"),
+        (r.client, "client"),
+        (r.recover, "amrecover"),
+        (r.router, "router"),
+    ] {
+        if on {
+            v.push(n);
+        }
+    }
+    if v.is_empty() {
+        "no Amanda role".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn path_text(d: &Deployment, p: &Path) -> String {
+    let mut parts = Vec::new();
+    for h in &p.hops {
+        let name = &d.hosts[h.host].name;
+        parts.push(match h.kind {
+            HopKind::Loopback => format!("{name} (loopback, `lo` accepted)"),
+            HopKind::Origin => name.clone(),
+            HopKind::Destination => name.clone(),
+            HopKind::Forward => {
+                let mut s = format!(
+                    "{name} (forward {}→{}",
+                    h.in_iface.as_deref().unwrap_or("?"),
+                    h.out_iface.as_deref().unwrap_or("?")
+                );
+                if let Some(to) = h.dnat_to {
+                    write!(s, ", port forward {} → {to}", h.dst).unwrap();
+                }
+                if let Some(sn) = h.snat_to {
+                    write!(s, ", masquerade as {sn}").unwrap();
+                }
+                s.push(')');
+                s
+            }
+        });
+    }
+    parts.join(" → ")
+}
+
+fn flow_refs(v: &[usize]) -> String {
+    v.iter()
+        .map(|f| format!("#{}", f + 1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The whole SUMMARY.md. With `only`, the per-host sections cover that host.
+pub fn summary(plan: &Plan, only: Option<&str>) -> String {
+    let d = &plan.deployment;
+    let a = &d.amanda;
+    let mut o = String::new();
+    writeln!(o, "# amwall plan for `{}`\n", d.source_name).unwrap();
+    let build = match d.build {
+        Build::Debian => "Debian's Amanda 3.5.1 packages",
+        Build::Upstream => "upstream Amanda built without port options",
+    };
+    let cp = match &a.client_port {
+        Some(ClientPort::Number(n)) => n.to_string(),
+        Some(ClientPort::Service(s)) => format!("service `{s}`"),
+        None => format!("default ({})", control_port(a.auth, &None)),
+    };
+    writeln!(
+        o,
+        "Amanda: auth **{}**, client-port {cp}, reserved-udp-port {}, reserved-tcp-port {}, unreserved-tcp-port {}, index {}, conntrack helper {}, legacy recovery {} (defaults of {build}).",
+        a.auth,
+        a.reserved_udp_port,
+        a.reserved_tcp_port,
+        a.unreserved_tcp_port,
+        if a.index { "yes" } else { "no" },
+        if a.conntrack_helper { "on" } else { "off" },
+        if a.legacy_recover { "on" } else { "off" },
+    )
+    .unwrap();
+    for (h, over) in d.overrides.iter().enumerate() {
+        if !over.is_empty() {
+            let s = &d.hosts[h].amanda;
+            writeln!(o, "- `{}` overrides {}: auth {}, reserved-udp-port {}, reserved-tcp-port {}, unreserved-tcp-port {}.", d.hosts[h].name, over.join(", "), s.auth, s.reserved_udp_port, s.reserved_tcp_port, s.unreserved_tcp_port).unwrap();
+        }
+    }
+    writeln!(o).unwrap();
+    let mgmt = if !d.management.enabled {
+        "no management service is kept open".to_string()
+    } else if d.management.from_names.is_empty() {
+        format!(
+            "{}/{} stays open from anywhere (management)",
+            d.management.proto, d.management.port
+        )
+    } else {
+        format!(
+            "{}/{} stays open from {} (management)",
+            d.management.proto,
+            d.management.port,
+            d.management.from_names.join(", ")
+        )
+    };
+    writeln!(
+        o,
+        "Every host: INPUT and FORWARD drop what is not listed below; OUTPUT accepts everything; `lo` and ESTABLISHED,RELATED are accepted first; {mgmt}. IPv4 only: Debian's Amanda is built `--without-ipv6`, and amwall leaves IPv6 rules alone.\n"
+    )
+    .unwrap();
+
+    if !plan.lints.is_empty() {
+        writeln!(o, "## Warnings\n").unwrap();
+        for l in &plan.lints {
+            let host = l
+                .host
+                .as_deref()
+                .map(|h| format!("`{h}`: "))
+                .unwrap_or_default();
+            writeln!(o, "- **{}** {host}{}", l.code, l.message).unwrap();
+        }
+        writeln!(o).unwrap();
+    }
+
+    writeln!(o, "## Required ports\n").unwrap();
+    for hp in &plan.policies {
+        let host = &d.hosts[hp.host];
+        if only.is_some_and(|n| n != host.name) {
+            continue;
+        }
+        writeln!(o, "### {} ({})\n", host.name, roles(d, hp.host)).unwrap();
+        let flow_rules: Vec<&PolicyRule> = hp
+            .rules
+            .iter()
+            .filter(|r| r.label != "management")
+            .collect();
+        if flow_rules.is_empty() && hp.masquerade.is_empty() {
+            writeln!(o, "No Amanda opening: everything this host needs is a reply (ESTABLISHED) or stays on `lo`.\n").unwrap();
+            continue;
+        }
+        writeln!(
+            o,
+            "| where | proto | dst port | src port | from | to | for flows |"
+        )
+        .unwrap();
+        writeln!(o, "| --- | --- | --- | --- | --- | --- | --- |").unwrap();
+        for r in &flow_rules {
+            let (where_, to) = match r.place {
+                Place::Input => (
+                    format!(
+                        "input{}",
+                        r.in_iface
+                            .as_ref()
+                            .map(|i| format!(" on {i}"))
+                            .unwrap_or_default()
+                    ),
+                    "this host".to_string(),
+                ),
+                Place::Forward => (
+                    format!(
+                        "forward {}→{}",
+                        r.in_iface.as_deref().unwrap_or("*"),
+                        r.out_iface.as_deref().unwrap_or("*")
+                    ),
+                    who(d, r.dst.expect("forward rules name a destination")),
+                ),
+                Place::Dnat => (
+                    format!("port forward on {}", r.in_iface.as_deref().unwrap_or("*")),
+                    format!(
+                        "{} → {}",
+                        r.dst.expect("dnat has dst"),
+                        who(d, r.dnat_to.expect("dnat has target"))
+                    ),
+                ),
+                Place::Helper => (
+                    format!(
+                        "helper (raw prerouting{})",
+                        r.in_iface
+                            .as_ref()
+                            .map(|i| format!(" on {i}"))
+                            .unwrap_or_default()
+                    ),
+                    "assign `amanda` conntrack helper".to_string(),
+                ),
+            };
+            let sport = r.sport.map_or("any".to_string(), |s| s.to_string());
+            writeln!(
+                o,
+                "| {where_} | {} | {} | {sport} | {} | {to} | {} |",
+                r.proto,
+                ports(&r.dports),
+                src_text(d, hp, r),
+                flow_refs(&r.flows)
+            )
+            .unwrap();
+        }
+        for m in &hp.masquerade {
+            writeln!(
+                o,
+                "| masquerade out {} | any | any | any | {} | (source rewritten to this host) | |",
+                m.out_iface, m.from
+            )
+            .unwrap();
+        }
+        writeln!(o).unwrap();
+    }
+
+    writeln!(o, "## Flows\n").unwrap();
+    writeln!(
+        o,
+        "Initiator → responder; replies are ESTABLISHED and need no rule.\n"
+    )
+    .unwrap();
+    writeln!(o, "| # | operation | auth | initiator → responder | proto | dst port | src port | stream | path | why |").unwrap();
+    writeln!(
+        o,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
+    .unwrap();
+    for (i, (f, p)) in plan.flows.iter().zip(&plan.paths).enumerate() {
+        let sport = f.sport.map_or("any".to_string(), |s| s.to_string());
+        let helper = match f.helper {
+            HelperRole::None => "",
+            HelperRole::Assign => " (helper assigned)",
+            HelperRole::Expected => " (RELATED via helper)",
+        };
+        writeln!(
+            o,
+            "| {} | {} | {} | {} → {} | {} | {} | {sport} | {}{helper} | {} | {} |",
+            i + 1,
+            f.operation.name(),
+            f.auth,
+            d.hosts[f.initiator].name,
+            d.hosts[f.responder].name,
+            f.proto,
+            f.dport,
+            f.stream,
+            path_text(d, p),
+            f.why
+        )
+        .unwrap();
+    }
+    writeln!(o).unwrap();
+
+    // Recovery: the recipe left it blank.
+    writeln!(o, "## Recovery traffic\n").unwrap();
+    let rec: Vec<usize> = (0..plan.flows.len())
+        .filter(|&i| {
+            matches!(
+                plan.flows[i].operation,
+                crate::amanda::Operation::Recover | crate::amanda::Operation::LegacyRecover
+            )
+        })
+        .collect();
+    if rec.is_empty() {
+        writeln!(o, "No host has the role \"recover\": no recovery flows.\n").unwrap();
+    } else {
+        writeln!(o, "amrecover runs on the recovering host and connects to the server; nothing connects back to it, so recovering hosts need no inbound rule. The server (and every router on the way) must accept:\n").unwrap();
+        for i in rec {
+            let f = &plan.flows[i];
+            let p = &plan.paths[i];
+            let sport = f
+                .sport
+                .map_or("any source port".to_string(), |s| format!("source {s}"));
+            writeln!(
+                o,
+                "- #{}: {} → {} {} {} ({sport}), {}: {}",
+                i + 1,
+                d.hosts[f.initiator].name,
+                d.hosts[f.responder].name,
+                f.proto,
+                f.dport,
+                f.stream,
+                path_text(d, p)
+            )
+            .unwrap();
+        }
+        writeln!(o).unwrap();
+    }
+
+    // What Amanda's own config must say, where NAT changes who sees whom.
+    let mut notes: Vec<String> = Vec::new();
+    for (f, p) in plan.flows.iter().zip(&plan.paths) {
+        let last = p.last();
+        let (ini, res) = (&d.hosts[f.initiator].name, &d.hosts[f.responder].name);
+        if let Some(r) = p.routers().find(|h| h.snat_to.is_some()) {
+            let n = format!(
+                "`{res}` sees `{ini}` as {} (masqueraded by `{}`): `{res}`'s `.amandahosts` must name the host name that {} resolves to (for Debian's `backup` user: `NAME backup amdump`), and its amandad must accept requests from that address.",
+                last.src, d.hosts[r.host].name, last.src
+            );
+            if f.operation == crate::amanda::Operation::Check && !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+        if let Some(r) = p.routers().find(|h| h.dnat_to.is_some()) {
+            let n = format!(
+                "`{ini}` reaches `{res}` through `{}`'s port forward: `{ini}`'s amanda-client.conf must set `index-server` and `tape-server` to {} (`{}`'s public address); `{res}` sees `{ini}`'s real address {}, so its `.amandahosts` names `{ini}`: `{ini} root amindexd amidxtaped`.",
+                d.hosts[r.host].name, p.target, d.hosts[r.host].name, last.src
+            );
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+    }
+    writeln!(o, "## What Amanda's configuration must say\n").unwrap();
+    if notes.is_empty() {
+        writeln!(
+            o,
+            "No NAT on any flow: hosts see each other's real addresses."
+        )
+        .unwrap();
+    } else {
+        for n in notes {
+            writeln!(o, "- {n}").unwrap();
+        }
+    }
+    if plan
+        .deployment
+        .hosts
+        .iter()
+        .any(|h| h.amanda.auth.is_udp() && (h.roles.client || h.roles.recover))
+    {
+        writeln!(o, "- bsd/bsdudp: each amandad host needs an inetd/xinetd UDP service for amandad (Debian only registers bsdtcp), and `client-port \"10080\"` numerically in the dumptypes and amanda-client.conf.").unwrap();
+    }
+    o
+}
+
+/// `amwall flows` text: one line per flow with its path.
+pub fn flows_text(plan: &Plan) -> String {
+    let d = &plan.deployment;
+    let mut o = String::new();
+    for (i, (f, p)) in plan.flows.iter().zip(&plan.paths).enumerate() {
+        let sport = f.sport.map_or("any".to_string(), |s| s.to_string());
+        writeln!(
+            o,
+            "#{:<3} {:<15} {:<6} {} → {} {} {} [sport {sport}] {}\n      path: {}\n      why:  {}",
+            i + 1,
+            f.operation.name(),
+            f.auth,
+            d.hosts[f.initiator].name,
+            d.hosts[f.responder].name,
+            f.proto,
+            f.dport,
+            f.stream,
+            path_text(d, p),
+            f.why
+        )
+        .unwrap();
+    }
+    o
+}

@@ -1,0 +1,414 @@
+//! Which hosts and netfilter hooks a flow crosses, and what NAT does to it.
+//!
+//! Routing follows what the kernel would do with the model's tables: a directly
+//! connected network first, else the host's gateway. A destination that cannot
+//! be reached that way (a private LAN behind a masquerading router, seen from
+//! outside) is reached through a port forward (DNAT) on that router, the way
+//! the lab showed amrecover working from RHost.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::amanda::Flow;
+use crate::model::{Deployment, HostId, NetId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HopKind {
+    /// The initiator's own OUTPUT (amwall accepts all output).
+    Origin,
+    /// A router: PREROUTING (DNAT), FORWARD, POSTROUTING (SNAT).
+    Forward,
+    /// The responder's INPUT.
+    Destination,
+    /// Initiator and responder are one host: the flow stays on `lo`.
+    Loopback,
+}
+
+/// One host on a flow's way, with the packet as it arrives there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hop {
+    pub host: HostId,
+    pub kind: HopKind,
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    /// Source and destination as the packet arrives (before this hop's NAT).
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// Port forward applied here (PREROUTING).
+    pub dnat_to: Option<Ipv4Addr>,
+    /// Masquerade applied here (POSTROUTING): the new source address.
+    pub snat_to: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Path {
+    /// The address the initiator connects to (what Amanda's config must name).
+    pub target: Ipv4Addr,
+    pub hops: Vec<Hop>,
+}
+
+impl Path {
+    /// The packet as the responder sees it.
+    pub fn last(&self) -> &Hop {
+        self.hops.last().expect("a path has at least one hop")
+    }
+    pub fn routers(&self) -> impl Iterator<Item = &Hop> {
+        self.hops.iter().filter(|h| h.kind == HopKind::Forward)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    /// The host whose definition the error should point at.
+    pub host: HostId,
+    pub message: String,
+}
+
+/// Where a packet for `dst` leaves `from`: (out interface index, next host if any owns
+/// the next address on the wire).
+fn next_hop(d: &Deployment, from: HostId, dst: Ipv4Addr) -> Option<(usize, Option<HostId>, NetId)> {
+    let h = &d.hosts[from];
+    for (i, iface) in h.interfaces.iter().enumerate() {
+        if d.networks[iface.network].cidr.contains(&dst) {
+            let owner = owner_on(d, iface.network, dst);
+            return Some((i, owner, iface.network));
+        }
+    }
+    let g = h.gateway?;
+    for (i, iface) in h.interfaces.iter().enumerate() {
+        if d.iface_on(g, iface.network).is_some() {
+            return Some((i, Some(g), iface.network));
+        }
+    }
+    None
+}
+
+/// The host that answers ARP for `addr` on `net` (only hosts attached there can).
+fn owner_on(d: &Deployment, net: NetId, addr: Ipv4Addr) -> Option<HostId> {
+    d.hosts.iter().position(|h| {
+        h.interfaces
+            .iter()
+            .any(|i| i.address == addr && i.network == net)
+    })
+}
+
+/// Walk from `from` toward `dst` as the kernel would. Returns hops after the origin,
+/// or why it fails. `dnat`: a port forward to apply at a given router.
+fn walk(
+    d: &Deployment,
+    from: HostId,
+    mut src: Ipv4Addr,
+    mut dst: Ipv4Addr,
+    dnat: Option<(HostId, Ipv4Addr)>,
+) -> Result<(Hop, Vec<Hop>), String> {
+    let (oi, mut next, mut net) = next_hop(d, from, dst)
+        .ok_or_else(|| format!("`{}` has no route to {dst}", d.hosts[from].name))?;
+    let out_iface = &d.hosts[from].interfaces[oi];
+    if src.is_unspecified() {
+        src = out_iface.address;
+    }
+    let origin = Hop {
+        host: from,
+        kind: HopKind::Origin,
+        in_iface: None,
+        out_iface: Some(out_iface.name.clone()),
+        src,
+        dst,
+        dnat_to: None,
+        snat_to: None,
+    };
+    let mut hops = Vec::new();
+    loop {
+        let here = next
+            .ok_or_else(|| format!("no host owns {dst} on network `{}`", d.networks[net].name))?;
+        let in_iface = d.iface_on(here, net).map(|i| i.name.clone());
+        let arrive_src = src;
+        let arrive_dst = dst;
+        let mut dnat_to = None;
+        if let Some((r, to)) = dnat {
+            if r == here && d.hosts[here].interfaces.iter().any(|i| i.address == dst) {
+                dnat_to = Some(to);
+                dst = to;
+            }
+        }
+        if dnat_to.is_none() && d.hosts[here].interfaces.iter().any(|i| i.address == dst) {
+            hops.push(Hop {
+                host: here,
+                kind: HopKind::Destination,
+                in_iface,
+                out_iface: None,
+                src: arrive_src,
+                dst: arrive_dst,
+                dnat_to: None,
+                snat_to: None,
+            });
+            return Ok((origin, hops));
+        }
+        if !d.hosts[here].roles.router {
+            return Err(format!(
+                "the path toward {dst} reaches `{}`, which does not forward packets",
+                d.hosts[here].name
+            ));
+        }
+        let (oi, nx, nnet) = next_hop(d, here, dst)
+            .ok_or_else(|| format!("router `{}` has no route to {dst}", d.hosts[here].name))?;
+        let out = &d.hosts[here].interfaces[oi];
+        // Masquerade: source inside `from`, leaving on the `to` network.
+        let snat_to = d.hosts[here]
+            .masquerade
+            .iter()
+            .find(|m| m.to == out.network && d.networks[m.from].cidr.contains(&src))
+            .map(|_| out.address);
+        hops.push(Hop {
+            host: here,
+            kind: HopKind::Forward,
+            in_iface,
+            out_iface: Some(out.name.clone()),
+            src: arrive_src,
+            dst: arrive_dst,
+            dnat_to,
+            snat_to,
+        });
+        if let Some(s) = snat_to {
+            src = s;
+        }
+        next = nx;
+        net = nnet;
+        if hops.len() > 2 * d.hosts.len() + 2 {
+            return Err(format!("routing loop toward {dst}"));
+        }
+    }
+}
+
+/// The route of one flow: direct if the responder is routable from the initiator,
+/// else through a port forward on a masquerading router in front of the responder.
+pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
+    let (i, r) = (flow.initiator, flow.responder);
+    if i == r {
+        let a = d.hosts[i].interfaces[0].address;
+        return Ok(Path {
+            target: a,
+            hops: vec![Hop {
+                host: i,
+                kind: HopKind::Loopback,
+                in_iface: Some("lo".into()),
+                out_iface: Some("lo".into()),
+                src: a,
+                dst: a,
+                dnat_to: None,
+                snat_to: None,
+            }],
+        });
+    }
+    // Prefer an address on a network both share, then the responder's others in order.
+    let mut candidates: Vec<Ipv4Addr> = Vec::new();
+    for iface in &d.hosts[r].interfaces {
+        if d.iface_on(i, iface.network).is_some() {
+            candidates.push(iface.address);
+        }
+    }
+    for iface in &d.hosts[r].interfaces {
+        if !candidates.contains(&iface.address) {
+            candidates.push(iface.address);
+        }
+    }
+    let mut first_err = None;
+    for addr in &candidates {
+        match walk(d, i, Ipv4Addr::UNSPECIFIED, *addr, None) {
+            Ok((origin, hops)) if hops.last().map(|h| h.host) == Some(r) => {
+                let mut all = vec![origin];
+                all.extend(hops);
+                let p = Path {
+                    target: *addr,
+                    hops: all,
+                };
+                check_reply(d, &p).map_err(|m| RouteError {
+                    host: r,
+                    message: m,
+                })?;
+                return Ok(p);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    // Port forward: a masquerading router whose inside reaches the responder and
+    // whose outside address the initiator reaches.
+    for (g, gw) in d.hosts.iter().enumerate() {
+        if g == i || g == r {
+            continue;
+        }
+        for m in &gw.masquerade {
+            let Some(outside) = d.iface_on(g, m.to) else {
+                continue;
+            };
+            let inside_addr = d.hosts[r]
+                .interfaces
+                .iter()
+                .find(|x| x.network == m.from)
+                .or_else(|| d.hosts[r].interfaces.first())
+                .map(|x| x.address)
+                .expect("validated: hosts have interfaces");
+            if let Ok((origin, hops)) = walk(
+                d,
+                i,
+                Ipv4Addr::UNSPECIFIED,
+                outside.address,
+                Some((g, inside_addr)),
+            ) {
+                if hops.last().map(|h| h.host) == Some(r)
+                    && hops.iter().any(|h| h.host == g && h.dnat_to.is_some())
+                {
+                    let mut all = vec![origin];
+                    all.extend(hops);
+                    let p = Path {
+                        target: outside.address,
+                        hops: all,
+                    };
+                    check_reply(d, &p).map_err(|m| RouteError {
+                        host: r,
+                        message: m,
+                    })?;
+                    return Ok(p);
+                }
+            }
+        }
+    }
+    Err(RouteError {
+        host: i,
+        message: format!(
+            "no route from `{}` to `{}` ({}), and no masquerading router offers a port forward",
+            d.hosts[i].name,
+            d.hosts[r].name,
+            first_err.unwrap_or_else(|| "unreachable".into())
+        ),
+    })
+}
+
+/// Replies must come back through the same routers: conntrack (and any NAT) lives
+/// there, and a router that sees only replies would drop them as not ESTABLISHED.
+fn check_reply(d: &Deployment, p: &Path) -> Result<(), String> {
+    let forward: Vec<HostId> = p.hops.iter().map(|h| h.host).collect();
+    let mut expected: Vec<HostId> = forward.clone();
+    expected.reverse();
+    let last = p.last();
+    // The reply leaves the responder addressed to the source it saw; each router
+    // undoes its own SNAT, so after it the reply heads for the pre-NAT source.
+    let mut seen = vec![last.host];
+    let mut from = last.host;
+    let mut dst = last.src;
+    loop {
+        let (_, pos_hops) = walk(d, from, Ipv4Addr::UNSPECIFIED, dst, None).map_err(|e| {
+            format!(
+                "replies from `{}` cannot return: {e}",
+                d.hosts[last.host].name
+            )
+        })?;
+        for h in &pos_hops {
+            seen.push(h.host);
+        }
+        let end = pos_hops.last().expect("walk ends at a destination").host;
+        if end == p.hops[0].host {
+            break;
+        }
+        // `end` owns `dst`: it must be the router that masqueraded; continue to the original source.
+        match p
+            .hops
+            .iter()
+            .find(|h| h.host == end && h.snat_to == Some(dst))
+        {
+            Some(h) => {
+                from = end;
+                dst = h.src;
+            }
+            None => {
+                return Err(format!(
+                    "replies from `{}` end at `{}`",
+                    d.hosts[last.host].name, d.hosts[end].name
+                ))
+            }
+        }
+    }
+    seen.dedup();
+    if seen != expected {
+        let names = |v: &[HostId]| {
+            v.iter()
+                .map(|&h| d.hosts[h].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" → ")
+        };
+        return Err(format!(
+            "asymmetric route: requests go {} but replies go {}; stateful firewalls on the way would drop them (check the gateways)",
+            names(&forward),
+            names(&seen)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amanda::{flows, Operation};
+    use crate::model::load_str;
+
+    const WIKI: &str = include_str!("../examples/wiki.toml");
+
+    fn wiki() -> Deployment {
+        load_str("wiki.toml", WIKI.to_string()).unwrap()
+    }
+
+    /// DESIGN.md lab: RHost always saw FWHost's public address (masquerade).
+    #[test]
+    fn server_to_remote_client_is_masqueraded() {
+        let d = wiki();
+        let fs = flows(&d);
+        let rh = d.host_by_name("rhost").unwrap();
+        let f = fs
+            .iter()
+            .find(|f| f.responder == rh && f.operation == Operation::Check)
+            .unwrap();
+        let p = path(&d, f).unwrap();
+        let names: Vec<_> = p
+            .hops
+            .iter()
+            .map(|h| d.hosts[h.host].name.as_str())
+            .collect();
+        assert_eq!(names, ["tshost", "fwhost", "rhost"]);
+        assert_eq!(p.last().src.to_string(), "1.2.3.4");
+        assert_eq!(p.hops[1].snat_to.unwrap().to_string(), "1.2.3.4");
+    }
+
+    /// DESIGN.md lab: amrecover on RHost reaches TSHost through a DNAT on FWHost; TSHost
+    /// sees RHost's real address.
+    #[test]
+    fn remote_recovery_goes_through_a_port_forward() {
+        let d = wiki();
+        let fs = flows(&d);
+        let rh = d.host_by_name("rhost").unwrap();
+        let f = fs
+            .iter()
+            .find(|f| f.initiator == rh && f.operation == Operation::Recover)
+            .unwrap();
+        let p = path(&d, f).unwrap();
+        assert_eq!(p.target.to_string(), "1.2.3.4");
+        assert_eq!(p.hops[1].dnat_to.unwrap().to_string(), "192.168.2.2");
+        assert_eq!(p.last().src.to_string(), "2.3.4.5");
+        assert_eq!(p.hops[1].in_iface.as_deref(), Some("eth1"));
+    }
+
+    #[test]
+    fn lan_flows_are_direct() {
+        let d = wiki();
+        let fs = flows(&d);
+        let lh = d.host_by_name("lhost").unwrap();
+        let f = fs.iter().find(|f| f.responder == lh).unwrap();
+        let p = path(&d, f).unwrap();
+        assert_eq!(p.hops.len(), 2);
+        assert_eq!(p.last().src.to_string(), "192.168.2.2");
+    }
+}
