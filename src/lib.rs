@@ -6,6 +6,7 @@
 
 pub mod amanda;
 pub mod diag;
+pub mod lab;
 pub mod model;
 pub mod netfilter;
 pub mod plan;

@@ -265,11 +265,15 @@ impl Deployment {
 
     /// Replace the auth method everywhere (global and every host), as if the admin
     /// had written it once in `[amanda]`. Used to compare auth modes on one topology.
+    /// Switching to ssh also drops `client-port`: there it would mean `ssh -p`, and an
+    /// admin moving to ssh keeps sshd on 22.
     pub fn with_auth(&self, auth: Auth) -> Deployment {
         let mut d = self.clone();
-        d.amanda.auth = auth;
-        for h in &mut d.hosts {
-            h.amanda.auth = auth;
+        for s in std::iter::once(&mut d.amanda).chain(d.hosts.iter_mut().map(|h| &mut h.amanda)) {
+            s.auth = auth;
+            if auth == Auth::Ssh {
+                s.client_port = None;
+            }
         }
         d
     }

@@ -1,0 +1,161 @@
+//! A network namespace that exists exactly as long as its guard.
+//!
+//! Names carry a per-process prefix and counter so parallel tests (and parallel
+//! runs) never collide. Commands run through `ip netns exec`; closures that need
+//! sockets run on a thread that has joined the namespace with setns(2).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> bool {
+        self.status == 0
+    }
+}
+
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> io::Result<Output> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn()?;
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok(Output {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+impl Netns {
+    /// Create `PREFIX-PID-N`. Fails (never skips) when not root or `ip` is missing.
+    pub fn new(prefix: &str) -> io::Result<Netns> {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        let out = run(Command::new("ip").args(["netns", "add", &name]), None)?;
+        if !out.ok() {
+            return Err(io::Error::other(format!(
+                "ip netns add {name}: {}",
+                out.stderr.trim()
+            )));
+        }
+        let ns = Netns { name };
+        // Loopback is down in a fresh namespace; Amanda and probes need it.
+        ns.must(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Run a command inside the namespace.
+    pub fn exec(&self, argv: &[&str], stdin: Option<&str>) -> io::Result<Output> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(argv);
+        run(&mut cmd, stdin)
+    }
+
+    /// Run a command and turn a non-zero exit into an error carrying its stderr.
+    pub fn must(&self, argv: &[&str]) -> io::Result<Output> {
+        let out = self.exec(argv, None)?;
+        if !out.ok() {
+            return Err(io::Error::other(format!(
+                "in netns {}: `{}` exited {}: {}",
+                self.name,
+                argv.join(" "),
+                out.status,
+                out.stderr.trim()
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Run `f` on a fresh thread that has entered this namespace, so sockets it
+    /// opens live there. The calling thread's namespace is untouched.
+    pub fn run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let path = format!("/var/run/netns/{}", self.name);
+        let file = File::open(&path)?;
+        std::thread::spawn(move || -> io::Result<T> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(io::Error::from)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| io::Error::other("thread in namespace panicked"))?
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["netns", "del", &self.name]), None);
+    }
+}
+
+/// Connect two namespaces with a veth pair named `a_if`/`b_if` (≤ 15 characters each).
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
+    // Create in `a`, then move the peer into `b`: no interface is ever left in the host namespace.
+    a.must(&[
+        "ip",
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
+    ])?;
+    a.must(&["ip", "link", "set", a_if, "up"])?;
+    b.must(&["ip", "link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs root: CI runs as root, and a missing privilege must fail loudly.
+    #[test]
+    fn namespace_is_removed_on_drop() {
+        let name;
+        {
+            let ns = Netns::new("amwu").expect("creating a netns needs root and iproute2");
+            name = ns.name().to_string();
+            let out = ns.must(&["ip", "-o", "link", "show", "lo"]).unwrap();
+            assert!(out.stdout.contains("UP"), "{}", out.stdout);
+        }
+        assert!(!std::path::Path::new(&format!("/var/run/netns/{name}")).exists());
+    }
+}

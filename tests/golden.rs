@@ -1,0 +1,32 @@
+//! Golden files: what users see for every example × auth mode. Review diffs of
+//! tests/snapshots/ like code (`cargo insta review`).
+
+mod common;
+
+use amwall::render::Backend;
+
+#[test]
+fn every_example_and_auth_mode() {
+    for (label, plan) in common::variants() {
+        let files = plan.outputs(Backend::Both, None).unwrap();
+        let mut all = String::new();
+        for (name, content) in files {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+        insta::assert_snapshot!(label, all);
+    }
+}
+
+/// Same input, byte-identical output.
+#[test]
+fn output_is_deterministic() {
+    let a: Vec<_> = common::variants()
+        .into_iter()
+        .map(|(_, p)| p.outputs(Backend::Both, None).unwrap())
+        .collect();
+    let b: Vec<_> = common::variants()
+        .into_iter()
+        .map(|(_, p)| p.outputs(Backend::Both, None).unwrap())
+        .collect();
+    assert_eq!(a, b);
+}
