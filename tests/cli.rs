@@ -1,0 +1,120 @@
+//! The CLI end to end: exit codes, files written, and that bad input leaves no
+//! output behind.
+
+use std::path::Path;
+use std::process::Command;
+
+fn amwall(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amwall"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run amwall");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn plan_writes_every_host_and_the_summary() {
+    let dir = tmpdir();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for h in ["tshost", "fwhost", "lhost", "rhost"] {
+        assert!(out.join(format!("{h}.rules")).is_file(), "{h}.rules");
+        assert!(out.join(format!("{h}.nft")).is_file(), "{h}.nft");
+    }
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    assert_eq!(stdout, summary, "plan prints the summary it writes");
+    assert!(summary.contains("## Required ports") && summary.contains("## Recovery traffic"));
+    // No temporary files left beside the outputs.
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 9);
+}
+
+#[test]
+fn backend_and_host_select_files() {
+    let dir = tmpdir();
+    let out = dir.path().join("o");
+    let (code, _, stderr) =
+        amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap(), "--backend", "nft", "--host", "fwhost", "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["SUMMARY.md", "fwhost.nft"]);
+    let (code, _, stderr) = amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap(), "--host", "nohost"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no host `nohost`"), "{stderr}");
+}
+
+#[test]
+fn bad_topology_exits_2_with_file_line_column_and_writes_nothing() {
+    let dir = tmpdir();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
+        .unwrap()
+        .replace("address = \"192.168.2.3\"", "address = \"192.168.3.3\"");
+    std::fs::write(&bad, &text).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("lhost.rules"), "previous").unwrap();
+    let (code, _, stderr) = amwall(&["plan", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    let line = text.lines().position(|l| l.contains("192.168.3.3")).unwrap() + 1;
+    assert!(stderr.contains(&format!("bad.toml:{line}:")), "names file and line: {stderr}");
+    assert!(stderr.contains("not a host address in network `lan`"), "{stderr}");
+    assert!(stderr.contains('^') || stderr.contains('┬') || stderr.contains("─"), "caret under the spot: {stderr}");
+    assert_eq!(std::fs::read_to_string(out.join("lhost.rules")).unwrap(), "previous", "old output untouched");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn missing_file_and_unroutable_host_exit_2() {
+    let (code, _, stderr) = amwall(&["plan", "examples/nope.toml", "--out", "/nonexistent/x"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("examples/nope.toml"), "{stderr}");
+
+    // RHost without the router's masquerade: nothing reaches the LAN from outside.
+    let dir = tmpdir();
+    let bad = dir.path().join("noroute.toml");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
+        .unwrap()
+        .replace("masquerade = [{ from = \"lan\", to = \"internet\" }]", "roles = [\"client\", \"recover\", \"router\"]")
+        .replace("roles = [\"client\", \"recover\", \"router\"]\ninterfaces = [\n", "interfaces = [\n");
+    std::fs::write(&bad, &text).unwrap();
+    let (code, _, stderr) = amwall(&["plan", bad.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no route") || stderr.contains("cannot return"), "{stderr}");
+    assert!(!dir.path().join("o").exists());
+}
+
+#[test]
+fn flows_json_lists_paths() {
+    let (code, stdout, stderr) = amwall(&["flows", "examples/wiki.toml", "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    let remote = rows
+        .iter()
+        .find(|r| r["initiator"] == "rhost" && r["operation"] == "recover" && r["proto"] == "udp")
+        .expect("rhost's recovery flow");
+    assert_eq!(remote["target"], "1.2.3.4");
+    assert_eq!(remote["hops"][1]["dnat_to"], "192.168.2.2");
+    let (code, text, _) = amwall(&["flows", "examples/wiki.toml"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("rhost → tshost"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(amwall(&["plan"]).0, 2);
+    assert_eq!(amwall(&["frobnicate"]).0, 2);
+    assert_eq!(amwall(&["--help"]).0, 0);
+}
