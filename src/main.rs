@@ -130,7 +130,9 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
 
 fn main() -> ExitCode {
     // Keep "FILE:LINE:COL: message" on one line so it stays greppable.
-    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -25,7 +25,8 @@ fn tmpdir() -> tempfile::TempDir {
 fn plan_writes_every_host_and_the_summary() {
     let dir = tmpdir();
     let out = dir.path().join("out");
-    let (code, stdout, stderr) = amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap()]);
+    let (code, stdout, stderr) =
+        amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     for h in ["tshost", "fwhost", "lhost", "rhost"] {
         assert!(out.join(format!("{h}.rules")).is_file(), "{h}.rules");
@@ -42,13 +43,32 @@ fn plan_writes_every_host_and_the_summary() {
 fn backend_and_host_select_files() {
     let dir = tmpdir();
     let out = dir.path().join("o");
-    let (code, _, stderr) =
-        amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap(), "--backend", "nft", "--host", "fwhost", "-q"]);
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "nft",
+        "--host",
+        "fwhost",
+        "-q",
+    ]);
     assert_eq!(code, 0, "{stderr}");
-    let mut names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["SUMMARY.md", "fwhost.nft"]);
-    let (code, _, stderr) = amwall(&["plan", "examples/wiki.toml", "--out", out.to_str().unwrap(), "--host", "nohost"]);
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--host",
+        "nohost",
+    ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("no host `nohost`"), "{stderr}");
 }
@@ -57,20 +77,43 @@ fn backend_and_host_select_files() {
 fn bad_topology_exits_2_with_file_line_column_and_writes_nothing() {
     let dir = tmpdir();
     let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
-        .unwrap()
-        .replace("address = \"192.168.2.3\"", "address = \"192.168.3.3\"");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
+            .unwrap()
+            .replace("address = \"192.168.2.3\"", "address = \"192.168.3.3\"");
     std::fs::write(&bad, &text).unwrap();
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("lhost.rules"), "previous").unwrap();
-    let (code, _, stderr) = amwall(&["plan", bad.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{stderr}");
-    let line = text.lines().position(|l| l.contains("192.168.3.3")).unwrap() + 1;
-    assert!(stderr.contains(&format!("bad.toml:{line}:")), "names file and line: {stderr}");
-    assert!(stderr.contains("not a host address in network `lan`"), "{stderr}");
-    assert!(stderr.contains('^') || stderr.contains('┬') || stderr.contains("─"), "caret under the spot: {stderr}");
-    assert_eq!(std::fs::read_to_string(out.join("lhost.rules")).unwrap(), "previous", "old output untouched");
+    let line = text
+        .lines()
+        .position(|l| l.contains("192.168.3.3"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("bad.toml:{line}:")),
+        "names file and line: {stderr}"
+    );
+    assert!(
+        stderr.contains("not a host address in network `lan`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains('^') || stderr.contains('┬') || stderr.contains("─"),
+        "caret under the spot: {stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("lhost.rules")).unwrap(),
+        "previous",
+        "old output untouched"
+    );
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     assert!(!stderr.contains("panicked"));
 }
@@ -84,14 +127,29 @@ fn missing_file_and_unroutable_host_exit_2() {
     // RHost without the router's masquerade: nothing reaches the LAN from outside.
     let dir = tmpdir();
     let bad = dir.path().join("noroute.toml");
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
-        .unwrap()
-        .replace("masquerade = [{ from = \"lan\", to = \"internet\" }]", "roles = [\"client\", \"recover\", \"router\"]")
-        .replace("roles = [\"client\", \"recover\", \"router\"]\ninterfaces = [\n", "interfaces = [\n");
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
+            .unwrap()
+            .replace(
+                "masquerade = [{ from = \"lan\", to = \"internet\" }]",
+                "roles = [\"client\", \"recover\", \"router\"]",
+            )
+            .replace(
+                "roles = [\"client\", \"recover\", \"router\"]\ninterfaces = [\n",
+                "interfaces = [\n",
+            );
     std::fs::write(&bad, &text).unwrap();
-    let (code, _, stderr) = amwall(&["plan", bad.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("no route") || stderr.contains("cannot return"), "{stderr}");
+    assert!(
+        stderr.contains("no route") || stderr.contains("cannot return"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("o").exists());
 }
 

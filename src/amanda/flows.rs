@@ -189,7 +189,6 @@ fn recover_flows(d: &Deployment, s: HostId, r: HostId, out: &mut Vec<Flow>) {
     // amanda-client.conf (A:recover-src/amrecover.c).
     let auth = rc.auth;
     let port = control_port(auth, &rc.client_port);
-    let helper = auth.is_udp() && sv.conntrack_helper;
     let flow = |stream, proto, dport, sport, helper, why: &str| Flow {
         operation: Operation::Recover,
         stream,
@@ -209,7 +208,10 @@ fn recover_flows(d: &Deployment, s: HostId, r: HostId, out: &mut Vec<Flow>) {
                 Proto::Udp,
                 PortRange::single(port),
                 Some(rc.reserved_udp_port),
-                if helper { HelperRole::Assign } else { HelperRole::None },
+                // The helper would only cover amindexd's MESG; the streams below must be
+                // open anyway (it does not parse CTL), so assigning it buys nothing. The
+                // lab's minimal TSHost in helper mode is the static one (DESIGN.md).
+                HelperRole::None,
                 "amrecover asks the server's amandad for amindexd and amidxtaped, from a port in its reserved-udp-port",
             ));
             // The direction flips: amandad on the server listens in ITS unreserved range
