@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::amanda::{self, Flow, Lint};
 use crate::diag::{Error, InputError, Result};
-use crate::model::Deployment;
+use crate::model::{AddrIndex, Deployment};
 use crate::policy::{self, HostPolicy};
 use crate::render::{self, Backend};
 use crate::route::{self, Path};
@@ -24,14 +24,17 @@ pub struct Plan {
     #[serde(skip)]
     pub policies: Vec<HostPolicy>,
     pub lints: Vec<Lint>,
+    #[serde(skip)]
+    pub index: AddrIndex,
 }
 
 impl Plan {
     pub fn build(d: Deployment) -> Result<Plan> {
         let flows = amanda::flows(&d);
+        let index = AddrIndex::new(&d);
         let mut paths = Vec::with_capacity(flows.len());
         for f in &flows {
-            let p = route::path(&d, f).map_err(|e| {
+            let p = route::path(&d, &index, f).map_err(|e| {
                 let span = d.hosts[e.host].span;
                 Error::from(
                     InputError::new(
@@ -48,7 +51,7 @@ impl Plan {
             })?;
             paths.push(p);
         }
-        let policies = policy::compile(&d, &flows, &paths);
+        let policies = policy::compile(&d, &index, &flows, &paths);
         let lints = amanda::lint(&d);
         Ok(Plan {
             deployment: d,
@@ -56,6 +59,7 @@ impl Plan {
             paths,
             policies,
             lints,
+            index,
         })
     }
 
@@ -84,6 +88,15 @@ impl Plan {
         )
     }
 
+    /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
+    pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::ipset_text(
+            hp,
+            &self.header(name, &format!("Load before {name}.rules: ipset restore < {name}.ipset (netfilter-persistent loads it at boot with ipset-persistent)")),
+        )
+    }
+
     pub fn nft(&self, hp: &HostPolicy) -> String {
         let name = &self.deployment.hosts[hp.host].name;
         render::nft_text(hp, &self.header(name, &format!("Load: nft -f {name}.nft (or include it from /etc/nftables.conf); replaces only table ip amwall")))
@@ -106,6 +119,9 @@ impl Plan {
                 continue;
             }
             if backend.iptables() {
+                if let Some(sets) = self.ipset(hp) {
+                    out.push((format!("{name}.ipset"), sets));
+                }
                 out.push((format!("{name}.rules"), self.iptables(hp)));
             }
             if backend.nft() {

@@ -37,10 +37,37 @@ fn tables(text: &str) -> BTreeMap<String, Vec<String>> {
 fn iptables_files_load_and_read_back_identically() {
     let ns = Netns::new("amwk").expect("creating a netns needs root and iproute2");
     let mut loaded = 0;
+    let mut loaded_sets = 0;
     for (label, plan) in common::variants() {
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
             let text = plan.iptables(hp);
+            if let Some(sets) = plan.ipset(hp) {
+                let r = ns
+                    .exec(&["ipset", "restore"], Some(&sets))
+                    .expect("ipset must be installed");
+                assert!(
+                    r.ok(),
+                    "{label}/{host}: ipset restore failed: {}\n{sets}",
+                    r.stderr
+                );
+                // Every member the file adds is in the kernel's set afterwards.
+                let saved = ns.must(&["ipset", "save"]).unwrap().stdout;
+                for line in sets.lines().filter(|l| l.starts_with("add ")) {
+                    let mut w = line.split_whitespace().skip(1);
+                    let (tmp, member) = (w.next().unwrap(), w.next().unwrap());
+                    let name = tmp.trim_end_matches('~');
+                    assert!(
+                        saved.contains(&format!("add {name} {member}")),
+                        "{label}/{host}: {name} lacks {member}"
+                    );
+                    assert!(
+                        !saved.contains(&format!("create {tmp} ")),
+                        "temporary set {tmp} left behind"
+                    );
+                }
+                loaded_sets += 1;
+            }
             let t = ns
                 .exec(&["iptables-restore", "--test"], Some(&text))
                 .expect("iptables-restore must be installed");
@@ -68,6 +95,10 @@ fn iptables_files_load_and_read_back_identically() {
         }
     }
     assert!(loaded >= 60, "only {loaded} rulesets loaded");
+    assert!(
+        loaded_sets >= 4,
+        "the lan example's server must get an ipset: {loaded_sets}"
+    );
 }
 
 /// `nft list` wraps long element lists; join them before comparing.

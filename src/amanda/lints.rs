@@ -32,24 +32,24 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         })
     };
 
+    // Per server: how many of its clients talk UDP (bsd, bsdudp) and bsdtcp. One pass,
+    // so 10,000-client sites stay linear.
+    let mut udp_clients = vec![0usize; d.hosts.len()];
+    let mut tcp_clients = vec![0usize; d.hosts.len()];
+    for c in d.hosts.iter().filter(|c| c.roles.client) {
+        if let Some(s) = c.server {
+            if c.amanda.auth.is_udp() {
+                udp_clients[s] += 1;
+            } else if c.amanda.auth == Auth::Bsdtcp {
+                tcp_clients[s] += 1;
+            }
+        }
+    }
+
     for (h, host) in d.hosts.iter().enumerate() {
         let a = &host.amanda;
-        // Which UDP/TCP conversations this host starts or answers.
-        let udp_clients: Vec<HostId> = (0..d.hosts.len())
-            .filter(|&c| {
-                d.hosts[c].roles.client
-                    && d.hosts[c].server == Some(h)
-                    && d.hosts[c].amanda.auth.is_udp()
-            })
-            .collect();
-        let tcp_clients = (0..d.hosts.len())
-            .filter(|&c| {
-                d.hosts[c].roles.client
-                    && d.hosts[c].server == Some(h)
-                    && d.hosts[c].amanda.auth == Auth::Bsdtcp
-            })
-            .count();
-        let binds_udp = !udp_clients.is_empty() || (host.roles.recover && a.auth.is_udp());
+        let (udp_clients, tcp_clients) = (udp_clients[h], tcp_clients[h]);
+        let binds_udp = udp_clients > 0 || (host.roles.recover && a.auth.is_udp());
 
         // Debian's ambind refuses privileged UDP binds outside 840-860 (DESIGN.md, A:common-src/security-file.c).
         if d.build == Build::Debian
@@ -81,7 +81,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
 
         // One UDP socket per server process: amcheck, planner and each of `inparallel`
         // dumpers (amanda-protocol.md §4 "Too few ports", docs/portusage.txt).
-        if host.roles.server && !udp_clients.is_empty() {
+        if host.roles.server && udp_clients > 0 {
             let need = a.inparallel + 2;
             let have = facts::usable_ports(a.reserved_udp_port);
             if have < need {

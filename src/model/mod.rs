@@ -245,6 +245,36 @@ pub struct Deployment {
     pub overrides: Vec<Vec<String>>,
 }
 
+/// Who owns which address, for lookups that must not scan every host (10,000-client
+/// sites). Built from a `Deployment` when needed, so a clone whose addresses were
+/// rewritten (the lab's mapping) can never see a stale index.
+#[derive(Debug, Default)]
+pub struct AddrIndex {
+    owner: std::collections::HashMap<Ipv4Addr, (HostId, NetId)>,
+}
+
+impl AddrIndex {
+    pub fn new(d: &Deployment) -> Self {
+        let mut owner = std::collections::HashMap::with_capacity(d.hosts.len());
+        for (h, host) in d.hosts.iter().enumerate() {
+            for i in &host.interfaces {
+                owner.entry(i.address).or_insert((h, i.network));
+            }
+        }
+        AddrIndex { owner }
+    }
+    pub fn owner(&self, a: Ipv4Addr) -> Option<HostId> {
+        self.owner.get(&a).map(|(h, _)| *h)
+    }
+    /// The host that answers ARP for `a` on `net` (only hosts attached there can).
+    pub fn owner_on(&self, net: NetId, a: Ipv4Addr) -> Option<HostId> {
+        self.owner
+            .get(&a)
+            .filter(|(_, n)| *n == net)
+            .map(|(h, _)| *h)
+    }
+}
+
 impl Deployment {
     pub fn host(&self, id: HostId) -> &Host {
         &self.hosts[id]

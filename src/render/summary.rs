@@ -10,17 +10,10 @@ use crate::plan::Plan;
 use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
 use crate::route::{HopKind, Path};
 
-fn host_of(d: &Deployment, a: Ipv4Addr) -> Option<&str> {
-    d.hosts
-        .iter()
-        .find(|h| h.interfaces.iter().any(|i| i.address == a))
-        .map(|h| h.name.as_str())
-}
-
 /// "fwhost (192.168.2.1)" or the bare address when no host owns it.
-fn who(d: &Deployment, a: Ipv4Addr) -> String {
-    match host_of(d, a) {
-        Some(h) => format!("{h} ({a})"),
+fn who(plan: &Plan, a: Ipv4Addr) -> String {
+    match plan.index.owner(a) {
+        Some(h) => format!("{} ({a})", plan.deployment.hosts[h].name),
         None => a.to_string(),
     }
 }
@@ -32,10 +25,11 @@ fn ports(v: &[crate::model::PortRange]) -> String {
         .join(", ")
 }
 
-fn src_text(d: &Deployment, hp: &HostPolicy, r: &PolicyRule) -> String {
+fn src_text(plan: &Plan, hp: &HostPolicy, r: &PolicyRule) -> String {
+    let d = &plan.deployment;
     match &r.src {
         Addrs::Any => "any".into(),
-        Addrs::Net(n) if n.prefix_len() == 32 => who(d, n.addr()),
+        Addrs::Net(n) if n.prefix_len() == 32 => who(plan, n.addr()),
         Addrs::Net(n) => d
             .networks
             .iter()
@@ -211,14 +205,14 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
                         r.in_iface.as_deref().unwrap_or("*"),
                         r.out_iface.as_deref().unwrap_or("*")
                     ),
-                    who(d, r.dst.expect("forward rules name a destination")),
+                    who(plan, r.dst.expect("forward rules name a destination")),
                 ),
                 Place::Dnat => (
                     format!("port forward on {}", r.in_iface.as_deref().unwrap_or("*")),
                     format!(
                         "{} → {}",
                         r.dst.expect("dnat has dst"),
-                        who(d, r.dnat_to.expect("dnat has target"))
+                        who(plan, r.dnat_to.expect("dnat has target"))
                     ),
                 ),
                 Place::Helper => (
@@ -238,7 +232,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
                 "| {where_} | {} | {} | {sport} | {} | {to} | {} |",
                 r.proto,
                 ports(&r.dports),
-                src_text(d, hp, r),
+                src_text(plan, hp, r),
                 flow_refs(&r.flows)
             )
             .unwrap();
