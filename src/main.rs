@@ -51,6 +51,26 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Build the topology in network namespaces (documentation addresses only), load
+    /// the generated rules into the real kernel, and probe every flow and everything
+    /// else with real sockets. Needs root. Exit 0 only when everything passes.
+    Lab {
+        topology: PathBuf,
+        /// Which rules to load; both runs one lab after the other.
+        #[arg(long, value_enum, default_value = "both")]
+        backend: Backend,
+        /// Use this auth method everywhere instead of the topology's.
+        #[arg(long, value_parser = ["bsd", "bsdudp", "bsdtcp", "ssh", "local"])]
+        auth: Option<String>,
+        /// Turn the kernel's Amanda conntrack helper on or off everywhere (bsd, bsdudp).
+        #[arg(long, value_parser = ["on", "off"])]
+        helper: Option<String>,
+        /// Leave the namespaces up and print how to enter them.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
@@ -125,7 +145,109 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lab {
+            topology,
+            backend,
+            auth,
+            helper,
+            keep,
+            format,
+        } => lab(topology, backend, auth, helper, keep, format),
     }
+}
+
+fn lab(
+    topology: PathBuf,
+    backend: Backend,
+    auth: Option<String>,
+    helper: Option<String>,
+    keep: bool,
+    format: Format,
+) -> Result<ExitCode, amwall::Error> {
+    use amwall::lab::{Lab, Mode, Progress};
+    use indicatif::{ProgressBar, ProgressStyle};
+
+    let mut d = model::load_file(&topology)?;
+    if let Some(a) = auth.as_deref().and_then(model::Auth::parse) {
+        d = d.with_auth(a);
+    }
+    if let Some(h) = helper {
+        d = d.with_helper(h == "on");
+    }
+    // Ctrl-C (and SIGTERM): the guards cannot run when the process is killed, so
+    // remove every namespace this process made, then exit like an interrupted shell.
+    let _ = ctrlc::set_handler(|| {
+        let gone = amwall::lab::netns::remove_all();
+        eprintln!("\ninterrupted: removed {} lab namespaces", gone.len());
+        std::process::exit(130);
+    });
+    let modes: Vec<Mode> = match backend {
+        Backend::Iptables => vec![Mode::Iptables],
+        Backend::Nft => vec![Mode::Nft],
+        Backend::Both => vec![Mode::Iptables, Mode::Nft],
+    };
+    let mut reports = Vec::new();
+    let mut ok = true;
+    for mode in modes {
+        let mut l = match Lab::new(d.clone(), mode) {
+            Ok(l) => l,
+            Err(amwall::lab::LabError::Plan(e)) => return Err(e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        let mut progress = |p: Progress| match p {
+            Progress::Stage(s) => {
+                bar.set_length(0);
+                bar.set_message(s);
+            }
+            Progress::Probes { what, done, total } => {
+                bar.set_message(format!("probing {what}"));
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+        };
+        let res = l.run(&mut progress);
+        bar.finish_and_clear();
+        let report = match res {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        ok &= report.passed();
+        if format == Format::Text {
+            println!("{report}");
+        }
+        if keep {
+            println!("Kept ({}); enter a host with:", report.backend_name());
+            for k in l.keep() {
+                println!("  ip netns exec {} bash    # {}", k.namespace, k.host);
+            }
+            println!("Remove them with: ip netns del NAME");
+            println!();
+        }
+        reports.push(report);
+    }
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).expect("JSON of plain data")
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn main() -> ExitCode {

@@ -8,8 +8,27 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Every namespace this process created and still owns, so a Ctrl-C handler can
+/// remove them (`remove_all`) even while the thread that owns the guards is busy.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Delete every namespace this process still owns (for signal handlers: the guards
+/// will not run when the process exits). Returns the names removed.
+pub fn remove_all() -> Vec<String> {
+    let names: Vec<String> = std::mem::take(&mut *live());
+    for n in &names {
+        let _ = run(Command::new("ip").args(["netns", "del", n]), None);
+    }
+    names
+}
 
 #[derive(Debug)]
 pub struct Output {
@@ -65,6 +84,7 @@ impl Netns {
                 out.stderr.trim()
             )));
         }
+        live().push(name.clone());
         let ns = Netns { name };
         // Loopback is down in a fresh namespace; Amanda and probes need it.
         ns.must(&["ip", "link", "set", "lo", "up"])?;
@@ -73,6 +93,15 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Give up ownership: the namespace outlives the guard (and the process);
+    /// returns its name. `ip netns del NAME` removes it later.
+    pub fn keep(self) -> String {
+        let name = self.name.clone();
+        live().retain(|n| *n != name);
+        std::mem::forget(self);
+        name
     }
 
     /// Run a command inside the namespace.
@@ -118,6 +147,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = run(Command::new("ip").args(["netns", "del", &self.name]), None);
+        live().retain(|n| *n != self.name);
     }
 }
 
