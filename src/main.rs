@@ -179,6 +179,7 @@ fn lab(
     let _ = ctrlc::set_handler(|| {
         let gone = amwall::lab::netns::remove_all();
         eprintln!("\ninterrupted: removed {} lab namespaces", gone.len());
+        // Exit without unwinding while remove_all's refusal to create more holds.
         std::process::exit(130);
     });
     let modes: Vec<Mode> = match backend {

@@ -141,7 +141,7 @@ impl Lab {
                 "amwall lab needs root: it creates network namespaces and loads firewall rules into them".into(),
             ));
         }
-        let mut tools = vec!["ip", "sysctl"];
+        let mut tools = vec!["ip"];
         match self.backend {
             Mode::Iptables => {
                 tools.push("iptables-restore");
@@ -154,7 +154,7 @@ impl Lab {
         let missing: Vec<&str> = tools.into_iter().filter(|t| !have(t)).collect();
         if !missing.is_empty() {
             return Err(LabError::Env(format!(
-                "amwall lab needs {} (Debian: apt-get install iproute2 procps iptables nftables ipset)",
+                "amwall lab needs {} (Debian: apt-get install iproute2 iptables nftables ipset)",
                 missing.join(", ")
             )));
         }

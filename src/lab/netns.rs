@@ -20,15 +20,21 @@ fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
     LIVE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Delete every namespace this process still owns (for signal handlers: the guards
-/// will not run when the process exits). Returns the names removed.
+/// Delete every namespace this process still owns, and refuse to create more (for
+/// a signal handler that then exits: the guards will not run). Creation holds the
+/// same lock while it runs `ip netns add`, so a namespace being made when the signal
+/// comes is removed too. Returns the names removed.
 pub fn remove_all() -> Vec<String> {
-    let names: Vec<String> = std::mem::take(&mut *live());
+    let mut live = live();
+    CLOSED.store(true, Ordering::SeqCst);
+    let names: Vec<String> = std::mem::take(&mut *live);
     for n in &names {
         let _ = run(Command::new("ip").args(["netns", "del", n]), None);
     }
     names
 }
+
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug)]
 pub struct Output {
@@ -77,14 +83,20 @@ impl Netns {
     pub fn new(prefix: &str) -> io::Result<Netns> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("{prefix}-{}-{n}", std::process::id());
-        let out = run(Command::new("ip").args(["netns", "add", &name]), None)?;
-        if !out.ok() {
-            return Err(io::Error::other(format!(
-                "ip netns add {name}: {}",
-                out.stderr.trim()
-            )));
+        {
+            let mut live = live();
+            if CLOSED.load(Ordering::SeqCst) {
+                return Err(io::Error::other("shutting down: no new namespaces"));
+            }
+            let out = run(Command::new("ip").args(["netns", "add", &name]), None)?;
+            if !out.ok() {
+                return Err(io::Error::other(format!(
+                    "ip netns add {name}: {}",
+                    out.stderr.trim()
+                )));
+            }
+            live.push(name.clone());
         }
-        live().push(name.clone());
         let ns = Netns { name };
         // Loopback is down in a fresh namespace; Amanda and probes need it.
         ns.must(&["ip", "link", "set", "lo", "up"])?;

@@ -159,7 +159,8 @@ impl LabNet {
                     }
                 })?;
             if host.roles.router {
-                lab.hosts[h].must(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])?;
+                // /proc/sys/net belongs to the namespace of the thread that opens it.
+                lab.hosts[h].run_in(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))??;
             }
         }
         Ok(lab)
