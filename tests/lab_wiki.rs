@@ -154,3 +154,40 @@ fn router_sharing_the_masquerade_address_is_a_note() {
         "{r}"
     );
 }
+
+/// DESIGN.md (lab, kernel 6.18): `INDEX -1` (`index no`) stops the helper's parsing,
+/// so the STATE stream gets no expectation. The plan for bsd + helper + `index no`
+/// still relies on the helper alone, and the lab shows STATE blocked for every
+/// dumper while DATA and MESG pass.
+#[test]
+fn bsd_helper_with_index_no_loses_the_state_stream() {
+    let mut d = common::example("wiki")
+        .with_auth(Auth::Bsd)
+        .with_helper(true);
+    d.amanda.index = false;
+    for h in &mut d.hosts {
+        h.amanda.index = false;
+    }
+    let mut lab = Lab::new(d, Mode::Nft).unwrap();
+    let r = lab
+        .run(&mut |_| {})
+        .expect("needs root, iproute2, nftables");
+    let helper: Vec<_> = r
+        .flows
+        .iter()
+        .filter(|f| f.detail.starts_with("RELATED via the helper"))
+        .collect();
+    assert_eq!(helper.len(), 3, "{r}");
+    for f in helper {
+        assert_eq!(f.status, Status::Fail, "{r}");
+        assert_eq!(f.detail.matches("STATE").count(), 2, "{}", f.detail);
+        assert_eq!(
+            f.detail.matches("FAILED").count(),
+            2,
+            "only STATE: {}",
+            f.detail
+        );
+        assert!(!f.detail.contains("INDEX"), "{}", f.detail);
+    }
+    assert_eq!(r.failed_flows(), 3, "{r}");
+}

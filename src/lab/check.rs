@@ -917,7 +917,7 @@ fn flows(
         let (status, seen, detail) = judge(d, &plan.flows[*i], &plan.paths[*i], pr, o);
         results[*i] = Some(row(plan, *i, probe_text(d, pr), seen, status, detail));
     }
-    for i in 0..plan.flows.len() {
+    for (i, result) in results.iter_mut().enumerate() {
         let mine: Vec<usize> = (0..exchanges.len())
             .filter(|&k| exchanges[k].flow == i)
             .collect();
@@ -972,7 +972,7 @@ fn flows(
             .and_then(|s| s.2.sport)
             .map(|s| format!(":{s}"))
             .unwrap_or_default();
-        results[i] = Some(row(
+        *result = Some(row(
             plan,
             i,
             format!(
@@ -1172,5 +1172,54 @@ impl Report {
             Mode::Iptables => "iptables",
             Mode::Nft => "nft",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nf_conntrack_amanda copies at most 5 characters of each number
+    /// (net/netfilter/nf_conntrack_amanda.c, `pbuf[sizeof("65535")]`): bsdudp's
+    /// multiplexed handles 499999.. become port 49999 (DESIGN.md, lab finding).
+    #[test]
+    fn the_helper_reads_bsdudp_handles_as_port_49999() {
+        let (reply, streams) = connect_reply(Auth::Bsdudp, true, 50097);
+        assert_eq!(streams, vec![("DATA", 50097)]);
+        assert!(reply.contains("CONNECT DATA 50097 MESG 499999 INDEX 499998 STATE 499997\n"));
+        assert_eq!(truncated_ports(&reply), vec![49999]);
+        let (reply, streams) = connect_reply(Auth::Bsd, true, 50097);
+        assert_eq!(streams.len(), 4);
+        assert!(truncated_ports(&reply).is_empty());
+    }
+
+    /// `A:client-src/sendbackup.c` (3.4+): `CONNECT DATA p MESG p INDEX p|-1 STATE p`.
+    #[test]
+    fn bsd_reply_without_index_says_minus_one() {
+        let (reply, streams) = connect_reply(Auth::Bsd, false, 50000);
+        assert!(reply.contains("CONNECT DATA 50000 MESG 50001 INDEX -1 STATE 50002\n"));
+        let names: Vec<_> = streams.iter().map(|s| s.0).collect();
+        assert_eq!(names, ["DATA", "MESG", "STATE"]);
+    }
+
+    /// nf_nat_l4proto_unique_tuple keeps a remapped port in its class; leaving the
+    /// class (privileged → unprivileged) is what makes a client say "port N not secure".
+    #[test]
+    fn source_port_class_is_checked() {
+        let r = Some(PortRange::new(840, 860));
+        assert_eq!(sport_ok(r, Some(845), 845), Ok(String::new()));
+        assert!(sport_ok(r, Some(845), 700).unwrap().contains("same class"));
+        assert!(sport_ok(r, Some(845), 40000).is_err());
+        assert_eq!(sport_ok(None, None, 40000), Ok(String::new()));
+    }
+
+    #[test]
+    fn exposure_source_ports_stay_off_the_probed_ports_and_differ_per_host() {
+        let p: BTreeSet<u16> = [840, 850, 859, 860, 861].into();
+        let r = PortRange::new(840, 860);
+        let picks: Vec<u16> = (0..4).map(|k| pick_off(k, r, &p)).collect();
+        assert_eq!(picks, [858, 857, 856, 855]);
+        assert!(!p.contains(&ephemeral(0, &p)));
+        assert_ne!(ephemeral(0, &p), ephemeral(1, &p));
     }
 }
