@@ -196,6 +196,22 @@ fn bind(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
     .map(|_| ())
 }
 
+/// bind(2), waiting out a previous listener on the same port. Listeners are closed
+/// between batches, but a process that another thread is just spawning holds a
+/// copy of every descriptor until its exec (SOCK_CLOEXEC closes them only then),
+/// so for a moment the old socket lives on.
+fn bind_patiently(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match bind(fd, a) {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// connect(2) on a non-blocking socket: in progress counts as success.
 fn connect(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
     let sa = sockaddr(a);
@@ -486,7 +502,7 @@ fn run_batch(
                 if proto == Proto::Tcp {
                     set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
                 }
-                bind(raw, at).map_err(|e| {
+                bind_patiently(raw, at).map_err(|e| {
                     io::Error::new(
                         e.kind(),
                         format!("listen {proto} {at} in {}: {e}", ns.name()),
