@@ -279,20 +279,76 @@ fn host_policy(
             });
         }
     }
-    // Management comes first in INPUT; then drop every rule an earlier one covers,
-    // crediting its flows to the covering rule.
+    // Management comes first in INPUT. Then drop every rule another one covers,
+    // crediting its flows to the coverer: all rules of a place have the same
+    // verdict, so order among them does not change what passes, and a rule made
+    // redundant by a later, wider one is as useless as a shadowed one.
     let mut all: Vec<PolicyRule> = mgmt_rules;
     all.extend(rules);
+    let n = all.len();
+    // coverer[i] = the rule that absorbs rule i (itself when kept). Mutual cover means
+    // equal rules: the first one stays.
+    let mut coverer: Vec<usize> = (0..n).collect();
+    for i in 0..n {
+        for j in 0..n {
+            if i != j
+                && covers(&all[j], &all[i], &groups)
+                && (j < i || !covers(&all[i], &all[j], &groups))
+            {
+                coverer[i] = j;
+                break;
+            }
+        }
+    }
+    // Follow chains (a ⊂ b ⊂ c) to the rule that is kept.
+    for i in 0..n {
+        let mut k = coverer[i];
+        while coverer[k] != k {
+            k = coverer[k];
+        }
+        coverer[i] = k;
+    }
+    let mut absorbed: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if coverer[i] != i {
+            let f = std::mem::take(&mut all[i].flows);
+            absorbed[coverer[i]].extend(f);
+        }
+    }
     let mut kept: Vec<PolicyRule> = Vec::new();
-    for r in all {
-        match kept.iter_mut().find(|k| covers(k, &r, &groups)) {
-            Some(k) => k.flows.extend(r.flows),
-            None => kept.push(r),
+    for (i, mut r) in all.into_iter().enumerate() {
+        if coverer[i] == i {
+            r.flows.append(&mut absorbed[i]);
+            kept.push(r);
         }
     }
     for k in &mut kept {
         k.flows.sort_unstable();
         k.flows.dedup();
+        if k.label != "management" {
+            k.label = label(flows, &k.flows);
+        }
+    }
+    // Groups whose only rules were absorbed are not emitted: renumber the rest.
+    let mut used = vec![false; groups.len()];
+    for k in &kept {
+        if let Addrs::Group(g) = k.src {
+            used[g] = true;
+        }
+    }
+    let mut renumber = vec![usize::MAX; groups.len()];
+    let mut live = Vec::new();
+    for (i, g) in groups.into_iter().enumerate() {
+        if used[i] {
+            renumber[i] = live.len();
+            live.push(g);
+        }
+    }
+    let groups = live;
+    for k in &mut kept {
+        if let Addrs::Group(g) = &mut k.src {
+            *g = renumber[*g];
+        }
     }
     let masquerade = host
         .masquerade

@@ -32,5 +32,11 @@ pub fn variants() -> Vec<(String, Plan)> {
             }
         }
     }
+    // amoldrecover opens 10082/10083 and a range with no source constraint.
+    let mut legacy = example("wiki").with_auth(Auth::Bsd);
+    for h in &mut legacy.hosts {
+        h.amanda.legacy_recover = true;
+    }
+    out.push(("wiki-bsd-legacy".into(), Plan::build(legacy).unwrap()));
     out
 }
