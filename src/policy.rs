@@ -212,8 +212,8 @@ fn host_policy(
         Option<PortRange>,
         Option<Ipv4Addr>,
     );
-    let mut by_key: BTreeMap<(usize, Key), BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>> =
-        BTreeMap::new();
+    type PerSource = BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>;
+    let mut by_key: BTreeMap<(usize, Key), PerSource> = BTreeMap::new();
     let mut key_order: Vec<Key> = Vec::new();
     for n in &needs {
         let key: Key = (
@@ -259,10 +259,26 @@ fn host_policy(
         for (dports, srcs, mut fl) in by_ports {
             fl.sort_unstable();
             fl.dedup();
-            let src = if srcs.len() == 1 {
-                Addrs::Net(Ipv4Net::new(srcs[0], 32).expect("/32"))
+            // Exact aggregation: neighbouring addresses that fill a prefix become it
+            // (never a wider prefix than the members cover).
+            let nets: Vec<Ipv4Net> = srcs
+                .iter()
+                .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
+                .collect();
+            let nets = Ipv4Net::aggregate(&nets);
+            let src = if nets.len() == 1 {
+                Addrs::Net(nets[0])
             } else {
-                Addrs::Group(group_for(d, idx, flows, &fl, place, &srcs, &mut groups))
+                Addrs::Group(group_for(
+                    d,
+                    idx,
+                    flows,
+                    &fl,
+                    place,
+                    &srcs,
+                    nets,
+                    &mut groups,
+                ))
             };
             rules.push(PolicyRule {
                 place,
@@ -368,6 +384,7 @@ fn host_policy(
 }
 
 /// Name and register (or reuse) a group for `srcs`. Names say who is in it.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn group_for(
     d: &Deployment,
     idx: &AddrIndex,
@@ -375,12 +392,9 @@ fn group_for(
     fl: &[usize],
     place: Place,
     srcs: &[Ipv4Addr],
+    members: Vec<Ipv4Net>,
     groups: &mut Vec<AddrGroup>,
 ) -> usize {
-    let members: Vec<Ipv4Net> = srcs
-        .iter()
-        .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
-        .collect();
     if let Some(i) = groups.iter().position(|g| g.members == members) {
         return i;
     }

@@ -50,7 +50,7 @@ impl PortRange {
     pub const fn single(p: u16) -> Self {
         PortRange { lo: p, hi: p }
     }
-    pub fn len(&self) -> u32 {
+    pub fn count(&self) -> u32 {
         u32::from(self.hi) - u32::from(self.lo) + 1
     }
     pub fn contains(&self, p: u16) -> bool {
