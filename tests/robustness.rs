@@ -54,8 +54,8 @@ proptest! {
     ) {
         let ranges = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"];
         let mut t = format!("[amanda]\nauth = \"{auth}\"\nclient-port = 10080\nconntrack-helper = {helper}\n");
-        for n in 0..nets {
-            t.push_str(&format!("[[network]]\nname = \"n{n}\"\ncidr = \"{}\"\n", ranges[n]));
+        for (n, cidr) in ranges.iter().enumerate().take(nets) {
+            t.push_str(&format!("[[network]]\nname = \"n{n}\"\ncidr = \"{cidr}\"\n"));
         }
         for (i, (ifs, roles, gw, masq)) in hosts.iter().enumerate() {
             let mut seen = Vec::new();
