@@ -41,7 +41,7 @@ pub use security::{
 };
 pub use server::{
     load_server_config, AmandaConfig, ClientEntry, Definition, DiskEntry, DumptypeRef,
-    ServerSettings,
+    DumptypeSettings, ServerSettings,
 };
 pub use source::{Pos, Spanned};
 

@@ -512,6 +512,17 @@ impl Parser<'_> {
                 }
                 Tok::Word(w) => {
                     let key = keywords::normalize(&w);
+                    if key == "define" || key == "includefile" {
+                        // Most likely the `}` of the block above is missing; say so
+                        // here, where Amanda also stops ("dumptype parameter expected").
+                        return Err(loc
+                            .error(
+                                format!("`{w}` inside a block: `}}` missing before this line"),
+                                "still inside the block",
+                            )
+                            .with_help(format!("the block opened at {} is not closed", open.pos()))
+                            .into());
+                    }
                     let bare = matches!(lx.peek()?.tok, Tok::Newline | Tok::Eof);
                     let known = kind.map(|k| keywords::known(Section::Block(k), &key));
                     if bare && known == Some(false) {

@@ -25,9 +25,22 @@ pub struct AmandaConfig {
     pub clients: Vec<ClientEntry>,
     /// Every `define`d name (and Amanda's predefined dumptypes), in order.
     pub definitions: Vec<Definition>,
+    /// What every dumptype (defined or predefined) resolves to.
+    pub dumptypes: Vec<DumptypeSettings>,
     /// amanda.conf's top-level parameters as written, including unknown ones.
     pub params: Vec<super::RawParam>,
     pub warnings: Vec<Warning>,
+}
+
+/// A dumptype after inheritance, with Amanda's defaults filled in.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumptypeSettings {
+    pub name: String,
+    /// None for Amanda's predefined dumptypes.
+    pub pos: Option<Pos>,
+    pub auth: Setting<Auth>,
+    pub index: Setting<bool>,
+    pub client_port: Setting<Option<ClientPort>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -257,6 +270,30 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
     let disks = disklist::read(&diskfile, &dir, &defs, &mut warnings, &mut files)?;
     let clients = group(disks);
 
+    // A dumptype no entry uses may hold what amwall cannot model (auth "krb5"):
+    // that is worth a warning, not a failure.
+    let mut dumptypes = Vec::new();
+    for d in defs.by_kind.get(&Kind::Dumptype).into_iter().flatten() {
+        match dle_settings(&d.resolved) {
+            Ok((auth, index, client_port)) => dumptypes.push(DumptypeSettings {
+                name: d.name.clone(),
+                pos: d.loc.as_ref().map(|l| l.pos()),
+                auth,
+                index,
+                client_port,
+            }),
+            Err(e) => warnings.push(Warning {
+                code: "unusable-dumptype",
+                pos: Pos {
+                    file: e.file.as_str().into(),
+                    line: e.line,
+                    column: e.column,
+                },
+                message: format!("dumptype `{}`: {}", d.name, e.message),
+            }),
+        }
+    }
+
     let mut definitions = Vec::new();
     for (kind, list) in &defs.by_kind {
         for d in list {
@@ -273,6 +310,7 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
         server,
         clients,
         definitions,
+        dumptypes,
         params: super::raw_params(&doc.stmts, super::keywords::Section::Server),
         warnings,
     })
