@@ -83,16 +83,13 @@ impl Lexer {
     fn scan(&mut self) -> Result<Token, InputError> {
         let text = Arc::clone(&self.src.text);
         let b = text.as_bytes();
-        loop {
-            while self.pos < b.len() && b[self.pos] != b'\n' && b[self.pos].is_ascii_whitespace() {
+        while self.pos < b.len() && b[self.pos] != b'\n' && b[self.pos].is_ascii_whitespace() {
+            self.pos += 1;
+        }
+        if self.pos < b.len() && b[self.pos] == b'#' {
+            while self.pos < b.len() && b[self.pos] != b'\n' {
                 self.pos += 1;
             }
-            if self.pos < b.len() && b[self.pos] == b'#' {
-                while self.pos < b.len() && b[self.pos] != b'\n' {
-                    self.pos += 1;
-                }
-            }
-            break;
         }
         let start = self.pos;
         if start >= b.len() {

@@ -55,8 +55,8 @@ pub fn load_security_conf(path: &Path) -> Result<SecurityConf, Error> {
 }
 
 /// Parse the text of an amanda-security.conf; `name` is used in positions.
-pub fn parse_security_conf(name: &str, text: &str) -> Result<SecurityConf, InputError> {
-    parse(&Src::new(Path::new(name), text.to_string()))
+pub fn parse_security_conf(name: &str, text: &str) -> Result<SecurityConf, Error> {
+    Ok(parse(&Src::new(Path::new(name), text.to_string()))?)
 }
 
 fn parse(src: &std::sync::Arc<Src>) -> Result<SecurityConf, InputError> {

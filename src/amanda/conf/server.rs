@@ -317,9 +317,10 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
 }
 
 /// The dumptype values a DLE gets, with Amanda's defaults.
-pub(crate) fn dle_settings(
-    r: &Resolved,
-) -> Result<(Setting<Auth>, Setting<bool>, Setting<Option<ClientPort>>), crate::diag::InputError> {
+/// The three values a DLE's dumptype decides.
+pub(crate) type DleSettings = (Setting<Auth>, Setting<bool>, Setting<Option<ClientPort>>);
+
+pub(crate) fn dle_settings(r: &Resolved) -> Result<DleSettings, crate::diag::InputError> {
     let auth = values::setting(
         r,
         "auth",
