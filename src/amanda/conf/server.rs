@@ -380,3 +380,66 @@ fn group(disks: Vec<DiskEntry>) -> Vec<ClientEntry> {
     }
     clients
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(amanda_conf: &str, disklist: &str) -> Result<AmandaConfig, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("amanda.conf"), amanda_conf).unwrap();
+        std::fs::write(dir.path().join("disklist"), disklist).unwrap();
+        load_server_config(dir.path(), &LoadOptions::default())
+    }
+
+    /// amcheck/planner use `hostp->disks->auth`, the host's last disklist entry.
+    #[test]
+    fn a_host_talks_with_its_last_entrys_auth() {
+        let c = config(
+            "define dumptype u {\n  auth \"bsdudp\"\n  index no\n}\n",
+            "h /a u\nh /b bsdtcp-auth\n",
+        )
+        .unwrap();
+        assert_eq!(c.clients.len(), 1);
+        assert_eq!(c.clients[0].auth.value, Auth::Bsdtcp);
+        assert!(!c.clients[0].index.value, "one entry has index no");
+    }
+
+    /// conffile.c init_dumptype_defaults (and amgetconf on an empty dumptype):
+    /// auth BSDTCP, index yes, client-port "".
+    #[test]
+    fn dumptype_defaults() {
+        let c = config("define dumptype e {\n  comment \"\"\n}\n", "h / e\n").unwrap();
+        let h = &c.clients[0];
+        assert_eq!(h.auth.value, Auth::Bsdtcp);
+        assert!(h.index.value);
+        assert_eq!(h.client_port.value, None);
+        assert!(matches!(h.auth.origin, Origin::Default(_)));
+        assert_eq!(c.server.inparallel.value, 10);
+        assert_eq!(c.server.reserved_udp_port.value, PortRange::new(840, 860));
+    }
+
+    /// A dumptype nobody uses may carry an auth amwall does not model.
+    #[test]
+    fn unused_krb5_dumptype_is_a_warning() {
+        let c = config("define dumptype k {\n  auth \"krb5\"\n}\n", "").unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert_eq!(c.warnings[0].code, "unusable-dumptype");
+        assert_eq!(c.warnings[0].pos.line, 2);
+        let e = config("define dumptype k {\n  auth \"krb5\"\n}\n", "h / k\n").unwrap_err();
+        assert!(
+            e.to_string().ends_with(":2:8: unknown auth \"krb5\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_device_needs_a_dumptype_after_it() {
+        let e = config("", "h /a /dev/sda1\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("disklist:1:6: unknown dumptype `/dev/sda1`"),
+            "{e}"
+        );
+    }
+}
