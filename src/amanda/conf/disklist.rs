@@ -227,7 +227,7 @@ impl State<'_> {
                     return Err(loc(w)
                         .error(format!("undefined network interface `{}`", w.text), "not defined")
                         .with_help(format!(
-                            "define it in amanda.conf, e.g. `define interface {} {{ use 400 kbps }}`",
+                            "define it in amanda.conf: `define interface {} {{`, then `use 400 kbps` and `}}` on lines of their own",
                             w.text
                         ))
                         .into());
