@@ -27,12 +27,61 @@ enum Format {
     Json,
 }
 
+/// Where the Amanda side comes from when not (only) from the topology.
+#[derive(clap::Args)]
+struct AmandaArgs {
+    /// The server's Amanda config directory (amanda.conf + disklist).
+    #[arg(long, value_name = "DIR")]
+    amanda_config: Option<PathBuf>,
+    /// A hosts file (/etc/hosts format) for hosts the topology does not list.
+    #[arg(long, value_name = "FILE")]
+    hosts: Option<PathBuf>,
+    /// Without a topology: the server's name (looked up in --hosts).
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// Debian's /etc/amanda-security.conf to check ranges against.
+    #[arg(long, value_name = "FILE")]
+    security_conf: Option<PathBuf>,
+    /// A services(5) file to resolve client-port names against.
+    #[arg(long, value_name = "FILE")]
+    services: Option<PathBuf>,
+}
+
+impl AmandaArgs {
+    fn sources(&self) -> model::AmandaSources {
+        model::AmandaSources {
+            config: self.amanda_config.clone(),
+            client_confs: vec![],
+            hosts_file: self.hosts.clone(),
+            security_conf: self.security_conf.clone(),
+            services: self.services.clone(),
+        }
+    }
+
+    fn load(&self, topology: Option<&PathBuf>) -> Result<model::Deployment, amwall::Error> {
+        let src = self.sources();
+        match (topology, &self.server, &self.hosts) {
+            (Some(t), _, _) => model::load_file_with(t, &src),
+            (None, Some(server), Some(hosts)) if self.amanda_config.is_some() => {
+                let text = model::flat_topology(server, hosts)?;
+                model::load_str_with("(flat network from --hosts)", text, &src)
+            }
+            _ => Err(amwall::Error::Usage(
+                "give a topology file, or --amanda-config DIR --hosts FILE --server NAME".into(),
+            )),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write per-host iptables-restore files, nft scripts and SUMMARY.md for a topology.
     Plan {
-        /// Topology file (TOML).
-        topology: PathBuf,
+        /// Topology file (TOML). Optional with --amanda-config, --hosts and --server:
+        /// then every host is assumed on one flat network.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
@@ -77,12 +126,13 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
     match cli.command {
         Command::Plan {
             topology,
+            amanda,
             out,
             backend,
             host,
             quiet,
         } => {
-            let plan = Plan::build(model::load_file(&topology)?)?;
+            let plan = Plan::build(amanda.load(topology.as_ref())?)?;
             let files = plan.outputs(backend, host.as_deref())?;
             let written = write_outputs(&out, &files)?;
             if !quiet {
@@ -99,6 +149,9 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                         .unwrap_or_default(),
                     l.message
                 );
+            }
+            for (code, w) in &plan.deployment.provenance.warnings {
+                eprintln!("warning[{code}]: {w}");
             }
             for w in written {
                 eprintln!("wrote {}", w.display());

@@ -133,24 +133,47 @@ impl Plan {
     }
 }
 
-/// Write each file atomically (temp file in the same directory, then rename).
+/// Write the files so that no reader ever sees a half-written one, and bad input
+/// (caught before this is called) never touches `dir`.
+///
+/// When `dir` does not exist yet, everything is written into a sibling staging
+/// directory that is renamed into place at the end: one rename instead of one per
+/// file, which matters for a 10,000-client plan (20,000 files). Into an existing
+/// directory each file goes to a temporary name and is renamed over its target,
+/// leaving any other files there alone. No fsync: these are drafts an admin
+/// installs, not the live configuration.
 pub fn write_outputs(dir: &FsPath, files: &[(String, String)]) -> Result<Vec<PathBuf>> {
     let io = |path: &FsPath| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut written = Vec::new();
+    let written = files.iter().map(|(name, _)| dir.join(name)).collect();
+    if !dir.exists() {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".amwall-staging-")
+            .tempdir_in(&parent)
+            .map_err(io(&parent))?;
+        for (name, content) in files {
+            let p = staging.path().join(name);
+            std::fs::write(&p, content).map_err(io(&p))?;
+        }
+        let staged = staging.keep();
+        if let Err(e) = std::fs::rename(&staged, dir) {
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(io(dir)(e));
+        }
+        return Ok(written);
+    }
     for (name, content) in files {
         let target = dir.join(name);
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
         tmp.write_all(content.as_bytes()).map_err(io(&target))?;
-        tmp.as_file().sync_all().map_err(io(&target))?;
-        tmp.persist(&target).map_err(|e| Error::Io {
-            path: target.clone(),
-            source: e.error,
-        })?;
-        written.push(target);
+        tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
     }
     Ok(written)
 }

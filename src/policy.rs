@@ -212,8 +212,8 @@ fn host_policy(
         Option<PortRange>,
         Option<Ipv4Addr>,
     );
-    let mut by_key: BTreeMap<(usize, Key), BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>> =
-        BTreeMap::new();
+    type PerSource = BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>;
+    let mut by_key: BTreeMap<(usize, Key), PerSource> = BTreeMap::new();
     let mut key_order: Vec<Key> = Vec::new();
     for n in &needs {
         let key: Key = (
@@ -259,10 +259,26 @@ fn host_policy(
         for (dports, srcs, mut fl) in by_ports {
             fl.sort_unstable();
             fl.dedup();
-            let src = if srcs.len() == 1 {
-                Addrs::Net(Ipv4Net::new(srcs[0], 32).expect("/32"))
+            // Exact aggregation: neighbouring addresses that fill a prefix become it
+            // (never a wider prefix than the members cover).
+            let nets: Vec<Ipv4Net> = srcs
+                .iter()
+                .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
+                .collect();
+            let nets = Ipv4Net::aggregate(&nets);
+            let src = if nets.len() == 1 {
+                Addrs::Net(nets[0])
             } else {
-                Addrs::Group(group_for(d, idx, flows, &fl, place, &srcs, &mut groups))
+                Addrs::Group(group_for(
+                    d,
+                    idx,
+                    flows,
+                    &fl,
+                    place,
+                    &srcs,
+                    nets,
+                    &mut groups,
+                ))
             };
             rules.push(PolicyRule {
                 place,
@@ -279,20 +295,76 @@ fn host_policy(
             });
         }
     }
-    // Management comes first in INPUT; then drop every rule an earlier one covers,
-    // crediting its flows to the covering rule.
+    // Management comes first in INPUT. Then drop every rule another one covers,
+    // crediting its flows to the coverer: all rules of a place have the same
+    // verdict, so order among them does not change what passes, and a rule made
+    // redundant by a later, wider one is as useless as a shadowed one.
     let mut all: Vec<PolicyRule> = mgmt_rules;
     all.extend(rules);
+    let n = all.len();
+    // coverer[i] = the rule that absorbs rule i (itself when kept). Mutual cover means
+    // equal rules: the first one stays.
+    let mut coverer: Vec<usize> = (0..n).collect();
+    for i in 0..n {
+        for j in 0..n {
+            if i != j
+                && covers(&all[j], &all[i], &groups)
+                && (j < i || !covers(&all[i], &all[j], &groups))
+            {
+                coverer[i] = j;
+                break;
+            }
+        }
+    }
+    // Follow chains (a ⊂ b ⊂ c) to the rule that is kept.
+    for i in 0..n {
+        let mut k = coverer[i];
+        while coverer[k] != k {
+            k = coverer[k];
+        }
+        coverer[i] = k;
+    }
+    let mut absorbed: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if coverer[i] != i {
+            let f = std::mem::take(&mut all[i].flows);
+            absorbed[coverer[i]].extend(f);
+        }
+    }
     let mut kept: Vec<PolicyRule> = Vec::new();
-    for r in all {
-        match kept.iter_mut().find(|k| covers(k, &r, &groups)) {
-            Some(k) => k.flows.extend(r.flows),
-            None => kept.push(r),
+    for (i, mut r) in all.into_iter().enumerate() {
+        if coverer[i] == i {
+            r.flows.append(&mut absorbed[i]);
+            kept.push(r);
         }
     }
     for k in &mut kept {
         k.flows.sort_unstable();
         k.flows.dedup();
+        if k.label != "management" {
+            k.label = label(flows, &k.flows);
+        }
+    }
+    // Groups whose only rules were absorbed are not emitted: renumber the rest.
+    let mut used = vec![false; groups.len()];
+    for k in &kept {
+        if let Addrs::Group(g) = k.src {
+            used[g] = true;
+        }
+    }
+    let mut renumber = vec![usize::MAX; groups.len()];
+    let mut live = Vec::new();
+    for (i, g) in groups.into_iter().enumerate() {
+        if used[i] {
+            renumber[i] = live.len();
+            live.push(g);
+        }
+    }
+    let groups = live;
+    for k in &mut kept {
+        if let Addrs::Group(g) = &mut k.src {
+            *g = renumber[*g];
+        }
     }
     let masquerade = host
         .masquerade
@@ -312,6 +384,7 @@ fn host_policy(
 }
 
 /// Name and register (or reuse) a group for `srcs`. Names say who is in it.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn group_for(
     d: &Deployment,
     idx: &AddrIndex,
@@ -319,12 +392,9 @@ fn group_for(
     fl: &[usize],
     place: Place,
     srcs: &[Ipv4Addr],
+    members: Vec<Ipv4Net>,
     groups: &mut Vec<AddrGroup>,
 ) -> usize {
-    let members: Vec<Ipv4Net> = srcs
-        .iter()
-        .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
-        .collect();
     if let Some(i) = groups.iter().position(|g| g.members == members) {
         return i;
     }

@@ -130,6 +130,26 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             );
         }
 
+        // A client whose data range is not the server's: the flows use the client's
+        // (amandad listens in its amanda-client.conf range), but an admin reading the
+        // server's amanda.conf would open the wrong ports by hand.
+        if let Some(s) = host.server.filter(|&s| s != h) {
+            let sv = &d.hosts[s].amanda;
+            if host.roles.client
+                && a.auth.is_udp()
+                && a.unreserved_tcp_port != sv.unreserved_tcp_port
+            {
+                warn(
+                    "unreserved-range-differs",
+                    Some(h),
+                    format!(
+                        "its unreserved-tcp-port {} differs from the server's {}: backup data streams go to {} on this host (its amanda-client.conf decides where amandad listens), from the server's {}",
+                        a.unreserved_tcp_port, sv.unreserved_tcp_port, a.unreserved_tcp_port, sv.unreserved_tcp_port
+                    ),
+                );
+            }
+        }
+
         if host.roles.client && a.auth == Auth::Local && host.server != Some(h) {
             warn(
                 "local-remote",
@@ -202,6 +222,25 @@ mod tests {
         let l =
             lints("auth = \"bsd\"\nclient-port = 10080\nconntrack-helper = true\nindex = false");
         assert_eq!(l, vec!["helper-index-no"]);
+    }
+
+    /// DESIGN.md: the client listens in ITS unreserved range; the dumper's source is the server's.
+    #[test]
+    fn client_range_differing_from_the_server() {
+        let d = load_str(
+            "t.toml",
+            "[amanda]\nauth = \"bsd\"\nclient-port = 10080\n[management]\nfrom = [\"lan\"]\n[[network]]\nname = \"lan\"\ncidr = \"192.0.2.0/24\"\n[[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.2\" }]\n[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }]\namanda = { unreserved-tcp-port = [60000, 60010] }\n".to_string(),
+        )
+        .unwrap();
+        let l: Vec<_> = lint(&d).into_iter().map(|l| l.code).collect();
+        assert_eq!(l, vec!["unreserved-range-differs"]);
+        let f = crate::amanda::flows(&d);
+        let data = f
+            .iter()
+            .find(|f| f.proto == crate::model::Proto::Tcp)
+            .unwrap();
+        assert_eq!(data.dport, crate::model::PortRange::new(60000, 60010));
+        assert_eq!(data.sport, Some(crate::model::PortRange::new(50000, 50100)));
     }
 
     #[test]

@@ -314,7 +314,7 @@ fn probe_ports(plan: &Plan) -> BTreeSet<u16> {
         if r.hi < u16::MAX {
             p.insert(r.hi + 1);
         }
-        if r.len() > 2 {
+        if r.count() > 2 {
             p.insert(r.lo + (r.hi - r.lo) / 2);
         }
     };

@@ -152,8 +152,34 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     )
     .unwrap();
 
-    if !plan.lints.is_empty() {
+    let prov = &d.provenance;
+    if !prov.files.is_empty() {
+        writeln!(o, "The line above is the topology's default; each client's auth, index and client-port come from its disklist entries, the server's ranges from amanda.conf, and a host's ranges from its amanda-client.conf where given (the flows show what each host uses).").unwrap();
+        writeln!(
+            o,
+            "Amanda side read from: {}.",
+            prov.files
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .unwrap();
+        if !prov.added_hosts.is_empty() {
+            writeln!(
+                o,
+                "Hosts only the disklist names (addresses from the hosts file): {}.",
+                prov.added_hosts.join(", ")
+            )
+            .unwrap();
+        }
+        writeln!(o).unwrap();
+    }
+    if !plan.lints.is_empty() || !prov.warnings.is_empty() {
         writeln!(o, "## Warnings\n").unwrap();
+        for (code, w) in &prov.warnings {
+            writeln!(o, "- **{code}** {w}").unwrap();
+        }
         for l in &plan.lints {
             let host = l
                 .host
