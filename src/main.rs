@@ -104,6 +104,7 @@ enum Command {
     /// the generated rules into the real kernel, and probe every flow and everything
     /// else with real sockets. Needs root. Exit 0 only when everything passes.
     Lab {
+        /// Topology file (TOML); its addresses are mapped onto documentation ranges.
         topology: PathBuf,
         /// Which rules to load; both runs one lab after the other.
         #[arg(long, value_enum, default_value = "both")]
