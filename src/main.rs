@@ -118,6 +118,10 @@ enum Command {
         /// Leave the namespaces up and print how to enter them.
         #[arg(long)]
         keep: bool,
+        /// Negative control: before loading, remove from HOST's generated rules every
+        /// rule line containing TEXT, and see which flows fail (repeatable).
+        #[arg(long, value_name = "HOST:TEXT")]
+        drop: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -205,8 +209,9 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             auth,
             helper,
             keep,
+            drop,
             format,
-        } => lab(topology, backend, auth, helper, keep, format),
+        } => lab(topology, backend, auth, helper, keep, &drop, format),
     }
 }
 
@@ -216,6 +221,7 @@ fn lab(
     auth: Option<String>,
     helper: Option<String>,
     keep: bool,
+    drop: &[String],
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::lab::{Lab, Mode, Progress};
@@ -252,6 +258,24 @@ fn lab(
                 return Ok(ExitCode::from(2));
             }
         };
+        for spec in drop {
+            let (host, text) = spec.split_once(':').ok_or_else(|| {
+                amwall::Error::Usage(format!("--drop {spec}: expected HOST:TEXT"))
+            })?;
+            let rules =
+                l.rules.iter_mut().find(|r| r.host == host).ok_or_else(|| {
+                    amwall::Error::Usage(format!("--drop {spec}: no host `{host}`"))
+                })?;
+            let gone = rules.drop_rules(&[text]);
+            if gone.is_empty() {
+                return Err(amwall::Error::Usage(format!(
+                    "--drop {spec}: no rule of `{host}` contains `{text}`"
+                )));
+            }
+            for g in gone {
+                eprintln!("dropped from {host}: {}", g.trim());
+            }
+        }
         let bar = ProgressBar::new_spinner();
         bar.set_style(
             ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len}")

@@ -75,20 +75,32 @@ fn passing_lab_exits_0_and_leaves_nothing_behind() {
 
 #[test]
 fn findings_exit_1() {
-    // bsdudp with the helper: the second dumper's REP is dropped by the kernel
-    // (see tests/lab_wiki.rs), so the lab must fail.
+    // Drop lhost's opening for the server's requests: amcheck, estimate and the
+    // backup request to lhost must fail, and nothing else.
     let (code, stdout, stderr, pid) = amwall(&[
         "lab",
         "examples/wiki.toml",
         "--backend",
         "iptables",
-        "--auth",
-        "bsdudp",
-        "--helper",
-        "on",
+        "--drop",
+        "lhost:--dport 10080",
     ]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stdout.contains("Verdict: FAIL"), "{stdout}");
+    assert!(stderr.contains("dropped from lhost: -A INPUT"), "{stderr}");
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains("FAIL"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        3,
+        "check, estimate, backup request to lhost: {stdout}"
+    );
+    assert!(failed.iter().all(|l| l.contains("lhost")), "{stdout}");
+    let (code, _, stderr, _) =
+        amwall(&["lab", "examples/wiki.toml", "--drop", "lhost:no such rule"]);
+    assert_eq!(code, 2, "{stderr}");
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }
 

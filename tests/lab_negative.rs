@@ -27,19 +27,7 @@ fn drop_lines(lab: &mut Lab, host: &str, needles: &[&str]) -> Vec<String> {
         .iter_mut()
         .find(|r| r.host == host)
         .expect("host has rules");
-    let mut gone = Vec::new();
-    r.text = r
-        .text
-        .lines()
-        .filter(|l| {
-            let hit = needles.iter().all(|n| l.contains(n));
-            if hit {
-                gone.push(l.to_string());
-            }
-            !hit
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let gone = r.drop_rules(needles);
     assert!(
         !gone.is_empty(),
         "no line of {host} matches {needles:?}:\n{}",

@@ -113,13 +113,19 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             );
         }
 
-        // The helper stops parsing at `INDEX -1`, so bsd's STATE stream gets no
-        // expectation (lab-verified on 6.18). bsdudp multiplexes STATE, so it is unaffected.
+        // Where the kernel helper fails (see flows::helper_usable), the plan stays static.
         if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsd && !a.index {
             warn(
                 "helper-index-no",
                 Some(h),
-                "conntrack-helper with `index no`: the helper stops parsing at `INDEX -1` and never expects the STATE stream; amdump fails with \"could not connect STATE stream\". Use index yes, or conntrack-helper = false".into(),
+                "conntrack-helper with `index no`: the helper stops parsing at `INDEX -1` and never expects the STATE stream (amdump: \"could not connect STATE stream\"), so amwall does not use the helper here and opens the client's unreserved-tcp-port instead. Use index yes to let the helper work".into(),
+            );
+        }
+        if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsdudp {
+            warn(
+                "helper-bsdudp",
+                Some(h),
+                "conntrack-helper with bsdudp: the helper misreads `MESG 499999` as port 49999, and a second dumper's reply to this client within 180 s clashes with that expectation and is dropped (\"timeout waiting for REP\"); amwall does not use the helper here and opens the client's unreserved-tcp-port instead. Use bsd auth to let the helper work".into(),
             );
         }
         if a.conntrack_helper && (host.roles.client || host.roles.server) && !a.auth.is_udp() {

@@ -100,6 +100,35 @@ fn have(tool: &str) -> bool {
             .any(|d| std::path::Path::new(d).join(tool).is_file())
 }
 
+impl HostRules {
+    /// Remove every rule line that contains all of `needles` (a negative control:
+    /// which flows did that rule carry?). Only rule lines: iptables `-A` lines, nft
+    /// statements inside a chain — never a table, chain, set or policy line.
+    pub fn drop_rules(&mut self, needles: &[&str]) -> Vec<String> {
+        let is_rule = |l: &str| {
+            l.starts_with("-A ")
+                || (l.starts_with("\t\t")
+                    && !l.starts_with("\t\t\t")
+                    && !l.trim_start().starts_with("type ")
+                    && !l.trim_start().starts_with("elements ")
+                    && !l.trim_start().starts_with("flags ")
+                    && !l.trim_start().starts_with("l3proto "))
+        };
+        let mut gone = Vec::new();
+        let mut kept = String::with_capacity(self.text.len());
+        for l in self.text.lines() {
+            if is_rule(l) && needles.iter().all(|n| l.contains(n)) {
+                gone.push(l.to_string());
+            } else {
+                kept.push_str(l);
+                kept.push('\n');
+            }
+        }
+        self.text = kept;
+        gone
+    }
+}
+
 impl Lab {
     /// Map `d` onto documentation addresses and plan its rules for `backend`.
     pub fn new(d: Deployment, backend: Mode) -> Result<Lab, LabError> {
