@@ -75,6 +75,13 @@ impl AmandaArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print shell completions (from the same definitions as --help).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `amwall man > amwall.1`.
+    Man,
     /// Write per-host iptables-restore files, nft scripts and SUMMARY.md for a topology.
     Plan {
         /// Topology file (TOML). Optional with --amanda-config, --hosts and --server:
@@ -128,7 +135,22 @@ enum Command {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
+    use clap::CommandFactory;
     match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "amwall", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let io = |source| amwall::Error::Io {
+                path: "stdout".into(),
+                source,
+            };
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(io)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plan {
             topology,
             amanda,
@@ -330,6 +352,13 @@ fn lab(
 }
 
 fn main() -> ExitCode {
+    // Like other Unix filters, end quietly when the reader goes away
+    // (`amwall flows ... | head`) instead of panicking on EPIPE.
+    // SAFETY: restoring the default disposition of one signal at start-up, before
+    // any thread exists.
+    unsafe {
+        nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
+    }
     // Keep "FILE:LINE:COL: message" on one line so it stays greppable.
     let _ = miette::set_hook(Box::new(|_| {
         Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())

@@ -176,3 +176,20 @@ fn usage_errors_exit_2() {
     assert_eq!(amwall(&["frobnicate"]).0, 2);
     assert_eq!(amwall(&["--help"]).0, 0);
 }
+
+/// Man page and completions come from the same clap definitions as --help.
+#[test]
+fn man_page_and_completions() {
+    let (code, man, _) = amwall(&["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        man.contains(".TH amwall 1") && man.contains("plan"),
+        "{man}"
+    );
+    let (code, bash, _) = amwall(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        bash.contains("_amwall()") && bash.contains("--backend"),
+        "{bash}"
+    );
+}
