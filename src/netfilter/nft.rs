@@ -28,9 +28,7 @@ fn addr(a: &Addr) -> String {
 }
 
 fn family(f: Family) -> &'static str {
-    match f {
-        Family::Ip => "ip",
-    }
+    f.name()
 }
 
 fn priority(kind: ChainType, hook: Hook, p: i32) -> String {
@@ -117,6 +115,7 @@ pub fn rule_text(r: &Rule) -> String {
         Action::Dnat(to) => format!("dnat to {to}"),
         Action::Masquerade => "masquerade".into(),
         Action::CtHelper(h) => format!("ct helper set {}", quote(h)),
+        other => format!("unsupported-action({other:?})"),
     });
     if let Some(c) = &r.comment {
         parts.push(format!("comment {}", quote(c)));
@@ -173,6 +172,7 @@ pub fn emit(rs: &Ruleset, header: &[String]) -> String {
                 let kind = match b.kind {
                     ChainType::Filter => "filter",
                     ChainType::Nat => "nat",
+                    ChainType::Route => "route",
                 };
                 let pol = match b.policy {
                     Policy::Accept => "accept",
