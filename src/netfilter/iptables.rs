@@ -66,9 +66,11 @@ fn policy(p: Policy) -> &'static str {
 }
 
 /// Comments are quoted the way iptables-save does: only when they contain
-/// something other than letters, digits and a few safe characters.
+/// something other than letters, digits and a few safe characters (or would
+/// read as an option).
 fn quote(s: &str) -> String {
     if !s.is_empty()
+        && !s.starts_with('-')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.:/,".contains(c))
     {

@@ -583,22 +583,23 @@ impl Rule {
         self
     }
 
-    /// The same rule in the form every parser produces: no origin or
-    /// counters, set-like lists sorted, and matches in a fixed order where the
-    /// order cannot matter (interfaces, addresses, protocol, ports first;
-    /// everything else keeps its relative order, since rate limits and recent
-    /// lists count only the packets that reach them).
+    /// The same rule in the form every parser produces, for comparing
+    /// rulesets: no origin, set-like lists sorted, and the stateless matches
+    /// (a conjunction, so their order cannot matter) sorted into one fixed
+    /// order ahead of the stateful and unknown ones, which keep theirs (a rate
+    /// limit counts only the packets that reach it).
     pub fn canonical(&self) -> Rule {
         fn rank(m: &Match) -> u8 {
             match m.positive().0 {
                 Match::InIface(_) => 0,
                 Match::OutIface(_) => 1,
-                Match::Src(Addr::Net(_) | Addr::Net6(_)) => 2,
-                Match::Dst(Addr::Net(_) | Addr::Net6(_)) => 3,
+                Match::Src(_) => 2,
+                Match::Dst(_) => 3,
                 Match::Proto(_) | Match::ProtoNum(_) => 4,
                 Match::Fragment => 5,
                 Match::SPort(_) => 6,
                 Match::DPort(_) => 7,
+                Match::Stateful { .. } | Match::Unknown { .. } => u8::MAX,
                 _ => 8,
             }
         }
@@ -620,15 +621,30 @@ impl Rule {
                 _ => {}
             }
         }
-        let mut matches = self.matches.clone();
-        matches.iter_mut().for_each(sort_lists);
-        matches.sort_by_key(rank);
+        let mut keyed: Vec<(u8, String, Match)> = self
+            .matches
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                sort_lists(&mut m);
+                let r = rank(&m);
+                // Ties among stateless matches are broken by their text;
+                // stateful ones keep their order (the sort is stable).
+                let key = if r == u8::MAX {
+                    String::new()
+                } else {
+                    format!("{m:?}")
+                };
+                (r, key, m)
+            })
+            .collect();
+        keyed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Rule {
-            matches,
+            matches: keyed.into_iter().map(|(_, _, m)| m).collect(),
             action: self.action.clone(),
             comment: self.comment.clone(),
             origin: None,
-            counters: None,
+            counters: self.counters,
         }
     }
 

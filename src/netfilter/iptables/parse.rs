@@ -69,6 +69,14 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, InputError> {
 struct Word {
     s: String,
     span: Range<usize>,
+    /// Written in quotes: `"!"` is a value, not a negation.
+    quoted: bool,
+}
+
+impl Word {
+    fn bang(&self) -> bool {
+        self.s == "!" && !self.quoted
+    }
 }
 
 struct Error {
@@ -527,6 +535,7 @@ fn split(line: &str, base: usize) -> Res<Vec<Word>> {
                 out.push(Word {
                     s: std::mem::take(&mut cur),
                     span: start.take().unwrap_or(at)..at + 1,
+                    quoted: true,
                 });
             } else {
                 cur.push(c);
@@ -543,6 +552,7 @@ fn split(line: &str, base: usize) -> Res<Vec<Word>> {
                     out.push(Word {
                         s: std::mem::take(&mut cur),
                         span: s..at,
+                        quoted: false,
                     });
                 }
             }
@@ -563,6 +573,7 @@ fn split(line: &str, base: usize) -> Res<Vec<Word>> {
         out.push(Word {
             s: cur,
             span: s..base + line.len(),
+            quoted: false,
         });
     }
     Ok(out)
@@ -628,8 +639,10 @@ struct RuleParser<'a> {
 
 /// A word that starts a generic option or a module / target: it ends the
 /// options of the module before it.
-fn is_boundary(s: &str) -> bool {
-    s.len() >= 2
+fn is_boundary(w: &Word) -> bool {
+    let s = &w.s;
+    !w.quoted
+        && s.len() >= 2
         && s.starts_with('-')
         && !s.starts_with("--")
         && !s[1..].starts_with(|c: char| c.is_ascii_digit())
@@ -658,7 +671,7 @@ impl RuleParser<'_> {
     /// The value after option `opt` (at index `at`); an old-style `!` between
     /// them (`--dport ! 22`, iptables < 1.4.3) flips `neg`.
     fn value(&mut self, opt_at: usize, neg: &mut bool) -> Res<(String, Range<usize>)> {
-        if self.peek().is_some_and(|w| w.s == "!") {
+        if self.peek().is_some_and(Word::bang) {
             self.i += 1;
             *neg = !*neg;
         }
@@ -706,15 +719,10 @@ impl RuleParser<'_> {
     /// generic option, module or target.
     fn skip_options(&mut self) {
         while let Some(w) = self.peek() {
-            if is_boundary(&w.s) {
+            if is_boundary(w) {
                 break;
             }
-            if w.s == "!"
-                && self
-                    .words
-                    .get(self.i + 1)
-                    .is_some_and(|n| is_boundary(&n.s))
-            {
+            if w.bang() && self.words.get(self.i + 1).is_some_and(|n| is_boundary(n)) {
                 break;
             }
             self.i += 1;
@@ -761,7 +769,7 @@ impl RuleParser<'_> {
         let at = self.i;
         let mut neg = false;
         let mut w = &self.words[at];
-        if w.s == "!" {
+        if w.bang() {
             neg = true;
             self.i += 1;
             match self.words.get(self.i) {
@@ -922,6 +930,9 @@ impl RuleParser<'_> {
     /// A module's options, from the word after its name to the next boundary.
     /// `explicit`: named with `-m` (not loaded implicitly by `-p`).
     fn module(&mut self, name: &str, explicit: bool) -> Res<()> {
+        if name == "rpfilter" {
+            return self.rpfilter();
+        }
         self.module_prefix = if explicit {
             format!("-m {name} ")
         } else {
@@ -944,7 +955,7 @@ impl RuleParser<'_> {
             let Some(w) = self.peek() else { break };
             let mut neg = false;
             let opt_start = self.i;
-            if w.s == "!" {
+            if w.bang() {
                 match self.words.get(self.i + 1) {
                     Some(n) if is_long(&n.s) => {
                         neg = true;
@@ -955,7 +966,7 @@ impl RuleParser<'_> {
             }
             let w = &self.words[self.i];
             if !is_long(&w.s) {
-                if is_boundary(&w.s) {
+                if is_boundary(w) {
                     break;
                 }
                 return err(
@@ -1391,35 +1402,34 @@ impl RuleParser<'_> {
                     None => return err(span, "bad length", "expected N or N:M"),
                 }
             }
-            ("rpfilter", "loose" | "validmark" | "accept-local" | "invert") => {
-                // rpfilter's flags all belong to one match; `--invert` negates it.
-                let mut flags = Vec::new();
-                let mut invert = false;
-                let mut o = opt.to_string();
-                loop {
-                    if o == "invert" {
-                        invert = true;
-                    } else {
-                        flags.push(o.clone());
-                    }
-                    match self.peek() {
-                        Some(w)
-                            if matches!(
-                                w.s.as_str(),
-                                "--loose" | "--validmark" | "--accept-local" | "--invert"
-                            ) =>
-                        {
-                            o = w.s[2..].to_string();
-                            self.i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                self.push(Match::RpFilter(flags), invert != *neg);
-            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// rpfilter's flags all make one match (a bare `-m rpfilter` is the
+    /// strict check); `--invert` negates it.
+    fn rpfilter(&mut self) -> Res<()> {
+        let mut flags = Vec::new();
+        let mut invert = false;
+        while let Some(w) = self.peek() {
+            match w.s.as_str() {
+                "--invert" => invert = true,
+                "--loose" | "--validmark" | "--accept-local" => flags.push(w.s[2..].to_string()),
+                _ => break,
+            }
+            self.i += 1;
+        }
+        self.push(Match::RpFilter(flags), invert);
+        let from = self.i;
+        self.skip_options();
+        if self.i > from {
+            let text = self.text_from(from);
+            self.matches.push(Match::Unknown {
+                text: format!("-m rpfilter {text}"),
+            });
+        }
+        Ok(())
     }
 
     /// A value that names something (a service, a user) is resolved on the
@@ -1441,7 +1451,7 @@ impl RuleParser<'_> {
 
     /// The option at `opt_at` (and a `!` before it) up to here, as unknown text.
     fn unknown_opt(&mut self, opt_at: usize) {
-        let from = if opt_at > 0 && self.words[opt_at - 1].s == "!" {
+        let from = if opt_at > 0 && self.words[opt_at - 1].bang() {
             opt_at - 1
         } else {
             opt_at
