@@ -367,7 +367,7 @@ fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
                 None => {}
             }
             let mut o = opt("addrtype", key, order, text);
-            o.text.insert_str(0, "\u{0}");
+            o.text.insert(0, '\u{0}');
             o
         }
         Match::IpSet { name, dirs } => {
@@ -445,7 +445,7 @@ fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
                 t.push_str(" --invert");
             }
             let mut o = opt("rpfilter", "rpfilter", 0, t);
-            o.text.insert_str(0, "\u{0}");
+            o.text.insert(0, '\u{0}');
             o
         }
         Match::Stateful { module, args } => solo(module, args_text(args)),
