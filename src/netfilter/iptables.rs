@@ -8,7 +8,8 @@
 
 mod parse;
 
-pub use parse::{parse, ChainInfo, Parsed};
+pub use super::{ChainInfo, Parsed};
+pub use parse::parse;
 
 use std::fmt::Write;
 
@@ -451,6 +452,11 @@ fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
         Match::Stateful { module, args } => solo(module, args_text(args)),
         Match::Unknown { text } => solo("", format!(" {text}")),
         Match::Not(inner) => return module_opt(inner, fam, proto),
+        // nft-only: no iptables spelling; printed so that iptables-restore
+        // refuses it rather than silently dropping a condition.
+        Match::AnyOf(_) | Match::IpVersion(_) => {
+            solo("", format!(" -m nft-only --match {:?}", format!("{m:?}")))
+        }
     };
     // Negation goes before the option; matches that print their own `!`
     // (or, like rpfilter, spell it differently) are marked with a NUL.
@@ -470,6 +476,13 @@ pub fn rule_args(r: &Rule) -> String {
 /// One rule as the arguments after `-A CHAIN`, for an `iptables` (Ip) or
 /// `ip6tables` (Ip6) table.
 pub fn rule_args_in(r: &Rule, fam: Family) -> String {
+    let mut out = matches_args(r, fam);
+    out.push_str(&target(&r.action, fam));
+    out
+}
+
+/// The matches (and comment) of a rule, without its target.
+fn matches_args(r: &Rule, fam: Family) -> String {
     let mut out = String::new();
     let mut used = vec![false; r.matches.len()];
     let mut take = |f: &dyn Fn(&Match) -> bool| -> Option<(&Match, bool)> {
@@ -550,7 +563,6 @@ pub fn rule_args_in(r: &Rule, fam: Family) -> String {
     if let Some(c) = &r.comment {
         write!(out, " -m comment --comment {}", quote(c)).unwrap();
     }
-    out.push_str(&target(&r.action, fam));
     out
 }
 
@@ -678,6 +690,12 @@ pub fn emit(rs: &Ruleset, header: &[String]) -> String {
         }
         for c in &t.chains {
             for r in &c.rules {
+                // iptables has one target per rule: an nft rule's statements
+                // before its verdict become rules of their own, same matches.
+                for e in &r.effects {
+                    let m = matches_args(r, t.family);
+                    writeln!(out, "-A {}{m}{}", c.name, target(e, t.family)).unwrap();
+                }
                 if let Some(n) = &r.counters {
                     write!(out, "[{}:{}] ", n.packets, n.bytes).unwrap();
                 }

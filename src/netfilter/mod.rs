@@ -422,6 +422,12 @@ pub enum Match {
         module: String,
         args: Vec<String>,
     },
+    /// Any one of the alternatives, each a conjunction: an nft anonymous or
+    /// named set that is not a port list (`iifname { "a", "b" }`,
+    /// `ip saddr . tcp dport { 10.0.0.1 . 22, ... }`). Non-empty.
+    AnyOf(Vec<Vec<Match>>),
+    /// IP version 4 or 6 (nft `meta nfproto`, in inet tables).
+    IpVersion(u8),
     /// Not understood: kept with its text (`-m foo --bar 1`), so a verdict that
     /// depends on it is "unknown", never a guess.
     Unknown {
@@ -446,7 +452,11 @@ impl Match {
     }
 
     pub fn is_unknown(&self) -> bool {
-        matches!(self.positive().0, Match::Unknown { .. })
+        match self.positive().0 {
+            Match::Unknown { .. } => true,
+            Match::AnyOf(alts) => alts.iter().flatten().any(Match::is_unknown),
+            _ => false,
+        }
     }
 }
 
@@ -562,6 +572,10 @@ pub struct Rule {
     pub origin: Option<Origin>,
     /// Set by parsers when the file has them (`iptables-save -c`, nft `counter`).
     pub counters: Option<Counters>,
+    /// Statements that run, in order, before `action` when the rule matches:
+    /// nft lets one rule log, set a mark and then decide (`log prefix "x" drop`).
+    /// iptables rules have none (one target each).
+    pub effects: Vec<Action>,
 }
 
 impl Rule {
@@ -572,6 +586,7 @@ impl Rule {
             comment: None,
             origin: None,
             counters: None,
+            effects: Vec::new(),
         }
     }
     pub fn with_comment(mut self, c: impl Into<String>) -> Self {
@@ -618,6 +633,7 @@ impl Rule {
                     types.sort();
                     types.dedup();
                 }
+                Match::AnyOf(alts) => alts.iter_mut().flatten().for_each(sort_lists),
                 _ => {}
             }
         }
@@ -645,13 +661,49 @@ impl Rule {
             comment: self.comment.clone(),
             origin: None,
             counters: self.counters,
+            effects: self.effects.clone(),
         }
     }
 
     /// How many matches (and the action) the simulator cannot evaluate.
     pub fn unknown_count(&self) -> usize {
         self.matches.iter().filter(|m| m.is_unknown()).count()
-            + usize::from(matches!(self.action, Action::Unknown { .. }))
+            + std::iter::once(&self.action)
+                .chain(&self.effects)
+                .filter(|a| matches!(a, Action::Unknown { .. }))
+                .count()
+    }
+}
+
+/// A parsed file: the ruleset, and what the IR has no place for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub ruleset: Ruleset,
+    /// Every declared chain, in file order.
+    pub chains: Vec<ChainInfo>,
+}
+
+/// Where a chain was declared (a blocked flow may be blocked by its policy)
+/// and the policy counters `iptables-save` printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub family: Family,
+    pub table: String,
+    pub chain: String,
+    pub line: usize,
+    pub counters: Option<Counters>,
+}
+
+impl Parsed {
+    pub fn chain_info(&self, family: Family, table: &str, chain: &str) -> Option<&ChainInfo> {
+        self.chains
+            .iter()
+            .find(|c| c.family == family && c.table == table && c.chain == chain)
+    }
+
+    /// Unknown matches and targets in the whole file.
+    pub fn unknown_count(&self) -> usize {
+        self.ruleset.unknown_count()
     }
 }
 
