@@ -461,3 +461,479 @@ proptest! {
         }
     }
 }
+
+// ---- nft: the same property over what the nft syntax can say ----
+
+/// Name the first rule that differs, with its text, before the whole-ruleset
+/// comparison prints two walls of Debug output.
+fn first_difference(got: &Ruleset, want: &Ruleset, text: &str) -> Result<(), TestCaseError> {
+    for (tg, tw) in got.tables.iter().zip(&want.tables) {
+        for (cg, cw) in tg.chains.iter().zip(&tw.chains) {
+            for (i, rw) in cw.rules.iter().enumerate() {
+                let rg = cg.rules.get(i);
+                if rg != Some(rw) {
+                    let line = nft::rule_text_in(rw, tw.family);
+                    return Err(TestCaseError::fail(format!(
+                        "chain {} rule {i}: {line}\n got: {rg:?}\nwant: {rw:?}\n{text}",
+                        cw.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn nft_family() -> impl Strategy<Value = Family> {
+    select(vec![Family::Ip, Family::Ip6, Family::Inet])
+}
+
+/// Addresses of the family's version (either in inet).
+fn fam_six(fam: Family) -> BoxedStrategy<bool> {
+    match fam {
+        Family::Ip => Just(false).boxed(),
+        Family::Ip6 => Just(true).boxed(),
+        _ => any::<bool>().boxed(),
+    }
+}
+
+fn nft_match(fam: Family, sets: Vec<String>) -> BoxedStrategy<Vec<Match>> {
+    let six = fam_six(fam);
+    let iface = "[a-z][a-z0-9.]{0,8}\\+?";
+    let states = subsequence(
+        vec![
+            CtState::Invalid,
+            CtState::Established,
+            CtState::Related,
+            CtState::New,
+            CtState::Untracked,
+        ],
+        1..4,
+    );
+    let ports = vec(port_range(), 1..4).boxed();
+    let tuple = select(vec![
+        CtTuple::OrigSrc,
+        CtTuple::OrigDst,
+        CtTuple::ReplSrc,
+        CtTuple::ReplDst,
+    ]);
+    let neg = |s: BoxedStrategy<Match>| {
+        (s, any::<bool>())
+            .prop_map(|(m, n)| vec![if n { m.negate() } else { m }])
+            .boxed()
+    };
+    let mut options: Vec<BoxedStrategy<Vec<Match>>> = vec![
+        neg(iface.prop_map(Match::InIface).boxed()),
+        neg(iface.prop_map(Match::OutIface).boxed()),
+        neg(six.clone().prop_flat_map(net).prop_map(Match::Src).boxed()),
+        neg(six
+            .clone()
+            .prop_flat_map(|s| (ip(s), ip(s)))
+            .prop_map(|(a, b)| Match::Dst(Addr::Range(a, b)))
+            .boxed()),
+        (
+            six.clone().prop_flat_map(|s| vec(net(s), 2..4)),
+            any::<bool>(),
+        )
+            .prop_map(|(v, n)| {
+                let m = Match::AnyOf(v.into_iter().map(|a| vec![Match::Src(a)]).collect());
+                vec![if n { m.negate() } else { m }]
+            })
+            .boxed(),
+        (
+            select(vec![Proto::Tcp, Proto::Udp]),
+            vec(
+                (select(vec![true, false]), ports.clone(), any::<bool>()),
+                0..3,
+            ),
+        )
+            .prop_map(|(p, ps)| {
+                let mut v = vec![Match::Proto(p)];
+                for (src, list, n) in ps {
+                    let m = if src {
+                        Match::SPort(list)
+                    } else {
+                        Match::DPort(list)
+                    };
+                    v.push(if n { m.negate() } else { m });
+                }
+                v
+            })
+            .boxed(),
+        (any::<u8>(), any::<u8>(), any::<bool>())
+            .prop_map(|(mask, set, n)| {
+                let m = Match::TcpFlags { mask, set };
+                vec![Match::Proto(Proto::Tcp), if n { m.negate() } else { m }]
+            })
+            .boxed(),
+        neg(states.prop_map(|s| Match::CtState(sorted(s))).boxed()),
+        neg(subsequence(
+            vec![
+                CtStatus::Expected,
+                CtStatus::SeenReply,
+                CtStatus::Assured,
+                CtStatus::Confirmed,
+            ],
+            1..3,
+        )
+        .prop_map(|s| Match::CtStatus(sorted(s)))
+        .boxed()),
+        neg(select(vec![CtDirection::Original, CtDirection::Reply])
+            .prop_map(Match::CtDirection)
+            .boxed()),
+        neg((any::<u32>(), any::<u32>())
+            .prop_map(|(value, mask)| Match::Mark { value, mask })
+            .boxed()),
+        neg((any::<u32>(), any::<u32>())
+            .prop_map(|(value, mask)| Match::ConnMark { value, mask })
+            .boxed()),
+        neg((tuple.clone(), six.clone().prop_flat_map(net))
+            .prop_map(|(t, a)| Match::CtAddr(t, a))
+            .boxed()),
+        neg((tuple, port_range())
+            .prop_map(|(t, p)| Match::CtPort(t, p))
+            .boxed()),
+        neg(select(vec![6u8, 17, 1, 132])
+            .prop_map(Match::CtProto)
+            .boxed()),
+        neg((
+            select(vec![Dir::Src, Dir::Dst]),
+            subsequence(
+                vec![
+                    AddrType::Unicast,
+                    AddrType::Local,
+                    AddrType::Broadcast,
+                    AddrType::Multicast,
+                ],
+                1..3,
+            ),
+            proptest::option::of(select(vec![Dir::Src, Dir::Dst])),
+        )
+            .prop_map(|(dir, t, limit_iface)| Match::AddrType {
+                dir,
+                types: sorted(t),
+                limit_iface,
+            })
+            .boxed()),
+        neg(subsequence(vec!["loose", "validmark"], 0..2)
+            .prop_map(|f| Match::RpFilter(f.into_iter().map(String::from).collect()))
+            .boxed()),
+        neg(vec(any::<u8>(), 6)
+            .prop_map(|b| {
+                Match::MacSrc(
+                    b.iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                )
+            })
+            .boxed()),
+        neg(select(vec![
+            PktType::Unicast,
+            PktType::Broadcast,
+            PktType::Multicast,
+        ])
+        .prop_map(Match::PktType)
+        .boxed()),
+        neg((any::<u32>(), any::<u32>())
+            .prop_map(|(a, b)| Match::Owner(Owner::Uid(a.min(b), a.max(b))))
+            .boxed()),
+        neg((any::<u16>(), any::<u16>())
+            .prop_map(|(a, b)| Match::Length(a.min(b), a.max(b)))
+            .boxed()),
+        neg(any::<u8>().prop_map(|v| Match::Ttl(Cmp::Eq, v)).boxed()),
+        (select(vec![Cmp::Lt, Cmp::Gt]), any::<u8>())
+            .prop_map(|(c, v)| vec![Match::Ttl(c, v)])
+            .boxed(),
+        (1u32..100)
+            .prop_map(|n| {
+                vec![Match::Stateful {
+                    module: "limit".into(),
+                    args: vec!["rate".into(), format!("{n}/minute")],
+                }]
+            })
+            .boxed(),
+    ];
+    let icmp_v6 = match fam {
+        Family::Ip => Some(false),
+        Family::Ip6 => Some(true),
+        _ => None,
+    };
+    if let Some(v6) = icmp_v6 {
+        options.push(
+            (vec(any::<u8>(), 1..3), any::<bool>())
+                .prop_map(move |(tys, n)| {
+                    let t = |ty| IcmpType {
+                        ty: Some(ty),
+                        code: None,
+                    };
+                    let mk = |ty| {
+                        if v6 {
+                            Match::Icmp6(t(ty))
+                        } else {
+                            Match::Icmp(t(ty))
+                        }
+                    };
+                    let tys = sorted(tys);
+                    let m = if tys.len() == 1 {
+                        mk(tys[0])
+                    } else {
+                        Match::AnyOf(tys.into_iter().map(|ty| vec![mk(ty)]).collect())
+                    };
+                    vec![
+                        Match::ProtoNum(if v6 { 58 } else { 1 }),
+                        if n { m.negate() } else { m },
+                    ]
+                })
+                .boxed(),
+        );
+    }
+    if fam == Family::Inet {
+        options.push(
+            select(vec![4u8, 6])
+                .prop_map(|v| vec![Match::IpVersion(v)])
+                .boxed(),
+        );
+    }
+    if fam == Family::Ip {
+        options.push(neg(Just(Match::Fragment).boxed()));
+    }
+    if !sets.is_empty() {
+        options.push(neg(select(sets)
+            .prop_map(|s| Match::Src(Addr::Set(s)))
+            .boxed()));
+    }
+    proptest::strategy::Union::new(options).boxed()
+}
+
+fn nft_effect(fam: Family) -> BoxedStrategy<Action> {
+    let _ = fam;
+    prop_oneof![
+        (
+            proptest::option::of("[ -!#-~]{0,12}"),
+            proptest::option::of(select(vec!["warn", "info", "debug"]))
+        )
+            .prop_map(|(prefix, level)| Action::Log {
+                kind: LogKind::Log,
+                prefix,
+                args: level
+                    .map(|l| vec!["level".to_string(), l.to_string()])
+                    .unwrap_or_default(),
+            }),
+        (1u16..100).prop_map(|g| Action::Log {
+            kind: LogKind::NfLog,
+            prefix: None,
+            args: vec!["group".into(), g.to_string()],
+        }),
+        any::<u32>().prop_map(|value| Action::Mark {
+            value,
+            mask: u32::MAX
+        }),
+        any::<u32>().prop_map(|value| Action::ConnMark(ConnMarkOp::Set {
+            value,
+            mask: u32::MAX
+        })),
+        Just(Action::ConnMark(ConnMarkOp::Save {
+            nfmask: u32::MAX,
+            ctmask: u32::MAX
+        })),
+        Just(Action::ConnMark(ConnMarkOp::Restore {
+            nfmask: u32::MAX,
+            ctmask: u32::MAX
+        })),
+        Just(Action::Notrack),
+        name().prop_map(Action::CtHelper),
+    ]
+    .boxed()
+}
+
+fn nft_action(fam: Family, chains: Vec<String>) -> BoxedStrategy<Action> {
+    let six = fam_six(fam);
+    let chain = if chains.is_empty() {
+        Just("sub".to_string()).boxed()
+    } else {
+        select(chains).boxed()
+    };
+    let mut options: Vec<BoxedStrategy<Action>> = vec![
+        Just(Action::Accept).boxed(),
+        Just(Action::Drop).boxed(),
+        Just(Action::Return).boxed(),
+        Just(Action::Continue).boxed(),
+        Just(Action::Masquerade).boxed(),
+        chain.clone().prop_map(Action::Jump).boxed(),
+        chain.prop_map(Action::Goto).boxed(),
+        proptest::option::of(select(vec![
+            "tcp reset",
+            "icmp type port-unreachable",
+            "icmpx type admin-prohibited",
+        ]))
+        .prop_map(|w| Action::Reject(w.map(String::from)))
+        .boxed(),
+        six.clone()
+            .prop_flat_map(|s| nat_spec(s, true))
+            .prop_map(Action::Snat)
+            .boxed(),
+        six.prop_flat_map(|s| nat_spec(s, true))
+            .prop_filter("plain DNAT is Action::Dnat", |s| {
+                !(s.ports.is_none()
+                    && s.flags.is_empty()
+                    && matches!(s.addrs, Some((IpAddr::V4(a), IpAddr::V4(b))) if a == b))
+            })
+            .prop_map(Action::DnatTo)
+            .boxed(),
+        nat_spec(false, false)
+            .prop_filter("plain MASQUERADE is Action::Masquerade", |s| {
+                s.ports.is_some() || !s.flags.is_empty()
+            })
+            .prop_map(Action::MasqueradeTo)
+            .boxed(),
+        nat_spec(false, false).prop_map(Action::Redirect).boxed(),
+        nft_effect(fam),
+    ];
+    if fam != Family::Ip6 {
+        options.push(v4().prop_map(Action::Dnat).boxed());
+    }
+    proptest::strategy::Union::new(options).boxed()
+}
+
+fn nft_rule(fam: Family, chains: Vec<String>, sets: Vec<String>) -> BoxedStrategy<Rule> {
+    (
+        vec(nft_match(fam, sets), 0..4),
+        vec(nft_effect(fam), 0..3),
+        nft_action(fam, chains),
+        proptest::option::of("[ -!#-~]{0,16}"),
+        proptest::option::of((any::<u64>(), any::<u64>())),
+    )
+        .prop_map(|(ms, effects, action, comment, counters)| {
+            // `tcp dport 22` implies the protocol; nft keeps one of each.
+            let mut matches: Vec<Match> = Vec::new();
+            for m in ms.concat() {
+                if matches!(m, Match::Proto(_) | Match::ProtoNum(_)) && matches.contains(&m) {
+                    continue;
+                }
+                matches.push(m);
+            }
+            let mut r = Rule::new(matches, action);
+            // Without a verdict the last statement is the action.
+            if r.action != Action::Continue {
+                r.effects = effects;
+            }
+            r.comment = comment;
+            r.counters = counters.map(|(packets, bytes)| Counters { packets, bytes });
+            r
+        })
+        .prop_filter("one protocol per rule", |r| {
+            let mut p = r
+                .matches
+                .iter()
+                .filter(|m| matches!(m, Match::Proto(_) | Match::ProtoNum(_)));
+            p.next().is_none() || p.next().is_none()
+        })
+        // A rule of only a comment reads as the chain's own comment.
+        .prop_filter("a rule must print something", |r| {
+            !(r.matches.is_empty() && r.action == Action::Continue && r.counters.is_none())
+        })
+        .boxed()
+}
+
+fn nft_table() -> impl Strategy<Value = Table> {
+    (
+        nft_family(),
+        "[a-z][a-z0-9_]{0,6}",
+        subsequence(vec!["sub", "other"], 0..3),
+        0usize..2,
+    )
+        .prop_flat_map(|(fam, name, users, nsets)| {
+            let users: Vec<String> = users.into_iter().map(String::from).collect();
+            let set_names: Vec<String> = if fam == Family::Ip6 {
+                vec![]
+            } else {
+                (0..nsets).map(|i| format!("hosts{i}")).collect()
+            };
+            let base = (
+                select(vec![ChainType::Filter, ChainType::Nat, ChainType::Route]),
+                select(vec![
+                    Hook::Prerouting,
+                    Hook::Input,
+                    Hook::Forward,
+                    Hook::Output,
+                    Hook::Postrouting,
+                ]),
+                -400i32..400,
+                select(vec![Policy::Accept, Policy::Drop]),
+            )
+                .prop_map(|(kind, hook, priority, policy)| BaseChain {
+                    kind,
+                    hook,
+                    priority,
+                    policy,
+                });
+            let sets = vec(vec((v4(), 8u8..=32), 1..4), set_names.len()).prop_map({
+                let names = set_names.clone();
+                move |els| {
+                    names
+                        .iter()
+                        .zip(els)
+                        .map(|(n, e)| Set {
+                            name: n.clone(),
+                            elements: e
+                                .into_iter()
+                                .map(|(a, p)| Ipv4Net::new(a, p).unwrap().trunc())
+                                .collect(),
+                        })
+                        .collect::<Vec<_>>()
+                }
+            });
+            let chains = (
+                vec(base, 1..3),
+                vec(
+                    vec(nft_rule(fam, users.clone(), set_names.clone()), 0..4),
+                    users.len() + 2,
+                ),
+            );
+            (Just((fam, name, users)), sets, chains)
+        })
+        .prop_map(|((family, name, users), sets, (bases, mut rules))| {
+            let mut chains = Vec::new();
+            for (i, b) in bases.into_iter().enumerate() {
+                chains.push(Chain {
+                    name: format!("base{i}"),
+                    base: Some(b),
+                    rules: std::mem::take(&mut rules[i]),
+                });
+            }
+            for (i, u) in users.into_iter().enumerate() {
+                chains.push(Chain {
+                    name: u,
+                    base: None,
+                    rules: std::mem::take(&mut rules[2 + i]),
+                });
+            }
+            Table {
+                family,
+                name,
+                sets,
+                ct_helpers: vec![CtHelper {
+                    name: "amanda-udp".into(),
+                    helper: "amanda".into(),
+                    proto: Proto::Udp,
+                }],
+                chains,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn nft_parse_of_emit_is_identity(t in nft_table()) {
+        let rs = Ruleset { tables: vec![t] };
+        let text = nft::emit(&rs, &["round trip".into()]);
+        let parsed = nft::parse("rt.nft", &text)
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let (got, want) = (parsed.ruleset.canonical(), rs.canonical());
+        first_difference(&got, &want, &text)?;
+        prop_assert_eq!(got, want, "\n{}", text);
+    }
+}

@@ -641,7 +641,7 @@ impl Parser<'_> {
             let mut ok = true;
             for (k, v) in &def.elements {
                 match (k.as_slice(), v.is_empty()) {
-                    ([t], true) => match t.word().and_then(|w| v4_nets(w)) {
+                    ([t], true) => match t.word().and_then(v4_nets) {
                         Some(n) => elements.extend(n),
                         None => ok = false,
                     },
@@ -2058,9 +2058,9 @@ impl RuleParser<'_> {
                     Op::Ge => Match::Ttl(Cmp::Gt, v.checked_sub(1)?),
                 }
             }
-            Field::FragOff if mask == Some(0x1fff) && w == "0" && matches!(op, Op::Ne) => {
-                // `ip frag-off & 0x1fff != 0`: a later fragment. The caller
-                // negates `!=`, so hand back the positive form negated.
+            Field::FragOff if mask == Some(0x1fff) && w == "0" && cmp_ok => {
+                // `ip frag-off & 0x1fff == 0` is "not a later fragment"; the
+                // caller negates `!=` into `Fragment`.
                 Match::Fragment.negate()
             }
             Field::Port { src, .. } => {
@@ -2085,9 +2085,10 @@ impl RuleParser<'_> {
             Field::IcmpType { v6 } if cmp_ok => {
                 let ty = match w.parse() {
                     Ok(n) => n,
-                    Err(_) => match names::icmp_type(w, v6)? {
-                        (t, None) => t,
-                        _ => return None,
+                    Err(_) => match names::icmp_type(w, v6) {
+                        Some((t, None)) => t,
+                        Some(_) => return None,
+                        None => (0..=255u8).find(|t| names::icmp_type_nft(*t, v6) == Some(w))?,
                     },
                 };
                 let t = IcmpType {
@@ -2280,7 +2281,7 @@ impl RuleParser<'_> {
                 }
                 _ => Action::Unknown { text: tok_text(&v) },
             };
-            let ms = match self.build(fields, None, &Op::Eq, &[key.clone()]) {
+            let ms = match self.build(fields, None, &Op::Eq, std::slice::from_ref(&key)) {
                 Some(ms) => ms,
                 None => vec![Match::Unknown {
                     text: tok_text(&key),
@@ -2359,12 +2360,31 @@ fn ct_status(w: &str) -> Option<CtStatus> {
     })
 }
 
+/// A NAT target's addresses (first, last) and ports.
+type NatTo = (Option<(IpAddr, IpAddr)>, Option<PortRange>);
+
 /// `ADDR`, `ADDR-ADDR`, `ADDR:PORT[-PORT]`, `[V6]:PORT`, `:PORT`.
-fn parse_nat_to(w: &str) -> Option<(Option<(IpAddr, IpAddr)>, Option<PortRange>)> {
-    let (addr, port) = if let Some(rest) = w.strip_prefix('[') {
-        let (a, p) = rest.split_once(']')?;
-        (a, p.strip_prefix(':'))
-    } else if w.matches(':').count() > 1 {
+fn parse_nat_to(w: &str) -> Option<NatTo> {
+    let ports_of = |p: Option<&str>| match p {
+        Some(p) => parse_ports(p).map(Some),
+        None => Some(None),
+    };
+    if let Some(rest) = w.strip_prefix('[') {
+        // [a]:p, [a]-[b]:p
+        let (a, rest) = rest.split_once(']')?;
+        let (b, rest) = match rest.strip_prefix("-[") {
+            Some(r) => r.split_once(']')?,
+            None => (a, rest),
+        };
+        let port = match rest.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if rest.is_empty() => None,
+            None => return None,
+        };
+        let (a, b): (IpAddr, IpAddr) = (a.parse().ok()?, b.parse().ok()?);
+        return Some((Some((a, b)), ports_of(port)?));
+    }
+    let (addr, port) = if w.matches(':').count() > 1 {
         (w, None)
     } else {
         match w.split_once(':') {
@@ -2379,10 +2399,7 @@ fn parse_nat_to(w: &str) -> Option<(Option<(IpAddr, IpAddr)>, Option<PortRange>)
         let (a, b): (IpAddr, IpAddr) = (a.parse().ok()?, b.parse().ok()?);
         Some((a, b))
     };
-    let ports = match port {
-        Some(p) => Some(parse_ports(p)?),
-        None => None,
-    };
+    let ports = ports_of(port)?;
     if addrs.is_none() && ports.is_none() {
         return None;
     }
