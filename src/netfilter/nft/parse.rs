@@ -91,6 +91,8 @@ enum Tok {
 struct T {
     tok: Tok,
     span: Range<usize>,
+    /// 1-based, counted once by the lexer (a scan per rule would be quadratic).
+    line: usize,
 }
 
 impl T {
@@ -116,14 +118,19 @@ fn lex(text: &str) -> Res<Vec<T>> {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let mut i = 0;
+    let mut line = 1;
     while i < b.len() {
         let c = b[i];
         let one = |tok| T {
             tok,
             span: i..i + 1,
+            line,
         };
         match c {
-            b'\n' => out.push(one(Tok::Nl)),
+            b'\n' => {
+                out.push(one(Tok::Nl));
+                line += 1;
+            }
             b' ' | b'\t' | b'\r' => {}
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
@@ -133,6 +140,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
             }
             b'\\' if b.get(i + 1) == Some(&b'\n') => {
                 i += 2;
+                line += 1;
                 continue;
             }
             b'{' => out.push(one(Tok::Open)),
@@ -144,6 +152,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
             b'|' | b'&' | b'^' => out.push(T {
                 tok: Tok::Word((c as char).to_string()),
                 span: i..i + 1,
+                line,
             }),
             b'"' => {
                 let start = i;
@@ -156,6 +165,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                 out.push(T {
                     tok: Tok::Str(text[i + 1..i + 1 + len].to_string()),
                     span: start..i + len + 2,
+                    line,
                 });
                 i += len + 2;
                 continue;
@@ -168,6 +178,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                 out.push(T {
                     tok: Tok::Word(text[start..i].to_string()),
                     span: start..i,
+                    line,
                 });
                 continue;
             }
@@ -311,15 +322,12 @@ impl Parser<'_> {
         }
     }
 
-    fn line_of(&self, span: &Range<usize>) -> usize {
-        crate::diag::line_col(self.text, span.start).0
-    }
-
     fn expect_word(&mut self, what: &str) -> Res<(String, Range<usize>)> {
         match self.next() {
             Some(T {
                 tok: Tok::Word(w) | Tok::Str(w),
                 span,
+                ..
             }) => Ok((w, span)),
             Some(t) => err(t.span, format!("expected {what}"), "here"),
             None => err(self.eof_span(), format!("expected {what}"), "file ends"),
@@ -494,9 +502,10 @@ impl Parser<'_> {
             };
             match w.as_str() {
                 "chain" => {
-                    let (name, span) = self.expect_word("a chain name")?;
+                    let line = self.peek().map_or(0, |t| t.line);
+                    let (name, _) = self.expect_word("a chain name")?;
                     self.expect(Tok::Open, "`{`")?;
-                    self.chain(ti, name, span)?;
+                    self.chain(ti, name, line)?;
                 }
                 "set" | "map" => {
                     let (name, _) = self.expect_word("a set name")?;
@@ -659,7 +668,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn chain(&mut self, ti: usize, name: String, span: Range<usize>) -> Res<()> {
+    fn chain(&mut self, ti: usize, name: String, line: usize) -> Res<()> {
         let ci = match self.tables[ti].chain_index.get(&name) {
             Some(&i) => i,
             None => {
@@ -674,7 +683,7 @@ impl Parser<'_> {
                     family: t.table.family,
                     table: t.table.name.clone(),
                     chain: name,
-                    line: crate::diag::line_col(self.text, span.start).0,
+                    line,
                     counters: None,
                 });
                 t.table.chains.len() - 1
@@ -790,15 +799,10 @@ impl Parser<'_> {
 
     /// One rule line, possibly several IR rules (a verdict map).
     fn rule(&self, ti: usize, toks: &[T]) -> Res<Vec<Rule>> {
-        let line = self.line_of(&toks[0].span);
+        let line = toks[0].line;
         let cx = RuleCx {
             sets: &self.tables[ti].sets,
-            named_v4: self.tables[ti]
-                .table
-                .sets
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect(),
+            named_v4: &self.tables[ti].table.sets,
         };
         let mut rp = RuleParser {
             cx: &cx,
@@ -971,7 +975,7 @@ fn parse_ports(w: &str) -> Option<PortRange> {
 struct RuleCx<'a> {
     sets: &'a HashMap<String, SetDef>,
     /// Sets kept by name in `Table::sets`.
-    named_v4: Vec<&'a str>,
+    named_v4: &'a [Set],
 }
 
 /// What a selector reads.
@@ -1806,7 +1810,10 @@ impl RuleParser<'_> {
             fields.as_slice(),
             self.peek_word().and_then(|w| w.strip_prefix('@')),
         ) {
-            if mask.is_none() && matches!(op, Op::Eq | Op::Ne) && self.cx.named_v4.contains(&name) {
+            if mask.is_none()
+                && matches!(op, Op::Eq | Op::Ne)
+                && self.cx.named_v4.iter().any(|s| s.name == name)
+            {
                 let a = Addr::Set(name.to_string());
                 let m = if *src { Match::Src(a) } else { Match::Dst(a) };
                 self.i += 1;
