@@ -865,8 +865,15 @@ impl RuleParser<'_> {
                 match proto {
                     Some(p) => self.module(&p, false)?,
                     None => {
+                        // No module to ask about its arity: the option and
+                        // the values after it.
                         self.i = opt_at + 1;
-                        self.skip_options();
+                        while self
+                            .peek()
+                            .is_some_and(|w| w.quoted || !(w.s.starts_with('-') || w.s == "!"))
+                        {
+                            self.i += 1;
+                        }
                         self.unknown(at, "");
                     }
                 }

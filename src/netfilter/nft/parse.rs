@@ -1077,6 +1077,12 @@ impl RuleParser<'_> {
         e..e
     }
 
+    /// The tokens from `start` to here, as text.
+    fn text_from(&self, start: usize) -> String {
+        let end = self.i.min(self.toks.len());
+        tok_text(&self.toks[start.min(end)..end])
+    }
+
     fn name(&mut self, what: &str) -> Res<String> {
         match self.next() {
             Some(t) => match t.name() {
@@ -1170,7 +1176,7 @@ impl RuleParser<'_> {
             }
             self.i += 1;
         }
-        let text = tok_text(&self.toks[start..self.i]);
+        let text = self.text_from(start);
         self.push_match(Match::Unknown { text });
     }
 
@@ -1311,7 +1317,7 @@ impl RuleParser<'_> {
                 // wherever they come from; everything else is unknown.
                 self.i += 2;
                 let name = self.name("an extension name")?;
-                let text = tok_text(&self.toks[start..self.i]);
+                let text = self.text_from(start);
                 if w1.as_deref() == Some("match") {
                     if STATEFUL_XT.contains(&name.as_str()) {
                         self.push_match(Match::Stateful {
@@ -1358,7 +1364,7 @@ impl RuleParser<'_> {
         {
             self.i += 1;
         }
-        let text = tok_text(&self.toks[start..self.i]);
+        let text = self.text_from(start);
         if terminal && self.cur.action == Action::Continue {
             self.cur.action = Action::Unknown { text };
         } else {
@@ -1617,7 +1623,7 @@ impl RuleParser<'_> {
         if t.tok == Tok::Open {
             let from = self.i + 1;
             self.skip_group();
-            let inner = &self.toks[from..self.i - 1];
+            let inner = &self.toks[from.min(self.i)..self.i.saturating_sub(1).max(from.min(self.i))];
             return Ok(split_commas(inner)
                 .into_iter()
                 .map(|el| el.into_iter().filter(|t| !t.is(".")).collect())
@@ -1750,7 +1756,7 @@ impl RuleParser<'_> {
                     if let Some(k) = (1..6).find(|k| self.word_at(*k) == Some("set")) {
                         self.i += k + 2;
                         self.i = self.i.min(self.toks.len());
-                        let text = tok_text(&self.toks[start..self.i]);
+                        let text = self.text_from(start);
                         self.effect(Action::Passthrough {
                             target: "nft".into(),
                             args: vec![text],
@@ -1853,7 +1859,7 @@ impl RuleParser<'_> {
             }
             None => {
                 self.i = self.i.max(start + 1);
-                let text = tok_text(&self.toks[start..self.i]);
+                let text = self.text_from(start);
                 self.push_match(Match::Unknown { text });
             }
         }
@@ -2164,7 +2170,7 @@ impl RuleParser<'_> {
                     self.i += 1;
                 }
                 self.i = self.i.min(self.toks.len());
-                let text = tok_text(&self.toks[start..self.i]);
+                let text = self.text_from(start);
                 self.effect(Action::Passthrough {
                     target: "nft".into(),
                     args: vec![text],
@@ -2251,7 +2257,7 @@ impl RuleParser<'_> {
             Some(t) if t.tok == Tok::Open => {
                 let from = self.i + 1;
                 self.skip_group();
-                split_commas(&self.toks[from..self.i - 1])
+                split_commas(&self.toks[from.min(self.i)..self.i.saturating_sub(1).max(from.min(self.i))])
                     .iter()
                     .map(|e| split_map_elem(e))
                     .collect()

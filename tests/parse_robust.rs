@@ -1,0 +1,115 @@
+//! Hostile input on stable Rust (the cargo-fuzz targets in fuzz/ go further):
+//! lines assembled from the words both syntaxes use, in any order, and plain
+//! noise. A parser returns a ruleset or an error and never panics; an iptables
+//! ruleset it returns survives emit + parse unchanged.
+
+use amwall::netfilter::{iptables, nft};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::select;
+
+const IPT_WORDS: &[&str] = &[
+    "-A", "INPUT", "FORWARD", "mine", "-s", "-d", "!", "-i", "-o", "-p", "tcp", "udp", "icmp",
+    "all", "-m", "--match", "tcp", "multiport", "conntrack", "state", "set", "iprange", "mark",
+    "addrtype", "limit", "recent", "comment", "owner", "rpfilter", "foo", "--dport", "--sport",
+    "--dports", "--ports", "--ctstate", "--state", "--match-set", "--src-range", "--mark",
+    "--dst-type", "--limit-iface-in", "--tcp-flags", "--syn", "--comment", "--uid-owner",
+    "--invert", "--loose", "-j", "-g", "ACCEPT", "DROP", "REJECT", "LOG", "MARK", "CONNMARK",
+    "DNAT", "SNAT", "MASQUERADE", "REDIRECT", "CT", "NETMAP", "NFQUEUE", "--to-destination",
+    "--to-source", "--to-ports", "--to", "--set-xmark", "--save-mark", "--helper", "--notrack",
+    "--log-prefix", "--reject-with", "10.0.0.1", "10.0.0.0/8", "10.0.0.1-10.0.0.9",
+    "2001:db8::/32", "[2001:db8::1]:80", "1.2.3.4:80-90", "22", "1024:65535", ":1023", "80,443",
+    "NEW,ESTABLISHED", "SYN,ACK", "SYN", "src", "dst,src", "LOCAL", "0x1/0xff", "3/min", "eth0",
+    "eth+", "\"quoted word\"", "\"", "\"\\\"", "-c", "1", "2", "[1:2]", "-I", "-N", "-P", "-F",
+];
+
+const NFT_WORDS: &[&str] = &[
+    "ip", "ip6", "inet", "saddr", "daddr", "tcp", "udp", "th", "sport", "dport", "flags", "ct",
+    "state", "status", "mark", "meta", "l4proto", "iifname", "oifname", "\"eth*\"", "{", "}",
+    ",", ".", ":", "==", "!=", "<", ">", "&", "|", "(", ")", "!", "/", "@hosts", "@nope",
+    "set", "vmap", "map", "accept", "drop", "reject", "with", "icmp", "type", "jump", "goto",
+    "c", "return", "counter", "packets", "bytes", "log", "prefix", "level", "limit", "rate",
+    "over", "3/second", "burst", "dnat", "snat", "masquerade", "redirect", "to", ":80",
+    "10.0.0.1", "10.0.0.0/8", "1.2.3.4-1.2.3.9", "fe80::/10", "[::1]:80", "22", "1000-2000",
+    "established", "related", "new", "syn", "fin", "0xff", "fib", "oif", "missing", "local",
+    "xt", "match", "target", "comment", "\"x\"", "notrack", "helper", "random", "persistent",
+    ";", "\n",
+];
+
+fn line(words: &'static [&'static str]) -> impl Strategy<Value = String> {
+    vec(select(words), 0..14).prop_map(|w| w.join(" "))
+}
+
+fn iptables_file() -> impl Strategy<Value = String> {
+    (
+        select(vec!["filter", "nat", "mangle", "raw", "security", "bogus"]),
+        vec((line(IPT_WORDS), 0..4u8), 0..6),
+        any::<bool>(),
+    )
+        .prop_map(|(table, lines, commit)| {
+            let table = if table == "bogus" { "filter" } else { table };
+            let mut s = format!("*{table}\n:INPUT DROP [0:0]\n:mine - [0:0]\n");
+            for (l, k) in lines {
+                // Mostly rules, so that the words reach the rule parser.
+                if k > 0 {
+                    s.push_str("-A INPUT ");
+                }
+                s.push_str(&l);
+                s.push('\n');
+            }
+            if commit {
+                s.push_str("COMMIT\n");
+            }
+            s
+        })
+}
+
+fn nft_file() -> impl Strategy<Value = String> {
+    vec(line(NFT_WORDS), 0..6).prop_map(|lines| {
+        let mut s = String::from(
+            "table inet t {\n\tset hosts {\n\t\ttype ipv4_addr\n\t\telements = { 10.0.0.1 }\n\t}\n\tchain c {\n\t\ttype filter hook input priority 0; policy drop;\n",
+        );
+        for l in lines {
+            s.push_str("\t\t");
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s.push_str("\t}\n}\n");
+        s
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn iptables_never_panics_and_what_it_reads_round_trips(text in iptables_file()) {
+        if let Ok(parsed) = iptables::parse("r.rules", &text) {
+            let again = iptables::emit(&parsed.ruleset, &[]);
+            let reparsed = iptables::parse("again.rules", &again)
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{again}\nfrom\n{text}")))?;
+            prop_assert_eq!(
+                reparsed.ruleset.canonical(),
+                parsed.ruleset.canonical(),
+                "\n{}\nfrom\n{}",
+                again,
+                text
+            );
+        }
+    }
+
+    #[test]
+    fn nft_never_panics(text in nft_file()) {
+        if let Ok(parsed) = nft::parse("r.nft", &text) {
+            let _ = nft::emit(&parsed.ruleset, &[]);
+        }
+    }
+
+    #[test]
+    fn noise_never_panics(text in "[ -~\t\n\"\\\\{}!*:-]{0,300}") {
+        let _ = iptables::parse("n.rules", &text);
+        let _ = nft::parse("n.nft", &text);
+        let _ = iptables::parse("n.rules", &format!("*filter\n:INPUT ACCEPT\n-A INPUT {text}\nCOMMIT\n"));
+        let _ = nft::parse("n.nft", &format!("table ip t {{\n\tchain c {{\n\t\t{text}\n\t}}\n}}\n"));
+    }
+}
