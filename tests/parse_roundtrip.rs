@@ -764,8 +764,8 @@ fn nft_action(fam: Family, chains: Vec<String>) -> BoxedStrategy<Action> {
         chain.prop_map(Action::Goto).boxed(),
         proptest::option::of(select(vec![
             "tcp reset",
-            "icmp type port-unreachable",
-            "icmpx type admin-prohibited",
+            "icmp port-unreachable",
+            "icmpx admin-prohibited",
         ]))
         .prop_map(|w| Action::Reject(w.map(String::from)))
         .boxed(),

@@ -4,8 +4,10 @@
 //! first (the first line creates the table if it is missing, so the delete never
 //! fails), then the new definition, all in one atomic `nft -f` transaction.
 
+mod json;
 mod parse;
 
+pub use json::parse_json;
 pub use parse::parse;
 
 use std::fmt::Write;

@@ -1220,15 +1220,13 @@ impl RuleParser<'_> {
                 let mut with = None;
                 if self.peek_word() == Some("with") {
                     self.i += 1;
-                    let from = self.i;
-                    // `icmp type X`, `icmpx type X`, `icmpv6 type X`, `tcp reset`
-                    let n = if self.word_at(1) == Some("type") {
-                        3
-                    } else {
-                        2
-                    };
-                    self.i = (self.i + n).min(self.toks.len());
-                    with = Some(tok_text(&self.toks[from..self.i]));
+                    // `icmpx type X` is listed as `icmpx X`; `tcp reset`.
+                    let kind = self.name("a reject type")?;
+                    if self.peek_word() == Some("type") {
+                        self.i += 1;
+                    }
+                    let what = self.name("a reject code")?;
+                    with = Some(format!("{kind} {what}"));
                 }
                 self.verdict(Action::Reject(with), t.span)
             }
@@ -1623,7 +1621,8 @@ impl RuleParser<'_> {
         if t.tok == Tok::Open {
             let from = self.i + 1;
             self.skip_group();
-            let inner = &self.toks[from.min(self.i)..self.i.saturating_sub(1).max(from.min(self.i))];
+            let inner =
+                &self.toks[from.min(self.i)..self.i.saturating_sub(1).max(from.min(self.i))];
             return Ok(split_commas(inner)
                 .into_iter()
                 .map(|el| el.into_iter().filter(|t| !t.is(".")).collect())
@@ -1754,8 +1753,15 @@ impl RuleParser<'_> {
                     // `meta nftrace set 1`, `ip dscp set cs1`: a statement
                     // that changes nothing amwall models.
                     if let Some(k) = (1..6).find(|k| self.word_at(*k) == Some("set")) {
-                        self.i += k + 2;
-                        self.i = self.i.min(self.toks.len());
+                        // The value may be several words (`set rt mtu`).
+                        self.i = (self.i + k + 2).min(self.toks.len());
+                        while self
+                            .peek()
+                            .and_then(T::word)
+                            .is_some_and(|w| !KEYWORDS.contains(&w))
+                        {
+                            self.i += 1;
+                        }
                         let text = self.text_from(start);
                         self.effect(Action::Passthrough {
                             target: "nft".into(),
@@ -2214,13 +2220,15 @@ impl RuleParser<'_> {
         let src_ct = src_ct?;
         let (mut and, mut xor) = (u32::MAX, 0u32);
         while let (Some(op), Some(v)) = (self.word_at(0), self.word_at(1).and_then(parse_u32)) {
+            // One kernel bitwise op, `(src & and) ^ xor`, whatever order
+            // nft prints its parts in (`xor 0xa00 and 0xffff00ff`).
             match op {
-                "and" => and &= v,
-                "or" => {
+                "and" | "&" => and &= v,
+                "or" | "|" => {
                     and &= !v;
                     xor |= v;
                 }
-                "xor" => xor ^= v,
+                "xor" | "^" => xor ^= v,
                 _ => break,
             }
             self.i += 2;
@@ -2257,10 +2265,12 @@ impl RuleParser<'_> {
             Some(t) if t.tok == Tok::Open => {
                 let from = self.i + 1;
                 self.skip_group();
-                split_commas(&self.toks[from.min(self.i)..self.i.saturating_sub(1).max(from.min(self.i))])
-                    .iter()
-                    .map(|e| split_map_elem(e))
-                    .collect()
+                split_commas(
+                    &self.toks[from.min(self.i)..self.i.saturating_sub(1).max(from.min(self.i))],
+                )
+                .iter()
+                .map(|e| split_map_elem(e))
+                .collect()
             }
             Some(t) if t.word().is_some_and(|w| w.starts_with('@')) => {
                 self.i += 1;
