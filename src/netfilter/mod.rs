@@ -14,6 +14,7 @@
 //! [`Action::Unknown`] with its text, so the simulator can answer "unknown"
 //! instead of guessing, and a parse never fails on an unfamiliar extension.
 
+pub mod ipset;
 pub mod iptables;
 pub mod names;
 pub mod nft;
