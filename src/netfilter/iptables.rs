@@ -264,8 +264,13 @@ fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
             0,
             format!(" --ctstate {}", ct_state_names(states)),
         ),
-        Match::SPort(v) if v.len() == 1 => opt(proto, "sport", 0, port_text("sport", &v[0])),
-        Match::DPort(v) if v.len() == 1 => opt(proto, "dport", 1, port_text("dport", &v[0])),
+        // Without a known protocol, multiport still reads back the same.
+        Match::SPort(v) if v.len() == 1 && !proto.is_empty() => {
+            opt(proto, "sport", 0, port_text("sport", &v[0]))
+        }
+        Match::DPort(v) if v.len() == 1 && !proto.is_empty() => {
+            opt(proto, "dport", 1, port_text("dport", &v[0]))
+        }
         Match::SPort(v) => opt("multiport", "multi", 0, format!(" --sports {}", ports(v))),
         Match::DPort(v) => opt("multiport", "multi", 0, format!(" --dports {}", ports(v))),
         Match::Port(v) => opt("multiport", "multi", 0, format!(" --ports {}", ports(v))),
@@ -512,7 +517,7 @@ fn matches_args(r: &Rule, fam: Family) -> String {
     if let Some((Match::OutIface(i), neg)) = take(&|m| matches!(m, Match::OutIface(_))) {
         write!(out, "{} -o {i}", bang(neg)).unwrap();
     }
-    let mut proto = String::from("<no -p>");
+    let mut proto = String::new();
     match take(&|m| matches!(m, Match::Proto(_) | Match::ProtoNum(_))) {
         Some((Match::Proto(p), neg)) => {
             write!(out, "{} -p {p}", bang(neg)).unwrap();
@@ -764,6 +769,22 @@ mod tests {
             rule_args(&r),
             " -p tcp -m tcp --sport 512:1023 -m multiport --dports 10082,10083 -j ACCEPT"
         );
+    }
+
+    #[test]
+    fn ports_without_a_known_protocol_use_multiport() {
+        // Found by fuzzing: `-p pcp` is kept as unknown text, and a port
+        // match then has no protocol module to print under.
+        let r = Rule::new(
+            vec![
+                Match::Unknown {
+                    text: "-p pcp".into(),
+                },
+                Match::DPort(vec![PortRange::single(22)]),
+            ],
+            Action::Accept,
+        );
+        assert_eq!(rule_args(&r), " -p pcp -m multiport --dports 22 -j ACCEPT");
     }
 
     #[test]
