@@ -5,7 +5,7 @@
 # (../shared/rulesets/real-world/: read in place, never copied into the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${1:?target: iptables_parse or nft_parse}
+target=${1:?target: iptables_parse, nft_parse or nft_json_parse}
 secs=${2:-600}
 corpus=$(mktemp -d /tmp/amwall-fuzz-"$target".XXXXXX)
 cp fuzz/seeds/"$target"/* "$corpus"/

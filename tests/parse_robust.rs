@@ -212,6 +212,56 @@ const NFT_WORDS: &[&str] = &[
     "\n",
 ];
 
+/// Pieces of rule expressions as `nft -j` prints them, some of them wrong.
+fn json_expr() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    let left = select(vec![
+        json!({"payload": {"protocol": "tcp", "field": "dport"}}),
+        json!({"payload": {"protocol": "ip", "field": "saddr"}}),
+        json!({"meta": {"key": "iifname"}}),
+        json!({"ct": {"key": "state"}}),
+        json!({"ct": {"key": "saddr", "dir": "original", "family": "ip"}}),
+        json!({"fib": {"result": "oif", "flags": ["saddr", "iif"]}}),
+        json!({"&": [{"meta": {"key": "mark"}}, 255]}),
+        json!({"concat": [{"payload": {"protocol": "ip", "field": "saddr"}}, {"payload": {"protocol": "tcp", "field": "dport"}}]}),
+        json!({"bogus": 1}),
+        json!("x"),
+    ]);
+    let right = select(vec![
+        json!(22),
+        json!("10.0.0.1"),
+        json!("@s"),
+        json!("eth \"0\" {"),
+        json!(["established", "related"]),
+        json!({"set": [22, {"range": [1, 9]}]}),
+        json!({"prefix": {"addr": "10.0.0.0", "len": 8}}),
+        json!({"concat": ["10.0.0.1", 22]}),
+        json!(false),
+        json!(null),
+        json!({"set": [[22, {"accept": null}]]}),
+    ]);
+    let op = select(vec!["==", "!=", "in", "<", "wat"]);
+    prop_oneof![
+        (left.clone(), right.clone(), op)
+            .prop_map(|(l, r, o)| json!({"match": {"op": o, "left": l, "right": r}})),
+        select(vec![
+            json!({"accept": null}),
+            json!({"jump": {"target": "c"}}),
+            json!({"counter": {"packets": 1, "bytes": 2}}),
+            json!({"log": {"prefix": "a\"b", "level": "info"}}),
+            json!({"dnat": {"addr": "10.0.0.1", "port": 80, "family": "ip"}}),
+            json!({"masquerade": {"port": {"range": [1024, 65535]}, "flags": ["random"]}}),
+            json!({"mangle": {"key": {"meta": {"key": "mark"}}, "value": 2}}),
+            json!({"ct helper": "h"}),
+            json!({"xt": {"type": "match", "name": "recent"}}),
+            json!({"limit": {"rate": 3, "per": "minute"}}),
+            json!({"reject": {"type": "tcp reset"}}),
+            json!({"weird": [1, 2]}),
+        ]),
+        (left, right).prop_map(|(l, r)| json!({"vmap": {"key": l, "data": r}})),
+    ]
+}
+
 fn line(words: &'static [&'static str]) -> impl Strategy<Value = String> {
     vec(select(words), 0..14).prop_map(|w| w.join(" "))
 }
@@ -287,5 +337,22 @@ proptest! {
         let _ = nft::parse("n.nft", &text);
         let _ = iptables::parse("n.rules", &format!("*filter\n:INPUT ACCEPT\n-A INPUT {text}\nCOMMIT\n"));
         let _ = nft::parse("n.nft", &format!("table ip t {{\n\tchain c {{\n\t\t{text}\n\t}}\n}}\n"));
+        let _ = nft::parse_json("n.json", &text);
+    }
+
+    #[test]
+    fn json_never_panics(exprs in vec(json_expr(), 0..6), comment in "[ -~\n]{0,10}") {
+        let rule = serde_json::json!({"rule": {"family": "inet", "table": "t", "chain": "c",
+            "handle": 3, "comment": comment, "expr": exprs}});
+        let doc = serde_json::json!({"nftables": [
+            {"table": {"family": "inet", "name": "t"}},
+            {"chain": {"family": "inet", "table": "t", "name": "c", "type": "filter",
+                       "hook": "input", "prio": 0, "policy": "drop"}},
+            rule]});
+        if let Ok(p) = nft::parse_json("r.json", &doc.to_string()) {
+            for r in p.ruleset.rules() {
+                prop_assert_eq!(r.origin.map(|o| o.line), Some(3));
+            }
+        }
     }
 }

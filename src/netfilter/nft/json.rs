@@ -174,22 +174,36 @@ pub fn parse_json(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
     let mut doc = String::new();
     let mut line_origin: HashMap<usize, usize> = HashMap::new();
     let mut chain_origin: HashMap<usize, usize> = HashMap::new();
+    // Lines counted as they are written (counting the document each time
+    // would be quadratic in the number of rules).
+    let mut line = 1;
+    let mut push = |doc: &mut String, l: String| {
+        doc.push_str(&l);
+        doc.push('\n');
+        line += 1;
+        line - 1
+    };
     for t in &tables {
-        writeln!(doc, "table {} {} {{", t.family, quote_name(&t.name)).unwrap();
-        doc.push_str(&t.objects);
+        push(
+            &mut doc,
+            format!("table {} {} {{", t.family, quote_name(&t.name)),
+        );
+        for l in t.objects.lines() {
+            push(&mut doc, l.to_string());
+        }
         for c in &t.chains {
-            chain_origin.insert(doc.lines().count() + 1, c.index);
-            writeln!(doc, "\tchain {} {{", quote_name(&c.name)).unwrap();
+            let n = push(&mut doc, format!("\tchain {} {{", quote_name(&c.name)));
+            chain_origin.insert(n, c.index);
             if !c.header.is_empty() {
-                writeln!(doc, "\t\t{}", c.header).unwrap();
+                push(&mut doc, format!("\t\t{}", c.header));
             }
             for (r, origin) in &c.rules {
-                line_origin.insert(doc.lines().count() + 1, *origin);
-                writeln!(doc, "\t\t{r}").unwrap();
+                let n = push(&mut doc, format!("\t\t{r}"));
+                line_origin.insert(n, *origin);
             }
-            doc.push_str("\t}\n");
+            push(&mut doc, "\t}".to_string());
         }
-        doc.push_str("}\n");
+        push(&mut doc, "}".to_string());
     }
     let mut parsed = super::parse(file, &doc).map_err(|e| {
         fail(
@@ -250,7 +264,7 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
 }
 
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "'"))
+    format!("\"{}\"", s.replace('"', "'").replace('\n', " "))
 }
 
 /// Names are bare words unless they need quotes.
