@@ -526,10 +526,10 @@ fn matches_args(r: &Rule, fam: Family) -> String {
         Some((Match::ProtoNum(n), neg)) => {
             let name = names::proto_name(*n);
             write!(out, "{} -p {name}", bang(neg)).unwrap();
-            proto = match *n {
-                58 => "icmp6".into(),
-                _ => name,
-            };
+            // The module that has --sport/--dport for this protocol, if any.
+            if matches!(*n, 132 | 33 | 136) {
+                proto = name;
+            }
         }
         _ => {}
     }
@@ -785,6 +785,16 @@ mod tests {
             Action::Accept,
         );
         assert_eq!(rule_args(&r), " -p pcp -m multiport --dports 22 -j ACCEPT");
+        // And `-p icmp -m tcp --sport 80` (iptables would refuse it, the
+        // parser does not): icmp has no --sport.
+        let r = Rule::new(
+            vec![
+                Match::ProtoNum(1),
+                Match::SPort(vec![PortRange::single(80)]),
+            ],
+            Action::Accept,
+        );
+        assert_eq!(rule_args(&r), " -p icmp -m multiport --sports 80 -j ACCEPT");
     }
 
     #[test]
