@@ -87,7 +87,9 @@ fn args_text(args: &[String]) -> String {
     let mut out = String::new();
     for a in args {
         out.push(' ');
-        if a == "!" || a.starts_with('-') {
+        // Options (`--name`) and negations as they are; values quoted when
+        // they would not read back as one value (`-x` would end the module).
+        if a == "!" || (a.starts_with("--") && a.len() > 2) {
             out.push_str(a);
         } else {
             out.push_str(&quote(a));
@@ -535,6 +537,16 @@ fn matches_args(r: &Rule, fam: Family) -> String {
     }
     if let Some((_, neg)) = take(&|m| matches!(m, Match::Fragment)) {
         write!(out, "{} -f", bang(neg)).unwrap();
+    }
+    // Options kept as text that belong to no module go before any `-m`,
+    // where no module can take them for its own.
+    for (i, m) in r.matches.iter().enumerate() {
+        if let Match::Unknown { text } = m {
+            if !used[i] && text.starts_with("--") {
+                used[i] = true;
+                write!(out, " {text}").unwrap();
+            }
+        }
     }
     // The rest in rule order, consecutive options of one module under one `-m`.
     let mut group: Vec<ModOpt> = Vec::new();

@@ -600,10 +600,10 @@ impl Rule {
     }
 
     /// The same rule in the form every parser produces, for comparing
-    /// rulesets: no origin, set-like lists sorted, and the stateless matches
-    /// (a conjunction, so their order cannot matter) sorted into one fixed
-    /// order ahead of the stateful and unknown ones, which keep theirs (a rate
-    /// limit counts only the packets that reach it).
+    /// rulesets: no origin, set-like lists sorted, and the stateless and
+    /// unknown matches (a conjunction, so their order cannot matter) sorted
+    /// into one fixed order ahead of the stateful ones, which keep theirs (a
+    /// rate limit counts only the packets that reach it).
     pub fn canonical(&self) -> Rule {
         fn rank(m: &Match) -> u8 {
             match m.positive().0 {
@@ -615,7 +615,10 @@ impl Rule {
                 Match::Fragment => 5,
                 Match::SPort(_) => 6,
                 Match::DPort(_) => 7,
-                Match::Stateful { .. } | Match::Unknown { .. } => u8::MAX,
+                Match::Stateful { .. } => u8::MAX,
+                // Kept text is compared as a set: an emitter may have to
+                // move it to read back as one piece.
+                Match::Unknown { .. } => 9,
                 _ => 8,
             }
         }

@@ -242,8 +242,12 @@ impl Parser<'_> {
         let first = &words[0];
         let name = first.s[1..].to_string();
         self.open(&first.span)?;
-        if name.is_empty() {
-            return err(first.span.clone(), "chain name missing", "after `:`");
+        if !plain(&name) || name.starts_with(['-', '!']) {
+            return err(
+                first.span.clone(),
+                "bad chain name",
+                "expected a name after `:`",
+            );
         }
         let Some(pol) = words.get(1) else {
             return err(
@@ -400,6 +404,9 @@ impl Parser<'_> {
             }
             "-N" | "--new-chain" => {
                 let chain = need_chain(&mut words)?;
+                if !plain(&chain.s) || chain.s.starts_with(['-', '!']) {
+                    return err(chain.span, "bad chain name", "here");
+                }
                 let info = self.chains.len();
                 let o = self.cur.as_mut().expect("checked above");
                 if o.chain_index.contains_key(&chain.s) {
@@ -464,6 +471,12 @@ impl Parser<'_> {
             ),
         }
     }
+}
+
+/// Names the emitter prints as they are (chains, interfaces, sets, MACs):
+/// a word that reads back as itself.
+fn plain(s: &str) -> bool {
+    !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
 }
 
 /// `[packets:bytes]`
@@ -608,9 +621,29 @@ struct RuleParser<'a> {
 /// A word that starts a generic option or a module / target: it ends the
 /// options of the module before it.
 fn is_boundary(w: &Word) -> bool {
-    let s = &w.s;
-    !w.quoted
-        && s.len() >= 2
+    let s = w.s.as_str();
+    if w.quoted {
+        return false;
+    }
+    // The generic options' long spellings end a module too.
+    const LONG: &[&str] = &[
+        "--source",
+        "--src",
+        "--destination",
+        "--dst",
+        "--in-interface",
+        "--out-interface",
+        "--protocol",
+        "--fragment",
+        "--match",
+        "--jump",
+        "--goto",
+        "--set-counters",
+    ];
+    if LONG.contains(&s) {
+        return true;
+    }
+    s.len() >= 2
         && s.starts_with('-')
         && !s.starts_with("--")
         && !s[1..].starts_with(|c: char| c.is_ascii_digit())
@@ -799,7 +832,10 @@ impl RuleParser<'_> {
                 );
             }
             "-i" | "--in-interface" | "-o" | "--out-interface" => {
-                let (v, _) = self.value(opt_at, &mut neg)?;
+                let (v, span) = self.value(opt_at, &mut neg)?;
+                if !plain(&v) {
+                    return err(span, format!("bad interface name `{v}`"), "here");
+                }
                 let m = if opt.starts_with("-i") || opt.starts_with("--in") {
                     Match::InIface(v)
                 } else {
@@ -835,7 +871,10 @@ impl RuleParser<'_> {
                 if neg {
                     return err(opt_span, "`!` cannot negate a module", "negate its options");
                 }
-                let (name, _) = self.value(opt_at, &mut neg)?;
+                let (name, span) = self.value(opt_at, &mut neg)?;
+                if !plain(&name) {
+                    return err(span, format!("bad module name `{name}`"), "here");
+                }
                 self.module(&name, true)?;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
@@ -843,6 +882,9 @@ impl RuleParser<'_> {
                     return err(opt_span, "`!` cannot negate a target", "here");
                 }
                 let (name, span) = self.value(opt_at, &mut neg)?;
+                if !plain(&name) {
+                    return err(span, format!("bad target name `{name}`"), "here");
+                }
                 if self.action.is_some() {
                     return err(span, "a rule has one target", "second target");
                 }
@@ -890,16 +932,33 @@ impl RuleParser<'_> {
     }
 
     /// The module `-p` loads implicitly, if any.
+    /// From the rule's `-p` wherever it stands, as iptables decides it after
+    /// reading the whole line (so the answer does not depend on word order).
     fn implicit_module(&self) -> Option<String> {
-        self.matches.iter().find_map(|m| match m {
-            Match::Proto(p) => Some(p.to_string()),
-            Match::ProtoNum(1) => Some("icmp".into()),
-            Match::ProtoNum(58) => Some("icmp6".into()),
-            Match::ProtoNum(132) => Some("sctp".into()),
-            Match::ProtoNum(33) => Some("dccp".into()),
-            Match::ProtoNum(136) => Some("udplite".into()),
-            _ => None,
-        })
+        let k = self
+            .words
+            .iter()
+            .position(|w| !w.quoted && (w.s == "-p" || w.s == "--protocol"))?;
+        if k > 0 && self.words[k - 1].bang() {
+            return None;
+        }
+        let v = self.words.get(k + 1)?;
+        if v.bang() {
+            return None;
+        }
+        Some(
+            match names::proto_number(&v.s)? {
+                6 => "tcp",
+                17 => "udp",
+                1 => "icmp",
+                58 => "icmp6",
+                132 => "sctp",
+                33 => "dccp",
+                136 => "udplite",
+                _ => return None,
+            }
+            .to_string(),
+        )
     }
 
     /// A module's options, from the word after its name to the next boundary.
@@ -908,11 +967,10 @@ impl RuleParser<'_> {
         if name == "rpfilter" {
             return self.rpfilter();
         }
-        self.module_prefix = if explicit {
-            format!("-m {name} ")
-        } else {
-            String::new()
-        };
+        // Text we keep names its module even when `-p` loaded it, so that it
+        // reads back the same wherever it is printed.
+        let _ = explicit;
+        self.module_prefix = format!("-m {name} ");
         if STATEFUL.contains(&name) {
             let from = self.i;
             self.skip_options();
@@ -1205,7 +1263,10 @@ impl RuleParser<'_> {
                 self.push(m, *neg);
             }
             ("set", "match-set") => {
-                let (name, _) = self.value(opt_at, neg)?;
+                let (name, span) = self.value(opt_at, neg)?;
+                if !plain(&name) {
+                    return err(span, format!("bad set name `{name}`"), "here");
+                }
                 let Some(w) = self.next() else {
                     return err(
                         self.end_span(),
@@ -1321,7 +1382,10 @@ impl RuleParser<'_> {
                 });
             }
             ("mac", "mac-source") => {
-                let (v, _) = self.value(opt_at, neg)?;
+                let (v, span) = self.value(opt_at, neg)?;
+                if !plain(&v) {
+                    return err(span, format!("bad MAC address `{v}`"), "here");
+                }
                 self.push(Match::MacSrc(v.to_ascii_lowercase()), *neg);
             }
             ("pkttype", "pkt-type") => {
@@ -1384,6 +1448,7 @@ impl RuleParser<'_> {
     /// rpfilter's flags all make one match (a bare `-m rpfilter` is the
     /// strict check); `--invert` negates it.
     fn rpfilter(&mut self) -> Res<()> {
+        let start = self.i;
         let mut flags = Vec::new();
         let mut invert = false;
         while let Some(w) = self.peek() {
@@ -1394,14 +1459,23 @@ impl RuleParser<'_> {
             }
             self.i += 1;
         }
-        self.push(Match::RpFilter(flags), invert);
-        let from = self.i;
-        self.skip_options();
-        if self.i > from {
-            let text = self.text_from(from);
-            self.matches.push(Match::Unknown {
-                text: format!("-m rpfilter {text}"),
-            });
+        match self.peek() {
+            Some(w) if !is_boundary(w) && !w.bang() => {
+                if !is_long(&w.s) {
+                    return err(
+                        w.span.clone(),
+                        format!("unexpected `{}`", w.s),
+                        "expected an option (`--name`) of this module",
+                    );
+                }
+                // An option we do not know: the whole match is unknown.
+                self.skip_options();
+                let text = self.text_from(start);
+                self.matches.push(Match::Unknown {
+                    text: format!("-m rpfilter {text}"),
+                });
+            }
+            _ => self.push(Match::RpFilter(flags), invert),
         }
         Ok(())
     }
