@@ -1095,12 +1095,25 @@ impl RuleParser<'_> {
 
     fn run(&mut self) -> Res<()> {
         while self.i < self.toks.len() {
+            let decided = self.cur.action != Action::Continue || self.vmap.is_some();
+            if decided && self.peek_word() != Some("comment") {
+                return err(
+                    self.toks[self.i].span.clone(),
+                    "nothing but a comment may follow the verdict",
+                    "after the verdict",
+                );
+            }
             self.item()?;
         }
         Ok(())
     }
 
     fn finish(mut self) -> Vec<Rule> {
+        // Kept text is one piece per rule: where one unknown part ends is a
+        // guess, and one piece reads back the same wherever it is printed.
+        for r in self.out.iter_mut().chain(std::iter::once(&mut self.cur)) {
+            merge_unknowns(&mut r.matches);
+        }
         // Without a verdict, the last statement is the rule's action (as
         // iptables' one target): `... ct helper set "x"` is `Action::CtHelper`.
         if self.cur.action == Action::Continue && self.vmap.is_none() {
@@ -1126,15 +1139,12 @@ impl RuleParser<'_> {
         // A statement before this match ran for every packet that got this
         // far: it becomes a rule of its own, and this rule re-checks the
         // matches before it.
-        if !self.cur.effects.is_empty() || self.cur.action != Action::Continue {
+        if !self.cur.effects.is_empty() {
             let mut split = self.cur.clone();
-            if split.action == Action::Continue {
-                split.action = split.effects.pop().expect("non-empty");
-            }
+            split.action = split.effects.pop().expect("non-empty");
             split.comment = None;
             self.out.push(split);
             self.cur.effects.clear();
-            self.cur.action = Action::Continue;
         }
         self.cur.matches.push(m);
     }
@@ -1752,16 +1762,30 @@ impl RuleParser<'_> {
                 None => {
                     // `meta nftrace set 1`, `ip dscp set cs1`: a statement
                     // that changes nothing amwall models.
-                    if let Some(k) = (1..6).find(|k| self.word_at(*k) == Some("set")) {
-                        // The value may be several words (`set rt mtu`).
-                        self.i = (self.i + k + 2).min(self.toks.len());
+                    let set_at = (1..6)
+                        .take_while(|k| {
+                            self.word_at(*k)
+                                .is_some_and(|w| w == "set" || !KEYWORDS.contains(&w))
+                        })
+                        .find(|k| self.word_at(*k) == Some("set"));
+                    if let Some(k) = set_at {
+                        // The value may be several words (`set rt mtu`), none
+                        // of them a keyword.
+                        let value_at = self.i + k + 1;
+                        let mut end = value_at;
                         while self
-                            .peek()
+                            .toks
+                            .get(end)
                             .and_then(T::word)
                             .is_some_and(|w| !KEYWORDS.contains(&w))
                         {
-                            self.i += 1;
+                            end += 1;
                         }
+                        if end == value_at {
+                            self.unknown_from(start);
+                            return Ok(());
+                        }
+                        self.i = end;
                         let text = self.text_from(start);
                         self.effect(Action::Passthrough {
                             target: "nft".into(),
@@ -2318,6 +2342,31 @@ impl RuleParser<'_> {
         self.vmap = Some(out);
         Ok(())
     }
+}
+
+fn merge_unknowns(ms: &mut Vec<Match>) {
+    let mut texts = Vec::new();
+    let mut first = None;
+    for (i, m) in ms.iter().enumerate() {
+        if let Match::Unknown { text } = m {
+            first.get_or_insert(i);
+            texts.push(text.clone());
+        }
+    }
+    if texts.len() < 2 {
+        return;
+    }
+    let first = first.expect("two unknowns");
+    let mut k = 0;
+    ms.retain(|m| {
+        let keep = !matches!(m, Match::Unknown { .. }) || k == first;
+        k += 1;
+        keep
+    });
+    // `first` is still the first unknown's index: nothing before it was removed.
+    ms[first] = Match::Unknown {
+        text: texts.join(" "),
+    };
 }
 
 fn meta_field(k: &str) -> Option<Field> {
