@@ -49,7 +49,7 @@ fn short_addr(a: &Addr) -> String {
     }
 }
 
-/// An address as an iprange range, for a second address match on one rule.
+/// An iprange range as its two ends.
 fn as_range(a: &Addr) -> Option<(IpAddr, IpAddr)> {
     match a {
         Addr::Net(n) => Some((n.network().into(), n.broadcast().into())),
@@ -247,6 +247,10 @@ fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
     let mut o = match m {
         Match::Src(Addr::Set(s)) => opt("set", "match-set", 0, format!(" --match-set {s} src")),
         Match::Dst(Addr::Set(s)) => opt("set", "match-set", 0, format!(" --match-set {s} dst")),
+        // A second prefix prints as a second `-s`/`-d`, which iptables
+        // refuses: it cannot have come from iptables-save.
+        Match::Src(a @ (Addr::Net(_) | Addr::Net6(_))) => solo("", format!(" -s {}", addr(a))),
+        Match::Dst(a @ (Addr::Net(_) | Addr::Net6(_))) => solo("", format!(" -d {}", addr(a))),
         Match::Src(a) => match as_range(a) {
             Some((x, y)) => opt("iprange", "src-range", 0, format!(" --src-range {x}-{y}")),
             None => solo("", String::new()),
