@@ -1,9 +1,15 @@
-//! iptables-restore / iptables-save text.
+//! iptables-restore / iptables-save text: [`emit`] and [`parse`].
 //!
 //! `emit` writes exactly the canonical form `iptables-save` prints for the same
 //! rules (match order, `-m tcp`, `/32` suffixes, `RELATED,ESTABLISHED`), so that
 //! loading a file and saving it again gives the same rule lines — a kernel test
-//! checks this.
+//! checks this. `parse` reads what `iptables-save` and `ip6tables-save` print
+//! (and what people write for `iptables-restore`) into the same IR.
+
+mod parse;
+
+pub use super::{ChainInfo, Parsed};
+pub use parse::parse;
 
 use std::fmt::Write;
 
@@ -28,7 +34,28 @@ fn ports(v: &[PortRange]) -> String {
 fn addr(a: &Addr) -> String {
     match a {
         Addr::Net(n) => format!("{}/{}", n.addr(), n.prefix_len()),
+        Addr::Net6(n) => format!("{}/{}", n.addr(), n.prefix_len()),
         Addr::Set(s) => s.clone(),
+        Addr::Range(a, b) => format!("{a}-{b}"),
+    }
+}
+
+/// Conntrack and NETMAP print a host without its prefix length.
+fn short_addr(a: &Addr) -> String {
+    match a {
+        Addr::Net(n) if n.prefix_len() == 32 => n.addr().to_string(),
+        Addr::Net6(n) if n.prefix_len() == 128 => n.addr().to_string(),
+        a => addr(a),
+    }
+}
+
+/// An iprange range as its two ends.
+fn as_range(a: &Addr) -> Option<(IpAddr, IpAddr)> {
+    match a {
+        Addr::Net(n) => Some((n.network().into(), n.broadcast().into())),
+        Addr::Net6(n) => Some((n.network().into(), n.broadcast().into())),
+        Addr::Range(a, b) => Some((*a, *b)),
+        Addr::Set(_) => None,
     }
 }
 
@@ -40,9 +67,11 @@ fn policy(p: Policy) -> &'static str {
 }
 
 /// Comments are quoted the way iptables-save does: only when they contain
-/// something other than letters, digits and a few safe characters.
+/// something other than letters, digits and a few safe characters (or would
+/// read as an option).
 fn quote(s: &str) -> String {
     if !s.is_empty()
+        && !s.starts_with('-')
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.:/,".contains(c))
     {
@@ -52,111 +81,629 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// One rule as the arguments after `-A CHAIN`.
-pub fn rule_args(r: &Rule) -> String {
+/// Option arguments kept as written: a word that starts an option or the
+/// value that follows it; values that do not re-tokenize as themselves are quoted.
+fn args_text(args: &[String]) -> String {
     let mut out = String::new();
-    let find = |f: &dyn Fn(&Match) -> bool| r.matches.iter().find(|m| f(m));
-    // iptables-save prints the generic matches first, in this order.
-    if let Some(Match::Src(a)) = find(&|m| matches!(m, Match::Src(Addr::Net(_)))) {
-        write!(out, " -s {}", addr(a)).unwrap();
-    }
-    if let Some(Match::Dst(a)) = find(&|m| matches!(m, Match::Dst(Addr::Net(_)))) {
-        write!(out, " -d {}", addr(a)).unwrap();
-    }
-    if let Some(Match::InIface(i)) = find(&|m| matches!(m, Match::InIface(_))) {
-        write!(out, " -i {i}").unwrap();
-    }
-    if let Some(Match::OutIface(i)) = find(&|m| matches!(m, Match::OutIface(_))) {
-        write!(out, " -o {i}").unwrap();
-    }
-    let proto = r.matches.iter().find_map(|m| {
-        if let Match::Proto(p) = m {
-            Some(*p)
+    for a in args {
+        out.push(' ');
+        // Options (`--name`) and negations as they are; values quoted when
+        // they would not read back as one value (`-x` would end the module).
+        if a == "!" || (a.starts_with("--") && a.len() > 2) {
+            out.push_str(a);
         } else {
-            None
+            out.push_str(&quote(a));
         }
-    });
-    if let Some(p) = proto {
-        write!(out, " -p {p}").unwrap();
-    }
-    for m in &r.matches {
-        match m {
-            Match::Src(Addr::Set(s)) => write!(out, " -m set --match-set {s} src").unwrap(),
-            Match::Dst(Addr::Set(s)) => write!(out, " -m set --match-set {s} dst").unwrap(),
-            Match::CtState(states) => {
-                // iptables-save's order.
-                let mut names = Vec::new();
-                for (st, n) in [
-                    (CtState::Invalid, "INVALID"),
-                    (CtState::New, "NEW"),
-                    (CtState::Related, "RELATED"),
-                    (CtState::Established, "ESTABLISHED"),
-                ] {
-                    if states.contains(&st) {
-                        names.push(n);
-                    }
-                }
-                write!(out, " -m conntrack --ctstate {}", names.join(",")).unwrap();
-            }
-            _ => {}
-        }
-    }
-    let sport = r.matches.iter().find_map(|m| {
-        if let Match::SPort(v) = m {
-            Some(v)
-        } else {
-            None
-        }
-    });
-    let dport = r.matches.iter().find_map(|m| {
-        if let Match::DPort(v) = m {
-            Some(v)
-        } else {
-            None
-        }
-    });
-    if let Some(p) = proto {
-        if sport.is_some() || dport.is_some() {
-            let mut plain = String::new();
-            let mut multi = String::new();
-            match sport {
-                Some(v) if v.len() == 1 => write!(plain, " --sport {}", ports(v)).unwrap(),
-                Some(v) => write!(multi, " --sports {}", ports(v)).unwrap(),
-                None => {}
-            }
-            match dport {
-                Some(v) if v.len() == 1 => write!(plain, " --dport {}", ports(v)).unwrap(),
-                Some(v) => write!(multi, " --dports {}", ports(v)).unwrap(),
-                None => {}
-            }
-            if !plain.is_empty() {
-                write!(out, " -m {p}{plain}").unwrap();
-            }
-            if !multi.is_empty() {
-                write!(out, " -m multiport{multi}").unwrap();
-            }
-        }
-    }
-    if let Some(c) = &r.comment {
-        write!(out, " -m comment --comment {}", quote(c)).unwrap();
-    }
-    match &r.action {
-        Action::Accept => out.push_str(" -j ACCEPT"),
-        Action::Drop => out.push_str(" -j DROP"),
-        Action::Dnat(to) => write!(out, " -j DNAT --to-destination {to}").unwrap(),
-        Action::Masquerade => out.push_str(" -j MASQUERADE"),
-        Action::CtHelper(h) => write!(out, " -j CT --helper {h}").unwrap(),
     }
     out
 }
 
-/// The whole ruleset as an iptables-restore file. `header` lines become `#` comments.
+fn ct_state_names(states: &[CtState]) -> String {
+    // iptables-save's order.
+    let mut names = Vec::new();
+    for (st, n) in [
+        (CtState::Invalid, "INVALID"),
+        (CtState::New, "NEW"),
+        (CtState::Related, "RELATED"),
+        (CtState::Established, "ESTABLISHED"),
+        (CtState::Untracked, "UNTRACKED"),
+        (CtState::Snat, "SNAT"),
+        (CtState::Dnat, "DNAT"),
+    ] {
+        if states.contains(&st) {
+            names.push(n);
+        }
+    }
+    names.join(",")
+}
+
+pub(crate) fn ct_status_name(s: CtStatus) -> &'static str {
+    match s {
+        CtStatus::None => "NONE",
+        CtStatus::Expected => "EXPECTED",
+        CtStatus::SeenReply => "SEEN_REPLY",
+        CtStatus::Assured => "ASSURED",
+        CtStatus::Confirmed => "CONFIRMED",
+    }
+}
+
+pub(crate) const ADDR_TYPES: [(AddrType, &str); 12] = [
+    (AddrType::Unspec, "UNSPEC"),
+    (AddrType::Unicast, "UNICAST"),
+    (AddrType::Local, "LOCAL"),
+    (AddrType::Broadcast, "BROADCAST"),
+    (AddrType::Anycast, "ANYCAST"),
+    (AddrType::Multicast, "MULTICAST"),
+    (AddrType::Blackhole, "BLACKHOLE"),
+    (AddrType::Unreachable, "UNREACHABLE"),
+    (AddrType::Prohibit, "PROHIBIT"),
+    (AddrType::Throw, "THROW"),
+    (AddrType::Nat, "NAT"),
+    (AddrType::Xresolve, "XRESOLVE"),
+];
+
+/// Flag names in the order libxt_tcp prints them.
+pub(crate) const TCP_FLAGS: [(u8, &str); 8] = [
+    (tcp_flag::FIN, "FIN"),
+    (tcp_flag::SYN, "SYN"),
+    (tcp_flag::RST, "RST"),
+    (tcp_flag::PSH, "PSH"),
+    (tcp_flag::ACK, "ACK"),
+    (tcp_flag::URG, "URG"),
+    (tcp_flag::ECE, "ECE"),
+    (tcp_flag::CWR, "CWR"),
+];
+
+fn tcp_flags(bits: u8) -> String {
+    if bits == 0 {
+        return "NONE".into();
+    }
+    TCP_FLAGS
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn icmp(t: &IcmpType) -> String {
+    match (t.ty, t.code) {
+        (None, _) => "any".into(),
+        (Some(ty), None) => ty.to_string(),
+        (Some(ty), Some(c)) => format!("{ty}/{c}"),
+    }
+}
+
+fn ct_tuple(t: CtTuple) -> (&'static str, u8) {
+    match t {
+        CtTuple::OrigSrc => ("orig", 2),
+        CtTuple::OrigDst => ("orig", 3),
+        CtTuple::ReplSrc => ("repl", 4),
+        CtTuple::ReplDst => ("repl", 5),
+    }
+}
+
+fn ct_tuple_dir(t: CtTuple) -> &'static str {
+    match t {
+        CtTuple::OrigSrc | CtTuple::ReplSrc => "src",
+        CtTuple::OrigDst | CtTuple::ReplDst => "dst",
+    }
+}
+
+fn hex_mask(value: u32, mask: u32) -> String {
+    if mask == u32::MAX {
+        format!("0x{value:x}")
+    } else {
+        format!("0x{value:x}/0x{mask:x}")
+    }
+}
+
+/// One match printed inside an `-m MODULE` group. Consecutive matches of one
+/// module share the `-m` unless an option would repeat; `order` is the
+/// module's own print order.
+struct ModOpt {
+    /// Empty: printed without `-m` (a second generic option, or kept text).
+    module: String,
+    key: &'static str,
+    order: u8,
+    text: String,
+    /// Never shares its `-m` with another match.
+    solo: bool,
+}
+
+fn opt(module: &str, key: &'static str, order: u8, text: String) -> ModOpt {
+    ModOpt {
+        module: module.to_string(),
+        key,
+        order,
+        text,
+        solo: false,
+    }
+}
+
+fn solo(module: &str, text: String) -> ModOpt {
+    ModOpt {
+        module: module.to_string(),
+        key: "",
+        order: 0,
+        text,
+        solo: true,
+    }
+}
+
+fn port_text(key: &'static str, p: &PortRange) -> String {
+    if p.lo == p.hi {
+        format!(" --{key} {}", p.lo)
+    } else {
+        format!(" --{key} {}:{}", p.lo, p.hi)
+    }
+}
+
+/// How iptables-save prints a match that is not one of the generic options.
+fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
+    let v6 = fam == Family::Ip6;
+    let (m, neg) = m.positive();
+    let bang = if neg { " !" } else { "" };
+    let mut o = match m {
+        Match::Src(Addr::Set(s)) => opt("set", "match-set", 0, format!(" --match-set {s} src")),
+        Match::Dst(Addr::Set(s)) => opt("set", "match-set", 0, format!(" --match-set {s} dst")),
+        // A second prefix prints as a second `-s`/`-d`, which iptables
+        // refuses: it cannot have come from iptables-save.
+        Match::Src(a @ (Addr::Net(_) | Addr::Net6(_))) => solo("", format!(" -s {}", addr(a))),
+        Match::Dst(a @ (Addr::Net(_) | Addr::Net6(_))) => solo("", format!(" -d {}", addr(a))),
+        Match::Src(a) => match as_range(a) {
+            Some((x, y)) => opt("iprange", "src-range", 0, format!(" --src-range {x}-{y}")),
+            None => solo("", String::new()),
+        },
+        Match::Dst(a) => match as_range(a) {
+            Some((x, y)) => opt("iprange", "dst-range", 1, format!(" --dst-range {x}-{y}")),
+            None => solo("", String::new()),
+        },
+        Match::InIface(i) => solo("", format!(" -i {i}")),
+        Match::OutIface(i) => solo("", format!(" -o {i}")),
+        Match::Proto(p) => solo("", format!(" -p {p}")),
+        Match::ProtoNum(n) => solo("", format!(" -p {}", names::proto_name(*n))),
+        Match::Fragment => solo("", " -f".into()),
+        Match::CtState(states) => opt(
+            "conntrack",
+            "ctstate",
+            0,
+            format!(" --ctstate {}", ct_state_names(states)),
+        ),
+        // Without a known protocol, multiport still reads back the same.
+        Match::SPort(v) if v.len() == 1 && !proto.is_empty() => {
+            opt(proto, "sport", 0, port_text("sport", &v[0]))
+        }
+        Match::DPort(v) if v.len() == 1 && !proto.is_empty() => {
+            opt(proto, "dport", 1, port_text("dport", &v[0]))
+        }
+        Match::SPort(v) => opt("multiport", "multi", 0, format!(" --sports {}", ports(v))),
+        Match::DPort(v) => opt("multiport", "multi", 0, format!(" --dports {}", ports(v))),
+        Match::Port(v) => opt("multiport", "multi", 0, format!(" --ports {}", ports(v))),
+        Match::TcpFlags { mask, set } => opt(
+            "tcp",
+            "tcp-flags",
+            2,
+            format!(" --tcp-flags {} {}", tcp_flags(*mask), tcp_flags(*set)),
+        ),
+        Match::Icmp(t) => opt("icmp", "icmp-type", 0, format!(" --icmp-type {}", icmp(t))),
+        Match::Icmp6(t) => opt(
+            "icmp6",
+            "icmpv6-type",
+            0,
+            format!(" --icmpv6-type {}", icmp(t)),
+        ),
+        Match::CtProto(n) => opt("conntrack", "ctproto", 1, format!(" --ctproto {n}")),
+        Match::CtAddr(t, a) => {
+            let (d, order) = ct_tuple(*t);
+            let key = match t {
+                CtTuple::OrigSrc => "ctorigsrc",
+                CtTuple::OrigDst => "ctorigdst",
+                CtTuple::ReplSrc => "ctreplsrc",
+                CtTuple::ReplDst => "ctrepldst",
+            };
+            opt(
+                "conntrack",
+                key,
+                order,
+                format!(" --ct{d}{} {}", ct_tuple_dir(*t), short_addr(a)),
+            )
+        }
+        Match::CtPort(t, p) => {
+            let (d, order) = ct_tuple(*t);
+            let key = match t {
+                CtTuple::OrigSrc => "ctorigsrcport",
+                CtTuple::OrigDst => "ctorigdstport",
+                CtTuple::ReplSrc => "ctreplsrcport",
+                CtTuple::ReplDst => "ctrepldstport",
+            };
+            let dir = ct_tuple_dir(*t);
+            let text = if p.lo == p.hi {
+                format!(" --ct{d}{dir}port {}", p.lo)
+            } else {
+                format!(" --ct{d}{dir}port {}:{}", p.lo, p.hi)
+            };
+            opt("conntrack", key, order + 4, text)
+        }
+        Match::CtStatus(v) => opt(
+            "conntrack",
+            "ctstatus",
+            10,
+            format!(
+                " --ctstatus {}",
+                v.iter()
+                    .map(|s| ct_status_name(*s))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ),
+        Match::CtDirection(d) => opt(
+            "conntrack",
+            "ctdir",
+            12,
+            match d {
+                CtDirection::Original => " --ctdir ORIGINAL".into(),
+                CtDirection::Reply => " --ctdir REPLY".into(),
+            },
+        ),
+        Match::Mark { value, mask } => opt(
+            "mark",
+            "mark",
+            0,
+            format!(" --mark {}", hex_mask(*value, *mask)),
+        ),
+        Match::ConnMark { value, mask } => opt(
+            "connmark",
+            "mark",
+            0,
+            format!(" --mark {}", hex_mask(*value, *mask)),
+        ),
+        Match::AddrType {
+            dir,
+            types,
+            limit_iface,
+        } => {
+            let names: Vec<&str> = ADDR_TYPES
+                .iter()
+                .filter(|(t, _)| types.contains(t))
+                .map(|(_, n)| *n)
+                .collect();
+            let (key, order, flag) = match dir {
+                Dir::Src => ("src-type", 0, "--src-type"),
+                Dir::Dst => ("dst-type", 1, "--dst-type"),
+            };
+            let mut text = format!("{bang} {flag} {}", names.join(","));
+            match limit_iface {
+                Some(Dir::Src) => text.push_str(" --limit-iface-in"),
+                Some(Dir::Dst) => text.push_str(" --limit-iface-out"),
+                None => {}
+            }
+            let mut o = opt("addrtype", key, order, text);
+            o.text.insert(0, '\u{0}');
+            o
+        }
+        Match::IpSet { name, dirs } => {
+            let d: Vec<&str> = dirs
+                .iter()
+                .map(|d| match d {
+                    Dir::Src => "src",
+                    Dir::Dst => "dst",
+                })
+                .collect();
+            opt(
+                "set",
+                "match-set",
+                0,
+                format!(" --match-set {name} {}", d.join(",")),
+            )
+        }
+        Match::MacSrc(m) => opt(
+            "mac",
+            "mac-source",
+            0,
+            format!(" --mac-source {}", m.to_ascii_uppercase()),
+        ),
+        Match::PktType(t) => opt(
+            "pkttype",
+            "pkt-type",
+            0,
+            format!(
+                " --pkt-type {}",
+                match t {
+                    PktType::Unicast => "unicast",
+                    PktType::Broadcast => "broadcast",
+                    PktType::Multicast => "multicast",
+                }
+            ),
+        ),
+        Match::Owner(o) => {
+            let range = |a: u32, b: u32| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            };
+            match o {
+                Owner::Uid(a, b) => {
+                    opt("owner", "uid", 0, format!(" --uid-owner {}", range(*a, *b)))
+                }
+                Owner::Gid(a, b) => {
+                    opt("owner", "gid", 1, format!(" --gid-owner {}", range(*a, *b)))
+                }
+                Owner::SocketExists => opt("owner", "socket", 2, " --socket-exists".into()),
+            }
+        }
+        Match::Ttl(cmp, v) => {
+            let (module, key) = if v6 { ("hl", "hl") } else { ("ttl", "ttl") };
+            let op = match cmp {
+                Cmp::Eq => "eq",
+                Cmp::Lt => "lt",
+                Cmp::Gt => "gt",
+            };
+            opt(module, "ttl", 0, format!(" --{key}-{op} {v}"))
+        }
+        Match::Length(a, b) => {
+            let t = if a == b {
+                format!(" --length {a}")
+            } else {
+                format!(" --length {a}:{b}")
+            };
+            opt("length", "length", 0, t)
+        }
+        Match::RpFilter(flags) => {
+            let mut t: String = flags.iter().map(|f| format!(" --{f}")).collect();
+            if neg {
+                t.push_str(" --invert");
+            }
+            let mut o = opt("rpfilter", "rpfilter", 0, t);
+            o.text.insert(0, '\u{0}');
+            o
+        }
+        Match::Stateful { module, args } => solo(module, args_text(args)),
+        Match::Unknown { text } => solo("", format!(" {text}")),
+        Match::Not(inner) => return module_opt(inner, fam, proto),
+        // nft-only: no iptables spelling; printed so that iptables-restore
+        // refuses it rather than silently dropping a condition.
+        Match::AnyOf(_) | Match::IpVersion(_) => {
+            solo("", format!(" -m nft-only --match {:?}", format!("{m:?}")))
+        }
+    };
+    // Negation goes before the option; matches that print their own `!`
+    // (or, like rpfilter, spell it differently) are marked with a NUL.
+    if let Some(t) = o.text.strip_prefix('\u{0}') {
+        o.text = t.to_string();
+    } else if neg {
+        o.text.insert_str(0, " !");
+    }
+    o
+}
+
+/// One rule as the arguments after `-A CHAIN`.
+pub fn rule_args(r: &Rule) -> String {
+    rule_args_in(r, Family::Ip)
+}
+
+/// One rule as the arguments after `-A CHAIN`, for an `iptables` (Ip) or
+/// `ip6tables` (Ip6) table.
+pub fn rule_args_in(r: &Rule, fam: Family) -> String {
+    let mut out = matches_args(r, fam);
+    out.push_str(&target(&r.action, fam));
+    out
+}
+
+/// The matches (and comment) of a rule, without its target.
+fn matches_args(r: &Rule, fam: Family) -> String {
+    let mut out = String::new();
+    let mut used = vec![false; r.matches.len()];
+    let mut take = |f: &dyn Fn(&Match) -> bool| -> Option<(&Match, bool)> {
+        let i = r
+            .matches
+            .iter()
+            .enumerate()
+            .position(|(i, m)| !used[i] && f(m.positive().0))?;
+        used[i] = true;
+        Some(r.matches[i].positive())
+    };
+    let bang = |neg: bool| if neg { " !" } else { "" };
+    // iptables-save prints the generic matches first, in this order.
+    if let Some((Match::Src(a), neg)) =
+        take(&|m| matches!(m, Match::Src(Addr::Net(_) | Addr::Net6(_))))
+    {
+        write!(out, "{} -s {}", bang(neg), addr(a)).unwrap();
+    }
+    if let Some((Match::Dst(a), neg)) =
+        take(&|m| matches!(m, Match::Dst(Addr::Net(_) | Addr::Net6(_))))
+    {
+        write!(out, "{} -d {}", bang(neg), addr(a)).unwrap();
+    }
+    if let Some((Match::InIface(i), neg)) = take(&|m| matches!(m, Match::InIface(_))) {
+        write!(out, "{} -i {i}", bang(neg)).unwrap();
+    }
+    if let Some((Match::OutIface(i), neg)) = take(&|m| matches!(m, Match::OutIface(_))) {
+        write!(out, "{} -o {i}", bang(neg)).unwrap();
+    }
+    let mut proto = String::new();
+    match take(&|m| matches!(m, Match::Proto(_) | Match::ProtoNum(_))) {
+        Some((Match::Proto(p), neg)) => {
+            write!(out, "{} -p {p}", bang(neg)).unwrap();
+            proto = p.to_string();
+        }
+        Some((Match::ProtoNum(n), neg)) => {
+            let name = names::proto_name(*n);
+            write!(out, "{} -p {name}", bang(neg)).unwrap();
+            // The module that has --sport/--dport for this protocol, if any.
+            if matches!(*n, 132 | 33 | 136) {
+                proto = name;
+            }
+        }
+        _ => {}
+    }
+    if let Some((_, neg)) = take(&|m| matches!(m, Match::Fragment)) {
+        write!(out, "{} -f", bang(neg)).unwrap();
+    }
+    // Options kept as text that belong to no module go before any `-m`,
+    // where no module can take them for its own.
+    for (i, m) in r.matches.iter().enumerate() {
+        if let Match::Unknown { text } = m {
+            if !used[i] && text.starts_with("--") {
+                used[i] = true;
+                write!(out, " {text}").unwrap();
+            }
+        }
+    }
+    // The rest in rule order, consecutive options of one module under one `-m`.
+    let mut group: Vec<ModOpt> = Vec::new();
+    let flush = |group: &mut Vec<ModOpt>, out: &mut String| {
+        if let Some(first) = group.first() {
+            if !first.module.is_empty() {
+                write!(out, " -m {}", first.module).unwrap();
+            }
+            group.sort_by_key(|o| o.order);
+            for o in group.iter() {
+                out.push_str(&o.text);
+            }
+        }
+        group.clear();
+    };
+    for (i, m) in r.matches.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        let o = module_opt(m, fam, &proto);
+        let joins = !o.solo
+            && group.first().is_some_and(|g| {
+                !g.solo && g.module == o.module && group.iter().all(|x| x.key != o.key)
+            });
+        if !joins {
+            flush(&mut group, &mut out);
+        }
+        group.push(o);
+    }
+    flush(&mut group, &mut out);
+    if let Some(c) = &r.comment {
+        write!(out, " -m comment --comment {}", quote(c)).unwrap();
+    }
+    out
+}
+
+fn nat_spec(spec: &NatSpec) -> String {
+    let mut s = String::new();
+    let bracket = spec.ports.is_some() && spec.addrs.is_some_and(|(a, _)| a.is_ipv6());
+    if let Some((a, b)) = spec.addrs {
+        let one = |x: IpAddr| {
+            if bracket {
+                format!("[{x}]")
+            } else {
+                x.to_string()
+            }
+        };
+        s.push_str(&one(a));
+        if a != b {
+            s.push('-');
+            s.push_str(&one(b));
+        }
+    }
+    if let Some(p) = spec.ports {
+        if spec.addrs.is_some() {
+            s.push(':');
+        }
+        if p.lo == p.hi {
+            write!(s, "{}", p.lo).unwrap();
+        } else {
+            write!(s, "{}-{}", p.lo, p.hi).unwrap();
+        }
+    }
+    s
+}
+
+fn nat_flags(spec: &NatSpec) -> String {
+    spec.flags
+        .iter()
+        .map(|f| match f {
+            NatFlag::Random => " --random",
+            NatFlag::RandomFully => " --random-fully",
+            NatFlag::Persistent => " --persistent",
+        })
+        .collect()
+}
+
+fn target(a: &Action, _fam: Family) -> String {
+    match a {
+        Action::Accept => " -j ACCEPT".into(),
+        Action::Drop => " -j DROP".into(),
+        Action::Return => " -j RETURN".into(),
+        Action::Continue => String::new(),
+        Action::Jump(c) => format!(" -j {c}"),
+        Action::Goto(c) => format!(" -g {c}"),
+        Action::Dnat(to) => format!(" -j DNAT --to-destination {to}"),
+        Action::Masquerade => " -j MASQUERADE".into(),
+        Action::CtHelper(h) => format!(" -j CT --helper {h}"),
+        Action::Notrack => " -j CT --notrack".into(),
+        Action::Reject(None) => " -j REJECT".into(),
+        Action::Reject(Some(w)) => format!(" -j REJECT --reject-with {w}"),
+        Action::Log { kind, prefix, args } => {
+            let (t, p) = match kind {
+                LogKind::Log => ("LOG", "--log-prefix"),
+                LogKind::NfLog => ("NFLOG", "--nflog-prefix"),
+                LogKind::ULog => ("ULOG", "--ulog-prefix"),
+            };
+            let mut s = format!(" -j {t}");
+            if let Some(pre) = prefix {
+                write!(s, " {p} {}", quote(pre)).unwrap();
+            }
+            s.push_str(&args_text(args));
+            s
+        }
+        Action::Mark { value, mask } => format!(" -j MARK --set-xmark 0x{value:x}/0x{mask:x}"),
+        Action::ConnMark(op) => match op {
+            ConnMarkOp::Set { value, mask } => {
+                format!(" -j CONNMARK --set-xmark 0x{value:x}/0x{mask:x}")
+            }
+            ConnMarkOp::Save { nfmask, ctmask } => {
+                format!(" -j CONNMARK --save-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}")
+            }
+            ConnMarkOp::Restore { nfmask, ctmask } => {
+                format!(" -j CONNMARK --restore-mark --nfmask 0x{nfmask:x} --ctmask 0x{ctmask:x}")
+            }
+        },
+        Action::DnatTo(spec) => format!(
+            " -j DNAT --to-destination {}{}",
+            nat_spec(spec),
+            nat_flags(spec)
+        ),
+        Action::Snat(spec) => format!(" -j SNAT --to-source {}{}", nat_spec(spec), nat_flags(spec)),
+        Action::MasqueradeTo(spec) | Action::Redirect(spec) => {
+            let t = if matches!(a, Action::Redirect(_)) {
+                "REDIRECT"
+            } else {
+                "MASQUERADE"
+            };
+            let mut s = format!(" -j {t}");
+            if spec.ports.is_some() {
+                write!(s, " --to-ports {}", nat_spec(spec)).unwrap();
+            }
+            s.push_str(&nat_flags(spec));
+            s
+        }
+        Action::Netmap(to) => format!(" -j NETMAP --to {}", addr(to)),
+        Action::Passthrough { target, args } => format!(" -j {target}{}", args_text(args)),
+        Action::Unknown { text } => format!(" {text}"),
+    }
+}
+
+/// The whole ruleset as an iptables-restore file. `header` lines become `#`
+/// comments. IPv6 tables get an `ip6tables-save` marker line, so the parser
+/// knows their family even when no rule names an address.
 pub fn emit(rs: &Ruleset, header: &[String]) -> String {
     let mut out = String::new();
     for h in header {
         writeln!(out, "# {h}").unwrap();
     }
     for t in &rs.tables {
+        if t.family == Family::Ip6 {
+            writeln!(out, "# Generated by ip6tables-save").unwrap();
+        }
         writeln!(out, "*{}", t.name).unwrap();
         for c in &t.chains {
             let p = c.base.as_ref().map_or("-", |b| policy(b.policy));
@@ -164,7 +711,16 @@ pub fn emit(rs: &Ruleset, header: &[String]) -> String {
         }
         for c in &t.chains {
             for r in &c.rules {
-                writeln!(out, "-A {}{}", c.name, rule_args(r)).unwrap();
+                // iptables has one target per rule: an nft rule's statements
+                // before its verdict become rules of their own, same matches.
+                for e in &r.effects {
+                    let m = matches_args(r, t.family);
+                    writeln!(out, "-A {}{m}{}", c.name, target(e, t.family)).unwrap();
+                }
+                if let Some(n) = &r.counters {
+                    write!(out, "[{}:{}] ", n.packets, n.bytes).unwrap();
+                }
+                writeln!(out, "-A {}{}", c.name, rule_args_in(r, t.family)).unwrap();
             }
         }
         writeln!(out, "COMMIT").unwrap();
@@ -229,6 +785,32 @@ mod tests {
             rule_args(&r),
             " -p tcp -m tcp --sport 512:1023 -m multiport --dports 10082,10083 -j ACCEPT"
         );
+    }
+
+    #[test]
+    fn ports_without_a_known_protocol_use_multiport() {
+        // Found by fuzzing: `-p pcp` is kept as unknown text, and a port
+        // match then has no protocol module to print under.
+        let r = Rule::new(
+            vec![
+                Match::Unknown {
+                    text: "-p pcp".into(),
+                },
+                Match::DPort(vec![PortRange::single(22)]),
+            ],
+            Action::Accept,
+        );
+        assert_eq!(rule_args(&r), " -p pcp -m multiport --dports 22 -j ACCEPT");
+        // And `-p icmp -m tcp --sport 80` (iptables would refuse it, the
+        // parser does not): icmp has no --sport.
+        let r = Rule::new(
+            vec![
+                Match::ProtoNum(1),
+                Match::SPort(vec![PortRange::single(80)]),
+            ],
+            Action::Accept,
+        );
+        assert_eq!(rule_args(&r), " -p icmp -m multiport --sports 80 -j ACCEPT");
     }
 
     #[test]
