@@ -180,9 +180,17 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             for (code, w) in &plan.deployment.provenance.warnings {
                 eprintln!("warning[{code}]: {w}");
             }
-            for w in written {
-                eprintln!("wrote {}", w.display());
+            if written.len() <= 20 {
+                for w in &written {
+                    eprintln!("wrote {}", w.display());
+                }
+            } else {
+                eprintln!("wrote {} files to {}", written.len(), out.display());
             }
+            // A 10,000-client plan holds a few hundred thousand small allocations;
+            // the process ends here, so let the OS reclaim them instead of freeing
+            // each one.
+            std::mem::forget((plan, files));
             Ok(ExitCode::SUCCESS)
         }
         Command::Flows { topology, format } => {
