@@ -81,8 +81,16 @@ fn dump_ok(lab: &AmandaLab, label: &str) -> Dump {
     // Every client's DLE made it to tape.
     for host in ["tshost", "fwhost", "lhost", "rhost"] {
         let dle = lab.data(host).unwrap().display().to_string();
-        if !d.report.lines().any(|l| l.starts_with(host) && l.contains(&dle)) {
-            fail(lab, &format!("{label}: amreport does not list {host}:{dle}"), &d.report);
+        if !d
+            .report
+            .lines()
+            .any(|l| l.starts_with(host) && l.contains(&dle))
+        {
+            fail(
+                lab,
+                &format!("{label}: amreport does not list {host}:{dle}"),
+                &d.report,
+            );
         }
     }
     eprintln!("{label}: amdump ok in {:.1?}", d.took);
@@ -119,7 +127,40 @@ fn full_run(auth: Auth, helper: bool, backend: Backend) {
     for host in ["lhost", "rhost", "fwhost", "tshost"] {
         recover_ok(&lab, &label, host);
     }
+    // Every generated Amanda rule carried real Amanda traffic (iptables keeps
+    // per-rule counters; the nft rendering has no `counter` statements).
+    if backend == Backend::Iptables {
+        let unused = unused_amanda_rules(&lab);
+        if !unused.is_empty() {
+            fail(
+                &lab,
+                &format!("{label}: generated rules that no packet of the run hit"),
+                &unused.join("\n"),
+            );
+        }
+        eprintln!("{label}: every generated Amanda rule was hit");
+    }
     eprintln!("{label}: whole run {:.1?}", start.elapsed());
+}
+
+/// The generated Amanda rules (comment "amanda ...") whose packet counter is
+/// still 0 after the run, as `host: rule`.
+fn unused_amanda_rules(lab: &AmandaLab) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let saved = lab
+            .iptables_counters(host)
+            .unwrap_or_else(|e| panic!("iptables-save -c on {host}: {e}"));
+        for line in saved.lines() {
+            let Some(rest) = line.strip_prefix("[0:0] ") else {
+                continue;
+            };
+            if rest.contains("amanda") {
+                out.push(format!("{host}: {rest}"));
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -220,7 +261,9 @@ fn negative_bsdtcp_client_control_port_closed() {
     let o = lab.amcheck().expect("running amcheck");
     let problems = amcheck_problems(&o, "lhost");
     if o.stdout.contains("0 problems found")
-        || !problems.iter().any(|l| l.contains("selfcheck request failed"))
+        || !problems
+            .iter()
+            .any(|l| l.contains("selfcheck request failed"))
         || !o.stdout.contains("1 problem found")
     {
         fail(
@@ -249,7 +292,9 @@ fn negative_bsdudp_client_control_port_closed() {
     let o = lab.amcheck().expect("running amcheck");
     let problems = amcheck_problems(&o, "lhost");
     if o.stdout.contains("0 problems found")
-        || !problems.iter().any(|l| l.contains("selfcheck request failed"))
+        || !problems
+            .iter()
+            .any(|l| l.contains("selfcheck request failed"))
         || !o.stdout.contains("1 problem found")
     {
         fail(
@@ -258,7 +303,10 @@ fn negative_bsdudp_client_control_port_closed() {
             &show(&o),
         );
     }
-    eprintln!("negative bsdudp/nft: {problems:?} ({:.1?})", start.elapsed());
+    eprintln!(
+        "negative bsdudp/nft: {problems:?} ({:.1?})",
+        start.elapsed()
+    );
 }
 
 /// The failed DLE lines of an amdump report for `host`.
@@ -278,10 +326,7 @@ fn assert_dump_fails_for_lhost(lab: &AmandaLab, what: &str) -> Vec<String> {
     let others_failed = ["tshost", "fwhost", "rhost"]
         .iter()
         .any(|h| !failed_lines(&d, h).is_empty());
-    if d.ok()
-        || !lines.iter().any(|l| l.contains("could not connect"))
-        || others_failed
-    {
+    if d.ok() || !lines.iter().any(|l| l.contains("could not connect")) || others_failed {
         fail(
             lab,
             &format!("negative control {what}: amdump should fail for LHost only, with \"could not connect ... stream\""),
@@ -316,5 +361,8 @@ fn negative_bsd_helper_not_assigned() {
     let plan = plan(Auth::Bsd, true);
     let lab = lab_without(&plan, Backend::Nft, "lhost", &["ct helper set"]);
     let lines = assert_dump_fails_for_lhost(&lab, "bsd+helper/nft without lhost's helper");
-    eprintln!("negative bsd+helper/nft: {lines:?} ({:.1?})", start.elapsed());
+    eprintln!(
+        "negative bsd+helper/nft: {lines:?} ({:.1?})",
+        start.elapsed()
+    );
 }
