@@ -28,7 +28,7 @@
 
 use std::time::Instant;
 
-use amwall::lab::amanda::{AmandaLab, Backend, Dump, Recovery};
+use amwall::lab::amanda::{AmandaLab, Backend, Dump, Options, Recovery};
 use amwall::lab::Output;
 use amwall::model::{self, Auth};
 use amwall::Plan;
@@ -80,17 +80,19 @@ fn dump_ok(lab: &AmandaLab, label: &str) -> Dump {
     }
     // Every client's DLE made it to tape.
     for host in ["tshost", "fwhost", "lhost", "rhost"] {
-        let dle = lab.data(host).unwrap().display().to_string();
-        if !d
-            .report
-            .lines()
-            .any(|l| l.starts_with(host) && l.contains(&dle))
-        {
-            fail(
-                lab,
-                &format!("{label}: amreport does not list {host}:{dle}"),
-                &d.report,
-            );
+        for dle in lab.dles(host).unwrap() {
+            let dle = format!("{} ", dle.display());
+            if !d
+                .report
+                .lines()
+                .any(|l| l.starts_with(host) && l.contains(&dle))
+            {
+                fail(
+                    lab,
+                    &format!("{label}: amreport does not list {host}:{dle}"),
+                    &d.report,
+                );
+            }
         }
     }
     eprintln!("{label}: amdump ok in {:.1?}", d.took);
@@ -119,7 +121,10 @@ fn full_run(auth: Auth, helper: bool, backend: Backend) {
         backend.name()
     );
     let plan = plan(auth, helper);
-    let lab = lab(&plan);
+    // Two DLEs per host: several dumpers talk to each client within the
+    // conntrack helper's 180 s window, as on a real site.
+    let lab = AmandaLab::build_with(&plan, &Options { dles_per_host: 2 })
+        .unwrap_or_else(|e| panic!("building the Amanda lab: {e}"));
     lab.load_rules(backend)
         .unwrap_or_else(|e| panic!("{label}: loading the generated rules: {e}"));
     check_ok(&lab, &label);
@@ -365,4 +370,14 @@ fn negative_bsd_helper_not_assigned() {
         "negative bsd+helper/nft: {lines:?} ({:.1?})",
         start.elapsed()
     );
+}
+
+#[test]
+fn bsdudp_helper_iptables() {
+    full_run(Auth::Bsdudp, true, Backend::Iptables);
+}
+
+#[test]
+fn bsdudp_helper_nft() {
+    full_run(Auth::Bsdudp, true, Backend::Nft);
 }

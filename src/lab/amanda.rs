@@ -12,7 +12,8 @@
 //! - Every command runs inside the private mount namespace `ip netns exec`
 //!   makes, where a small wrapper also bind-mounts per-host directories over
 //!   `/var/lib/amanda` (amandates, gnutar-lists), `/var/log/amanda` (debug
-//!   logs) and `/tmp/amanda`, and sets a per-host hostname (`unshare --uts`).
+//!   logs) and `/tmp/amanda`, mounts a private tmpfs on `/dev/shm` (Amanda's
+//!   shared-memory segments), and sets a per-host hostname (`unshare --uts`).
 //! - Everything else (data, vtapes, server state, xinetd configs) is in one
 //!   per-run temporary directory.
 //! - On drop: every process in the lab's namespaces is killed by PID (they were
@@ -60,6 +61,20 @@ const SLOTS: u32 = 12;
 const CHECK_LIMIT: Duration = Duration::from_secs(180);
 const DUMP_LIMIT: Duration = Duration::from_secs(400);
 const RECOVER_LIMIT: Duration = Duration::from_secs(240);
+
+/// How to build the lab.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// DLEs (directories) per client; more than one makes several dumpers talk
+    /// to one client within the conntrack helper's 180 s expectation window.
+    pub dles_per_host: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { dles_per_host: 1 }
+    }
+}
 
 /// Which of the plan's renderings to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +203,8 @@ struct LabHost {
     ns: Netns,
     /// RUN/HOST: data, lib, log, tmp, restores, xinetd files.
     dir: PathBuf,
-    /// The DLE: a small directory of files.
-    data: PathBuf,
+    /// The DLEs: small directories of files (`data`, `data-2`, ...).
+    dles: Vec<PathBuf>,
     /// How the server's disklist (and amrecover's `sethost`) names this host.
     disklist_name: String,
 }
@@ -216,9 +231,9 @@ struct Daemon {
 pub struct Recovery {
     pub host: String,
     pub output: Output,
-    pub original: PathBuf,
-    pub restored: PathBuf,
-    /// `Ok` when the restored tree equals the original, file by file.
+    pub originals: Vec<PathBuf>,
+    pub restored: Vec<PathBuf>,
+    /// `Ok` when every restored tree equals its original, file by file.
     pub compared: Result<(), String>,
     pub took: Duration,
 }
@@ -268,6 +283,10 @@ impl AmandaLab {
     /// Supports one server, auth bsd, bsdudp and bsdtcp (ssh and local need no
     /// network lab or an sshd). Refuses addresses outside the documentation ranges.
     pub fn build(plan: &Plan) -> io::Result<AmandaLab> {
+        Self::build_with(plan, &Options::default())
+    }
+
+    pub fn build_with(plan: &Plan, opts: &Options) -> io::Result<AmandaLab> {
         preflight()?;
         let d = &plan.deployment;
         for n in &d.networks {
@@ -320,7 +339,15 @@ impl AmandaLab {
             hosts.push(LabHost {
                 name: h.name.clone(),
                 ns,
-                data: dir.join("data"),
+                dles: (1..=opts.dles_per_host.max(1))
+                    .map(|i| {
+                        dir.join(if i == 1 {
+                            "data".to_string()
+                        } else {
+                            format!("data-{i}")
+                        })
+                    })
+                    .collect(),
                 dir,
                 disklist_name: String::new(),
             });
@@ -412,7 +439,9 @@ impl AmandaLab {
             let amandates = lh.dir.join("lib/amandates");
             fs::write(&amandates, "")?;
             own(&amandates, 0o640)?;
-            write_data(&lh.data, &h.name)?;
+            for (i, dle) in lh.dles.iter().enumerate() {
+                write_data(dle, &format!("{} {}", h.name, i + 1))?;
+            }
 
             let etc = &lab.etc[id].path;
             fs::create_dir_all(etc.join("amanda"))?;
@@ -523,9 +552,9 @@ impl AmandaLab {
             if host.roles.router {
                 ns.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
             }
-            // A blocked connect then fails in ~15 s instead of ~2 min, so the
+            // A blocked connect then fails in ~7 s instead of ~2 min, so the
             // negative controls stay quick. Nothing is lost in the lab otherwise.
-            ns.must(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=3"])?;
+            ns.must(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=2"])?;
         }
         Ok(())
     }
@@ -586,14 +615,16 @@ impl AmandaLab {
             }
             c.push_str("}\n");
             let lh = &self.hosts[h];
-            writeln!(
-                disklist,
-                "{} {} lab-{}",
-                lh.disklist_name,
-                lh.data.display(),
-                host.name
-            )
-            .unwrap();
+            for dle in &lh.dles {
+                writeln!(
+                    disklist,
+                    "{} {} lab-{}",
+                    lh.disklist_name,
+                    dle.display(),
+                    host.name
+                )
+                .unwrap();
+            }
         }
         let dir = self.etc[self.server].path.join("amanda").join(CONFIG);
         fs::create_dir_all(&dir)?;
@@ -651,11 +682,14 @@ impl AmandaLab {
     }
 
     /// The argv prefix that gives a command this host's hostname and its own
-    /// /var/lib/amanda, /var/log/amanda and /tmp/amanda (inside the private
+    /// /var/lib/amanda, /var/log/amanda, /tmp/amanda and /dev/shm (inside the private
     /// mount namespace `ip netns exec` created; nothing propagates back).
     fn wrapper(&self, id: usize) -> Vec<String> {
         let h = &self.hosts[id];
-        let script = "hostname \"$1\" && mount --bind \"$2\" /var/lib/amanda && mount --bind \"$3\" /var/log/amanda && { [ ! -d /tmp/amanda ] || mount --bind \"$4\" /tmp/amanda; } && shift 4 && exec \"$@\"";
+        // /dev/shm: the driver, dumpers and taper share memory segments named
+        // by PID there; a private tmpfs keeps a killed amdump's segments from
+        // outliving the lab.
+        let script = "hostname \"$1\" && mount --bind \"$2\" /var/lib/amanda && mount --bind \"$3\" /var/log/amanda && { [ ! -d /tmp/amanda ] || mount --bind \"$4\" /tmp/amanda; } && mount -t tmpfs -o mode=1777,size=64m amwall-shm /dev/shm && shift 4 && exec \"$@\"";
         vec![
             "unshare".into(),
             "--uts".into(),
@@ -806,43 +840,68 @@ impl AmandaLab {
         })
     }
 
-    /// The directory `host` backs up.
-    pub fn data(&self, host: &str) -> io::Result<&Path> {
-        Ok(&self.hosts[self.host_id(host)?].data)
+    /// The directories (DLEs) `host` backs up.
+    pub fn dles(&self, host: &str) -> io::Result<&[PathBuf]> {
+        Ok(&self.hosts[self.host_id(host)?].dles)
     }
 
-    /// Recover `host`'s whole DLE on `host` with `amrecover`, driven by a
-    /// script on stdin, into a fresh directory, and compare it with the original.
+    /// Recover every DLE of `host` on `host` with `amrecover` (one session
+    /// per DLE: extract reads its prompts' answers through its own buffer, so a
+    /// second `setdisk` in the same piped script is lost), driven by a script
+    /// on stdin, each into a fresh directory, and compare them with the originals.
     pub fn amrecover(&self, host: &str) -> io::Result<Recovery> {
         let id = self.host_id(host)?;
         let lh = &self.hosts[id];
         let n = self.restores.get() + 1;
         self.restores.set(n);
-        let restored = lh.dir.join(format!("restore-{n}"));
-        fs::create_dir_all(&restored)?;
-        // extract asks "Load tape ... Continue [?/Y/n/s/d]?" and "Continue [?/Y/n]?".
-        let script = format!(
-            "sethost {}\nsetdisk {}\nlcd {}\nadd .\nextract\nY\nY\nquit\n",
-            lh.disklist_name,
-            lh.data.display(),
-            restored.display()
-        );
+        let restored: Vec<PathBuf> = (1..=lh.dles.len())
+            .map(|i| lh.dir.join(format!("restore-{n}-{i}")))
+            .collect();
         let start = Instant::now();
-        let output = self.run(
-            host,
-            None,
-            &["amrecover", CONFIG],
-            Some(&script),
-            RECOVER_LIMIT,
-        )?;
+        let mut output = Output {
+            status: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        for (dle, to) in lh.dles.iter().zip(&restored) {
+            fs::create_dir_all(to)?;
+            // extract asks "Load tape ... Continue [?/Y/n/s/d]?" and "Continue [?/Y/n]?".
+            let script = format!(
+                "sethost {}\nsetdisk {}\nlcd {}\nadd .\nextract\nY\nY\nquit\n",
+                lh.disklist_name,
+                dle.display(),
+                to.display()
+            );
+            let o = self.run(
+                host,
+                None,
+                &["amrecover", CONFIG],
+                Some(&script),
+                RECOVER_LIMIT,
+            )?;
+            if output.status == 0 {
+                output.status = o.status;
+            }
+            output.stdout.push_str(&o.stdout);
+            output.stderr.push_str(&o.stderr);
+        }
         let took = start.elapsed();
-        let compared = compare_trees(&lh.data, &restored);
+        let problems: Vec<String> = lh
+            .dles
+            .iter()
+            .zip(&restored)
+            .filter_map(|(a, b)| compare_trees(a, b).err())
+            .collect();
         Ok(Recovery {
             host: host.to_string(),
             output,
-            original: lh.data.clone(),
+            originals: lh.dles.clone(),
             restored,
-            compared,
+            compared: if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            },
             took,
         })
     }
