@@ -381,3 +381,46 @@ fn bsdudp_helper_iptables() {
 fn bsdudp_helper_nft() {
     full_run(Auth::Bsdudp, true, Backend::Nft);
 }
+
+/// bsdtcp without FWHost's port forward (DNAT tcp/10080 to TSHost): backups
+/// still work, but RHost's amrecover cannot reach the server. This proves
+/// RHost's recovery really goes through the port forward.
+#[test]
+fn negative_bsdtcp_port_forward_removed() {
+    let start = Instant::now();
+    let plan = plan(Auth::Bsdtcp, false);
+    let lab = lab_without(
+        &plan,
+        Backend::Iptables,
+        "fwhost",
+        &["-A PREROUTING", "--dport 10080", "-j DNAT"],
+    );
+    check_ok(&lab, "bsdtcp/iptables without fwhost's port forward");
+    dump_ok(&lab, "bsdtcp/iptables without fwhost's port forward");
+    recover_ok(
+        &lab,
+        "bsdtcp/iptables without fwhost's port forward",
+        "lhost",
+    );
+    let r = lab.amrecover("rhost").expect("running amrecover");
+    // DESIGN.md "amrecover on RHost through FWHost's port forward": without
+    // the forward, "[request failed: Connection timed out]" (FWHost's own
+    // amandad is not open to RHost either).
+    if r.ok()
+        || !r
+            .output
+            .stderr
+            .contains("request failed: Connection timed out")
+    {
+        fail(
+            &lab,
+            "negative control: amrecover on rhost should time out without fwhost's port forward",
+            &show(&r.output),
+        );
+    }
+    eprintln!(
+        "negative bsdtcp/iptables port forward: {:?} ({:.1?})",
+        r.output.stderr.trim(),
+        start.elapsed()
+    );
+}

@@ -76,6 +76,9 @@ impl Default for Options {
     }
 }
 
+/// Set when a lab of this process created `/etc/netns` (so it may remove it).
+static ETC_ROOT_CREATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Which of the plan's renderings to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -110,6 +113,9 @@ pub fn preflight() -> io::Result<()> {
         ("ip", "iproute2"),
         ("ss", "iproute2"),
         ("unshare", "util-linux"),
+        ("mount", "mount"),
+        ("hostname", "hostname"),
+        ("sysctl", "procps"),
         ("runuser", "util-linux"),
         ("timeout", "coreutils"),
         ("xinetd", "xinetd"),
@@ -267,8 +273,6 @@ pub struct AmandaLab {
     hosts: Vec<LabHost>,
     switch: Netns,
     etc: Vec<EtcNetns>,
-    /// `/etc/netns` itself, when this lab created it (removed if empty at the end).
-    etc_root_created: bool,
     run: tempfile::TempDir,
     plan_hosts: Vec<String>,
     server: usize,
@@ -353,8 +357,10 @@ impl AmandaLab {
             });
         }
         let etc_root = Path::new("/etc/netns");
-        let etc_root_created = !etc_root.exists();
-        fs::create_dir_all(etc_root)?;
+        if !etc_root.exists() {
+            fs::create_dir_all(etc_root)?;
+            ETC_ROOT_CREATED.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let mut lab = AmandaLab {
             daemons: Vec::new(),
             etc: hosts
@@ -365,7 +371,6 @@ impl AmandaLab {
                 .collect(),
             hosts,
             switch,
-            etc_root_created,
             run,
             plan_hosts: d.hosts.iter().map(|h| h.name.clone()).collect(),
             server,
@@ -1007,9 +1012,10 @@ impl Drop for AmandaLab {
             std::thread::sleep(Duration::from_millis(100));
         }
         // Fields drop next: namespaces, /etc/netns/NS, the run directory.
-        if self.etc_root_created {
-            let etc: Vec<EtcNetns> = std::mem::take(&mut self.etc);
-            drop(etc);
+        // `/etc/netns` itself, if this process created it: removed once the
+        // last lab's entry is gone (remove_dir fails while others are inside).
+        if ETC_ROOT_CREATED.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(std::mem::take(&mut self.etc));
             let _ = fs::remove_dir(Path::new("/etc/netns"));
         }
     }
