@@ -112,6 +112,29 @@ fn recover_ok(lab: &AmandaLab, label: &str, host: &str) -> Recovery {
     r
 }
 
+/// RHost has no route to the LAN, so only FWHost's masquerade and port
+/// forward can make its backups and recoveries work; its Amanda config names
+/// FWHost's public address (`fwhost-eth1`), as the plan's paths say.
+fn assert_rhost_only_sees_fwhost(lab: &AmandaLab) {
+    let r = lab.namespace("rhost").unwrap();
+    let route = r.exec(&["ip", "route", "get", "192.0.2.2"], None).unwrap();
+    assert!(
+        !route.ok(),
+        "rhost must not route to the LAN: {}",
+        route.stdout
+    );
+    let (trust, client_conf) = lab.amanda_files("rhost").unwrap();
+    assert_eq!(trust, "fwhost-eth1 backup amdump\n");
+    assert!(
+        client_conf.contains("index-server \"fwhost-eth1\"")
+            && client_conf.contains("tape-server \"fwhost-eth1\""),
+        "{client_conf}"
+    );
+    let (trust, _) = lab.amanda_files("tshost").unwrap();
+    assert!(trust.contains("rhost root amindexd amidxtaped"), "{trust}");
+    assert!(lab.hosts_file().contains("198.51.100.1\tfwhost-eth1"));
+}
+
 /// amcheck, amdump, and amrecover on every host (all have the recover role).
 fn full_run(auth: Auth, helper: bool, backend: Backend) {
     let start = Instant::now();
@@ -127,6 +150,7 @@ fn full_run(auth: Auth, helper: bool, backend: Backend) {
         .unwrap_or_else(|e| panic!("building the Amanda lab: {e}"));
     lab.load_rules(backend)
         .unwrap_or_else(|e| panic!("{label}: loading the generated rules: {e}"));
+    assert_rhost_only_sees_fwhost(&lab);
     check_ok(&lab, &label);
     dump_ok(&lab, &label);
     for host in ["lhost", "rhost", "fwhost", "tshost"] {
