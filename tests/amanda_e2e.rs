@@ -151,6 +151,9 @@ fn full_run(auth: Auth, helper: bool, backend: Backend) {
     lab.load_rules(backend)
         .unwrap_or_else(|e| panic!("{label}: loading the generated rules: {e}"));
     assert_rhost_only_sees_fwhost(&lab);
+    if backend == Backend::Nft {
+        count_policy_drops_nft(&lab);
+    }
     check_ok(&lab, &label);
     dump_ok(&lab, &label);
     for host in ["lhost", "rhost", "fwhost", "tshost"] {
@@ -168,6 +171,27 @@ fn full_run(auth: Auth, helper: bool, backend: Backend) {
             );
         }
         eprintln!("{label}: every generated Amanda rule was hit");
+        // ...and no packet at all fell through to a DROP policy: no flow was
+        // blocked even once and recovered by a retransmission.
+        let dropped = dropped_by_policy(&lab);
+        if !dropped.is_empty() {
+            fail(
+                &lab,
+                &format!("{label}: packets dropped by a chain policy during a passing run"),
+                &dropped.join("\n"),
+            );
+        }
+        eprintln!("{label}: no packet dropped by any policy");
+    } else {
+        let dropped = dropped_by_policy_nft(&lab);
+        if !dropped.is_empty() {
+            fail(
+                &lab,
+                &format!("{label}: packets reached a drop policy during a passing run"),
+                &dropped.join("\n"),
+            );
+        }
+        eprintln!("{label}: no packet reached a drop policy");
     }
     eprintln!("{label}: whole run {:.1?}", start.elapsed());
 }
@@ -186,6 +210,74 @@ fn unused_amanda_rules(lab: &AmandaLab) -> Vec<String> {
             };
             if rest.contains("amanda") {
                 out.push(format!("{host}: {rest}"));
+            }
+        }
+    }
+    out
+}
+
+/// Filter chains whose DROP policy counted packets, as `host: :CHAIN DROP [p:b]`.
+fn dropped_by_policy(lab: &AmandaLab) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let saved = lab
+            .iptables_counters(host)
+            .unwrap_or_else(|e| panic!("iptables-save -c on {host}: {e}"));
+        let mut table = "";
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t;
+            } else if table == "filter"
+                && line.starts_with(':')
+                && line.contains(" DROP ")
+                && !line.ends_with("[0:0]")
+            {
+                out.push(format!("{host}: {line}"));
+            }
+        }
+    }
+    out
+}
+
+/// The nft rendering has no counters: append one `counter` rule (it changes
+/// no verdict) to each drop-policy chain, to count what reaches the policy.
+fn count_policy_drops_nft(lab: &AmandaLab) {
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let ns = lab.namespace(host).unwrap();
+        for chain in ["input", "forward"] {
+            ns.must(&[
+                "nft",
+                "add",
+                "rule",
+                "ip",
+                "amwall",
+                chain,
+                "counter",
+                "comment",
+                "\"reaches the policy\"",
+            ])
+            .unwrap_or_else(|e| panic!("{host}: adding a counter to {chain}: {e}"));
+        }
+    }
+}
+
+/// The counters `count_policy_drops_nft` added that counted packets.
+fn dropped_by_policy_nft(lab: &AmandaLab) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let ns = lab.namespace(host).unwrap();
+        let listed = ns
+            .must(&["nft", "list", "table", "ip", "amwall"])
+            .unwrap()
+            .stdout;
+        let counters: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.contains("reaches the policy"))
+            .collect();
+        assert_eq!(counters.len(), 2, "{host}: {listed}");
+        for l in counters {
+            if !l.contains("counter packets 0 ") {
+                out.push(format!("{host}: {}", l.trim()));
             }
         }
     }
