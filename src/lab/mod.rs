@@ -8,6 +8,7 @@
 //! `Display` is what `amwall lab` prints. Dropping the `Lab` removes every
 //! namespace unless `keep` was called.
 
+pub mod amanda;
 pub mod check;
 pub mod map;
 pub mod netns;

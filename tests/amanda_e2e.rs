@@ -1,0 +1,542 @@
+//! Real Amanda, end to end, through amwall's generated rules.
+//!
+//! The wiki topology with documentation addresses (tests/fixtures/lab/wiki-doc.toml):
+//!
+//! ```text
+//!                     LAN 192.0.2.0/24 (a bridge)              Internet 198.51.100.0/24
+//!   tshost .2 (server+client) ──┬── fwhost .1 | 198.51.100.1 ───────── rhost .5
+//!   lhost  .3 (client)        ──┘   (masquerades the LAN, port-forwards recovery)
+//! ```
+//!
+//! Each test builds the lab (`amwall::lab::amanda::AmandaLab`): one namespace
+//! per host, amandad under its own xinetd, a vtape server on tshost; loads the
+//! plan's rules with the real `iptables-restore` or `nft -f`; then runs
+//! `amcheck` ("0 problems found"), `amdump` (every DLE dumped) and `amrecover`
+//! on every host (RHost through FWHost's port forward) and compares the
+//! recovered files with the originals. rhost has no route to the LAN: only
+//! masquerade and the port forward make it work.
+//!
+//! Positive runs: bsdtcp, bsdudp, bsd, bsd with `conntrack-helper = true`, each
+//! with both backends, each in a fresh lab (so no conntrack entry from one
+//! backend's run can let the other's traffic through).
+//! Negative controls: one rule a flow needs is removed before loading, and
+//! amcheck or amdump must fail with the message DESIGN.md lists. A test that
+//! cannot fail proves nothing.
+//!
+//! Needs root, amanda-server, amanda-client, xinetd, iptables, nftables, ipset:
+//! anything missing fails the test, it never skips.
+
+use std::time::Instant;
+
+use amwall::lab::amanda::{AmandaLab, Backend, Dump, Options, Recovery};
+use amwall::lab::Output;
+use amwall::model::{self, Auth};
+use amwall::Plan;
+
+const FIXTURE: &str = "tests/fixtures/lab/wiki-doc.toml";
+
+fn plan(auth: Auth, helper: bool) -> Plan {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    let d = model::load_file(&path).unwrap_or_else(|e| panic!("{FIXTURE}: {e:?}"));
+    Plan::build(d.with_auth(auth).with_helper(helper)).expect("the fixture plans cleanly")
+}
+
+fn lab(plan: &Plan) -> AmandaLab {
+    AmandaLab::build(plan).unwrap_or_else(|e| panic!("building the Amanda lab: {e}"))
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status, o.stdout, o.stderr
+    )
+}
+
+fn fail(lab: &AmandaLab, what: &str, detail: &str) -> ! {
+    panic!(
+        "{what}\n{detail}\n\n======== lab diagnostics ========\n{}",
+        lab.diagnostics()
+    )
+}
+
+fn check_ok(lab: &AmandaLab, label: &str) {
+    let t = Instant::now();
+    let o = lab.amcheck().expect("running amcheck");
+    // amcheck can exit 0 while printing ERROR lines (DESIGN.md "Lab-verified").
+    if !(o.ok() && o.stdout.contains("0 problems found")) {
+        fail(lab, &format!("{label}: amcheck failed"), &show(&o));
+    }
+    eprintln!("{label}: amcheck ok in {:.1?}", t.elapsed());
+}
+
+fn dump_ok(lab: &AmandaLab, label: &str) -> Dump {
+    let d = lab.amdump().expect("running amdump");
+    if !d.ok() {
+        fail(
+            lab,
+            &format!("{label}: amdump failed"),
+            &format!("{}\n--- amreport\n{}", show(&d.output), d.report),
+        );
+    }
+    // Every client's DLE made it to tape.
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        for dle in lab.dles(host).unwrap() {
+            let dle = format!("{} ", dle.display());
+            if !d
+                .report
+                .lines()
+                .any(|l| l.starts_with(host) && l.contains(&dle))
+            {
+                fail(
+                    lab,
+                    &format!("{label}: amreport does not list {host}:{dle}"),
+                    &d.report,
+                );
+            }
+        }
+    }
+    eprintln!("{label}: amdump ok in {:.1?}", d.took);
+    d
+}
+
+fn recover_ok(lab: &AmandaLab, label: &str, host: &str) -> Recovery {
+    let r = lab.amrecover(host).expect("running amrecover");
+    if let Err(e) = &r.compared {
+        fail(
+            lab,
+            &format!("{label}: amrecover on {host} did not restore the files: {e}"),
+            &show(&r.output),
+        );
+    }
+    eprintln!("{label}: amrecover on {host} ok in {:.1?}", r.took);
+    r
+}
+
+/// RHost has no route to the LAN, so only FWHost's masquerade and port
+/// forward can make its backups and recoveries work; its Amanda config names
+/// FWHost's public address (`fwhost-eth1`), as the plan's paths say.
+fn assert_rhost_only_sees_fwhost(lab: &AmandaLab) {
+    let r = lab.namespace("rhost").unwrap();
+    let route = r.exec(&["ip", "route", "get", "192.0.2.2"], None).unwrap();
+    assert!(
+        !route.ok(),
+        "rhost must not route to the LAN: {}",
+        route.stdout
+    );
+    let (trust, client_conf) = lab.amanda_files("rhost").unwrap();
+    assert_eq!(trust, "fwhost-eth1 backup amdump\n");
+    assert!(
+        client_conf.contains("index-server \"fwhost-eth1\"")
+            && client_conf.contains("tape-server \"fwhost-eth1\""),
+        "{client_conf}"
+    );
+    let (trust, _) = lab.amanda_files("tshost").unwrap();
+    assert!(trust.contains("rhost root amindexd amidxtaped"), "{trust}");
+    assert!(lab.hosts_file().contains("198.51.100.1\tfwhost-eth1"));
+}
+
+/// amcheck, amdump, and amrecover on every host (all have the recover role).
+fn full_run(auth: Auth, helper: bool, backend: Backend) {
+    let start = Instant::now();
+    let label = format!(
+        "{auth}{}/{}",
+        if helper { "+helper" } else { "" },
+        backend.name()
+    );
+    let plan = plan(auth, helper);
+    // Two DLEs per host: several dumpers talk to each client within the
+    // conntrack helper's 180 s window, as on a real site.
+    let lab = AmandaLab::build_with(&plan, &Options { dles_per_host: 2 })
+        .unwrap_or_else(|e| panic!("building the Amanda lab: {e}"));
+    lab.load_rules(backend)
+        .unwrap_or_else(|e| panic!("{label}: loading the generated rules: {e}"));
+    assert_rhost_only_sees_fwhost(&lab);
+    if backend == Backend::Nft {
+        count_policy_drops_nft(&lab);
+    }
+    check_ok(&lab, &label);
+    dump_ok(&lab, &label);
+    for host in ["lhost", "rhost", "fwhost", "tshost"] {
+        recover_ok(&lab, &label, host);
+    }
+    // Every generated Amanda rule carried real Amanda traffic (iptables keeps
+    // per-rule counters; the nft rendering has no `counter` statements).
+    if backend == Backend::Iptables {
+        let unused = unused_amanda_rules(&lab);
+        if !unused.is_empty() {
+            fail(
+                &lab,
+                &format!("{label}: generated rules that no packet of the run hit"),
+                &unused.join("\n"),
+            );
+        }
+        eprintln!("{label}: every generated Amanda rule was hit");
+        // ...and no packet at all fell through to a DROP policy: no flow was
+        // blocked even once and recovered by a retransmission.
+        let dropped = dropped_by_policy(&lab);
+        if !dropped.is_empty() {
+            fail(
+                &lab,
+                &format!("{label}: packets dropped by a chain policy during a passing run"),
+                &dropped.join("\n"),
+            );
+        }
+        eprintln!("{label}: no packet dropped by any policy");
+    } else {
+        let dropped = dropped_by_policy_nft(&lab);
+        if !dropped.is_empty() {
+            fail(
+                &lab,
+                &format!("{label}: packets reached a drop policy during a passing run"),
+                &dropped.join("\n"),
+            );
+        }
+        eprintln!("{label}: no packet reached a drop policy");
+    }
+    eprintln!("{label}: whole run {:.1?}", start.elapsed());
+}
+
+/// The generated Amanda rules (comment "amanda ...") whose packet counter is
+/// still 0 after the run, as `host: rule`.
+fn unused_amanda_rules(lab: &AmandaLab) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let saved = lab
+            .iptables_counters(host)
+            .unwrap_or_else(|e| panic!("iptables-save -c on {host}: {e}"));
+        for line in saved.lines() {
+            let Some(rest) = line.strip_prefix("[0:0] ") else {
+                continue;
+            };
+            if rest.contains("amanda") {
+                out.push(format!("{host}: {rest}"));
+            }
+        }
+    }
+    out
+}
+
+/// Filter chains whose DROP policy counted packets, as `host: :CHAIN DROP [p:b]`.
+fn dropped_by_policy(lab: &AmandaLab) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let saved = lab
+            .iptables_counters(host)
+            .unwrap_or_else(|e| panic!("iptables-save -c on {host}: {e}"));
+        let mut table = "";
+        for line in saved.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                table = t;
+            } else if table == "filter"
+                && line.starts_with(':')
+                && line.contains(" DROP ")
+                && !line.ends_with("[0:0]")
+            {
+                out.push(format!("{host}: {line}"));
+            }
+        }
+    }
+    out
+}
+
+/// The nft rendering has no counters: append one `counter` rule (it changes
+/// no verdict) to each drop-policy chain, to count what reaches the policy.
+fn count_policy_drops_nft(lab: &AmandaLab) {
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let ns = lab.namespace(host).unwrap();
+        for chain in ["input", "forward"] {
+            ns.must(&[
+                "nft",
+                "add",
+                "rule",
+                "ip",
+                "amwall",
+                chain,
+                "counter",
+                "comment",
+                "\"reaches the policy\"",
+            ])
+            .unwrap_or_else(|e| panic!("{host}: adding a counter to {chain}: {e}"));
+        }
+    }
+}
+
+/// The counters `count_policy_drops_nft` added that counted packets.
+fn dropped_by_policy_nft(lab: &AmandaLab) -> Vec<String> {
+    let mut out = Vec::new();
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let ns = lab.namespace(host).unwrap();
+        let listed = ns
+            .must(&["nft", "list", "table", "ip", "amwall"])
+            .unwrap()
+            .stdout;
+        let counters: Vec<&str> = listed
+            .lines()
+            .filter(|l| l.contains("reaches the policy"))
+            .collect();
+        assert_eq!(counters.len(), 2, "{host}: {listed}");
+        for l in counters {
+            if !l.contains("counter packets 0 ") {
+                out.push(format!("{host}: {}", l.trim()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bsdtcp_iptables() {
+    full_run(Auth::Bsdtcp, false, Backend::Iptables);
+}
+
+#[test]
+fn bsdtcp_nft() {
+    full_run(Auth::Bsdtcp, false, Backend::Nft);
+}
+
+#[test]
+fn bsdudp_iptables() {
+    full_run(Auth::Bsdudp, false, Backend::Iptables);
+}
+
+#[test]
+fn bsdudp_nft() {
+    full_run(Auth::Bsdudp, false, Backend::Nft);
+}
+
+#[test]
+fn bsd_iptables() {
+    full_run(Auth::Bsd, false, Backend::Iptables);
+}
+
+#[test]
+fn bsd_nft() {
+    full_run(Auth::Bsd, false, Backend::Nft);
+}
+
+#[test]
+fn bsd_helper_iptables() {
+    full_run(Auth::Bsd, true, Backend::Iptables);
+}
+
+#[test]
+fn bsd_helper_nft() {
+    full_run(Auth::Bsd, true, Backend::Nft);
+}
+
+/// `text` without the one line that contains every needle. Panics unless
+/// exactly one line matches, so a changed rendering cannot silently turn the
+/// negative control into a no-op.
+fn without(text: &str, needles: &[&str]) -> String {
+    let hits: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && needles.iter().all(|n| l.contains(n)))
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected exactly one rule with {needles:?} in\n{text}"
+    );
+    text.lines()
+        .filter(|l| *l != hits[0])
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Build a lab whose `host` ruleset lacks the rule with `needles`.
+fn lab_without(plan: &Plan, backend: Backend, host: &str, needles: &[&str]) -> AmandaLab {
+    let lab = lab(plan);
+    lab.load_rules_with(backend, |h, text| {
+        if h == host {
+            without(&text, needles)
+        } else {
+            text
+        }
+    })
+    .unwrap_or_else(|e| panic!("loading the edited rules: {e}"));
+    lab
+}
+
+/// The problem lines amcheck printed about `host`.
+fn amcheck_problems(o: &Output, host: &str) -> Vec<String> {
+    o.stdout
+        .lines()
+        .chain(o.stderr.lines())
+        .filter(|l| l.contains("ERROR") && l.contains(host))
+        .map(str::to_string)
+        .collect()
+}
+
+/// bsdtcp without LHost's tcp/10080 from TSHost: amcheck must report LHost
+/// ("selfcheck request failed", DESIGN.md "What the admin sees") and only LHost.
+#[test]
+fn negative_bsdtcp_client_control_port_closed() {
+    let start = Instant::now();
+    let plan = plan(Auth::Bsdtcp, false);
+    let lab = lab_without(
+        &plan,
+        Backend::Iptables,
+        "lhost",
+        &["-A INPUT", "-s 192.0.2.2/32", "--dport 10080"],
+    );
+    let o = lab.amcheck().expect("running amcheck");
+    let problems = amcheck_problems(&o, "lhost");
+    if o.stdout.contains("0 problems found")
+        || !problems
+            .iter()
+            .any(|l| l.contains("selfcheck request failed"))
+        || !o.stdout.contains("1 problem found")
+    {
+        fail(
+            &lab,
+            "negative control: amcheck should report exactly LHost's selfcheck failing",
+            &show(&o),
+        );
+    }
+    eprintln!(
+        "negative bsdtcp/iptables: {problems:?} ({:.1?})",
+        start.elapsed()
+    );
+}
+
+/// bsdudp without LHost's udp/10080 from TSHost (nft): amcheck reports LHost.
+#[test]
+fn negative_bsdudp_client_control_port_closed() {
+    let start = Instant::now();
+    let plan = plan(Auth::Bsdudp, false);
+    let lab = lab_without(
+        &plan,
+        Backend::Nft,
+        "lhost",
+        &["ip saddr 192.0.2.2", "udp dport 10080", "accept"],
+    );
+    let o = lab.amcheck().expect("running amcheck");
+    let problems = amcheck_problems(&o, "lhost");
+    if o.stdout.contains("0 problems found")
+        || !problems
+            .iter()
+            .any(|l| l.contains("selfcheck request failed"))
+        || !o.stdout.contains("1 problem found")
+    {
+        fail(
+            &lab,
+            "negative control: amcheck should report exactly LHost's selfcheck failing",
+            &show(&o),
+        );
+    }
+    eprintln!(
+        "negative bsdudp/nft: {problems:?} ({:.1?})",
+        start.elapsed()
+    );
+}
+
+/// The failed DLE lines of an amdump report for `host`.
+fn failed_lines(d: &Dump, host: &str) -> Vec<String> {
+    d.report
+        .lines()
+        .filter(|l| l.contains(host) && (l.contains("FAILED") || l.contains("could not connect")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A bsd amdump must fail for LHost alone, with a data stream that could not connect.
+fn assert_dump_fails_for_lhost(lab: &AmandaLab, what: &str) -> Vec<String> {
+    check_ok(lab, what);
+    let d = lab.amdump().expect("running amdump");
+    let lines = failed_lines(&d, "lhost");
+    let others_failed = ["tshost", "fwhost", "rhost"]
+        .iter()
+        .any(|h| !failed_lines(&d, h).is_empty());
+    if d.ok() || !lines.iter().any(|l| l.contains("could not connect")) || others_failed {
+        fail(
+            lab,
+            &format!("negative control {what}: amdump should fail for LHost only, with \"could not connect ... stream\""),
+            &format!("{}\n--- amreport\n{}", show(&d.output), d.report),
+        );
+    }
+    lines
+}
+
+/// bsd without LHost's data range (tcp 50000:50100 from TSHost): control still
+/// works (amcheck passes), amdump fails "could not connect DATA stream".
+#[test]
+fn negative_bsd_client_data_range_closed() {
+    let start = Instant::now();
+    let plan = plan(Auth::Bsd, false);
+    let lab = lab_without(
+        &plan,
+        Backend::Iptables,
+        "lhost",
+        &["-A INPUT", "-s 192.0.2.2/32", "--dport 50000:50100"],
+    );
+    let lines = assert_dump_fails_for_lhost(&lab, "bsd/iptables without lhost's data range");
+    eprintln!("negative bsd/iptables: {lines:?} ({:.1?})", start.elapsed());
+}
+
+/// bsd with the conntrack helper, but LHost's helper assignment removed (nft):
+/// nothing else opens the data ports, so amdump fails for LHost. This proves
+/// the helper (not a leftover rule) carries the data streams in helper mode.
+#[test]
+fn negative_bsd_helper_not_assigned() {
+    let start = Instant::now();
+    let plan = plan(Auth::Bsd, true);
+    let lab = lab_without(&plan, Backend::Nft, "lhost", &["ct helper set"]);
+    let lines = assert_dump_fails_for_lhost(&lab, "bsd+helper/nft without lhost's helper");
+    eprintln!(
+        "negative bsd+helper/nft: {lines:?} ({:.1?})",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn bsdudp_helper_iptables() {
+    full_run(Auth::Bsdudp, true, Backend::Iptables);
+}
+
+#[test]
+fn bsdudp_helper_nft() {
+    full_run(Auth::Bsdudp, true, Backend::Nft);
+}
+
+/// bsdtcp without FWHost's port forward (DNAT tcp/10080 to TSHost): backups
+/// still work, but RHost's amrecover cannot reach the server. This proves
+/// RHost's recovery really goes through the port forward.
+#[test]
+fn negative_bsdtcp_port_forward_removed() {
+    let start = Instant::now();
+    let plan = plan(Auth::Bsdtcp, false);
+    let lab = lab_without(
+        &plan,
+        Backend::Iptables,
+        "fwhost",
+        &["-A PREROUTING", "--dport 10080", "-j DNAT"],
+    );
+    check_ok(&lab, "bsdtcp/iptables without fwhost's port forward");
+    dump_ok(&lab, "bsdtcp/iptables without fwhost's port forward");
+    recover_ok(
+        &lab,
+        "bsdtcp/iptables without fwhost's port forward",
+        "lhost",
+    );
+    let r = lab.amrecover("rhost").expect("running amrecover");
+    // DESIGN.md "amrecover on RHost through FWHost's port forward": without
+    // the forward, "[request failed: Connection timed out]" (FWHost's own
+    // amandad is not open to RHost either).
+    if r.ok()
+        || !r
+            .output
+            .stderr
+            .contains("request failed: Connection timed out")
+    {
+        fail(
+            &lab,
+            "negative control: amrecover on rhost should time out without fwhost's port forward",
+            &show(&r.output),
+        );
+    }
+    eprintln!(
+        "negative bsdtcp/iptables port forward: {:?} ({:.1?})",
+        r.output.stderr.trim(),
+        start.elapsed()
+    );
+}
