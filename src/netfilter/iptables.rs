@@ -89,7 +89,11 @@ fn args_text(args: &[String]) -> String {
         out.push(' ');
         // Options (`--name`) and negations as they are; values quoted when
         // they would not read back as one value (`-x` would end the module).
-        if a == "!" || (a.starts_with("--") && a.len() > 2) {
+        if a == "!"
+            || (a.starts_with("--")
+                && a.len() > 2
+                && !a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\'))
+        {
             out.push_str(a);
         } else {
             out.push_str(&quote(a));

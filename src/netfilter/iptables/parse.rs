@@ -706,7 +706,12 @@ impl RuleParser<'_> {
         words
             .iter()
             .map(|w| {
-                if w.s.is_empty() || w.s.contains([' ', '\t', '"', '\\']) {
+                // Quoted values that would read as options stay quoted.
+                let looks_like_option = w.s.starts_with('-') || w.s == "!";
+                if w.s.is_empty()
+                    || w.s.contains([' ', '\t', '"', '\\'])
+                    || (w.quoted && looks_like_option)
+                {
                     format!("\"{}\"", w.s.replace('\\', "\\\\").replace('"', "\\\""))
                 } else {
                     w.s.clone()
