@@ -89,7 +89,11 @@ fn args_text(args: &[String]) -> String {
         out.push(' ');
         // Options (`--name`) and negations as they are; values quoted when
         // they would not read back as one value (`-x` would end the module).
-        if a == "!" || (a.starts_with("--") && a.len() > 2) {
+        if a == "!"
+            || (a.starts_with("--")
+                && a.len() > 2
+                && !a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\'))
+        {
             out.push_str(a);
         } else {
             out.push_str(&quote(a));
@@ -638,10 +642,10 @@ fn target(a: &Action, _fam: Family) -> String {
         Action::Goto(c) => format!(" -g {c}"),
         Action::Dnat(to) => format!(" -j DNAT --to-destination {to}"),
         Action::Masquerade => " -j MASQUERADE".into(),
-        Action::CtHelper(h) => format!(" -j CT --helper {h}"),
+        Action::CtHelper(h) => format!(" -j CT --helper {}", quote(h)),
         Action::Notrack => " -j CT --notrack".into(),
         Action::Reject(None) => " -j REJECT".into(),
-        Action::Reject(Some(w)) => format!(" -j REJECT --reject-with {w}"),
+        Action::Reject(Some(w)) => format!(" -j REJECT --reject-with {}", quote(w)),
         Action::Log { kind, prefix, args } => {
             let (t, p) = match kind {
                 LogKind::Log => ("LOG", "--log-prefix"),

@@ -706,7 +706,12 @@ impl RuleParser<'_> {
         words
             .iter()
             .map(|w| {
-                if w.s.is_empty() || w.s.contains([' ', '\t', '"', '\\']) {
+                // Quoted values that would read as options stay quoted.
+                let looks_like_option = w.s.starts_with('-') || w.s == "!";
+                if w.s.is_empty()
+                    || w.s.contains([' ', '\t', '"', '\\'])
+                    || (w.quoted && looks_like_option)
+                {
                     format!("\"{}\"", w.s.replace('\\', "\\\\").replace('"', "\\\""))
                 } else {
                     w.s.clone()
@@ -935,30 +940,34 @@ impl RuleParser<'_> {
     /// From the rule's `-p` wherever it stands, as iptables decides it after
     /// reading the whole line (so the answer does not depend on word order).
     fn implicit_module(&self) -> Option<String> {
-        let k = self
-            .words
-            .iter()
-            .position(|w| !w.quoted && (w.s == "-p" || w.s == "--protocol"))?;
-        if k > 0 && self.words[k - 1].bang() {
-            return None;
-        }
-        let v = self.words.get(k + 1)?;
-        if v.bang() {
-            return None;
-        }
-        Some(
-            match names::proto_number(&v.s)? {
-                6 => "tcp",
-                17 => "udp",
-                1 => "icmp",
-                58 => "icmp6",
-                132 => "sctp",
-                33 => "dccp",
-                136 => "udplite",
-                _ => return None,
+        // The first `-p` that names a protocol with a module (a second `-p`
+        // is an error to iptables; here it is one more match).
+        (0..self.words.len()).find_map(|k| {
+            let w = &self.words[k];
+            if w.quoted || !(w.s == "-p" || w.s == "--protocol") {
+                return None;
             }
-            .to_string(),
-        )
+            if k > 0 && self.words[k - 1].bang() {
+                return None;
+            }
+            let v = self.words.get(k + 1)?;
+            if v.bang() {
+                return None;
+            }
+            Some(
+                match names::proto_number(&v.s)? {
+                    6 => "tcp",
+                    17 => "udp",
+                    1 => "icmp",
+                    58 => "icmp6",
+                    132 => "sctp",
+                    33 => "dccp",
+                    136 => "udplite",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        })
     }
 
     /// A module's options, from the word after its name to the next boundary.
