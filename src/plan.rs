@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::amanda::{self, Flow, Lint};
 use crate::diag::{Error, InputError, Result};
-use crate::model::Deployment;
+use crate::model::{AddrIndex, Deployment};
 use crate::policy::{self, HostPolicy};
 use crate::render::{self, Backend};
 use crate::route::{self, Path};
@@ -24,14 +24,17 @@ pub struct Plan {
     #[serde(skip)]
     pub policies: Vec<HostPolicy>,
     pub lints: Vec<Lint>,
+    #[serde(skip)]
+    pub index: AddrIndex,
 }
 
 impl Plan {
     pub fn build(d: Deployment) -> Result<Plan> {
         let flows = amanda::flows(&d);
+        let index = AddrIndex::new(&d);
         let mut paths = Vec::with_capacity(flows.len());
         for f in &flows {
-            let p = route::path(&d, f).map_err(|e| {
+            let p = route::path(&d, &index, f).map_err(|e| {
                 let span = d.hosts[e.host].span;
                 Error::from(
                     InputError::new(
@@ -48,7 +51,7 @@ impl Plan {
             })?;
             paths.push(p);
         }
-        let policies = policy::compile(&d, &flows, &paths);
+        let policies = policy::compile(&d, &index, &flows, &paths);
         let lints = amanda::lint(&d);
         Ok(Plan {
             deployment: d,
@@ -56,6 +59,7 @@ impl Plan {
             paths,
             policies,
             lints,
+            index,
         })
     }
 
@@ -84,6 +88,15 @@ impl Plan {
         )
     }
 
+    /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
+    pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::ipset_text(
+            hp,
+            &self.header(name, &format!("Load before {name}.rules: ipset restore < {name}.ipset (netfilter-persistent loads it at boot with ipset-persistent)")),
+        )
+    }
+
     pub fn nft(&self, hp: &HostPolicy) -> String {
         let name = &self.deployment.hosts[hp.host].name;
         render::nft_text(hp, &self.header(name, &format!("Load: nft -f {name}.nft (or include it from /etc/nftables.conf); replaces only table ip amwall")))
@@ -106,6 +119,9 @@ impl Plan {
                 continue;
             }
             if backend.iptables() {
+                if let Some(sets) = self.ipset(hp) {
+                    out.push((format!("{name}.ipset"), sets));
+                }
                 out.push((format!("{name}.rules"), self.iptables(hp)));
             }
             if backend.nft() {
@@ -117,24 +133,47 @@ impl Plan {
     }
 }
 
-/// Write each file atomically (temp file in the same directory, then rename).
+/// Write the files so that no reader ever sees a half-written one, and bad input
+/// (caught before this is called) never touches `dir`.
+///
+/// When `dir` does not exist yet, everything is written into a sibling staging
+/// directory that is renamed into place at the end: one rename instead of one per
+/// file, which matters for a 10,000-client plan (20,000 files). Into an existing
+/// directory each file goes to a temporary name and is renamed over its target,
+/// leaving any other files there alone. No fsync: these are drafts an admin
+/// installs, not the live configuration.
 pub fn write_outputs(dir: &FsPath, files: &[(String, String)]) -> Result<Vec<PathBuf>> {
     let io = |path: &FsPath| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut written = Vec::new();
+    let written = files.iter().map(|(name, _)| dir.join(name)).collect();
+    if !dir.exists() {
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".amwall-staging-")
+            .tempdir_in(&parent)
+            .map_err(io(&parent))?;
+        for (name, content) in files {
+            let p = staging.path().join(name);
+            std::fs::write(&p, content).map_err(io(&p))?;
+        }
+        let staged = staging.keep();
+        if let Err(e) = std::fs::rename(&staged, dir) {
+            let _ = std::fs::remove_dir_all(&staged);
+            return Err(io(dir)(e));
+        }
+        return Ok(written);
+    }
     for (name, content) in files {
         let target = dir.join(name);
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
         tmp.write_all(content.as_bytes()).map_err(io(&target))?;
-        tmp.as_file().sync_all().map_err(io(&target))?;
-        tmp.persist(&target).map_err(|e| Error::Io {
-            path: target.clone(),
-            source: e.error,
-        })?;
-        written.push(target);
+        tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
     }
     Ok(written)
 }

@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::amanda::{Flow, HelperRole, Operation};
-use crate::model::{Deployment, HostId, PortRange, Proto};
+use crate::model::{AddrIndex, Deployment, HostId, PortRange, Proto};
 use crate::route::{HopKind, Path};
 
 /// A group of source addresses that share openings.
@@ -106,7 +106,7 @@ struct Need {
 }
 
 /// Every host's policy, in host order.
-pub fn compile(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<HostPolicy> {
+pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) -> Vec<HostPolicy> {
     let mut needs: Vec<Vec<Need>> = (0..d.hosts.len()).map(|_| Vec::new()).collect();
     for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
         for hop in &p.hops {
@@ -160,11 +160,17 @@ pub fn compile(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<HostPolicy
     needs
         .into_iter()
         .enumerate()
-        .map(|(h, n)| host_policy(d, flows, h, n))
+        .map(|(h, n)| host_policy(d, idx, flows, h, n))
         .collect()
 }
 
-fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> HostPolicy {
+fn host_policy(
+    d: &Deployment,
+    idx: &AddrIndex,
+    flows: &[Flow],
+    h: HostId,
+    needs: Vec<Need>,
+) -> HostPolicy {
     let host = &d.hosts[h];
     let management = d.management.enabled.then(|| PolicyRule {
         place: Place::Input,
@@ -206,8 +212,8 @@ fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> H
         Option<PortRange>,
         Option<Ipv4Addr>,
     );
-    let mut by_key: BTreeMap<(usize, Key), BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>> =
-        BTreeMap::new();
+    type PerSource = BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>;
+    let mut by_key: BTreeMap<(usize, Key), PerSource> = BTreeMap::new();
     let mut key_order: Vec<Key> = Vec::new();
     for n in &needs {
         let key: Key = (
@@ -244,11 +250,7 @@ fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> H
             match by_ports.iter_mut().find(|(p, _, _)| *p == merged) {
                 Some(entry) => {
                     entry.1.push(src);
-                    for f in fl {
-                        if !entry.2.contains(&f) {
-                            entry.2.push(f);
-                        }
-                    }
+                    entry.2.extend(fl);
                 }
                 None => by_ports.push((merged, vec![src], fl)),
             }
@@ -256,10 +258,27 @@ fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> H
         let (place, in_iface, out_iface, dst, proto, sport, dnat_to) = key;
         for (dports, srcs, mut fl) in by_ports {
             fl.sort_unstable();
-            let src = if srcs.len() == 1 {
-                Addrs::Net(Ipv4Net::new(srcs[0], 32).expect("/32"))
+            fl.dedup();
+            // Exact aggregation: neighbouring addresses that fill a prefix become it
+            // (never a wider prefix than the members cover).
+            let nets: Vec<Ipv4Net> = srcs
+                .iter()
+                .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
+                .collect();
+            let nets = Ipv4Net::aggregate(&nets);
+            let src = if nets.len() == 1 {
+                Addrs::Net(nets[0])
             } else {
-                Addrs::Group(group_for(d, flows, &fl, place, &srcs, &mut groups))
+                Addrs::Group(group_for(
+                    d,
+                    idx,
+                    flows,
+                    &fl,
+                    place,
+                    &srcs,
+                    nets,
+                    &mut groups,
+                ))
             };
             rules.push(PolicyRule {
                 place,
@@ -276,15 +295,75 @@ fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> H
             });
         }
     }
-    // Management comes first in INPUT; then drop every rule an earlier one covers,
-    // crediting its flows to the covering rule.
+    // Management comes first in INPUT. Then drop every rule another one covers,
+    // crediting its flows to the coverer: all rules of a place have the same
+    // verdict, so order among them does not change what passes, and a rule made
+    // redundant by a later, wider one is as useless as a shadowed one.
     let mut all: Vec<PolicyRule> = mgmt_rules;
     all.extend(rules);
+    let n = all.len();
+    // coverer[i] = the rule that absorbs rule i (itself when kept). Mutual cover means
+    // equal rules: the first one stays.
+    let mut coverer: Vec<usize> = (0..n).collect();
+    for i in 0..n {
+        for j in 0..n {
+            if i != j
+                && covers(&all[j], &all[i], &groups)
+                && (j < i || !covers(&all[i], &all[j], &groups))
+            {
+                coverer[i] = j;
+                break;
+            }
+        }
+    }
+    // Follow chains (a ⊂ b ⊂ c) to the rule that is kept.
+    for i in 0..n {
+        let mut k = coverer[i];
+        while coverer[k] != k {
+            k = coverer[k];
+        }
+        coverer[i] = k;
+    }
+    let mut absorbed: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if coverer[i] != i {
+            let f = std::mem::take(&mut all[i].flows);
+            absorbed[coverer[i]].extend(f);
+        }
+    }
     let mut kept: Vec<PolicyRule> = Vec::new();
-    for r in all {
-        match kept.iter_mut().find(|k| covers(k, &r, &groups)) {
-            Some(k) => k.flows.extend(r.flows),
-            None => kept.push(r),
+    for (i, mut r) in all.into_iter().enumerate() {
+        if coverer[i] == i {
+            r.flows.append(&mut absorbed[i]);
+            kept.push(r);
+        }
+    }
+    for k in &mut kept {
+        k.flows.sort_unstable();
+        k.flows.dedup();
+        if k.label != "management" {
+            k.label = label(flows, &k.flows);
+        }
+    }
+    // Groups whose only rules were absorbed are not emitted: renumber the rest.
+    let mut used = vec![false; groups.len()];
+    for k in &kept {
+        if let Addrs::Group(g) = k.src {
+            used[g] = true;
+        }
+    }
+    let mut renumber = vec![usize::MAX; groups.len()];
+    let mut live = Vec::new();
+    for (i, g) in groups.into_iter().enumerate() {
+        if used[i] {
+            renumber[i] = live.len();
+            live.push(g);
+        }
+    }
+    let groups = live;
+    for k in &mut kept {
+        if let Addrs::Group(g) = &mut k.src {
+            *g = renumber[*g];
         }
     }
     let masquerade = host
@@ -305,18 +384,17 @@ fn host_policy(d: &Deployment, flows: &[Flow], h: HostId, needs: Vec<Need>) -> H
 }
 
 /// Name and register (or reuse) a group for `srcs`. Names say who is in it.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 fn group_for(
     d: &Deployment,
+    idx: &AddrIndex,
     flows: &[Flow],
     fl: &[usize],
     place: Place,
     srcs: &[Ipv4Addr],
+    members: Vec<Ipv4Net>,
     groups: &mut Vec<AddrGroup>,
 ) -> usize {
-    let members: Vec<Ipv4Net> = srcs
-        .iter()
-        .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
-        .collect();
     if let Some(i) = groups.iter().position(|g| g.members == members) {
         return i;
     }
@@ -353,10 +431,8 @@ fn group_for(
     let labels = srcs
         .iter()
         .map(|a| {
-            d.hosts
-                .iter()
-                .find(|h| h.interfaces.iter().any(|i| i.address == *a))
-                .map_or_else(|| a.to_string(), |h| h.name.clone())
+            idx.owner(*a)
+                .map_or_else(|| a.to_string(), |h| d.hosts[h].name.clone())
         })
         .collect();
     groups.push(AddrGroup {
@@ -399,10 +475,22 @@ fn addrs_cover(a: &Addrs, b: &Addrs, groups: &[AddrGroup]) -> bool {
             Addrs::Group(g) => Some(groups[*g].members.clone()),
         }
     };
+    if a == b {
+        return true;
+    }
     match (nets(a), nets(b)) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(an), Some(bn)) => bn.iter().all(|m| an.iter().any(|n| n.contains(m))),
+        (Some(an), Some(bn)) => {
+            // Look up each of b's prefixes by all its supernets: 33 hash probes per
+            // member instead of a scan of a's members (groups can hold 10,000 hosts).
+            let set: std::collections::HashSet<Ipv4Net> = an.into_iter().collect();
+            bn.iter().all(|m| {
+                (0..=m.prefix_len()).any(|len| {
+                    set.contains(&Ipv4Net::new(m.addr(), len).expect("len <= 32").trunc())
+                })
+            })
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::amanda::Flow;
-use crate::model::{Deployment, HostId, NetId};
+use crate::model::{AddrIndex, Deployment, HostId, NetId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,11 +68,16 @@ pub struct RouteError {
 
 /// Where a packet for `dst` leaves `from`: (out interface index, next host if any owns
 /// the next address on the wire).
-fn next_hop(d: &Deployment, from: HostId, dst: Ipv4Addr) -> Option<(usize, Option<HostId>, NetId)> {
+fn next_hop(
+    d: &Deployment,
+    idx: &AddrIndex,
+    from: HostId,
+    dst: Ipv4Addr,
+) -> Option<(usize, Option<HostId>, NetId)> {
     let h = &d.hosts[from];
     for (i, iface) in h.interfaces.iter().enumerate() {
         if d.networks[iface.network].cidr.contains(&dst) {
-            let owner = owner_on(d, iface.network, dst);
+            let owner = idx.owner_on(iface.network, dst);
             return Some((i, owner, iface.network));
         }
     }
@@ -85,25 +90,17 @@ fn next_hop(d: &Deployment, from: HostId, dst: Ipv4Addr) -> Option<(usize, Optio
     None
 }
 
-/// The host that answers ARP for `addr` on `net` (only hosts attached there can).
-fn owner_on(d: &Deployment, net: NetId, addr: Ipv4Addr) -> Option<HostId> {
-    d.hosts.iter().position(|h| {
-        h.interfaces
-            .iter()
-            .any(|i| i.address == addr && i.network == net)
-    })
-}
-
 /// Walk from `from` toward `dst` as the kernel would. Returns hops after the origin,
 /// or why it fails. `dnat`: a port forward to apply at a given router.
 fn walk(
     d: &Deployment,
+    idx: &AddrIndex,
     from: HostId,
     mut src: Ipv4Addr,
     mut dst: Ipv4Addr,
     dnat: Option<(HostId, Ipv4Addr)>,
 ) -> Result<(Hop, Vec<Hop>), String> {
-    let (oi, mut next, mut net) = next_hop(d, from, dst)
+    let (oi, mut next, mut net) = next_hop(d, idx, from, dst)
         .ok_or_else(|| format!("`{}` has no route to {dst}", d.hosts[from].name))?;
     let out_iface = &d.hosts[from].interfaces[oi];
     if src.is_unspecified() {
@@ -152,7 +149,7 @@ fn walk(
                 d.hosts[here].name
             ));
         }
-        let (oi, nx, nnet) = next_hop(d, here, dst)
+        let (oi, nx, nnet) = next_hop(d, idx, here, dst)
             .ok_or_else(|| format!("router `{}` has no route to {dst}", d.hosts[here].name))?;
         let out = &d.hosts[here].interfaces[oi];
         // Masquerade: source inside `from`, leaving on the `to` network.
@@ -184,7 +181,7 @@ fn walk(
 
 /// The route of one flow: direct if the responder is routable from the initiator,
 /// else through a port forward on a masquerading router in front of the responder.
-pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
+pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteError> {
     let (i, r) = (flow.initiator, flow.responder);
     if i == r {
         let a = d.hosts[i].interfaces[0].address;
@@ -216,7 +213,7 @@ pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
     }
     let mut first_err = None;
     for addr in &candidates {
-        match walk(d, i, Ipv4Addr::UNSPECIFIED, *addr, None) {
+        match walk(d, idx, i, Ipv4Addr::UNSPECIFIED, *addr, None) {
             Ok((origin, hops)) if hops.last().map(|h| h.host) == Some(r) => {
                 let mut all = vec![origin];
                 all.extend(hops);
@@ -224,7 +221,7 @@ pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
                     target: *addr,
                     hops: all,
                 };
-                check_reply(d, &p).map_err(|m| RouteError {
+                check_reply(d, idx, &p).map_err(|m| RouteError {
                     host: r,
                     message: m,
                 })?;
@@ -238,7 +235,12 @@ pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
     }
     // Port forward: a masquerading router whose inside reaches the responder and
     // whose outside address the initiator reaches.
-    for (g, gw) in d.hosts.iter().enumerate() {
+    for (g, gw) in d
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.masquerade.is_empty())
+    {
         if g == i || g == r {
             continue;
         }
@@ -255,6 +257,7 @@ pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
                 .expect("validated: hosts have interfaces");
             if let Ok((origin, hops)) = walk(
                 d,
+                idx,
                 i,
                 Ipv4Addr::UNSPECIFIED,
                 outside.address,
@@ -269,7 +272,7 @@ pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
                         target: outside.address,
                         hops: all,
                     };
-                    check_reply(d, &p).map_err(|m| RouteError {
+                    check_reply(d, idx, &p).map_err(|m| RouteError {
                         host: r,
                         message: m,
                     })?;
@@ -291,7 +294,7 @@ pub fn path(d: &Deployment, flow: &Flow) -> Result<Path, RouteError> {
 
 /// Replies must come back through the same routers: conntrack (and any NAT) lives
 /// there, and a router that sees only replies would drop them as not ESTABLISHED.
-fn check_reply(d: &Deployment, p: &Path) -> Result<(), String> {
+fn check_reply(d: &Deployment, idx: &AddrIndex, p: &Path) -> Result<(), String> {
     let forward: Vec<HostId> = p.hops.iter().map(|h| h.host).collect();
     let mut expected: Vec<HostId> = forward.clone();
     expected.reverse();
@@ -302,7 +305,7 @@ fn check_reply(d: &Deployment, p: &Path) -> Result<(), String> {
     let mut from = last.host;
     let mut dst = last.src;
     loop {
-        let (_, pos_hops) = walk(d, from, Ipv4Addr::UNSPECIFIED, dst, None).map_err(|e| {
+        let (_, pos_hops) = walk(d, idx, from, Ipv4Addr::UNSPECIFIED, dst, None).map_err(|e| {
             format!(
                 "replies from `{}` cannot return: {e}",
                 d.hosts[last.host].name
@@ -372,7 +375,7 @@ mod tests {
             .iter()
             .find(|f| f.responder == rh && f.operation == Operation::Check)
             .unwrap();
-        let p = path(&d, f).unwrap();
+        let p = path(&d, &AddrIndex::new(&d), f).unwrap();
         let names: Vec<_> = p
             .hops
             .iter()
@@ -394,7 +397,7 @@ mod tests {
             .iter()
             .find(|f| f.initiator == rh && f.operation == Operation::Recover)
             .unwrap();
-        let p = path(&d, f).unwrap();
+        let p = path(&d, &AddrIndex::new(&d), f).unwrap();
         assert_eq!(p.target.to_string(), "1.2.3.4");
         assert_eq!(p.hops[1].dnat_to.unwrap().to_string(), "192.168.2.2");
         assert_eq!(p.last().src.to_string(), "2.3.4.5");
@@ -407,7 +410,7 @@ mod tests {
         let fs = flows(&d);
         let lh = d.host_by_name("lhost").unwrap();
         let f = fs.iter().find(|f| f.responder == lh).unwrap();
-        let p = path(&d, f).unwrap();
+        let p = path(&d, &AddrIndex::new(&d), f).unwrap();
         assert_eq!(p.hops.len(), 2);
         assert_eq!(p.last().src.to_string(), "192.168.2.2");
     }

@@ -37,10 +37,37 @@ fn tables(text: &str) -> BTreeMap<String, Vec<String>> {
 fn iptables_files_load_and_read_back_identically() {
     let ns = Netns::new("amwk").expect("creating a netns needs root and iproute2");
     let mut loaded = 0;
+    let mut loaded_sets = 0;
     for (label, plan) in common::variants() {
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
             let text = plan.iptables(hp);
+            if let Some(sets) = plan.ipset(hp) {
+                let r = ns
+                    .exec(&["ipset", "restore"], Some(&sets))
+                    .expect("ipset must be installed");
+                assert!(
+                    r.ok(),
+                    "{label}/{host}: ipset restore failed: {}\n{sets}",
+                    r.stderr
+                );
+                // Every member the file adds is in the kernel's set afterwards.
+                let saved = ns.must(&["ipset", "save"]).unwrap().stdout;
+                for line in sets.lines().filter(|l| l.starts_with("add ")) {
+                    let mut w = line.split_whitespace().skip(1);
+                    let (tmp, member) = (w.next().unwrap(), w.next().unwrap());
+                    let name = tmp.trim_end_matches('~');
+                    assert!(
+                        saved.contains(&format!("add {name} {member}")),
+                        "{label}/{host}: {name} lacks {member}"
+                    );
+                    assert!(
+                        !saved.contains(&format!("create {tmp} ")),
+                        "temporary set {tmp} left behind"
+                    );
+                }
+                loaded_sets += 1;
+            }
             let t = ns
                 .exec(&["iptables-restore", "--test"], Some(&text))
                 .expect("iptables-restore must be installed");
@@ -68,6 +95,10 @@ fn iptables_files_load_and_read_back_identically() {
         }
     }
     assert!(loaded >= 60, "only {loaded} rulesets loaded");
+    assert!(
+        loaded_sets >= 4,
+        "the lan example's server must get an ipset: {loaded_sets}"
+    );
 }
 
 /// `nft list` wraps long element lists; join them before comparing.
@@ -151,4 +182,68 @@ fn nft_script_replaces_only_its_own_table() {
         .unwrap()
         .stdout;
     assert_eq!(normalise(ours), normalise(&listed));
+}
+
+/// 200 clients: the server's groups become an ipset (iptables) and an interval set
+/// of aggregated prefixes (nft); both load and read back, and the kernel agrees on
+/// which addresses are members, the gap at .100 included.
+#[test]
+fn large_groups_load_as_sets() {
+    let plan = amwall::Plan::build(common::generated(200)).unwrap();
+    let hp = &plan.policies[0];
+    let ns = Netns::new("amwk").expect("creating a netns needs root and iproute2");
+    let sets = plan.ipset(hp).expect("200 recovering hosts need an ipset");
+    assert!(
+        sets.contains("hash:net"),
+        "aggregated prefixes need hash:net"
+    );
+    let r = ns.exec(&["ipset", "restore"], Some(&sets)).unwrap();
+    assert!(r.ok(), "{}", r.stderr);
+    for (addr, member) in [
+        ("198.51.100.2", true),
+        ("198.51.100.99", true),
+        ("198.51.100.100", false),
+        ("198.51.100.101", true),
+        ("198.51.100.202", true),
+        ("198.51.100.203", false),
+    ] {
+        let t = ns
+            .exec(&["ipset", "test", "amw_in_amrecover_hosts", addr], None)
+            .unwrap();
+        assert_eq!(t.ok(), member, "ipset membership of {addr}: {}", t.stderr);
+    }
+    let text = plan.iptables(hp);
+    let l = ns.exec(&["iptables-restore"], Some(&text)).unwrap();
+    assert!(l.ok(), "{}", l.stderr);
+    let saved = ns.must(&["iptables-save"]).unwrap().stdout;
+    assert_eq!(tables(&text).get("filter"), tables(&saved).get("filter"));
+
+    let nft = plan.nft(hp);
+    assert!(
+        nft.contains("flags interval"),
+        "prefixes need an interval set"
+    );
+    let l = ns.exec(&["nft", "-f", "-"], Some(&nft)).unwrap();
+    assert!(l.ok(), "{}", l.stderr);
+    for (addr, member) in [
+        ("198.51.100.2", true),
+        ("198.51.100.100", false),
+        ("198.51.100.201", true),
+    ] {
+        let g = ns
+            .exec(
+                &[
+                    "nft",
+                    "get",
+                    "element",
+                    "ip",
+                    "amwall",
+                    "in_amrecover_hosts",
+                    &format!("{{ {addr} }}"),
+                ],
+                None,
+            )
+            .unwrap();
+        assert_eq!(g.ok(), member, "nft membership of {addr}: {}", g.stderr);
+    }
 }

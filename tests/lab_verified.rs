@@ -132,9 +132,32 @@ fn bsd_and_bsdudp_static_minimal_openings() {
     }
 }
 
+/// DESIGN.md lab table, "bsd, bsdudp helper" — for bsd only: with bsdudp the
+/// helper fails once two dumpers serve one client (lab finding, see
+/// `amanda::flows::helper_usable`), so amwall plans bsdudp statically even when
+/// the helper is asked for.
+#[test]
+fn bsdudp_with_the_helper_is_planned_static() {
+    let (with, without) = (wiki(Auth::Bsdudp, true), wiki(Auth::Bsdudp, false));
+    for h in ["tshost", "fwhost", "lhost", "rhost"] {
+        for place in [Place::Input, Place::Forward, Place::Dnat] {
+            assert_eq!(
+                openings(&with, h, place),
+                openings(&without, h, place),
+                "{h} {place:?}"
+            );
+        }
+        assert!(
+            openings(&with, h, Place::Helper).is_empty(),
+            "{h}: no helper assigned"
+        );
+    }
+    assert!(with.lints.iter().any(|l| l.code == "helper-bsdudp"));
+}
+
 #[test]
 fn helper_mode_minimal_openings() {
-    for auth in [Auth::Bsd, Auth::Bsdudp] {
+    for auth in [Auth::Bsd] {
         let p = wiki(auth, true);
         let udp = |src: &str| set(&[(Proto::Udp, "10080", src)]);
         // TSHost as static: recovery needs the range (the helper does not parse CTL).

@@ -80,7 +80,7 @@ pub fn usable_ports(range: PortRange) -> u32 {
         .iter()
         .filter(|p| range.contains(**p))
         .count() as u32;
-    range.len() - skipped
+    range.count() - skipped
 }
 
 /// Linux NAT keeps a source port in its class when it must remap it: below 512 stays in

@@ -75,6 +75,23 @@ pub fn control_port(auth: Auth, client_port: &Option<ClientPort>) -> u16 {
     }
 }
 
+/// Whether amwall relies on the kernel's Amanda helper for a client's backup data
+/// streams when the admin asks for it. Only bsd with `index yes` works (lab, kernel
+/// 6.18, both backends):
+/// - bsdudp: the REP `CONNECT DATA p MESG 499999 ...` makes the helper expect port
+///   49999 (it reads five digits of the multiplexed handle); a second dumper talking
+///   to the same client within 180 s creates the same expectation, the clash makes
+///   the kernel drop that client's REP (amandad: sendto EPERM) and the dumper times
+///   out waiting for REP. Amanda runs several dumpers per client (one per disk).
+/// - bsd with `index no`: `INDEX -1` stops the helper's parsing, STATE gets no
+///   expectation and amdump fails with "could not connect STATE stream".
+///
+/// In those cases the plan stays static (the client's range is opened, no helper is
+/// assigned) and a lint says why.
+pub fn helper_usable(auth: Auth, index: bool) -> bool {
+    auth == Auth::Bsd && index
+}
+
 /// Every flow the deployment needs, in a stable order: per client (file order)
 /// its check, estimate and backup flows, then per recovering host its recovery flows.
 pub fn flows(d: &Deployment) -> Vec<Flow> {
@@ -104,7 +121,7 @@ fn backup_flows(d: &Deployment, s: HostId, c: HostId, out: &mut Vec<Flow>) {
     // setting decides the conversation.
     let auth = cl.auth;
     let port = control_port(auth, &cl.client_port);
-    let helper = auth.is_udp() && cl.conntrack_helper;
+    let helper = helper_usable(auth, cl.index) && cl.conntrack_helper;
     let control = |op: Operation, what: &str| -> Option<Flow> {
         let (proto, sport, why) = match auth {
             // DESIGN.md flow table, bsd/bsdudp: S→C udp 10080 [Sru]; one UDP socket per

@@ -32,24 +32,24 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         })
     };
 
+    // Per server: how many of its clients talk UDP (bsd, bsdudp) and bsdtcp. One pass,
+    // so 10,000-client sites stay linear.
+    let mut udp_clients = vec![0usize; d.hosts.len()];
+    let mut tcp_clients = vec![0usize; d.hosts.len()];
+    for c in d.hosts.iter().filter(|c| c.roles.client) {
+        if let Some(s) = c.server {
+            if c.amanda.auth.is_udp() {
+                udp_clients[s] += 1;
+            } else if c.amanda.auth == Auth::Bsdtcp {
+                tcp_clients[s] += 1;
+            }
+        }
+    }
+
     for (h, host) in d.hosts.iter().enumerate() {
         let a = &host.amanda;
-        // Which UDP/TCP conversations this host starts or answers.
-        let udp_clients: Vec<HostId> = (0..d.hosts.len())
-            .filter(|&c| {
-                d.hosts[c].roles.client
-                    && d.hosts[c].server == Some(h)
-                    && d.hosts[c].amanda.auth.is_udp()
-            })
-            .collect();
-        let tcp_clients = (0..d.hosts.len())
-            .filter(|&c| {
-                d.hosts[c].roles.client
-                    && d.hosts[c].server == Some(h)
-                    && d.hosts[c].amanda.auth == Auth::Bsdtcp
-            })
-            .count();
-        let binds_udp = !udp_clients.is_empty() || (host.roles.recover && a.auth.is_udp());
+        let (udp_clients, tcp_clients) = (udp_clients[h], tcp_clients[h]);
+        let binds_udp = udp_clients > 0 || (host.roles.recover && a.auth.is_udp());
 
         // Debian's ambind refuses privileged UDP binds outside 840-860 (DESIGN.md, A:common-src/security-file.c).
         if d.build == Build::Debian
@@ -81,7 +81,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
 
         // One UDP socket per server process: amcheck, planner and each of `inparallel`
         // dumpers (amanda-protocol.md §4 "Too few ports", docs/portusage.txt).
-        if host.roles.server && !udp_clients.is_empty() {
+        if host.roles.server && udp_clients > 0 {
             let need = a.inparallel + 2;
             let have = facts::usable_ports(a.reserved_udp_port);
             if have < need {
@@ -113,13 +113,19 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             );
         }
 
-        // The helper stops parsing at `INDEX -1`, so bsd's STATE stream gets no
-        // expectation (lab-verified on 6.18). bsdudp multiplexes STATE, so it is unaffected.
+        // Where the kernel helper fails (see flows::helper_usable), the plan stays static.
         if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsd && !a.index {
             warn(
                 "helper-index-no",
                 Some(h),
-                "conntrack-helper with `index no`: the helper stops parsing at `INDEX -1` and never expects the STATE stream; amdump fails with \"could not connect STATE stream\". Use index yes, or conntrack-helper = false".into(),
+                "conntrack-helper with `index no`: the helper stops parsing at `INDEX -1` and never expects the STATE stream (amdump: \"could not connect STATE stream\"), so amwall does not use the helper here and opens the client's unreserved-tcp-port instead. Use index yes to let the helper work".into(),
+            );
+        }
+        if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsdudp {
+            warn(
+                "helper-bsdudp",
+                Some(h),
+                "conntrack-helper with bsdudp: the helper misreads `MESG 499999` as port 49999, and a second dumper's reply to this client within 180 s clashes with that expectation and is dropped (\"timeout waiting for REP\"); amwall does not use the helper here and opens the client's unreserved-tcp-port instead. Use bsd auth to let the helper work".into(),
             );
         }
         if a.conntrack_helper && (host.roles.client || host.roles.server) && !a.auth.is_udp() {
@@ -128,6 +134,26 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
                 Some(h),
                 format!("conntrack-helper has no effect with auth {}: the kernel's amanda helper only parses UDP replies from port 10080 (bsd, bsdudp)", a.auth),
             );
+        }
+
+        // A client whose data range is not the server's: the flows use the client's
+        // (amandad listens in its amanda-client.conf range), but an admin reading the
+        // server's amanda.conf would open the wrong ports by hand.
+        if let Some(s) = host.server.filter(|&s| s != h) {
+            let sv = &d.hosts[s].amanda;
+            if host.roles.client
+                && a.auth.is_udp()
+                && a.unreserved_tcp_port != sv.unreserved_tcp_port
+            {
+                warn(
+                    "unreserved-range-differs",
+                    Some(h),
+                    format!(
+                        "its unreserved-tcp-port {} differs from the server's {}: backup data streams go to {} on this host (its amanda-client.conf decides where amandad listens), from the server's {}",
+                        a.unreserved_tcp_port, sv.unreserved_tcp_port, a.unreserved_tcp_port, sv.unreserved_tcp_port
+                    ),
+                );
+            }
         }
 
         if host.roles.client && a.auth == Auth::Local && host.server != Some(h) {
@@ -202,6 +228,25 @@ mod tests {
         let l =
             lints("auth = \"bsd\"\nclient-port = 10080\nconntrack-helper = true\nindex = false");
         assert_eq!(l, vec!["helper-index-no"]);
+    }
+
+    /// DESIGN.md: the client listens in ITS unreserved range; the dumper's source is the server's.
+    #[test]
+    fn client_range_differing_from_the_server() {
+        let d = load_str(
+            "t.toml",
+            "[amanda]\nauth = \"bsd\"\nclient-port = 10080\n[management]\nfrom = [\"lan\"]\n[[network]]\nname = \"lan\"\ncidr = \"192.0.2.0/24\"\n[[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.2\" }]\n[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }]\namanda = { unreserved-tcp-port = [60000, 60010] }\n".to_string(),
+        )
+        .unwrap();
+        let l: Vec<_> = lint(&d).into_iter().map(|l| l.code).collect();
+        assert_eq!(l, vec!["unreserved-range-differs"]);
+        let f = crate::amanda::flows(&d);
+        let data = f
+            .iter()
+            .find(|f| f.proto == crate::model::Proto::Tcp)
+            .unwrap();
+        assert_eq!(data.dport, crate::model::PortRange::new(60000, 60010));
+        assert_eq!(data.sport, Some(crate::model::PortRange::new(50000, 50100)));
     }
 
     #[test]

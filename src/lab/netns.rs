@@ -8,8 +8,33 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Every namespace this process created and still owns, so a Ctrl-C handler can
+/// remove them (`remove_all`) even while the thread that owns the guards is busy.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<String>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Delete every namespace this process still owns, and refuse to create more (for
+/// a signal handler that then exits: the guards will not run). Creation holds the
+/// same lock while it runs `ip netns add`, so a namespace being made when the signal
+/// comes is removed too. Returns the names removed.
+pub fn remove_all() -> Vec<String> {
+    let mut live = live();
+    CLOSED.store(true, Ordering::SeqCst);
+    let names: Vec<String> = std::mem::take(&mut *live);
+    for n in &names {
+        let _ = run(Command::new("ip").args(["netns", "del", n]), None);
+    }
+    names
+}
+
+static CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug)]
 pub struct Output {
@@ -58,12 +83,19 @@ impl Netns {
     pub fn new(prefix: &str) -> io::Result<Netns> {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("{prefix}-{}-{n}", std::process::id());
-        let out = run(Command::new("ip").args(["netns", "add", &name]), None)?;
-        if !out.ok() {
-            return Err(io::Error::other(format!(
-                "ip netns add {name}: {}",
-                out.stderr.trim()
-            )));
+        {
+            let mut live = live();
+            if CLOSED.load(Ordering::SeqCst) {
+                return Err(io::Error::other("shutting down: no new namespaces"));
+            }
+            let out = run(Command::new("ip").args(["netns", "add", &name]), None)?;
+            if !out.ok() {
+                return Err(io::Error::other(format!(
+                    "ip netns add {name}: {}",
+                    out.stderr.trim()
+                )));
+            }
+            live.push(name.clone());
         }
         let ns = Netns { name };
         // Loopback is down in a fresh namespace; Amanda and probes need it.
@@ -73,6 +105,15 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Give up ownership: the namespace outlives the guard (and the process);
+    /// returns its name. `ip netns del NAME` removes it later.
+    pub fn keep(self) -> String {
+        let name = self.name.clone();
+        live().retain(|n| *n != name);
+        std::mem::forget(self);
+        name
     }
 
     /// Run a command inside the namespace.
@@ -118,6 +159,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = run(Command::new("ip").args(["netns", "del", &self.name]), None);
+        live().retain(|n| *n != self.name);
     }
 }
 

@@ -5,9 +5,11 @@
 //! A `Deployment` is validated once, when it is built: later stages may rely on
 //! every reference resolving and every address sitting inside its network.
 
+pub mod amanda_config;
 mod topology;
 
-pub use topology::{load_file, load_str};
+pub use amanda_config::{flat_topology, AmandaProvenance, AmandaSources};
+pub use topology::{load_file, load_file_with, load_str, load_str_with};
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -50,7 +52,7 @@ impl PortRange {
     pub const fn single(p: u16) -> Self {
         PortRange { lo: p, hi: p }
     }
-    pub fn len(&self) -> u32 {
+    pub fn count(&self) -> u32 {
         u32::from(self.hi) - u32::from(self.lo) + 1
     }
     pub fn contains(&self, p: u16) -> bool {
@@ -243,6 +245,38 @@ pub struct Deployment {
     pub amanda: AmandaSettings,
     /// Per host: which settings the host overrides (keys as in the file), for the summary.
     pub overrides: Vec<Vec<String>>,
+    /// What the admin's Amanda files contributed (empty without them).
+    pub provenance: AmandaProvenance,
+}
+
+/// Who owns which address, for lookups that must not scan every host (10,000-client
+/// sites). Built from a `Deployment` when needed, so a clone whose addresses were
+/// rewritten (the lab's mapping) can never see a stale index.
+#[derive(Debug, Default)]
+pub struct AddrIndex {
+    owner: std::collections::HashMap<Ipv4Addr, (HostId, NetId)>,
+}
+
+impl AddrIndex {
+    pub fn new(d: &Deployment) -> Self {
+        let mut owner = std::collections::HashMap::with_capacity(d.hosts.len());
+        for (h, host) in d.hosts.iter().enumerate() {
+            for i in &host.interfaces {
+                owner.entry(i.address).or_insert((h, i.network));
+            }
+        }
+        AddrIndex { owner }
+    }
+    pub fn owner(&self, a: Ipv4Addr) -> Option<HostId> {
+        self.owner.get(&a).map(|(h, _)| *h)
+    }
+    /// The host that answers ARP for `a` on `net` (only hosts attached there can).
+    pub fn owner_on(&self, net: NetId, a: Ipv4Addr) -> Option<HostId> {
+        self.owner
+            .get(&a)
+            .filter(|(_, n)| *n == net)
+            .map(|(h, _)| *h)
+    }
 }
 
 impl Deployment {

@@ -14,6 +14,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::amanda_config::AmandaSources;
 use super::*;
 use crate::amanda::facts;
 use crate::diag::{Error, InputError, Result};
@@ -42,6 +43,11 @@ struct RawAmanda {
     conntrack_helper: Option<bool>,
     legacy_recover: Option<bool>,
     inparallel: Option<Spanned<i64>>,
+    // Global only: where the Amanda side comes from.
+    amanda_config: Option<Spanned<String>>,
+    hosts_file: Option<Spanned<String>>,
+    security_conf: Option<Spanned<String>>,
+    services_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +71,8 @@ struct RawManagement {
 struct RawNetwork {
     name: Spanned<String>,
     cidr: Spanned<String>,
+    /// Default gateway for hosts on this network that only a hosts file names.
+    gateway: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -80,6 +88,7 @@ struct RawHost {
     #[serde(default)]
     masquerade: Vec<Spanned<RawMasquerade>>,
     amanda: Option<Spanned<RawAmanda>>,
+    amanda_client_conf: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -99,17 +108,37 @@ struct RawMasquerade {
 
 /// Read and validate a topology file.
 pub fn load_file(path: &Path) -> Result<Deployment> {
+    load_file_with(path, &AmandaSources::default())
+}
+
+/// Read a topology; `extra` (the CLI's `--amanda-config`, `--hosts`, ...) adds to
+/// or replaces what the file says about the Amanda side.
+pub fn load_file_with(path: &Path, extra: &AmandaSources) -> Result<Deployment> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(&path.display().to_string(), text)
+    load_str_with(&path.display().to_string(), text, extra)
 }
 
 /// Validate topology text; `name` is what errors call the file.
 pub fn load_str(name: &str, text: String) -> Result<Deployment> {
+    load_str_with(name, text, &AmandaSources::default())
+}
+
+/// As `load_str`; paths in the text are relative to `name`'s directory.
+pub fn load_str_with(name: &str, text: String, extra: &AmandaSources) -> Result<Deployment> {
     let text = Arc::new(text);
-    let cx = Cx { name, text: &text };
+    let base = match Path::new(name).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let cx = Cx {
+        name,
+        text: &text,
+        base,
+        extra,
+    };
     let raw: RawTopology = toml::from_str(&text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         cx.err(span, e.message().to_string(), "here")
@@ -120,6 +149,9 @@ pub fn load_str(name: &str, text: String) -> Result<Deployment> {
 struct Cx<'a> {
     name: &'a str,
     text: &'a Arc<String>,
+    /// Directory that relative paths in the topology are relative to.
+    base: std::path::PathBuf,
+    extra: &'a AmandaSources,
 }
 
 fn span_of<T>(s: &Spanned<T>) -> std::ops::Range<usize> {
@@ -538,12 +570,21 @@ impl Cx<'_> {
             let mut over = Vec::new();
             let amanda = match &h.amanda {
                 Some(a) => {
-                    if let Some(b) = &a.get_ref().build {
-                        return Err(self.err(
-                            span_of(b),
-                            "`build` is a global setting",
-                            "move it to [amanda]",
-                        ));
+                    let a_ref = a.get_ref();
+                    for (key, v) in [
+                        ("build", &a_ref.build),
+                        ("amanda-config", &a_ref.amanda_config),
+                        ("hosts-file", &a_ref.hosts_file),
+                        ("security-conf", &a_ref.security_conf),
+                        ("services-file", &a_ref.services_file),
+                    ] {
+                        if let Some(b) = v {
+                            return Err(self.err(
+                                span_of(b),
+                                format!("`{key}` is a global setting"),
+                                "move it to [amanda]",
+                            ));
+                        }
                     }
                     self.settings(&global, a.get_ref(), &mut over)?
                 }
@@ -602,6 +643,82 @@ impl Cx<'_> {
                 }
             }
         }
+
+        // ---- network default gateways (for hosts only a hosts file names)
+        let mut network_gateway: Vec<Option<HostId>> = vec![None; networks.len()];
+        for (n, rn) in raw.network.iter().enumerate() {
+            if let Some(g) = &rn.get_ref().gateway {
+                let gid = host_ref(g)?;
+                if d_iface_on(&hosts, gid, n).is_none() || !hosts[gid].roles.router {
+                    return Err(self.err(
+                        span_of(g),
+                        format!(
+                            "`{}` is not a router on network `{}`",
+                            hosts[gid].name, networks[n].name
+                        ),
+                        "not a gateway here",
+                    ));
+                }
+                network_gateway[n] = Some(gid);
+            }
+        }
+
+        // ---- the Amanda side from the admin's own configuration files
+        let mut sources = self.extra.clone();
+        let key_span = |k: &Option<Spanned<String>>| k.as_ref().map(span_of);
+        let mut config_span = 0..0;
+        if let Some(a) = raw_amanda {
+            let path = |v: &Spanned<String>| self.base.join(v.get_ref());
+            if sources.config.is_none() {
+                sources.config = a.amanda_config.as_ref().map(path);
+            }
+            config_span = key_span(&a.amanda_config).unwrap_or(0..0);
+            if sources.hosts_file.is_none() {
+                sources.hosts_file = a.hosts_file.as_ref().map(path);
+            }
+            if sources.security_conf.is_none() {
+                sources.security_conf = a.security_conf.as_ref().map(path);
+            }
+            if sources.services.is_none() {
+                sources.services = a.services_file.as_ref().map(path);
+            }
+        }
+        for (hid, sh) in raw.host.iter().enumerate() {
+            if let Some(c) = &sh.get_ref().amanda_client_conf {
+                if !sources
+                    .client_confs
+                    .iter()
+                    .any(|(n, _)| *n == hosts[hid].name)
+                {
+                    sources
+                        .client_confs
+                        .push((hosts[hid].name.clone(), self.base.join(c.get_ref())));
+                }
+            }
+        }
+        let provenance = if sources.is_empty() {
+            Default::default()
+        } else {
+            let servers: Vec<HostId> = (0..hosts.len())
+                .filter(|&i| hosts[i].roles.server)
+                .collect();
+            let server = match servers.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            };
+            let span = config_span.clone();
+            let config_err = |m: String| self.err(span.clone(), m, "here");
+            super::amanda_config::apply(
+                &sources,
+                build,
+                server,
+                &mut hosts,
+                &mut overrides,
+                &networks,
+                &network_gateway,
+                &config_err,
+            )?
+        };
 
         // ---- Amanda roles: every client and recovering host needs exactly one server
         let servers: Vec<HostId> = (0..hosts.len())
@@ -716,6 +833,7 @@ impl Cx<'_> {
             management,
             amanda: global,
             overrides,
+            provenance,
         })
     }
 }
@@ -729,6 +847,10 @@ fn parse_net(s: &str) -> Option<Ipv4Net> {
     Ipv4Addr::from_str(s)
         .ok()
         .map(|a| Ipv4Net::new(a, 32).expect("/32 is valid"))
+}
+
+fn d_iface_on(hosts: &[Host], h: HostId, net: NetId) -> Option<&Interface> {
+    hosts[h].interfaces.iter().find(|i| i.network == net)
 }
 
 #[cfg(test)]

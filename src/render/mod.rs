@@ -11,7 +11,7 @@ use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, BaseChain, Chain, ChainType,
     CtHelper, CtState, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
 };
-use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
+use crate::policy::{AddrGroup, Addrs, HostPolicy, Place, PolicyRule};
 
 /// The nft table amwall owns; `plan` output replaces only this table.
 pub const NFT_TABLE: &str = "amwall";
@@ -78,14 +78,35 @@ fn action(r: &PolicyRule, helper: &str) -> Action {
     }
 }
 
-/// iptables: sets expand to one rule per member (the iptables-save shape without
-/// ipset), and port lists split to fit `multiport`.
+/// Groups up to this size stay inline in iptables, one rule per member, as an
+/// admin would write them: the rules sit after ESTABLISHED,RELATED, so only a
+/// connection's first packet walks them, and four rules cost less to read than an
+/// extra file to load at boot. Larger groups become an ipset (`HOST.ipset`), one
+/// hash lookup whatever the size.
+pub const IPSET_THRESHOLD: usize = 4;
+
+/// The ipset name for a group: global per host, at most 31 characters.
+pub fn ipset_name(g: &AddrGroup) -> String {
+    let mut n = format!("amw_{}", g.name);
+    n.truncate(31);
+    n
+}
+
+fn uses_ipset(g: &AddrGroup) -> bool {
+    g.members.len() > IPSET_THRESHOLD
+}
+
+/// iptables: small groups expand to one rule per member, large ones match an ipset;
+/// port lists split to fit `multiport`.
 fn iptables_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
     let mut out = Vec::new();
     for r in hp.in_place(place) {
         let srcs: Vec<Option<Addr>> = match &r.src {
             Addrs::Any => vec![None],
             Addrs::Net(n) => vec![Some(Addr::Net(*n))],
+            Addrs::Group(g) if uses_ipset(&hp.groups[*g]) => {
+                vec![Some(Addr::Set(ipset_name(&hp.groups[*g])))]
+            }
             Addrs::Group(g) => hp.groups[*g]
                 .members
                 .iter()
@@ -350,4 +371,51 @@ pub fn iptables_text(hp: &HostPolicy, header: &[String]) -> String {
 
 pub fn nft_text(hp: &HostPolicy, header: &[String]) -> String {
     netfilter::nft::emit(&nft_ruleset(hp), header)
+}
+
+/// The `ipset restore` file for the groups `iptables_ruleset` references, or `None`
+/// when every group is small enough to stay inline. Each set is filled under a
+/// temporary name and swapped in, so reloading never leaves a half-filled set that
+/// running rules already use.
+pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
+    use std::fmt::Write;
+    let big: Vec<&AddrGroup> = hp.groups.iter().filter(|g| uses_ipset(g)).collect();
+    if big.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for h in header {
+        writeln!(out, "# {h}").unwrap();
+    }
+    for g in big {
+        let name = ipset_name(g);
+        let mut tmp = format!("{name}~");
+        if tmp.len() > 31 {
+            tmp = format!("{}~", &name[..30]);
+        }
+        let kind = if g.members.iter().all(|m| m.prefix_len() == 32) {
+            "hash:ip"
+        } else {
+            "hash:net"
+        };
+        // hashsize is a power of two near the member count; maxelem must hold them all.
+        let hashsize = g.members.len().next_power_of_two().clamp(1024, 1 << 20);
+        let maxelem = g.members.len().max(65536);
+        let create = |n: &str| {
+            format!("create {n} {kind} family inet hashsize {hashsize} maxelem {maxelem} -exist")
+        };
+        writeln!(out, "{}", create(&name)).unwrap();
+        writeln!(out, "{}", create(&tmp)).unwrap();
+        writeln!(out, "flush {tmp}").unwrap();
+        for m in &g.members {
+            if m.prefix_len() == 32 {
+                writeln!(out, "add {tmp} {}", m.addr()).unwrap();
+            } else {
+                writeln!(out, "add {tmp} {m}").unwrap();
+            }
+        }
+        writeln!(out, "swap {tmp} {name}").unwrap();
+        writeln!(out, "destroy {tmp}").unwrap();
+    }
+    Some(out)
 }

@@ -10,17 +10,10 @@ use crate::plan::Plan;
 use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
 use crate::route::{HopKind, Path};
 
-fn host_of(d: &Deployment, a: Ipv4Addr) -> Option<&str> {
-    d.hosts
-        .iter()
-        .find(|h| h.interfaces.iter().any(|i| i.address == a))
-        .map(|h| h.name.as_str())
-}
-
 /// "fwhost (192.168.2.1)" or the bare address when no host owns it.
-fn who(d: &Deployment, a: Ipv4Addr) -> String {
-    match host_of(d, a) {
-        Some(h) => format!("{h} ({a})"),
+fn who(plan: &Plan, a: Ipv4Addr) -> String {
+    match plan.index.owner(a) {
+        Some(h) => format!("{} ({a})", plan.deployment.hosts[h].name),
         None => a.to_string(),
     }
 }
@@ -32,10 +25,11 @@ fn ports(v: &[crate::model::PortRange]) -> String {
         .join(", ")
 }
 
-fn src_text(d: &Deployment, hp: &HostPolicy, r: &PolicyRule) -> String {
+fn src_text(plan: &Plan, hp: &HostPolicy, r: &PolicyRule) -> String {
+    let d = &plan.deployment;
     match &r.src {
         Addrs::Any => "any".into(),
-        Addrs::Net(n) if n.prefix_len() == 32 => who(d, n.addr()),
+        Addrs::Net(n) if n.prefix_len() == 32 => who(plan, n.addr()),
         Addrs::Net(n) => d
             .networks
             .iter()
@@ -158,8 +152,34 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     )
     .unwrap();
 
-    if !plan.lints.is_empty() {
+    let prov = &d.provenance;
+    if !prov.files.is_empty() {
+        writeln!(o, "The line above is the topology's default; each client's auth, index and client-port come from its disklist entries, the server's ranges from amanda.conf, and a host's ranges from its amanda-client.conf where given (the flows show what each host uses).").unwrap();
+        writeln!(
+            o,
+            "Amanda side read from: {}.",
+            prov.files
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .unwrap();
+        if !prov.added_hosts.is_empty() {
+            writeln!(
+                o,
+                "Hosts only the disklist names (addresses from the hosts file): {}.",
+                prov.added_hosts.join(", ")
+            )
+            .unwrap();
+        }
+        writeln!(o).unwrap();
+    }
+    if !plan.lints.is_empty() || !prov.warnings.is_empty() {
         writeln!(o, "## Warnings\n").unwrap();
+        for (code, w) in &prov.warnings {
+            writeln!(o, "- **{code}** {w}").unwrap();
+        }
         for l in &plan.lints {
             let host = l
                 .host
@@ -211,14 +231,14 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
                         r.in_iface.as_deref().unwrap_or("*"),
                         r.out_iface.as_deref().unwrap_or("*")
                     ),
-                    who(d, r.dst.expect("forward rules name a destination")),
+                    who(plan, r.dst.expect("forward rules name a destination")),
                 ),
                 Place::Dnat => (
                     format!("port forward on {}", r.in_iface.as_deref().unwrap_or("*")),
                     format!(
                         "{} → {}",
                         r.dst.expect("dnat has dst"),
-                        who(d, r.dnat_to.expect("dnat has target"))
+                        who(plan, r.dnat_to.expect("dnat has target"))
                     ),
                 ),
                 Place::Helper => (
@@ -238,7 +258,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
                 "| {where_} | {} | {} | {sport} | {} | {to} | {} |",
                 r.proto,
                 ports(&r.dports),
-                src_text(d, hp, r),
+                src_text(plan, hp, r),
                 flow_refs(&r.flows)
             )
             .unwrap();

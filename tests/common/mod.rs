@@ -32,5 +32,29 @@ pub fn variants() -> Vec<(String, Plan)> {
             }
         }
     }
+    // amoldrecover opens 10082/10083 and a range with no source constraint.
+    let mut legacy = example("wiki").with_auth(Auth::Bsd);
+    for h in &mut legacy.hosts {
+        h.amanda.legacy_recover = true;
+    }
+    out.push(("wiki-bsd-legacy".into(), Plan::build(legacy).unwrap()));
     out
+}
+
+/// One server and `n` clients on one network (as bench/gen-topology.sh makes):
+/// enough hosts for ipsets, aggregated prefixes and nft interval sets.
+pub fn generated(n: usize) -> Deployment {
+    let mut t = String::from(
+        "[amanda]\nauth = \"bsd\"\nclient-port = 10080\n[management]\nfrom = [\"198.51.100.0/24\"]\n\
+         [[network]]\nname = \"all\"\ncidr = \"198.51.100.0/24\"\n\
+         [[host]]\nname = \"server\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"all\", address = \"198.51.100.1\" }]\n",
+    );
+    for i in 0..n {
+        // .2 .. .n+1, with a gap at .100 so aggregation has holes to respect.
+        let last = if i + 2 >= 100 { i + 3 } else { i + 2 };
+        t.push_str(&format!(
+            "[[host]]\nname = \"c{i}\"\nroles = [\"client\", \"recover\"]\ninterfaces = [{{ name = \"eth0\", network = \"all\", address = \"198.51.100.{last}\" }}]\n"
+        ));
+    }
+    model::load_str("generated.toml", t).unwrap_or_else(|e| panic!("{e:?}"))
 }

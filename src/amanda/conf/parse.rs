@@ -1,0 +1,695 @@
+//! The statement structure of amanda.conf and amanda-client.conf: parameters,
+//! `define KIND NAME { ... }` blocks, `includefile`. Values stay as tokens with their
+//! locations; `values` reads the few that decide firewall rules.
+//!
+//! Where this differs from Amanda on purpose: unknown keywords and unknown `define`
+//! kinds are kept and reported as warnings (Amanda 3.5.1 rejects them with
+//! "configuration keyword expected"), and an include cycle is an error naming the
+//! chain (Amanda recurses until "Too many open files").
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::keywords::{self, Section};
+use super::lexer::{Lexer, Tok, Token};
+use super::source::{Loc, Src};
+use super::Warning;
+use crate::diag::{Error, InputError};
+
+/// The kinds of `define` block in Amanda 3.5.1 (`read_confline` in conffile.c, and
+/// amanda.conf(5) for storage and policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Dumptype,
+    Interface,
+    Holdingdisk,
+    Application,
+    Script,
+    Tapetype,
+    Changer,
+    Storage,
+    Policy,
+    Device,
+    Interactivity,
+    Taperscan,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::Dumptype,
+        Kind::Interface,
+        Kind::Holdingdisk,
+        Kind::Application,
+        Kind::Script,
+        Kind::Tapetype,
+        Kind::Changer,
+        Kind::Storage,
+        Kind::Policy,
+        Kind::Device,
+        Kind::Interactivity,
+        Kind::Taperscan,
+    ];
+
+    /// `application-tool` and `script-tool` are the older spellings Amanda still accepts.
+    pub fn parse(normalized: &str) -> Option<Kind> {
+        Some(match normalized {
+            "dumptype" => Kind::Dumptype,
+            "interface" => Kind::Interface,
+            "holdingdisk" => Kind::Holdingdisk,
+            "application" | "application-tool" => Kind::Application,
+            "script" | "script-tool" => Kind::Script,
+            "tapetype" => Kind::Tapetype,
+            "changer" => Kind::Changer,
+            "storage" => Kind::Storage,
+            "policy" => Kind::Policy,
+            "device" => Kind::Device,
+            "interactivity" => Kind::Interactivity,
+            "taperscan" => Kind::Taperscan,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Dumptype => "dumptype",
+            Kind::Interface => "interface",
+            Kind::Holdingdisk => "holdingdisk",
+            Kind::Application => "application",
+            Kind::Script => "script",
+            Kind::Tapetype => "tapetype",
+            Kind::Changer => "changer",
+            Kind::Storage => "storage",
+            Kind::Policy => "policy",
+            Kind::Device => "device",
+            Kind::Interactivity => "interactivity",
+            Kind::Taperscan => "taperscan",
+        }
+    }
+
+    /// Parameters that may carry an anonymous block of this kind
+    /// (`application { ... }` in a dumptype: `read_dapplication` in conffile.c).
+    fn of_inline_param(key: &str) -> Option<Kind> {
+        match key {
+            "holdingdisk" => Some(Kind::Holdingdisk),
+            "application" => Some(Kind::Application),
+            "script" => Some(Kind::Script),
+            "interactivity" => Some(Kind::Interactivity),
+            "taperscan" => Some(Kind::Taperscan),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Arg {
+    pub val: ArgVal,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ArgVal {
+    Word(String),
+    Str(String),
+    Int(i64),
+    Real(f64),
+    Comma,
+    Block(Block),
+    Other(char),
+}
+
+impl Arg {
+    /// The value as Amanda would print it back.
+    pub fn render(&self) -> String {
+        match &self.val {
+            ArgVal::Word(w) => w.clone(),
+            ArgVal::Str(s) => format!("{s:?}"),
+            ArgVal::Int(n) => n.to_string(),
+            ArgVal::Real(r) => r.to_string(),
+            ArgVal::Comma => ",".into(),
+            ArgVal::Block(b) => format!("{{ {} lines }}", b.items.len()),
+            ArgVal::Other(c) => c.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Param {
+    /// Lowercase, `_` folded to `-`.
+    pub key: String,
+    pub key_loc: Loc,
+    pub args: Vec<Arg>,
+}
+
+impl Param {
+    /// The whole statement, for carets.
+    pub fn loc(&self) -> Loc {
+        match self.args.last() {
+            Some(a) => self.key_loc.to(&a.loc),
+            None => self.key_loc.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Param(Param),
+    /// A bare name inside a block: copy that definition's settings here (`read_block`).
+    Inherit {
+        name: String,
+        loc: Loc,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Definition {
+    pub kind: Kind,
+    pub name: String,
+    pub name_loc: Loc,
+    pub body: Block,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Stmt {
+    Param(Param),
+    Define(Definition),
+}
+
+/// Which file this is, for the keyword table and which `define` kinds it may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Server,
+    Client,
+}
+
+/// A configuration file with its includes expanded in place.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    pub stmts: Vec<Stmt>,
+    /// Every file read, in order.
+    pub files: Vec<PathBuf>,
+}
+
+pub(crate) fn parse_file(
+    path: &Path,
+    config_dir: &Path,
+    flavor: Flavor,
+    warnings: &mut Vec<Warning>,
+) -> Result<Doc, Error> {
+    let src = Src::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut p = Parser {
+        flavor,
+        config_dir: config_dir.to_path_buf(),
+        stack: Vec::new(),
+        doc: Doc {
+            stmts: Vec::new(),
+            files: Vec::new(),
+        },
+        warnings,
+    };
+    p.file(src)?;
+    Ok(p.doc)
+}
+
+/// Parse text that did not come from a file (unit tests, config snippets).
+#[cfg(test)]
+pub(crate) fn parse_text(
+    name: &str,
+    text: &str,
+    flavor: Flavor,
+    warnings: &mut Vec<Warning>,
+) -> Result<Doc, Error> {
+    let mut p = Parser {
+        flavor,
+        config_dir: PathBuf::from("."),
+        stack: Vec::new(),
+        doc: Doc {
+            stmts: Vec::new(),
+            files: Vec::new(),
+        },
+        warnings,
+    };
+    p.file(Src::new(Path::new(name), text.to_string()))?;
+    Ok(p.doc)
+}
+
+struct Parser<'w> {
+    flavor: Flavor,
+    config_dir: PathBuf,
+    /// Files being read, outermost first (canonical paths), to report include cycles.
+    stack: Vec<(PathBuf, Arc<str>)>,
+    doc: Doc,
+    warnings: &'w mut Vec<Warning>,
+}
+
+impl Parser<'_> {
+    fn file(&mut self, src: Arc<Src>) -> Result<(), Error> {
+        let canon = std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone());
+        self.stack.push((canon, Arc::clone(&src.name)));
+        self.doc.files.push(src.path.clone());
+        let mut lx = Lexer::new(src, 0);
+        loop {
+            let t = lx.next()?;
+            match t.tok {
+                Tok::Newline => {}
+                Tok::Eof => break,
+                Tok::Word(w) => self.statement(&mut lx, w, t.span)?,
+                _ => {
+                    return Err(lx
+                        .loc(t.span)
+                        .error("configuration keyword expected", "not a keyword")
+                        .with_help(
+                            "each line starts with a parameter name, `define` or `includefile`",
+                        )
+                        .into())
+                }
+            }
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn section(&self) -> Section {
+        match self.flavor {
+            Flavor::Server => Section::Server,
+            Flavor::Client => Section::Client,
+        }
+    }
+
+    fn statement(
+        &mut self,
+        lx: &mut Lexer,
+        word: String,
+        span: std::ops::Range<usize>,
+    ) -> Result<(), Error> {
+        let key = keywords::normalize(&word);
+        let key_loc = lx.loc(span);
+        match key.as_str() {
+            "includefile" => {
+                let t = lx.next()?;
+                let Tok::Str(name) = t.tok else {
+                    return Err(lx
+                        .loc(t.span)
+                        .error("includefile needs a quoted file name", "expected \"FILE\"")
+                        .into());
+                };
+                let loc = lx.loc(t.span);
+                end_of_line(lx)?;
+                self.include(&name, &loc)
+            }
+            "define" => {
+                let t = lx.next()?;
+                let Tok::Word(kw) = t.tok else {
+                    return Err(lx
+                        .loc(t.span)
+                        .error("`define` needs a kind, such as dumptype", "expected a kind")
+                        .into());
+                };
+                let kind_loc = lx.loc(t.span);
+                let kind = Kind::parse(&keywords::normalize(&kw));
+                match kind {
+                    None => self.warn(
+                        "unknown-define",
+                        &kind_loc,
+                        format!("unknown definition kind `{kw}`: kept, but Amanda 3.5.1 rejects it"),
+                    ),
+                    Some(k)
+                        if self.flavor == Flavor::Client
+                            && !matches!(k, Kind::Application | Kind::Script) =>
+                    {
+                        self.warn(
+                            "unknown-define",
+                            &kind_loc,
+                            format!("`define {}` belongs in amanda.conf; amanda-client.conf only defines application and script", k.name()),
+                        )
+                    }
+                    _ => {}
+                }
+                let n = lx.next()?;
+                let name = match n.tok {
+                    Tok::Word(s) | Tok::Str(s) => s,
+                    _ => {
+                        return Err(lx
+                            .loc(n.span)
+                            .error(format!("`define {kw}` needs a name"), "expected a name")
+                            .into())
+                    }
+                };
+                let name_loc = lx.loc(n.span);
+                let b = lx.next()?;
+                if b.tok != Tok::LBrace {
+                    return Err(lx
+                        .loc(b.span)
+                        .error(
+                            format!("expected `{{` after `define {kw} {name}`"),
+                            "expected `{`",
+                        )
+                        .into());
+                }
+                let open = lx.loc(b.span);
+                let body = self.block(lx, kind, open)?;
+                end_of_line(lx)?;
+                if let Some(kind) = kind {
+                    self.doc.stmts.push(Stmt::Define(Definition {
+                        kind,
+                        name,
+                        name_loc,
+                        body,
+                    }));
+                }
+                Ok(())
+            }
+            _ => {
+                let args = self.args(lx, &key, false)?;
+                if !keywords::known(self.section(), &key) {
+                    self.unknown_keyword(&word, &key_loc, None);
+                }
+                // `holdingdisk NAME { ... }` defines a holding disk (`get_holdingdisk`).
+                if key == "holdingdisk" {
+                    if let [name, Arg {
+                        val: ArgVal::Block(body),
+                        ..
+                    }] = &args[..]
+                    {
+                        if let ArgVal::Word(n) | ArgVal::Str(n) = &name.val {
+                            self.doc.stmts.push(Stmt::Define(Definition {
+                                kind: Kind::Holdingdisk,
+                                name: n.clone(),
+                                name_loc: name.loc.clone(),
+                                body: body.clone(),
+                            }));
+                            return Ok(());
+                        }
+                    }
+                }
+                self.doc
+                    .stmts
+                    .push(Stmt::Param(Param { key, key_loc, args }));
+                Ok(())
+            }
+        }
+    }
+
+    fn include(&mut self, name: &str, loc: &Loc) -> Result<(), Error> {
+        // conffile.c `read_conffile` → config_dir_relative(): relative names are taken
+        // from the configuration directory, not from the including file (amanda.conf(5):
+        // "Relative pathnames are relative to the configuration directory"; checked with
+        // amgetconf on a nested include).
+        let path = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else {
+            self.config_dir.join(name)
+        };
+        let canon = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if let Some(i) = self.stack.iter().position(|(p, _)| *p == canon) {
+            let mut chain: Vec<String> =
+                self.stack[i..].iter().map(|(_, n)| n.to_string()).collect();
+            chain.push(self.stack[i].1.to_string());
+            return Err(loc
+                .error(
+                    format!("includefile cycle: {}", chain.join(" → ")),
+                    "this includes a file that is already being read",
+                )
+                .with_help("Amanda would recurse until \"Too many open files\"; remove one of the includes")
+                .into());
+        }
+        let src = Src::read(&path).map_err(|e| {
+            loc.error(
+                format!("could not open conf file \"{}\": {e}", path.display()),
+                "included here",
+            )
+            .with_help("relative names are taken from the configuration directory (amanda.conf(5))")
+        })?;
+        self.file(src)
+    }
+
+    /// Tokens up to the end of the line; a `{` opens an anonymous block.
+    fn args(&mut self, lx: &mut Lexer, key: &str, in_block: bool) -> Result<Vec<Arg>, Error> {
+        let mut args = Vec::new();
+        loop {
+            let t = lx.next()?;
+            let loc = lx.loc(t.span.clone());
+            let val = match t.tok {
+                Tok::Newline | Tok::Eof => return Ok(args),
+                Tok::RBrace => {
+                    let msg = if in_block {
+                        "`}` must be on a line of its own"
+                    } else {
+                        "unexpected `}` outside a block"
+                    };
+                    return Err(loc
+                        .error(msg, "here")
+                        .with_help("Amanda: \"end of line is expected\"")
+                        .into());
+                }
+                Tok::LBrace => {
+                    let kind = Kind::of_inline_param(key);
+                    let body = self.block(lx, kind, loc.clone())?;
+                    let end = lx.offset();
+                    let loc = lx.loc(t.span.start..end);
+                    args.push(Arg {
+                        val: ArgVal::Block(body),
+                        loc,
+                    });
+                    continue;
+                }
+                Tok::Word(w) => ArgVal::Word(w),
+                Tok::Str(s) => ArgVal::Str(s),
+                Tok::Int(n) => ArgVal::Int(n),
+                Tok::Real(r) => ArgVal::Real(r),
+                Tok::Comma => ArgVal::Comma,
+                Tok::Other(c) => ArgVal::Other(c),
+            };
+            args.push(Arg { val, loc });
+        }
+    }
+
+    /// After `{`: lines of parameters or names of parents, up to a `}` (consumed).
+    /// `kind` is None for kinds we do not know; then every line is a parameter.
+    pub(crate) fn block(
+        &mut self,
+        lx: &mut Lexer,
+        kind: Option<Kind>,
+        open: Loc,
+    ) -> Result<Block, Error> {
+        let t = lx.next()?;
+        match t.tok {
+            Tok::Newline => {}
+            Tok::Eof => return Err(unclosed(&open).into()),
+            _ => {
+                return Err(lx
+                    .loc(t.span)
+                    .error(
+                        "expected a line break after `{`",
+                        "move this to the next line",
+                    )
+                    .into())
+            }
+        }
+        let mut items = Vec::new();
+        loop {
+            let t = lx.next()?;
+            let loc = lx.loc(t.span.clone());
+            match t.tok {
+                Tok::Newline => {}
+                Tok::RBrace => {
+                    return Ok(Block { items });
+                }
+                Tok::Eof => return Err(unclosed(&open).into()),
+                Tok::Str(name) => {
+                    end_of_line(lx)?;
+                    items.push(Item::Inherit { name, loc });
+                }
+                Tok::Word(w) => {
+                    let key = keywords::normalize(&w);
+                    if key == "define" || key == "includefile" {
+                        // Most likely the `}` of the block above is missing; say so
+                        // here, where Amanda also stops ("dumptype parameter expected").
+                        return Err(loc
+                            .error(
+                                format!("`{w}` inside a block: `}}` missing before this line"),
+                                "still inside the block",
+                            )
+                            .with_help(format!("the block opened at {} is not closed", open.pos()))
+                            .into());
+                    }
+                    let bare = matches!(lx.peek()?.tok, Tok::Newline | Tok::Eof);
+                    let known = kind.map(|k| keywords::known(Section::Block(k), &key));
+                    if bare && known == Some(false) {
+                        items.push(Item::Inherit { name: w, loc });
+                        continue;
+                    }
+                    let args = self.args(lx, &key, true)?;
+                    if known == Some(false) {
+                        self.unknown_keyword(&w, &loc, kind);
+                    }
+                    items.push(Item::Param(Param {
+                        key,
+                        key_loc: loc,
+                        args,
+                    }));
+                }
+                _ => {
+                    return Err(loc
+                        .error(
+                            "expected a parameter, or the name of a definition to inherit",
+                            "unexpected here",
+                        )
+                        .into())
+                }
+            }
+        }
+    }
+
+    fn unknown_keyword(&mut self, word: &str, loc: &Loc, kind: Option<Kind>) {
+        let place = match (kind, self.flavor) {
+            (Some(k), _) => format!(" in a {}", k.name()),
+            (None, Flavor::Server) => " in amanda.conf".to_string(),
+            (None, Flavor::Client) => " in amanda-client.conf".to_string(),
+        };
+        self.warn(
+            "unknown-keyword",
+            loc,
+            format!(
+                "unknown keyword `{word}`{place}: kept and ignored, but Amanda 3.5.1 rejects it"
+            ),
+        );
+    }
+
+    fn warn(&mut self, code: &'static str, loc: &Loc, message: String) {
+        self.warnings.push(Warning {
+            code,
+            pos: loc.pos(),
+            message,
+        });
+    }
+}
+
+/// A block parser usable from the disklist, for `host disk { inline dumptype }`.
+pub(crate) fn inline_block(
+    lx: &mut Lexer,
+    kind: Kind,
+    open: Loc,
+    warnings: &mut Vec<Warning>,
+) -> Result<Block, Error> {
+    let mut p = Parser {
+        flavor: Flavor::Server,
+        config_dir: PathBuf::new(),
+        stack: Vec::new(),
+        doc: Doc {
+            stmts: Vec::new(),
+            files: Vec::new(),
+        },
+        warnings,
+    };
+    p.block(lx, Some(kind), open)
+}
+
+fn unclosed(open: &Loc) -> InputError {
+    open.error("unclosed block: `}` missing", "this `{` is never closed")
+}
+
+fn end_of_line(lx: &mut Lexer) -> Result<(), InputError> {
+    let t: Token = lx.next()?;
+    match t.tok {
+        Tok::Newline | Tok::Eof => Ok(()),
+        _ => Err(lx
+            .loc(t.span)
+            .error("expected the end of the line", "unexpected")
+            .with_help("Amanda: \"end of line is expected\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> (Doc, Vec<Warning>) {
+        let mut w = Vec::new();
+        let d = parse_text("t.conf", text, Flavor::Server, &mut w).unwrap();
+        (d, w)
+    }
+
+    #[test]
+    fn define_with_inheritance_and_bare_boolean() {
+        let (d, w) =
+            doc("define dumptype a {\n  global\n  index\n  \"quoted-parent\"\n  auth \"bsd\"\n}\n");
+        assert!(w.is_empty(), "{w:?}");
+        let Stmt::Define(def) = &d.stmts[0] else {
+            panic!()
+        };
+        assert_eq!(def.kind, Kind::Dumptype);
+        let names: Vec<String> = def
+            .body
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Param(p) => format!("param {}", p.key),
+                Item::Inherit { name, .. } => format!("inherit {name}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "inherit global",
+                "param index",
+                "inherit quoted-parent",
+                "param auth"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keywords_are_kept_and_warned() {
+        let (d, w) = doc("frobnicate 3 \"x\"\ndefine dumptype a {\n  zap-level 2\n}\n");
+        assert_eq!(d.stmts.len(), 2);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].code, "unknown-keyword");
+        assert_eq!(w[0].pos.to_string(), "t.conf:1:1");
+        assert_eq!(w[1].pos.to_string(), "t.conf:3:3");
+    }
+
+    #[test]
+    fn holdingdisk_block_is_a_definition() {
+        let (d, _) = doc("holdingdisk hd1 {\n  directory \"/x\"\n}\n");
+        assert!(
+            matches!(&d.stmts[0], Stmt::Define(def) if def.kind == Kind::Holdingdisk && def.name == "hd1")
+        );
+    }
+
+    #[test]
+    fn application_inline_block_in_dumptype() {
+        let (d, w) = doc("define dumptype a {\n  application {\n    plugin \"amgtar\"\n  }\n}\n");
+        assert!(w.is_empty(), "{w:?}");
+        let Stmt::Define(def) = &d.stmts[0] else {
+            panic!()
+        };
+        let Item::Param(p) = &def.body.items[0] else {
+            panic!()
+        };
+        assert!(matches!(&p.args[0].val, ArgVal::Block(b) if b.items.len() == 1));
+    }
+
+    #[test]
+    fn unclosed_block_points_at_the_brace() {
+        let mut w = Vec::new();
+        let e = parse_text(
+            "t.conf",
+            "define dumptype a {\n  index\n",
+            Flavor::Server,
+            &mut w,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "t.conf:1:19: unclosed block: `}` missing");
+    }
+}

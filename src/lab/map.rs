@@ -1,0 +1,401 @@
+//! The lab never uses a topology's own addresses: every network is mapped onto
+//! the documentation ranges (RFC 5737: 192.0.2.0/24, 198.51.100.0/24,
+//! 203.0.113.0/24), and the rules are planned again for the mapped copy.
+//!
+//! Three networks or fewer each get a whole /24 and keep their hosts' last
+//! octets where they fit (192.168.2.3 → 192.0.2.3), so the lab reads like the
+//! topology. More networks get the smallest aligned block that holds their
+//! hosts (first fit, largest first). A network such as the wiki's
+//! `internet = 0.0.0.0/0` becomes one small documentation prefix like any other.
+//!
+//! Invariants: every mapped address and prefix lies inside the three ranges;
+//! mapped networks never overlap; host, network and interface order, names and
+//! ids are unchanged, so flows and paths of the mapped plan correspond one to
+//! one to the original's (checked by `Mapping::new`).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::model::{Deployment, NetId};
+use crate::route::Path;
+use crate::Plan;
+
+/// RFC 5737 TEST-NET-1, -2 and -3: the only addresses the lab ever uses.
+pub const DOC_RANGES: [Ipv4Net; 3] = [
+    Ipv4Net::new_assert(Ipv4Addr::new(192, 0, 2, 0), 24),
+    Ipv4Net::new_assert(Ipv4Addr::new(198, 51, 100, 0), 24),
+    Ipv4Net::new_assert(Ipv4Addr::new(203, 0, 113, 0), 24),
+];
+
+/// Is `a` inside the documentation ranges?
+pub fn is_doc(a: Ipv4Addr) -> bool {
+    DOC_RANGES.iter().any(|r| r.contains(&a))
+}
+
+/// Why a topology cannot be mapped onto the documentation ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapError(pub String);
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One network's old and new prefix.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetMap {
+    pub name: String,
+    pub original: Ipv4Net,
+    pub mapped: Ipv4Net,
+}
+
+/// The mapped deployment and how it relates to the original.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mapping {
+    pub networks: Vec<NetMap>,
+    /// Per host, per interface: (original, mapped) address.
+    pub addresses: Vec<Vec<(Ipv4Addr, Ipv4Addr)>>,
+}
+
+impl Mapping {
+    /// Map `d` onto the documentation ranges; returns the mapping and the mapped
+    /// deployment (same hosts, ids and names; new prefixes and addresses).
+    pub fn new(d: &Deployment) -> Result<(Mapping, Deployment), MapError> {
+        let counts: Vec<usize> = (0..d.networks.len())
+            .map(|n| {
+                d.hosts
+                    .iter()
+                    .flat_map(|h| &h.interfaces)
+                    .filter(|i| i.network == n)
+                    .count()
+            })
+            .collect();
+        let prefixes = allocate(d, &counts)?;
+        let mut m = d.clone();
+        let mut addresses = Vec::with_capacity(d.hosts.len());
+        for (n, net) in m.networks.iter_mut().enumerate() {
+            net.cidr = prefixes[n];
+        }
+        // Per network: keep the host part where it fits, else the next free one.
+        let mut used: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); d.networks.len()];
+        let mut chosen: Vec<Vec<Option<Ipv4Addr>>> = d
+            .hosts
+            .iter()
+            .map(|h| vec![None; h.interfaces.len()])
+            .collect();
+        let size = |p: Ipv4Net| 1u32 << (32 - p.prefix_len());
+        for (h, host) in d.hosts.iter().enumerate() {
+            for (k, iface) in host.interfaces.iter().enumerate() {
+                let old = d.networks[iface.network].cidr;
+                let new = prefixes[iface.network];
+                let off = u32::from(iface.address) - u32::from(old.network());
+                if off > 0 && off < size(new) - 1 && used[iface.network].insert(off) {
+                    chosen[h][k] = Some(Ipv4Addr::from(u32::from(new.network()) + off));
+                }
+            }
+        }
+        for (h, host) in d.hosts.iter().enumerate() {
+            for (k, iface) in host.interfaces.iter().enumerate() {
+                if chosen[h][k].is_some() {
+                    continue;
+                }
+                let new = prefixes[iface.network];
+                let off = (1..size(new) - 1)
+                    .find(|o| !used[iface.network].contains(o))
+                    .expect("allocate() sized every network for its hosts");
+                used[iface.network].insert(off);
+                chosen[h][k] = Some(Ipv4Addr::from(u32::from(new.network()) + off));
+            }
+        }
+        for (h, host) in m.hosts.iter_mut().enumerate() {
+            let mut pairs = Vec::new();
+            for (k, iface) in host.interfaces.iter_mut().enumerate() {
+                let new = chosen[h][k].expect("every interface was given an address");
+                pairs.push((iface.address, new));
+                iface.address = new;
+            }
+            addresses.push(pairs);
+        }
+        m.management.from = map_management(d, &prefixes, &addresses)?;
+        let mapping = Mapping {
+            networks: d
+                .networks
+                .iter()
+                .zip(&prefixes)
+                .map(|(n, p)| NetMap {
+                    name: n.name.clone(),
+                    original: n.cidr,
+                    mapped: *p,
+                })
+                .collect(),
+            addresses,
+        };
+        Ok((mapping, m))
+    }
+
+    /// The original address behind a mapped one, if a host owns it.
+    pub fn original_of(&self, mapped: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.addresses
+            .iter()
+            .flatten()
+            .find(|(_, m)| *m == mapped)
+            .map(|(o, _)| *o)
+    }
+}
+
+/// Management prefixes: a network's own prefix becomes its mapped prefix; any other
+/// prefix becomes the mapped networks and host addresses it covers; a prefix that
+/// covers nothing in the topology gets a spare block of its own (nothing in the lab
+/// lives there, which is the truth: no modelled host may manage from it).
+fn map_management(
+    d: &Deployment,
+    prefixes: &[Ipv4Net],
+    addresses: &[Vec<(Ipv4Addr, Ipv4Addr)>],
+) -> Result<Vec<Ipv4Net>, MapError> {
+    let mut out: Vec<Ipv4Net> = Vec::new();
+    let push = |n: Ipv4Net, out: &mut Vec<Ipv4Net>| {
+        if !out.contains(&n) {
+            out.push(n)
+        }
+    };
+    for p in &d.management.from {
+        if let Some(n) = d.networks.iter().position(|n| n.cidr == *p) {
+            push(prefixes[n], &mut out);
+            continue;
+        }
+        let before = out.len();
+        let covered_nets: Vec<NetId> = (0..d.networks.len())
+            .filter(|&n| p.contains(&d.networks[n].cidr))
+            .collect();
+        for &n in &covered_nets {
+            push(prefixes[n], &mut out);
+        }
+        for (h, host) in d.hosts.iter().enumerate() {
+            for (k, iface) in host.interfaces.iter().enumerate() {
+                if p.contains(&iface.address) && !covered_nets.contains(&iface.network) {
+                    push(Ipv4Net::new_assert(addresses[h][k].1, 32), &mut out);
+                }
+            }
+        }
+        if out.len() == before {
+            let spare = spare_block(prefixes, &out).ok_or_else(|| {
+                MapError(format!(
+                    "no documentation block left for the management prefix {p}"
+                ))
+            })?;
+            push(spare, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// A free /30 inside the documentation ranges, outside every used prefix.
+fn spare_block(used_nets: &[Ipv4Net], used_more: &[Ipv4Net]) -> Option<Ipv4Net> {
+    for r in DOC_RANGES {
+        for b in r.subnets(30).ok()? {
+            if !used_nets.iter().chain(used_more).any(|u| overlaps(*u, b)) {
+                return Some(b);
+            }
+        }
+    }
+    None
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// A prefix per network inside the documentation ranges, or why it cannot fit.
+fn allocate(d: &Deployment, counts: &[usize]) -> Result<Vec<Ipv4Net>, MapError> {
+    let n = d.networks.len();
+    // Smallest prefix with room for the hosts plus network and broadcast address.
+    let need = |c: usize| -> u8 {
+        let mut len = 30u8;
+        while len > 0 && (1usize << (32 - len)) < c + 2 {
+            len -= 1;
+        }
+        len
+    };
+    let too_big: Vec<String> = d
+        .networks
+        .iter()
+        .zip(counts)
+        .filter(|(_, &c)| need(c) < 24)
+        .map(|(net, c)| format!("`{}` has {c} interfaces", net.name))
+        .collect();
+    if !too_big.is_empty() {
+        return Err(MapError(format!(
+            "the lab maps every network onto one of the documentation ranges {}, {} and {} (each a /24, at most 254 hosts); {} does not fit",
+            DOC_RANGES[0], DOC_RANGES[1], DOC_RANGES[2],
+            too_big.join(", ")
+        )));
+    }
+    if n <= DOC_RANGES.len() {
+        return Ok(DOC_RANGES[..n].to_vec());
+    }
+    // Largest first, then file order; first fit in aligned blocks.
+    let mut order: Vec<NetId> = (0..n).collect();
+    order.sort_by_key(|&i| (need(counts[i]), i));
+    let mut out: Vec<Option<Ipv4Net>> = vec![None; n];
+    let mut used: Vec<Ipv4Net> = Vec::new();
+    for i in order {
+        let len = need(counts[i]);
+        let block = DOC_RANGES.iter().find_map(|r| {
+            r.subnets(len)
+                .ok()?
+                .find(|b| !used.iter().any(|u| overlaps(*u, *b)))
+        });
+        match block {
+            Some(b) => {
+                used.push(b);
+                out[i] = Some(b);
+            }
+            None => {
+                let total: usize = counts.iter().map(|&c| 1usize << (32 - need(c))).sum();
+                return Err(MapError(format!(
+                    "the lab maps every network onto the documentation ranges {}, {} and {} (768 addresses); these {n} networks need {total} addresses in aligned blocks, which do not fit (network `{}` found no free /{len})",
+                    DOC_RANGES[0], DOC_RANGES[1], DOC_RANGES[2], d.networks[i].name
+                )));
+            }
+        }
+    }
+    Ok(out.into_iter().map(|p| p.expect("all allocated")).collect())
+}
+
+/// The mapped plan must route every flow as the original does: same hosts, same
+/// kinds of hop, NAT at the same places. Anything else means the mapping changed
+/// the topology's meaning (e.g. overlapping original prefixes that routed by
+/// accident), and the lab would prove the wrong thing.
+pub fn same_shape(original: &Plan, mapped: &Plan) -> Result<(), MapError> {
+    if original.flows.len() != mapped.flows.len() {
+        return Err(MapError(format!(
+            "the mapped topology has {} flows, the original {}",
+            mapped.flows.len(),
+            original.flows.len()
+        )));
+    }
+    let shape = |p: &Path| -> Vec<(usize, String, bool, bool)> {
+        p.hops
+            .iter()
+            .map(|h| {
+                (
+                    h.host,
+                    format!("{:?}", h.kind),
+                    h.dnat_to.is_some(),
+                    h.snat_to.is_some(),
+                )
+            })
+            .collect()
+    };
+    for (i, (a, b)) in original.paths.iter().zip(&mapped.paths).enumerate() {
+        if shape(a) != shape(b) {
+            let d = &original.deployment;
+            let names = |p: &Path| {
+                p.hops
+                    .iter()
+                    .map(|h| d.hosts[h.host].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            };
+            return Err(MapError(format!(
+                "flow {} routes differently once mapped to documentation addresses ({} instead of {}); do networks overlap in the topology?",
+                i + 1,
+                names(b),
+                names(a)
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::load_str;
+
+    const WIKI: &str = include_str!("../../examples/wiki.toml");
+
+    #[test]
+    fn wiki_maps_to_documentation_ranges_keeping_last_octets() {
+        let d = load_str("wiki.toml", WIKI.to_string()).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        assert_eq!(m.networks[0].cidr.to_string(), "192.0.2.0/24");
+        // The wiki's `internet = 0.0.0.0/0` becomes a small documentation prefix.
+        assert_eq!(m.networks[1].cidr.to_string(), "198.51.100.0/24");
+        let addr = |h: &str, i: usize| m.hosts[m.host_by_name(h).unwrap()].interfaces[i].address;
+        assert_eq!(addr("tshost", 0).to_string(), "192.0.2.2");
+        assert_eq!(addr("fwhost", 0).to_string(), "192.0.2.1");
+        assert_eq!(addr("lhost", 0).to_string(), "192.0.2.3");
+        for h in &m.hosts {
+            for i in &h.interfaces {
+                assert!(is_doc(i.address), "{} {}", h.name, i.address);
+            }
+        }
+        assert_eq!(m.management.from, vec![m.networks[0].cidr]);
+        assert_eq!(
+            map.original_of(addr("rhost", 0)).unwrap().to_string(),
+            "2.3.4.5"
+        );
+        let orig = Plan::build(d).unwrap();
+        let mapped = Plan::build(m).unwrap();
+        same_shape(&orig, &mapped).unwrap();
+    }
+
+    fn many(nets: usize, hosts_per_net: usize) -> String {
+        let mut t = String::from("[amanda]\nauth = \"bsdtcp\"\n");
+        for n in 0..nets {
+            t += &format!("[[network]]\nname = \"n{n}\"\ncidr = \"10.{n}.0.0/16\"\n");
+        }
+        t += "[[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"n0\", address = \"10.0.0.1\" }]\n";
+        for n in 0..nets {
+            for k in 0..hosts_per_net {
+                if n == 0 && k == 0 {
+                    continue;
+                }
+                t += &format!("[[host]]\nname = \"h{n}x{k}\"\nroles = [\"client\"]\nserver = \"s\"\ninterfaces = [{{ name = \"eth0\", network = \"n{n}\", address = \"10.{n}.{}.{}\" }}]\n", k / 200, k % 200 + 1);
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn more_networks_than_ranges_are_split_into_small_blocks() {
+        let d = load_str("t.toml", many(7, 3)).unwrap();
+        let (_, m) = Mapping::new(&d).unwrap();
+        let nets: Vec<Ipv4Net> = m.networks.iter().map(|n| n.cidr).collect();
+        for (i, a) in nets.iter().enumerate() {
+            assert!(DOC_RANGES.iter().any(|r| r.contains(a)), "{a}");
+            assert_eq!(a.prefix_len(), 29, "3 hosts need a /29 (5 addresses)");
+            for b in &nets[i + 1..] {
+                assert!(!overlaps(*a, *b), "{a} overlaps {b}");
+            }
+        }
+        for h in &m.hosts {
+            for i in &h.interfaces {
+                assert!(m.networks[i.network].cidr.contains(&i.address));
+            }
+        }
+    }
+
+    #[test]
+    fn a_network_larger_than_a_range_is_refused() {
+        let d = load_str("t.toml", many(1, 300)).unwrap();
+        let e = Mapping::new(&d).unwrap_err();
+        assert!(e.0.contains("`n0` has 300 interfaces"), "{e}");
+    }
+
+    #[test]
+    fn too_many_mid_sized_networks_are_refused() {
+        // 4 networks of 100 hosts need four /25s... which fit (3 /24 = 6 /25); 7 do not.
+        let d = load_str("t.toml", many(7, 100)).unwrap();
+        let e = Mapping::new(&d).unwrap_err();
+        assert!(e.0.contains("do not fit"), "{e}");
+        let d = load_str("t.toml", many(4, 100)).unwrap();
+        assert!(Mapping::new(&d).is_ok());
+    }
+}

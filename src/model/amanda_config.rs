@@ -1,0 +1,353 @@
+//! The admin's real Amanda configuration as the Amanda side of a deployment.
+//!
+//! The server's amanda.conf + disklist say which hosts are clients and with
+//! which auth, index and client-port; amanda.conf says the server's port ranges;
+//! each client's amanda-client.conf (where given) says its own ranges, and for a
+//! host that runs amrecover, its auth and client-port. Addresses stay the
+//! topology's business; a host only the disklist names gets its address from a
+//! hosts file (`/etc/hosts` format). No DNS.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::amanda::conf::{self, AmandaConfig, ClientConf, LintContext, LoadOptions};
+use crate::diag::{Error, InputError, Result};
+use crate::model::{AmandaSettings, Build, Host, HostId, Interface, Network, Roles, Span};
+
+/// Where the Amanda side comes from. Paths are as given (the topology loader
+/// resolves them against the topology file's directory).
+#[derive(Debug, Clone, Default)]
+pub struct AmandaSources {
+    /// The server's config directory (or its amanda.conf).
+    pub config: Option<PathBuf>,
+    /// Per host: its amanda-client.conf.
+    pub client_confs: Vec<(String, PathBuf)>,
+    /// `/etc/hosts`-format file for hosts the topology does not list.
+    pub hosts_file: Option<PathBuf>,
+    /// Debian's `/etc/amanda-security.conf` to lint against (default: Debian's values).
+    pub security_conf: Option<PathBuf>,
+    /// A services(5) file to resolve `client-port` names against (default: Debian's).
+    pub services: Option<PathBuf>,
+}
+
+impl AmandaSources {
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none() && self.client_confs.is_empty()
+    }
+}
+
+/// What reading the configuration added, for the summary and the lints.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AmandaProvenance {
+    /// Every Amanda file read.
+    pub files: Vec<String>,
+    /// Warnings from the Amanda files, already `file:line:col: message`.
+    pub warnings: Vec<(String, String)>,
+    /// Hosts that only the disklist and the hosts file named.
+    pub added_hosts: Vec<String>,
+}
+
+/// One `/etc/hosts` line: an IPv4 address and the names for it.
+#[derive(Debug, Clone)]
+pub struct HostsEntry {
+    pub addr: Ipv4Addr,
+    pub names: Vec<String>,
+}
+
+/// `/etc/hosts` format: `ADDRESS NAME [ALIAS...]`, `#` comments. IPv6 lines are
+/// skipped: Debian's Amanda is built without IPv6.
+pub fn parse_hosts(text: &str) -> Vec<HostsEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.split('#').next().unwrap_or("");
+            let mut w = l.split_whitespace();
+            let addr = Ipv4Addr::from_str(w.next()?).ok()?;
+            let names: Vec<String> = w.map(str::to_string).collect();
+            (!names.is_empty()).then_some(HostsEntry { addr, names })
+        })
+        .collect()
+}
+
+/// A topology for `plan --amanda-config DIR --hosts FILE --server NAME` without a
+/// topology file: every host on one flat network, addresses from the hosts file.
+/// Routers and NAT cannot be guessed; the summary says the network is assumed flat.
+pub fn flat_topology(server: &str, hosts_file: &Path) -> Result<String> {
+    let entries = parse_hosts(&std::fs::read_to_string(hosts_file).map_err(io(hosts_file))?);
+    let addr = entries
+        .iter()
+        .find(|e| e.names.iter().any(|n| same_host(server, n)))
+        .map(|e| e.addr)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "server `{server}` is not in {}",
+                hosts_file.display()
+            ))
+        })?;
+    Ok(format!(
+        "# Generated: no topology given, so every host is assumed on one flat network.\n\
+         [[network]]\nname = \"flat\"\ncidr = \"0.0.0.0/0\"\n\n\
+         [[host]]\nname = \"{server}\"\nroles = [\"server\"]\n\
+         interfaces = [{{ name = \"eth0\", network = \"flat\", address = \"{addr}\" }}]\n"
+    ))
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Does a disklist name refer to this topology host? Amanda compares host names as
+/// written; admins mix short names and FQDNs, so `lhost` matches `lhost.example.org`.
+fn same_host(disklist: &str, topo: &str) -> bool {
+    let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+    disklist.eq_ignore_ascii_case(topo) || short(disklist) == short(topo)
+}
+
+/// Apply `src` to the hosts being built. `server` is the host whose config it is.
+/// `network_gateway[n]`: the gateway for hosts added on network n.
+#[allow(clippy::too_many_arguments)] // the loader's state, passed once
+pub fn apply(
+    src: &AmandaSources,
+    build: Build,
+    server: Option<HostId>,
+    hosts: &mut Vec<Host>,
+    overrides: &mut Vec<Vec<String>>,
+    networks: &[Network],
+    network_gateway: &[Option<HostId>],
+    config_err: &dyn Fn(String) -> Error,
+) -> Result<AmandaProvenance> {
+    let mut prov = AmandaProvenance::default();
+    let opts = LoadOptions { build };
+    let security = match &src.security_conf {
+        Some(p) => conf::load_security_conf(p)?,
+        None => conf::SecurityConf::debian(),
+    };
+    let services = match &src.services {
+        Some(p) => conf::load_services(p)?,
+        None => conf::Services::debian(),
+    };
+    let ctx = LintContext {
+        security: &security,
+        services: &services,
+    };
+
+    // Client confs first: the disklist's clients use them for their ranges.
+    let mut client_confs: HashMap<HostId, ClientConf> = HashMap::new();
+    for (name, path) in &src.client_confs {
+        let h = hosts
+            .iter()
+            .position(|h| h.name == *name)
+            .ok_or_else(|| config_err(format!("amanda-client-conf for unknown host `{name}`")))?;
+        let cc = conf::load_client_conf(path, &opts)?;
+        prov.files
+            .extend(cc.files.iter().map(|f| f.display().to_string()));
+        for w in cc
+            .warnings
+            .iter()
+            .cloned()
+            .chain(conf::lint_client(&cc, &ctx))
+        {
+            prov.warnings
+                .push((w.code.to_string(), format!("{}: {}", w.pos, w.message)));
+        }
+        client_confs.insert(h, cc);
+    }
+
+    let cfg: Option<AmandaConfig> = match &src.config {
+        Some(dir) => Some(conf::load_server_config(dir, &opts)?),
+        None => None,
+    };
+    if let Some(cfg) = &cfg {
+        let s = server.ok_or_else(|| {
+            config_err("an Amanda config needs exactly one host with the role \"server\" (or name it with server = ...)".into())
+        })?;
+        prov.files
+            .extend(cfg.files.iter().map(|f| f.display().to_string()));
+        for w in cfg
+            .warnings
+            .iter()
+            .cloned()
+            .chain(conf::lint_server(cfg, &ctx))
+        {
+            prov.warnings
+                .push((w.code.to_string(), format!("{}: {}", w.pos, w.message)));
+        }
+        // The server: amanda.conf's ranges and inparallel (what amcheck, planner and
+        // dumpers bind), unless the host overrides them in the topology.
+        let ss = cfg.server_settings(build);
+        merge(
+            &mut hosts[s].amanda,
+            &ss,
+            &overrides[s],
+            &[
+                "reserved-udp-port",
+                "reserved-tcp-port",
+                "unreserved-tcp-port",
+                "inparallel",
+            ],
+        );
+
+        let hosts_entries = match &src.hosts_file {
+            Some(p) => parse_hosts(&std::fs::read_to_string(p).map_err(io(p))?),
+            None => Vec::new(),
+        };
+        for c in &cfg.clients {
+            let h = match hosts.iter().position(|h| same_host(&c.host, &h.name)) {
+                Some(h) => h,
+                None => {
+                    let entry = hosts_entries
+                        .iter()
+                        .find(|e| e.names.iter().any(|n| same_host(&c.host, n)));
+                    let Some(entry) = entry else {
+                        return Err(pos_error(
+                            &c.pos,
+                            format!("disklist host `{}` is not in the topology{}", c.host, if src.hosts_file.is_some() { " nor in the hosts file" } else { "" }),
+                            "unknown host",
+                            "add it as a [[host]] in the topology, or give a hosts file (hosts-file = \"...\" or --hosts FILE)",
+                        ));
+                    };
+                    // The most specific network that holds the address.
+                    let net = (0..networks.len())
+                        .filter(|&n| networks[n].cidr.contains(&entry.addr))
+                        .max_by_key(|&n| networks[n].cidr.prefix_len())
+                        .ok_or_else(|| {
+                            pos_error(
+                                &c.pos,
+                                format!("`{}` is {} (hosts file), which is in no network of the topology", c.host, entry.addr),
+                                "no network for this host",
+                                "add a [[network]] that contains it",
+                            )
+                        })?;
+                    let mut amanda = hosts[s].amanda.clone();
+                    amanda.legacy_recover = false;
+                    hosts.push(Host {
+                        name: c.host.clone(),
+                        interfaces: vec![Interface {
+                            name: "eth0".into(),
+                            network: net,
+                            address: entry.addr,
+                        }],
+                        gateway: network_gateway[net],
+                        roles: Roles::default(),
+                        server: None,
+                        masquerade: vec![],
+                        amanda,
+                        span: Span::default(),
+                    });
+                    overrides.push(Vec::new());
+                    prov.added_hosts.push(c.host.clone());
+                    hosts.len() - 1
+                }
+            };
+            hosts[h].roles.client = true;
+            if hosts[h].server.is_none() {
+                hosts[h].server = Some(s);
+            }
+            // auth, index and client-port from the host's disklist entries; its
+            // ranges from its amanda-client.conf when we have it.
+            let cs = c.settings(client_confs.get(&h), build);
+            let mut keys = vec!["auth", "index", "client-port"];
+            if client_confs.contains_key(&h) {
+                keys.extend([
+                    "reserved-udp-port",
+                    "reserved-tcp-port",
+                    "unreserved-tcp-port",
+                ]);
+            }
+            let over = overrides[h].clone();
+            merge(&mut hosts[h].amanda, &cs, &over, &keys);
+        }
+        // A topology client the disklist does not name is not backed up.
+        for h in hosts
+            .iter()
+            .filter(|h| h.roles.client && h.server == Some(s))
+        {
+            if !cfg.clients.iter().any(|c| same_host(&c.host, &h.name)) {
+                prov.warnings.push((
+                    "not-in-disklist".into(),
+                    format!("`{}` has the role \"client\" in the topology, but the disklist has no entry for it", h.name),
+                ));
+            }
+        }
+    }
+    // Hosts that run amrecover: auth, client-port and ranges from their client conf.
+    for (h, cc) in &client_confs {
+        if hosts[*h].roles.recover {
+            let rs = cc.settings(build);
+            let over = overrides[*h].clone();
+            merge(
+                &mut hosts[*h].amanda,
+                &rs,
+                &over,
+                &[
+                    "auth",
+                    "client-port",
+                    "reserved-udp-port",
+                    "reserved-tcp-port",
+                    "unreserved-tcp-port",
+                ],
+            );
+        }
+    }
+    Ok(prov)
+}
+
+/// Copy `keys` from `from` into `to`, except those the topology overrides for this host.
+fn merge(to: &mut AmandaSettings, from: &AmandaSettings, overridden: &[String], keys: &[&str]) {
+    for k in keys {
+        if overridden.iter().any(|o| o == k) {
+            continue;
+        }
+        match *k {
+            "auth" => to.auth = from.auth,
+            "index" => to.index = from.index,
+            "client-port" => to.client_port = from.client_port.clone(),
+            "reserved-udp-port" => to.reserved_udp_port = from.reserved_udp_port,
+            "reserved-tcp-port" => to.reserved_tcp_port = from.reserved_tcp_port,
+            "unreserved-tcp-port" => to.unreserved_tcp_port = from.unreserved_tcp_port,
+            "inparallel" => to.inparallel = from.inparallel,
+            other => unreachable!("unknown setting key {other}"),
+        }
+    }
+}
+
+/// An error at a position in an Amanda file, with a caret when the file can be read.
+fn pos_error(pos: &conf::Pos, msg: String, label: &str, help: &str) -> Error {
+    let text = std::sync::Arc::new(std::fs::read_to_string(&*pos.file).unwrap_or_default());
+    let offset = text
+        .split_inclusive('\n')
+        .take(pos.line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + pos.column.saturating_sub(1);
+    let end = text[offset.min(text.len())..]
+        .find(char::is_whitespace)
+        .map_or(text.len(), |e| offset + e);
+    InputError::new(&pos.file, &text, offset..end, msg, label)
+        .with_help(help)
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_file_lines() {
+        let h = parse_hosts("# c\n192.0.2.3 lhost lhost.example.org\n::1 localhost\n\n198.51.100.5\trhost # remote\n");
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].names, ["lhost", "lhost.example.org"]);
+        assert_eq!(h[1].addr, Ipv4Addr::new(198, 51, 100, 5));
+    }
+
+    #[test]
+    fn short_names_match_fqdns() {
+        assert!(same_host("lhost.example.org", "lhost"));
+        assert!(same_host("LHOST", "lhost"));
+        assert!(!same_host("lhost2", "lhost"));
+    }
+}
