@@ -5,6 +5,7 @@
 //! or exits; errors are values with spans (`diag`).
 
 pub mod amanda;
+pub mod check;
 pub mod diag;
 pub mod lab;
 pub mod model;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod route;
+pub mod sim;
 
 pub use diag::{Error, Result};
 pub use plan::Plan;

@@ -132,6 +132,76 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Check existing rulesets against the flows Amanda needs: per flow PASS, or
+    /// BLOCKED on HOST at FILE:LINE with the rule, the chain path and the message
+    /// Amanda prints; then per host what the ruleset accepts for new connections
+    /// beyond that need, and its redundant and shadowed rules. Exit 1 when a flow
+    /// is blocked. Without a topology, audits the rulesets alone.
+    #[command(
+        after_help = "Files are told apart by their content: iptables-save, ip6tables-save, `nft list ruleset`, `nft -j list ruleset`. A host of the topology without --rules is treated as accepting everything (with a warning)."
+    )]
+    Check {
+        /// Topology file (TOML). Optional: without it every ruleset is audited on its own.
+        topology: Option<PathBuf>,
+        /// A host's ruleset, HOST=FILE (repeatable; several files for one host merge,
+        /// e.g. rules.v4 and rules.v6). Without a topology FILE alone is enough.
+        #[arg(long = "rules", value_name = "HOST=FILE", required = true)]
+        rules: Vec<String>,
+        /// `ipset save` output with the members of the sets rules name: FILE for
+        /// every host, or HOST=FILE. Sets without members make matches unknown.
+        #[arg(long, value_name = "[HOST=]FILE")]
+        ipset: Vec<String>,
+        /// Skip the over-permissive analysis.
+        #[arg(long)]
+        no_open: bool,
+        /// Skip the search for redundant and shadowed rules.
+        #[arg(long)]
+        no_redundant: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print the full trace of one packet through one host's ruleset: every table
+    /// and chain in hook order, every rule tried, the verdict.
+    #[command(after_help = sim_packet_help())]
+    Explain {
+        /// The ruleset (iptables-save, ip6tables-save, nft list ruleset, nft -j);
+        /// repeat to merge several files of one host.
+        #[arg(long = "rules", value_name = "FILE", required = true)]
+        rules: Vec<PathBuf>,
+        /// `ipset save` output with the members of the sets the rules name.
+        #[arg(long, value_name = "FILE")]
+        ipset: Option<PathBuf>,
+        /// The packet, e.g. 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]' (see below).
+        #[arg(value_name = "PACKET", required = true, num_args = 1.., allow_hyphen_values = true)]
+        packet: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+const fn sim_packet_help() -> &'static str {
+    "PACKET: PROTO SRC[:SPORT] -> DST[:DPORT] [in IF] [out IF] [state S] [reply] [flags F,...] [mark N] [ctmark N] [ttl N] [len N] [type T[/CODE]] [helper NAME]
+
+  PROTO       tcp, udp, icmp, icmpv6, any name from /etc/protocols, or a number
+  SRC, DST    IPv4 or IPv6 address ([2001:db8::1]:22 with a port); a prefix
+              (192.0.2.0/24) evaluates every address of it at once
+  SPORT       a port or a range N-M (default: 32768-60999, the ephemeral range)
+  DPORT       a port or a range N-M (required for tcp, udp, sctp, dccp, udplite)
+  in IF       arrives on IF; alone: for this host (prerouting, input)
+  in IF out O forwarded (prerouting, forward, postrouting)
+  out IF      sent by this host (output, postrouting)
+              without in/out: arrives on any interface but lo
+  state S     new (default), established, related, invalid, untracked
+  reply       the packet goes in the reply direction of its connection
+  flags F     TCP flags, e.g. SYN,ACK (default SYN for new, ACK otherwise)
+  type T      ICMP type name or number, optionally /CODE
+  helper NAME the connection already has this conntrack helper
+Brackets and commas between options are optional.
+
+Examples:
+  amwall explain --rules rules.v4 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]'
+  amwall explain --rules fw.nft 'udp 198.51.100.7:840-860 -> 203.0.113.1:10080 in eth1 out eth0'
+  amwall explain --rules rules.v4 'tcp 192.0.2.3:10080 -> 192.0.2.2:516 in eth0 state established reply'"
 }
 
 fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
@@ -242,7 +312,144 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             drop,
             format,
         } => lab(topology, backend, auth, helper, keep, &drop, format),
+        Command::Check {
+            topology,
+            rules,
+            ipset,
+            no_open,
+            no_redundant,
+            format,
+        } => check(topology, &rules, &ipset, no_open, no_redundant, format),
+        Command::Explain {
+            rules,
+            ipset,
+            packet,
+            format,
+        } => explain(&rules, ipset, &packet.join(" "), format),
     }
+}
+
+/// `--ipset` values: FILE (every host) or HOST=FILE.
+fn ipsets_for(
+    specs: &[String],
+    host: &str,
+) -> Result<Option<amwall::netfilter::ipset::IpSets>, amwall::Error> {
+    use amwall::check::load::read_ipsets;
+    let mut acc: Option<amwall::netfilter::ipset::IpSets> = None;
+    for spec in specs {
+        let path = match spec.split_once('=') {
+            Some((h, f)) if !h.contains('/') => {
+                if h != host {
+                    continue;
+                }
+                f
+            }
+            _ => spec.as_str(),
+        };
+        let sets = read_ipsets(std::path::Path::new(path))?;
+        let a = acc.get_or_insert_with(Default::default);
+        a.sets.extend(sets.sets);
+        a.unsupported.extend(sets.unsupported);
+    }
+    Ok(acc)
+}
+
+fn check(
+    topology: Option<PathBuf>,
+    rules: &[String],
+    ipset: &[String],
+    no_open: bool,
+    no_redundant: bool,
+    format: Format,
+) -> Result<ExitCode, amwall::Error> {
+    use amwall::check::{self, HostRules, RulesFile};
+    // HOST=FILE, in the order given; several files per host merge.
+    let mut order: Vec<String> = Vec::new();
+    let mut files: std::collections::HashMap<String, Vec<RulesFile>> = Default::default();
+    for spec in rules {
+        let (host, path) = match spec.split_once('=') {
+            Some((h, f)) if !h.is_empty() && !h.contains('/') => (h.to_string(), f.to_string()),
+            _ if topology.is_none() => {
+                let stem = std::path::Path::new(spec)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| spec.clone());
+                (stem, spec.clone())
+            }
+            _ => {
+                return Err(amwall::Error::Usage(format!(
+                    "--rules {spec}: expected HOST=FILE (the host's name in the topology)"
+                )))
+            }
+        };
+        let f = RulesFile::read(std::path::Path::new(&path))?;
+        if !files.contains_key(&host) {
+            order.push(host.clone());
+        }
+        files.entry(host).or_default().push(f);
+    }
+    let mut hosts = Vec::new();
+    for h in order {
+        let fs = files.remove(&h).expect("collected above");
+        let sets = ipsets_for(ipset, &h)?;
+        hosts.push((h, HostRules::new(fs, sets)));
+    }
+    let opts = check::Options {
+        open: !no_open,
+        redundant: !no_redundant,
+    };
+    let report = match &topology {
+        Some(t) => {
+            let plan = Plan::build(model::load_file(t)?)?;
+            check::check(&plan, &hosts, opts)
+        }
+        None => check::audit(&hosts, opts),
+    };
+    match format {
+        Format::Text => print!("{}", check::report::text(&report)),
+        Format::Json => println!("{}", check::report::json(&report)),
+    }
+    Ok(if report.blocked() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn explain(
+    rules: &[PathBuf],
+    ipset: Option<PathBuf>,
+    packet: &str,
+    format: Format,
+) -> Result<ExitCode, amwall::Error> {
+    use amwall::check::{explain, load, HostRules, RulesFile};
+    let p = amwall::sim::packet::parse(packet).map_err(|e| {
+        amwall::Error::Usage(format!(
+            "packet `{packet}`: {e} (see amwall explain --help)"
+        ))
+    })?;
+    let mut files = Vec::new();
+    for r in rules {
+        files.push(RulesFile::read(r)?);
+    }
+    let sets = ipset.map(|p| load::read_ipsets(&p)).transpose()?;
+    let hr = HostRules::new(files, sets);
+    if !hr.has_family(p.v6) {
+        eprintln!(
+            "warning: the ruleset has no {} tables: nothing filters this packet",
+            if p.v6 { "IPv6" } else { "IPv4" }
+        );
+    }
+    let ex = amwall::sim::explain(&hr.ruleset, hr.ipsets.as_ref(), &p);
+    match format {
+        Format::Text => print!("{}", explain::render_text(&hr, &ex, packet)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&explain::render_json(&hr, &ex, packet))
+                .expect("JSON of plain data")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lab(

@@ -1,0 +1,395 @@
+//! Rules that make no difference, found symbolically per chain:
+//! - **shadowed**: earlier rules catch every packet the rule would match, and
+//!   at least one of them decides differently (the rule looks like it does
+//!   something, and never does);
+//! - **redundant**: earlier rules catch all its packets with the same verdict,
+//!   or the rules after it (or the chain's policy) decide its packets the
+//!   same way anyway — removing it changes nothing;
+//! - **never matches**: its own matches contradict each other.
+//!
+//! Each chain is taken on its own, entered by any packet in any conntrack
+//! state with unknown marks, so a rule is only called dead when no caller
+//! could make a difference. Undecidable matches never count as covering.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::load::{HostRules, Loc};
+use crate::netfilter::{CtDirection, Family, Hook, Policy};
+use crate::sim::compile::{Atom, CAction, CRule, Compiled};
+use crate::sim::engine::{CtBase, Engine, State};
+use crate::sim::space::*;
+use crate::sim::{compile, Ct, HostInfo, SetDb};
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Shadowed,
+    Redundant,
+    NeverMatches,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Redundancy {
+    pub kind: Kind,
+    pub rule: Loc,
+    /// The rules that catch its packets first, or that decide them the same way after it.
+    pub by: Vec<Loc>,
+    pub note: String,
+}
+
+/// Every conntrack situation a chain can be entered with; marks unknown.
+fn entry_states(c: &Compiled) -> Vec<State> {
+    let all = c.ifaces.all();
+    let mut out = Vec::new();
+    let mut mk = |base: CtBase, dir: CtDirection, untracked: bool| {
+        let mut ct = Ct::new_conn(base, dir);
+        ct.seen = true;
+        ct.untracked = untracked;
+        ct.first = true;
+        ct.status = (0, 0xff);
+        let mut s = State::new(Cube::full(c.v6, all, all), ct, false);
+        s.mark = None;
+        s.ctmark = None;
+        s.local_origin = true;
+        out.push(s);
+    };
+    mk(CtBase::New, CtDirection::Original, false);
+    mk(CtBase::Established, CtDirection::Original, false);
+    mk(CtBase::Established, CtDirection::Reply, false);
+    mk(CtBase::Related, CtDirection::Original, false);
+    mk(CtBase::Related, CtDirection::Reply, false);
+    mk(CtBase::Invalid, CtDirection::Original, false);
+    mk(CtBase::New, CtDirection::Original, true);
+    out
+}
+
+fn terminal(a: &CAction) -> bool {
+    matches!(
+        a,
+        CAction::Accept
+            | CAction::Drop
+            | CAction::Reject
+            | CAction::Return
+            | CAction::Goto(_)
+            | CAction::Dnat(_)
+            | CAction::Snat(_)
+            | CAction::Masquerade(_)
+            | CAction::Redirect(_)
+            | CAction::Netmap { .. }
+    )
+}
+
+/// Same decision for the packet (actions compared as compiled).
+fn same(a: &CAction, b: &CAction) -> bool {
+    a == b
+}
+
+fn has_unknown(r: &CRule) -> bool {
+    fn walk(a: &Atom) -> bool {
+        match a {
+            Atom::St(crate::sim::compile::StAtom::Unknown(_), _) => true,
+            Atom::And(v) | Atom::Or(v) => v.iter().any(walk),
+            _ => false,
+        }
+    }
+    r.atoms.iter().any(walk)
+}
+
+/// Apply a non-terminal action to a state that goes on (sweep semantics).
+fn go_on(a: &CAction, mut s: State) -> State {
+    match a {
+        CAction::Mark { value, mask } => {
+            s.mark = s
+                .mark
+                .map(|m| (m & !mask) ^ value)
+                .or((*mask == u32::MAX).then_some(*value));
+        }
+        // A called chain may change marks and conntrack details.
+        CAction::Jump(_) | CAction::ConnMark(_) | CAction::Unknown(_) => {
+            s.mark = None;
+            s.ctmark = None;
+        }
+        CAction::Notrack => {
+            s.ct.untracked = true;
+        }
+        _ => {}
+    }
+    s
+}
+
+struct Sweep<'a> {
+    e: Engine<'a>,
+    hook: Hook,
+}
+
+impl Sweep<'_> {
+    /// (matched, maybe, rest) of a rule over a batch.
+    fn cut(&self, r: &CRule, batch: &[State]) -> (Vec<State>, Vec<State>, Vec<State>) {
+        let (mut ys, mut us, mut ns) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        for s in batch {
+            y.clear();
+            u.clear();
+            n.clear();
+            if !self.e.eval_rule(r, s, self.hook, &mut y, &mut u, &mut n) {
+                ns.push(s.clone());
+                continue;
+            }
+            let with = |c: &Cube| {
+                let mut x = s.clone();
+                x.cube = c.clone();
+                x
+            };
+            ys.extend(y.iter().map(with));
+            us.extend(u.iter().map(with));
+            ns.extend(n.iter().map(with));
+        }
+        (ys, us, ns)
+    }
+
+    /// Do rules `from..` of chain `id` (or its policy) decide every state in
+    /// `batch` with `act`? Returns the deciding rules' indices (`usize::MAX`:
+    /// the policy), or None when something else may happen.
+    fn decides_same(
+        &self,
+        id: usize,
+        from: usize,
+        act: &CAction,
+        batch: Vec<State>,
+    ) -> Option<Vec<usize>> {
+        let chain = &self.e.c.chains[id];
+        let mut batch = batch;
+        let mut by = Vec::new();
+        for (ri, r) in chain.rules.iter().enumerate().skip(from) {
+            if batch.is_empty() {
+                return Some(by);
+            }
+            let (y, u, n) = self.cut(r, &batch);
+            if !u.is_empty() {
+                return None;
+            }
+            if !y.is_empty() {
+                if r.effects
+                    .iter()
+                    .any(|e| !matches!(e, CAction::Continue | CAction::Log))
+                {
+                    return None;
+                }
+                match &r.action {
+                    CAction::Continue | CAction::Log => {}
+                    a if same(a, act) => {
+                        if !by.contains(&ri) {
+                            by.push(ri);
+                        }
+                        batch = n;
+                        continue;
+                    }
+                    _ => return None,
+                }
+                let mut nb = n;
+                nb.extend(y);
+                batch = nb;
+                continue;
+            }
+            batch = n;
+        }
+        if batch.is_empty() {
+            return Some(by);
+        }
+        let policy = chain.base.as_ref().map(|b| b.policy)?;
+        let p = match policy {
+            Policy::Accept => CAction::Accept,
+            Policy::Drop => CAction::Drop,
+        };
+        if same(&p, act) {
+            by.push(usize::MAX);
+            Some(by)
+        } else {
+            None
+        }
+    }
+}
+
+/// Findings for one compiled family, keyed by (table, chain position, rule).
+fn family(
+    hr: &HostRules,
+    c: &Compiled,
+    info: &HostInfo,
+) -> HashMap<(usize, usize, usize), Redundancy> {
+    let mut out = HashMap::new();
+    for (id, chain) in c.chains.iter().enumerate() {
+        let hook = chain.base.as_ref().map_or(Hook::Forward, |b| b.hook);
+        let sw = Sweep {
+            e: Engine::new(c, info),
+            hook,
+        };
+        let entry = entry_states(c);
+        let mut batch = entry.clone();
+        for (ri, r) in chain.rules.iter().enumerate() {
+            let key = (chain.table, chain.pos, ri);
+            let (y, u, n) = sw.cut(r, &batch);
+            if y.is_empty() && u.is_empty() {
+                // Dead here: why?
+                let (my, mu, _) = sw.cut(r, &entry);
+                if my.is_empty() && mu.is_empty() {
+                    out.insert(
+                        key,
+                        Redundancy {
+                            kind: Kind::NeverMatches,
+                            rule: hr.loc(c, id, ri),
+                            by: vec![],
+                            note: "its matches exclude each other".into(),
+                        },
+                    );
+                } else if !has_unknown(r) {
+                    let mut covers = Vec::new();
+                    let mut differ = false;
+                    let mine: Vec<State> = my.into_iter().chain(mu).collect();
+                    for (j, rj) in chain.rules.iter().enumerate().take(ri) {
+                        if !terminal(&rj.action) {
+                            continue;
+                        }
+                        let (a, b, _) = sw.cut(rj, &mine);
+                        if a.is_empty() && b.is_empty() {
+                            continue;
+                        }
+                        differ |= !same(&rj.action, &r.action);
+                        if covers.len() < 3 {
+                            covers.push(hr.loc(c, id, j));
+                        }
+                    }
+                    let shadowed = differ && terminal(&r.action);
+                    out.insert(
+                        key,
+                        Redundancy {
+                            kind: if shadowed { Kind::Shadowed } else { Kind::Redundant },
+                            rule: hr.loc(c, id, ri),
+                            note: if shadowed {
+                                "earlier rules catch every packet it matches, and decide differently".into()
+                            } else {
+                                "earlier rules catch every packet it matches".into()
+                            },
+                            by: covers,
+                        },
+                    );
+                }
+            } else if u.is_empty()
+                && matches!(r.action, CAction::Accept | CAction::Drop | CAction::Reject)
+                && r.effects.is_empty()
+                && !has_unknown(r)
+            {
+                if let Some(by) = sw.decides_same(id, ri + 1, &r.action, y.clone()) {
+                    if !by.is_empty() {
+                        out.insert(
+                            key,
+                            Redundancy {
+                                kind: Kind::Redundant,
+                                rule: hr.loc(c, id, ri),
+                                by: by
+                                    .iter()
+                                    .take(3)
+                                    .map(|&j| hr.loc(c, id, j))
+                                    .collect(),
+                                note: if by == [usize::MAX] {
+                                    "without it, the chain's policy decides its packets the same way".into()
+                                } else {
+                                    "without it, the rules after it decide its packets the same way".into()
+                                },
+                            },
+                        );
+                    }
+                }
+            }
+            // The batch going on.
+            let mut next = n;
+            next.extend(u);
+            if r.effects
+                .iter()
+                .any(|e| !matches!(e, CAction::Continue | CAction::Log))
+            {
+                // Statements change the packet: its later fate is unknown here.
+                next.extend(y.into_iter().map(|mut s| {
+                    s.mark = None;
+                    s.ctmark = None;
+                    s
+                }));
+            } else if !terminal(&r.action) {
+                next.extend(y.into_iter().map(|s| go_on(&r.action, s)));
+            }
+            batch = next;
+            if batch.len() > 64 {
+                coalesce_states(&mut batch);
+            }
+        }
+    }
+    out
+}
+
+/// Merge states that differ only in their cube.
+fn coalesce_states(batch: &mut Vec<State>) {
+    let mut groups: Vec<(State, Vec<Cube>)> = Vec::new();
+    for s in batch.drain(..) {
+        match groups.iter_mut().find(|(g, _)| {
+            g.ct == s.ct
+                && g.mark == s.mark
+                && g.ctmark == s.ctmark
+                && g.xf == s.xf
+                && g.tcp_flags == s.tcp_flags
+        }) {
+            Some((_, v)) => v.push(s.cube),
+            None => {
+                let c = s.cube.clone();
+                groups.push((s, vec![c]));
+            }
+        }
+    }
+    for (g, mut cubes) in groups {
+        coalesce(&mut cubes);
+        for c in cubes {
+            let mut x = g.clone();
+            x.cube = c;
+            batch.push(x);
+        }
+    }
+}
+
+/// Redundant, shadowed and contradictory rules of a host's ruleset.
+pub fn find(hr: &HostRules) -> Vec<Redundancy> {
+    let sets = SetDb {
+        ipsets: hr.ipsets.as_ref(),
+    };
+    let info = HostInfo::default();
+    let mut per: Vec<HashMap<(usize, usize, usize), Redundancy>> = Vec::new();
+    let mut fams = Vec::new();
+    for v6 in [false, true] {
+        if hr.has_family(v6) {
+            let c = compile(&hr.ruleset, &sets, &info, v6);
+            per.push(family(hr, &c, &info));
+            fams.push(v6);
+        }
+    }
+    // A rule of an inet table must be dead for both families.
+    let mut out: Vec<Redundancy> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, m) in per.iter().enumerate() {
+        for (key, r) in m {
+            let t = &hr.ruleset.tables[key.0];
+            if t.family == Family::Inet
+                && per
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| j != i && !o.contains_key(key))
+            {
+                continue;
+            }
+            if seen.insert(*key) {
+                out.push(r.clone());
+            }
+        }
+    }
+    let _ = fams;
+    out.sort_by_key(|a| (a.rule.file.clone(), a.rule.line));
+    out
+}
