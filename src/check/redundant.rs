@@ -126,27 +126,38 @@ struct Sweep<'a> {
 
 impl Sweep<'_> {
     /// (matched, maybe, rest) of a rule over a batch.
-    fn cut(&self, r: &CRule, batch: &[State]) -> (Vec<State>, Vec<State>, Vec<State>) {
-        let (mut ys, mut us, mut ns) = (Vec::new(), Vec::new(), Vec::new());
+    fn cut(&self, r: &CRule, batch: Vec<State>) -> (Vec<State>, Vec<State>, Vec<State>) {
+        let (mut ys, mut us, mut ns) = (Vec::new(), Vec::new(), Vec::with_capacity(batch.len()));
         let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
         for s in batch {
             y.clear();
             u.clear();
             n.clear();
-            if !self.e.eval_rule(r, s, self.hook, &mut y, &mut u, &mut n) {
-                ns.push(s.clone());
+            if !self.e.eval_rule(r, &s, self.hook, &mut y, &mut u, &mut n) {
+                ns.push(s);
                 continue;
             }
-            let with = |c: &Cube| {
+            let with = |c: Cube| {
                 let mut x = s.clone();
-                x.cube = c.clone();
+                x.cube = c;
                 x
             };
-            ys.extend(y.iter().map(with));
-            us.extend(u.iter().map(with));
-            ns.extend(n.iter().map(with));
+            ys.extend(y.drain(..).map(with));
+            us.extend(u.drain(..).map(with));
+            ns.extend(n.drain(..).map(with));
         }
         (ys, us, ns)
+    }
+
+    /// Whether a rule matches (or may match) any state of the batch.
+    fn touches(&self, r: &CRule, batch: &[State]) -> bool {
+        let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        batch.iter().any(|s| {
+            y.clear();
+            u.clear();
+            n.clear();
+            self.e.eval_rule(r, s, self.hook, &mut y, &mut u, &mut n)
+        })
     }
 
     /// Do rules `from..` of chain `id` (or its policy) decide every state in
@@ -166,7 +177,7 @@ impl Sweep<'_> {
             if batch.is_empty() {
                 return Some(by);
             }
-            let (y, u, n) = self.cut(r, &batch);
+            let (y, u, n) = self.cut(r, batch);
             if !u.is_empty() {
                 return None;
             }
@@ -227,12 +238,13 @@ fn family(
         };
         let entry = entry_states(c);
         let mut batch = entry.clone();
+        let mut last_size = batch.len();
         for (ri, r) in chain.rules.iter().enumerate() {
             let key = (chain.table, chain.pos, ri);
-            let (y, u, n) = sw.cut(r, &batch);
+            let (y, u, n) = sw.cut(r, std::mem::take(&mut batch));
             if y.is_empty() && u.is_empty() {
                 // Dead here: why?
-                let (my, mu, _) = sw.cut(r, &entry);
+                let (my, mu, _) = sw.cut(r, entry.clone());
                 if my.is_empty() && mu.is_empty() {
                     out.insert(
                         key,
@@ -251,8 +263,7 @@ fn family(
                         if !terminal(&rj.action) {
                             continue;
                         }
-                        let (a, b, _) = sw.cut(rj, &mine);
-                        if a.is_empty() && b.is_empty() {
+                        if !sw.touches(rj, &mine) {
                             continue;
                         }
                         differ |= !same(&rj.action, &r.action);
@@ -319,8 +330,9 @@ fn family(
                 next.extend(y.into_iter().map(|s| go_on(&r.action, s)));
             }
             batch = next;
-            if batch.len() > 64 {
+            if batch.len() > 64 && batch.len() > 2 * last_size {
                 coalesce_states(&mut batch);
+                last_size = batch.len();
             }
         }
     }
