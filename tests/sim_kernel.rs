@@ -691,6 +691,15 @@ enum Fate {
     Input,
     Forwarded,
     Dropped,
+    /// The simulator met an action it cannot evaluate (any kernel fate agrees).
+    Unknown,
+}
+
+fn fate_of(e: &amwall::sim::End) -> Fate {
+    match e {
+        amwall::sim::End::Unknown { .. } | amwall::sim::End::Loop { .. } => Fate::Unknown,
+        _ => Fate::Dropped,
+    }
 }
 
 type Key = (String, String, Option<usize>);
@@ -732,6 +741,10 @@ struct Checker<'a> {
     setup: &'a Setup,
     tables: Vec<String>,
     unknown: BTreeSet<(usize, usize)>,
+    /// The same rules as the kernel lists them (`nft list ruleset` of what
+    /// iptables-restore loaded), parsed by the nft parser: its verdicts must
+    /// agree as well.
+    listed: Option<compile::Compiled>,
 }
 
 impl Checker<'_> {
@@ -742,7 +755,7 @@ impl Checker<'_> {
         s.cube.ifs = [self.c.ifaces.class_of(iif), self.c.ifaces.class_of("")];
         let mut out = Vec::new();
         let (pre, stop) = e.run_hook(Hook::Prerouting, vec![s]);
-        out.extend(stop.into_iter().map(|(s, _)| (s, Fate::Dropped)));
+        out.extend(stop.into_iter().map(|(s, e)| (s, fate_of(&e))));
         let local: Vec<u128> = self
             .setup
             .local()
@@ -755,7 +768,7 @@ impl Checker<'_> {
             let d = dst.lo();
             if local.contains(&d) || d >> 24 == 127 {
                 let (inp, stop) = e.run_hook(Hook::Input, vec![s]);
-                out.extend(stop.into_iter().map(|(s, _)| (s, Fate::Dropped)));
+                out.extend(stop.into_iter().map(|(s, e)| (s, fate_of(&e))));
                 out.extend(inp.into_iter().map(|s| (s, Fate::Input)));
                 continue;
             }
@@ -768,9 +781,9 @@ impl Checker<'_> {
             // ip_forward decrements the TTL before the forward hook.
             s.ttl = s.ttl.map(|t| t - 1);
             let (fwd, stop) = e.run_hook(Hook::Forward, vec![s]);
-            out.extend(stop.into_iter().map(|(s, _)| (s, Fate::Dropped)));
+            out.extend(stop.into_iter().map(|(s, e)| (s, fate_of(&e))));
             let (post, stop) = e.run_hook(Hook::Postrouting, fwd);
-            out.extend(stop.into_iter().map(|(s, _)| (s, Fate::Dropped)));
+            out.extend(stop.into_iter().map(|(s, e)| (s, fate_of(&e))));
             out.extend(post.into_iter().map(|s| (s, Fate::Forwarded)));
         }
         out
@@ -805,6 +818,7 @@ fn point_state(p: &Pkt, base: CtBase) -> State {
 #[derive(Default)]
 struct Tally {
     related: usize,
+    listed: usize,
     packets: usize,
     compared_rules: usize,
     disagreements: Vec<String>,
@@ -856,12 +870,37 @@ fn probe(
             .collect()
     });
     tally.packets += 1;
+    if let Some(l) = &ck.listed {
+        let other = Checker {
+            c: l.clone(),
+            info: ck.info.clone(),
+            setup: ck.setup,
+            tables: vec![],
+            unknown: BTreeSet::new(),
+            listed: None,
+        };
+        let mut st = state.clone();
+        st.trace = None;
+        let outs = other.run(st, iif);
+        tally.listed += 1;
+        if !outs
+            .iter()
+            .any(|(_, f)| *f == kernel || *f == Fate::Unknown)
+        {
+            tally.disagreements.push(format!(
+                "{} [{what}, as nft lists it] {p:?} in {iif}: kernel {kernel:?}, sim {:?}",
+                case.label,
+                outs.iter().map(|(_, f)| *f).collect::<Vec<_>>()
+            ));
+        }
+    }
     let outcomes = ck.run(state, iif);
     let agree = outcomes.iter().find(|(s, f)| {
-        *f == kernel
-            && fired
-                .as_ref()
-                .map_or(true, |k| *k == matched(&ck.c, s, &ck.tables, &ck.unknown))
+        *f == Fate::Unknown
+            || *f == kernel
+                && fired
+                    .as_ref()
+                    .map_or(true, |k| *k == matched(&ck.c, s, &ck.tables, &ck.unknown))
     });
     if let Some(k) = &fired {
         tally.compared_rules += k.len();
@@ -961,12 +1000,26 @@ fn run_cases(cases: Vec<Case>, per_case: usize, rng: &mut Rng) -> Tally {
         }
         let tables = hr.ruleset.tables.iter().map(|t| t.name.clone()).collect();
         let ports = ports_of(&c);
+        let listed = (!case.nft).then(|| {
+            let text = must(&b.h, &["nft", "list", "ruleset"]);
+            let p = amwall::netfilter::nft::parse("nft list ruleset", &text)
+                .unwrap_or_else(|e| panic!("{}: nft listing: {e:?}", case.label));
+            compile(
+                &p.ruleset,
+                &SetDb {
+                    ipsets: hr.ipsets.as_ref(),
+                },
+                &info,
+                false,
+            )
+        });
         let ck = Checker {
             c,
             info,
             setup: &case.setup,
             tables,
             unknown,
+            listed,
         };
         let ifaces: Vec<String> = case.setup.ifaces.iter().map(|(n, _)| n.clone()).collect();
         let local = case.setup.local();
@@ -1137,10 +1190,11 @@ fn run_cases(cases: Vec<Case>, per_case: usize, rng: &mut Rng) -> Tally {
 
 fn report(name: &str, t: &Tally) {
     println!(
-        "{name}: {} packets compared with the kernel ({} rule counters, {} helper-expected connections), {} disagreements",
+        "{name}: {} packets compared with the kernel ({} rule counters, {} helper-expected connections, {} also through the nft listing), {} disagreements",
         t.packets,
         t.compared_rules,
         t.related,
+        t.listed,
         t.disagreements.len()
     );
     assert!(
