@@ -239,10 +239,16 @@ fn family(
         let entry = entry_states(c);
         let mut batch = entry.clone();
         let mut last_size = batch.len();
+        // Rules dead in this chain, and "the later rules do the same" findings
+        // with the rules they rely on: a finding that relies on a dead rule is
+        // dropped (of two duplicates only the second is reported).
+        let mut dead: Vec<usize> = Vec::new();
+        let mut later: Vec<(usize, Vec<usize>)> = Vec::new();
         for (ri, r) in chain.rules.iter().enumerate() {
             let key = (chain.table, chain.pos, ri);
             let (y, u, n) = sw.cut(r, std::mem::take(&mut batch));
             if y.is_empty() && u.is_empty() {
+                dead.push(ri);
                 // Dead here: why?
                 let (my, mu, _) = sw.cut(r, entry.clone());
                 if my.is_empty() && mu.is_empty() {
@@ -293,6 +299,7 @@ fn family(
             {
                 if let Some(by) = sw.decides_same(id, ri + 1, &r.action, y.clone()) {
                     if !by.is_empty() {
+                        later.push((ri, by.clone()));
                         out.insert(
                             key,
                             Redundancy {
@@ -333,6 +340,11 @@ fn family(
             if batch.len() > 64 && batch.len() > 2 * last_size {
                 coalesce_states(&mut batch);
                 last_size = batch.len();
+            }
+        }
+        for (ri, by) in later {
+            if by.iter().any(|j| dead.contains(j)) {
+                out.remove(&(chain.table, chain.pos, ri));
             }
         }
     }
