@@ -348,7 +348,7 @@ impl Bench {
         // The host itself sends nothing here (no RSTs, no ICMP errors): its
         // own packets would pass the ruleset's output and postrouting chains
         // and move their counters. A chain before every other one drops them.
-        let obs = "table ip amwobs {\n\tchain in {\n\t\ttype filter hook input priority 10000; policy accept;\n\t\tcounter\n\t}\n\tchain post {\n\t\ttype filter hook postrouting priority 10000; policy accept;\n\t\tip ttl 63 counter\n\t}\n\tchain out {\n\t\ttype filter hook output priority -1000; policy drop;\n\t}\n}\n";
+        let obs = "table ip amwobs {\n\tchain pre {\n\t\ttype filter hook prerouting priority -1000; policy accept;\n\t\tcounter\n\t}\n\tchain in {\n\t\ttype filter hook input priority 10000; policy accept;\n\t\tcounter\n\t}\n\tchain post {\n\t\ttype filter hook postrouting priority 10000; policy accept;\n\t\tip ttl 63 counter\n\t}\n\tchain out {\n\t\ttype filter hook output priority -1000; policy drop;\n\t}\n}\n";
         let o = h.exec(&["nft", "-f", "-"], Some(obs)).unwrap();
         assert!(o.ok(), "observer: {}", o.stderr);
         Bench { ports, h, _s: s }
@@ -379,15 +379,15 @@ impl Bench {
         }
     }
 
-    /// (input, forwarded) packets the observer has counted.
-    fn observed(&self) -> (u64, u64) {
+    /// (arrived, input, forwarded) packets the observer has counted.
+    fn observed(&self) -> (u64, u64, u64) {
         let out = must(&self.h, &["nft", "list", "table", "ip", "amwobs"]);
         let n: Vec<u64> = out
             .split("counter packets ")
             .skip(1)
             .map(|x| x.split_whitespace().next().unwrap().parse().unwrap())
             .collect();
-        (n[0], n[1])
+        (n[0], n[1], n[2])
     }
 
     /// Rule and policy packet counters of the iptables tables.
@@ -840,13 +840,24 @@ fn probe(
     let before = b.observed();
     let cnt_before = (!case.nft).then(|| b.counters());
     b.send(iif, p);
-    std::thread::sleep(Duration::from_millis(4));
+    // The packet has been through the stack once the first chain counted it
+    // (prerouting to input or postrouting runs in one softirq pass).
     let mut after = b.observed();
-    if after == before {
-        std::thread::sleep(Duration::from_millis(6));
+    for _ in 0..200 {
+        if after.0 > before.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
         after = b.observed();
     }
-    let kernel = match (after.0 - before.0, after.1 - before.1) {
+    assert!(
+        after.0 > before.0,
+        "{}: the packet never arrived",
+        case.label
+    );
+    std::thread::sleep(Duration::from_millis(2));
+    let after = b.observed();
+    let kernel = match (after.1 - before.1, after.2 - before.2) {
         (0, 0) => Fate::Dropped,
         (1, 0) => Fate::Input,
         (0, 1) => Fate::Forwarded,
