@@ -690,6 +690,9 @@ impl<'a> Walker<'a> {
         //    later packets (what the host received), with the host's connection.
         let complete: Vec<&Vec<Conn>> = cur.iter().map(|(_, t)| &hists[*t as usize]).collect();
         for h in &complete {
+            // Hops where NOTRACK keeps the reply from its connection: there
+            // the initiator's next packets are not ESTABLISHED.
+            let mut unanswered: Vec<usize> = Vec::new();
             for conn in h.iter().rev() {
                 let hop = &path.hops[conn.hop];
                 let mut r = full.clone();
@@ -706,7 +709,14 @@ impl<'a> Walker<'a> {
                 );
                 s.ctmark = conn.ctmark;
                 s.local_origin = matches!(hop.kind, HopKind::Destination | HopKind::Loopback);
-                let (_, found) = self.hop_back(hop, vec![s]).settle();
+                let (passed, found) = self.hop_back(hop, vec![s]).settle();
+                if passed
+                    .iter()
+                    .chain(found.iter().map(|f| &f.0))
+                    .any(|s| s.ct.untracked)
+                {
+                    unanswered.push(conn.hop);
+                }
                 for (s, hook, p, certain) in found {
                     findings.push(self.finding(
                         hop.host,
@@ -726,13 +736,17 @@ impl<'a> Walker<'a> {
                 c.iv[DST] = conn.orig[1].clone();
                 c.iv[SPORT] = conn.orig[2].clone();
                 c.iv[DPORT] = conn.orig[3].clone();
-                let mut s = self.new_state(
-                    c,
-                    Self::conn_ct(conn, CtDirection::Original),
-                    flow.proto,
-                    0x10,
-                    64,
-                );
+                let mut ct = Self::conn_ct(conn, CtDirection::Original);
+                if unanswered.contains(&conn.hop) {
+                    // Conntrack saw no reply: UDP stays NEW, a TCP ACK is INVALID.
+                    ct.base = if flow.proto == Proto::Tcp {
+                        CtBase::Invalid
+                    } else {
+                        CtBase::New
+                    };
+                    ct.status = (crate::sim::engine::ST_CONFIRMED, 0);
+                }
+                let mut s = self.new_state(c, ct, flow.proto, 0x10, 64);
                 s.ctmark = conn.ctmark;
                 s.local_origin = matches!(hop.kind, HopKind::Origin | HopKind::Loopback);
                 let (_, found) = self

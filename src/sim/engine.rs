@@ -1331,7 +1331,12 @@ impl<'a> Engine<'a> {
                             run.push(s);
                             continue;
                         }
-                        if let Some((addr, port)) = s.ct.pending[m].clone() {
+                        // Only a packet conntrack associated with its
+                        // connection gets the connection's NAT (not one
+                        // NOTRACK took out of conntrack).
+                        if let Some((addr, port)) =
+                            s.ct.has_entry().then(|| s.ct.pending[m].clone()).flatten()
+                        {
                             let (ad, pd) = if *dst { (DST, DPORT) } else { (SRC, SPORT) };
                             if let Some(a) = addr {
                                 s.xf[ad] = Some(a);

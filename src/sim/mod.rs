@@ -258,14 +258,19 @@ pub fn reply_of(first: &State, trace: bool) -> State {
     s
 }
 
-/// A later packet of the same connection in the original direction
-/// (ESTABLISHED), as it arrives where `first` arrived.
-pub fn later_of(first: &State, trace: bool) -> State {
-    let mut s = State::new(
-        first.cube.clone(),
-        conn_of(first, CtDirection::Original),
-        trace,
-    );
+/// A later packet of the same connection in the original direction, as it
+/// arrives where `first` arrived: ESTABLISHED once conntrack has seen a
+/// reply (`answered`); otherwise still NEW for UDP and ICMP (the entry exists,
+/// with its NAT, but has seen no reply), and INVALID for a TCP ACK that
+/// answers no SYN-ACK.
+pub fn later_of(first: &State, answered: bool, trace: bool) -> State {
+    let mut ct = conn_of(first, CtDirection::Original);
+    if !answered {
+        let tcp = first.cube.iv[space::PROTO] == space::IvSet::point(6);
+        ct.base = if tcp { CtBase::Invalid } else { CtBase::New };
+        ct.status = (engine::ST_CONFIRMED, 0);
+    }
+    let mut s = State::new(first.cube.clone(), ct, trace);
     s.ctmark = first.ctmark;
     s.tcp_flags = first.tcp_flags.map(|_| 0x10);
     s.local_origin = first.local_origin;
