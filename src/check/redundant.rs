@@ -125,18 +125,24 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
-    /// (matched, maybe, rest) of a rule over a batch.
-    fn cut(&self, r: &CRule, batch: Vec<State>) -> (Vec<State>, Vec<State>, Vec<State>) {
-        let (mut ys, mut us, mut ns) = (Vec::new(), Vec::new(), Vec::with_capacity(batch.len()));
+    /// Cut a batch by a rule: the matched and maybe-matched parts come out,
+    /// the rest stays in `batch` (untouched states are not moved).
+    fn cut(&self, r: &CRule, batch: &mut Vec<State>) -> (Vec<State>, Vec<State>) {
+        let (mut ys, mut us, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for s in batch {
+        let mut i = 0;
+        while i < batch.len() {
             y.clear();
             u.clear();
             n.clear();
-            if !self.e.eval_rule(r, &s, self.hook, &mut y, &mut u, &mut n) {
-                ns.push(s);
+            if !self
+                .e
+                .eval_rule(r, &batch[i], self.hook, &mut y, &mut u, &mut n)
+            {
+                i += 1;
                 continue;
             }
+            let s = batch.swap_remove(i);
             let with = |c: Cube| {
                 let mut x = s.clone();
                 x.cube = c;
@@ -144,9 +150,10 @@ impl Sweep<'_> {
             };
             ys.extend(y.drain(..).map(with));
             us.extend(u.drain(..).map(with));
-            ns.extend(n.drain(..).map(with));
+            rest.extend(n.drain(..).map(with));
         }
-        (ys, us, ns)
+        batch.append(&mut rest);
+        (ys, us)
     }
 
     /// Whether a rule matches (or may match) any state of the batch.
@@ -177,7 +184,7 @@ impl Sweep<'_> {
             if batch.is_empty() {
                 return Some(by);
             }
-            let (y, u, n) = self.cut(r, batch);
+            let (y, u) = self.cut(r, &mut batch);
             if !u.is_empty() {
                 return None;
             }
@@ -194,17 +201,12 @@ impl Sweep<'_> {
                         if !by.contains(&ri) {
                             by.push(ri);
                         }
-                        batch = n;
                         continue;
                     }
                     _ => return None,
                 }
-                let mut nb = n;
-                nb.extend(y);
-                batch = nb;
-                continue;
+                batch.extend(y);
             }
-            batch = n;
         }
         if batch.is_empty() {
             return Some(by);
@@ -246,11 +248,11 @@ fn family(
         let mut later: Vec<(usize, Vec<usize>)> = Vec::new();
         for (ri, r) in chain.rules.iter().enumerate() {
             let key = (chain.table, chain.pos, ri);
-            let (y, u, n) = sw.cut(r, std::mem::take(&mut batch));
+            let (y, u) = sw.cut(r, &mut batch);
             if y.is_empty() && u.is_empty() {
                 dead.push(ri);
                 // Dead here: why?
-                let (my, mu, _) = sw.cut(r, entry.clone());
+                let (my, mu) = sw.cut(r, &mut entry.clone());
                 if my.is_empty() && mu.is_empty() {
                     out.insert(
                         key,
@@ -321,7 +323,7 @@ fn family(
                 }
             }
             // The batch going on.
-            let mut next = n;
+            let mut next = std::mem::take(&mut batch);
             next.extend(u);
             if r.effects
                 .iter()
