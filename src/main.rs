@@ -171,7 +171,8 @@ enum Command {
         /// `ipset save` output with the members of the sets the rules name.
         #[arg(long, value_name = "FILE")]
         ipset: Option<PathBuf>,
-        /// The packet, e.g. 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]' (see below).
+        /// The packet, e.g. 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]' (see
+        /// below); quoted or as separate words, after the options.
         #[arg(value_name = "PACKET", required = true, num_args = 1.., allow_hyphen_values = true)]
         packet: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
@@ -423,6 +424,14 @@ fn explain(
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::check::{explain, load, HostRules, RulesFile};
+    if let Some(o) = packet
+        .split_whitespace()
+        .find(|w| w.starts_with("--") && w.len() > 2)
+    {
+        return Err(amwall::Error::Usage(format!(
+            "`{o}` after the packet: give options before PACKET"
+        )));
+    }
     let p = amwall::sim::packet::parse(packet).map_err(|e| {
         amwall::Error::Usage(format!(
             "packet `{packet}`: {e} (see amwall explain --help)"

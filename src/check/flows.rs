@@ -118,6 +118,48 @@ fn v4(a: std::net::Ipv4Addr) -> IvSet {
 /// A packet the topology did not expect here, and why.
 type Rejected = Box<(State, Problem)>;
 
+/// A finding with whether it is certain.
+type Settled = (State, Option<Hook>, Problem, bool);
+
+impl HopOut {
+    /// A drop on a branch that assumed an undecidable match is still certain
+    /// for the packets no branch lets through (nor leaves undecided): those
+    /// are dropped whichever way the match goes. Splits such findings into
+    /// that certain part and the rest.
+    fn settle(self) -> (Vec<State>, Vec<Settled>) {
+        let mut open: Vec<Cube> = self.passed.iter().map(|s| s.cube.clone()).collect();
+        open.extend(
+            self.findings
+                .iter()
+                .filter(|(_, _, p)| matches!(p, Problem::Unknown { .. }))
+                .map(|(s, _, _)| s.cube.clone()),
+        );
+        let mut out = Vec::new();
+        for (s, h, p) in self.findings {
+            if !s.tainted() || !matches!(p, Problem::Blocked { .. }) {
+                let certain = !s.tainted() && !matches!(p, Problem::Unknown { .. });
+                out.push((s, h, p, certain));
+                continue;
+            }
+            let mut sure = subtract(std::slice::from_ref(&s.cube), &open);
+            coalesce(&mut sure);
+            let mut maybe = subtract(std::slice::from_ref(&s.cube), &sure);
+            coalesce(&mut maybe);
+            for c in sure {
+                let mut x = s.clone();
+                x.cube = c;
+                out.push((x, h, p.clone(), true));
+            }
+            for c in maybe {
+                let mut x = s.clone();
+                x.cube = c;
+                out.push((x, h, p.clone(), false));
+            }
+        }
+        (self.passed, out)
+    }
+}
+
 struct HopOut {
     passed: Vec<State>,
     findings: Vec<(State, Option<Hook>, Problem)>,
@@ -432,6 +474,7 @@ impl<'a> Walker<'a> {
         s
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn finding(
         &self,
         host: HostId,
@@ -440,8 +483,8 @@ impl<'a> Walker<'a> {
         s: &State,
         hook: Option<Hook>,
         problem: Problem,
+        certain: bool,
     ) -> Finding {
-        let certain = !s.tainted() && !matches!(problem, Problem::Unknown { .. });
         let c = &s.cube;
         let (sp, dp) = if kind == PacketKind::Reply {
             (&c.iv[DPORT], &c.iv[SPORT])
@@ -566,12 +609,20 @@ impl<'a> Walker<'a> {
                 s.tag = *tag;
                 states.push(s);
             }
-            let out = self.hop_forward(hop, &next_name(hi), states);
-            for (s, hook, p) in out.findings {
-                findings.push(self.finding(hop.host, PacketKind::First, &full, &s, hook, p));
+            let (passed, found) = self.hop_forward(hop, &next_name(hi), states).settle();
+            for (s, hook, p, certain) in found {
+                findings.push(self.finding(
+                    hop.host,
+                    PacketKind::First,
+                    &full,
+                    &s,
+                    hook,
+                    p,
+                    certain,
+                ));
             }
             let mut next = Vec::new();
-            for s in out.passed {
+            for s in passed {
                 let mut h = hists[s.tag as usize].clone();
                 let conn = Conn {
                     hop: hi,
@@ -628,6 +679,7 @@ impl<'a> Walker<'a> {
                         Problem::SourcePort {
                             port: c.iv[SPORT].to_string(),
                         },
+                        true,
                     ));
                 }
             }
@@ -638,6 +690,9 @@ impl<'a> Walker<'a> {
         //    later packets (what the host received), with the host's connection.
         let complete: Vec<&Vec<Conn>> = cur.iter().map(|(_, t)| &hists[*t as usize]).collect();
         for h in &complete {
+            // Hops where NOTRACK keeps the reply from its connection: there
+            // the initiator's next packets are not ESTABLISHED.
+            let mut unanswered: Vec<usize> = Vec::new();
             for conn in h.iter().rev() {
                 let hop = &path.hops[conn.hop];
                 let mut r = full.clone();
@@ -654,9 +709,24 @@ impl<'a> Walker<'a> {
                 );
                 s.ctmark = conn.ctmark;
                 s.local_origin = matches!(hop.kind, HopKind::Destination | HopKind::Loopback);
-                let out = self.hop_back(hop, vec![s]);
-                for (s, hook, p) in out.findings {
-                    findings.push(self.finding(hop.host, PacketKind::Reply, &full, &s, hook, p));
+                let (passed, found) = self.hop_back(hop, vec![s]).settle();
+                if passed
+                    .iter()
+                    .chain(found.iter().map(|f| &f.0))
+                    .any(|s| s.ct.untracked)
+                {
+                    unanswered.push(conn.hop);
+                }
+                for (s, hook, p, certain) in found {
+                    findings.push(self.finding(
+                        hop.host,
+                        PacketKind::Reply,
+                        &full,
+                        &s,
+                        hook,
+                        p,
+                        certain,
+                    ));
                 }
             }
             for conn in h.iter() {
@@ -666,17 +736,23 @@ impl<'a> Walker<'a> {
                 c.iv[DST] = conn.orig[1].clone();
                 c.iv[SPORT] = conn.orig[2].clone();
                 c.iv[DPORT] = conn.orig[3].clone();
-                let mut s = self.new_state(
-                    c,
-                    Self::conn_ct(conn, CtDirection::Original),
-                    flow.proto,
-                    0x10,
-                    64,
-                );
+                let mut ct = Self::conn_ct(conn, CtDirection::Original);
+                if unanswered.contains(&conn.hop) {
+                    // Conntrack saw no reply: UDP stays NEW, a TCP ACK is INVALID.
+                    ct.base = if flow.proto == Proto::Tcp {
+                        CtBase::Invalid
+                    } else {
+                        CtBase::New
+                    };
+                    ct.status = (crate::sim::engine::ST_CONFIRMED, 0);
+                }
+                let mut s = self.new_state(c, ct, flow.proto, 0x10, 64);
                 s.ctmark = conn.ctmark;
                 s.local_origin = matches!(hop.kind, HopKind::Origin | HopKind::Loopback);
-                let out = self.hop_forward(hop, &next_name(conn.hop), vec![s]);
-                for (s, hook, p) in out.findings {
+                let (_, found) = self
+                    .hop_forward(hop, &next_name(conn.hop), vec![s])
+                    .settle();
+                for (s, hook, p, certain) in found {
                     // A NAT mismatch shows with the first packet already.
                     if !matches!(p, Problem::Nat { .. }) {
                         findings.push(self.finding(
@@ -686,6 +762,7 @@ impl<'a> Walker<'a> {
                             &s,
                             hook,
                             p,
+                            certain,
                         ));
                     }
                 }

@@ -31,16 +31,18 @@ impl PacketKind {
 /// name the initiator connects to, `port` the first destination port.
 pub fn blocked(flow: &Flow, kind: PacketKind, host: &str, port: u16) -> String {
     let udp = flow.proto == Proto::Udp;
-    // UDP control (bsd, bsdudp): the REQ needs an ACK back (A:common-src/protocol.c);
-    // no reply means "timeout waiting for ACK" — DESIGN.md's first row. A REP that
-    // comes back after conntrack forgot the flow gives "timeout waiting for REP"
-    // (DESIGN.md's second row). A blocked ACK from the server makes the client log
-    // "timeout waiting for ACK for our REP" (amanda-protocol.md §4).
+    // UDP control (bsd, bsdudp), A:common-src/protocol.c: after the REQ the
+    // server waits for an ACK (s_ackwait: "timeout waiting for ACK" when none
+    // comes, DESIGN.md's first row: blocked replies end here), then for the
+    // REP (s_repwait: "timeout waiting for REP", DESIGN.md's second row: a REP
+    // that comes after conntrack forgot the flow). Its ACK of the REP is the
+    // only later packet: the request completes, and the client's amandad
+    // logs "timeout waiting for ACK for our REP" (amanda-protocol.md §4).
     let control = |who: &str, prefix: &str| -> String {
         let end = if prefix.starts_with('[') { "]" } else { "" };
         match (udp, kind, flow.auth) {
             (true, PacketKind::Later, _) => format!(
-                "{who}: \"{prefix}timeout waiting for REP{end}\"; the client's amandad logs \"timeout waiting for ACK for our REP\""
+                "the client's amandad: \"timeout waiting for ACK for our REP\" ({who} gets its reply; retried requests are lost)"
             ),
             (true, _, _) => format!("{who}: \"{prefix}timeout waiting for ACK{end}\""),
             (false, _, Auth::Ssh) => format!(

@@ -263,6 +263,12 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
             ));
             continue;
         };
+        if !hr.has_family(false) {
+            warnings.push(format!(
+                "{name}: {} has no IPv4 tables: Amanda's (IPv4) packets pass it unfiltered",
+                hr.file_names()
+            ));
+        }
         let info = host_info(d, h);
         let compiled = compile(
             &hr.ruleset,

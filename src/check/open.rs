@@ -125,12 +125,7 @@ fn run(
     route: &RouteFn,
 ) -> (Vec<Accepted>, Vec<Accepted>) {
     let e = Engine::new(c, info);
-    let dbg = std::env::var_os("AMWALL_DEBUG").is_some();
-    let t0 = std::time::Instant::now();
     let (pre, _) = e.run_hook(Hook::Prerouting, start);
-    if dbg {
-        eprintln!("prerouting: {} states, {:?}", pre.len(), t0.elapsed());
-    }
     let mut to_in = Vec::new();
     let mut to_fwd = Vec::new();
     let mut routed = Vec::new();
@@ -148,9 +143,6 @@ fn run(
         }
     }
     let (inp, _) = e.run_hook(Hook::Input, to_in);
-    if dbg {
-        eprintln!("input: {} states, {:?}", inp.len(), t0.elapsed());
-    }
     let input: Vec<Accepted> = inp
         .into_iter()
         .map(|s| Accepted {
@@ -170,13 +162,7 @@ fn run(
             s
         })
         .collect();
-    if dbg {
-        eprintln!("forward: {} states, {:?}", fwd.len(), t0.elapsed());
-    }
     let (post, _) = e.run_hook(Hook::Postrouting, fwd);
-    if dbg {
-        eprintln!("postrouting: {} states, {:?}", post.len(), t0.elapsed());
-    }
     let forward = post
         .into_iter()
         .map(|s| Accepted {

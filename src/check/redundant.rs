@@ -125,28 +125,46 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
-    /// (matched, maybe, rest) of a rule over a batch.
-    fn cut(&self, r: &CRule, batch: &[State]) -> (Vec<State>, Vec<State>, Vec<State>) {
-        let (mut ys, mut us, mut ns) = (Vec::new(), Vec::new(), Vec::new());
+    /// Cut a batch by a rule: the matched and maybe-matched parts come out,
+    /// the rest stays in `batch` (untouched states are not moved).
+    fn cut(&self, r: &CRule, batch: &mut Vec<State>) -> (Vec<State>, Vec<State>) {
+        let (mut ys, mut us, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
-        for s in batch {
+        let mut i = 0;
+        while i < batch.len() {
             y.clear();
             u.clear();
             n.clear();
-            if !self.e.eval_rule(r, s, self.hook, &mut y, &mut u, &mut n) {
-                ns.push(s.clone());
+            if !self
+                .e
+                .eval_rule(r, &batch[i], self.hook, &mut y, &mut u, &mut n)
+            {
+                i += 1;
                 continue;
             }
-            let with = |c: &Cube| {
+            let s = batch.swap_remove(i);
+            let with = |c: Cube| {
                 let mut x = s.clone();
-                x.cube = c.clone();
+                x.cube = c;
                 x
             };
-            ys.extend(y.iter().map(with));
-            us.extend(u.iter().map(with));
-            ns.extend(n.iter().map(with));
+            ys.extend(y.drain(..).map(with));
+            us.extend(u.drain(..).map(with));
+            rest.extend(n.drain(..).map(with));
         }
-        (ys, us, ns)
+        batch.append(&mut rest);
+        (ys, us)
+    }
+
+    /// Whether a rule matches (or may match) any state of the batch.
+    fn touches(&self, r: &CRule, batch: &[State]) -> bool {
+        let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        batch.iter().any(|s| {
+            y.clear();
+            u.clear();
+            n.clear();
+            self.e.eval_rule(r, s, self.hook, &mut y, &mut u, &mut n)
+        })
     }
 
     /// Do rules `from..` of chain `id` (or its policy) decide every state in
@@ -166,7 +184,7 @@ impl Sweep<'_> {
             if batch.is_empty() {
                 return Some(by);
             }
-            let (y, u, n) = self.cut(r, &batch);
+            let (y, u) = self.cut(r, &mut batch);
             if !u.is_empty() {
                 return None;
             }
@@ -183,17 +201,12 @@ impl Sweep<'_> {
                         if !by.contains(&ri) {
                             by.push(ri);
                         }
-                        batch = n;
                         continue;
                     }
                     _ => return None,
                 }
-                let mut nb = n;
-                nb.extend(y);
-                batch = nb;
-                continue;
+                batch.extend(y);
             }
-            batch = n;
         }
         if batch.is_empty() {
             return Some(by);
@@ -227,12 +240,19 @@ fn family(
         };
         let entry = entry_states(c);
         let mut batch = entry.clone();
+        let mut last_size = batch.len();
+        // Rules dead in this chain, and "the later rules do the same" findings
+        // with the rules they rely on: a finding that relies on a dead rule is
+        // dropped (of two duplicates only the second is reported).
+        let mut dead: Vec<usize> = Vec::new();
+        let mut later: Vec<(usize, Vec<usize>)> = Vec::new();
         for (ri, r) in chain.rules.iter().enumerate() {
             let key = (chain.table, chain.pos, ri);
-            let (y, u, n) = sw.cut(r, &batch);
+            let (y, u) = sw.cut(r, &mut batch);
             if y.is_empty() && u.is_empty() {
+                dead.push(ri);
                 // Dead here: why?
-                let (my, mu, _) = sw.cut(r, &entry);
+                let (my, mu) = sw.cut(r, &mut entry.clone());
                 if my.is_empty() && mu.is_empty() {
                     out.insert(
                         key,
@@ -251,8 +271,7 @@ fn family(
                         if !terminal(&rj.action) {
                             continue;
                         }
-                        let (a, b, _) = sw.cut(rj, &mine);
-                        if a.is_empty() && b.is_empty() {
+                        if !sw.touches(rj, &mine) {
                             continue;
                         }
                         differ |= !same(&rj.action, &r.action);
@@ -282,6 +301,7 @@ fn family(
             {
                 if let Some(by) = sw.decides_same(id, ri + 1, &r.action, y.clone()) {
                     if !by.is_empty() {
+                        later.push((ri, by.clone()));
                         out.insert(
                             key,
                             Redundancy {
@@ -303,7 +323,7 @@ fn family(
                 }
             }
             // The batch going on.
-            let mut next = n;
+            let mut next = std::mem::take(&mut batch);
             next.extend(u);
             if r.effects
                 .iter()
@@ -319,8 +339,14 @@ fn family(
                 next.extend(y.into_iter().map(|s| go_on(&r.action, s)));
             }
             batch = next;
-            if batch.len() > 64 {
+            if batch.len() > 64 && batch.len() > 2 * last_size {
                 coalesce_states(&mut batch);
+                last_size = batch.len();
+            }
+        }
+        for (ri, by) in later {
+            if by.iter().any(|j| dead.contains(j)) {
+                out.remove(&(chain.table, chain.pos, ri));
             }
         }
     }

@@ -963,7 +963,12 @@ pub fn compile(rs: &Ruleset, sets: &SetDb, host: &HostInfo, v6: bool) -> Compile
             });
         }
     }
-    // Slots per hook, in kernel order.
+    // Slots per hook, in kernel order. The first nat chain of a family makes
+    // the NAT core register on all four hooks (nf_nat_register_fn), so
+    // replies and later packets are rewritten even where no nat chain is.
+    let any_nat = chains
+        .iter()
+        .any(|c| c.base.as_ref().is_some_and(|b| b.kind == ChainType::Nat));
     let mut slots: [Vec<Slot>; 5] = Default::default();
     for (hi, hook) in HOOKS.iter().enumerate() {
         // (priority, tie-break, slot)
@@ -980,7 +985,7 @@ pub fn compile(rs: &Ruleset, sets: &SetDb, host: &HostInfo, v6: bool) -> Compile
                 items.push((b.priority, 2 + id, Slot::Chain(id)));
             }
         }
-        if !nat.is_empty() {
+        if !nat.is_empty() || any_nat && *hook != Hook::Forward {
             nat.sort();
             items.push((
                 nat_priority(*hook),

@@ -334,64 +334,58 @@ const COALESCE_AT: usize = 200;
 /// uncertain as its parts). Traced states are left alone.
 pub fn coalesce_states(batch: &mut Vec<State>) {
     use std::collections::HashMap;
-    if batch.iter().any(|s| s.trace.is_some()) {
+    use std::hash::{Hash, Hasher};
+    if batch.len() < 2 || batch.iter().any(|s| s.trace.is_some()) {
         return;
     }
-    type Key = (
-        Xf,
-        Option<u32>,
-        Option<u32>,
-        Ct,
-        Option<u8>,
-        Option<u8>,
-        Option<u16>,
-        bool,
-        bool,
-        Option<RuleRef>,
-        u32,
-    );
-    let mut groups: HashMap<Key, usize> = HashMap::new();
+    // Everything but the cube and the taint list, hashed without copying.
+    fn hash(s: &State) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        s.xf.hash(&mut h);
+        (s.mark, s.ctmark, s.tcp_flags, s.ttl, s.len).hash(&mut h);
+        (s.local_origin, s.tainted(), s.accepted_by, s.tag).hash(&mut h);
+        s.ct.hash(&mut h);
+        h.finish()
+    }
+    fn same(a: &State, b: &State) -> bool {
+        a.xf == b.xf
+            && (a.mark, a.ctmark, a.tcp_flags, a.ttl, a.len)
+                == (b.mark, b.ctmark, b.tcp_flags, b.ttl, b.len)
+            && (a.local_origin, a.tainted(), a.accepted_by, a.tag)
+                == (b.local_origin, b.tainted(), b.accepted_by, b.tag)
+            && a.ct == b.ct
+    }
+    let mut groups: HashMap<u64, Vec<usize>> = HashMap::with_capacity(batch.len());
     let mut out: Vec<(State, Vec<Cube>)> = Vec::new();
-    for s in batch.drain(..) {
-        let key: Key = (
-            s.xf.clone(),
-            s.mark,
-            s.ctmark,
-            s.ct.clone(),
-            s.tcp_flags,
-            s.ttl,
-            s.len,
-            s.local_origin,
-            s.tainted(),
-            s.accepted_by,
-            s.tag,
-        );
-        match groups.get(&key) {
-            Some(&i) => {
+    for mut s in batch.drain(..) {
+        let slot = groups.entry(hash(&s)).or_default();
+        match slot.iter().copied().find(|&i| same(&out[i].0, &s)) {
+            Some(i) => {
                 let (g, cubes) = &mut out[i];
                 for t in &s.taint {
                     if g.taint.len() < 8 && !g.taint.contains(t) {
                         g.taint.push(*t);
                     }
                 }
-                cubes.push(s.cube);
+                cubes.push(std::mem::replace(&mut s.cube, Cube::full(false, 0, 0)));
             }
             None => {
-                groups.insert(key, out.len());
-                let c = s.cube.clone();
+                slot.push(out.len());
+                let c = std::mem::replace(&mut s.cube, Cube::full(false, 0, 0));
                 out.push((s, vec![c]));
             }
         }
     }
-    for (g, mut cubes) in out {
-        if cubes.len() == 1 {
-            batch.push(g);
-            continue;
+    for (mut g, mut cubes) in out {
+        if cubes.len() > 1 {
+            coalesce(&mut cubes);
         }
-        coalesce(&mut cubes);
+        let last = cubes.pop().expect("one cube at least");
         for c in cubes {
             batch.push(g.with(c));
         }
+        g.cube = last;
+        batch.push(g);
     }
 }
 
@@ -1331,7 +1325,12 @@ impl<'a> Engine<'a> {
                             run.push(s);
                             continue;
                         }
-                        if let Some((addr, port)) = s.ct.pending[m].clone() {
+                        // Only a packet conntrack associated with its
+                        // connection gets the connection's NAT (not one
+                        // NOTRACK took out of conntrack).
+                        if let Some((addr, port)) =
+                            s.ct.has_entry().then(|| s.ct.pending[m].clone()).flatten()
+                        {
                             let (ad, pd) = if *dst { (DST, DPORT) } else { (SRC, SPORT) };
                             if let Some(a) = addr {
                                 s.xf[ad] = Some(a);

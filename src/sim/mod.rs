@@ -185,3 +185,94 @@ pub fn explain(rs: &Ruleset, ipsets: Option<&IpSets>, p: &Packet) -> Explained {
         verdict: v,
     }
 }
+
+/// The tuples and NAT of the connection a first packet opened on this host,
+/// from its final state: what later packets and replies are matched against.
+fn conn_of(first: &State, dir: CtDirection) -> Ct {
+    use space::*;
+    let orig = &first.cube;
+    let fin = first.effective_cube();
+    let o = |d: usize| orig.iv[d].clone();
+    let f = |d: usize| fin.iv[d].clone();
+    let mut ct = Ct::new_conn(CtBase::Established, dir);
+    ct.nat_done = [true, true];
+    ct.nat_bits = first.ct.nat_bits;
+    ct.helper = first.ct.helper.clone();
+    let (dnat, snat) = (first.ct.nat_bits[0], first.ct.nat_bits[1]);
+    ct.pending = if dir == CtDirection::Reply {
+        // The SNAT is undone at the destination slot, the DNAT at the source slot.
+        [
+            snat.then(|| (Some(o(SRC)), Some(o(SPORT)))),
+            dnat.then(|| (Some(o(DST)), Some(o(DPORT)))),
+        ]
+        .into()
+    } else {
+        [
+            dnat.then(|| (Some(f(DST)), Some(f(DPORT)))),
+            snat.then(|| (Some(f(SRC)), Some(f(SPORT)))),
+        ]
+        .into()
+    };
+    ct.tuples = Some(Box::new([
+        o(SRC),
+        o(DST),
+        o(SPORT),
+        o(DPORT),
+        f(DST),
+        f(SRC),
+        f(DPORT),
+        f(SPORT),
+    ]));
+    ct
+}
+
+/// The first reply to the connection whose first packet passed this host
+/// ending as `first`: ESTABLISHED, reply direction, addressed to what the
+/// first packet became, with the connection's NAT undone where the kernel
+/// undoes it (destination at prerouting/output, source at input/postrouting).
+/// TCP replies carry SYN+ACK, an ICMP echo request gets an echo reply.
+/// Interfaces are left for the caller to set.
+pub fn reply_of(first: &State, trace: bool) -> State {
+    use space::*;
+    let fin = first.effective_cube();
+    let mut c = first.cube.clone();
+    c.iv[SRC] = fin.iv[DST].clone();
+    c.iv[DST] = fin.iv[SRC].clone();
+    c.iv[SPORT] = fin.iv[DPORT].clone();
+    c.iv[DPORT] = fin.iv[SPORT].clone();
+    let proto = c.iv[PROTO].lo() as u8;
+    if compile::is_icmp(proto) {
+        // Echo request (8 / 128) → echo reply (0 / 129).
+        let ty = fin.iv[DPORT].lo() >> 8;
+        let reply = match ty {
+            8 => 0,
+            128 => 129,
+            t => t,
+        };
+        c.iv[DPORT] = IvSet::point(reply << 8);
+        c.iv[SPORT] = IvSet::point(0);
+    }
+    let mut s = State::new(c, conn_of(first, CtDirection::Reply), trace);
+    s.ctmark = first.ctmark;
+    s.tcp_flags = first.tcp_flags.map(|_| 0x12);
+    s
+}
+
+/// A later packet of the same connection in the original direction, as it
+/// arrives where `first` arrived: ESTABLISHED once conntrack has seen a
+/// reply (`answered`); otherwise still NEW for UDP and ICMP (the entry exists,
+/// with its NAT, but has seen no reply), and INVALID for a TCP ACK that
+/// answers no SYN-ACK.
+pub fn later_of(first: &State, answered: bool, trace: bool) -> State {
+    let mut ct = conn_of(first, CtDirection::Original);
+    if !answered {
+        let tcp = first.cube.iv[space::PROTO] == space::IvSet::point(6);
+        ct.base = if tcp { CtBase::Invalid } else { CtBase::New };
+        ct.status = (engine::ST_CONFIRMED, 0);
+    }
+    let mut s = State::new(first.cube.clone(), ct, trace);
+    s.ctmark = first.ctmark;
+    s.tcp_flags = first.tcp_flags.map(|_| 0x10);
+    s.local_origin = first.local_origin;
+    s
+}

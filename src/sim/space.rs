@@ -143,24 +143,40 @@ impl IvSet {
             Some(_) => None,
         }
     }
-    /// Whether `o` lies inside this set, outside it, or both.
+    /// Whether some value of `iv` is in the set.
+    pub fn overlaps(&self, iv: &Iv) -> bool {
+        let i = self.ivs.partition_point(|x| x.hi < iv.lo);
+        i < self.ivs.len() && self.ivs[i].lo <= iv.hi
+    }
+
+    /// Whether `o` lies inside this set (true), outside it (false), or both
+    /// (None). Logarithmic in the larger set for the common shapes.
     pub fn relation(&self, o: &IvSet) -> Option<bool> {
         if o.ivs.len() == 1 {
             return self.classify(&o.ivs[0]);
         }
-        let mut inside = false;
-        let mut outside = false;
-        for iv in &o.ivs {
-            match self.classify(iv) {
-                Some(true) => inside = true,
-                Some(false) => outside = true,
-                None => return None,
-            }
-            if inside && outside {
-                return None;
-            }
+        if self.ivs.is_empty() || o.ivs.is_empty() {
+            return Some(false);
         }
-        Some(inside)
+        let overlap = if self.ivs.len() <= o.ivs.len() {
+            self.ivs.iter().any(|r| o.overlaps(r))
+        } else {
+            o.ivs.iter().any(|c| self.overlaps(c))
+        };
+        if !overlap {
+            return Some(false);
+        }
+        let hull = o.hull();
+        if self.ivs.len() == 1 {
+            return self.ivs[0].covers(&hull).then_some(true);
+        }
+        if !self.hull().covers(&hull) {
+            return None;
+        }
+        o.ivs
+            .iter()
+            .all(|c| self.classify(c) == Some(true))
+            .then_some(true)
     }
     pub fn complement(&self, max: u128) -> IvSet {
         let mut out = Ivs::with_capacity(self.ivs.len() + 1);
@@ -397,7 +413,8 @@ pub fn coalesce(cubes: &mut Vec<Cube>) {
     if cubes.len() < 2 {
         return;
     }
-    loop {
+    // Two rounds catch nearly everything; more rarely pay for themselves.
+    for _ in 0..2 {
         let before = cubes.len();
         for d in 0..DIMS + 2 {
             merge_along(cubes, d);

@@ -1,0 +1,64 @@
+//! Parse + full over-permissive analysis of the 4,841-rule ruleset from
+//! `../shared/rulesets/real-world/` (fffuu, the Isabelle-verified analyser,
+//! took 127 s on it on this kind of 2-core machine; the target is < 1 s).
+//! Also the redundancy search and one explained packet.
+//!
+//! `cargo bench --bench analysis` (criterion; reports in target/criterion).
+
+use std::path::PathBuf;
+
+use amwall::check::{self, HostRules, Options, RulesFile};
+use amwall::sim::{self, packet};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const CHAIR: &str =
+    "configs_chair_for_Network_Architectures_and_Services_iptables-save-2015-05-15_14-14-46";
+
+fn text() -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/rulesets/real-world")
+        .join(CHAIR);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn load(text: &str) -> HostRules {
+    HostRules::new(
+        vec![RulesFile::parse(CHAIR, text.to_string()).unwrap()],
+        None,
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let text = text();
+    let mut g = c.benchmark_group("chair-4841-rules");
+    g.sample_size(10);
+    g.bench_function("parse", |b| b.iter(|| load(&text)));
+    g.bench_function("parse + over-permissive analysis", |b| {
+        b.iter(|| {
+            let hr = load(&text);
+            check::audit(
+                &[("chair".into(), hr)],
+                Options {
+                    open: true,
+                    redundant: false,
+                },
+            )
+        })
+    });
+    g.bench_function("parse + over-permissive + redundant/shadowed", |b| {
+        b.iter(|| {
+            let hr = load(&text);
+            check::audit(&[("chair".into(), hr)], Options::default())
+        })
+    });
+    let hr = load(&text);
+    let p = packet::parse("tcp 198.51.100.7:40000 -> 131.159.20.52:22 in eth1.110 out eth1.109")
+        .unwrap();
+    g.bench_function("explain one packet", |b| {
+        b.iter(|| sim::explain(&hr.ruleset, None, &p))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

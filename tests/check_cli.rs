@@ -1,0 +1,219 @@
+//! `amwall check` and `amwall explain` end to end: exit codes (0 fine, 1 a
+//! flow blocked, 2 bad input), the text an admin reads, JSON for pipelines.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn amwall(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amwall"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run amwall");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The wiki example's rules, written by `amwall plan`.
+fn planned(dir: &Path) -> PathBuf {
+    let out = dir.join("out");
+    let (code, _, err) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+fn rules_args(out: &Path, lhost: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for (h, f) in [
+        ("tshost", out.join("tshost.rules")),
+        ("fwhost", out.join("fwhost.nft")),
+        ("lhost", PathBuf::from(lhost)),
+        ("rhost", out.join("rhost.rules")),
+    ] {
+        v.push("--rules".to_string());
+        v.push(format!("{h}={}", f.display()));
+    }
+    v
+}
+
+#[test]
+fn planned_rules_pass_and_a_dropped_rule_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = planned(dir.path());
+    let lhost = out.join("lhost.rules");
+    let mut args = vec!["check".to_string(), "examples/wiki.toml".into()];
+    args.extend(rules_args(&out, lhost.to_str().unwrap()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = amwall(&a);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Verdict: PASS: 24 of 24 flows pass."),
+        "{stdout}"
+    );
+
+    // lhost without its udp 10080 rule: exit 1, BLOCKED at the policy line.
+    let text = std::fs::read_to_string(&lhost).unwrap();
+    let broken = dir.path().join("lhost-broken.rules");
+    std::fs::write(
+        &broken,
+        text.lines()
+            .filter(|l| !l.contains("--dport 10080"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let policy = text
+        .lines()
+        .position(|l| l.starts_with(":INPUT DROP"))
+        .unwrap()
+        + 1;
+    let mut args = vec!["check".to_string(), "examples/wiki.toml".into()];
+    args.extend(rules_args(&out, broken.to_str().unwrap()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, _) = amwall(&a);
+    assert_eq!(code, 1, "{stdout}");
+    let at = format!("BLOCKED on lhost at {}:{policy}", broken.display());
+    assert!(stdout.contains(&at), "{at}\n{stdout}");
+    assert!(
+        stdout.contains("Amanda: amcheck: \"selfcheck request failed: timeout waiting for ACK\"")
+    );
+
+    // The same as JSON.
+    args.push("--format".into());
+    args.push("json".into());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, _) = amwall(&a);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let blocked = v["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["result"]["status"] == "blocked")
+        .count();
+    assert!(blocked >= 3, "{blocked}");
+}
+
+#[test]
+fn bad_input_exits_2_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.rules");
+    std::fs::write(
+        &bad,
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp --dport\nCOMMIT\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = amwall(&["check", "--rules", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bad.rules:3:"), "{stderr}");
+    // A topology needs HOST=FILE.
+    let (code, _, stderr) = amwall(&[
+        "check",
+        "examples/wiki.toml",
+        "--rules",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("expected HOST=FILE"), "{stderr}");
+    let (code, _, stderr) = amwall(&[
+        "explain",
+        "--rules",
+        "missing.rules",
+        "tcp 192.0.2.1:1 -> 192.0.2.2:2",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.rules"), "{stderr}");
+}
+
+#[test]
+fn explain_traces_the_issue_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rules.v4");
+    std::fs::write(
+        &f,
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:AMANDA - [0:0]\n\
+         -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A INPUT -i eth0 -p tcp -m tcp --dport 10080 -j AMANDA\n\
+         -A AMANDA -s 192.0.2.2/32 -p tcp -m tcp --sport 512:1023 -j ACCEPT\n\
+         -A AMANDA -j LOG --log-prefix \"amanda: \"\nCOMMIT\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = amwall(&[
+        "explain",
+        "--rules",
+        f.to_str().unwrap(),
+        "tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("ip filter INPUT (priority 0, policy drop)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("jump ip filter AMANDA"), "{stdout}");
+    assert!(
+        stdout.contains(":8") && stdout.contains("MATCH"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("Verdict: ACCEPT"), "{stdout}");
+    // From a non-privileged port the AMANDA chain returns and the policy drops.
+    let (_, stdout, _) = amwall(&[
+        "explain",
+        "--rules",
+        f.to_str().unwrap(),
+        "tcp",
+        "192.0.2.2:40000",
+        "->",
+        "192.0.2.3:10080",
+        "in",
+        "eth0",
+    ]);
+    assert!(
+        stdout.contains("end of AMANDA: back to the caller"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("→ DROP at"), "{stdout}");
+    assert!(stdout.contains(":INPUT DROP (policy)"), "{stdout}");
+    // A range of source ports splits into parts.
+    let (_, stdout, _) = amwall(&[
+        "explain",
+        "--rules",
+        f.to_str().unwrap(),
+        "--format",
+        "json",
+        "tcp 192.0.2.2:1000-1100 -> 192.0.2.3:10080 in eth0",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["verdict"], "mixed");
+    assert_eq!(v["parts"].as_array().unwrap().len(), 2);
+    // A bad packet is a usage error that points at the syntax.
+    let (code, _, stderr) = amwall(&[
+        "explain",
+        "--rules",
+        f.to_str().unwrap(),
+        "tcp 192.0.2.2 -> nowhere",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("see amwall explain --help"), "{stderr}");
+    let (code, _, stderr) = amwall(&[
+        "explain",
+        "--rules",
+        f.to_str().unwrap(),
+        "tcp 192.0.2.2:1 -> 192.0.2.3:2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("give options before PACKET"), "{stderr}");
+    let (code, stdout, _) = amwall(&["explain", "--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("PROTO SRC[:SPORT] -> DST[:DPORT]") && stdout.contains("state S"));
+}
