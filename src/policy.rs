@@ -58,7 +58,8 @@ pub struct PolicyRule {
     pub sport: Option<PortRange>,
     /// Sorted, merged, non-empty.
     pub dports: Vec<PortRange>,
-    /// Port forward target (Place::Dnat).
+    /// Port forward target (Place::Dnat); on a Place::Forward rule, the rule
+    /// passes only connections conntrack DNAT'd (to this address).
     pub dnat_to: Option<Ipv4Addr>,
     /// Indexes into the plan's flows that need this rule.
     pub flows: Vec<usize>,
@@ -140,14 +141,15 @@ pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) 
                         need(Place::Dnat, &hop.in_iface, None, Some(hop.dst), Some(to));
                     }
                     if f.helper != HelperRole::Expected {
-                        // FORWARD sees the destination after DNAT and the source before SNAT.
+                        // FORWARD sees the destination after DNAT and the source before
+                        // SNAT; `dnat_to` marks the rule as only for port-forwarded packets.
                         let dst = hop.dnat_to.unwrap_or(hop.dst);
                         need(
                             Place::Forward,
                             &hop.in_iface,
                             hop.out_iface.clone(),
                             Some(dst),
-                            None,
+                            hop.dnat_to,
                         );
                     }
                     if f.helper == HelperRole::Assign {
@@ -498,7 +500,8 @@ fn addrs_cover(a: &Addrs, b: &Addrs, groups: &[AddrGroup]) -> bool {
 pub fn covers(a: &PolicyRule, b: &PolicyRule, groups: &[AddrGroup]) -> bool {
     let opt_cover = |x: &Option<String>, y: &Option<String>| x.is_none() || x == y;
     a.place == b.place
-        && a.dnat_to == b.dnat_to
+        // A forward rule for any packet covers one for port-forwarded packets only.
+        && (a.dnat_to == b.dnat_to || (a.place == Place::Forward && a.dnat_to.is_none()))
         && a.proto == b.proto
         && opt_cover(&a.in_iface, &b.in_iface)
         && opt_cover(&a.out_iface, &b.out_iface)

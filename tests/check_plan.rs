@@ -100,24 +100,52 @@ fn every_planned_ruleset_passes_check() {
     assert!(checked > 400, "only {checked} flow checks");
 }
 
-/// The plan opens nothing to a plain host that no flow needs: whatever its
-/// input accepts beyond the flows is only for the management service.
+/// The plan opens nothing that no flow needs, on plain hosts and routers,
+/// with either backend: whatever input accepts beyond the flows is only for
+/// the management service (counted as needed), and a router forwards only
+/// what flows cross it (port forwards only for connections it DNAT'd).
 #[test]
-fn planned_input_rules_open_nothing_beyond_need() {
+fn planned_rules_open_nothing_beyond_need() {
     for (label, plan) in common::variants() {
-        let hosts = rules(&plan, false);
-        let report = check::check(&plan, &hosts, Options::default());
-        for h in &report.hosts {
-            for v in h.open.iter().filter(|v| v.view == "input") {
-                assert!(
-                    v.groups.is_empty(),
-                    "{label}/{}: input accepts beyond need:\n{}",
-                    h.host,
-                    describe(&report)
-                );
+        for nft in [false, true] {
+            let hosts = rules(&plan, nft);
+            let report = check::check(&plan, &hosts, Options::default());
+            for h in &report.hosts {
+                assert!(!h.open.is_empty(), "{label}/{}: no open view", h.host);
+                for v in &h.open {
+                    assert!(
+                        v.groups.is_empty(),
+                        "{label}/{} ({}): {} accepts beyond need:\n{}",
+                        h.host,
+                        if nft { "nft" } else { "iptables" },
+                        v.view,
+                        describe(&report)
+                    );
+                }
             }
         }
     }
+}
+
+/// Without the DNAT condition, fwhost's forward rules for rhost's recovery
+/// also pass packets sent straight to tshost's inner address: open beyond
+/// need, reported at the rule's line with the exact extra packets.
+#[test]
+fn forward_without_dnat_condition_is_open_beyond_need() {
+    let plan = wiki_bsd();
+    let hosts = edited(&plan, "fwhost", &|t| t.replace(" -m conntrack --ctstate DNAT", ""));
+    let report = check::check(&plan, &hosts, Options::default());
+    assert!(report.flows.iter().all(|f| f.result.status == Status::Pass));
+    let fw = report.hosts.iter().find(|h| h.host == "fwhost").unwrap();
+    let fwd = fw.open.iter().find(|v| v.view == "forward").unwrap();
+    assert!(!fwd.groups.is_empty(), "{}", describe(&report));
+    let text = describe(&report);
+    assert!(
+        text.contains("from 2.3.4.5 to 192.168.2.2 in eth1 out eth0"),
+        "{text}"
+    );
+    let inp = fw.open.iter().find(|v| v.view == "input").unwrap();
+    assert!(inp.groups.is_empty(), "{text}");
 }
 
 fn wiki_bsd() -> Plan {

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::load::{HostRules, Loc};
-use crate::netfilter::{CtDirection, Family, Hook, Policy};
-use crate::sim::compile::{Atom, CAction, CRule, Compiled};
+use crate::netfilter::{CtDirection, CtState, CtStatus, Family, Hook, Policy};
+use crate::sim::compile::{Atom, CAction, CRule, Compiled, StAtom};
 use crate::sim::engine::{CtBase, Engine, State};
 use crate::sim::space::*;
 use crate::sim::{compile, Ct, HostInfo, SetDb};
@@ -40,20 +40,33 @@ pub struct Redundancy {
 }
 
 /// Every conntrack situation a chain can be entered with; marks unknown.
+/// Connections differ in whether NAT changed them only when a rule asks
+/// (`--ctstate DNAT`, `ct status snat`): then every combination is an entry.
 fn entry_states(c: &Compiled) -> Vec<State> {
     let all = c.ifaces.all();
+    let nat_combos: &[[bool; 2]] = if asks_nat_bits(c) {
+        &[[false, false], [true, false], [false, true], [true, true]]
+    } else {
+        &[[false, false]]
+    };
     let mut out = Vec::new();
     let mut mk = |base: CtBase, dir: CtDirection, untracked: bool| {
-        let mut ct = Ct::new_conn(base, dir);
-        ct.seen = true;
-        ct.untracked = untracked;
-        ct.first = true;
-        ct.status = (0, 0xff);
-        let mut s = State::new(Cube::full(c.v6, all, all), ct, false);
-        s.mark = None;
-        s.ctmark = None;
-        s.local_origin = true;
-        out.push(s);
+        for nat in nat_combos {
+            if untracked && *nat != [false, false] {
+                continue;
+            }
+            let mut ct = Ct::new_conn(base, dir);
+            ct.seen = true;
+            ct.untracked = untracked;
+            ct.first = true;
+            ct.status = (0, 0xff);
+            ct.nat_bits = *nat;
+            let mut s = State::new(Cube::full(c.v6, all, all), ct, false);
+            s.mark = None;
+            s.ctmark = None;
+            s.local_origin = true;
+            out.push(s);
+        }
     };
     mk(CtBase::New, CtDirection::Original, false);
     mk(CtBase::Established, CtDirection::Original, false);
@@ -63,6 +76,25 @@ fn entry_states(c: &Compiled) -> Vec<State> {
     mk(CtBase::Invalid, CtDirection::Original, false);
     mk(CtBase::New, CtDirection::Original, true);
     out
+}
+
+/// Does any rule test the connection's NAT bits?
+fn asks_nat_bits(c: &Compiled) -> bool {
+    fn atom(a: &Atom) -> bool {
+        match a {
+            Atom::St(StAtom::CtState(v), _) => {
+                v.contains(&CtState::Dnat) || v.contains(&CtState::Snat)
+            }
+            Atom::St(StAtom::CtStatus(v), _) => {
+                v.contains(&CtStatus::Dnat) || v.contains(&CtStatus::Snat)
+            }
+            Atom::And(v) | Atom::Or(v) => v.iter().any(atom),
+            _ => false,
+        }
+    }
+    c.chains
+        .iter()
+        .any(|ch| ch.rules.iter().any(|r| r.atoms.iter().any(atom)))
 }
 
 fn terminal(a: &CAction) -> bool {

@@ -128,6 +128,9 @@ pub(crate) fn ct_status_name(s: CtStatus) -> &'static str {
         CtStatus::SeenReply => "SEEN_REPLY",
         CtStatus::Assured => "ASSURED",
         CtStatus::Confirmed => "CONFIRMED",
+        // Only reachable from nft input: iptables has these as --ctstate.
+        CtStatus::Snat => "SNAT",
+        CtStatus::Dnat => "DNAT",
     }
 }
 

@@ -302,6 +302,10 @@ pub enum CtStatus {
     SeenReply,
     Assured,
     Confirmed,
+    /// nft's `ct status snat` / `dnat`: the connection's source (destination) was
+    /// translated. iptables spells the same kernel bits `--ctstate SNAT` / `DNAT`.
+    Snat,
+    Dnat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -247,6 +247,8 @@ fn special(m: &Match, fam: Family, proto: &str) -> String {
                     CtStatus::SeenReply => "seen-reply",
                     CtStatus::Assured => "assured",
                     CtStatus::Confirmed => "confirmed",
+                    CtStatus::Snat => "snat",
+                    CtStatus::Dnat => "dnat",
                 })
                 .collect();
             format!("ct status {ne}{}", names.join(","))

@@ -9,7 +9,7 @@ pub mod summary;
 use crate::model::PortRange;
 use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, BaseChain, Chain, ChainType,
-    CtHelper, CtState, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
+    CtHelper, CtState, CtStatus, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
 };
 use crate::policy::{AddrGroup, Addrs, HostPolicy, Place, PolicyRule};
 
@@ -45,8 +45,20 @@ fn loopback() -> Rule {
     Rule::new(vec![Match::InIface("lo".into())], Action::Accept)
 }
 
+/// Which spelling of "the destination was port-forwarded" a backend uses.
+#[derive(Clone, Copy)]
+enum Flavor {
+    Iptables,
+    Nft,
+}
+
 /// The matches of a policy rule, with `src` given (sets are resolved by the caller).
-fn matches(r: &PolicyRule, src: Option<Addr>, dports: &[PortRange]) -> Vec<Match> {
+///
+/// A forward rule for a port-forwarded flow also requires that conntrack DNAT'd
+/// the connection: without it the rule would pass packets sent straight to the
+/// inner address (from a neighbour on the outer link, or spoofed), which no flow
+/// needs and `amwall check` rightly reports as open beyond need.
+fn matches(r: &PolicyRule, src: Option<Addr>, dports: &[PortRange], flavor: Flavor) -> Vec<Match> {
     let mut m = Vec::new();
     if let Some(i) = &r.in_iface {
         m.push(Match::InIface(i.clone()));
@@ -67,6 +79,12 @@ fn matches(r: &PolicyRule, src: Option<Addr>, dports: &[PortRange]) -> Vec<Match
         m.push(Match::SPort(vec![sp]));
     }
     m.push(Match::DPort(dports.to_vec()));
+    if r.place == Place::Forward && r.dnat_to.is_some() {
+        m.push(match flavor {
+            Flavor::Iptables => Match::CtState(vec![CtState::Dnat]),
+            Flavor::Nft => Match::CtStatus(vec![CtStatus::Dnat]),
+        });
+    }
     m
 }
 
@@ -117,7 +135,7 @@ fn iptables_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
             for chunk in multiport_chunks(&r.dports) {
                 out.push(
                     Rule::new(
-                        matches(r, s.clone(), &chunk),
+                        matches(r, s.clone(), &chunk, Flavor::Iptables),
                         action(r, crate::amanda::facts::HELPER_NAME),
                     )
                     .with_comment(&r.label),
@@ -257,7 +275,11 @@ fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
                 Addrs::Net(n) => Some(Addr::Net(*n)),
                 Addrs::Group(g) => Some(Addr::Set(hp.groups[*g].name.clone())),
             };
-            Rule::new(matches(r, src, &r.dports), action(r, NFT_HELPER_OBJ)).with_comment(&r.label)
+            Rule::new(
+                matches(r, src, &r.dports, Flavor::Nft),
+                action(r, NFT_HELPER_OBJ),
+            )
+            .with_comment(&r.label)
         })
         .collect()
 }

@@ -2428,6 +2428,8 @@ fn ct_status(w: &str) -> Option<CtStatus> {
         "seen-reply" => CtStatus::SeenReply,
         "assured" => CtStatus::Assured,
         "confirmed" => CtStatus::Confirmed,
+        "snat" => CtStatus::Snat,
+        "dnat" => CtStatus::Dnat,
         _ => return None,
     })
 }
