@@ -141,8 +141,12 @@ enum Command {
         after_help = "Files are told apart by their content: iptables-save, ip6tables-save, `nft list ruleset`, `nft -j list ruleset`. A host of the topology without --rules is treated as accepting everything (with a warning)."
     )]
     Check {
-        /// Topology file (TOML). Optional: without it every ruleset is audited on its own.
+        /// Topology file (TOML). Optional: with --amanda-config, --hosts and --server
+        /// the flows come from the Amanda config on a flat network; with neither,
+        /// every ruleset is audited on its own.
         topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
         /// A host's ruleset, HOST=FILE (repeatable; several files for one host merge,
         /// e.g. rules.v4 and rules.v6). Without a topology FILE alone is enough.
         #[arg(long = "rules", value_name = "HOST=FILE", required = true)]
@@ -315,12 +319,21 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         } => lab(topology, backend, auth, helper, keep, &drop, format),
         Command::Check {
             topology,
+            amanda,
             rules,
             ipset,
             no_open,
             no_redundant,
             format,
-        } => check(topology, &rules, &ipset, no_open, no_redundant, format),
+        } => check(
+            topology,
+            &amanda,
+            &rules,
+            &ipset,
+            no_open,
+            no_redundant,
+            format,
+        ),
         Command::Explain {
             rules,
             ipset,
@@ -357,6 +370,7 @@ fn ipsets_for(
 
 fn check(
     topology: Option<PathBuf>,
+    amanda: &AmandaArgs,
     rules: &[String],
     ipset: &[String],
     no_open: bool,
@@ -364,13 +378,14 @@ fn check(
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::check::{self, HostRules, RulesFile};
+    let with_flows = topology.is_some() || amanda.amanda_config.is_some();
     // HOST=FILE, in the order given; several files per host merge.
     let mut order: Vec<String> = Vec::new();
     let mut files: std::collections::HashMap<String, Vec<RulesFile>> = Default::default();
     for spec in rules {
         let (host, path) = match spec.split_once('=') {
             Some((h, f)) if !h.is_empty() && !h.contains('/') => (h.to_string(), f.to_string()),
-            _ if topology.is_none() => {
+            _ if !with_flows => {
                 let stem = std::path::Path::new(spec)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
@@ -399,12 +414,11 @@ fn check(
         open: !no_open,
         redundant: !no_redundant,
     };
-    let report = match &topology {
-        Some(t) => {
-            let plan = Plan::build(model::load_file(t)?)?;
-            check::check(&plan, &hosts, opts)
-        }
-        None => check::audit(&hosts, opts),
+    let report = if with_flows {
+        let plan = Plan::build(amanda.load(topology.as_ref())?)?;
+        check::check(&plan, &hosts, opts)
+    } else {
+        check::audit(&hosts, opts)
     };
     match format {
         Format::Text => print!("{}", check::report::text(&report)),

@@ -217,3 +217,56 @@ fn explain_traces_the_issue_example() {
     assert_eq!(code, 0);
     assert!(stdout.contains("PROTO SRC[:SPORT] -> DST[:DPORT]") && stdout.contains("state S"));
 }
+
+/// `check` takes its flows from the admin's Amanda files as `plan` does
+/// (flat network from --hosts and --server): the rules planned from them
+/// pass, and a client whose rules are another host's is BLOCKED with
+/// amcheck's message.
+#[test]
+fn check_from_amanda_config_without_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "192.0.2.2 tshost\n192.0.2.1 fwhost\n192.0.2.3 lhost\n192.0.2.5 rhost\n",
+    )
+    .unwrap();
+    let src = [
+        "--amanda-config",
+        "tests/fixtures/amanda/wiki",
+        "--hosts",
+        hosts.to_str().unwrap(),
+        "--server",
+        "tshost",
+    ];
+    let out = dir.path().join("out");
+    let mut args = vec!["plan", "-q", "--out", out.to_str().unwrap()];
+    args.extend(src);
+    let (code, _, err) = amwall(&args);
+    assert_eq!(code, 0, "{err}");
+    let rules = |lhost: &str| -> Vec<String> {
+        let mut v: Vec<String> = vec!["check".into()];
+        v.extend(src.iter().map(|s| s.to_string()));
+        for h in ["tshost", "fwhost", "lhost", "rhost"] {
+            let f = if h == "lhost" { lhost } else { h };
+            v.push("--rules".into());
+            v.push(format!("{h}={}", out.join(format!("{f}.rules")).display()));
+        }
+        v
+    };
+    let a = rules("lhost");
+    let (code, stdout, stderr) = amwall(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("flows pass."), "{stdout}");
+    assert!(!stdout.contains("BLOCKED"), "{stdout}");
+    // lhost loaded with the server's rules: they accept what the server
+    // receives, not the server's requests to amandad on lhost.
+    let a = rules("tshost");
+    let (code, stdout, stderr) = amwall(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("BLOCKED on lhost"), "{stdout}");
+    assert!(
+        stdout.contains("selfcheck request failed: timeout waiting for ACK"),
+        "{stdout}"
+    );
+}

@@ -133,7 +133,9 @@ fn planned_rules_open_nothing_beyond_need() {
 #[test]
 fn forward_without_dnat_condition_is_open_beyond_need() {
     let plan = wiki_bsd();
-    let hosts = edited(&plan, "fwhost", &|t| t.replace(" -m conntrack --ctstate DNAT", ""));
+    let hosts = edited(&plan, "fwhost", &|t| {
+        t.replace(" -m conntrack --ctstate DNAT", "")
+    });
     let report = check::check(&plan, &hosts, Options::default());
     assert!(report.flows.iter().all(|f| f.result.status == Status::Pass));
     let fw = report.hosts.iter().find(|h| h.host == "fwhost").unwrap();
