@@ -227,9 +227,14 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
                 ),
                 Place::Forward => (
                     format!(
-                        "forward {}→{}",
+                        "forward {}→{}{}",
                         r.in_iface.as_deref().unwrap_or("*"),
-                        r.out_iface.as_deref().unwrap_or("*")
+                        r.out_iface.as_deref().unwrap_or("*"),
+                        if r.dnat_to.is_some() {
+                            " (port-forwarded only)"
+                        } else {
+                            ""
+                        }
                     ),
                     who(plan, r.dst.expect("forward rules name a destination")),
                 ),
