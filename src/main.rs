@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -19,6 +20,12 @@ use amwall::render::Backend;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ApplyBackend {
+    Nft,
+    Iptables,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -163,6 +170,44 @@ enum Command {
         no_redundant: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Load one host's planned rules into this machine's kernel in one transaction,
+    /// keep what was loaded before, and roll it back unless confirmed in time from
+    /// a new login (`amwall apply --confirm`). Refuses rules that would drop a new
+    /// connection like the admin's own SSH session (SSH_CONNECTION). Needs root.
+    Apply {
+        /// Topology file (TOML), as for `plan`.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
+        /// The host this machine is in the topology.
+        #[arg(long, required_unless_present_any = ["confirm", "rollback", "watchdog"])]
+        host: Option<String>,
+        /// nft replaces only `table ip amwall`; iptables replaces the tables its
+        /// file names (filter, and raw/nat when used) and fills its ipsets.
+        #[arg(long, value_enum, default_value = "nft")]
+        backend: ApplyBackend,
+        /// Seconds until the previous rules come back unless confirmed.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// Where the previous rules and the pending apply are kept.
+        #[arg(long, value_name = "DIR", default_value = amwall::apply::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Return right after loading (the rollback still happens unless confirmed).
+        #[arg(long)]
+        no_wait: bool,
+        /// Load even if a new connection like the admin's would be dropped.
+        #[arg(long)]
+        force: bool,
+        /// Keep the rules of the pending apply (run it from a new login).
+        #[arg(long, conflicts_with_all = ["rollback", "watchdog", "host"])]
+        confirm: bool,
+        /// Put the previous rules back now.
+        #[arg(long, conflicts_with_all = ["confirm", "watchdog", "host"])]
+        rollback: bool,
+        /// Internal: the detached process that rolls back at the deadline.
+        #[arg(long, hide = true)]
+        watchdog: bool,
     },
     /// Print the full trace of one packet through one host's ruleset: every table
     /// and chain in hook order, every rule tried, the verdict.
@@ -334,6 +379,35 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             no_redundant,
             format,
         ),
+        Command::Apply {
+            topology,
+            amanda,
+            host,
+            backend,
+            timeout,
+            state_dir,
+            no_wait,
+            force,
+            confirm,
+            rollback,
+            watchdog,
+        } => {
+            let state = amwall::apply::StateDir::new(state_dir);
+            if watchdog {
+                return Ok(match amwall::apply::watchdog(&state)? {
+                    amwall::apply::Outcome::Confirmed => ExitCode::SUCCESS,
+                    amwall::apply::Outcome::RolledBack => ExitCode::from(1),
+                    amwall::apply::Outcome::RollbackFailed => ExitCode::from(2),
+                });
+            }
+            if confirm || rollback {
+                amwall::apply::request(&state, confirm)?;
+                return Ok(wait_apply(&state, Duration::from_secs(10), !confirm));
+            }
+            let host = host.expect("clap requires --host here");
+            let plan = Plan::build(amanda.load(topology.as_ref())?)?;
+            apply(&plan, &host, backend, timeout, &state, no_wait, force)
+        }
         Command::Explain {
             rules,
             ipset,
@@ -429,6 +503,110 @@ fn check(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Wait for the watchdog's outcome and say it; exit 0 when the rules stay
+/// (or, for a requested rollback, when it happened), 1 when rolled back.
+fn wait_apply(state: &amwall::apply::StateDir, limit: Duration, want_rollback: bool) -> ExitCode {
+    use amwall::apply::Outcome;
+    match amwall::apply::wait_outcome(state, limit) {
+        Some(Outcome::Confirmed) => {
+            eprintln!("confirmed: the new rules stay");
+            ExitCode::SUCCESS
+        }
+        Some(Outcome::RolledBack) => {
+            eprintln!("rolled back: the previous rules are loaded again");
+            ExitCode::from(if want_rollback { 0 } else { 1 })
+        }
+        Some(Outcome::RollbackFailed) => {
+            eprintln!("ROLLBACK FAILED: {}", state.log().trim());
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!(
+                "no answer from the watchdog in {}; see {}",
+                limit.as_secs(),
+                state.dir.display()
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    plan: &Plan,
+    host: &str,
+    backend: ApplyBackend,
+    timeout: u64,
+    state: &amwall::apply::StateDir,
+    no_wait: bool,
+    force: bool,
+) -> Result<ExitCode, amwall::Error> {
+    use amwall::apply::{self, AdminConn, Kind, Payload};
+    let d = &plan.deployment;
+    let h = d
+        .host_by_name(host)
+        .ok_or_else(|| amwall::Error::Usage(format!("no host `{host}` in {}", d.source_name)))?;
+    let hp = plan
+        .policies
+        .iter()
+        .find(|p| p.host == h)
+        .expect("every host has a policy");
+    let payload = match backend {
+        ApplyBackend::Nft => Payload {
+            kind: Kind::Nft,
+            host: host.into(),
+            rules: plan.nft(hp),
+            ipset: None,
+        },
+        ApplyBackend::Iptables => Payload {
+            kind: Kind::Iptables,
+            host: host.into(),
+            rules: plan.iptables(hp),
+            ipset: plan.ipset(hp),
+        },
+    };
+    let opts = apply::Options {
+        timeout: Duration::from_secs(timeout),
+        admin: std::env::var("SSH_CONNECTION")
+            .ok()
+            .and_then(|v| AdminConn::from_env_value(&v)),
+        force,
+        watchdog_exe: std::env::current_exe().map_err(|source| amwall::Error::Io {
+            path: "/proc/self/exe".into(),
+            source,
+        })?,
+    };
+    let done = apply::apply(state, &payload, &opts)?;
+    for n in &done.notes {
+        eprintln!("note: {n}");
+    }
+    let dir = state.dir.display();
+    eprintln!(
+        "loaded {host}'s rules ({}); they are rolled back in {timeout} s unless confirmed.\n\
+         From a NEW login (that proves new connections still pass), run:\n    \
+         amwall apply --confirm --state-dir {dir}\n\
+         To go back now: amwall apply --rollback --state-dir {dir}",
+        match backend {
+            ApplyBackend::Nft => "nft table ip amwall",
+            ApplyBackend::Iptables => "iptables",
+        }
+    );
+    if no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprintln!("Or press Enter here (proves only that this session survives).");
+        let dir = state.dir.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = amwall::apply::request(&amwall::apply::StateDir::new(dir), true);
+            }
+        });
+    }
+    Ok(wait_apply(state, Duration::from_secs(timeout + 10), false))
 }
 
 fn explain(
