@@ -11,27 +11,45 @@ use std::time::{Duration, Instant};
 
 use amwall::lab::Netns;
 
-const TOPO: &str = r#"
-[amanda]
-auth = "bsdtcp"
-[management]
-from = ["192.0.2.0/25"]
-[[network]]
-name = "lan"
-cidr = "192.0.2.0/24"
-[[host]]
-name = "tshost"
-roles = ["server"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
-[[host]]
-name = "c1"
-roles = ["client"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.3" }]
-[[host]]
-name = "c2"
-roles = ["client"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.4" }]
-"#;
+/// A LAN with the server and clients at the given last octets.
+fn topology(server: u8, clients: &[(&str, &str, u8)]) -> String {
+    let mut t = String::from(
+        "[amanda]\nauth = \"bsdtcp\"\n[management]\nfrom = [\"192.0.2.0/25\"]\n\
+         [[network]]\nname = \"lan\"\ncidr = \"192.0.2.0/24\"\n",
+    );
+    let mut host = |name: &str, roles: &str, octet: u8| {
+        t.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\nroles = [{roles}]\n\
+             interfaces = [{{ name = \"eth0\", network = \"lan\", address = \"192.0.2.{octet}\" }}]\n"
+        ))
+    };
+    host("tshost", "\"server\"", server);
+    for (name, roles, octet) in clients {
+        host(name, roles, *octet);
+    }
+    t
+}
+
+/// The namespace is c1 (192.0.2.3), a client of tshost.
+fn plain() -> String {
+    topology(2, &[("c1", "\"client\"", 3), ("c2", "\"client\"", 4)])
+}
+
+/// The namespace is tshost (192.0.2.3), with five recovering clients: its
+/// rules match an ipset.
+fn with_sets() -> String {
+    let r = "\"client\", \"recover\"";
+    topology(
+        3,
+        &[
+            ("c1", r, 10),
+            ("c2", r, 12),
+            ("c3", r, 14),
+            ("c4", r, 16),
+            ("c5", r, 18),
+        ],
+    )
+}
 
 struct Fixture {
     ns: Netns,
@@ -55,7 +73,7 @@ impl Fixture {
             ns.must(argv).unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("t.toml"), TOPO).unwrap();
+        std::fs::write(dir.path().join("t.toml"), plain()).unwrap();
         Fixture { ns, dir }
     }
 
@@ -331,41 +349,6 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
     assert_eq!(f.sh(&["nft", "list", "ruleset"]), before);
 }
 
-/// Five recovering clients: the server's rules match an ipset.
-const TOPO_SETS: &str = r#"
-[amanda]
-auth = "bsdtcp"
-[management]
-from = ["192.0.2.0/25"]
-[[network]]
-name = "lan"
-cidr = "192.0.2.0/24"
-[[host]]
-name = "tshost"
-roles = ["server"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.3" }]
-[[host]]
-name = "c1"
-roles = ["client", "recover"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.10" }]
-[[host]]
-name = "c2"
-roles = ["client", "recover"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.12" }]
-[[host]]
-name = "c3"
-roles = ["client", "recover"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.14" }]
-[[host]]
-name = "c4"
-roles = ["client", "recover"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.16" }]
-[[host]]
-name = "c5"
-roles = ["client", "recover"]
-interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.18" }]
-"#;
-
 const SET: &str = "amw_in_amrecover_hosts";
 
 /// The ipset the server's rules match is filled by the apply; the rollback
@@ -374,7 +357,7 @@ const SET: &str = "amw_in_amrecover_hosts";
 #[test]
 fn iptables_rollback_restores_ipsets() {
     let f = Fixture::new();
-    f.write_topology("sets.toml", TOPO_SETS);
+    f.write_topology("sets.toml", &with_sets());
     let state = f.state();
     let apply = |f: &Fixture| {
         f.amwall(
