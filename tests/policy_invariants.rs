@@ -27,7 +27,9 @@ fn need(place: Place, hop: &amwall::route::Hop, f: &amwall::amanda::Flow) -> Pol
         proto: f.proto,
         sport: f.sport,
         dports: vec![f.dport],
-        dnat_to: if place == Place::Dnat {
+        // A port-forwarded packet needs the forward rule for DNAT'd
+        // connections (or a wider one).
+        dnat_to: if matches!(place, Place::Dnat | Place::Forward) {
             hop.dnat_to
         } else {
             None
