@@ -595,8 +595,10 @@ impl<'a> Walker<'a> {
                     CtBase::New
                 };
                 let mut ct = Ct::new_conn(base, CtDirection::Original);
-                if let Some(m) = related {
-                    // nf_nat_follow_master: the expected connection gets the master's NAT.
+                if let Some(m) = related.filter(|m| m.dnat.is_some() || m.snat.is_some()) {
+                    // nf_nat_follow_master: the expected connection of a NATed
+                    // master gets the master's NAT (and skips the nat chains);
+                    // otherwise its first packet walks them like a NEW one.
                     ct.nat_done = [true, true];
                     ct.pending = [
                         m.dnat.clone().map(|a| (Some(a), None)),

@@ -1330,8 +1330,13 @@ impl<'a> Engine<'a> {
                     let mut run = Vec::new();
                     let mut done = Vec::new();
                     for mut s in live.drain(..) {
+                        // The nat chains see a connection's first packet —
+                        // also an expected (RELATED) one, unless the expectation
+                        // brought its mapping along (nf_nat_follow_master,
+                        // only when the master was NATed: nf_conntrack_amanda.c).
                         let fresh = s.ct.has_entry()
-                            && s.ct.base == CtBase::New
+                            && (s.ct.base == CtBase::New
+                                || (s.ct.base == CtBase::Related && s.ct.first))
                             && s.ct.dir == CtDirection::Original
                             && !s.ct.nat_done[m];
                         if fresh {
