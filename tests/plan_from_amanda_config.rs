@@ -113,3 +113,74 @@ fn cli_amanda_config_and_hosts_file() {
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tests/fixtures/amanda/wiki/disklist:4:1: disklist host `fwhost` is not in the topology"), "{stderr}");
 }
+
+/// amanda.conf and amanda-client.conf are read by different programs
+/// (amanda-protocol.md §2): the dumper binds in the server's amanda.conf
+/// range, amandad listens in its own host's amanda-client.conf range — on a
+/// client for backups, on the server for recoveries — and amrecover binds in
+/// its host's amanda-client.conf range. Three different ranges here, and each
+/// rule must use the right one.
+#[test]
+fn server_and_client_confs_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("DailySet1");
+    std::fs::create_dir(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("amanda.conf"),
+        "org \"DailySet1\"\nreserved-udp-port 840,860\nunreserved-tcp-port 51000,51010\n\
+         define dumptype bsd-tar {\n  program \"GNUTAR\"\n  auth \"bsd\"\n  client-port 10080\n}\n",
+    )
+    .unwrap();
+    std::fs::write(cfg.join("disklist"), "c1 /etc bsd-tar\n").unwrap();
+    let conf = |name: &str, range: &str| {
+        let p = dir.path().join(format!("{name}.conf"));
+        std::fs::write(
+            &p,
+            format!(
+                "conf \"DailySet1\"\nindex-server \"ts\"\ntape-server \"ts\"\nauth \"bsd\"\n\
+                 client-port 10080\nreserved-udp-port 840,860\nunreserved-tcp-port {range}\n"
+            ),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    let (ts_conf, c1_conf) = (conf("ts", "52000,52010"), conf("c1", "53000,53010"));
+    let topo = format!(
+        "[amanda]\namanda-config = \"{}\"\nauth = \"bsd\"\nclient-port = 10080\n\
+         [[network]]\nname = \"lan\"\ncidr = \"192.0.2.0/24\"\n\
+         [[host]]\nname = \"ts\"\nroles = [\"server\", \"recover\"]\namanda-client-conf = \"{ts_conf}\"\n\
+         interfaces = [{{ name = \"eth0\", network = \"lan\", address = \"192.0.2.2\" }}]\n\
+         [[host]]\nname = \"c1\"\nroles = [\"client\", \"recover\"]\namanda-client-conf = \"{c1_conf}\"\n\
+         interfaces = [{{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }}]\n",
+        cfg.display()
+    );
+    let t = dir.path().join("t.toml");
+    std::fs::write(&t, topo).unwrap();
+    let plan = amwall::Plan::build(amwall::model::load_file(&t).unwrap()).unwrap();
+    let rules = |host: &str| {
+        let hp = plan
+            .policies
+            .iter()
+            .find(|p| plan.deployment.hosts[p.host].name == host)
+            .unwrap();
+        plan.iptables(hp)
+    };
+    let (ts, c1) = (rules("ts"), rules("c1"));
+    // Backup: c1's amandad listens in c1's range; the dumper comes from
+    // the server's amanda.conf range.
+    assert!(
+        c1.contains(
+            "-s 192.0.2.2/32 -i eth0 -p tcp -m tcp --sport 51000:51010 --dport 53000:53010"
+        ),
+        "{c1}"
+    );
+    // Recovery from c1: ts's amandad listens in ts's amanda-client.conf
+    // range; amrecover on c1 binds in c1's.
+    assert!(
+        ts.contains(
+            "-s 192.0.2.3/32 -i eth0 -p tcp -m tcp --sport 53000:53010 --dport 52000:52010"
+        ),
+        "{ts}"
+    );
+    assert!(!ts.contains("--dport 51000:51010"), "{ts}");
+}

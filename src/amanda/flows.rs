@@ -116,7 +116,10 @@ pub fn flows(d: &Deployment) -> Vec<Flow> {
 }
 
 fn backup_flows(d: &Deployment, s: HostId, c: HostId, out: &mut Vec<Flow>) {
+    // The server's programs bind in its amanda.conf ranges; the client's
+    // amandad listens in its amanda-client.conf range.
     let (sv, cl) = (&d.hosts[s].amanda, &d.hosts[c].amanda);
+    let cl_listen = d.hosts[c].client_conf.unreserved_tcp_port;
     // The dumptype's auth must match what the client's amandad runs, so the client's
     // setting decides the conversation.
     let auth = cl.auth;
@@ -188,7 +191,7 @@ fn backup_flows(d: &Deployment, s: HostId, c: HostId, out: &mut Vec<Flow>) {
             initiator: s,
             responder: c,
             proto: Proto::Tcp,
-            dport: cl.unreserved_tcp_port,
+            dport: cl_listen,
             sport: Some(sv.unreserved_tcp_port),
             helper: if helper { HelperRole::Expected } else { HelperRole::None },
             why: if helper {
@@ -201,9 +204,15 @@ fn backup_flows(d: &Deployment, s: HostId, c: HostId, out: &mut Vec<Flow>) {
 }
 
 fn recover_flows(d: &Deployment, s: HostId, r: HostId, out: &mut Vec<Flow>) {
-    let (sv, rc) = (&d.hosts[s].amanda, &d.hosts[r].amanda);
     // amrecover reads auth, client-port, index-server, tape-server from its own
-    // amanda-client.conf (A:recover-src/amrecover.c).
+    // amanda-client.conf (A:recover-src/amrecover.c); amandad on the server
+    // reads the server host's amanda-client.conf, amidxtaped (inetd,
+    // legacy) the server's amanda.conf.
+    let (sv, sv_amandad, rc) = (
+        &d.hosts[s].amanda,
+        &d.hosts[s].client_conf,
+        &d.hosts[r].client_conf,
+    );
     let auth = rc.auth;
     let port = control_port(auth, &rc.client_port);
     let flow = |stream, proto, dport, sport, helper, why: &str| Flow {
@@ -241,7 +250,7 @@ fn recover_flows(d: &Deployment, s: HostId, r: HostId, out: &mut Vec<Flow>) {
                     "recovery streams, one TCP connection per service"
                 },
                 Proto::Tcp,
-                sv.unreserved_tcp_port,
+                sv_amandad.unreserved_tcp_port,
                 Some(rc.unreserved_tcp_port),
                 HelperRole::None,
                 "amandad on the server listens in its unreserved-tcp-port and amrecover connects; the helper cannot open these (it does not parse CTL)",

@@ -49,32 +49,51 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
     for (h, host) in d.hosts.iter().enumerate() {
         let a = &host.amanda;
         let (udp_clients, tcp_clients) = (udp_clients[h], tcp_clients[h]);
-        let binds_udp = udp_clients > 0 || (host.roles.recover && a.auth.is_udp());
+        // What binds reserved ports here: the server's programs (amanda.conf
+        // ranges) and amrecover (amanda-client.conf ranges).
+        let rc = &host.client_conf;
+        let recovers_udp = host.roles.recover && rc.auth.is_udp();
+        let mut udp_ranges = Vec::new();
+        if udp_clients > 0 {
+            udp_ranges.push(a.reserved_udp_port);
+        }
+        if recovers_udp {
+            udp_ranges.push(rc.reserved_udp_port);
+        }
+        let mut tcp_ranges = Vec::new();
+        if tcp_clients > 0 {
+            tcp_ranges.push(a.reserved_tcp_port);
+        }
+        if host.roles.recover && rc.auth == Auth::Bsdtcp {
+            tcp_ranges.push(rc.reserved_tcp_port);
+        }
+        udp_ranges.dedup();
+        tcp_ranges.dedup();
 
         // Debian's ambind refuses privileged UDP binds outside 840-860 (DESIGN.md, A:common-src/security-file.c).
-        if d.build == Build::Debian
-            && binds_udp
-            && !facts::DEBIAN_AMBIND_UDP.covers(&a.reserved_udp_port)
+        for r in udp_ranges
+            .iter()
+            .filter(|r| d.build == Build::Debian && !facts::DEBIAN_AMBIND_UDP.covers(r))
         {
             warn(
                 "ambind-udp-range",
                 Some(h),
                 format!(
                     "reserved-udp-port {} is outside {} allowed by Debian's /etc/amanda-security.conf: ambind refuses it (\"udp port out of range (840 <= N <= 860)\")",
-                    a.reserved_udp_port, facts::DEBIAN_AMBIND_UDP
+                    r, facts::DEBIAN_AMBIND_UDP
                 ),
             );
         }
-        if d.build == Build::Debian
-            && (tcp_clients > 0 || (host.roles.recover && a.auth == Auth::Bsdtcp))
-            && !facts::DEBIAN_AMBIND_TCP.covers(&a.reserved_tcp_port)
+        for r in tcp_ranges
+            .iter()
+            .filter(|r| d.build == Build::Debian && !facts::DEBIAN_AMBIND_TCP.covers(r))
         {
             warn(
                 "ambind-tcp-range",
                 Some(h),
                 format!(
                     "reserved-tcp-port {} is outside {} allowed by Debian's /etc/amanda-security.conf: ambind refuses it",
-                    a.reserved_tcp_port, facts::DEBIAN_AMBIND_TCP
+                    r, facts::DEBIAN_AMBIND_TCP
                 ),
             );
         }
@@ -97,18 +116,17 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         }
 
         // Debian's /etc/services has amanda 10080/tcp but no 10080/udp.
-        let amandad_udp = host.roles.client && a.auth.is_udp();
-        let amrecover_udp = host.roles.recover && a.auth.is_udp();
-        if d.build == Build::Debian
-            && (amandad_udp || amrecover_udp)
-            && !matches!(a.client_port, Some(ClientPort::Number(_)))
-        {
+        let amandad_udp = host.roles.client
+            && a.auth.is_udp()
+            && !matches!(a.client_port, Some(ClientPort::Number(_)));
+        let amrecover_udp = recovers_udp && !matches!(rc.client_port, Some(ClientPort::Number(_)));
+        if d.build == Build::Debian && (amandad_udp || amrecover_udp) {
             warn(
                 "udp-client-port-service",
                 Some(h),
                 format!(
                     "auth {} on Debian needs a numeric client-port: /etc/services has no `amanda 10080/udp`, so Amanda fails with \"amanda/udp unknown protocol\"; set client-port \"10080\" in the dumptype and amanda-client.conf",
-                    a.auth
+                    if amandad_udp { a.auth } else { rc.auth }
                 ),
             );
         }

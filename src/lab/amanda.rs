@@ -460,7 +460,7 @@ impl AmandaLab {
             fs::write(etc.join("amandahosts"), trust)?;
             own(&etc.join("amandahosts"), 0o600)?;
 
-            let a = &h.amanda;
+            let a = &h.client_conf;
             let srv = server_name[id]
                 .clone()
                 .unwrap_or_else(|| lab.hosts[server].name.clone());

@@ -113,6 +113,7 @@ fn same_host(disklist: &str, topo: &str) -> bool {
 pub fn apply(
     src: &AmandaSources,
     build: Build,
+    global: &AmandaSettings,
     server: Option<HostId>,
     hosts: &mut Vec<Host>,
     overrides: &mut Vec<Vec<String>>,
@@ -222,7 +223,9 @@ pub fn apply(
                                 "add a [[network]] that contains it",
                             )
                         })?;
-                    let mut amanda = hosts[s].amanda.clone();
+                    // Not the server's amanda.conf ranges: a host only the
+                    // disklist names has the topology's [amanda] settings.
+                    let mut amanda = global.clone();
                     amanda.legacy_recover = false;
                     hosts.push(Host {
                         name: c.host.clone(),
@@ -235,6 +238,7 @@ pub fn apply(
                         roles: Roles::default(),
                         server: None,
                         masquerade: vec![],
+                        client_conf: amanda.clone(),
                         amanda,
                         span: Span::default(),
                     });
@@ -247,19 +251,29 @@ pub fn apply(
             if hosts[h].server.is_none() {
                 hosts[h].server = Some(s);
             }
-            // auth, index and client-port from the host's disklist entries; its
-            // ranges from its amanda-client.conf when we have it.
+            // auth, index and client-port from the host's disklist entries (the
+            // server's view); the range its amandad listens in from its
+            // amanda-client.conf when we have it.
             let cs = c.settings(client_confs.get(&h), build);
-            let mut keys = vec!["auth", "index", "client-port"];
-            if client_confs.contains_key(&h) {
-                keys.extend([
-                    "reserved-udp-port",
-                    "reserved-tcp-port",
-                    "unreserved-tcp-port",
-                ]);
-            }
             let over = overrides[h].clone();
-            merge(&mut hosts[h].amanda, &cs, &over, &keys);
+            merge(
+                &mut hosts[h].amanda,
+                &cs,
+                &over,
+                &["auth", "index", "client-port"],
+            );
+            if client_confs.contains_key(&h) {
+                merge(
+                    &mut hosts[h].client_conf,
+                    &cs,
+                    &over,
+                    &[
+                        "reserved-udp-port",
+                        "reserved-tcp-port",
+                        "unreserved-tcp-port",
+                    ],
+                );
+            }
         }
         // A topology client the disklist does not name is not backed up.
         for h in hosts
@@ -280,7 +294,7 @@ pub fn apply(
             let rs = cc.settings(build);
             let over = overrides[*h].clone();
             merge(
-                &mut hosts[*h].amanda,
+                &mut hosts[*h].client_conf,
                 &rs,
                 &over,
                 &[

@@ -204,7 +204,16 @@ pub struct Host {
     /// The Amanda server that backs this host up and serves its recoveries.
     pub server: Option<HostId>,
     pub masquerade: Vec<Masquerade>,
+    /// The settings as the server programs see them: for the server its
+    /// amanda.conf (amcheck, planner, dumpers bind these ranges); for a client
+    /// what the disklist says of it (auth, index, client-port).
     pub amanda: AmandaSettings,
+    /// The settings of this host's amanda-client.conf, which amandad,
+    /// sendbackup and amrecover read (amanda-protocol.md §2): the range amandad
+    /// listens in (also on the server, for recoveries) and amrecover's auth,
+    /// client-port and source ranges. Equal to `amanda` unless the admin's
+    /// Amanda files set the two apart.
+    pub client_conf: AmandaSettings,
     /// Where the host is defined, so later stages (routing) can point at it.
     #[serde(skip)]
     pub span: Span,
@@ -303,7 +312,11 @@ impl Deployment {
     /// admin moving to ssh keeps sshd on 22.
     pub fn with_auth(&self, auth: Auth) -> Deployment {
         let mut d = self.clone();
-        for s in std::iter::once(&mut d.amanda).chain(d.hosts.iter_mut().map(|h| &mut h.amanda)) {
+        let hosts = d
+            .hosts
+            .iter_mut()
+            .flat_map(|h| [&mut h.amanda, &mut h.client_conf]);
+        for s in std::iter::once(&mut d.amanda).chain(hosts) {
             s.auth = auth;
             if auth == Auth::Ssh {
                 s.client_port = None;
@@ -318,6 +331,7 @@ impl Deployment {
         d.amanda.conntrack_helper = helper;
         for h in &mut d.hosts {
             h.amanda.conntrack_helper = helper;
+            h.client_conf.conntrack_helper = helper;
         }
         d
     }

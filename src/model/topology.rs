@@ -604,6 +604,7 @@ impl Cx<'_> {
                 roles,
                 server,
                 masquerade,
+                client_conf: amanda.clone(),
                 amanda,
                 span: Span {
                     start: span_of(&h.name).start,
@@ -711,6 +712,7 @@ impl Cx<'_> {
             super::amanda_config::apply(
                 &sources,
                 build,
+                &global,
                 server,
                 &mut hosts,
                 &mut overrides,

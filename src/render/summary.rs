@@ -388,12 +388,10 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
             writeln!(o, "- {n}").unwrap();
         }
     }
-    if plan
-        .deployment
-        .hosts
-        .iter()
-        .any(|h| h.amanda.auth.is_udp() && (h.roles.client || h.roles.recover))
-    {
+    if plan.deployment.hosts.iter().any(|h| {
+        (h.roles.client && h.amanda.auth.is_udp())
+            || (h.roles.recover && h.client_conf.auth.is_udp())
+    }) {
         writeln!(o, "- bsd/bsdudp: each amandad host needs an inetd/xinetd UDP service for amandad (Debian only registers bsdtcp), and `client-port \"10080\"` numerically in the dumptypes and amanda-client.conf.").unwrap();
     }
     o

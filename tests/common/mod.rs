@@ -36,6 +36,7 @@ pub fn variants() -> Vec<(String, Plan)> {
     let mut legacy = example("wiki").with_auth(Auth::Bsd);
     for h in &mut legacy.hosts {
         h.amanda.legacy_recover = true;
+        h.client_conf.legacy_recover = true;
     }
     out.push(("wiki-bsd-legacy".into(), Plan::build(legacy).unwrap()));
     out
