@@ -816,22 +816,7 @@ fn flows(
     let mut out1 = probe::run(hosts, &listens, &stage1, flow_timing, &mut |_| {})?;
     // A static flow's failure is confirmed once more, alone and slower, before it is
     // reported. (Exchanges are not repeated: a second REP would be a third dumper.)
-    let again: Vec<usize> = (0..plain.len())
-        .filter(|&k| !flow_ok(&stage1[k], &out1[k]))
-        .collect();
-    if !again.is_empty() {
-        let ps: Vec<Probe> = again.iter().map(|&k| stage1[k].clone()).collect();
-        let slow = Timing {
-            timeout: timing.timeout * 3,
-            ..timing
-        };
-        for (k, o) in again
-            .into_iter()
-            .zip(probe::run(hosts, &listens, &ps, slow, &mut |_| {})?)
-        {
-            out1[k] = o;
-        }
-    }
+    retry_failed(hosts, &listens, &stage1[..plain.len()], &mut out1, timing)?;
     let (out_plain, out_req) = out1.split_at(plain.len());
     progress("flows", stage1.len(), total);
 
@@ -899,22 +884,7 @@ fn flows(
     };
     // The helper's expectations last 180 s: a stream that failed is tried once more,
     // slower, before it is reported (a busy machine must not fake a finding).
-    let again: Vec<usize> = (0..stage2.len())
-        .filter(|&k| !flow_ok(&probes2[k], &out2[k]))
-        .collect();
-    if !again.is_empty() {
-        let ps: Vec<Probe> = again.iter().map(|&k| probes2[k].clone()).collect();
-        let slow = Timing {
-            timeout: timing.timeout * 3,
-            ..timing
-        };
-        for (k, o) in again
-            .into_iter()
-            .zip(probe::run(hosts, &listens, &ps, slow, &mut |_| {})?)
-        {
-            out2[k] = o;
-        }
-    }
+    retry_failed(hosts, &listens, &probes2[..stage2.len()], &mut out2, timing)?;
     let (out_streams, out_side) = out2.split_at(stage2.len());
     progress("flows", total, total);
 
@@ -1029,6 +999,35 @@ fn flows(
             .collect(),
         notes,
     ))
+}
+
+/// Probe again, alone and with three times the timeout, each of `probes`
+/// whose outcome (same index in `outs`) failed; the new outcome replaces it.
+fn retry_failed(
+    hosts: &[Site<'_>],
+    listens: &[Listen],
+    probes: &[Probe],
+    outs: &mut [Outcome],
+    timing: Timing,
+) -> std::io::Result<()> {
+    let again: Vec<usize> = (0..probes.len())
+        .filter(|&k| !flow_ok(&probes[k], &outs[k]))
+        .collect();
+    if again.is_empty() {
+        return Ok(());
+    }
+    let ps: Vec<Probe> = again.iter().map(|&k| probes[k].clone()).collect();
+    let slow = Timing {
+        timeout: timing.timeout * 3,
+        ..timing
+    };
+    for (k, o) in again
+        .into_iter()
+        .zip(probe::run(hosts, listens, &ps, slow, &mut |_| {})?)
+    {
+        outs[k] = o;
+    }
+    Ok(())
 }
 
 fn flow_ok(pr: &Probe, o: &Outcome) -> bool {
