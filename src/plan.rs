@@ -112,12 +112,14 @@ impl Plan {
                 )));
             }
         }
-        let mut out = Vec::new();
-        for hp in &self.policies {
+        let hosts: Vec<&HostPolicy> = self
+            .policies
+            .iter()
+            .filter(|hp| host.is_none_or(|h| h == self.deployment.hosts[hp.host].name))
+            .collect();
+        let per_host = |hp: &&HostPolicy| {
             let name = &self.deployment.hosts[hp.host].name;
-            if host.is_some_and(|h| h != name) {
-                continue;
-            }
+            let mut out = Vec::new();
             if backend.iptables() {
                 if let Some(sets) = self.ipset(hp) {
                     out.push((format!("{name}.ipset"), sets));
@@ -127,10 +129,43 @@ impl Plan {
             if backend.nft() {
                 out.push((format!("{name}.nft"), self.nft(hp)));
             }
-        }
-        out.push(("SUMMARY.md".into(), render::summary::summary(self, host)));
+            out
+        };
+        // Hosts are independent: render them on every core, the summary alongside.
+        let (files, summary) = std::thread::scope(|s| {
+            let summary = s.spawn(|| render::summary::summary(self, host));
+            let files = par_map(&hosts, per_host);
+            (
+                files,
+                summary.join().expect("summary rendering does not panic"),
+            )
+        });
+        let mut out: Vec<(String, String)> = files.into_iter().flatten().collect();
+        out.push(("SUMMARY.md".into(), summary));
         Ok(out)
     }
+}
+
+/// `f` over `items` on up to as many threads as there are cores, in order.
+/// Chunks are contiguous, so the output order is the input order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Small inputs are not worth a thread.
+    if cores < 2 || items.len() < 64 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(cores);
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("workers do not panic"))
+            .collect()
+    })
 }
 
 /// Write the files so that no reader ever sees a half-written one, and bad input
@@ -158,10 +193,13 @@ pub fn write_outputs(dir: &FsPath, files: &[(String, String)]) -> Result<Vec<Pat
             .prefix(".amwall-staging-")
             .tempdir_in(&parent)
             .map_err(io(&parent))?;
-        for (name, content) in files {
+        // Into a fresh directory nobody reads yet: in parallel.
+        par_map(files, |(name, content)| {
             let p = staging.path().join(name);
-            std::fs::write(&p, content).map_err(io(&p))?;
-        }
+            std::fs::write(&p, content).map_err(io(&p))
+        })
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
         let staged = staging.keep();
         if let Err(e) = std::fs::rename(&staged, dir) {
             let _ = std::fs::remove_dir_all(&staged);
@@ -176,4 +214,21 @@ pub fn write_outputs(dir: &FsPath, files: &[(String, String)]) -> Result<Vec<Pat
         tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_map;
+
+    /// Across threads the output keeps the input order, for any length.
+    #[test]
+    fn par_map_keeps_order() {
+        for n in [0usize, 1, 63, 64, 65, 1000, 1001] {
+            let v: Vec<usize> = (0..n).collect();
+            assert_eq!(
+                par_map(&v, |x| x * 3),
+                v.iter().map(|x| x * 3).collect::<Vec<_>>()
+            );
+        }
+    }
 }
