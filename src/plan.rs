@@ -115,7 +115,7 @@ impl Plan {
         let hosts: Vec<&HostPolicy> = self
             .policies
             .iter()
-            .filter(|hp| host.is_none_or(|h| h == self.deployment.hosts[hp.host].name))
+            .filter(|hp| host.map_or(true, |h| h == self.deployment.hosts[hp.host].name))
             .collect();
         let per_host = |hp: &&HostPolicy| {
             let name = &self.deployment.hosts[hp.host].name;
