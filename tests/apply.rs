@@ -413,3 +413,74 @@ fn iptables_rollback_restores_ipsets() {
     assert_eq!(members(&f), vec!["192.0.2.99".to_string()]);
     assert_eq!(saved(&f), before);
 }
+
+/// The kernel is the judge of the lockout check: with the refusal overridden
+/// (`--force`), a real TCP connection to port 22 from the address `apply`
+/// refused for is dropped by the loaded rules, and one from the management
+/// network still gets through.
+#[test]
+fn the_kernel_agrees_with_the_lockout_check() {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let f = Fixture::new();
+    let peer = Netns::new("amwap").unwrap();
+    f.ns.must(&["ip", "link", "del", "eth0"]).unwrap();
+    amwall::lab::netns::veth(&f.ns, "eth0", &peer, "vb").unwrap();
+    f.ns.must(&["ip", "addr", "add", "192.0.2.3/24", "dev", "eth0"])
+        .unwrap();
+    f.ns.must(&["ip", "route", "add", "198.51.100.0/24", "dev", "eth0"])
+        .unwrap();
+    peer.must(&["ip", "route", "add", "192.0.2.0/24", "dev", "vb"])
+        .unwrap();
+    // A listener on c1's port 22 (the handshake needs no accept()).
+    let listener =
+        f.ns.run_in(|| TcpListener::bind("0.0.0.0:22"))
+            .unwrap()
+            .unwrap();
+    let connects_from = |src: &str| -> bool {
+        peer.must(&["ip", "addr", "flush", "dev", "vb"]).unwrap();
+        peer.must(&["ip", "addr", "add", &format!("{src}/32"), "dev", "vb"])
+            .unwrap();
+        peer.must(&["ip", "route", "replace", "192.0.2.0/24", "dev", "vb"])
+            .unwrap();
+        peer.run_in(|| {
+            let to: SocketAddr = "192.0.2.3:22".parse().unwrap();
+            TcpStream::connect_timeout(&to, Duration::from_millis(1500)).is_ok()
+        })
+        .unwrap()
+    };
+    assert!(connects_from("198.51.100.9"), "no rules yet: open");
+
+    let outside = "198.51.100.9 40000 192.0.2.3 22";
+    let o = f.apply("nft", "30", Some(outside));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let state = f.state();
+    let forced = f.amwall(
+        &[
+            "apply",
+            "t.toml",
+            "--host",
+            "c1",
+            "--timeout",
+            "30",
+            "--state-dir",
+            &state,
+            "--no-wait",
+            "--force",
+        ],
+        Some(outside),
+    );
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert!(text(&forced).contains("loaded anyway"), "{}", text(&forced));
+    assert!(
+        !connects_from("198.51.100.9"),
+        "the kernel drops what apply refused"
+    );
+    assert!(
+        connects_from("192.0.2.9"),
+        "management still reaches port 22"
+    );
+    let r = f.amwall(&["apply", "--rollback", "--state-dir", &state], None);
+    assert!(r.status.success(), "{}", text(&r));
+    assert!(connects_from("198.51.100.9"), "rolled back: open again");
+    drop(listener);
+}
