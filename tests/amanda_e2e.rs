@@ -137,16 +137,20 @@ fn assert_rhost_only_sees_fwhost(lab: &AmandaLab) {
 
 /// amcheck, amdump, and amrecover on every host (all have the recover role).
 fn full_run(auth: Auth, helper: bool, backend: Backend) {
-    let start = Instant::now();
     let label = format!(
         "{auth}{}/{}",
         if helper { "+helper" } else { "" },
         backend.name()
     );
-    let plan = plan(auth, helper);
+    run_plan(&plan(auth, helper), &label, backend);
+}
+
+fn run_plan(plan: &Plan, label: &str, backend: Backend) {
+    let start = Instant::now();
+    let label = label.to_string();
     // Two DLEs per host: several dumpers talk to each client within the
     // conntrack helper's 180 s window, as on a real site.
-    let lab = AmandaLab::build_with(&plan, &Options { dles_per_host: 2 })
+    let lab = AmandaLab::build_with(plan, &Options { dles_per_host: 2 })
         .unwrap_or_else(|e| panic!("building the Amanda lab: {e}"));
     lab.load_rules(backend)
         .unwrap_or_else(|e| panic!("{label}: loading the generated rules: {e}"));
@@ -282,6 +286,35 @@ fn dropped_by_policy_nft(lab: &AmandaLab) -> Vec<String> {
         }
     }
     out
+}
+
+/// amanda.conf and each host's amanda-client.conf set apart, as real sites
+/// may: the dumpers bind in the server's amanda.conf range (50000-50020),
+/// amandad listens in its own host's amanda-client.conf range — 50060-50080
+/// on the clients, 50030-50050 on the server for recoveries — and amrecover
+/// binds in its host's. Real Amanda must pass through rules planned from
+/// those three ranges, with every rule hit and nothing dropped by a policy.
+#[test]
+fn bsd_server_and_client_ranges_apart_iptables() {
+    use amwall::model::PortRange;
+    let mut d = plan(Auth::Bsd, false).deployment;
+    for h in &mut d.hosts {
+        h.client_conf.unreserved_tcp_port = PortRange::new(50060, 50080);
+    }
+    let ts = d.host_by_name("tshost").unwrap();
+    d.hosts[ts].amanda.unreserved_tcp_port = PortRange::new(50000, 50020);
+    d.hosts[ts].client_conf.unreserved_tcp_port = PortRange::new(50030, 50050);
+    let plan = Plan::build(d).unwrap();
+    let rules: String = plan.policies.iter().map(|hp| plan.iptables(hp)).collect();
+    assert!(
+        rules.contains("--sport 50000:50020 --dport 50060:50080"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("--sport 50060:50080 --dport 50030:50050"),
+        "{rules}"
+    );
+    run_plan(&plan, "bsd, ranges apart/iptables", Backend::Iptables);
 }
 
 #[test]
