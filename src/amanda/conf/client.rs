@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::parse::{self, Flavor, Param, Stmt};
-use super::server::range_defaults;
+use super::server::{port_range_setting, range_defaults};
 use super::values::{self, PortClass};
 use super::{LoadOptions, Origin, Setting, Warning};
 use crate::amanda::facts;
@@ -64,21 +64,6 @@ pub fn load_client_conf(path: &Path, opts: &LoadOptions) -> Result<ClientConf, E
         }
     }
     let [udp, tcp, unres] = range_defaults(opts.build);
-    let range = |key: &str,
-                 class,
-                 (value, why): (PortRange, &'static str)|
-     -> Result<Setting<PortRange>, Error> {
-        Ok(match global.get(key) {
-            Some(p) => Setting {
-                value: values::port_range(p, class)?,
-                origin: Origin::File(values::pos_of(p)),
-            },
-            None => Setting {
-                value,
-                origin: Origin::Default(why),
-            },
-        })
-    };
     let string = |key: &str, default: &str, why: &'static str| -> Result<Setting<String>, Error> {
         Ok(match global.get(key) {
             Some(p) => Setting {
@@ -121,9 +106,24 @@ pub fn load_client_conf(path: &Path, opts: &LoadOptions) -> Result<ClientConf, E
         index_server: string("index-server", "localhost", SERVER_DEFAULT)?,
         tape_server: string("tape-server", "localhost", SERVER_DEFAULT)?,
         amdump_server: string("amdump-server", "localhost", SERVER_DEFAULT)?,
-        reserved_udp_port: range("reserved-udp-port", PortClass::Reserved, udp)?,
-        reserved_tcp_port: range("reserved-tcp-port", PortClass::Reserved, tcp)?,
-        unreserved_tcp_port: range("unreserved-tcp-port", PortClass::Unreserved, unres)?,
+        reserved_udp_port: port_range_setting(
+            &global,
+            "reserved-udp-port",
+            PortClass::Reserved,
+            udp,
+        )?,
+        reserved_tcp_port: port_range_setting(
+            &global,
+            "reserved-tcp-port",
+            PortClass::Reserved,
+            tcp,
+        )?,
+        unreserved_tcp_port: port_range_setting(
+            &global,
+            "unreserved-tcp-port",
+            PortClass::Unreserved,
+            unres,
+        )?,
         params: super::raw_params(&doc.stmts, super::keywords::Section::Client),
         warnings,
     })

@@ -153,6 +153,27 @@ impl AmandaConfig {
     }
 }
 
+/// A port-range setting of amanda.conf or amanda-client.conf (both read
+/// them the same way): the file's value where it has one, else the build's
+/// default with where that comes from.
+pub(crate) fn port_range_setting(
+    global: &HashMap<&str, &Param>,
+    key: &str,
+    class: PortClass,
+    (value, why): (PortRange, &'static str),
+) -> Result<Setting<PortRange>, Error> {
+    Ok(match global.get(key) {
+        Some(p) => Setting {
+            value: values::port_range(p, class)?,
+            origin: Origin::File(values::pos_of(p)),
+        },
+        None => Setting {
+            value,
+            origin: Origin::Default(why),
+        },
+    })
+}
+
 /// Defaults of the build, each with where it comes from.
 pub(crate) fn range_defaults(build: Build) -> [(PortRange, &'static str); 3] {
     let d = facts::defaults(build);
@@ -227,25 +248,25 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
     }
 
     let [udp, tcp, unres] = range_defaults(opts.build);
-    let range = |key: &str,
-                 class,
-                 (value, why): (PortRange, &'static str)|
-     -> Result<Setting<PortRange>, Error> {
-        Ok(match global.get(key) {
-            Some(p) => Setting {
-                value: values::port_range(p, class)?,
-                origin: Origin::File(values::pos_of(p)),
-            },
-            None => Setting {
-                value,
-                origin: Origin::Default(why),
-            },
-        })
-    };
     let server = ServerSettings {
-        reserved_udp_port: range("reserved-udp-port", PortClass::Reserved, udp)?,
-        reserved_tcp_port: range("reserved-tcp-port", PortClass::Reserved, tcp)?,
-        unreserved_tcp_port: range("unreserved-tcp-port", PortClass::Unreserved, unres)?,
+        reserved_udp_port: port_range_setting(
+            &global,
+            "reserved-udp-port",
+            PortClass::Reserved,
+            udp,
+        )?,
+        reserved_tcp_port: port_range_setting(
+            &global,
+            "reserved-tcp-port",
+            PortClass::Reserved,
+            tcp,
+        )?,
+        unreserved_tcp_port: port_range_setting(
+            &global,
+            "unreserved-tcp-port",
+            PortClass::Unreserved,
+            unres,
+        )?,
         inparallel: match global.get("inparallel") {
             Some(p) => Setting {
                 value: values::inparallel(p)?,
