@@ -1,21 +1,10 @@
 //! `amwall check` and `amwall explain` end to end: exit codes (0 fine, 1 a
 //! flow blocked, 2 bad input), the text an admin reads, JSON for pipelines.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn amwall(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amwall"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run amwall");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::amwall;
+use std::path::{Path, PathBuf};
 
 /// The wiki example's rules, written by `amwall plan`.
 fn planned(dir: &Path) -> PathBuf {

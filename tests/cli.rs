@@ -1,21 +1,10 @@
 //! The CLI end to end: exit codes, files written, and that bad input leaves no
 //! output behind.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn amwall(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amwall"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run amwall");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::amwall;
+use std::path::Path;
 
 fn tmpdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()

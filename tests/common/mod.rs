@@ -59,3 +59,17 @@ pub fn generated(n: usize) -> Deployment {
     }
     model::load_str("generated.toml", t).unwrap_or_else(|e| panic!("{e:?}"))
 }
+
+/// Run the amwall binary from the repository root: (exit code, stdout, stderr).
+pub fn amwall(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amwall"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run amwall");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
