@@ -425,25 +425,19 @@ impl<'a> Engine<'a> {
                 let mut known = 0u8;
                 let mut unk = false;
                 for st in v {
-                    // The NAT bits are what `--ctstate DNAT`/`SNAT` test: same kernel bits.
-                    let nat = match st {
-                        CtStatus::Dnat => Some(s.ct.nat_bits[0]),
-                        CtStatus::Snat => Some(s.ct.nat_bits[1]),
-                        _ => None,
-                    };
-                    if let Some(set) = nat {
-                        if set {
-                            return Tri::True;
-                        }
-                        continue;
-                    }
                     let bit = match st {
                         CtStatus::None => 0,
                         CtStatus::Expected => ST_EXPECTED,
                         CtStatus::SeenReply => ST_SEEN_REPLY,
                         CtStatus::Assured => ST_ASSURED,
                         CtStatus::Confirmed => ST_CONFIRMED,
-                        CtStatus::Snat | CtStatus::Dnat => unreachable!("handled above"),
+                        // The bits `--ctstate DNAT`/`SNAT` test: always known here.
+                        CtStatus::Dnat | CtStatus::Snat => {
+                            if s.ct.nat_bits[usize::from(*st == CtStatus::Snat)] {
+                                return Tri::True;
+                            }
+                            continue;
+                        }
                     };
                     known |= bit & s.ct.status.0;
                     unk |= bit & s.ct.status.1 != 0;
