@@ -1,5 +1,5 @@
-//! Real firewalls no one here wrote (`../shared/rulesets/real-world/`, see its
-//! SOURCE.md; the files are read in place, never copied): every one goes
+//! Real firewalls no one here wrote (the corpus of docs/real-world-corpus.md,
+//! found by `common::real_world_dir`; read in place, never copied): every one goes
 //! through `explain` (a few packets, every part of the trace resolvable to
 //! FILE:LINE) and through the over-permissive and redundancy analyses
 //! without panicking. Prints, per file, the rules, the matches amwall does not
@@ -11,19 +11,12 @@ use std::time::Instant;
 use amwall::check::{self, explain, HostRules, Options, RulesFile};
 use amwall::sim::{self, packet};
 
+mod common;
+
 fn files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/rulesets/real-world");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the shared directory sits beside the clone)",
-                dir.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "SOURCE.md"))
-        .collect();
-    v.sort();
+    let Some(v) = common::real_world_files() else {
+        return Vec::new();
+    };
     assert!(
         v.len() >= 20,
         "expected the 20 real-world rulesets, found {}",

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 
 use amwall::netfilter::iptables;
 use amwall::render;
@@ -38,27 +37,15 @@ fn every_planned_iptables_ruleset_reparses_to_its_ir() {
     assert!(checked >= 60, "only {checked} rulesets");
 }
 
-fn real_world_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/rulesets/real-world")
-}
-
 /// Every real-world dump parses; emitting what we parsed and parsing that
 /// again gives the same IR (so the emitter covers everything the parser
 /// produces). Prints rules and unknown matches per file.
 #[test]
 fn real_world_rulesets_parse_and_round_trip() {
-    let dir = real_world_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the shared dir sits beside the repo)",
-                dir.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "SOURCE.md"))
-        .collect();
-    files.sort();
+    let Some(dir) = common::real_world_dir() else {
+        return;
+    };
+    let files = common::real_world_files().unwrap();
     assert!(
         files.len() >= 20,
         "only {} files in {}",

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 
 use amwall::lab::Netns;
 use amwall::netfilter::{nft, Family, Ruleset};
@@ -83,13 +82,9 @@ fn what_the_kernel_lists_back_parses_to_the_same_ir() {
 /// native form for are unknown by design).
 #[test]
 fn real_world_rulesets_listed_by_nft_parse() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/rulesets/real-world");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "SOURCE.md"))
-        .collect();
-    files.sort();
+    let Some(files) = common::real_world_files() else {
+        return;
+    };
     let mut listed_ok = 0;
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();

@@ -24,7 +24,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use amwall::check::{HostRules, RulesFile};
@@ -594,13 +593,9 @@ fn generated_cases() -> Vec<Case> {
 }
 
 fn real_world_cases() -> Vec<Case> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/rulesets/real-world");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().is_some_and(|n| n != "SOURCE.md"))
-        .collect();
-    files.sort();
+    let Some(files) = common::real_world_files() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();

@@ -73,3 +73,45 @@ pub fn amwall(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Where the real-world ruleset corpus lives: `AMWALL_REALWORLD`, else
+/// `../shared/rulesets/real-world` beside the clone (see docs/real-world-corpus.md).
+/// The corpus is someone else's public collection with its own licences, so it
+/// is never copied into this repository; a public clone may not have it.
+pub fn real_world_dir() -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os("AMWALL_REALWORLD") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/rulesets/real-world")
+        }
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "NOT RUN: the real-world ruleset corpus is not at {} \
+         (set AMWALL_REALWORLD to its directory; docs/real-world-corpus.md says where it comes from)",
+        dir.display()
+    );
+    // CI always has the corpus beside the clone: there, absence is a failure.
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    // Straight to the process's stderr: the test harness captures `eprintln!`
+    // of passing tests, and this must be seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** {msg} ***\n");
+    None
+}
+
+/// The corpus's dumps, sorted (SOURCE.md left out), or `None` when absent.
+pub fn real_world_files() -> Option<Vec<std::path::PathBuf>> {
+    let dir = real_world_dir()?;
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "SOURCE.md"))
+        .collect();
+    files.sort();
+    Some(files)
+}
