@@ -601,16 +601,20 @@ pub fn request_with(sys: &dyn System, confirm: bool) -> Result<()> {
     let _lock = sys.lock()?;
     // An overdue apply without watchdog is rolled back first: a confirmation
     // after the deadline is too late, the deadline is the promise.
-    let _ = recover(sys);
+    let recovered = recover(sys);
     if active(sys).is_none() {
         return Err(failed(format!(
             "no apply is waiting for confirmation in {}{}",
             sys.place(),
-            match outcome(sys) {
-                Some(Outcome::RolledBack) => " (the last one was rolled back)",
-                Some(Outcome::Confirmed) => " (the last one was confirmed)",
-                Some(Outcome::RollbackFailed) => " (the last rollback failed: see result.log)",
-                None => "",
+            match (recovered, outcome(sys)) {
+                (Some(note), _) => format!(": {note}"),
+                (None, o) => match o {
+                    Some(Outcome::RolledBack) => " (the last one was rolled back)",
+                    Some(Outcome::Confirmed) => " (the last one was confirmed)",
+                    Some(Outcome::RollbackFailed) => " (the last rollback failed: see result.log)",
+                    None => "",
+                }
+                .to_string(),
             }
         )));
     }

@@ -270,11 +270,18 @@ impl System for Real {
             .ok_or_else(|| failed("no watchdog program given"))?;
         let path = self.path("watchdog.lock");
         let f = open_lock(&path)?;
-        if !try_flock(&f).map_err(io_err(&path))? {
-            return Err(failed(format!(
-                "a watchdog still holds {}: an earlier apply has not ended",
-                path.display()
-            )));
+        // Called with the state lock held and nothing pending, so a watchdog
+        // still holding it is one that has seen its apply end and is leaving
+        // (it looks every 100 ms).
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !try_flock(&f).map_err(io_err(&path))? {
+            if std::time::Instant::now() >= end {
+                return Err(failed(format!(
+                    "a watchdog still holds {}: an earlier apply has not ended",
+                    path.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         // The watchdog inherits this very lock (same open file), so there is
         // no moment between the spawn and the watchdog's start in which it
