@@ -620,6 +620,13 @@ fn rollback_after_the_watchdog_is_killed_right_after_the_load() {
             iptables_apply(&f, "30")
         };
         assert!(o.status.success(), "{}", text(&o));
+        // Here PID 1 is not systemd, or the test runs in its own network
+        // namespace: either way no timer, and the apply says so.
+        assert!(
+            text(&o).contains("no systemd timer as second guard"),
+            "{}",
+            text(&o)
+        );
         assert_ne!(everything(&f), before, "{backend}: loaded");
         kill_watchdog(&state);
         let r = f.amwall(&["apply", "--rollback", "--state-dir", &state], None);
@@ -691,8 +698,14 @@ fn the_watchdog_killed_at_the_deadline() {
                 sigkill(pid);
             }
         }
+        // Too late to confirm: exit 1 (rolled back now) or 2 (nothing
+        // pending: already rolled back), never 0.
         let c = f.amwall(&["apply", "--confirm", "--state-dir", &state], None);
-        assert_eq!(c.status.code(), Some(2), "+{delay_ms} ms: {}", text(&c));
+        assert!(
+            matches!(c.status.code(), Some(1 | 2)),
+            "+{delay_ms} ms: {}",
+            text(&c)
+        );
         let t = text(&c);
         assert!(
             t.contains("rolled back") || t.contains("previous rules are back"),
@@ -762,8 +775,8 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn place(&self) -> String {
             self.0.place()
         }
-        fn spawn_watchdog(&self) -> amwall::Result<()> {
-            self.0.spawn_watchdog()
+        fn spawn_watchdog(&self, id: &str) -> amwall::Result<()> {
+            self.0.spawn_watchdog(id)
         }
         fn watchdog_alive(&self) -> bool {
             self.0.watchdog_alive()

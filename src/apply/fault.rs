@@ -298,7 +298,7 @@ impl System for Faulty {
     fn place(&self) -> String {
         "(double)".into()
     }
-    fn spawn_watchdog(&self) -> Result<()> {
+    fn spawn_watchdog(&self, _: &str) -> Result<()> {
         self.step(Op::Spawn, "the watchdog", |w| {
             w.watchdog = true;
             w.spawned += 1;
@@ -402,7 +402,11 @@ fn a_clean_apply_loads_and_the_watchdog_rolls_back_at_the_deadline() {
         apply_with(&d, &p, &opts()).unwrap();
         assert_ne!(d.kernel(), k, "{name}: loaded");
         assert_eq!(d.spawned(), 1);
-        assert_eq!(watchdog_with(&d).unwrap(), Outcome::RolledBack, "{name}");
+        assert_eq!(
+            watchdog_with(&d, None).unwrap(),
+            Outcome::RolledBack,
+            "{name}"
+        );
         assert_eq!(d.kernel(), k, "{name}");
         assert!(settled(&d));
     }
@@ -461,7 +465,11 @@ fn a_disk_that_fills_after_the_load_still_records_the_rollback() {
         let d = Faulty::new(k.clone());
         apply_with(&d, &p, &opts()).unwrap();
         d.fill_disk();
-        assert_eq!(watchdog_with(&d).unwrap(), Outcome::RolledBack, "{name}");
+        assert_eq!(
+            watchdog_with(&d, None).unwrap(),
+            Outcome::RolledBack,
+            "{name}"
+        );
         assert_eq!(d.kernel(), k, "{name}");
         assert_eq!(outcome(&d), Some(Outcome::RolledBack), "{name}");
         assert!(pending(&d).is_none(), "{name}");
@@ -493,7 +501,11 @@ fn dying_at_any_step_ends_with_the_previous_rules() {
                     "{at}: did not die"
                 );
                 if watchdog_survives && d.watchdog_alive() {
-                    assert_eq!(watchdog_with(&d).unwrap(), Outcome::RolledBack, "{at}");
+                    assert_eq!(
+                        watchdog_with(&d, None).unwrap(),
+                        Outcome::RolledBack,
+                        "{at}"
+                    );
                 } else {
                     d.kill_watchdog();
                     d.advance(61);
@@ -547,7 +559,7 @@ fn dead_between_load_and_watchdog_rollback_needs_no_watchdog() {
             "{name}: {:?}",
             a.notes
         );
-        assert_eq!(watchdog_with(&d).unwrap(), Outcome::RolledBack);
+        assert_eq!(watchdog_with(&d, None).unwrap(), Outcome::RolledBack);
         assert_eq!(d.kernel(), k, "{name}");
     }
 }
@@ -640,7 +652,40 @@ fn a_failed_rollback_is_recorded() {
     apply_with(&d, &iptables_payload(), &opts()).unwrap();
     let n = d.count(Op::Load);
     d.inject(Op::Load, n + 1, Fault::Fail);
-    assert_eq!(watchdog_with(&d).unwrap(), Outcome::RollbackFailed);
+    assert_eq!(watchdog_with(&d, None).unwrap(), Outcome::RollbackFailed);
     assert!(d.read(LOG).unwrap().contains("rollback failed"));
     assert!(settled(&d));
+}
+
+/// A watchdog guards the apply that started it, never a later one: one that
+/// starts late (after its apply gave up and the next one recorded itself)
+/// leaves, so the next apply's own watchdog can start.
+#[test]
+fn a_watchdog_never_adopts_another_apply() {
+    let d = Faulty::new(before(false));
+    apply_with(&d, &nft_payload(), &opts()).unwrap();
+    let id = pending(&d).unwrap().id;
+    assert!(watchdog_with(&d, Some("an-earlier-apply")).is_err());
+    assert!(active(&d).is_some(), "left alone");
+    assert_eq!(watchdog_with(&d, Some(&id)).unwrap(), Outcome::RolledBack);
+}
+
+/// A confirmation that comes after the deadline — the watchdog still alive
+/// but not yet acting, or dying — never keeps the rules.
+#[test]
+fn a_late_confirmation_is_a_rollback() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        apply_with(&d, &p, &opts()).unwrap();
+        d.advance(60);
+        request_with(&d, true).unwrap();
+        assert!(d.read(CONFIRMED).is_none(), "{name}");
+        d.kill_watchdog();
+        assert_eq!(
+            wait_outcome_with(&d, Duration::from_secs(5)),
+            Some(Outcome::RolledBack),
+            "{name}"
+        );
+        assert_eq!(d.kernel(), k, "{name}");
+    }
 }

@@ -92,6 +92,10 @@ pub struct Pending {
     pub sets: Vec<(String, bool)>,
     /// Whether `table ip amwall` existed before (nft).
     pub had_table: bool,
+    /// This apply's own name, so a watchdog guards the apply that started
+    /// it and never a later one that happens to look the same.
+    #[serde(default)]
+    pub id: String,
     /// The boot the rules were loaded in: after a reboot they are gone, and
     /// restoring the snapshot would overwrite what the boot loaded.
     #[serde(default)]
@@ -305,7 +309,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     })?;
     // 3.–4. The watchdog, in its own session so it outlives this one, and
     //    the second guard; both before the load, so the load is guarded too.
-    if let Err(e) = sys.spawn_watchdog() {
+    if let Err(e) = sys.spawn_watchdog(&pend.id) {
         sys.remove(PENDING);
         return Err(failed(format!(
             "could not start the watchdog, nothing was loaded: {e}"
@@ -386,6 +390,13 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         sets: vec![],
         had_table: false,
         boot_id: sys.boot_id(),
+        id: format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ),
     };
     match p.kind {
         Kind::Nft => {
@@ -562,12 +573,18 @@ fn recover(sys: &dyn System) -> Option<String> {
 /// deadline; roll back unless confirmed. Records the outcome.
 pub fn watchdog(state: &StateDir) -> Result<Outcome> {
     let _alive = system::hold_watchdog_lock(&state.dir)?;
-    watchdog_with(&state.real())
+    let id = std::env::var(system::APPLY_ID_ENV).ok();
+    std::env::remove_var(system::APPLY_ID_ENV);
+    watchdog_with(&state.real(), id.as_deref())
 }
 
-/// `watchdog` on any [`System`]; the caller holds the liveness lock.
-pub fn watchdog_with(sys: &dyn System) -> Result<Outcome> {
-    let pend = active(sys).ok_or_else(|| failed(format!("no pending apply in {}", sys.place())))?;
+/// `watchdog` on any [`System`]; the caller holds the liveness lock. With
+/// `id`, only the apply of that id is guarded (the one that started us);
+/// without (a watchdog started by the systemd timer), whichever is pending.
+pub fn watchdog_with(sys: &dyn System, id: Option<&str>) -> Result<Outcome> {
+    let pend = active(sys)
+        .filter(|p| id.map_or(true, |id| p.id == id))
+        .ok_or_else(|| failed(format!("no pending apply in {}", sys.place())))?;
     loop {
         // The apply that started us gave up (and rolled back itself), or
         // someone finished for us.
@@ -591,7 +608,8 @@ pub fn watchdog_with(sys: &dyn System) -> Result<Outcome> {
 
 /// Ask for the pending apply to be kept (`confirm`) or rolled back now. The
 /// watchdog does it when it lives; otherwise this does it at once, from the
-/// snapshot on disk.
+/// snapshot on disk. A confirmation at or after the deadline is a rollback:
+/// the deadline is the promise the admin relies on when locked out.
 pub fn request(state: &StateDir, confirm: bool) -> Result<()> {
     request_with(&state.real(), confirm)
 }
@@ -618,6 +636,10 @@ pub fn request_with(sys: &dyn System, confirm: bool) -> Result<()> {
             }
         )));
     }
+    let late = active(sys).is_some_and(|p| sys.now() >= p.deadline);
+    // Too late to confirm: the rollback is due (the watchdog does it, or the
+    // wait that follows does, should the watchdog be gone by then).
+    let confirm = confirm && !late;
     let want = if confirm {
         Outcome::Confirmed
     } else {
@@ -627,7 +649,9 @@ pub fn request_with(sys: &dyn System, confirm: bool) -> Result<()> {
         settle(sys, Some(want));
         return Ok(());
     }
-    sys.write(if confirm { CONFIRMED } else { ROLLBACK_NOW }, "")?;
+    if !late {
+        sys.write(if confirm { CONFIRMED } else { ROLLBACK_NOW }, "")?;
+    }
     Ok(())
 }
 

@@ -51,7 +51,7 @@ pub trait System {
     fn place(&self) -> String;
 
     /// Start the watchdog for the pending record just written.
-    fn spawn_watchdog(&self) -> Result<()>;
+    fn spawn_watchdog(&self, id: &str) -> Result<()>;
     /// Whether a watchdog still guards this state directory.
     fn watchdog_alive(&self) -> bool;
     /// Arrange a guard for `deadline` that survives the watchdog; `Err` says
@@ -70,6 +70,8 @@ pub struct Lock(#[allow(dead_code)] pub(crate) Option<File>);
 
 /// The environment variable that hands the watchdog its liveness lock.
 pub(crate) const LOCK_FD_ENV: &str = "AMWALL_WATCHDOG_LOCK_FD";
+/// The environment variable that names the apply the watchdog guards.
+pub(crate) const APPLY_ID_ENV: &str = "AMWALL_WATCHDOG_APPLY_ID";
 /// Set to any value: no systemd timer as second guard.
 pub const NO_TIMER_ENV: &str = "AMWALL_NO_SYSTEMD_TIMER";
 
@@ -136,13 +138,18 @@ fn open_lock(path: &Path) -> Result<File> {
         .map_err(io_err(path))
 }
 
-/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file holds it.
-/// flock, not a PID file, because the kernel drops the lock with the last
-/// descriptor: a killed process can never look alive, a reused PID never
-/// looks like ours.
-fn try_flock(f: &File) -> std::io::Result<bool> {
+/// `flock(LOCK_NB)`, exclusive or shared: `Ok(false)` when another open file
+/// holds a conflicting lock. flock, not a PID file, because the kernel drops
+/// the lock with the last descriptor: a killed process can never look
+/// alive, a reused PID never looks like ours.
+fn try_flock(f: &File, exclusive: bool) -> std::io::Result<bool> {
+    let how = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    };
     // SAFETY: flock only reads the descriptor, which `f` keeps open.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let rc = unsafe { libc::flock(f.as_raw_fd(), how | libc::LOCK_NB) };
     if rc == 0 {
         return Ok(true);
     }
@@ -151,6 +158,21 @@ fn try_flock(f: &File) -> std::io::Result<bool> {
         Ok(false)
     } else {
         Err(e)
+    }
+}
+
+/// Take `f` exclusively, retrying for `patience`: the liveness lock is also
+/// taken, shared and for an instant, by every probe of [`System::watchdog_alive`].
+fn flock_within(f: &File, path: &Path, patience: Duration) -> Result<bool> {
+    let end = std::time::Instant::now() + patience;
+    loop {
+        if try_flock(f, true).map_err(io_err(path))? {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= end {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -243,26 +265,20 @@ impl System for Real {
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let path = self.path("lock");
         let f = open_lock(&path)?;
-        let end = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            if try_flock(&f).map_err(io_err(&path))? {
-                return Ok(Lock(Some(f)));
-            }
-            if std::time::Instant::now() >= end {
-                return Err(failed(format!(
-                    "another amwall apply has held {} for {} s; try again",
-                    path.display(),
-                    LOCK_WAIT.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if flock_within(&f, &path, LOCK_WAIT)? {
+            return Ok(Lock(Some(f)));
         }
+        Err(failed(format!(
+            "another amwall apply has held {} for {} s; try again",
+            path.display(),
+            LOCK_WAIT.as_secs()
+        )))
     }
     fn place(&self) -> String {
         self.dir.display().to_string()
     }
 
-    fn spawn_watchdog(&self) -> Result<()> {
+    fn spawn_watchdog(&self, id: &str) -> Result<()> {
         use std::os::unix::process::CommandExt;
         let exe = self
             .exe
@@ -273,15 +289,11 @@ impl System for Real {
         // Called with the state lock held and nothing pending, so a watchdog
         // still holding it is one that has seen its apply end and is leaving
         // (it looks every 100 ms).
-        let end = std::time::Instant::now() + Duration::from_secs(5);
-        while !try_flock(&f).map_err(io_err(&path))? {
-            if std::time::Instant::now() >= end {
-                return Err(failed(format!(
-                    "a watchdog still holds {}: an earlier apply has not ended",
-                    path.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !flock_within(&f, &path, Duration::from_secs(5))? {
+            return Err(failed(format!(
+                "a watchdog still holds {}: an earlier apply has not ended",
+                path.display()
+            )));
         }
         // The watchdog inherits this very lock (same open file), so there is
         // no moment between the spawn and the watchdog's start in which it
@@ -293,6 +305,7 @@ impl System for Real {
             .arg("--state-dir")
             .arg(&self.dir)
             .env(LOCK_FD_ENV, fd.to_string())
+            .env(APPLY_ID_ENV, id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -316,8 +329,9 @@ impl System for Real {
     fn watchdog_alive(&self) -> bool {
         let path = self.path("watchdog.lock");
         match open_lock(&path) {
-            // Taking it proves nobody holds it; closing drops it again.
-            Ok(f) => !try_flock(&f).unwrap_or(false),
+            // Shared, so that two probes never take each other for a
+            // watchdog; closing drops it again.
+            Ok(f) => !try_flock(&f, false).unwrap_or(false),
             Err(_) => false,
         }
     }
@@ -326,19 +340,19 @@ impl System for Real {
             return Err(format!("{NO_TIMER_ENV} is set"));
         }
         let comm = std::fs::read_to_string("/proc/1/comm").unwrap_or_default();
-        if comm.trim() != "systemd" || !Path::new("/run/systemd/system").is_dir() {
-            return Err(format!("PID 1 is `{}`, not systemd", comm.trim()));
-        }
-        // A timer runs in systemd's namespaces: from inside another network
-        // (or mount) namespace it would restore the wrong rules (or not see
-        // the state directory).
-        for ns in ["net", "mnt"] {
-            let ino = |p: String| std::fs::metadata(p).map(|m| m.ino()).ok();
-            if ino(format!("/proc/self/ns/{ns}")) != ino(format!("/proc/1/ns/{ns}")) {
-                return Err(format!(
-                    "this runs in another {ns} namespace than systemd, where a timer would act"
-                ));
-            }
+        let ino = |p: String| std::fs::metadata(p).map(|m| m.ino()).ok();
+        let shared = ["net", "mnt"].map(|ns| {
+            (
+                ns,
+                ino(format!("/proc/self/ns/{ns}")) == ino(format!("/proc/1/ns/{ns}")),
+            )
+        });
+        if let Some(why) = no_timer(
+            comm.trim(),
+            Path::new("/run/systemd/system").is_dir(),
+            &shared,
+        ) {
+            return Err(why);
         }
         let exe = self.exe.as_ref().ok_or("no program for the timer")?;
         let after = deadline.saturating_sub(self.now()) + 2;
@@ -385,6 +399,20 @@ impl System for Real {
     }
 }
 
+/// Why a systemd timer cannot be the second guard here, if it cannot: PID 1
+/// must be systemd (`/run/systemd/system` is its own test of that), and we
+/// must share its network and mount namespaces, because the timer's command
+/// runs in them: from inside another network namespace it would restore the
+/// wrong rules, from another mount namespace it might not see the state.
+fn no_timer(pid1: &str, systemd_dir: bool, shared: &[(&str, bool)]) -> Option<String> {
+    if pid1 != "systemd" || !systemd_dir {
+        return Some(format!("PID 1 is `{pid1}`, not systemd"));
+    }
+    shared.iter().find(|(_, same)| !same).map(|(ns, _)| {
+        format!("this runs in another {ns} namespace than systemd, where a timer would act")
+    })
+}
+
 /// The watchdog's own hold on its liveness lock: the descriptor `apply`
 /// handed down (checked to be that very file), else the lock taken afresh
 /// (a watchdog started by the systemd timer). Refuses when another watchdog
@@ -411,11 +439,59 @@ pub(crate) fn hold_watchdog_lock(dir: &Path) -> Result<OwnedFd> {
         }
     }
     let f = open_lock(&path)?;
-    if !try_flock(&f).map_err(io_err(&path))? {
+    // A live watchdog holds it for good; a probe only for an instant.
+    if !flock_within(&f, &path, Duration::from_secs(1))? {
         return Err(failed(format!(
             "another watchdog already guards {}",
             dir.display()
         )));
     }
     Ok(OwnedFd::from(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timer_only_with_systemd_as_init_and_in_its_namespaces() {
+        let both = [("net", true), ("mnt", true)];
+        assert_eq!(no_timer("systemd", true, &both), None);
+        assert_eq!(
+            no_timer("process_api", false, &both).unwrap(),
+            "PID 1 is `process_api`, not systemd"
+        );
+        assert!(no_timer("systemd", false, &both).is_some());
+        let in_netns = [("net", false), ("mnt", true)];
+        assert!(no_timer("systemd", true, &in_netns)
+            .unwrap()
+            .contains("another net namespace"));
+    }
+
+    #[test]
+    fn liveness_is_a_lock_that_dies_with_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Real::new(dir.path(), None);
+        assert!(!r.watchdog_alive(), "no lock file: nobody");
+        let f = open_lock(&dir.path().join("watchdog.lock")).unwrap();
+        assert!(try_flock(&f, true).unwrap());
+        assert!(r.watchdog_alive());
+        assert!(r.watchdog_alive(), "a probe does not take it for itself");
+        drop(f);
+        assert!(!r.watchdog_alive());
+    }
+
+    #[test]
+    fn durable_writes_replace_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Real::new(dir.path(), None);
+        r.write("pending.json", "old").unwrap();
+        r.write("pending.json", "new text").unwrap();
+        assert_eq!(r.read("pending.json").unwrap(), "new text");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+    }
 }
