@@ -311,6 +311,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     //    the second guard; both before the load, so the load is guarded too.
     if let Err(e) = sys.spawn_watchdog(&pend.id) {
         sys.remove(PENDING);
+        sys.remove(RESERVE);
         return Err(failed(format!(
             "could not start the watchdog, nothing was loaded: {e}"
         )));
@@ -447,7 +448,7 @@ fn abort(sys: &dyn System, pend: &Pending, what: &str, why: String) -> Error {
 
 /// Put back what `pend` replaced. Safe to run twice (a rollback interrupted
 /// by a crash is simply done again): every step sets a state, none toggles.
-pub fn rollback_with(sys: &dyn System, pend: &Pending) -> Result<()> {
+fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
     let gone = |f: &str| failed(format!("the snapshot {}/{f} is missing", sys.place()));
     match pend.kind {
         Kind::Nft => {
@@ -482,10 +483,6 @@ pub fn rollback_with(sys: &dyn System, pend: &Pending) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
-    rollback_with(sys, pend)
 }
 
 /// Record how the pending apply ended. Best effort on a full disk: the
@@ -547,6 +544,7 @@ fn recover(sys: &dyn System) -> Option<String> {
     }
     if pend.boot_id.is_some() && sys.boot_id().is_some() && pend.boot_id != sys.boot_id() {
         sys.remove(PENDING);
+        sys.remove(RESERVE);
         return Some(format!(
             "an apply of {}'s rules from before the last reboot was never confirmed; \
              the reboot already replaced its rules, so it is dropped",
