@@ -484,3 +484,590 @@ fn the_kernel_agrees_with_the_lockout_check() {
     assert!(connects_from("198.51.100.9"), "rolled back: open again");
     drop(listener);
 }
+
+// ---------------------------------------------------------------------------
+// Faults: the watchdog killed, the state directory full or read-only, two
+// applies racing. The watchdog is found by the PID it leaves in the state
+// directory (or, for builds that do not write it, by its command line naming
+// our own temporary state directory): only our own process is ever killed.
+
+/// The PID of the watchdog guarding `state`, if one runs.
+fn watchdog_pid(state: &str) -> Option<i32> {
+    let ours = |pid: i32| -> bool {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+            let words: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            words.contains(&&b"--watchdog"[..]) && words.contains(&state.as_bytes())
+        })
+    };
+    if let Ok(t) = std::fs::read_to_string(Path::new(state).join("watchdog.pid")) {
+        return t.trim().parse().ok().filter(|p| ours(*p));
+    }
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|p| ours(*p))
+}
+
+/// Dead or a zombie (its descriptors, and so its locks, are gone either way).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn sigkill(pid: i32) {
+    // SAFETY: kill(2) with a PID checked to be our own watchdog.
+    unsafe {
+        nix::libc::kill(pid, nix::libc::SIGKILL);
+    }
+}
+
+/// SIGKILL our watchdog, as the OOM killer would, and wait until it is gone.
+fn kill_watchdog(state: &str) -> i32 {
+    let pid = watchdog_pid(state).expect("a watchdog runs for our state dir");
+    sigkill(pid);
+    let end = Instant::now() + Duration::from_secs(5);
+    while !gone(pid) {
+        assert!(Instant::now() < end, "watchdog {pid} does not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pid
+}
+
+fn ipsets(f: &Fixture) -> String {
+    f.sh(&["ipset", "save"])
+}
+
+fn iptables_apply(f: &Fixture, timeout: &str) -> Output {
+    let state = f.state();
+    f.amwall(
+        &[
+            "apply",
+            "sets.toml",
+            "--host",
+            "tshost",
+            "--backend",
+            "iptables",
+            "--timeout",
+            timeout,
+            "--state-dir",
+            &state,
+            "--no-wait",
+        ],
+        None,
+    )
+}
+
+/// A fixture with rules of its own in nft, iptables and ipset, and the
+/// topology whose server rules fill an ipset.
+fn loaded_fixture() -> Fixture {
+    let f = Fixture::new();
+    f.write_topology("sets.toml", &with_sets());
+    f.load(&["nft", "-f", "-"], OTHER_NFT);
+    f.load(
+        &["ipset", "restore"],
+        &format!("create {SET} hash:ip family inet\nadd {SET} 192.0.2.99\n"),
+    );
+    f.load(
+        &["iptables-restore"],
+        &format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\n-A INPUT -m set --match-set {SET} src -j DROP\nCOMMIT\n"),
+    );
+    f
+}
+
+/// Everything a rollback must give back, as the kernel lists it: nft's
+/// tables (sorted: a restored table is listed last, its place in the list
+/// means nothing), iptables-save, and `ipset save` sorted, without the hash
+/// seed `initval` (a refilled set is the one swapped in, with its own seed).
+fn everything(f: &Fixture) -> String {
+    let nft = f.sh(&["nft", "list", "ruleset"]);
+    let mut tables: Vec<String> = Vec::new();
+    for l in nft.lines() {
+        if l.starts_with("table ") || tables.is_empty() {
+            tables.push(String::new());
+        }
+        let t = tables.last_mut().unwrap();
+        t.push_str(l);
+        t.push('\n');
+    }
+    tables.sort();
+    // Members in hash order, which differs between two fills of one set.
+    let mut sets: Vec<String> = ipsets(f)
+        .lines()
+        .map(|l| match l.find(" initval ") {
+            Some(i) => l[..i].to_string(),
+            None => l.to_string(),
+        })
+        .collect();
+    sets.sort();
+    format!("{}\n{}\n{}", tables.concat(), saved(f), sets.join("\n"))
+}
+
+/// Killed right after the load (`--no-wait` has returned): `--rollback`
+/// restores from the state directory itself, for both backends.
+#[test]
+fn rollback_after_the_watchdog_is_killed_right_after_the_load() {
+    let f = loaded_fixture();
+    let state = f.state();
+    for backend in ["nft", "iptables"] {
+        let before = everything(&f);
+        let o = if backend == "nft" {
+            f.apply("nft", "30", None)
+        } else {
+            iptables_apply(&f, "30")
+        };
+        assert!(o.status.success(), "{}", text(&o));
+        // Here PID 1 is not systemd, or the test runs in its own network
+        // namespace: either way no timer, and the apply says so.
+        assert!(
+            text(&o).contains("no systemd timer as second guard"),
+            "{}",
+            text(&o)
+        );
+        assert_ne!(everything(&f), before, "{backend}: loaded");
+        kill_watchdog(&state);
+        let r = f.amwall(&["apply", "--rollback", "--state-dir", &state], None);
+        assert!(r.status.success(), "{backend}: {}", text(&r));
+        assert!(text(&r).contains("rolled back"), "{}", text(&r));
+        assert_eq!(everything(&f), before, "{backend}");
+        // Nothing pending: a new apply is not refused.
+        let o = f.apply("nft", "30", None);
+        assert!(o.status.success(), "{backend}: {}", text(&o));
+        let r = f.amwall(&["apply", "--rollback", "--state-dir", &state], None);
+        assert!(r.status.success(), "{}", text(&r));
+        assert_eq!(everything(&f), before, "{backend}");
+    }
+}
+
+/// The measured bug: watchdog killed, deadline passed, nothing happened.
+/// The next invocation (a late `--confirm`, or a new `apply`) finds the
+/// overdue apply and rolls it back first.
+#[test]
+fn an_overdue_apply_without_watchdog_is_rolled_back_by_the_next_invocation() {
+    let f = loaded_fixture();
+    let state = f.state();
+    let before = everything(&f);
+    let o = iptables_apply(&f, "1");
+    assert!(o.status.success(), "{}", text(&o));
+    kill_watchdog(&state);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_ne!(everything(&f), before, "nobody acts between invocations");
+    let c = f.amwall(&["apply", "--confirm", "--state-dir", &state], None);
+    assert_eq!(c.status.code(), Some(2), "{}", text(&c));
+    assert!(text(&c).contains("past its deadline"), "{}", text(&c));
+    assert!(text(&c).contains("previous rules are back"), "{}", text(&c));
+    assert_eq!(everything(&f), before);
+
+    // A new apply does the same before it loads.
+    let o = f.apply("nft", "1", None);
+    assert!(o.status.success(), "{}", text(&o));
+    kill_watchdog(&state);
+    std::thread::sleep(Duration::from_millis(2500));
+    let o = f.apply("nft", "30", None);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("past its deadline"), "{}", text(&o));
+    let r = f.amwall(&["apply", "--rollback", "--state-dir", &state], None);
+    assert!(r.status.success(), "{}", text(&r));
+    assert_eq!(everything(&f), before);
+}
+
+/// Killed at the deadline: whether it died before, during or after its own
+/// rollback, the next invocation leaves exactly the previous rules.
+#[test]
+fn the_watchdog_killed_at_the_deadline() {
+    let f = loaded_fixture();
+    let state = f.state();
+    let before = everything(&f);
+    for delay_ms in [0u64, 50, 150, 400] {
+        let o = iptables_apply(&f, "1");
+        assert!(o.status.success(), "{}", text(&o));
+        let pend: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(&state).join("pending.json")).unwrap(),
+        )
+        .unwrap();
+        let deadline = Duration::from_secs(pend["deadline"].as_u64().unwrap());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        std::thread::sleep(deadline.saturating_sub(now) + Duration::from_millis(delay_ms));
+        if let Some(pid) = watchdog_pid(&state) {
+            if !gone(pid) {
+                sigkill(pid);
+            }
+        }
+        // Too late to confirm: exit 1 (rolled back now) or 2 (nothing
+        // pending: already rolled back), never 0.
+        let c = f.amwall(&["apply", "--confirm", "--state-dir", &state], None);
+        assert!(
+            matches!(c.status.code(), Some(1 | 2)),
+            "+{delay_ms} ms: {}",
+            text(&c)
+        );
+        let t = text(&c);
+        assert!(
+            t.contains("rolled back") || t.contains("previous rules are back"),
+            "{t}"
+        );
+        assert_eq!(everything(&f), before, "+{delay_ms} ms");
+    }
+}
+
+/// Killed before the load finishes: a `System` that delegates to the real
+/// one kills the watchdog just before the load step (the seam is the hook;
+/// the binary has none). The apply sees it gone and takes its rules out.
+#[test]
+fn the_watchdog_killed_before_the_load_finishes() {
+    use amwall::apply::{self, system::Lock, AdminConn, Kind, Real, System};
+    use amwall::sim::Verdict;
+    struct KillBeforeLoad(Real, String);
+    impl KillBeforeLoad {
+        fn kill(&self) {
+            kill_watchdog(&self.1);
+        }
+    }
+    impl System for KillBeforeLoad {
+        fn dry_run(&self, k: Kind, r: &str) -> amwall::Result<()> {
+            self.0.dry_run(k, r)
+        }
+        fn nft_table(&self) -> amwall::Result<Option<String>> {
+            self.0.nft_table()
+        }
+        fn nft_load(&self, s: &str) -> amwall::Result<()> {
+            self.kill();
+            self.0.nft_load(s)
+        }
+        fn nft_restore(&self, s: Option<&str>) -> amwall::Result<()> {
+            self.0.nft_restore(s)
+        }
+        fn iptables_save(&self) -> amwall::Result<String> {
+            self.0.iptables_save()
+        }
+        fn iptables_restore(&self, t: &str) -> amwall::Result<()> {
+            self.0.iptables_restore(t)
+        }
+        fn ipset_save(&self) -> amwall::Result<String> {
+            self.0.ipset_save()
+        }
+        fn ipset_restore(&self, t: &str) -> amwall::Result<()> {
+            self.0.ipset_restore(t)
+        }
+        fn ipset_destroy(&self, n: &str) -> amwall::Result<()> {
+            self.0.ipset_destroy(n)
+        }
+        fn admin_verdict(&self, k: Kind, c: &AdminConn) -> amwall::Result<(Verdict, String)> {
+            self.0.admin_verdict(k, c)
+        }
+        fn write(&self, n: &str, t: &str) -> amwall::Result<()> {
+            self.0.write(n, t)
+        }
+        fn read(&self, n: &str) -> Option<String> {
+            self.0.read(n)
+        }
+        fn remove(&self, n: &str) {
+            self.0.remove(n)
+        }
+        fn lock(&self) -> amwall::Result<Lock> {
+            self.0.lock()
+        }
+        fn place(&self) -> String {
+            self.0.place()
+        }
+        fn spawn_watchdog(&self, id: &str) -> amwall::Result<()> {
+            self.0.spawn_watchdog(id)
+        }
+        fn watchdog_alive(&self) -> bool {
+            self.0.watchdog_alive()
+        }
+        fn second_guard(&self, d: u64) -> Result<String, String> {
+            self.0.second_guard(d)
+        }
+        fn now(&self) -> u64 {
+            self.0.now()
+        }
+        fn sleep(&self, d: Duration) {
+            self.0.sleep(d)
+        }
+        fn boot_id(&self) -> Option<String> {
+            self.0.boot_id()
+        }
+    }
+    let f = loaded_fixture();
+    let before = everything(&f);
+    let state = f.state();
+    let sys = KillBeforeLoad(
+        Real::new(&state, Some(env!("CARGO_BIN_EXE_amwall").into())),
+        state.clone(),
+    );
+    let p = apply::Payload {
+        kind: Kind::Nft,
+        host: "c1".into(),
+        rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall {\n chain input { type filter hook input priority 0; policy drop; }\n}\n".into(),
+        ipset: None,
+    };
+    let opts = apply::Options {
+        timeout: Duration::from_secs(30),
+        admin: None,
+        force: false,
+        watchdog_exe: env!("CARGO_BIN_EXE_amwall").into(),
+    };
+    let r =
+        f.ns.run_in(move || apply::apply_with(&sys, &p, &opts).map(|_| ()))
+            .unwrap();
+    let e = r
+        .expect_err("the watchdog died during the load")
+        .to_string();
+    assert!(e.contains("watchdog died"), "{e}");
+    assert!(e.contains("previous rules are back"), "{e}");
+    assert_eq!(everything(&f), before);
+    // Nothing is left pending.
+    let c = f.amwall(&["apply", "--confirm", "--state-dir", &state], None);
+    assert_eq!(c.status.code(), Some(2), "{}", text(&c));
+    assert!(text(&c).contains("no apply is waiting"), "{}", text(&c));
+}
+
+/// A private mount namespace (`unshare -m`, a `sleep` we own) in which a
+/// tmpfs or a read-only bind can be mounted without the machine's own
+/// namespace ever seeing it.
+struct MountNs {
+    holder: std::process::Child,
+}
+
+impl MountNs {
+    fn new() -> MountNs {
+        let holder = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .expect("unshare (util-linux) is required");
+        let ino = |p: String| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let me = ino("/proc/self/ns/mnt".into());
+        let pid = holder.id();
+        let end = Instant::now() + Duration::from_secs(5);
+        // Never mount before the holder is in its own namespace.
+        while !(std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "sleep")
+            && ino(format!("/proc/{pid}/ns/mnt")) != me)
+        {
+            assert!(Instant::now() < end, "unshare -m did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        MountNs { holder }
+    }
+
+    /// `nsenter -t HOLDER -m ARGV...`
+    fn argv<'a>(&self, pid: &'a str) -> Vec<&'a str> {
+        vec!["nsenter", "-t", pid, "-m", "--"]
+    }
+
+    fn run(&self, argv: &[&str]) -> Output {
+        let pid = self.holder.id().to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--"])
+            .args(argv)
+            .output()
+            .unwrap()
+    }
+
+    fn must(&self, argv: &[&str]) -> String {
+        let o = self.run(argv);
+        assert!(o.status.success(), "{argv:?}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+impl Fixture {
+    /// `amwall ARGS` in the namespace, inside the mount namespace `m`.
+    fn amwall_in(&self, m: &MountNs, args: &[&str]) -> Output {
+        let pid = m.holder.id().to_string();
+        let mut cmd = Command::new(m.argv(&pid)[0]);
+        cmd.args(&m.argv(&pid)[1..])
+            .args(["ip", "netns", "exec", self.ns.name()])
+            .arg(env!("CARGO_BIN_EXE_amwall"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SSH_CONNECTION");
+        cmd.output().expect("run amwall")
+    }
+}
+
+/// A state directory that takes no writes — a full tmpfs, a read-only bind —
+/// is refused with exit 2 before anything is loaded; a disk that fills while
+/// the apply waits still gets its rollback and outcome recorded.
+#[test]
+fn a_full_or_read_only_state_dir() {
+    let f = loaded_fixture();
+    let before = everything(&f);
+    let m = MountNs::new();
+    let disk = f.dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let disk_s = disk.display().to_string();
+    m.must(&["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", &disk_s]);
+    let state = format!("{disk_s}/state");
+    let fill = format!("of={disk_s}/fill");
+    let apply = |backend: &str, timeout: &str| {
+        let (topo, host) = if backend == "nft" {
+            ("t.toml", "c1")
+        } else {
+            ("sets.toml", "tshost")
+        };
+        // nsenter starts in /: the topology by its full path.
+        let topo = f.dir.path().join(topo).display().to_string();
+        let topo = topo.as_str();
+        f.amwall_in(
+            &m,
+            &[
+                "apply",
+                topo,
+                "--host",
+                host,
+                "--backend",
+                backend,
+                "--timeout",
+                timeout,
+                "--state-dir",
+                &state,
+                "--no-wait",
+            ],
+        )
+    };
+
+    // (a) The disk fills while the apply waits.
+    for backend in ["nft", "iptables"] {
+        let o = apply(backend, "2");
+        assert!(o.status.success(), "{backend}: {}", text(&o));
+        assert_ne!(everything(&f), before);
+        m.run(&["dd", "if=/dev/zero", &fill, "bs=4k"]);
+        let end = Instant::now() + Duration::from_secs(10);
+        let result = format!("{state}/result.json");
+        while m.run(&["cat", &result]).stdout.is_empty() {
+            assert!(
+                Instant::now() < end,
+                "{backend}: no outcome recorded on a full disk"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            m.must(&["cat", &result]).contains("rolled-back"),
+            "{backend}"
+        );
+        assert_eq!(everything(&f), before, "{backend}");
+        assert!(!m
+            .run(&["test", "-e", &format!("{state}/pending.json")])
+            .status
+            .success());
+        // (b) Still full: the next apply is refused before the load.
+        let o = apply(backend, "30");
+        assert_eq!(o.status.code(), Some(2), "{backend}: {}", text(&o));
+        assert!(text(&o).contains("nothing was loaded"), "{}", text(&o));
+        assert_eq!(everything(&f), before, "{backend}");
+        m.must(&["rm", "-f", &format!("{disk_s}/fill")]);
+    }
+
+    // (c) Read-only (a bind of the state directory onto itself).
+    m.must(&["mount", "--bind", &state, &state]);
+    m.must(&["mount", "-o", "remount,bind,ro", &state]);
+    for backend in ["nft", "iptables"] {
+        let o = apply(backend, "30");
+        assert_eq!(o.status.code(), Some(2), "{backend}: {}", text(&o));
+        assert!(text(&o).contains("nothing was loaded"), "{}", text(&o));
+        assert_eq!(everything(&f), before, "{backend}");
+    }
+}
+
+/// Two applies started at once, several times: exactly one loads, the other
+/// changes nothing; exactly one watchdog and one pending record; and after
+/// confirming or rolling back, the kernel holds the new rules or the
+/// previous ones, never a mix.
+#[test]
+fn two_applies_racing_end_with_one_pending() {
+    let f = loaded_fixture();
+    let state = f.state();
+    let before = everything(&f);
+    let mut after_confirm = None;
+    for round in 0..6 {
+        let spawn = || {
+            Command::new("ip")
+                .args(["netns", "exec", f.ns.name(), env!("CARGO_BIN_EXE_amwall")])
+                .args([
+                    "apply",
+                    "sets.toml",
+                    "--host",
+                    "tshost",
+                    "--backend",
+                    "iptables",
+                ])
+                .args(["--timeout", "30", "--state-dir", &state, "--no-wait"])
+                .current_dir(f.dir.path())
+                .env_remove("SSH_CONNECTION")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let codes = [a.status.code(), b.status.code()];
+        assert!(
+            codes.contains(&Some(0)) && codes.contains(&Some(2)),
+            "round {round}: one loads, one is refused\n{}\n{}",
+            text(&a),
+            text(&b)
+        );
+        let loser = if a.status.success() { &b } else { &a };
+        assert!(text(loser).contains("still waiting"), "{}", text(loser));
+        let watchdogs = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                    let w: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    w.contains(&&b"--watchdog"[..]) && w.contains(&state.as_bytes())
+                }) && !gone(*p)
+            })
+            .count();
+        assert_eq!(watchdogs, 1, "round {round}");
+        let confirm = round % 2 == 0;
+        let r = f.amwall(
+            &[
+                "apply",
+                if confirm { "--confirm" } else { "--rollback" },
+                "--state-dir",
+                &state,
+            ],
+            None,
+        );
+        assert!(r.status.success(), "round {round}: {}", text(&r));
+        let now = everything(&f);
+        if confirm {
+            assert_ne!(now, before, "round {round}");
+            assert_eq!(
+                after_confirm.get_or_insert_with(|| now.clone()),
+                &now,
+                "round {round}: the same new rules every time"
+            );
+            // Back to the start for the next round.
+            f.load(
+                &["iptables-restore"],
+                &format!("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\n-A INPUT -m set --match-set {SET} src -j DROP\nCOMMIT\n"),
+            );
+            f.load(
+                &["ipset", "restore"],
+                &format!("flush {SET}\nadd {SET} 192.0.2.99\n"),
+            );
+        }
+        if !confirm {
+            assert_eq!(now, before, "round {round}");
+        }
+        // Start each round from the same kernel state.
+        assert_eq!(everything(&f), before, "round {round} reset");
+    }
+}

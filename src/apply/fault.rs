@@ -1,0 +1,691 @@
+//! A fault-injecting double of [`System`]: the kernel (nft's `table ip
+//! amwall`, iptables tables, ipsets), the state directory (with a size, so
+//! it can fill) and the watchdog (alive or not) kept in memory, with the
+//! tools' semantics that matter to a rollback. A test names a call — the Nth
+//! of a kind — and the double fails it, or "dies" there (a panic with the
+//! payload [`Died`]: no cleanup code of apply runs, as when the OOM killer
+//! strikes), or kills the watchdog there. The test then checks the
+//! recorded kernel state, as `tests/apply.rs` does with the real tools.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use super::system::{Lock, System};
+use super::*;
+
+/// The kinds of call a fault can be aimed at.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
+pub(crate) enum Op {
+    DryRun,
+    /// Reading the kernel's state (snapshots).
+    Save,
+    /// Changing the kernel's state (loads and restores alike).
+    Load,
+    /// Writing a state file.
+    Write,
+    Spawn,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Fault {
+    Fail,
+    DieBefore,
+    DieAfter,
+    /// The watchdog is killed just before this call.
+    KillWatchdog,
+}
+
+/// Panic payload: the process died here.
+pub(crate) struct Died;
+
+/// What the kernel holds.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Kernel {
+    pub nft: Option<String>,
+    /// iptables table → its block (`*t` … `COMMIT`).
+    pub tables: BTreeMap<String, String>,
+    pub sets: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Default)]
+struct World {
+    kernel: Kernel,
+    files: BTreeMap<String, String>,
+    /// Bytes the state directory can hold (`None`: unlimited).
+    capacity: Option<usize>,
+    watchdog: bool,
+    spawned: usize,
+    clock_ms: u64,
+    boot: String,
+    verdict: Option<Verdict>,
+    counts: BTreeMap<Op, usize>,
+    faults: Vec<(Op, usize, Fault)>,
+    calls: Vec<(Op, usize)>,
+}
+
+pub(crate) struct Faulty {
+    w: RefCell<World>,
+}
+
+fn err(what: String) -> Error {
+    failed(what)
+}
+
+impl Faulty {
+    pub fn new(kernel: Kernel) -> Faulty {
+        Faulty {
+            w: RefCell::new(World {
+                kernel,
+                clock_ms: 1_000_000_000_000,
+                boot: "boot-1".into(),
+                ..World::default()
+            }),
+        }
+    }
+    pub fn inject(&self, op: Op, nth: usize, f: Fault) -> &Faulty {
+        self.w.borrow_mut().faults.push((op, nth, f));
+        self
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.w.borrow().kernel.clone()
+    }
+    pub fn kill_watchdog(&self) {
+        self.w.borrow_mut().watchdog = false;
+    }
+    pub fn advance(&self, secs: u64) {
+        self.w.borrow_mut().clock_ms += secs * 1000;
+    }
+    pub fn count(&self, op: Op) -> usize {
+        self.w.borrow().counts.get(&op).copied().unwrap_or(0)
+    }
+    pub fn calls(&self) -> Vec<(Op, usize)> {
+        self.w.borrow().calls.clone()
+    }
+    pub fn spawned(&self) -> usize {
+        self.w.borrow().spawned
+    }
+    /// The disk is full from now on.
+    pub fn fill_disk(&self) {
+        let mut w = self.w.borrow_mut();
+        w.capacity = Some(w.files.values().map(String::len).sum());
+    }
+    pub fn set_capacity(&self, bytes: usize) {
+        self.w.borrow_mut().capacity = Some(bytes);
+    }
+    pub fn reboot(&self) {
+        let mut w = self.w.borrow_mut();
+        w.boot = "boot-2".into();
+        w.kernel = Kernel::default();
+        w.watchdog = false;
+    }
+    pub fn set_verdict(&self, v: Verdict) {
+        self.w.borrow_mut().verdict = Some(v);
+    }
+
+    /// Count the call, apply the fault aimed at it, else run `f`.
+    fn step<T>(&self, op: Op, what: &str, f: impl FnOnce(&mut World) -> Result<T>) -> Result<T> {
+        let fault = {
+            let mut w = self.w.borrow_mut();
+            let n = {
+                let c = w.counts.entry(op).or_insert(0);
+                *c += 1;
+                *c
+            };
+            w.calls.push((op, n));
+            w.faults
+                .iter()
+                .find(|(o, k, _)| *o == op && *k == n)
+                .map(|(_, k, f)| (*k, *f))
+        };
+        match fault {
+            Some((_, Fault::DieBefore)) => std::panic::panic_any(Died),
+            Some((n, Fault::Fail)) => {
+                return Err(err(format!("injected failure of {what} (call {n})")))
+            }
+            Some((_, Fault::KillWatchdog)) => self.kill_watchdog(),
+            _ => {}
+        }
+        let r = f(&mut self.w.borrow_mut());
+        if matches!(fault, Some((_, Fault::DieAfter))) {
+            std::panic::panic_any(Died);
+        }
+        r
+    }
+}
+
+fn blocks(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cur: Option<(String, String)> = None;
+    for l in text.lines() {
+        if let Some(t) = l.strip_prefix('*') {
+            cur = Some((t.trim().to_string(), String::new()));
+        }
+        if let Some((_, b)) = cur.as_mut() {
+            b.push_str(l);
+            b.push('\n');
+        }
+        if l.trim() == "COMMIT" {
+            out.extend(cur.take());
+        }
+    }
+    out
+}
+
+fn ipset_line(k: &mut Kernel, l: &str) -> Result<()> {
+    let w: Vec<&str> = l.split_whitespace().collect();
+    let missing = |n: &str| err(format!("ipset: set {n} does not exist"));
+    match w.as_slice() {
+        [] => {}
+        ["create", n, ..] => {
+            if k.sets.contains_key(*n) && !w.contains(&"-exist") {
+                return Err(err(format!("ipset: set {n} exists")));
+            }
+            k.sets.entry(n.to_string()).or_default();
+        }
+        ["add", n, m, ..] => k
+            .sets
+            .get_mut(*n)
+            .ok_or_else(|| missing(n))?
+            .push(m.to_string()),
+        ["flush", n] => k.sets.get_mut(*n).ok_or_else(|| missing(n))?.clear(),
+        ["swap", a, b] => {
+            let x = k.sets.remove(*a).ok_or_else(|| missing(a))?;
+            let y = k.sets.remove(*b).ok_or_else(|| missing(b))?;
+            k.sets.insert(a.to_string(), y);
+            k.sets.insert(b.to_string(), x);
+        }
+        ["destroy", n] => {
+            k.sets.remove(*n).ok_or_else(|| missing(n))?;
+        }
+        _ => return Err(err(format!("ipset: cannot read `{l}`"))),
+    }
+    Ok(())
+}
+
+impl System for Faulty {
+    fn dry_run(&self, _: Kind, _: &str) -> Result<()> {
+        self.step(Op::DryRun, "the dry run", |_| Ok(()))
+    }
+    fn nft_table(&self) -> Result<Option<String>> {
+        self.step(Op::Save, "nft list table", |w| Ok(w.kernel.nft.clone()))
+    }
+    fn nft_load(&self, script: &str) -> Result<()> {
+        self.step(Op::Load, "nft -f", |w| {
+            w.kernel.nft = Some(script.to_string());
+            Ok(())
+        })
+    }
+    fn nft_restore(&self, saved: Option<&str>) -> Result<()> {
+        self.step(Op::Load, "nft -f (restore)", |w| {
+            w.kernel.nft = saved.map(str::to_string);
+            Ok(())
+        })
+    }
+    fn iptables_save(&self) -> Result<String> {
+        self.step(Op::Save, "iptables-save", |w| {
+            Ok(format!(
+                "# Generated by the double\n{}",
+                w.kernel.tables.values().cloned().collect::<String>()
+            ))
+        })
+    }
+    fn iptables_restore(&self, text: &str) -> Result<()> {
+        self.step(Op::Load, "iptables-restore", |w| {
+            // One commit per table, all tables or none (as the tool).
+            for (t, b) in blocks(text) {
+                w.kernel.tables.insert(t, b);
+            }
+            Ok(())
+        })
+    }
+    fn ipset_save(&self) -> Result<String> {
+        self.step(Op::Save, "ipset save", |w| {
+            let mut s = String::new();
+            for (n, ms) in &w.kernel.sets {
+                s.push_str(&format!("create {n} hash:ip family inet\n"));
+                for m in ms {
+                    s.push_str(&format!("add {n} {m}\n"));
+                }
+            }
+            Ok(s)
+        })
+    }
+    fn ipset_restore(&self, text: &str) -> Result<()> {
+        // Line by line, not atomic: a failure leaves the lines before it done.
+        self.step(Op::Load, "ipset restore", |w| {
+            text.lines().try_for_each(|l| ipset_line(&mut w.kernel, l))
+        })
+    }
+    fn ipset_destroy(&self, name: &str) -> Result<()> {
+        self.step(Op::Load, "ipset destroy", |w| {
+            ipset_line(&mut w.kernel, &format!("destroy {name}"))
+        })
+    }
+    fn admin_verdict(&self, _: Kind, _: &AdminConn) -> Result<(Verdict, String)> {
+        let v = self.w.borrow().verdict.unwrap_or(Verdict::Accept);
+        Ok((
+            v,
+            "tcp 198.51.100.9:40000 -> 192.0.2.3:22 in eth0 state new".into(),
+        ))
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<()> {
+        self.step(Op::Write, name, |w| {
+            let others: usize = w
+                .files
+                .iter()
+                .filter(|(n, _)| n.as_str() != name)
+                .map(|(_, t)| t.len())
+                .sum();
+            if w.capacity.is_some_and(|c| others + text.len() > c) {
+                return Err(err(format!("{name}: No space left on device")));
+            }
+            w.files.insert(name.to_string(), text.to_string());
+            Ok(())
+        })
+    }
+    fn read(&self, name: &str) -> Option<String> {
+        self.w.borrow().files.get(name).cloned()
+    }
+    fn remove(&self, name: &str) {
+        self.w.borrow_mut().files.remove(name);
+    }
+    fn lock(&self) -> Result<Lock> {
+        Ok(Lock(None))
+    }
+    fn place(&self) -> String {
+        "(double)".into()
+    }
+    fn spawn_watchdog(&self, _: &str) -> Result<()> {
+        self.step(Op::Spawn, "the watchdog", |w| {
+            w.watchdog = true;
+            w.spawned += 1;
+            Ok(())
+        })
+    }
+    fn watchdog_alive(&self) -> bool {
+        self.w.borrow().watchdog
+    }
+    fn second_guard(&self, _: u64) -> std::result::Result<String, String> {
+        Err("the double has no systemd".into())
+    }
+    fn now(&self) -> u64 {
+        self.w.borrow().clock_ms / 1000
+    }
+    fn sleep(&self, d: Duration) {
+        self.w.borrow_mut().clock_ms += d.as_millis() as u64;
+    }
+    fn boot_id(&self) -> Option<String> {
+        Some(self.w.borrow().boot.clone())
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+const SET: &str = "amw_in_s";
+
+fn before(with_set: bool) -> Kernel {
+    let mut k = Kernel::default();
+    k.tables.insert(
+        "filter".into(),
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\nCOMMIT\n"
+            .into(),
+    );
+    k.tables.insert(
+        "mangle".into(),
+        "*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n".into(),
+    );
+    k.nft = Some("table ip amwall { chain input { tcp dport 9999 accept } }\n".into());
+    if with_set {
+        k.sets.insert(SET.into(), vec!["192.0.2.99".into()]);
+    }
+    k.sets.insert("theirs".into(), vec!["203.0.113.1".into()]);
+    k
+}
+
+fn iptables_payload() -> Payload {
+    Payload {
+        kind: Kind::Iptables,
+        host: "tshost".into(),
+        rules: format!(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             -A INPUT -m set --match-set {SET} src -p tcp -m tcp --dport 10080 -j ACCEPT\nCOMMIT\n"
+        ),
+        ipset: Some(format!(
+            "create {SET} hash:ip family inet -exist\ncreate {SET}~ hash:ip family inet -exist\n\
+             flush {SET}~\nadd {SET}~ 192.0.2.10\nadd {SET}~ 192.0.2.12\n\
+             swap {SET}~ {SET}\ndestroy {SET}~\n"
+        )),
+    }
+}
+
+fn nft_payload() -> Payload {
+    Payload {
+        kind: Kind::Nft,
+        host: "c1".into(),
+        rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall { chain input { policy drop; tcp dport 10080 accept } }\n".into(),
+        ipset: None,
+    }
+}
+
+fn opts() -> Options {
+    Options {
+        timeout: Duration::from_secs(60),
+        admin: None,
+        force: false,
+        watchdog_exe: "/nonexistent".into(),
+    }
+}
+
+/// Nothing waits for confirmation any more.
+fn settled(d: &Faulty) -> bool {
+    active(d).is_none()
+}
+
+/// Both backends, the iptables one with a set that existed before and one
+/// that did not.
+fn cases() -> Vec<(&'static str, Kernel, Payload)> {
+    vec![
+        ("iptables, set existed", before(true), iptables_payload()),
+        ("iptables, new set", before(false), iptables_payload()),
+        ("nft", before(false), nft_payload()),
+    ]
+}
+
+#[test]
+fn a_clean_apply_loads_and_the_watchdog_rolls_back_at_the_deadline() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        apply_with(&d, &p, &opts()).unwrap();
+        assert_ne!(d.kernel(), k, "{name}: loaded");
+        assert_eq!(d.spawned(), 1);
+        assert_eq!(
+            watchdog_with(&d, None).unwrap(),
+            Outcome::RolledBack,
+            "{name}"
+        );
+        assert_eq!(d.kernel(), k, "{name}");
+        assert!(settled(&d));
+    }
+}
+
+/// ipset restore succeeds, iptables-restore (the second load step) fails:
+/// the sets are emptied or destroyed again, the tables untouched.
+#[test]
+fn the_second_load_step_fails_and_the_previous_rules_are_back() {
+    for with_set in [true, false] {
+        let k = before(with_set);
+        let d = Faulty::new(k.clone());
+        d.inject(Op::Load, 2, Fault::Fail);
+        let e = apply_with(&d, &iptables_payload(), &opts()).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("loading failed"), "{e}");
+        assert!(e.contains("previous rules are back"), "{e}");
+        assert!(e.contains("injected failure of iptables-restore"), "{e}");
+        assert_eq!(d.kernel(), k, "set existed: {with_set}");
+        assert!(settled(&d));
+        assert_eq!(outcome(&d), Some(Outcome::RolledBack));
+    }
+}
+
+/// The snapshot cannot be written (the first state write, or a full or
+/// tiny disk): refused before anything is loaded, no watchdog, no record.
+#[test]
+fn a_state_dir_that_takes_no_writes_is_refused_before_the_load() {
+    for (name, k, p) in cases() {
+        for setup in 0..3 {
+            let d = Faulty::new(k.clone());
+            match setup {
+                0 => {
+                    d.inject(Op::Write, 1, Fault::Fail);
+                }
+                1 => d.set_capacity(0),
+                // Room for the snapshot but not the reserve.
+                _ => d.set_capacity(1000),
+            }
+            let e = apply_with(&d, &p, &opts()).unwrap_err().to_string();
+            assert!(e.contains("nothing was loaded"), "{name}/{setup}: {e}");
+            assert_eq!(d.count(Op::Load), 0, "{name}/{setup}");
+            assert_eq!(d.spawned(), 0, "{name}/{setup}");
+            assert_eq!(d.kernel(), k, "{name}/{setup}");
+            assert!(pending(&d).is_none(), "{name}/{setup}");
+        }
+    }
+}
+
+/// The disk fills while the apply waits: the reserve makes room for the
+/// outcome, so the rollback is recorded and the directory does not stay
+/// "waiting".
+#[test]
+fn a_disk_that_fills_after_the_load_still_records_the_rollback() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        apply_with(&d, &p, &opts()).unwrap();
+        d.fill_disk();
+        assert_eq!(
+            watchdog_with(&d, None).unwrap(),
+            Outcome::RolledBack,
+            "{name}"
+        );
+        assert_eq!(d.kernel(), k, "{name}");
+        assert_eq!(outcome(&d), Some(Outcome::RolledBack), "{name}");
+        assert!(pending(&d).is_none(), "{name}");
+    }
+}
+
+/// The process dies at every call of a clean apply, before it and after it;
+/// the watchdog dies with it. Whatever was done, the next invocation past
+/// the deadline (here a late `--confirm`) leaves the previous rules, and a
+/// fresh apply then goes through.
+#[test]
+fn dying_at_any_step_ends_with_the_previous_rules() {
+    for (name, k, p) in cases() {
+        let clean = Faulty::new(k.clone());
+        apply_with(&clean, &p, &opts()).unwrap();
+        for (op, n) in clean.calls() {
+            for (fault, watchdog_survives) in [
+                (Fault::DieBefore, false),
+                (Fault::DieAfter, false),
+                (Fault::DieAfter, true),
+            ] {
+                let at =
+                    format!("{name}: {fault:?} {op:?} #{n}, watchdog lives: {watchdog_survives}");
+                let d = Faulty::new(k.clone());
+                d.inject(op, n, fault);
+                let r = catch_unwind(AssertUnwindSafe(|| apply_with(&d, &p, &opts())));
+                assert!(
+                    r.as_ref().err().is_some_and(|e| e.is::<Died>()),
+                    "{at}: did not die"
+                );
+                if watchdog_survives && d.watchdog_alive() {
+                    assert_eq!(
+                        watchdog_with(&d, None).unwrap(),
+                        Outcome::RolledBack,
+                        "{at}"
+                    );
+                } else {
+                    d.kill_watchdog();
+                    d.advance(61);
+                    let e = request_with(&d, true).unwrap_err().to_string();
+                    assert!(e.contains("no apply is waiting"), "{at}: {e}");
+                }
+                assert_eq!(d.kernel(), k, "{at}");
+                assert!(settled(&d), "{at}");
+                apply_with(&d, &p, &opts()).unwrap_or_else(|e| panic!("{at}: {e}"));
+            }
+        }
+    }
+}
+
+/// The case the issue names: the load is done, then the process dies before
+/// the watchdog can take over (here: both gone). Before the deadline the
+/// record blocks a new apply and `--rollback` restores from the snapshot
+/// alone; after it, the next apply rolls back first.
+#[test]
+fn dead_between_load_and_watchdog_rollback_needs_no_watchdog() {
+    for (name, k, p) in cases() {
+        let last_load = {
+            let c = Faulty::new(k.clone());
+            apply_with(&c, &p, &opts()).unwrap();
+            c.count(Op::Load)
+        };
+        let d = Faulty::new(k.clone());
+        d.inject(Op::Load, last_load, Fault::DieAfter);
+        let r = catch_unwind(AssertUnwindSafe(|| apply_with(&d, &p, &opts())));
+        assert!(r.is_err());
+        d.kill_watchdog();
+        let loaded = d.kernel();
+        assert_ne!(loaded, k, "{name}");
+        let e = apply_with(&d, &p, &opts()).unwrap_err().to_string();
+        assert!(e.contains("still waiting"), "{name}: {e}");
+        assert!(e.contains("watchdog is gone"), "{name}: {e}");
+        assert_eq!(d.kernel(), loaded, "a refused apply changes nothing");
+        request_with(&d, false).unwrap();
+        assert_eq!(d.kernel(), k, "{name}");
+        assert_eq!(outcome(&d), Some(Outcome::RolledBack));
+
+        // After the deadline: the next apply restores first, then loads.
+        let d = Faulty::new(k.clone());
+        d.inject(Op::Load, last_load, Fault::DieAfter);
+        let _ = catch_unwind(AssertUnwindSafe(|| apply_with(&d, &p, &opts())));
+        d.kill_watchdog();
+        d.advance(61);
+        let a = apply_with(&d, &p, &opts()).unwrap();
+        assert!(
+            a.notes.iter().any(|n| n.contains("past its deadline")),
+            "{name}: {:?}",
+            a.notes
+        );
+        assert_eq!(watchdog_with(&d, None).unwrap(), Outcome::RolledBack);
+        assert_eq!(d.kernel(), k, "{name}");
+    }
+}
+
+/// The watchdog is killed while the load runs: the apply does not leave
+/// unguarded rules behind.
+#[test]
+fn a_watchdog_killed_during_the_load_makes_the_apply_roll_back() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        d.inject(Op::Load, 1, Fault::KillWatchdog);
+        let e = apply_with(&d, &p, &opts()).unwrap_err().to_string();
+        assert!(e.contains("watchdog died"), "{name}: {e}");
+        assert_eq!(d.kernel(), k, "{name}");
+        assert!(settled(&d));
+    }
+}
+
+/// `--confirm` and `--rollback` with the watchdog gone do the work
+/// themselves; a confirmation is kept, and a second request finds nothing.
+#[test]
+fn confirm_and_rollback_work_without_the_watchdog() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        apply_with(&d, &p, &opts()).unwrap();
+        let loaded = d.kernel();
+        d.kill_watchdog();
+        request_with(&d, true).unwrap();
+        assert_eq!(outcome(&d), Some(Outcome::Confirmed), "{name}");
+        assert_eq!(d.kernel(), loaded, "{name}");
+        d.advance(120);
+        assert!(request_with(&d, false).is_err(), "{name}");
+        assert_eq!(d.kernel(), loaded, "a confirmed apply is never rolled back");
+    }
+}
+
+/// With the watchdog alive, a request goes through it (the file), and the
+/// waiting invocation takes over should it die before acting.
+#[test]
+fn a_request_outlives_the_watchdog_dying_before_it_acts() {
+    let k = before(true);
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &iptables_payload(), &opts()).unwrap();
+    request_with(&d, false).unwrap();
+    assert!(d.read(ROLLBACK_NOW).is_some());
+    d.kill_watchdog();
+    assert_eq!(
+        wait_outcome_with(&d, Duration::from_secs(10)),
+        Some(Outcome::RolledBack)
+    );
+    assert_eq!(d.kernel(), k);
+}
+
+/// Rules that would lock the admin out are taken out at once.
+#[test]
+fn a_lockout_is_rolled_back_at_once() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        d.set_verdict(Verdict::Drop);
+        let mut o = opts();
+        o.admin = AdminConn::from_env_value("198.51.100.9 40000 192.0.2.3 22");
+        let e = apply_with(&d, &p, &o).unwrap_err().to_string();
+        assert!(e.contains("refused"), "{name}: {e}");
+        assert_eq!(d.kernel(), k, "{name}");
+    }
+}
+
+/// After a reboot the loaded rules are gone already: the stale record is
+/// dropped, not "rolled back" over what the boot loaded.
+#[test]
+fn a_record_from_an_earlier_boot_is_dropped() {
+    let d = Faulty::new(before(true));
+    apply_with(&d, &iptables_payload(), &opts()).unwrap();
+    d.reboot();
+    let loads = d.count(Op::Load);
+    let a = apply_with(&d, &nft_payload(), &opts()).unwrap();
+    assert!(
+        a.notes.iter().any(|n| n.contains("before the last reboot")),
+        "{:?}",
+        a.notes
+    );
+    assert_eq!(d.count(Op::Load), loads + 1, "only the new load");
+}
+
+/// A failure of the watchdog's rollback is recorded as such, never as
+/// success.
+#[test]
+fn a_failed_rollback_is_recorded() {
+    let d = Faulty::new(before(true));
+    apply_with(&d, &iptables_payload(), &opts()).unwrap();
+    let n = d.count(Op::Load);
+    d.inject(Op::Load, n + 1, Fault::Fail);
+    assert_eq!(watchdog_with(&d, None).unwrap(), Outcome::RollbackFailed);
+    assert!(d.read(LOG).unwrap().contains("rollback failed"));
+    assert!(settled(&d));
+}
+
+/// A watchdog guards the apply that started it, never a later one: one that
+/// starts late (after its apply gave up and the next one recorded itself)
+/// leaves, so the next apply's own watchdog can start.
+#[test]
+fn a_watchdog_never_adopts_another_apply() {
+    let d = Faulty::new(before(false));
+    apply_with(&d, &nft_payload(), &opts()).unwrap();
+    let id = pending(&d).unwrap().id;
+    assert!(watchdog_with(&d, Some("an-earlier-apply")).is_err());
+    assert!(active(&d).is_some(), "left alone");
+    assert_eq!(watchdog_with(&d, Some(&id)).unwrap(), Outcome::RolledBack);
+}
+
+/// A confirmation that comes after the deadline — the watchdog still alive
+/// but not yet acting, or dying — never keeps the rules.
+#[test]
+fn a_late_confirmation_is_a_rollback() {
+    for (name, k, p) in cases() {
+        let d = Faulty::new(k.clone());
+        apply_with(&d, &p, &opts()).unwrap();
+        d.advance(60);
+        request_with(&d, true).unwrap();
+        assert!(d.read(CONFIRMED).is_none(), "{name}");
+        d.kill_watchdog();
+        assert_eq!(
+            wait_outcome_with(&d, Duration::from_secs(5)),
+            Some(Outcome::RolledBack),
+            "{name}"
+        );
+        assert_eq!(d.kernel(), k, "{name}");
+    }
+}
