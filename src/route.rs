@@ -90,6 +90,25 @@ fn next_hop(
     None
 }
 
+/// Nobody on `net` answers for `dst`. When `dst` belongs to another network
+/// inside `net`'s prefix, the cause is the overlap (the kernel's connected
+/// route sends it onto `net`'s wire), so say so, naming both.
+fn no_owner(d: &Deployment, net: NetId, dst: Ipv4Addr) -> String {
+    let outer = &d.networks[net];
+    match d
+        .networks
+        .iter()
+        .filter(|n| n.name != outer.name && n.cidr.contains(&dst) && outer.cidr.contains(&n.cidr))
+        .max_by_key(|n| n.cidr.prefix_len())
+    {
+        Some(inner) if inner.cidr.prefix_len() > outer.cidr.prefix_len() => format!(
+            "networks `{}` ({}) and `{}` ({}) overlap: {dst} is on `{}`, but a host on `{}` sends it out on `{}`'s wire, where no host has it; make the networks disjoint, or give the host a gateway and no interface on `{}`",
+            outer.name, outer.cidr, inner.name, inner.cidr, inner.name, outer.name, outer.name, outer.name
+        ),
+        _ => format!("no host owns {dst} on network `{}`", outer.name),
+    }
+}
+
 /// Walk from `from` toward `dst` as the kernel would. Returns hops after the origin,
 /// or why it fails. `dnat`: a port forward to apply at a given router.
 fn walk(
@@ -118,8 +137,7 @@ fn walk(
     };
     let mut hops = Vec::new();
     loop {
-        let here = next
-            .ok_or_else(|| format!("no host owns {dst} on network `{}`", d.networks[net].name))?;
+        let here = next.ok_or_else(|| no_owner(d, net, dst))?;
         let in_iface = d.iface_on(here, net).map(|i| i.name.clone());
         let arrive_src = src;
         let arrive_dst = dst;

@@ -77,6 +77,8 @@ fn quote(s: &str) -> String {
     {
         s.to_string()
     } else {
+        // A control character would end the line (and the rule) in the middle.
+        let s = crate::name::comment(s);
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
     }
 }
@@ -705,7 +707,8 @@ fn target(a: &Action, _fam: Family) -> String {
 pub fn emit(rs: &Ruleset, header: &[String]) -> String {
     let mut out = String::new();
     for h in header {
-        writeln!(out, "# {h}").unwrap();
+        // Defence in depth: a header line can never become a rule line.
+        writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for t in &rs.tables {
         if t.family == Family::Ip6 {

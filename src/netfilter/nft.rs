@@ -49,8 +49,10 @@ fn priority(kind: ChainType, hook: Hook, p: i32) -> String {
     name.map_or_else(|| p.to_string(), str::to_string)
 }
 
+/// nft strings have no escapes: a `"` becomes `'`, and a control character
+/// (which would end the statement) a visible `<U+000A>`.
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "'"))
+    format!("\"{}\"", crate::name::comment(s).replace('"', "'"))
 }
 
 /// One rule's statement text (for an `ip` table).
@@ -537,7 +539,8 @@ pub fn rule_text_in(r: &Rule, fam: Family) -> String {
 pub fn emit(rs: &Ruleset, header: &[String]) -> String {
     let mut out = String::from("#!/usr/sbin/nft -f\n");
     for h in header {
-        writeln!(out, "# {h}").unwrap();
+        // Defence in depth: a header line can never become a statement.
+        writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for t in &rs.tables {
         let fam = family(t.family);

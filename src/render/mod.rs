@@ -407,7 +407,7 @@ pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
     }
     let mut out = String::new();
     for h in header {
-        writeln!(out, "# {h}").unwrap();
+        writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for g in big {
         let name = ipset_name(g);

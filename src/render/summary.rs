@@ -102,7 +102,12 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     let d = &plan.deployment;
     let a = &d.amanda;
     let mut o = String::new();
-    writeln!(o, "# amwall plan for `{}`\n", d.source_name).unwrap();
+    writeln!(
+        o,
+        "# amwall plan for `{}`\n",
+        crate::name::comment(&d.source_name)
+    )
+    .unwrap();
     let build = match d.build {
         Build::Debian => "Debian's Amanda 3.5.1 packages",
         Build::Upstream => "upstream Amanda built without port options",
