@@ -159,10 +159,11 @@ pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) 
             }
         }
     }
+    let mgmt = crate::route::management(d, idx);
     needs
         .into_iter()
         .enumerate()
-        .map(|(h, n)| host_policy(d, idx, flows, h, n))
+        .map(|(h, n)| host_policy(d, idx, flows, h, n, &mgmt))
         .collect()
 }
 
@@ -172,6 +173,7 @@ fn host_policy(
     flows: &[Flow],
     h: HostId,
     needs: Vec<Need>,
+    mgmt: &[crate::route::MgmtHop],
 ) -> HostPolicy {
     let host = &d.hosts[h];
     let management = d.management.enabled.then(|| PolicyRule {
@@ -192,12 +194,23 @@ fn host_policy(
     let mut mgmt_rules: Vec<PolicyRule> = Vec::new();
     if let Some(m) = &management {
         // One rule per management prefix keeps it readable; a set would also do.
+        // Each prefix as this host sees it (after NAT), and on routers the
+        // forwarding the admins' way needs (`route::management`).
         if d.management.from.is_empty() {
             mgmt_rules.push(m.clone());
         } else {
-            for net in &d.management.from {
+            for hop in mgmt.iter().filter(|x| x.host == h) {
+                let forward = hop.kind == HopKind::Forward;
                 mgmt_rules.push(PolicyRule {
-                    src: Addrs::Net(*net),
+                    place: if forward {
+                        Place::Forward
+                    } else {
+                        Place::Input
+                    },
+                    in_iface: hop.in_iface.clone(),
+                    out_iface: hop.out_iface.clone(),
+                    src: Addrs::Net(hop.src),
+                    dst: hop.dst,
                     ..m.clone()
                 });
             }

@@ -8,6 +8,8 @@
 
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
+
 use serde::Serialize;
 
 use crate::amanda::Flow;
@@ -116,10 +118,10 @@ fn walk(
     idx: &AddrIndex,
     from: HostId,
     mut src: Ipv4Addr,
-    mut dst: Ipv4Addr,
+    dst: Ipv4Addr,
     dnat: Option<(HostId, Ipv4Addr)>,
 ) -> Result<(Hop, Vec<Hop>), String> {
-    let (oi, mut next, mut net) = next_hop(d, idx, from, dst)
+    let (oi, next, net) = next_hop(d, idx, from, dst)
         .ok_or_else(|| format!("`{}` has no route to {dst}", d.hosts[from].name))?;
     let out_iface = &d.hosts[from].interfaces[oi];
     if src.is_unspecified() {
@@ -135,6 +137,21 @@ fn walk(
         dnat_to: None,
         snat_to: None,
     };
+    let hops = onward(d, idx, next, net, src, dst, dnat)?;
+    Ok((origin, hops))
+}
+
+/// The hops after a packet from `src` to `dst` was put on network `net` for
+/// `next` (the host that owns the next address on the wire, if any).
+fn onward(
+    d: &Deployment,
+    idx: &AddrIndex,
+    mut next: Option<HostId>,
+    mut net: NetId,
+    mut src: Ipv4Addr,
+    mut dst: Ipv4Addr,
+    dnat: Option<(HostId, Ipv4Addr)>,
+) -> Result<Vec<Hop>, String> {
     let mut hops = Vec::new();
     loop {
         let here = next.ok_or_else(|| no_owner(d, net, dst))?;
@@ -159,7 +176,7 @@ fn walk(
                 dnat_to: None,
                 snat_to: None,
             });
-            return Ok((origin, hops));
+            return Ok(hops);
         }
         if !d.hosts[here].roles.router {
             return Err(format!(
@@ -308,6 +325,139 @@ pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteE
             first_err.unwrap_or_else(|| "unreachable".into())
         ),
     })
+}
+
+/// One place where the management service must let the admins in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MgmtHop {
+    pub host: HostId,
+    /// `Forward` (a router on the admins' way) or `Destination` (the managed host).
+    pub kind: HopKind,
+    /// Forward hops only: a Destination rule names no interface, as before.
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    /// The admins' addresses as this hop sees them: the `from` prefix, or the
+    /// masquerading router's address once NAT rewrote the source.
+    pub src: Ipv4Net,
+    /// Forward hops: the managed host's address.
+    pub dst: Option<Ipv4Addr>,
+}
+
+/// Every hop of the admins' way from each `[management] from` prefix to every
+/// host, so management follows routing and NAT like an Amanda flow: a host
+/// behind a masquerading router sees the admins of the LAN as the router's
+/// outer address, and the routers between must forward them.
+///
+/// The admins are machines amwall does not know, so a prefix inside a
+/// topology network is sent the way that network's hosts send: to the
+/// gateways its (non-router) hosts use, or, when none says, to each router on
+/// it. A prefix inside no network, a host on the admins' own network, or a
+/// host the admins cannot reach that way keeps the prefix as it is (what
+/// amwall did before: the rule is no worse than the admin's own `from`).
+/// Empty `from` (open from anywhere) needs no hops: the rule accepts any source.
+pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<MgmtHop> {
+    let mut out: Vec<MgmtHop> = Vec::new();
+    if !d.management.enabled {
+        return out;
+    }
+    let push = |h: MgmtHop, out: &mut Vec<MgmtHop>| {
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    };
+    for (h, host) in d.hosts.iter().enumerate() {
+        for &p in &d.management.from {
+            let direct = MgmtHop {
+                host: h,
+                kind: HopKind::Destination,
+                in_iface: None,
+                out_iface: None,
+                src: p,
+                dst: None,
+            };
+            // The most specific network the admins' prefix lies in.
+            let net = (0..d.networks.len())
+                .filter(|&n| {
+                    let c = d.networks[n].cidr;
+                    c.prefix_len() <= p.prefix_len() && c.contains(&p.network())
+                })
+                .max_by_key(|&n| d.networks[n].cidr.prefix_len());
+            let Some(net) = net.filter(|&n| p.prefix_len() > 0 && d.iface_on(h, n).is_none())
+            else {
+                push(direct, &mut out);
+                continue;
+            };
+            let on_net = |x: &&crate::model::Host| x.interfaces.iter().any(|i| i.network == net);
+            let mut gateways: Vec<HostId> = d
+                .hosts
+                .iter()
+                .filter(|x| !x.roles.router && on_net(x))
+                .filter_map(|x| x.gateway)
+                .filter(|&g| d.iface_on(g, net).is_some())
+                .collect();
+            if gateways.is_empty() {
+                gateways = (0..d.hosts.len())
+                    .filter(|&g| d.hosts[g].roles.router && d.iface_on(g, net).is_some())
+                    .collect();
+            }
+            gateways.sort_unstable();
+            gateways.dedup();
+            let src = p.network();
+            let mut found = Vec::new();
+            for &g in &gateways {
+                if g == h {
+                    continue;
+                }
+                for dst in host.interfaces.iter().map(|i| i.address) {
+                    // The admin puts the packet on its own wire: on-link when the
+                    // network holds `dst`, else to its gateway.
+                    let next = if d.networks[net].cidr.contains(&dst) {
+                        idx.owner_on(net, dst)
+                    } else {
+                        Some(g)
+                    };
+                    if let Ok(hops) = onward(d, idx, next, net, src, dst, None) {
+                        if hops.last().map(|x| (x.host, x.kind)) == Some((h, HopKind::Destination))
+                        {
+                            found.push(hops);
+                            break;
+                        }
+                    }
+                }
+            }
+            if found.is_empty() {
+                push(direct, &mut out);
+                continue;
+            }
+            let seen = |a: Ipv4Addr| {
+                if a == src {
+                    p
+                } else {
+                    Ipv4Net::new(a, 32).expect("/32")
+                }
+            };
+            for hops in found {
+                for hop in hops {
+                    let m = match hop.kind {
+                        HopKind::Forward => MgmtHop {
+                            host: hop.host,
+                            kind: HopKind::Forward,
+                            in_iface: hop.in_iface,
+                            out_iface: hop.out_iface,
+                            src: seen(hop.src),
+                            dst: Some(hop.dst),
+                        },
+                        _ => MgmtHop {
+                            src: seen(hop.src),
+                            ..direct.clone()
+                        },
+                    };
+                    push(m, &mut out);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Replies must come back through the same routers: conntrack (and any NAT) lives

@@ -444,6 +444,8 @@ fn exposure(
     }
 
     let m = &d.management;
+    // Where the admins arrive at each host, after routing and NAT (as planned).
+    let mgmt_hops = crate::route::management(d, &plan.index);
     let needed = |pr: &Probe, at: Option<Arrival>| -> bool {
         let at_host = at.map(|a| a.ns).or_else(|| owner(d, *pr.target.ip()));
         let by_flow = plan
@@ -464,7 +466,14 @@ fn exposure(
             && pr.target.port() == m.port
             && at_host == owner(d, *pr.target.ip())
             && match at {
-                Some(a) => m.from.is_empty() || m.from.iter().any(|n| n.contains(a.peer.ip())),
+                Some(a) => {
+                    m.from.is_empty()
+                        || mgmt_hops.iter().any(|x| {
+                            x.host == a.ns
+                                && x.kind == crate::route::HopKind::Destination
+                                && x.src.contains(a.peer.ip())
+                        })
+                }
                 None => true,
             };
         by_flow || by_mgmt
