@@ -762,6 +762,22 @@ impl Cx<'_> {
                 None => Error::Usage(format!("--hosts: {msg}; {help}")),
             });
         }
+        // A hosts file named in the topology that cannot be opened: say so at
+        // the key, not as a bare path later.
+        if let (Some(k), None) = (
+            raw_amanda.and_then(|a| a.hosts_file.as_ref()),
+            &self.extra.hosts_file,
+        ) {
+            let p = self.base.join(k.get_ref());
+            if let Err(e) = std::fs::metadata(&p) {
+                return Err(self.err_help(
+                    span_of(k),
+                    format!("hosts file {}: {e}", p.display()),
+                    "cannot be read",
+                    "the path is relative to the topology file's directory",
+                ));
+            }
+        }
         let provenance = if sources.is_empty() {
             Default::default()
         } else {
