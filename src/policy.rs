@@ -436,13 +436,7 @@ fn group_for(
         Place::Dnat => "dnat",
         Place::Helper => "helper",
     };
-    let base = format!("{prefix}_{who}");
-    let mut name = base.clone();
-    let mut n = 2;
-    while groups.iter().any(|g| g.name == name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
+    let name = group_name(prefix, who, |n| groups.iter().any(|g| g.name == n));
     let labels = srcs
         .iter()
         .map(|a| {
@@ -456,6 +450,24 @@ fn group_for(
         labels,
     });
     groups.len() - 1
+}
+
+/// `PREFIX_WHO`, then `PREFIX_WHO_2`, ... until `taken` says no. ipset names
+/// are global per host and at most 31 characters with `render`'s `amw_`
+/// prefix: past that the short form `PREFIX_N` keeps every name distinct and
+/// within the limit.
+fn group_name(prefix: &str, who: &str, taken: impl Fn(&str) -> bool) -> String {
+    let base = format!("{prefix}_{who}");
+    let mut name = base.clone();
+    let mut n = 2u64;
+    while taken(&name) {
+        name = format!("{base}_{n}");
+        if name.len() > crate::name::IPSET_NAME_MAX - "amw_".len() {
+            name = format!("{prefix}_{n}");
+        }
+        n += 1;
+    }
+    name
 }
 
 fn label(flows: &[Flow], fl: &[usize]) -> String {
@@ -534,6 +546,28 @@ pub fn covers(a: &PolicyRule, b: &PolicyRule, groups: &[AddrGroup]) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// However many groups a host gets, their set names stay within ipset's
+    /// 31 characters, and past the long form's limit the short one is used.
+    #[test]
+    fn group_names_fit_ipset() {
+        for k in [0usize, 1, 9_997, 9_998, 9_999, 10_000, 1_234_567] {
+            let calls = std::cell::Cell::new(0usize);
+            let n = group_name("helper", "amrecover_hosts", |_| {
+                calls.set(calls.get() + 1);
+                calls.get() <= k
+            });
+            let set = format!("amw_{n}");
+            assert!(crate::name::set_name(&set).is_ok(), "{k}: {set}");
+            // The k-th candidate: numbering starts at 2 after the bare base.
+            let want = match k {
+                0 => "helper_amrecover_hosts".to_string(),
+                k if k + 1 < 10_000 => format!("helper_amrecover_hosts_{}", k + 1),
+                k => format!("helper_{}", k + 1),
+            };
+            assert_eq!(n, want);
+        }
+    }
 
     #[test]
     fn merge_joins_adjacent_and_overlapping() {

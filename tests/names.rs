@@ -500,3 +500,21 @@ fn a_missing_hosts_file_is_an_error_at_its_key() {
     std::fs::write(&topo, t).unwrap();
     refused(&plan_at(dir, &topo, &[]), "t.toml:5:14:", "nowhere");
 }
+
+#[test]
+fn server_option_beside_a_topology_is_an_error() {
+    let t = format!(
+        "{NET}{}{}",
+        server(),
+        host("c", "\"client\"", "eth0", "192.0.2.3")
+    );
+    let r = plan_text(&t, &["--server", "c"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--server names the server only when there is no topology"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.out.exists());
+}
