@@ -203,6 +203,37 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
             continue;
         }
         writeln!(o, "### {} ({})\n", host.name, roles(d, hp.host)).unwrap();
+        // Management as routing and NAT make it here (`route::management`):
+        // worth saying where it is not simply the `from` prefixes.
+        let mut notes = Vec::new();
+        for r in hp.rules.iter().filter(|r| r.label == "management") {
+            let Addrs::Net(src) = r.src else { continue };
+            match r.place {
+                Place::Input if !d.management.from.contains(&src) => notes.push(format!(
+                    "- Management ({}/{}) from {} arrives here as {} (NAT on the way).",
+                    d.management.proto,
+                    d.management.port,
+                    d.management.from_names.join(", "),
+                    if src.prefix_len() == 32 {
+                        src.addr().to_string()
+                    } else {
+                        src.to_string()
+                    }
+                )),
+                Place::Forward => notes.push(format!(
+                    "- Forwards management ({}/{}) from {src} to {} ({}→{}).",
+                    d.management.proto,
+                    d.management.port,
+                    who(plan, r.dst.expect("forward rules name a destination")),
+                    r.in_iface.as_deref().unwrap_or("*"),
+                    r.out_iface.as_deref().unwrap_or("*"),
+                )),
+                _ => {}
+            }
+        }
+        if !notes.is_empty() {
+            writeln!(o, "{}\n", notes.join("\n")).unwrap();
+        }
         let flow_rules: Vec<&PolicyRule> = hp
             .rules
             .iter()
