@@ -554,6 +554,63 @@ mod tests {
         assert_eq!(p.hops[1].snat_to.unwrap().to_string(), "1.2.3.4");
     }
 
+    /// The wiki's admins on the LAN reach RHost as FWHost's 1.2.3.4, after
+    /// FWHost forwarded them; the LAN's own hosts see the LAN prefix.
+    #[test]
+    fn management_follows_the_masquerade() {
+        let d = wiki();
+        let m = management(&d, &AddrIndex::new(&d));
+        let lan: Ipv4Net = "192.168.2.0/24".parse().unwrap();
+        let at = |h: &str| -> Vec<&MgmtHop> {
+            let id = d.host_by_name(h).unwrap();
+            m.iter().filter(|x| x.host == id).collect()
+        };
+        for h in ["tshost", "lhost"] {
+            assert_eq!(at(h).len(), 1, "{h}: {m:?}");
+            assert_eq!((at(h)[0].kind, at(h)[0].src), (HopKind::Destination, lan));
+        }
+        let rhost = at("rhost");
+        assert_eq!(rhost.len(), 1, "{m:?}");
+        assert_eq!(rhost[0].src.to_string(), "1.2.3.4/32");
+        let fw = at("fwhost");
+        assert!(fw
+            .iter()
+            .any(|x| x.kind == HopKind::Destination && x.src == lan));
+        let fwd: Vec<_> = fw.iter().filter(|x| x.kind == HopKind::Forward).collect();
+        assert_eq!(fwd.len(), 1, "{m:?}");
+        assert_eq!(
+            (
+                fwd[0].in_iface.as_deref(),
+                fwd[0].out_iface.as_deref(),
+                fwd[0].src,
+                fwd[0].dst
+            ),
+            (
+                Some("eth0"),
+                Some("eth1"),
+                lan,
+                Some(Ipv4Addr::new(2, 3, 4, 5))
+            )
+        );
+    }
+
+    /// A prefix outside every network (and "anywhere") stays as written.
+    #[test]
+    fn management_prefix_outside_the_topology_is_kept() {
+        let text = WIKI
+            .replace("from = [\"lan\"]", "from = [\"10.9.0.0/16\"]")
+            .replace("cidr = \"0.0.0.0/0\"", "cidr = \"1.0.0.0/8\"");
+        let text = text.replace("address = \"2.3.4.5\"", "address = \"1.3.4.5\"");
+        let d = load_str("w.toml", text).unwrap();
+        let m = management(&d, &AddrIndex::new(&d));
+        assert!(
+            m.iter()
+                .all(|x| x.kind == HopKind::Destination && x.src.to_string() == "10.9.0.0/16"),
+            "{m:?}"
+        );
+        assert_eq!(m.len(), d.hosts.len());
+    }
+
     /// DESIGN.md lab: amrecover on RHost reaches TSHost through a DNAT on FWHost; TSHost
     /// sees RHost's real address.
     #[test]

@@ -1034,6 +1034,42 @@ interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
     }
 
     #[test]
+    fn names_are_checked_where_they_are_written() {
+        let e = err_of("[[host]]\nname = \"TS\"\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }]\n");
+        assert!(
+            e.message.contains("host names ignore case"),
+            "{}",
+            e.message
+        );
+        let e = err_of("[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth+\", network = \"lan\", address = \"192.0.2.3\" }]\n");
+        assert!(e.message.contains("wildcards"), "{}", e.message);
+        assert_eq!(
+            (e.line, e.column),
+            (BASE.lines().count() + 4, 24),
+            "the opening quote"
+        );
+        let e = err_of("[[network]]\nname = \"a b\"\ncidr = \"198.51.100.0/24\"\n");
+        assert!(e.message.contains("network name"), "{}", e.message);
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        let e = err_of("[management]\nfrom = []\n");
+        assert!(e.message.contains("from = []"), "{}", e.message);
+        let e = err_of("[[network]]\nname = \"lan2\"\ncidr = \"192.0.2.0/24\"\n");
+        assert!(
+            e.message.contains("`lan` and `lan2` are both"),
+            "{}",
+            e.message
+        );
+        let e = err_of("[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.255\" }]\n");
+        assert!(e.message.contains("broadcast address"), "{}", e.message);
+        // A /31 has no network or broadcast address (RFC 3021).
+        let p2p = "[[network]]\nname = \"p2p\"\ncidr = \"198.51.100.0/31\"\n[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"p2p\", address = \"198.51.100.0\" }]\n";
+        load_str("t.toml", format!("{BASE}{p2p}")).unwrap();
+    }
+
+    #[test]
     fn reversed_and_out_of_range_ranges() {
         let e = err_of("[amanda]\nunreserved-tcp-port = [50100, 50000]\n");
         assert!(e.message.contains("reversed"), "{}", e.message);
