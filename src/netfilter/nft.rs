@@ -614,6 +614,38 @@ pub fn emit(rs: &Ruleset, header: &[String]) -> String {
 mod tests {
     use super::*;
 
+    /// Defence in depth behind `name::interface`: a header line (the
+    /// topology's path), a comment or an interface name with a newline never
+    /// puts a statement of its own into the script.
+    #[test]
+    fn hostile_text_stays_in_its_line() {
+        let r = Rule::new(
+            vec![Match::InIface("eth0\"\nflush ruleset\n".into())],
+            Action::Accept,
+        )
+        .with_comment("x\"\nflush ruleset\n");
+        let rs = Ruleset {
+            tables: vec![Table {
+                family: Family::Ip,
+                name: "amwall".into(),
+                sets: vec![],
+                ct_helpers: vec![],
+                chains: vec![Chain {
+                    name: "input".into(),
+                    base: None,
+                    rules: vec![r],
+                }],
+            }],
+        };
+        let text = emit(&rs, &["from /tmp/x\nflush ruleset\n/t.toml".into()]);
+        assert!(!text.lines().any(|l| l.trim() == "flush ruleset"), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.contains("flush ruleset")).count(),
+            2,
+            "{text}"
+        );
+    }
+
     #[test]
     fn rule_with_set_and_ports() {
         let r = Rule::new(
