@@ -586,7 +586,8 @@ fn apply(
     for n in &done.notes {
         eprintln!("note: {n}");
     }
-    let dir = state.dir.display();
+    // Printed to be pasted into a shell: quoted when the path needs it.
+    let dir = amwall::name::shell_word(&state.dir.display().to_string());
     eprintln!(
         "loaded {host}'s rules ({}); they are rolled back in {timeout} s unless confirmed.\n\
          From a NEW login (that proves new connections still pass), run:\n    \

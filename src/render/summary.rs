@@ -165,7 +165,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
             "Amanda side read from: {}.",
             prov.files
                 .iter()
-                .map(|f| format!("`{f}`"))
+                .map(|f| format!("`{}`", crate::name::comment(f)))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -183,7 +183,8 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     if !plan.lints.is_empty() || !prov.warnings.is_empty() {
         writeln!(o, "## Warnings\n").unwrap();
         for (code, w) in &prov.warnings {
-            writeln!(o, "- **{code}** {w}").unwrap();
+            // Paths and words from the admin's files: one list item each.
+            writeln!(o, "- **{code}** {}", crate::name::comment(w)).unwrap();
         }
         for l in &plan.lints {
             let host = l
