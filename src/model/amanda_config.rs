@@ -112,17 +112,26 @@ impl HostsFile {
     }
 
     /// The address `e` gives `host`, refused when no host can have it.
-    fn usable(&self, e: &HostsEntry, host: &str) -> Result<()> {
+    /// `disklist`: the name came from a disklist line (where `localhost`
+    /// usually means the server backing itself up).
+    fn usable(&self, e: &HostsEntry, host: &str, disklist: bool) -> Result<()> {
         match crate::model::unusable_address(e.addr) {
-            Some((why, help)) => Err(InputError::new(
-                &self.name,
-                &self.text,
-                e.addr_span.clone(),
-                format!("`{host}` would get {}: {why}", e.addr),
-                "not a host address",
-            )
-            .with_help(help)
-            .into()),
+            Some((why, help)) => {
+                let help = if disklist && e.addr.is_loopback() {
+                    format!("{help}; a disklist entry for the server itself (`localhost`) needs no rule: write the server's own name there")
+                } else {
+                    help.to_string()
+                };
+                Err(InputError::new(
+                    &self.name,
+                    &self.text,
+                    e.addr_span.clone(),
+                    format!("`{host}` would get {}: {why}", e.addr),
+                    "not a host address",
+                )
+                .with_help(help)
+                .into())
+            }
             None => Ok(()),
         }
     }
@@ -148,7 +157,7 @@ pub fn flat_topology(server: &str, hosts_file: &Path) -> Result<String> {
             hosts_file.display()
         ))
     })?;
-    hf.usable(entry, server)?;
+    hf.usable(entry, server, false)?;
     let addr = entry.addr;
     Ok(format!(
         "# Generated: no topology given, so every host is assumed on one flat network.\n\
@@ -278,7 +287,7 @@ pub fn apply(
                             "add it as a [[host]] in the topology, or give a hosts file (hosts-file = \"...\" or --hosts FILE)",
                         ));
                     };
-                    hf.usable(entry, &c.host)?;
+                    hf.usable(entry, &c.host, true)?;
                     // The most specific network that holds the address.
                     let net = (0..networks.len())
                         .filter(|&n| networks[n].cidr.contains(&entry.addr))
