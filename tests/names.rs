@@ -241,16 +241,25 @@ fn disklist_host_names_cannot_leave_out_or_reach_a_shell() {
         std::fs::write(&topo, format!("{NET}{}", server())).unwrap();
         let hosts = dir.path().join("hosts");
         let root = dir.path().to_path_buf();
-        let r = plan_at(
-            dir,
-            &topo,
-            &[
-                "--amanda-config",
-                cfg.to_str().unwrap(),
-                "--hosts",
-                hosts.to_str().unwrap(),
-            ],
-        );
+        // --out two levels down, so `../../x` would still land under `root`.
+        let out = root.join("a/b/out");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let (code, _, stderr) = amwall(&[
+            "plan",
+            topo.to_str().unwrap(),
+            "--amanda-config",
+            cfg.to_str().unwrap(),
+            "--hosts",
+            hosts.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let r = Run {
+            code,
+            stderr,
+            out,
+            _dir: dir,
+        };
         refused(&r, "disklist:2:1:", "disklist host");
         let stray: Vec<_> = files_under(&root)
             .into_iter()

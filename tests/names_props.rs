@@ -106,6 +106,19 @@ fn holds(loaded: amwall::Result<model::Deployment>) -> Result<(), TestCaseError>
             script
         );
     }
+    // Checked before anything is written: a regression must fail here, not
+    // litter the machine (with the old code, `/x` wrote `/x.rules`).
+    for (n, _) in &files {
+        let mut c = Path::new(n).components();
+        prop_assert!(
+            matches!(
+                (c.next(), c.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            ),
+            "file name {:?} is not one plain name",
+            n
+        );
+    }
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
     amwall::plan::write_outputs(&out, &files).map_err(|e| TestCaseError::fail(format!("{e}")))?;
