@@ -26,6 +26,11 @@ pub struct Plan {
     pub lints: Vec<Lint>,
     #[serde(skip)]
     pub index: AddrIndex,
+    /// Per host: where the admins' management traffic arrives or is forwarded
+    /// (`route::management`); the policy's management rules and `check`'s
+    /// idea of what management needs both come from it.
+    #[serde(skip)]
+    pub management: Vec<Vec<route::MgmtHop>>,
 }
 
 impl Plan {
@@ -65,7 +70,8 @@ impl Plan {
             })?;
             paths.push(p);
         }
-        let policies = policy::compile(&d, &index, &flows, &paths);
+        let management = route::management(&d, &index);
+        let policies = policy::compile(&d, &index, &flows, &paths, &management);
         let lints = amanda::lint(&d);
         Ok(Plan {
             deployment: d,
@@ -74,6 +80,7 @@ impl Plan {
             policies,
             lints,
             index,
+            management,
         })
     }
 

@@ -107,7 +107,14 @@ struct Need {
 }
 
 /// Every host's policy, in host order.
-pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) -> Vec<HostPolicy> {
+/// `mgmt[h]`: the management hops at host `h` (`route::management`).
+pub fn compile(
+    d: &Deployment,
+    idx: &AddrIndex,
+    flows: &[Flow],
+    paths: &[Path],
+    mgmt: &[Vec<crate::route::MgmtHop>],
+) -> Vec<HostPolicy> {
     let mut needs: Vec<Vec<Need>> = (0..d.hosts.len()).map(|_| Vec::new()).collect();
     for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
         for hop in &p.hops {
@@ -159,11 +166,10 @@ pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) 
             }
         }
     }
-    let mgmt = crate::route::management(d, idx);
     needs
         .into_iter()
         .enumerate()
-        .map(|(h, n)| host_policy(d, idx, flows, h, n, &mgmt))
+        .map(|(h, n)| host_policy(d, idx, flows, h, n, &mgmt[h]))
         .collect()
 }
 
@@ -199,7 +205,7 @@ fn host_policy(
         if d.management.from.is_empty() {
             mgmt_rules.push(m.clone());
         } else {
-            for hop in mgmt.iter().filter(|x| x.host == h) {
+            for hop in mgmt {
                 let forward = hop.kind == HopKind::Forward;
                 mgmt_rules.push(PolicyRule {
                     place: if forward {

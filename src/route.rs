@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::amanda::Flow;
 use crate::model::{AddrIndex, Deployment, HostId, NetId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HopKind {
     /// The initiator's own OUTPUT (amwall accepts all output).
@@ -328,7 +328,7 @@ pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteE
 }
 
 /// One place where the management service must let the admins in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct MgmtHop {
     pub host: HostId,
     /// `Forward` (a router on the admins' way) or `Destination` (the managed host).
@@ -344,9 +344,10 @@ pub struct MgmtHop {
 }
 
 /// Every hop of the admins' way from each `[management] from` prefix to every
-/// host, so management follows routing and NAT like an Amanda flow: a host
-/// behind a masquerading router sees the admins of the LAN as the router's
-/// outer address, and the routers between must forward them.
+/// host, per host (index = `HostId`), so management follows routing and NAT
+/// like an Amanda flow: a host behind a masquerading router sees the admins
+/// of the LAN as the router's outer address, and the routers between must
+/// forward them.
 ///
 /// The admins are machines amwall does not know, so a prefix inside a
 /// topology network is sent the way that network's hosts send: to the
@@ -355,18 +356,58 @@ pub struct MgmtHop {
 /// host the admins cannot reach that way keeps the prefix as it is (what
 /// amwall did before: the rule is no worse than the admin's own `from`).
 /// Empty `from` (open from anywhere) needs no hops: the rule accepts any source.
-pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<MgmtHop> {
-    let mut out: Vec<MgmtHop> = Vec::new();
+pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<Vec<MgmtHop>> {
+    let mut out: Vec<Vec<MgmtHop>> = vec![Vec::new(); d.hosts.len()];
     if !d.management.enabled {
         return out;
     }
-    let push = |h: MgmtHop, out: &mut Vec<MgmtHop>| {
-        if !out.contains(&h) {
-            out.push(h);
+    // Hop lists of routers grow with the hosts behind them: dedup by hash.
+    let mut seen: std::collections::HashSet<MgmtHop> = std::collections::HashSet::new();
+    let mut push = |m: MgmtHop, out: &mut Vec<Vec<MgmtHop>>| {
+        if seen.insert(m.clone()) {
+            out[m.host].push(m);
         }
     };
-    for (h, host) in d.hosts.iter().enumerate() {
-        for &p in &d.management.from {
+    for &p in &d.management.from {
+        // The most specific network the admins' prefix lies in, and the
+        // routers its hosts send through (once per prefix, not per host).
+        let net = (0..d.networks.len())
+            .filter(|&n| {
+                let c = d.networks[n].cidr;
+                c.prefix_len() <= p.prefix_len() && c.contains(&p.network())
+            })
+            .max_by_key(|&n| d.networks[n].cidr.prefix_len())
+            .filter(|_| p.prefix_len() > 0);
+        let gateways: Vec<HostId> = match net {
+            None => Vec::new(),
+            Some(net) => {
+                let on_net = |x: &crate::model::Host| x.interfaces.iter().any(|i| i.network == net);
+                let mut g: Vec<HostId> = d
+                    .hosts
+                    .iter()
+                    .filter(|x| !x.roles.router && on_net(x))
+                    .filter_map(|x| x.gateway)
+                    .filter(|&g| d.iface_on(g, net).is_some())
+                    .collect();
+                if g.is_empty() {
+                    g = (0..d.hosts.len())
+                        .filter(|&r| d.hosts[r].roles.router && d.iface_on(r, net).is_some())
+                        .collect();
+                }
+                g.sort_unstable();
+                g.dedup();
+                g
+            }
+        };
+        let src = p.network();
+        let seen_as = |a: Ipv4Addr| {
+            if a == src {
+                p
+            } else {
+                Ipv4Net::new(a, 32).expect("/32")
+            }
+        };
+        for (h, host) in d.hosts.iter().enumerate() {
             let direct = MgmtHop {
                 host: h,
                 kind: HopKind::Destination,
@@ -375,39 +416,12 @@ pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<MgmtHop> {
                 src: p,
                 dst: None,
             };
-            // The most specific network the admins' prefix lies in.
-            let net = (0..d.networks.len())
-                .filter(|&n| {
-                    let c = d.networks[n].cidr;
-                    c.prefix_len() <= p.prefix_len() && c.contains(&p.network())
-                })
-                .max_by_key(|&n| d.networks[n].cidr.prefix_len());
-            let Some(net) = net.filter(|&n| p.prefix_len() > 0 && d.iface_on(h, n).is_none())
-            else {
+            let Some(net) = net.filter(|&n| d.iface_on(h, n).is_none()) else {
                 push(direct, &mut out);
                 continue;
             };
-            let on_net = |x: &&crate::model::Host| x.interfaces.iter().any(|i| i.network == net);
-            let mut gateways: Vec<HostId> = d
-                .hosts
-                .iter()
-                .filter(|x| !x.roles.router && on_net(x))
-                .filter_map(|x| x.gateway)
-                .filter(|&g| d.iface_on(g, net).is_some())
-                .collect();
-            if gateways.is_empty() {
-                gateways = (0..d.hosts.len())
-                    .filter(|&g| d.hosts[g].roles.router && d.iface_on(g, net).is_some())
-                    .collect();
-            }
-            gateways.sort_unstable();
-            gateways.dedup();
-            let src = p.network();
-            let mut found = Vec::new();
-            for &g in &gateways {
-                if g == h {
-                    continue;
-                }
+            let mut found = false;
+            for &g in gateways.iter().filter(|&&g| g != h) {
                 for dst in host.interfaces.iter().map(|i| i.address) {
                     // The admin puts the packet on its own wire: on-link when the
                     // network holds `dst`, else to its gateway.
@@ -416,44 +430,35 @@ pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<MgmtHop> {
                     } else {
                         Some(g)
                     };
-                    if let Ok(hops) = onward(d, idx, next, net, src, dst, None) {
-                        if hops.last().map(|x| (x.host, x.kind)) == Some((h, HopKind::Destination))
-                        {
-                            found.push(hops);
-                            break;
-                        }
-                    }
-                }
-            }
-            if found.is_empty() {
-                push(direct, &mut out);
-                continue;
-            }
-            let seen = |a: Ipv4Addr| {
-                if a == src {
-                    p
-                } else {
-                    Ipv4Net::new(a, 32).expect("/32")
-                }
-            };
-            for hops in found {
-                for hop in hops {
-                    let m = match hop.kind {
-                        HopKind::Forward => MgmtHop {
-                            host: hop.host,
-                            kind: HopKind::Forward,
-                            in_iface: hop.in_iface,
-                            out_iface: hop.out_iface,
-                            src: seen(hop.src),
-                            dst: Some(hop.dst),
-                        },
-                        _ => MgmtHop {
-                            src: seen(hop.src),
-                            ..direct.clone()
-                        },
+                    let Ok(hops) = onward(d, idx, next, net, src, dst, None) else {
+                        continue;
                     };
-                    push(m, &mut out);
+                    if hops.last().map(|x| (x.host, x.kind)) != Some((h, HopKind::Destination)) {
+                        continue;
+                    }
+                    for hop in hops {
+                        let m = match hop.kind {
+                            HopKind::Forward => MgmtHop {
+                                host: hop.host,
+                                kind: HopKind::Forward,
+                                in_iface: hop.in_iface,
+                                out_iface: hop.out_iface,
+                                src: seen_as(hop.src),
+                                dst: Some(hop.dst),
+                            },
+                            _ => MgmtHop {
+                                src: seen_as(hop.src),
+                                ..direct.clone()
+                            },
+                        };
+                        push(m, &mut out);
+                    }
+                    found = true;
+                    break;
                 }
+            }
+            if !found {
+                push(direct, &mut out);
             }
         }
     }
@@ -561,10 +566,7 @@ mod tests {
         let d = wiki();
         let m = management(&d, &AddrIndex::new(&d));
         let lan: Ipv4Net = "192.168.2.0/24".parse().unwrap();
-        let at = |h: &str| -> Vec<&MgmtHop> {
-            let id = d.host_by_name(h).unwrap();
-            m.iter().filter(|x| x.host == id).collect()
-        };
+        let at = |h: &str| -> Vec<&MgmtHop> { m[d.host_by_name(h).unwrap()].iter().collect() };
         for h in ["tshost", "lhost"] {
             assert_eq!(at(h).len(), 1, "{h}: {m:?}");
             assert_eq!((at(h)[0].kind, at(h)[0].src), (HopKind::Destination, lan));
@@ -603,12 +605,13 @@ mod tests {
         let text = text.replace("address = \"2.3.4.5\"", "address = \"1.3.4.5\"");
         let d = load_str("w.toml", text).unwrap();
         let m = management(&d, &AddrIndex::new(&d));
+        assert!(m.iter().all(|v| v.len() == 1), "{m:?}");
         assert!(
             m.iter()
+                .flatten()
                 .all(|x| x.kind == HopKind::Destination && x.src.to_string() == "10.9.0.0/16"),
             "{m:?}"
         );
-        assert_eq!(m.len(), d.hosts.len());
     }
 
     /// DESIGN.md lab: amrecover on RHost reaches TSHost through a DNAT on FWHost; TSHost

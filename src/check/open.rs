@@ -420,10 +420,7 @@ fn needed(plan: &Plan, h: HostId, c: &Compiled) -> (Vec<Cube>, Vec<Cube>) {
                 dst: None,
             }]
         } else {
-            crate::route::management(d, &plan.index)
-                .into_iter()
-                .filter(|x| x.host == h)
-                .collect()
+            plan.management[h].clone()
         };
         for hop in hops {
             let mut cube = Cube::full(false, c.ifaces.all(), c.ifaces.all());

@@ -444,8 +444,6 @@ fn exposure(
     }
 
     let m = &d.management;
-    // Where the admins arrive at each host, after routing and NAT (as planned).
-    let mgmt_hops = crate::route::management(d, &plan.index);
     let needed = |pr: &Probe, at: Option<Arrival>| -> bool {
         let at_host = at.map(|a| a.ns).or_else(|| owner(d, *pr.target.ip()));
         let by_flow = plan
@@ -468,9 +466,9 @@ fn exposure(
             && match at {
                 Some(a) => {
                     m.from.is_empty()
-                        || mgmt_hops.iter().any(|x| {
-                            x.host == a.ns
-                                && x.kind == crate::route::HopKind::Destination
+                        // Where the admins arrive, after routing and NAT (as planned).
+                        || plan.management[a.ns].iter().any(|x| {
+                            x.kind == crate::route::HopKind::Destination
                                 && x.src.contains(a.peer.ip())
                         })
                 }
