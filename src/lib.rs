@@ -11,6 +11,7 @@ pub mod diag;
 pub mod input;
 pub mod lab;
 pub mod model;
+pub mod name;
 pub mod netfilter;
 pub mod plan;
 pub mod policy;

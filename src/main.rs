@@ -68,6 +68,10 @@ impl AmandaArgs {
     fn load(&self, topology: Option<&PathBuf>) -> Result<model::Deployment, amwall::Error> {
         let src = self.sources();
         match (topology, &self.server, &self.hosts) {
+            // Ignoring it would plan for a server the admin did not mean.
+            (Some(_), Some(_), _) => Err(amwall::Error::Usage(
+                "--server names the server only when there is no topology file; in a topology, give the server roles = [\"server\"]".into(),
+            )),
             (Some(t), _, _) => model::load_file_with(t, &src),
             (None, Some(server), Some(hosts)) if self.amanda_config.is_some() => {
                 let text = model::flat_topology(server, hosts)?;
@@ -582,7 +586,8 @@ fn apply(
     for n in &done.notes {
         eprintln!("note: {n}");
     }
-    let dir = state.dir.display();
+    // Printed to be pasted into a shell: quoted when the path needs it.
+    let dir = amwall::name::shell_word(&state.dir.display().to_string());
     eprintln!(
         "loaded {host}'s rules ({}); they are rolled back in {timeout} s unless confirmed.\n\
          From a NEW login (that proves new connections still pass), run:\n    \

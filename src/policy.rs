@@ -107,7 +107,14 @@ struct Need {
 }
 
 /// Every host's policy, in host order.
-pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) -> Vec<HostPolicy> {
+/// `mgmt[h]`: the management hops at host `h` (`route::management`).
+pub fn compile(
+    d: &Deployment,
+    idx: &AddrIndex,
+    flows: &[Flow],
+    paths: &[Path],
+    mgmt: &[Vec<crate::route::MgmtHop>],
+) -> Vec<HostPolicy> {
     let mut needs: Vec<Vec<Need>> = (0..d.hosts.len()).map(|_| Vec::new()).collect();
     for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
         for hop in &p.hops {
@@ -162,7 +169,7 @@ pub fn compile(d: &Deployment, idx: &AddrIndex, flows: &[Flow], paths: &[Path]) 
     needs
         .into_iter()
         .enumerate()
-        .map(|(h, n)| host_policy(d, idx, flows, h, n))
+        .map(|(h, n)| host_policy(d, idx, flows, h, n, &mgmt[h]))
         .collect()
 }
 
@@ -172,6 +179,7 @@ fn host_policy(
     flows: &[Flow],
     h: HostId,
     needs: Vec<Need>,
+    mgmt: &[crate::route::MgmtHop],
 ) -> HostPolicy {
     let host = &d.hosts[h];
     let management = d.management.enabled.then(|| PolicyRule {
@@ -192,12 +200,23 @@ fn host_policy(
     let mut mgmt_rules: Vec<PolicyRule> = Vec::new();
     if let Some(m) = &management {
         // One rule per management prefix keeps it readable; a set would also do.
+        // Each prefix as this host sees it (after NAT), and on routers the
+        // forwarding the admins' way needs (`route::management`).
         if d.management.from.is_empty() {
             mgmt_rules.push(m.clone());
         } else {
-            for net in &d.management.from {
+            for hop in mgmt {
+                let forward = hop.kind == HopKind::Forward;
                 mgmt_rules.push(PolicyRule {
-                    src: Addrs::Net(*net),
+                    place: if forward {
+                        Place::Forward
+                    } else {
+                        Place::Input
+                    },
+                    in_iface: hop.in_iface.clone(),
+                    out_iface: hop.out_iface.clone(),
+                    src: Addrs::Net(hop.src),
+                    dst: hop.dst,
                     ..m.clone()
                 });
             }
@@ -423,13 +442,7 @@ fn group_for(
         Place::Dnat => "dnat",
         Place::Helper => "helper",
     };
-    let base = format!("{prefix}_{who}");
-    let mut name = base.clone();
-    let mut n = 2;
-    while groups.iter().any(|g| g.name == name) {
-        name = format!("{base}_{n}");
-        n += 1;
-    }
+    let name = group_name(prefix, who, |n| groups.iter().any(|g| g.name == n));
     let labels = srcs
         .iter()
         .map(|a| {
@@ -443,6 +456,24 @@ fn group_for(
         labels,
     });
     groups.len() - 1
+}
+
+/// `PREFIX_WHO`, then `PREFIX_WHO_2`, ... until `taken` says no. ipset names
+/// are global per host and at most 31 characters with `render`'s `amw_`
+/// prefix: past that the short form `PREFIX_N` keeps every name distinct and
+/// within the limit.
+fn group_name(prefix: &str, who: &str, taken: impl Fn(&str) -> bool) -> String {
+    let base = format!("{prefix}_{who}");
+    let mut name = base.clone();
+    let mut n = 2u64;
+    while taken(&name) {
+        name = format!("{base}_{n}");
+        if name.len() > crate::name::IPSET_NAME_MAX - "amw_".len() {
+            name = format!("{prefix}_{n}");
+        }
+        n += 1;
+    }
+    name
 }
 
 fn label(flows: &[Flow], fl: &[usize]) -> String {
@@ -521,6 +552,28 @@ pub fn covers(a: &PolicyRule, b: &PolicyRule, groups: &[AddrGroup]) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// However many groups a host gets, their set names stay within ipset's
+    /// 31 characters, and past the long form's limit the short one is used.
+    #[test]
+    fn group_names_fit_ipset() {
+        for k in [0usize, 1, 9_997, 9_998, 9_999, 10_000, 1_234_567] {
+            let calls = std::cell::Cell::new(0usize);
+            let n = group_name("helper", "amrecover_hosts", |_| {
+                calls.set(calls.get() + 1);
+                calls.get() <= k
+            });
+            let set = format!("amw_{n}");
+            assert!(crate::name::set_name(&set).is_ok(), "{k}: {set}");
+            // The k-th candidate: numbering starts at 2 after the bare base.
+            let want = match k {
+                0 => "helper_amrecover_hosts".to_string(),
+                k if k + 1 < 10_000 => format!("helper_amrecover_hosts_{}", k + 1),
+                k => format!("helper_{}", k + 1),
+            };
+            assert_eq!(n, want);
+        }
+    }
 
     #[test]
     fn merge_joins_adjacent_and_overlapping() {

@@ -8,12 +8,14 @@
 
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
+
 use serde::Serialize;
 
 use crate::amanda::Flow;
 use crate::model::{AddrIndex, Deployment, HostId, NetId};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HopKind {
     /// The initiator's own OUTPUT (amwall accepts all output).
@@ -90,6 +92,25 @@ fn next_hop(
     None
 }
 
+/// Nobody on `net` answers for `dst`. When `dst` belongs to another network
+/// inside `net`'s prefix, the cause is the overlap (the kernel's connected
+/// route sends it onto `net`'s wire), so say so, naming both.
+fn no_owner(d: &Deployment, net: NetId, dst: Ipv4Addr) -> String {
+    let outer = &d.networks[net];
+    match d
+        .networks
+        .iter()
+        .filter(|n| n.name != outer.name && n.cidr.contains(&dst) && outer.cidr.contains(&n.cidr))
+        .max_by_key(|n| n.cidr.prefix_len())
+    {
+        Some(inner) if inner.cidr.prefix_len() > outer.cidr.prefix_len() => format!(
+            "networks `{}` ({}) and `{}` ({}) overlap: {dst} is on `{}`, but a host on `{}` sends it out on `{}`'s wire, where no host has it; make the networks disjoint, or give the host a gateway and no interface on `{}`",
+            outer.name, outer.cidr, inner.name, inner.cidr, inner.name, outer.name, outer.name, outer.name
+        ),
+        _ => format!("no host owns {dst} on network `{}`", outer.name),
+    }
+}
+
 /// Walk from `from` toward `dst` as the kernel would. Returns hops after the origin,
 /// or why it fails. `dnat`: a port forward to apply at a given router.
 fn walk(
@@ -97,10 +118,10 @@ fn walk(
     idx: &AddrIndex,
     from: HostId,
     mut src: Ipv4Addr,
-    mut dst: Ipv4Addr,
+    dst: Ipv4Addr,
     dnat: Option<(HostId, Ipv4Addr)>,
 ) -> Result<(Hop, Vec<Hop>), String> {
-    let (oi, mut next, mut net) = next_hop(d, idx, from, dst)
+    let (oi, next, net) = next_hop(d, idx, from, dst)
         .ok_or_else(|| format!("`{}` has no route to {dst}", d.hosts[from].name))?;
     let out_iface = &d.hosts[from].interfaces[oi];
     if src.is_unspecified() {
@@ -116,10 +137,24 @@ fn walk(
         dnat_to: None,
         snat_to: None,
     };
+    let hops = onward(d, idx, next, net, src, dst, dnat)?;
+    Ok((origin, hops))
+}
+
+/// The hops after a packet from `src` to `dst` was put on network `net` for
+/// `next` (the host that owns the next address on the wire, if any).
+fn onward(
+    d: &Deployment,
+    idx: &AddrIndex,
+    mut next: Option<HostId>,
+    mut net: NetId,
+    mut src: Ipv4Addr,
+    mut dst: Ipv4Addr,
+    dnat: Option<(HostId, Ipv4Addr)>,
+) -> Result<Vec<Hop>, String> {
     let mut hops = Vec::new();
     loop {
-        let here = next
-            .ok_or_else(|| format!("no host owns {dst} on network `{}`", d.networks[net].name))?;
+        let here = next.ok_or_else(|| no_owner(d, net, dst))?;
         let in_iface = d.iface_on(here, net).map(|i| i.name.clone());
         let arrive_src = src;
         let arrive_dst = dst;
@@ -141,7 +176,7 @@ fn walk(
                 dnat_to: None,
                 snat_to: None,
             });
-            return Ok((origin, hops));
+            return Ok(hops);
         }
         if !d.hosts[here].roles.router {
             return Err(format!(
@@ -292,6 +327,144 @@ pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteE
     })
 }
 
+/// One place where the management service must let the admins in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct MgmtHop {
+    pub host: HostId,
+    /// `Forward` (a router on the admins' way) or `Destination` (the managed host).
+    pub kind: HopKind,
+    /// Forward hops only: a Destination rule names no interface, as before.
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    /// The admins' addresses as this hop sees them: the `from` prefix, or the
+    /// masquerading router's address once NAT rewrote the source.
+    pub src: Ipv4Net,
+    /// Forward hops: the managed host's address.
+    pub dst: Option<Ipv4Addr>,
+}
+
+/// Every hop of the admins' way from each `[management] from` prefix to every
+/// host, per host (index = `HostId`), so management follows routing and NAT
+/// like an Amanda flow: a host behind a masquerading router sees the admins
+/// of the LAN as the router's outer address, and the routers between must
+/// forward them.
+///
+/// The admins are machines amwall does not know, so a prefix inside a
+/// topology network is sent the way that network's hosts send: to the
+/// gateways its (non-router) hosts use, or, when none says, to each router on
+/// it. A prefix inside no network, a host on the admins' own network, or a
+/// host the admins cannot reach that way keeps the prefix as it is (what
+/// amwall did before: the rule is no worse than the admin's own `from`).
+/// Empty `from` (open from anywhere) needs no hops: the rule accepts any source.
+pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<Vec<MgmtHop>> {
+    let mut out: Vec<Vec<MgmtHop>> = vec![Vec::new(); d.hosts.len()];
+    if !d.management.enabled {
+        return out;
+    }
+    // Hop lists of routers grow with the hosts behind them: dedup by hash.
+    let mut seen: std::collections::HashSet<MgmtHop> = std::collections::HashSet::new();
+    let mut push = |m: MgmtHop, out: &mut Vec<Vec<MgmtHop>>| {
+        if seen.insert(m.clone()) {
+            out[m.host].push(m);
+        }
+    };
+    for &p in &d.management.from {
+        // The most specific network the admins' prefix lies in, and the
+        // routers its hosts send through (once per prefix, not per host).
+        let net = (0..d.networks.len())
+            .filter(|&n| {
+                let c = d.networks[n].cidr;
+                c.prefix_len() <= p.prefix_len() && c.contains(&p.network())
+            })
+            .max_by_key(|&n| d.networks[n].cidr.prefix_len())
+            .filter(|_| p.prefix_len() > 0);
+        let gateways: Vec<HostId> = match net {
+            None => Vec::new(),
+            Some(net) => {
+                let on_net = |x: &crate::model::Host| x.interfaces.iter().any(|i| i.network == net);
+                let mut g: Vec<HostId> = d
+                    .hosts
+                    .iter()
+                    .filter(|x| !x.roles.router && on_net(x))
+                    .filter_map(|x| x.gateway)
+                    .filter(|&g| d.iface_on(g, net).is_some())
+                    .collect();
+                if g.is_empty() {
+                    g = (0..d.hosts.len())
+                        .filter(|&r| d.hosts[r].roles.router && d.iface_on(r, net).is_some())
+                        .collect();
+                }
+                g.sort_unstable();
+                g.dedup();
+                g
+            }
+        };
+        let src = p.network();
+        let seen_as = |a: Ipv4Addr| {
+            if a == src {
+                p
+            } else {
+                Ipv4Net::new(a, 32).expect("/32")
+            }
+        };
+        for (h, host) in d.hosts.iter().enumerate() {
+            let direct = MgmtHop {
+                host: h,
+                kind: HopKind::Destination,
+                in_iface: None,
+                out_iface: None,
+                src: p,
+                dst: None,
+            };
+            let Some(net) = net.filter(|&n| d.iface_on(h, n).is_none()) else {
+                push(direct, &mut out);
+                continue;
+            };
+            let mut found = false;
+            for &g in gateways.iter().filter(|&&g| g != h) {
+                for dst in host.interfaces.iter().map(|i| i.address) {
+                    // The admin puts the packet on its own wire: on-link when the
+                    // network holds `dst`, else to its gateway.
+                    let next = if d.networks[net].cidr.contains(&dst) {
+                        idx.owner_on(net, dst)
+                    } else {
+                        Some(g)
+                    };
+                    let Ok(hops) = onward(d, idx, next, net, src, dst, None) else {
+                        continue;
+                    };
+                    if hops.last().map(|x| (x.host, x.kind)) != Some((h, HopKind::Destination)) {
+                        continue;
+                    }
+                    for hop in hops {
+                        let m = match hop.kind {
+                            HopKind::Forward => MgmtHop {
+                                host: hop.host,
+                                kind: HopKind::Forward,
+                                in_iface: hop.in_iface,
+                                out_iface: hop.out_iface,
+                                src: seen_as(hop.src),
+                                dst: Some(hop.dst),
+                            },
+                            _ => MgmtHop {
+                                src: seen_as(hop.src),
+                                ..direct.clone()
+                            },
+                        };
+                        push(m, &mut out);
+                    }
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                push(direct, &mut out);
+            }
+        }
+    }
+    out
+}
+
 /// Replies must come back through the same routers: conntrack (and any NAT) lives
 /// there, and a router that sees only replies would drop them as not ESTABLISHED.
 fn check_reply(d: &Deployment, idx: &AddrIndex, p: &Path) -> Result<(), String> {
@@ -384,6 +557,61 @@ mod tests {
         assert_eq!(names, ["tshost", "fwhost", "rhost"]);
         assert_eq!(p.last().src.to_string(), "1.2.3.4");
         assert_eq!(p.hops[1].snat_to.unwrap().to_string(), "1.2.3.4");
+    }
+
+    /// The wiki's admins on the LAN reach RHost as FWHost's 1.2.3.4, after
+    /// FWHost forwarded them; the LAN's own hosts see the LAN prefix.
+    #[test]
+    fn management_follows_the_masquerade() {
+        let d = wiki();
+        let m = management(&d, &AddrIndex::new(&d));
+        let lan: Ipv4Net = "192.168.2.0/24".parse().unwrap();
+        let at = |h: &str| -> Vec<&MgmtHop> { m[d.host_by_name(h).unwrap()].iter().collect() };
+        for h in ["tshost", "lhost"] {
+            assert_eq!(at(h).len(), 1, "{h}: {m:?}");
+            assert_eq!((at(h)[0].kind, at(h)[0].src), (HopKind::Destination, lan));
+        }
+        let rhost = at("rhost");
+        assert_eq!(rhost.len(), 1, "{m:?}");
+        assert_eq!(rhost[0].src.to_string(), "1.2.3.4/32");
+        let fw = at("fwhost");
+        assert!(fw
+            .iter()
+            .any(|x| x.kind == HopKind::Destination && x.src == lan));
+        let fwd: Vec<_> = fw.iter().filter(|x| x.kind == HopKind::Forward).collect();
+        assert_eq!(fwd.len(), 1, "{m:?}");
+        assert_eq!(
+            (
+                fwd[0].in_iface.as_deref(),
+                fwd[0].out_iface.as_deref(),
+                fwd[0].src,
+                fwd[0].dst
+            ),
+            (
+                Some("eth0"),
+                Some("eth1"),
+                lan,
+                Some(Ipv4Addr::new(2, 3, 4, 5))
+            )
+        );
+    }
+
+    /// A prefix outside every network (and "anywhere") stays as written.
+    #[test]
+    fn management_prefix_outside_the_topology_is_kept() {
+        let text = WIKI
+            .replace("from = [\"lan\"]", "from = [\"10.9.0.0/16\"]")
+            .replace("cidr = \"0.0.0.0/0\"", "cidr = \"1.0.0.0/8\"");
+        let text = text.replace("address = \"2.3.4.5\"", "address = \"1.3.4.5\"");
+        let d = load_str("w.toml", text).unwrap();
+        let m = management(&d, &AddrIndex::new(&d));
+        assert!(m.iter().all(|v| v.len() == 1), "{m:?}");
+        assert!(
+            m.iter()
+                .flatten()
+                .all(|x| x.kind == HopKind::Destination && x.src.to_string() == "10.9.0.0/16"),
+            "{m:?}"
+        );
     }
 
     /// DESIGN.md lab: amrecover on RHost reaches TSHost through a DNAT on FWHost; TSHost

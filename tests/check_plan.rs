@@ -318,3 +318,47 @@ fn replies_need_established() {
     assert_eq!(first.packet, check::messages::PacketKind::Reply);
     assert_eq!(first.host, "tshost");
 }
+
+/// The wiki's admins sit on the LAN; RHost is beyond FWHost's masquerade, so
+/// their SSH reaches it from FWHost's outer address 1.2.3.4, after FWHost
+/// forwarded it. Both hops must accept a new connection, in every variant and
+/// backend, and RHost must not name the LAN prefix it can never see.
+#[test]
+fn management_follows_nat_to_rhost() {
+    use amwall::sim::{self, Verdict};
+    let mut checked = 0;
+    for (label, plan) in common::variants()
+        .into_iter()
+        .filter(|(l, _)| l.starts_with("wiki"))
+    {
+        for nft in [false, true] {
+            let hosts = rules(&plan, nft);
+            let at = |host: &str, pkt: &str| {
+                let (_, hr) = hosts.iter().find(|(h, _)| h == host).expect("host");
+                let p = sim::packet::parse(pkt).expect("packet");
+                sim::explain(&hr.ruleset, hr.ipsets.as_ref(), &p).verdict
+            };
+            let which = if nft { "nft" } else { "iptables" };
+            assert_eq!(
+                at(
+                    "fwhost",
+                    "tcp 192.168.2.50:40000 -> 2.3.4.5:22 in eth0 out eth1"
+                ),
+                Verdict::Accept,
+                "{label} ({which}): fwhost does not forward the admin's ssh to rhost"
+            );
+            assert_eq!(
+                at("rhost", "tcp 1.2.3.4:40000 -> 2.3.4.5:22 in eth0"),
+                Verdict::Accept,
+                "{label} ({which}): rhost refuses the admin's masqueraded ssh"
+            );
+            assert_eq!(
+                at("rhost", "tcp 192.168.2.50:40000 -> 2.3.4.5:22 in eth0"),
+                Verdict::Drop,
+                "{label} ({which}): rhost names the LAN, which it never sees"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 16, "only {checked} wiki variants");
+}

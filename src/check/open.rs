@@ -403,25 +403,38 @@ fn needed(plan: &Plan, h: HostId, c: &Compiled) -> (Vec<Cube>, Vec<Cube>) {
     }
     let m = &d.management;
     if m.enabled {
-        let froms: Vec<Iv> = if m.from.is_empty() {
-            vec![Iv::new(0, u32::MAX as u128)]
-        } else {
-            m.from
-                .iter()
-                .map(|n| {
-                    Iv::new(
-                        u32::from(n.network()) as u128,
-                        u32::from(n.broadcast()) as u128,
-                    )
-                })
-                .collect()
+        let net_iv = |n: ipnet::Ipv4Net| {
+            Iv::new(
+                u32::from(n.network()) as u128,
+                u32::from(n.broadcast()) as u128,
+            )
         };
-        for src in froms {
+        // The admins' way as the policy planned it (through routers and NAT).
+        let hops: Vec<crate::route::MgmtHop> = if m.from.is_empty() {
+            vec![crate::route::MgmtHop {
+                host: h,
+                kind: HopKind::Destination,
+                in_iface: None,
+                out_iface: None,
+                src: ipnet::Ipv4Net::default(),
+                dst: None,
+            }]
+        } else {
+            plan.management[h].clone()
+        };
+        for hop in hops {
             let mut cube = Cube::full(false, c.ifaces.all(), c.ifaces.all());
-            cube.set(SRC, src);
+            cube.set(SRC, net_iv(hop.src));
             cube.set(PROTO, Iv::point(if m.proto == Proto::Tcp { 6 } else { 17 }));
             cube.set(DPORT, Iv::point(m.port as u128));
-            input.push(cube);
+            if hop.kind == HopKind::Forward {
+                cube.iv[DST] = addr_iv(hop.dst.expect("forward hops name the host"));
+                cube.ifs[IIF] = c.ifaces.class_of(hop.in_iface.as_deref().unwrap_or(""));
+                cube.ifs[OIF] = c.ifaces.class_of(hop.out_iface.as_deref().unwrap_or(""));
+                forward.push(cube);
+            } else {
+                input.push(cube);
+            }
         }
     }
     (input, forward)

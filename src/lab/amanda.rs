@@ -339,7 +339,7 @@ impl AmandaLab {
         let mut hosts = Vec::new();
         for h in &d.hosts {
             let ns = Netns::new(&format!("amwa-{}", short(&h.name)))?;
-            let dir = run.path().join(&h.name);
+            let dir = crate::name::out_path(run.path(), &h.name);
             hosts.push(LabHost {
                 name: h.name.clone(),
                 ns,

@@ -464,7 +464,14 @@ fn exposure(
             && pr.target.port() == m.port
             && at_host == owner(d, *pr.target.ip())
             && match at {
-                Some(a) => m.from.is_empty() || m.from.iter().any(|n| n.contains(a.peer.ip())),
+                Some(a) => {
+                    m.from.is_empty()
+                        // Where the admins arrive, after routing and NAT (as planned).
+                        || plan.management[a.ns].iter().any(|x| {
+                            x.kind == crate::route::HopKind::Destination
+                                && x.src.contains(a.peer.ip())
+                        })
+                }
                 None => true,
             };
         by_flow || by_mgmt

@@ -54,50 +54,117 @@ pub struct AmandaProvenance {
 pub struct HostsEntry {
     pub addr: Ipv4Addr,
     pub names: Vec<String>,
+    /// Byte range of the address in the file, for errors that point at it.
+    pub addr_span: std::ops::Range<usize>,
 }
 
 /// `/etc/hosts` format: `ADDRESS NAME [ALIAS...]`, `#` comments. IPv6 lines are
 /// skipped: Debian's Amanda is built without IPv6.
 pub fn parse_hosts(text: &str) -> Vec<HostsEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.split('#').next().unwrap_or("");
-            let mut w = l.split_whitespace();
-            let addr = Ipv4Addr::from_str(w.next()?).ok()?;
-            let names: Vec<String> = w.map(str::to_string).collect();
-            (!names.is_empty()).then_some(HostsEntry { addr, names })
+    let mut out = Vec::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let here = start;
+        start += line.len();
+        let l = line.split('#').next().unwrap_or("");
+        let mut w = l.split_whitespace();
+        let Some(first) = w.next() else { continue };
+        let Ok(addr) = Ipv4Addr::from_str(first) else {
+            continue;
+        };
+        let names: Vec<String> = w.map(str::to_string).collect();
+        if names.is_empty() {
+            continue;
+        }
+        // `first` is a subslice of `line`: its offset is where it starts.
+        let at = here + (first.as_ptr() as usize - line.as_ptr() as usize);
+        out.push(HostsEntry {
+            addr,
+            names,
+            addr_span: at..at + first.len(),
+        });
+    }
+    out
+}
+
+/// A hosts file read once: its text for carets, and its entries.
+struct HostsFile {
+    name: String,
+    text: std::sync::Arc<String>,
+    entries: Vec<HostsEntry>,
+}
+
+impl HostsFile {
+    fn read(path: &Path) -> Result<HostsFile> {
+        let text = crate::input::read_text(path)?;
+        let entries = parse_hosts(&text);
+        Ok(HostsFile {
+            name: path.display().to_string(),
+            text: std::sync::Arc::new(text),
+            entries,
         })
-        .collect()
+    }
+
+    fn find(&self, host: &str) -> Option<&HostsEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.names.iter().any(|n| same_host(host, n)))
+    }
+
+    /// The address `e` gives `host`, refused when no host can have it.
+    /// `disklist`: the name came from a disklist line (where `localhost`
+    /// usually means the server backing itself up).
+    fn usable(&self, e: &HostsEntry, host: &str, disklist: bool) -> Result<()> {
+        match crate::model::unusable_address(e.addr) {
+            Some((why, help)) => {
+                let help = if disklist && e.addr.is_loopback() {
+                    format!("{help}; a disklist entry for the server itself (`localhost`) needs no rule: write the server's own name there")
+                } else {
+                    help.to_string()
+                };
+                Err(InputError::new(
+                    &self.name,
+                    &self.text,
+                    e.addr_span.clone(),
+                    format!("`{host}` would get {}: {why}", e.addr),
+                    "not a host address",
+                )
+                .with_help(help)
+                .into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn err(&self, e: &HostsEntry, msg: String, label: &str, help: &str) -> Error {
+        InputError::new(&self.name, &self.text, e.addr_span.clone(), msg, label)
+            .with_help(help)
+            .into()
+    }
 }
 
 /// A topology for `plan --amanda-config DIR --hosts FILE --server NAME` without a
 /// topology file: every host on one flat network, addresses from the hosts file.
 /// Routers and NAT cannot be guessed; the summary says the network is assumed flat.
 pub fn flat_topology(server: &str, hosts_file: &Path) -> Result<String> {
-    let entries = parse_hosts(&std::fs::read_to_string(hosts_file).map_err(io(hosts_file))?);
-    let addr = entries
-        .iter()
-        .find(|e| e.names.iter().any(|n| same_host(server, n)))
-        .map(|e| e.addr)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "server `{server}` is not in {}",
-                hosts_file.display()
-            ))
-        })?;
+    // The name is pasted into TOML and from there into file names: check it first.
+    crate::name::host(server)
+        .map_err(|why| Error::Usage(format!("--server `{}`: {why}", server.escape_debug())))?;
+    let hf = HostsFile::read(hosts_file)?;
+    let entry = hf.find(server).ok_or_else(|| {
+        Error::Usage(format!(
+            "server `{server}` is not in {}",
+            hosts_file.display()
+        ))
+    })?;
+    hf.usable(entry, server, false)?;
+    let addr = entry.addr;
     Ok(format!(
         "# Generated: no topology given, so every host is assumed on one flat network.\n\
          [[network]]\nname = \"flat\"\ncidr = \"0.0.0.0/0\"\n\n\
          [[host]]\nname = \"{server}\"\nroles = [\"server\"]\n\
          interfaces = [{{ name = \"eth0\", network = \"flat\", address = \"{addr}\" }}]\n"
     ))
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Does a disklist name refer to this topology host? Amanda compares host names as
@@ -192,18 +259,27 @@ pub fn apply(
             ],
         );
 
-        let hosts_entries = match &src.hosts_file {
-            Some(p) => parse_hosts(&std::fs::read_to_string(p).map_err(io(p))?),
-            None => Vec::new(),
+        let hosts_file = match &src.hosts_file {
+            Some(p) => Some(HostsFile::read(p)?),
+            None => None,
         };
         for c in &cfg.clients {
+            // The disklist's name becomes a file name and a rule comment.
+            if let Err(why) = crate::name::host(&c.host) {
+                return Err(pos_error(
+                    &c.pos,
+                    format!("disklist host `{}`: {why}", c.host.escape_debug()),
+                    "not a host name",
+                    "the first word of a disklist line is the client's host name as DNS knows it",
+                ));
+            }
             let h = match hosts.iter().position(|h| same_host(&c.host, &h.name)) {
                 Some(h) => h,
                 None => {
-                    let entry = hosts_entries
-                        .iter()
-                        .find(|e| e.names.iter().any(|n| same_host(&c.host, n)));
-                    let Some(entry) = entry else {
+                    let entry = hosts_file
+                        .as_ref()
+                        .and_then(|f| Some((f, f.find(&c.host)?)));
+                    let Some((hf, entry)) = entry else {
                         return Err(pos_error(
                             &c.pos,
                             format!("disklist host `{}` is not in the topology{}", c.host, if src.hosts_file.is_some() { " nor in the hosts file" } else { "" }),
@@ -211,6 +287,7 @@ pub fn apply(
                             "add it as a [[host]] in the topology, or give a hosts file (hosts-file = \"...\" or --hosts FILE)",
                         ));
                     };
+                    hf.usable(entry, &c.host, true)?;
                     // The most specific network that holds the address.
                     let net = (0..networks.len())
                         .filter(|&n| networks[n].cidr.contains(&entry.addr))
@@ -223,6 +300,33 @@ pub fn apply(
                                 "add a [[network]] that contains it",
                             )
                         })?;
+                    if let Some(what) =
+                        super::topology::edge_address(networks[net].cidr, entry.addr)
+                    {
+                        return Err(hf.err(
+                            entry,
+                            format!(
+                                "`{}` would get {}, the {what} of network `{}` ({})",
+                                c.host, entry.addr, networks[net].name, networks[net].cidr
+                            ),
+                            "not a host address",
+                            "give the client its real address",
+                        ));
+                    }
+                    if let Some(o) = hosts
+                        .iter()
+                        .find(|o| o.interfaces.iter().any(|i| i.address == entry.addr))
+                    {
+                        return Err(hf.err(
+                            entry,
+                            format!(
+                                "`{}` would get {}, which is already `{}`'s address",
+                                c.host, entry.addr, o.name
+                            ),
+                            "duplicate address",
+                            "two hosts cannot share an address; correct the hosts file or the topology",
+                        ));
+                    }
                     // Not the server's amanda.conf ranges: a host only the
                     // disklist names has the topology's [amanda] settings.
                     let mut amanda = global.clone();

@@ -336,3 +336,66 @@ impl Deployment {
         d
     }
 }
+
+/// Why `a` cannot be a host's address, in the admin's words, with a hint; `None`
+/// when it can. These are addresses a careless copy brings in (Debian's
+/// `/etc/hosts` maps the machine's own name to 127.0.1.1) and that would
+/// otherwise become the source or destination of every rule.
+pub fn unusable_address(a: Ipv4Addr) -> Option<(String, &'static str)> {
+    let o = a.octets();
+    if a.is_loopback() {
+        Some((
+            format!("{a} is a loopback address: packets to it never leave the machine, so no other host can reach it there"),
+            "Debian's /etc/hosts maps the machine's own name to 127.0.1.1; give the address of its network interface (`ip -4 addr`) instead",
+        ))
+    } else if a.is_unspecified() {
+        Some((
+            format!("{a} means \"no address\" (INADDR_ANY), not a host"),
+            "give the host's real address (`ip -4 addr` on it)",
+        ))
+    } else if a.is_broadcast() {
+        Some((
+            format!("{a} is the limited broadcast address, not a host"),
+            "give the host's real address (`ip -4 addr` on it)",
+        ))
+    } else if a.is_multicast() {
+        Some((
+            format!("{a} is a multicast group address (224.0.0.0/4), not a host"),
+            "give the host's real address (`ip -4 addr` on it)",
+        ))
+    } else if o[0] >= 240 {
+        Some((
+            format!("{a} is in the reserved block 240.0.0.0/4, which Linux does not route"),
+            "give the host's real address (`ip -4 addr` on it)",
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn nonsense_addresses_are_named() {
+        for a in [
+            "127.0.1.1",
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "239.1.2.3",
+            "240.0.0.1",
+        ] {
+            assert!(unusable_address(a.parse().unwrap()).is_some(), "{a}");
+        }
+        for a in ["192.0.2.1", "10.0.0.1", "1.2.3.4", "198.51.100.255"] {
+            assert!(unusable_address(a.parse().unwrap()).is_none(), "{a}");
+        }
+        assert!(unusable_address("127.0.1.1".parse().unwrap())
+            .unwrap()
+            .1
+            .contains("127.0.1.1"));
+    }
+}

@@ -50,8 +50,12 @@ struct RawAmanda {
     services_file: Option<Spanned<String>>,
 }
 
+/// `expecting`: serde's own message for an untagged enum names the Rust type.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`client-port` is a port number (client-port = 10080) or a service name (client-port = \"amanda\")"
+)]
 enum RawClientPort {
     Number(i64),
     Service(String),
@@ -63,7 +67,7 @@ struct RawManagement {
     enabled: Option<bool>,
     proto: Option<Spanned<String>>,
     port: Option<Spanned<i64>>,
-    from: Option<Vec<Spanned<String>>>,
+    from: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -351,8 +355,12 @@ impl Cx<'_> {
         for n in &raw.network {
             let n = n.get_ref();
             let name = n.name.get_ref().clone();
-            if name.is_empty() {
-                return Err(self.err(span_of(&n.name), "network name is empty", "expected a name"));
+            if let Err(why) = crate::name::network(&name) {
+                return Err(self.err(
+                    span_of(&n.name),
+                    format!("network name `{}`: {why}", name.escape_debug()),
+                    "not a usable network name",
+                ));
             }
             if net_ids.insert(name.clone(), networks.len()).is_some() {
                 return Err(self.err(
@@ -368,7 +376,26 @@ impl Cx<'_> {
                     "expected a prefix like 192.0.2.0/24",
                 )
             })?;
+            if let Some(other) = networks.iter().find(|o: &&Network| o.cidr == cidr) {
+                return Err(self.err_help(
+                    span_of(&n.cidr),
+                    format!(
+                        "networks `{}` and `{name}` are both {cidr}",
+                        other.name
+                    ),
+                    "same prefix twice",
+                    "one wire is one [[network]]: give its hosts one network, or correct the prefix",
+                ));
+            }
             networks.push(Network { name, cidr });
+        }
+        if raw.host.is_empty() {
+            return Err(self.err_help(
+                0..0,
+                "the topology has no [[host]]: there is nothing to write rules for",
+                "no hosts",
+                "describe each machine as [[host]] with name, roles and interfaces (see examples/wiki.toml)",
+            ));
         }
         let net = |s: &Spanned<String>| -> Result<NetId> {
             net_ids.get(s.get_ref()).copied().ok_or_else(|| {
@@ -385,26 +412,28 @@ impl Cx<'_> {
 
         // ---- hosts, first pass: names
         let mut host_ids: HashMap<String, HostId> = HashMap::new();
+        let mut host_keys: HashMap<String, HostId> = HashMap::new();
         for (i, h) in raw.host.iter().enumerate() {
             let name = h.get_ref().name.get_ref();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            {
-                return Err(self.err(
+            if let Err(why) = crate::name::host(name) {
+                return Err(self.err_help(
                     span_of(&h.get_ref().name),
-                    format!("host name `{name}` must be letters, digits, `-`, `_` or `.`"),
-                    "used in file names and rule comments",
+                    format!("host name `{}`: {why}", name.escape_debug()),
+                    "used in file names, rule comments and commands",
+                    "write the host's name as DNS knows it, e.g. \"lhost\" or \"lhost.example.org\"",
                 ));
             }
-            if host_ids.insert(name.clone(), i).is_some() {
+            if let Some(prev) = host_keys.insert(crate::name::host_key(name), i) {
                 return Err(self.err(
                     span_of(&h.get_ref().name),
-                    format!("duplicate host name `{name}`"),
+                    format!(
+                        "duplicate host name `{name}` (host names ignore case: `{}` is the same host)",
+                        raw.host[prev].get_ref().name.get_ref()
+                    ),
                     "defined twice",
                 ));
             }
+            host_ids.insert(name.clone(), i);
         }
         let host_ref = |s: &Spanned<String>| -> Result<HostId> {
             host_ids.get(s.get_ref()).copied().ok_or_else(|| {
@@ -456,14 +485,20 @@ impl Cx<'_> {
                         "defined twice",
                     ));
                 }
-                if i.name.get_ref().is_empty()
-                    || i.name.get_ref().len() > 15
-                    || i.name.get_ref().contains(['/', ' ', '"'])
-                {
-                    return Err(self.err(
+                if let Err(why) = crate::name::interface(i.name.get_ref()) {
+                    let wildcard = i.name.get_ref().contains(['+', '*']);
+                    return Err(self.err_help(
                         span_of(&i.name),
-                        format!("`{}` is not a Linux interface name", i.name.get_ref()),
-                        "1-15 characters, no '/', space or quote",
+                        format!(
+                            "`{}` is not an interface name amwall can use: {why}",
+                            i.name.get_ref().escape_debug()
+                        ),
+                        "not a Linux interface name",
+                        if wildcard {
+                            crate::name::WILDCARD_HELP.to_string()
+                        } else {
+                            "the name as `ip link` shows it: 1-15 printable ASCII characters, no space, `/`, `:`, quotes or backslash".to_string()
+                        },
                     ));
                 }
                 let network = net(&i.network)?;
@@ -474,11 +509,27 @@ impl Cx<'_> {
                         "expected an address like 192.0.2.10",
                     )
                 })?;
+                if let Some((why, help)) = unusable_address(address) {
+                    return Err(self.err_help(
+                        span_of(&i.address),
+                        format!("`{}`: {why}", h.name.get_ref()),
+                        "not a host address",
+                        help,
+                    ));
+                }
                 let cidr = networks[network].cidr;
-                if !cidr.contains(&address)
-                    || address == cidr.network()
-                    || (cidr.prefix_len() < 31 && address == cidr.broadcast())
-                {
+                if let Some(what) = edge_address(cidr, address) {
+                    return Err(self.err_help(
+                        span_of(&i.address),
+                        format!(
+                            "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
+                            networks[network].name
+                        ),
+                        format!("{what} of {cidr}"),
+                        "hosts use the addresses between the network and the broadcast address",
+                    ));
+                }
+                if !cidr.contains(&address) {
                     return Err(self.err(
                         span_of(&i.address),
                         format!(
@@ -697,6 +748,36 @@ impl Cx<'_> {
                 }
             }
         }
+        // A hosts file only places the disklist's hosts: without an Amanda
+        // config nothing reads it, and saying nothing would hide a typo.
+        if sources.hosts_file.is_some() && sources.config.is_none() {
+            let from_file = raw_amanda
+                .and_then(|a| a.hosts_file.as_ref())
+                .filter(|_| self.extra.hosts_file.is_none());
+            let msg = "a hosts file is given but no Amanda config: it only gives addresses to hosts the disklist names, so it would be ignored";
+            let help =
+                "add amanda-config = \"DIR\" (or --amanda-config DIR), or remove the hosts file";
+            return Err(match from_file {
+                Some(k) => self.err_help(span_of(k), msg, "nothing reads this", help),
+                None => Error::Usage(format!("--hosts: {msg}; {help}")),
+            });
+        }
+        // A hosts file named in the topology that cannot be opened: say so at
+        // the key, not as a bare path later.
+        if let (Some(k), None) = (
+            raw_amanda.and_then(|a| a.hosts_file.as_ref()),
+            &self.extra.hosts_file,
+        ) {
+            let p = self.base.join(k.get_ref());
+            if let Err(e) = std::fs::metadata(&p) {
+                return Err(self.err_help(
+                    span_of(k),
+                    format!("hosts file {}: {e}", p.display()),
+                    "cannot be read",
+                    "the path is relative to the topology file's directory",
+                ));
+            }
+        }
         let provenance = if sources.is_empty() {
             Default::default()
         } else {
@@ -801,7 +882,23 @@ impl Cx<'_> {
         };
         let mut from = Vec::new();
         let mut from_names = Vec::new();
-        for f in mgmt.and_then(|m| m.from.as_ref()).into_iter().flatten() {
+        let enabled = mgmt.and_then(|m| m.enabled).unwrap_or(true);
+        if let Some(f) = mgmt.and_then(|m| m.from.as_ref()) {
+            if f.get_ref().is_empty() && enabled {
+                return Err(self.err_help(
+                    span_of(f),
+                    "`[management] from = []` names no network, which would leave management open from anywhere",
+                    "empty list",
+                    "name the admins' networks (from = [\"lan\"] or a prefix like \"192.0.2.0/24\"); leave `from` out to keep it open from anywhere (warned), or set enabled = false",
+                ));
+            }
+        }
+        for f in mgmt
+            .and_then(|m| m.from.as_ref())
+            .map(|f| f.get_ref())
+            .into_iter()
+            .flatten()
+        {
             if let Some(&n) = net_ids.get(f.get_ref()) {
                 from.push(networks[n].cidr);
             } else if let Some(p) = parse_net(f.get_ref()) {
@@ -819,7 +916,7 @@ impl Cx<'_> {
             from_names.push(f.get_ref().clone());
         }
         let management = Management {
-            enabled: mgmt.and_then(|m| m.enabled).unwrap_or(true),
+            enabled,
             proto,
             port,
             from,
@@ -849,6 +946,20 @@ fn parse_net(s: &str) -> Option<Ipv4Net> {
     Ipv4Addr::from_str(s)
         .ok()
         .map(|a| Ipv4Net::new(a, 32).expect("/32 is valid"))
+}
+
+/// "network address" / "broadcast address" when `a` is one of `cidr`'s two
+/// reserved ends (a /31 and a /32 have none, RFC 3021).
+pub(super) fn edge_address(cidr: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
+    if cidr.prefix_len() >= 31 || !cidr.contains(&a) {
+        None
+    } else if a == cidr.network() {
+        Some("network address")
+    } else if a == cidr.broadcast() {
+        Some("broadcast address")
+    } else {
+        None
+    }
 }
 
 fn d_iface_on(hosts: &[Host], h: HostId, net: NetId) -> Option<&Interface> {
@@ -920,6 +1031,42 @@ interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
     fn duplicate_host() {
         let e = err_of("[[host]]\nname = \"ts\"\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }]\n");
         assert!(e.message.contains("duplicate host name `ts`"));
+    }
+
+    #[test]
+    fn names_are_checked_where_they_are_written() {
+        let e = err_of("[[host]]\nname = \"TS\"\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.3\" }]\n");
+        assert!(
+            e.message.contains("host names ignore case"),
+            "{}",
+            e.message
+        );
+        let e = err_of("[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth+\", network = \"lan\", address = \"192.0.2.3\" }]\n");
+        assert!(e.message.contains("wildcards"), "{}", e.message);
+        assert_eq!(
+            (e.line, e.column),
+            (BASE.lines().count() + 4, 24),
+            "the opening quote"
+        );
+        let e = err_of("[[network]]\nname = \"a b\"\ncidr = \"198.51.100.0/24\"\n");
+        assert!(e.message.contains("network name"), "{}", e.message);
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        let e = err_of("[management]\nfrom = []\n");
+        assert!(e.message.contains("from = []"), "{}", e.message);
+        let e = err_of("[[network]]\nname = \"lan2\"\ncidr = \"192.0.2.0/24\"\n");
+        assert!(
+            e.message.contains("`lan` and `lan2` are both"),
+            "{}",
+            e.message
+        );
+        let e = err_of("[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"lan\", address = \"192.0.2.255\" }]\n");
+        assert!(e.message.contains("broadcast address"), "{}", e.message);
+        // A /31 has no network or broadcast address (RFC 3021).
+        let p2p = "[[network]]\nname = \"p2p\"\ncidr = \"198.51.100.0/31\"\n[[host]]\nname = \"c\"\nroles = [\"client\"]\ninterfaces = [{ name = \"eth0\", network = \"p2p\", address = \"198.51.100.0\" }]\n";
+        load_str("t.toml", format!("{BASE}{p2p}")).unwrap();
     }
 
     #[test]

@@ -77,7 +77,25 @@ fn quote(s: &str) -> String {
     {
         s.to_string()
     } else {
+        // A control character would end the line (and the rule) in the middle.
+        let s = crate::name::comment(s);
         format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// An interface name as one argument. Names amwall plans are validated
+/// (`name::interface`); this guards the rest (a parsed ruleset, a bug): a
+/// space, quote or control character is quoted and escaped instead of
+/// splitting the line. Plain names (`eth0`, `eth+`) print as iptables-save does.
+fn iface(i: &str) -> String {
+    if !i.is_empty()
+        && !i
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'' || c == '\\')
+    {
+        i.to_string()
+    } else {
+        quote(i)
     }
 }
 
@@ -266,8 +284,8 @@ fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
             Some((x, y)) => opt("iprange", "dst-range", 1, format!(" --dst-range {x}-{y}")),
             None => solo("", String::new()),
         },
-        Match::InIface(i) => solo("", format!(" -i {i}")),
-        Match::OutIface(i) => solo("", format!(" -o {i}")),
+        Match::InIface(i) => solo("", format!(" -i {}", iface(i))),
+        Match::OutIface(i) => solo("", format!(" -o {}", iface(i))),
         Match::Proto(p) => solo("", format!(" -p {p}")),
         Match::ProtoNum(n) => solo("", format!(" -p {}", names::proto_name(*n))),
         Match::Fragment => solo("", " -f".into()),
@@ -525,10 +543,10 @@ fn matches_args(r: &Rule, fam: Family) -> String {
         write!(out, "{} -d {}", bang(neg), addr(a)).unwrap();
     }
     if let Some((Match::InIface(i), neg)) = take(&|m| matches!(m, Match::InIface(_))) {
-        write!(out, "{} -i {i}", bang(neg)).unwrap();
+        write!(out, "{} -i {}", bang(neg), iface(i)).unwrap();
     }
     if let Some((Match::OutIface(i), neg)) = take(&|m| matches!(m, Match::OutIface(_))) {
-        write!(out, "{} -o {i}", bang(neg)).unwrap();
+        write!(out, "{} -o {}", bang(neg), iface(i)).unwrap();
     }
     let mut proto = String::new();
     match take(&|m| matches!(m, Match::Proto(_) | Match::ProtoNum(_))) {
@@ -705,7 +723,8 @@ fn target(a: &Action, _fam: Family) -> String {
 pub fn emit(rs: &Ruleset, header: &[String]) -> String {
     let mut out = String::new();
     for h in header {
-        writeln!(out, "# {h}").unwrap();
+        // Defence in depth: a header line can never become a rule line.
+        writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for t in &rs.tables {
         if t.family == Family::Ip6 {
@@ -758,6 +777,47 @@ pub fn multiport_chunks(v: &[PortRange]) -> Vec<Vec<PortRange>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defence in depth behind `name::interface`: an interface name or a
+    /// comment with a newline never becomes a line of its own.
+    #[test]
+    fn hostile_text_stays_in_its_rule() {
+        let r = Rule::new(
+            vec![Match::InIface("eth0\n-A INPUT -j ACCEPT\n\t".into())],
+            Action::Accept,
+        )
+        .with_comment("x\nCOMMIT");
+        let rs = Ruleset {
+            tables: vec![Table {
+                family: Family::Ip,
+                name: "filter".into(),
+                sets: vec![],
+                ct_helpers: vec![],
+                chains: vec![Chain {
+                    name: "INPUT".into(),
+                    base: None,
+                    rules: vec![r],
+                }],
+            }],
+        };
+        let text = emit(&rs, &["from a\nCOMMIT".into()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("-A ")).count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            lines.iter().filter(|l| **l == "COMMIT").count(),
+            1,
+            "{text}"
+        );
+        // Our parser, like iptables-restore, refuses the escaped name: a bad
+        // file, never a different ruleset.
+        if let Ok(p) = parse("t.rules", &text) {
+            assert_eq!(p.ruleset.rules().count(), 1);
+        }
+    }
 
     #[test]
     fn canonical_rule_text() {

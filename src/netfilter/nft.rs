@@ -49,8 +49,10 @@ fn priority(kind: ChainType, hook: Hook, p: i32) -> String {
     name.map_or_else(|| p.to_string(), str::to_string)
 }
 
+/// nft strings have no escapes: a `"` becomes `'`, and a control character
+/// (which would end the statement) a visible `<U+000A>`.
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "'"))
+    format!("\"{}\"", crate::name::comment(s).replace('"', "'"))
 }
 
 /// One rule's statement text (for an `ip` table).
@@ -537,7 +539,8 @@ pub fn rule_text_in(r: &Rule, fam: Family) -> String {
 pub fn emit(rs: &Ruleset, header: &[String]) -> String {
     let mut out = String::from("#!/usr/sbin/nft -f\n");
     for h in header {
-        writeln!(out, "# {h}").unwrap();
+        // Defence in depth: a header line can never become a statement.
+        writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for t in &rs.tables {
         let fam = family(t.family);
@@ -610,6 +613,38 @@ pub fn emit(rs: &Ruleset, header: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Defence in depth behind `name::interface`: a header line (the
+    /// topology's path), a comment or an interface name with a newline never
+    /// puts a statement of its own into the script.
+    #[test]
+    fn hostile_text_stays_in_its_line() {
+        let r = Rule::new(
+            vec![Match::InIface("eth0\"\nflush ruleset\n".into())],
+            Action::Accept,
+        )
+        .with_comment("x\"\nflush ruleset\n");
+        let rs = Ruleset {
+            tables: vec![Table {
+                family: Family::Ip,
+                name: "amwall".into(),
+                sets: vec![],
+                ct_helpers: vec![],
+                chains: vec![Chain {
+                    name: "input".into(),
+                    base: None,
+                    rules: vec![r],
+                }],
+            }],
+        };
+        let text = emit(&rs, &["from /tmp/x\nflush ruleset\n/t.toml".into()]);
+        assert!(!text.lines().any(|l| l.trim() == "flush ruleset"), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.contains("flush ruleset")).count(),
+            2,
+            "{text}"
+        );
+    }
 
     #[test]
     fn rule_with_set_and_ports() {

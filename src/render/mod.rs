@@ -106,7 +106,9 @@ pub const IPSET_THRESHOLD: usize = 4;
 /// The ipset name for a group: global per host, at most 31 characters.
 pub fn ipset_name(g: &AddrGroup) -> String {
     let mut n = format!("amw_{}", g.name);
-    n.truncate(31);
+    // `policy` keeps group names short enough; truncating is the last guard.
+    n.truncate(crate::name::IPSET_NAME_MAX);
+    debug_assert!(crate::name::set_name(&n).is_ok(), "{n}");
     n
 }
 
@@ -407,7 +409,7 @@ pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
     }
     let mut out = String::new();
     for h in header {
-        writeln!(out, "# {h}").unwrap();
+        writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for g in big {
         let name = ipset_name(g);

@@ -102,7 +102,12 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     let d = &plan.deployment;
     let a = &d.amanda;
     let mut o = String::new();
-    writeln!(o, "# amwall plan for `{}`\n", d.source_name).unwrap();
+    writeln!(
+        o,
+        "# amwall plan for `{}`\n",
+        crate::name::comment(&d.source_name)
+    )
+    .unwrap();
     let build = match d.build {
         Build::Debian => "Debian's Amanda 3.5.1 packages",
         Build::Upstream => "upstream Amanda built without port options",
@@ -160,7 +165,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
             "Amanda side read from: {}.",
             prov.files
                 .iter()
-                .map(|f| format!("`{f}`"))
+                .map(|f| format!("`{}`", crate::name::comment(f)))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -178,7 +183,8 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     if !plan.lints.is_empty() || !prov.warnings.is_empty() {
         writeln!(o, "## Warnings\n").unwrap();
         for (code, w) in &prov.warnings {
-            writeln!(o, "- **{code}** {w}").unwrap();
+            // Paths and words from the admin's files: one list item each.
+            writeln!(o, "- **{code}** {}", crate::name::comment(w)).unwrap();
         }
         for l in &plan.lints {
             let host = l
@@ -198,6 +204,37 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
             continue;
         }
         writeln!(o, "### {} ({})\n", host.name, roles(d, hp.host)).unwrap();
+        // Management as routing and NAT make it here (`route::management`):
+        // worth saying where it is not simply the `from` prefixes.
+        let mut notes = Vec::new();
+        for r in hp.rules.iter().filter(|r| r.label == "management") {
+            let Addrs::Net(src) = r.src else { continue };
+            match r.place {
+                Place::Input if !d.management.from.contains(&src) => notes.push(format!(
+                    "- Management ({}/{}) from {} arrives here as {} (NAT on the way).",
+                    d.management.proto,
+                    d.management.port,
+                    d.management.from_names.join(", "),
+                    if src.prefix_len() == 32 {
+                        src.addr().to_string()
+                    } else {
+                        src.to_string()
+                    }
+                )),
+                Place::Forward => notes.push(format!(
+                    "- Forwards management ({}/{}) from {src} to {} ({}→{}).",
+                    d.management.proto,
+                    d.management.port,
+                    who(plan, r.dst.expect("forward rules name a destination")),
+                    r.in_iface.as_deref().unwrap_or("*"),
+                    r.out_iface.as_deref().unwrap_or("*"),
+                )),
+                _ => {}
+            }
+        }
+        if !notes.is_empty() {
+            writeln!(o, "{}\n", notes.join("\n")).unwrap();
+        }
         let flow_rules: Vec<&PolicyRule> = hp
             .rules
             .iter()
