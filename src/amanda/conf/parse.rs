@@ -838,4 +838,195 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.to_string(), "t.conf:1:19: unclosed block: `}` missing");
     }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    fn parse_dir(dir: &Path) -> (Result<Doc, Error>, usize) {
+        let mut w = Vec::new();
+        let before = super::super::source::READS.with(|r| r.get());
+        let d = parse_file(&dir.join("amanda.conf"), dir, Flavor::Server, &mut w);
+        (d, super::super::source::READS.with(|r| r.get()) - before)
+    }
+
+    /// (file, line, key, value) of each parameter, in order.
+    fn applied(d: &Doc) -> Vec<(String, usize, String, String)> {
+        d.stmts
+            .iter()
+            .filter_map(|s| match s {
+                Stmt::Param(p) => {
+                    let pos = p.key_loc.pos();
+                    let file = Path::new(&*pos.file)
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    let v = p.args.iter().map(|a| a.render()).collect::<String>();
+                    Some((file, pos.line, p.key.clone(), v))
+                }
+                Stmt::Define(_) => None,
+            })
+            .collect()
+    }
+
+    /// Each of `n` files sets something, includes the next one, sets something
+    /// else and includes the next one again (the issue's chain).
+    fn chain(dir: &Path, n: usize) {
+        for i in 0..n {
+            let name = if i == 0 {
+                "amanda.conf".to_string()
+            } else {
+                format!("f{i}.conf")
+            };
+            let text = if i + 1 == n {
+                "unreserved-tcp-port 2000,3000\n".to_string()
+            } else {
+                let next = format!("f{}.conf", i + 1);
+                format!("inparallel {i}\nincludefile \"{next}\"\nreserved-udp-port {i},{}\nincludefile \"{next}\"\n", i + 700)
+            };
+            write(dir, &name, &text);
+        }
+    }
+
+    /// Amanda's meaning, spelled out: expand every include in place, text by
+    /// text, then keep each statement's last application.
+    fn naive(dir: &Path, name: &str, out: &mut Vec<(String, usize, String, String)>) {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        for (i, l) in text.lines().enumerate() {
+            let (k, v) = l.split_once(' ').unwrap();
+            if k == "includefile" {
+                naive(dir, v.trim_matches('"'), out);
+            } else {
+                out.push((name.to_string(), i + 1, k.to_string(), v.to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_included_again_applies_again_in_amandas_order() {
+        let dir = tempfile::tempdir().unwrap();
+        chain(dir.path(), 7);
+        let (d, reads) = parse_dir(dir.path());
+        let d = d.unwrap();
+        assert_eq!(reads, 7);
+        let mut all = Vec::new();
+        naive(dir.path(), "amanda.conf", &mut all);
+        assert_eq!(all.len(), (1 << 6) * 2 - 2 + (1 << 6));
+        // Keep each statement where it was applied last.
+        let mut last: Vec<(String, usize, String, String)> = Vec::new();
+        for s in all {
+            last.retain(|x| (&x.0, x.1) != (&s.0, s.1));
+            last.push(s);
+        }
+        assert_eq!(applied(&d), last);
+        assert_eq!(d.files().len(), 7, "each file listed once");
+    }
+
+    /// 24 files, each including the next one twice: 2^23 includes for Amanda,
+    /// 24 reads here.
+    #[test]
+    fn an_exponential_include_chain_reads_each_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        chain(dir.path(), 24);
+        let (d, reads) = parse_dir(dir.path());
+        let d = d.unwrap();
+        assert_eq!(reads, 24);
+        let got = applied(&d);
+        assert_eq!(got.len(), 23 * 2 + 1, "each statement once");
+        // The last statement applied wins, as in Amanda: the deepest file's.
+        let value = |k: &str| got.iter().rev().find(|s| s.2 == k).unwrap().3.clone();
+        assert_eq!(value("inparallel"), "22");
+        assert_eq!(value("reserved-udp-port"), "22,722");
+    }
+
+    #[test]
+    fn a_define_in_a_file_included_twice_is_a_second_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "amanda.conf",
+            "includefile \"d.conf\"\ninparallel 3\nincludefile \"d.conf\"\n",
+        );
+        write(
+            dir.path(),
+            "d.conf",
+            "define dumptype dd {\n  auth \"bsdtcp\"\n}\n",
+        );
+        let (d, reads) = parse_dir(dir.path());
+        let e = d.unwrap_err().to_string();
+        assert_eq!(reads, 2);
+        assert!(
+            e.contains("amanda.conf:3:13: \"d.conf\" is included a second time: its dumptype `dd`"),
+            "{e}"
+        );
+        assert!(e.contains("d.conf:1:17"), "{e}");
+    }
+
+    #[test]
+    fn include_cycle_and_depth_name_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "amanda.conf", "includefile \"a.conf\"\n");
+        write(
+            dir.path(),
+            "a.conf",
+            "inparallel 2\nincludefile \"b.conf\"\n",
+        );
+        write(dir.path(), "b.conf", "includefile \"a.conf\"\n");
+        let e = parse_dir(dir.path()).0.unwrap_err();
+        let Error::Input(e) = e else { panic!("{e}") };
+        let b = dir.path().join("b.conf").display().to_string();
+        let a = dir.path().join("a.conf").display().to_string();
+        assert_eq!(
+            e.to_string(),
+            format!("{b}:1:13: includefile cycle: {a} → {b} → {a}")
+        );
+        let help = format!("{:?}", e);
+        assert!(
+            help.contains(&format!("included from {a}:2:13, ")),
+            "{help}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..100 {
+            let name = if i == 0 {
+                "amanda.conf".to_string()
+            } else {
+                format!("n{i}.conf")
+            };
+            write(
+                dir.path(),
+                &name,
+                &format!("includefile \"n{}.conf\"\n", i + 1),
+            );
+        }
+        let (d, reads) = parse_dir(dir.path());
+        let e = d.unwrap_err().to_string();
+        assert_eq!(reads, MAX_INCLUDE_DEPTH);
+        let last = dir.path().join(format!("n{}.conf", MAX_INCLUDE_DEPTH - 1));
+        assert!(
+            e.starts_with(&format!(
+                "{}:1:13: includefile nested more than 64 deep: ",
+                last.display()
+            )),
+            "{e}"
+        );
+    }
+
+    /// Latin-1 bytes read as one character each: the column after them is the
+    /// one an editor shows (lossy UTF-8 folds `à` + no-break space into one `�`).
+    #[test]
+    fn latin1_text_keeps_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("amanda.conf"),
+            b"# Sauvegarde \xe0\xa0Paris\ndefine dumptype a {\n  comment \"voil\xe0\xa0\" }\n",
+        )
+        .unwrap();
+        let e = parse_dir(dir.path()).0.unwrap_err().to_string();
+        assert!(
+            e.ends_with("amanda.conf:3:20: `}` must be on a line of its own"),
+            "{e}"
+        );
+    }
 }

@@ -47,6 +47,12 @@ pub struct Spanned<T> {
     pub pos: Pos,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times `Src::read` ran on this thread: the include tests count work, not time.
+    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// One file's text, shared by every location that points into it.
 #[derive(Debug)]
 pub(crate) struct Src {
@@ -65,6 +71,8 @@ impl Src {
     /// file:line:column we report is where the admin's editor shows it; the
     /// keywords and values that decide rules are ASCII either way.
     pub fn read(path: &Path) -> Result<Arc<Src>, Error> {
+        #[cfg(test)]
+        READS.with(|r| r.set(r.get() + 1));
         let bytes = crate::input::read_bytes(path)?;
         Ok(Src::new(path, crate::input::utf8_or_latin1(bytes)))
     }
