@@ -2,10 +2,14 @@
 //! names a device, a FIFO, a directory or a huge file must be refused at once
 //! (exit 2) instead of hanging or eating memory: every file input goes through
 //! here, never through `std::fs::read*` directly.
+//!
+//! The limit: 64 MiB per file (`DEFAULT_LIMIT`), raised or lowered with the
+//! environment variable `AMWALL_MAX_INPUT_BYTES` (a number of bytes).
 
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::diag::{Error, InputError, Result};
@@ -58,16 +62,25 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
 
 /// The bytes of a regular file, at most `limit()` of them.
 ///
-/// Opened with `O_NONBLOCK` so that opening a FIFO with no writer does not
-/// block before we can look at what it is; the type is then taken from the
-/// open descriptor (`fstat`), not from the path, so a swap between check and
-/// read cannot slip a device past us.
+/// The path is looked at (`stat`) before it is opened, because opening is not
+/// harmless for every device: closing a tape device such as `/dev/st0` rewinds
+/// the tape of the Amanda server we may be running on. It is opened with
+/// `O_NONBLOCK` so that a FIFO put there after the look does not block the
+/// open, and the type is taken again from the open descriptor (`fstat`), so a
+/// swap between look and read cannot slip a device past us.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let limit = limit()?;
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
     };
+    let ft = std::fs::metadata(path).map_err(io)?.file_type();
+    if !ft.is_file() {
+        return Err(refuse(
+            path,
+            format!("is {}; amwall reads regular files only", kind_of(ft)),
+        ));
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
@@ -111,8 +124,39 @@ pub fn read_text(path: &Path) -> Result<String> {
     utf8(&path.display().to_string(), bytes)
 }
 
-/// Standard input, bounded like a file; for commands that take `-`.
+/// Whether standard input was read already: a second `-` would get nothing
+/// and must be an error rather than an empty file.
+static STDIN_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// What error messages call standard input.
+pub const STDIN_NAME: &str = "(standard input)";
+
+/// `-` (standard input) where a command offers it, else a regular file.
+pub fn read_text_or_stdin(path: &Path) -> Result<String> {
+    if path.as_os_str() == "-" {
+        read_stdin_text()
+    } else {
+        read_text(path)
+    }
+}
+
+/// What errors call `path`: the path, or `STDIN_NAME` for `-`.
+pub fn display_name(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        STDIN_NAME.to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Standard input, bounded like a file; for commands that take `-`. Only once
+/// per run: two inputs cannot both come from it.
 pub fn read_stdin_text() -> Result<String> {
+    if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(Error::Usage(
+            "`-` (standard input) given twice: only one input can come from it".into(),
+        ));
+    }
     let limit = limit()?;
     let mut bytes = Vec::new();
     std::io::stdin()
@@ -120,19 +164,19 @@ pub fn read_stdin_text() -> Result<String> {
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(|source| Error::Io {
-            path: "-".into(),
+            path: STDIN_NAME.into(),
             source,
         })?;
     if bytes.len() as u64 > limit {
         return Err(refuse(
-            Path::new("-"),
+            Path::new(STDIN_NAME),
             format!(
                 "standard input is more than the input limit of {limit} bytes \
                  (set {LIMIT_ENV} to raise it)"
             ),
         ));
     }
-    utf8("-", bytes)
+    utf8(STDIN_NAME, bytes)
 }
 
 /// `bytes` as text, or an error at the first byte that is not UTF-8.
@@ -146,6 +190,40 @@ pub fn utf8(name: &str, bytes: Vec<u8>) -> Result<String> {
                 .with_help("amwall reads UTF-8; convert the file, e.g. `iconv -f latin1 -t utf-8`"),
         )
     })
+}
+
+/// Text where every byte that is not part of valid UTF-8 stands for itself as
+/// Latin-1 (U+0080..U+00FF), for files whose reader takes bytes (Amanda's).
+///
+/// Why not `String::from_utf8_lossy`: it folds a run of bad bytes into one
+/// U+FFFD, so columns after it are off and the caret shows `�` where the admin
+/// wrote `é`. One byte, one character keeps line and column what a Latin-1
+/// editor shows, and valid UTF-8 is read unchanged.
+pub fn utf8_or_latin1(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let bytes = e.into_bytes();
+            let mut out = String::with_capacity(bytes.len() + bytes.len() / 8);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                match std::str::from_utf8(rest) {
+                    Ok(s) => {
+                        out.push_str(s);
+                        break;
+                    }
+                    Err(e) => {
+                        let good = e.valid_up_to();
+                        out.push_str(std::str::from_utf8(&rest[..good]).expect("checked"));
+                        // One bad byte as Latin-1; the next one starts afresh.
+                        out.push(char::from(rest[good]));
+                        rest = &rest[good + 1..];
+                    }
+                }
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +251,14 @@ mod tests {
             let e = read_text(p).unwrap_err().to_string();
             assert!(e.contains(what), "{p:?}: {e}");
         }
+    }
+
+    #[test]
+    fn latin1_bytes_count_one_column_each() {
+        let t = utf8_or_latin1(b"# caf\xe9 \xe9\xe9 \xc3\xa9\nx\xff\n".to_vec());
+        assert_eq!(t, "# caf\u{e9} \u{e9}\u{e9} \u{e9}\nx\u{ff}\n");
+        assert_eq!(crate::diag::line_col(&t, t.find('x').unwrap() + 1), (2, 2));
+        assert_eq!(utf8_or_latin1(b"plain".to_vec()), "plain");
     }
 
     #[test]

@@ -887,3 +887,120 @@ fn installed_security_conf() {
         amwall::amanda::facts::DEBIAN_AMBIND_TCP
     );
 }
+
+// ------------------------------------------------ files included more than once
+
+/// A config directory from (name, text) pairs.
+fn conf_dir(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("amwall-conf-")
+        .tempdir()
+        .unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// Eight files, each including the next one twice between settings (Amanda
+/// reads the deepest one 128 times), a dumptype in a file included once, and a
+/// disklist that includes an empty file twice: amwall reads each file once and
+/// ends with every value Amanda ends with.
+#[test]
+fn files_included_twice_read_once_and_agree_with_amanda() {
+    let am = amanda();
+    let n = 8;
+    let mut files = vec![(
+        "amanda.conf".to_string(),
+        "includefile \"f1.conf\"\nincludefile \"types.conf\"\nunreserved-tcp-port 5000,6000\n"
+            .to_string(),
+    )];
+    for i in 1..n {
+        let next = format!("f{}.conf", i + 1);
+        files.push((
+            format!("f{i}.conf"),
+            format!(
+                "inparallel {i}\nincludefile \"{next}\"\nreserved-udp-port {},{}\nincludefile \"{next}\"\nreserved-tcp-port {},{}\n",
+                600 + i, 700 + i, 500 + i, 510 + i
+            ),
+        ));
+    }
+    files.push((
+        format!("f{n}.conf"),
+        "inparallel 40\nunreserved-tcp-port 2000,3000\nreserved-tcp-port 520,530\n".into(),
+    ));
+    files.push((
+        "types.conf".into(),
+        "define dumptype tcp {\n  auth \"bsdtcp\"\n  client-port 10090\n}\n".into(),
+    ));
+    files.push((
+        "disklist".into(),
+        "includefile \"empty\"\nclient1 /home tcp\nincludefile \"empty\"\n".into(),
+    ));
+    files.push(("empty".into(), "# nothing yet\n\n".into()));
+    let refs: Vec<(&str, String)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let dir = conf_dir(&refs);
+    let ours = compare_server(&am, dir.path());
+    assert_eq!(ours.server.inparallel.value, 40);
+    assert_eq!(
+        ours.server.reserved_tcp_port.value,
+        PortRange { lo: 501, hi: 511 }
+    );
+    assert_eq!(
+        ours.server.unreserved_tcp_port.value,
+        PortRange { lo: 5000, hi: 6000 }
+    );
+    // Each file once: amanda.conf, f1..f8, types.conf, disklist, empty.
+    assert_eq!(ours.files.len(), n + 4, "{:?}", ours.files);
+}
+
+/// Including a file with a `define` (amanda.conf) or an entry (disklist) twice
+/// is an error for Amanda, and for amwall, at the second include.
+#[test]
+fn a_second_include_of_definitions_or_entries_fails_like_amanda() {
+    let am = amanda();
+    let dir = conf_dir(&[
+        (
+            "amanda.conf",
+            "includefile \"t.conf\"\ninparallel 4\nincludefile \"t.conf\"\n".into(),
+        ),
+        (
+            "t.conf",
+            "define dumptype dd {\n  auth \"bsdtcp\"\n}\n".into(),
+        ),
+        ("disklist", String::new()),
+    ]);
+    let theirs = am.dump(dir.path()).unwrap_err();
+    assert!(
+        theirs[0].contains("dumptype dd already defined"),
+        "{theirs:?}"
+    );
+    let ours = load_server_config(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        ours.contains("amanda.conf:3:13: \"t.conf\" is included a second time: its dumptype `dd`"),
+        "{ours}"
+    );
+
+    let dir = conf_dir(&[
+        (
+            "amanda.conf",
+            "define dumptype dd {\n  auth \"bsdtcp\"\n}\n".into(),
+        ),
+        (
+            "disklist",
+            "includefile \"d2\"\nincludefile \"d2\"\n".into(),
+        ),
+        ("d2", "# one client\nclient1 /home dd\n".into()),
+    ]);
+    let theirs = am.dump(dir.path()).unwrap_err();
+    assert!(theirs[0].contains("duplicate disk record"), "{theirs:?}");
+    let ours = load_server_config(dir.path(), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        ours.contains("disklist:2:13: duplicate disk record: \"d2\" is included a second time, so `client1 /home`"),
+        "{ours}"
+    );
+}

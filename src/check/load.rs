@@ -84,12 +84,10 @@ impl RulesFile {
         })
     }
 
+    /// A ruleset file, or standard input for `-` (`iptables-save | amwall check --rules -`).
     pub fn read(path: &Path) -> Result<RulesFile, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        RulesFile::parse(&path.display().to_string(), text).map_err(Error::Input)
+        let text = crate::input::read_text_or_stdin(path)?;
+        RulesFile::parse(&crate::input::display_name(path), text).map_err(Error::Input)
     }
 
     fn line(&self, n: usize) -> Option<&str> {
@@ -216,13 +214,10 @@ impl HostRules {
     }
 }
 
-/// `ipset save` output, for `--ipset`.
+/// `ipset save` output, for `--ipset` (`-`: standard input).
 pub fn read_ipsets(path: &Path) -> Result<IpSets, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    ipset::parse(&path.display().to_string(), &text).map_err(Error::Input)
+    let text = crate::input::read_text_or_stdin(path)?;
+    ipset::parse(&crate::input::display_name(path), &text).map_err(Error::Input)
 }
 
 #[cfg(test)]

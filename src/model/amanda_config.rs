@@ -96,7 +96,7 @@ struct HostsFile {
 
 impl HostsFile {
     fn read(path: &Path) -> Result<HostsFile> {
-        let text = crate::input::read_text(path)?;
+        let text = read_hosts(path)?;
         let entries = parse_hosts(&text);
         Ok(HostsFile {
             name: path.display().to_string(),
@@ -165,6 +165,16 @@ pub fn flat_topology(server: &str, hosts_file: &Path) -> Result<String> {
          [[host]]\nname = \"{server}\"\nroles = [\"server\"]\n\
          interfaces = [{{ name = \"eth0\", network = \"flat\", address = \"{addr}\" }}]\n"
     ))
+}
+
+/// A hosts file's text. Like Amanda's files it is read by byte-oriented C code
+/// (the resolver), so a Latin-1 comment must not stop us: bytes that are not
+/// UTF-8 are read as Latin-1 (`input::utf8_or_latin1`). Names themselves are
+/// checked where they become hosts.
+fn read_hosts(path: &Path) -> Result<String> {
+    Ok(crate::input::utf8_or_latin1(crate::input::read_bytes(
+        path,
+    )?))
 }
 
 /// Does a disklist name refer to this topology host? Amanda compares host names as
@@ -267,6 +277,7 @@ pub fn apply(
             // The disklist's name becomes a file name and a rule comment.
             if let Err(why) = crate::name::host(&c.host) {
                 return Err(pos_error(
+                    &cfg.texts,
                     &c.pos,
                     format!("disklist host `{}`: {why}", c.host.escape_debug()),
                     "not a host name",
@@ -281,6 +292,7 @@ pub fn apply(
                         .and_then(|f| Some((f, f.find(&c.host)?)));
                     let Some((hf, entry)) = entry else {
                         return Err(pos_error(
+                            &cfg.texts,
                             &c.pos,
                             format!("disklist host `{}` is not in the topology{}", c.host, if src.hosts_file.is_some() { " nor in the hosts file" } else { "" }),
                             "unknown host",
@@ -294,6 +306,7 @@ pub fn apply(
                         .max_by_key(|&n| networks[n].cidr.prefix_len())
                         .ok_or_else(|| {
                             pos_error(
+                                &cfg.texts,
                                 &c.pos,
                                 format!("`{}` is {} (hosts file), which is in no network of the topology", c.host, entry.addr),
                                 "no network for this host",
@@ -433,16 +446,22 @@ fn merge(to: &mut AmandaSettings, from: &AmandaSettings, overridden: &[String], 
     }
 }
 
-/// An error at a position in an Amanda file, with a caret when the file can be read.
-fn pos_error(pos: &conf::Pos, msg: String, label: &str, help: &str) -> Error {
-    let text = std::sync::Arc::new(std::fs::read_to_string(&*pos.file).unwrap_or_default());
-    let offset = text
+/// An error at a position in an Amanda file, with a caret into the text that was
+/// parsed (not the file read again: it may have changed, or not be readable).
+fn pos_error(texts: &conf::Texts, pos: &conf::Pos, msg: String, label: &str, help: &str) -> Error {
+    let text = texts.get(&pos.file).unwrap_or_default();
+    let line_start = text
         .split_inclusive('\n')
         .take(pos.line.saturating_sub(1))
         .map(str::len)
         .sum::<usize>()
-        + pos.column.saturating_sub(1);
-    let end = text[offset.min(text.len())..]
+        .min(text.len());
+    // Columns count characters, not bytes.
+    let offset = text[line_start..]
+        .char_indices()
+        .nth(pos.column.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| line_start + i);
+    let end = text[offset..]
         .find(char::is_whitespace)
         .map_or(text.len(), |e| offset + e);
     InputError::new(&pos.file, &text, offset..end, msg, label)

@@ -118,11 +118,10 @@ pub fn load_file(path: &Path) -> Result<Deployment> {
 /// Read a topology; `extra` (the CLI's `--amanda-config`, `--hosts`, ...) adds to
 /// or replaces what the file says about the Amanda side.
 pub fn load_file_with(path: &Path, extra: &AmandaSources) -> Result<Deployment> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_str_with(&path.display().to_string(), text, extra)
+    // `-`: the topology from standard input; its relative paths are then taken
+    // from the current directory.
+    let text = crate::input::read_text_or_stdin(path)?;
+    load_str_with(&crate::input::display_name(path), text, extra)
 }
 
 /// Validate topology text; `name` is what errors call the file.

@@ -115,3 +115,64 @@ pub fn real_world_files() -> Option<Vec<std::path::PathBuf>> {
     files.sort();
     Some(files)
 }
+
+/// Run the amwall binary from the repository root with extra environment and
+/// standard input, killed (our own child, by its handle) after `limit`: a
+/// regression that hangs fails instead. Exit code -1 means it was killed.
+pub fn amwall_bounded(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+    limit: std::time::Duration,
+) -> (i32, String, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amwall"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run amwall");
+    if let (Some(bytes), Some(mut w)) = (stdin, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&bytes);
+        });
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let o = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let e = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (
+        code,
+        String::from_utf8_lossy(&o.join().unwrap()).into_owned(),
+        String::from_utf8_lossy(&e.join().unwrap()).into_owned(),
+    )
+}

@@ -80,7 +80,7 @@ pub fn load_client_conf(path: &Path, opts: &LoadOptions) -> Result<ClientConf, E
         "the build's DEFAULT_SERVER (Debian: localhost, amgetconf build.DEFAULT_SERVER)";
     Ok(ClientConf {
         path: path.to_path_buf(),
-        files: doc.files.clone(),
+        files: doc.files(),
         auth: match global.get("auth") {
             Some(p) => Setting {
                 value: values::auth(p)?,

@@ -7,7 +7,14 @@
 //!
 //! A dumptype token that names no dumptype is the device when another token
 //! follows (Amanda looks it up first, so a device may not share a dumptype's name).
+//!
+//! Each included disklist is read once. Amanda reads it again at every
+//! `includefile`, which is harmless for a file without entries and fails for
+//! one with entries ("duplicate disk record"): both are decided from the first
+//! reading, so a chain of files that include each other twice costs one read
+//! per file, not 2^n.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,26 +27,25 @@ use super::values::Defs;
 use super::Warning;
 use crate::diag::{Error, InputError};
 
+/// The disklist at `path` and its includes; every file read is added to `srcs`.
 pub(crate) fn read(
     path: &Path,
     config_dir: &Path,
     defs: &Defs,
     warnings: &mut Vec<Warning>,
-    files: &mut Vec<PathBuf>,
+    srcs: &mut Vec<Arc<Src>>,
 ) -> Result<Vec<DiskEntry>, Error> {
-    let src = Src::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let src = Src::read(path)?;
     let mut st = State {
         config_dir,
         defs,
         warnings,
-        files,
+        srcs,
         stack: Vec::new(),
+        done: HashMap::new(),
         out: Vec::new(),
     };
-    st.file(src)?;
+    st.file(src, None)?;
     Ok(st.out)
 }
 
@@ -47,8 +53,12 @@ struct State<'a> {
     config_dir: &'a Path,
     defs: &'a Defs,
     warnings: &'a mut Vec<Warning>,
-    files: &'a mut Vec<PathBuf>,
-    stack: Vec<(PathBuf, Arc<str>)>,
+    srcs: &'a mut Vec<Arc<Src>>,
+    /// Files being read, outermost first: canonical path, name, the include that opened it.
+    stack: Vec<(PathBuf, Arc<str>, Option<Loc>)>,
+    /// Files read completely: the first entry they added (with includes), and
+    /// where they were first included.
+    done: HashMap<PathBuf, (Option<usize>, Option<Loc>)>,
     out: Vec<DiskEntry>,
 }
 
@@ -59,17 +69,27 @@ struct Word {
 }
 
 impl State<'_> {
-    fn file(&mut self, src: Arc<Src>) -> Result<(), Error> {
+    fn file(&mut self, src: Arc<Src>, from: Option<Loc>) -> Result<(), Error> {
         let canon = std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone());
-        self.stack.push((canon, Arc::clone(&src.name)));
-        self.files.push(src.path.clone());
+        self.stack
+            .push((canon.clone(), Arc::clone(&src.name), from.clone()));
+        self.srcs.push(Arc::clone(&src));
+        let first = self.out.len();
         let len = src.text.len();
         let mut off = 0;
         while off < len {
             off = self.line(&src, off)?;
         }
         self.stack.pop();
+        let added = (self.out.len() > first).then_some(first);
+        self.done.insert(canon, (added, from));
         Ok(())
+    }
+
+    fn chain(&self, i: usize, last: &str) -> String {
+        let mut names: Vec<&str> = self.stack[i..].iter().map(|(_, n, _)| &**n).collect();
+        names.push(last);
+        names.join(" → ")
     }
 
     /// One entry starting at `start`; returns where the next one starts.
@@ -275,24 +295,84 @@ impl State<'_> {
             self.config_dir.join(name)
         };
         let canon = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if let Some(i) = self.stack.iter().position(|(p, _)| *p == canon) {
-            let mut chain: Vec<String> =
-                self.stack[i..].iter().map(|(_, n)| n.to_string()).collect();
-            chain.push(self.stack[i].1.to_string());
+        let from: Vec<String> = self
+            .stack
+            .iter()
+            .rev()
+            .filter_map(|(_, _, l)| l.as_ref().map(|l| l.pos().to_string()))
+            .collect();
+        let from = if from.is_empty() {
+            String::new()
+        } else {
+            format!("included from {}", from.join(", "))
+        };
+        if let Some(i) = self.stack.iter().position(|(p, _, _)| *p == canon) {
             return Err(loc
                 .error(
-                    format!("includefile cycle: {}", chain.join(" → ")),
+                    format!("includefile cycle: {}", self.chain(i, &self.stack[i].1)),
                     "this includes a file that is already being read",
                 )
+                .with_help(format!(
+                    "Amanda would recurse until \"Too many open files\"; remove one of the includes{}",
+                    if from.is_empty() { String::new() } else { format!("; {from}") }
+                ))
+                .into());
+        }
+        if let Some((added, first)) = self.done.get(&canon) {
+            let Some(i) = added else {
+                // Nothing in it (comments, or includes of empty files): reading
+                // it again adds nothing.
+                return Ok(());
+            };
+            let d = &self.out[*i];
+            let first = first.as_ref().map_or_else(
+                || "as the diskfile".to_string(),
+                |l| format!("at {}", l.pos()),
+            );
+            return Err(loc
+                .error(
+                    format!(
+                        "duplicate disk record: \"{name}\" is included a second time, so `{} {}` ({}) would be listed twice",
+                        d.host.value, d.disk.value, d.disk.pos
+                    ),
+                    "included again here",
+                )
+                .with_help(format!(
+                    "first included {first}; Amanda reads the file again and stops with \"duplicate disk record\": include it once"
+                ))
+                .into());
+        }
+        if self.stack.len() >= parse::MAX_INCLUDE_DEPTH {
+            return Err(loc
+                .error(
+                    format!(
+                        "includefile nested more than {} deep: {}",
+                        parse::MAX_INCLUDE_DEPTH,
+                        self.chain(0, name)
+                    ),
+                    "one include too many",
+                )
+                .with_help(format!(
+                    "real disklists nest a few levels; look for a generated or recursive chain{}",
+                    if from.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {from}")
+                    }
+                ))
                 .into());
         }
         let src = Src::read(&path).map_err(|e| {
             loc.error(
-                format!("could not open disklist \"{}\": {e}", path.display()),
+                format!(
+                    "could not open disklist \"{}\": {}",
+                    path.display(),
+                    super::source::reason(&e)
+                ),
                 "included here",
             )
         })?;
-        self.file(src)
+        self.file(src, Some(loc.clone()))
     }
 }
 

@@ -48,7 +48,7 @@ pub use server::{
     load_server_config, AmandaConfig, ClientEntry, Definition, DiskEntry, DumptypeRef,
     DumptypeSettings, ServerSettings,
 };
-pub use source::{Pos, Spanned};
+pub use source::{Pos, Spanned, Texts};
 
 use crate::model::Build;
 

@@ -45,10 +45,7 @@ impl SecurityConf {
 }
 
 pub fn load_security_conf(path: &Path) -> Result<SecurityConf, Error> {
-    let src = Src::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let src = Src::read(path)?;
     let mut c = parse(&src)?;
     c.file = Some(path.to_path_buf());
     Ok(c)
@@ -159,10 +156,7 @@ impl Services {
 }
 
 pub fn load_services(path: &Path) -> Result<Services, Error> {
-    let src = Src::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let src = Src::read(path)?;
     let mut s = parse_services_src(&src);
     s.file = Some(path.to_path_buf());
     Ok(s)

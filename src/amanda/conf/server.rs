@@ -30,6 +30,9 @@ pub struct AmandaConfig {
     /// amanda.conf's top-level parameters as written, including unknown ones.
     pub params: Vec<super::RawParam>,
     pub warnings: Vec<Warning>,
+    /// The text of every file in `files`, as parsed.
+    #[serde(skip)]
+    pub texts: super::Texts,
 }
 
 /// A dumptype after inheritance, with Amanda's defaults filled in.
@@ -220,7 +223,7 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
     };
     let mut warnings = Vec::new();
     let doc = parse::parse_file(&conf, &dir, Flavor::Server, &mut warnings)?;
-    let mut files = doc.files.clone();
+    let mut srcs = doc.srcs.clone();
 
     // Top-level parameters: a later line overrides an earlier one (amgetconf prints 4
     // for `inparallel 3` then `inparallel 4`).
@@ -288,7 +291,7 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
     } else {
         dir.join(diskfile)
     };
-    let disks = disklist::read(&diskfile, &dir, &defs, &mut warnings, &mut files)?;
+    let disks = disklist::read(&diskfile, &dir, &defs, &mut warnings, &mut srcs)?;
     let clients = group(disks);
 
     // A dumptype no entry uses may hold what amwall cannot model (auth "krb5"):
@@ -327,7 +330,8 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
     }
     Ok(AmandaConfig {
         config_dir: dir,
-        files,
+        files: srcs.iter().map(|s| s.path.clone()).collect(),
+        texts: super::Texts::of(&srcs),
         server,
         clients,
         definitions,

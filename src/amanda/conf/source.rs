@@ -11,7 +11,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::diag::{line_col, InputError};
+use crate::diag::{line_col, Error, InputError};
+
+/// Why a file could not be read, without its path (the caller's message names it).
+pub(crate) fn reason(e: &Error) -> String {
+    match e {
+        Error::Io { source, .. } => source.to_string(),
+        e => e.to_string(),
+    }
+}
 
 /// Where something was written: the file as the user named it, 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -39,6 +47,12 @@ pub struct Spanned<T> {
     pub pos: Pos,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times `Src::read` ran on this thread: the include tests count work, not time.
+    pub(crate) static READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// One file's text, shared by every location that points into it.
 #[derive(Debug)]
 pub(crate) struct Src {
@@ -48,12 +62,19 @@ pub(crate) struct Src {
 }
 
 impl Src {
-    pub fn read(path: &Path) -> std::io::Result<Arc<Src>> {
-        let bytes = std::fs::read(path)?;
-        // Amanda reads bytes; configs in Latin-1 must not stop us, so decode lossily.
-        let text = String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        Ok(Src::new(path, text))
+    /// One of Amanda's files, through `input` (regular files only, bounded).
+    ///
+    /// Not UTF-8-only like our other inputs: Amanda reads bytes, and an
+    /// amanda.conf or disklist with a Latin-1 comment (common in configs older
+    /// than UTF-8 locales) works with Amanda, so it must work with us. Bytes that
+    /// are not UTF-8 are read as Latin-1, one character each, so every
+    /// file:line:column we report is where the admin's editor shows it; the
+    /// keywords and values that decide rules are ASCII either way.
+    pub fn read(path: &Path) -> Result<Arc<Src>, Error> {
+        #[cfg(test)]
+        READS.with(|r| r.set(r.get() + 1));
+        let bytes = crate::input::read_bytes(path)?;
+        Ok(Src::new(path, crate::input::utf8_or_latin1(bytes)))
     }
 
     pub fn new(path: &Path, text: String) -> Arc<Src> {
@@ -69,6 +90,39 @@ impl Src {
             src: Arc::clone(self),
             span,
         }
+    }
+}
+
+/// The text of every file read, by the name positions use (`Pos::file`), so
+/// that an error found later (a disklist host the topology lacks) can show its
+/// caret from the text that was parsed, instead of reading the file again
+/// (which could have changed, or be a FIFO by now).
+#[derive(Clone, Default)]
+pub struct Texts(Vec<(Arc<str>, Arc<String>)>);
+
+impl Texts {
+    pub(crate) fn of(srcs: &[Arc<Src>]) -> Texts {
+        Texts(
+            srcs.iter()
+                .map(|s| (Arc::clone(&s.name), Arc::clone(&s.text)))
+                .collect(),
+        )
+    }
+
+    /// The text of the file positions call `file`.
+    pub fn get(&self, file: &str) -> Option<Arc<String>> {
+        self.0
+            .iter()
+            .find(|(n, _)| &**n == file)
+            .map(|(_, t)| Arc::clone(t))
+    }
+}
+
+impl fmt::Debug for Texts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
     }
 }
 
