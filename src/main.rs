@@ -158,8 +158,9 @@ enum Command {
         /// e.g. rules.v4 and rules.v6). Without a topology FILE alone is enough.
         #[arg(long = "rules", value_name = "HOST=FILE", required = true)]
         rules: Vec<String>,
-        /// `ipset save` output with the members of the sets rules name: FILE for
-        /// every host, or HOST=FILE. Sets without members make matches unknown.
+        /// The members of the sets rules name: `ipset save` output or an `ipset
+        /// restore` script such as plan's HOST.ipset (read as ipset runs it), FILE
+        /// for every host, or HOST=FILE. Sets without members make matches unknown.
         #[arg(long, value_name = "[HOST=]FILE")]
         ipset: Vec<String>,
         /// Skip the over-permissive analysis.
@@ -217,7 +218,8 @@ enum Command {
         /// repeat to merge several files of one host.
         #[arg(long = "rules", value_name = "FILE", required = true)]
         rules: Vec<PathBuf>,
-        /// `ipset save` output with the members of the sets the rules name.
+        /// `ipset save` output or an `ipset restore` script (plan's HOST.ipset) with
+        /// the members of the sets the rules name.
         #[arg(long, value_name = "FILE")]
         ipset: Option<PathBuf>,
         /// The packet, e.g. 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]' (see
