@@ -636,6 +636,9 @@ fn explain(
         files.push(RulesFile::read(r)?);
     }
     let sets = ipset.map(|p| load::read_ipsets(&p)).transpose()?;
+    for w in files.iter().flat_map(|f| &f.warnings) {
+        eprintln!("warning: {w}");
+    }
     let hr = HostRules::new(files, sets);
     if !hr.has_family(p.v6) {
         eprintln!(

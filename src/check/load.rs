@@ -28,28 +28,94 @@ impl Format {
     }
 }
 
-/// What a file holds, from its first meaningful line.
-pub fn detect(text: &str) -> Format {
+/// What a file holds, from the first line anywhere in it that only one format
+/// has; `None` when no line is either's. The whole content counts because
+/// dumps are often pasted with the shell prompt that made them, or a
+/// sentence, in front. A file with nothing but comments and blank lines is an
+/// (empty) iptables-save dump, as before.
+pub fn detect(text: &str) -> Option<Format> {
+    let t = text.trim_start();
+    if t.starts_with('{') || t.starts_with('[') {
+        return Some(Format::NftJson);
+    }
+    let mut meaningful = false;
     for line in text.lines() {
-        let t = line.trim_start();
+        let t = line.trim();
         if t.is_empty() {
             continue;
         }
-        if t.starts_with('{') || t.starts_with('[') {
-            return Format::NftJson;
-        }
-        if t.starts_with('#') {
-            if t.contains("iptables-save") || t.contains("ip6tables-save") {
-                return Format::IptablesSave;
+        if let Some(c) = t.strip_prefix('#') {
+            if c.contains("iptables-save") || c.contains("ip6tables-save") {
+                return Some(Format::IptablesSave);
+            }
+            if c.starts_with('!') && c.contains("nft") {
+                return Some(Format::Nft);
             }
             continue;
         }
-        if t.starts_with('*') || t.starts_with(':') || t.starts_with("-A ") || t == "COMMIT" {
-            return Format::IptablesSave;
+        meaningful = true;
+        if let Some(f) = line_format(t) {
+            return Some(f);
         }
-        return Format::Nft;
     }
-    Format::IptablesSave
+    (!meaningful).then_some(Format::IptablesSave)
+}
+
+/// The format a single (trimmed, non-comment) line belongs to, if only one
+/// format has lines like it.
+fn line_format(t: &str) -> Option<Format> {
+    if t.starts_with("{\"nftables\"") {
+        return Some(Format::NftJson);
+    }
+    let words: Vec<&str> = t.split_whitespace().collect();
+    let table_name =
+        |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let ipt = t == "COMMIT"
+        || t.strip_prefix('*').is_some_and(table_name)
+        || (t.starts_with(':') && words.len() >= 2)
+        || matches!(words.first(), Some(&("-A" | "-I" | "-N" | "-P")))
+        || (t.starts_with('[') && words.get(1).is_some_and(|w| *w == "-A"));
+    if ipt {
+        return Some(Format::IptablesSave);
+    }
+    let family = |w: &&str| matches!(*w, "ip" | "ip6" | "inet" | "arp" | "bridge" | "netdev");
+    let nft = match words.as_slice() {
+        ["table", rest @ ..] => {
+            // `table inet x {`, `table x {`, `table ip x`: a name, a brace or the end.
+            let rest: Vec<&str> = rest.iter().copied().skip_while(family).collect();
+            matches!(rest.as_slice(), [_] | [_, "{", ..])
+                || rest.first().is_some_and(|w| w.ends_with('{'))
+        }
+        ["flush", "ruleset", ..] => true,
+        ["add" | "create" | "delete" | "destroy" | "flush", "table", ..] => true,
+        ["add" | "insert", "rule", ..] => true,
+        ["define" | "redefine", _, "=", ..] => true,
+        ["undefine", _] => true,
+        ["include", f, ..] => f.starts_with('"'),
+        _ => false,
+    };
+    nft.then_some(Format::Nft)
+}
+
+/// The error for a file that is neither format, naming what each expects.
+fn neither(path: &str, text: &str) -> Box<InputError> {
+    let start = text.len() - text.trim_start().len();
+    let end = text[start..].find('\n').map_or(text.len(), |e| start + e);
+    Box::new(
+        InputError::new(
+            path,
+            &std::sync::Arc::new(text.to_string()),
+            start..end,
+            "neither an iptables-save dump (`*filter` ... `COMMIT`) nor an nft ruleset \
+             (`table inet x { ... }`) nor `nft -j list ruleset` JSON",
+            "no line of the file looks like either",
+        )
+        .with_help(
+            "iptables-save prints `*TABLE`, chains as `:CHAIN POLICY [p:b]`, rules as \
+             `-A CHAIN ...` and `COMMIT`; `nft list ruleset` prints `table FAMILY NAME { chain \
+             NAME { ... } }`; give the file as the tool printed it",
+        ),
+    )
 }
 
 /// One file as read and parsed.
@@ -60,13 +126,15 @@ pub struct RulesFile {
     pub format: Format,
     pub ruleset: Ruleset,
     pub chains: Vec<ChainInfo>,
+    /// What the parser skipped (pasted prompts), each with FILE:LINE.
+    pub warnings: Vec<String>,
     /// Byte offset where each line starts.
     lines: Vec<usize>,
 }
 
 impl RulesFile {
     pub fn parse(path: &str, text: String) -> Result<RulesFile, Box<InputError>> {
-        let format = detect(&text);
+        let format = detect(&text).ok_or_else(|| neither(path, &text))?;
         let parsed = match format {
             Format::IptablesSave => iptables::parse(path, &text)?,
             Format::Nft => nft::parse(path, &text)?,
@@ -80,6 +148,7 @@ impl RulesFile {
             format,
             ruleset: parsed.ruleset,
             chains: parsed.chains,
+            warnings: parsed.warnings,
             lines,
         })
     }
@@ -233,14 +302,56 @@ mod tests {
     fn formats_are_told_apart() {
         assert_eq!(
             detect("# Generated by iptables-save v1.8.9\n*filter\n"),
-            Format::IptablesSave
+            Some(Format::IptablesSave)
         );
         assert_eq!(
             detect("\n*nat\n:PREROUTING ACCEPT [0:0]\n"),
-            Format::IptablesSave
+            Some(Format::IptablesSave)
         );
-        assert_eq!(detect("table inet filter {\n}\n"), Format::Nft);
-        assert_eq!(detect("#!/usr/sbin/nft -f\nflush ruleset\n"), Format::Nft);
-        assert_eq!(detect("{\"nftables\": []}"), Format::NftJson);
+        assert_eq!(detect("table inet filter {\n}\n"), Some(Format::Nft));
+        assert_eq!(
+            detect("#!/usr/sbin/nft -f\nflush ruleset\n"),
+            Some(Format::Nft)
+        );
+        assert_eq!(detect("{\"nftables\": []}"), Some(Format::NftJson));
+        assert_eq!(detect("# only a comment\n\n"), Some(Format::IptablesSave));
+    }
+
+    /// A pasted terminal session: the prompt (and a sentence) come first,
+    /// the format is decided by the lines only one format has.
+    #[test]
+    fn pasted_dumps_are_told_apart_by_their_content() {
+        assert_eq!(
+            detect(
+                "root@host:~# iptables-save\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\nroot@host:~#\n"
+            ),
+            Some(Format::IptablesSave)
+        );
+        assert_eq!(
+            detect("Here are the rules of our server:\n\n*filter\n-A INPUT -j ACCEPT\nCOMMIT\n"),
+            Some(Format::IptablesSave)
+        );
+        assert_eq!(
+            detect("root@host:~# nft list ruleset\ntable inet filter {\n}\n"),
+            Some(Format::Nft)
+        );
+        assert_eq!(
+            detect("define lan = 192.0.2.0/24\ntable ip t {\n}\n"),
+            Some(Format::Nft)
+        );
+        assert_eq!(detect("hello world\nnothing here\n"), None);
+        // A sentence that starts with a command word is not nft.
+        assert_eq!(
+            detect("add the rules below\n*filter\nCOMMIT\n"),
+            Some(Format::IptablesSave)
+        );
+    }
+
+    #[test]
+    fn neither_format_says_what_each_expects() {
+        let e = RulesFile::parse("x.txt", "\nhello world\n".into()).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 1));
+        assert!(e.message.contains("`*filter`"), "{e}");
+        assert!(e.message.contains("`table inet x {"), "{e}");
     }
 }

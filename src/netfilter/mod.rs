@@ -689,6 +689,9 @@ pub struct Parsed {
     pub ruleset: Ruleset,
     /// Every declared chain, in file order.
     pub chains: Vec<ChainInfo>,
+    /// What the parser skipped and the admin should know, each naming its
+    /// FILE:LINE (a shell prompt pasted around a dump).
+    pub warnings: Vec<String>,
 }
 
 /// Where a chain was declared (a blocked flow may be blocked by its policy)

@@ -30,6 +30,7 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
         chains: Vec::new(),
         cur: None,
         hint: None,
+        warnings: Vec::new(),
     }
     .run()
 }
@@ -83,6 +84,7 @@ struct Parser<'a> {
     chains: Vec<ChainInfo>,
     cur: Option<Open>,
     hint: Option<Family>,
+    warnings: Vec<String>,
 }
 
 impl Parser<'_> {
@@ -110,6 +112,7 @@ impl Parser<'_> {
                 tables: self.tables,
             },
             chains: self.chains,
+            warnings: self.warnings,
         })
     }
 
@@ -136,6 +139,19 @@ impl Parser<'_> {
             } else if c.contains("iptables-save") {
                 self.hint = Some(Family::Ip);
             }
+            return Ok(());
+        }
+        if self.cur.is_none() && !line.starts_with(['*', ':', '-', '[']) && line != "COMMIT" {
+            // Outside any table, iptables-restore has only `*table` (and
+            // comments): text here is what a copy from a terminal brings
+            // along, the prompt that ran iptables-save or a sentence. Rule and
+            // chain lines outside a table stay errors below.
+            let shown: String = line.chars().take(60).collect();
+            let more = if shown.len() < line.len() { "..." } else { "" };
+            self.warnings.push(format!(
+                "{}:{n}: skipped `{shown}{more}`: outside any table, not part of an iptables-save dump",
+                self.file
+            ));
             return Ok(());
         }
         if let Some(name) = line.strip_prefix('*') {
@@ -2285,6 +2301,24 @@ mod tests {
             (b(1, 0).kind, b(1, 0).priority),
             (ChainType::Nat, priority::SRCNAT)
         );
+    }
+
+    #[test]
+    fn text_outside_tables_is_skipped_with_a_warning() {
+        let p = parse(
+            "p.txt",
+            "root@h:~# iptables-save\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\nroot@h:~# ip6tables-save\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 2001:db8::1 -j DROP\nCOMMIT\nThat is all.\n",
+        )
+        .unwrap();
+        assert_eq!(p.ruleset.tables.len(), 2);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("p.txt:1: skipped `root@h:~# iptables-save`"));
+        assert!(p.warnings[2].starts_with("p.txt:10: skipped `That is all.`"));
+        // Inside a table the same text is an error, and so is a rule outside one.
+        let e = parse("p", "*filter\nhello\nCOMMIT\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("p", ":INPUT ACCEPT [0:0]\n").unwrap_err();
+        assert_eq!(e.line, 1);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
                 tables: p.tables.into_iter().map(|t| t.table).collect(),
             },
             chains: p.chains,
+            warnings: Vec::new(),
         }),
         Err(e) => Err(error(file, text, e)),
     }
