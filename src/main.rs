@@ -163,6 +163,10 @@ enum Command {
         /// for every host, or HOST=FILE. Sets without members make matches unknown.
         #[arg(long, value_name = "[HOST=]FILE")]
         ipset: Vec<String>,
+        /// A directory where nft `include "NAME"` looks for NAME, after /etc (as
+        /// `nft -I DIR`; repeatable). nft looks there, not next to the including file.
+        #[arg(long = "nft-include", value_name = "DIR")]
+        nft_include: Vec<PathBuf>,
         /// Skip the over-permissive analysis.
         #[arg(long)]
         no_open: bool,
@@ -222,6 +226,10 @@ enum Command {
         /// the members of the sets the rules name.
         #[arg(long, value_name = "FILE")]
         ipset: Option<PathBuf>,
+        /// A directory where nft `include "NAME"` looks for NAME, after /etc (as
+        /// `nft -I DIR`; repeatable). nft looks there, not next to the including file.
+        #[arg(long = "nft-include", value_name = "DIR")]
+        nft_include: Vec<PathBuf>,
         /// The packet, e.g. 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]' (see
         /// below); quoted or as separate words, after the options.
         #[arg(value_name = "PACKET", required = true, num_args = 1.., allow_hyphen_values = true)]
@@ -369,6 +377,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             amanda,
             rules,
             ipset,
+            nft_include,
             no_open,
             no_redundant,
             format,
@@ -377,6 +386,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             &amanda,
             &rules,
             &ipset,
+            &nft_includes(nft_include),
             no_open,
             no_redundant,
             format,
@@ -413,10 +423,24 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         Command::Explain {
             rules,
             ipset,
+            nft_include,
             packet,
             format,
-        } => explain(&rules, ipset, &packet.join(" "), format),
+        } => explain(
+            &rules,
+            ipset,
+            &nft_includes(nft_include),
+            &packet.join(" "),
+            format,
+        ),
     }
+}
+
+/// nft's include path: its default, then the `--nft-include` directories.
+fn nft_includes(extra: Vec<PathBuf>) -> amwall::netfilter::nft::Includes {
+    let mut inc = amwall::netfilter::nft::Includes::nft_default();
+    inc.dirs.extend(extra);
+    inc
 }
 
 /// `--ipset` values: FILE (every host) or HOST=FILE.
@@ -449,6 +473,7 @@ fn check(
     amanda: &AmandaArgs,
     rules: &[String],
     ipset: &[String],
+    nft_include: &amwall::netfilter::nft::Includes,
     no_open: bool,
     no_redundant: bool,
     format: Format,
@@ -474,7 +499,7 @@ fn check(
                 )))
             }
         };
-        let f = RulesFile::read(std::path::Path::new(&path))?;
+        let f = RulesFile::read_with(std::path::Path::new(&path), nft_include)?;
         if !files.contains_key(&host) {
             order.push(host.clone());
         }
@@ -614,6 +639,7 @@ fn apply(
 fn explain(
     rules: &[PathBuf],
     ipset: Option<PathBuf>,
+    nft_include: &amwall::netfilter::nft::Includes,
     packet: &str,
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
@@ -633,7 +659,7 @@ fn explain(
     })?;
     let mut files = Vec::new();
     for r in rules {
-        files.push(RulesFile::read(r)?);
+        files.push(RulesFile::read_with(r, nft_include)?);
     }
     let sets = ipset.map(|p| load::read_ipsets(&p)).transpose()?;
     for w in files.iter().flat_map(|f| &f.warnings) {

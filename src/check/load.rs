@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::diag::{Error, InputError};
 use crate::netfilter::ipset::{self, IpSets};
-use crate::netfilter::{iptables, nft, ChainInfo, Family, Ruleset};
+use crate::netfilter::{iptables, nft, ChainInfo, Family, Ruleset, Source};
 use crate::sim::compile::Compiled;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -128,20 +128,42 @@ pub struct RulesFile {
     pub chains: Vec<ChainInfo>,
     /// What the parser skipped (pasted prompts), each with FILE:LINE.
     pub warnings: Vec<String>,
-    /// Byte offset where each line starts.
-    lines: Vec<usize>,
+    /// Files nft `include`d, for rules written in them.
+    pub includes: Vec<Source>,
+    /// Byte offset where each line starts, per source (0 the file itself,
+    /// then its includes).
+    lines: Vec<Vec<usize>>,
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut lines = vec![0];
+    lines.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    lines
 }
 
 impl RulesFile {
+    /// `text` read from `path`; nft `include`s are followed as `nft -f`
+    /// follows them without `-I`.
     pub fn parse(path: &str, text: String) -> Result<RulesFile, Box<InputError>> {
+        RulesFile::parse_with(path, text, &nft::Includes::nft_default())
+    }
+
+    /// As [`RulesFile::parse`], with nft's include path given.
+    pub fn parse_with(
+        path: &str,
+        text: String,
+        inc: &nft::Includes,
+    ) -> Result<RulesFile, Box<InputError>> {
         let format = detect(&text).ok_or_else(|| neither(path, &text))?;
         let parsed = match format {
             Format::IptablesSave => iptables::parse(path, &text)?,
-            Format::Nft => nft::parse(path, &text)?,
+            Format::Nft => nft::parse_with(path, &text, inc)?,
             Format::NftJson => nft::parse_json(path, &text)?,
         };
-        let mut lines = vec![0];
-        lines.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let lines = std::iter::once(text.as_str())
+            .chain(parsed.includes.iter().map(|s| s.text.as_str()))
+            .map(line_starts)
+            .collect();
         Ok(RulesFile {
             path: path.to_string(),
             text,
@@ -149,22 +171,38 @@ impl RulesFile {
             ruleset: parsed.ruleset,
             chains: parsed.chains,
             warnings: parsed.warnings,
+            includes: parsed.includes,
             lines,
         })
     }
 
     pub fn read(path: &Path) -> Result<RulesFile, Error> {
+        RulesFile::read_with(path, &nft::Includes::nft_default())
+    }
+
+    /// As [`RulesFile::read`], with nft's include path given.
+    pub fn read_with(path: &Path, inc: &nft::Includes) -> Result<RulesFile, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        RulesFile::parse(&path.display().to_string(), text).map_err(Error::Input)
+        RulesFile::parse_with(&path.display().to_string(), text, inc).map_err(Error::Input)
     }
 
-    fn line(&self, n: usize) -> Option<&str> {
-        let start = *self.lines.get(n.checked_sub(1)?)?;
-        let end = self.lines.get(n).copied().unwrap_or(self.text.len());
-        self.text.get(start..end).map(str::trim)
+    /// Source `file` (0 this file, k its `k`th include): its path and text.
+    fn source(&self, file: usize) -> (&str, &str) {
+        match file.checked_sub(1).and_then(|k| self.includes.get(k)) {
+            Some(s) => (&s.path, &s.text),
+            None => (&self.path, &self.text),
+        }
+    }
+
+    fn line(&self, file: usize, n: usize) -> Option<&str> {
+        let (_, text) = self.source(file);
+        let lines = self.lines.get(file)?;
+        let start = *lines.get(n.checked_sub(1)?)?;
+        let end = lines.get(n).copied().unwrap_or(text.len());
+        text.get(start..end).map(str::trim)
     }
 }
 
@@ -242,6 +280,7 @@ impl HostRules {
                 .iter()
                 .find(|i| i.family == table.family && i.table == table.name && i.chain == ch.name);
             let line = info.map(|i| i.line);
+            let file = self.source_path(f, info.map_or(0, |i| i.file));
             let policy = ch
                 .base
                 .as_ref()
@@ -258,14 +297,17 @@ impl HostRules {
                     policy.to_lowercase()
                 ),
             };
-            return Loc {
-                file: f.path.clone(),
-                line,
-                text,
-            };
+            return Loc { file, line, text };
         }
         let line = ch.rules[rule].line;
-        let text = match (f.format, line.and_then(|l| f.line(l))) {
+        // Which file the rule was written in (an nft include).
+        let src = table
+            .chains
+            .get(ch.pos)
+            .and_then(|c| c.rules.get(rule))
+            .and_then(|r| r.origin)
+            .map_or(0, |o| o.file);
+        let text = match (f.format, line.and_then(|l| f.line(src, l))) {
             (Format::IptablesSave | Format::Nft, Some(t)) => t.to_string(),
             _ => {
                 let r = &table.chains[ch.pos].rules[rule];
@@ -278,10 +320,14 @@ impl HostRules {
             }
         };
         Loc {
-            file: f.path.clone(),
+            file: self.source_path(f, src),
             line,
             text,
         }
+    }
+
+    fn source_path(&self, f: &RulesFile, file: usize) -> String {
+        f.source(file).0.to_string()
     }
 }
 

@@ -113,6 +113,7 @@ impl Parser<'_> {
             },
             chains: self.chains,
             warnings: self.warnings,
+            includes: Vec::new(),
         })
     }
 
@@ -329,6 +330,7 @@ impl Parser<'_> {
             table,
             chain: name,
             line: n,
+            file: 0,
             counters,
         });
         Ok(())
@@ -445,6 +447,7 @@ impl Parser<'_> {
                     table,
                     chain: chain.s,
                     line: n,
+                    file: 0,
                     counters: None,
                 });
                 Ok(())
@@ -764,7 +767,7 @@ impl RuleParser<'_> {
         let mut rule = Rule::new(std::mem::take(&mut self.matches), action);
         rule.comment = self.comment.take();
         rule.counters = self.counters;
-        rule.origin = Some(Origin { line });
+        rule.origin = Some(Origin { line, file: 0 });
         let mut rules = vec![rule];
         // iptables adds one rule per address, source outer, destination inner.
         for (idx, alts) in std::mem::take(&mut self.alternatives) {
@@ -1983,7 +1986,7 @@ mod tests {
             ]
         );
         assert_eq!(r.action, Action::Accept);
-        assert_eq!(r.origin, Some(Origin { line: 4 }));
+        assert_eq!(r.origin, Some(Origin { line: 4, file: 0 }));
     }
 
     #[test]

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
-use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -24,16 +23,30 @@ use crate::model::{PortRange, Proto};
 use crate::netfilter::names;
 use crate::netfilter::*;
 
-/// Parse one file. `file` names it in errors.
+mod pre;
+
+pub use pre::Includes;
+
+/// Parse one file from memory. `file` names it in errors. An `include` is
+/// not followed (there are no files to read it from): it is skipped with a
+/// warning. [`parse_with`] follows includes.
 pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
-    let toks = match lex(text) {
+    parse_with(file, text, &Includes::none())
+}
+
+/// Parse one file, following `include` as `inc` says. Each rule's
+/// [`Origin`] and each chain's [`ChainInfo`] name the file they were written
+/// in: 0 for `file`, k for `Parsed::includes[k - 1]`.
+pub fn parse_with(file: &str, text: &str, inc: &Includes) -> Result<Parsed, Box<InputError>> {
+    let mut pre = pre::Pre::new(file, text, inc);
+    let toks = match pre.run() {
         Ok(t) => t,
-        Err(e) => return Err(error(file, text, e)),
+        Err(e) => return Err(pre.error(e)),
     };
     let mut p = Parser {
         toks,
         i: 0,
-        text,
+        eof: text.len(),
         tables: Vec::new(),
         chains: Vec::new(),
     };
@@ -43,26 +56,27 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
                 tables: p.tables.into_iter().map(|t| t.table).collect(),
             },
             chains: p.chains,
-            warnings: Vec::new(),
+            warnings: std::mem::take(&mut pre.warnings),
+            includes: pre
+                .sources
+                .iter()
+                .skip(1)
+                .map(|s| Source {
+                    path: s.path.clone(),
+                    text: s.text.to_string(),
+                })
+                .collect(),
         }),
-        Err(e) => Err(error(file, text, e)),
+        Err(e) => Err(pre.error(e)),
     }
-}
-
-fn error(file: &str, text: &str, e: Error) -> Box<InputError> {
-    Box::new(InputError::new(
-        file,
-        &Arc::new(text.to_string()),
-        e.span,
-        e.message,
-        e.label,
-    ))
 }
 
 struct Error {
     span: Range<usize>,
     message: String,
     label: String,
+    /// An error already made elsewhere (bad UTF-8 in an included file).
+    ready: Option<Box<InputError>>,
 }
 
 type Res<T> = Result<T, Error>;
@@ -72,6 +86,7 @@ fn err<T>(span: Range<usize>, message: impl Into<String>, label: impl Into<Strin
         span,
         message: message.into(),
         label: label.into(),
+        ready: None,
     })
 }
 
@@ -94,6 +109,10 @@ struct T {
     span: Range<usize>,
     /// 1-based, counted once by the lexer (a scan per rule would be quadratic).
     line: usize,
+    /// Which source the token was written in: 0 the file parsed, k its
+    /// `k`th included file (see [`Sources`]). `span` is in that source's
+    /// slice of the shared offset space.
+    file: usize,
 }
 
 impl T {
@@ -115,7 +134,17 @@ impl T {
     }
 }
 
-fn lex(text: &str) -> Res<Vec<T>> {
+/// The tokens of `text`, with spans shifted by `base` (its place in the
+/// offset space all sources share) and tagged with source `file`.
+fn lex(text: &str, base: usize, file: usize) -> Res<Vec<T>> {
+    let mut out = lex_local(text, file)?;
+    for t in &mut out {
+        t.span = t.span.start + base..t.span.end + base;
+    }
+    Ok(out)
+}
+
+fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let mut i = 0;
@@ -126,6 +155,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
             tok,
             span: i..i + 1,
             line,
+            file,
         };
         match c {
             b'\n' => {
@@ -154,6 +184,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                 tok: Tok::Word((c as char).to_string()),
                 span: i..i + 1,
                 line,
+                file,
             }),
             b'"' => {
                 let start = i;
@@ -167,6 +198,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                     tok: Tok::Str(text[i + 1..i + 1 + len].to_string()),
                     span: start..i + len + 2,
                     line,
+                    file,
                 });
                 i += len + 2;
                 continue;
@@ -180,6 +212,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                     tok: Tok::Word(text[start..i].to_string()),
                     span: start..i,
                     line,
+                    file,
                 });
                 continue;
             }
@@ -204,10 +237,11 @@ struct OpenTable {
     chain_index: HashMap<String, usize>,
 }
 
-struct Parser<'a> {
+struct Parser {
     toks: Vec<T>,
     i: usize,
-    text: &'a str,
+    /// Where the main file ends, for "file ends" errors.
+    eof: usize,
     tables: Vec<OpenTable>,
     chains: Vec<ChainInfo>,
 }
@@ -290,7 +324,7 @@ const KEYWORDS: &[&str] = &[
     "xt",
 ];
 
-impl Parser<'_> {
+impl Parser {
     fn peek(&self) -> Option<&T> {
         self.toks.get(self.i)
     }
@@ -300,7 +334,7 @@ impl Parser<'_> {
     }
 
     fn eof_span(&self) -> Range<usize> {
-        self.text.len()..self.text.len()
+        self.eof..self.eof
     }
 
     fn span(&self) -> Range<usize> {
@@ -503,10 +537,10 @@ impl Parser<'_> {
             };
             match w.as_str() {
                 "chain" => {
-                    let line = self.peek().map_or(0, |t| t.line);
+                    let at = self.peek().map_or((0, 0), |t| (t.line, t.file));
                     let (name, _) = self.expect_word("a chain name")?;
                     self.expect(Tok::Open, "`{`")?;
-                    self.chain(ti, name, line)?;
+                    self.chain(ti, name, at)?;
                 }
                 "set" | "map" => {
                     let (name, _) = self.expect_word("a set name")?;
@@ -669,7 +703,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn chain(&mut self, ti: usize, name: String, line: usize) -> Res<()> {
+    fn chain(&mut self, ti: usize, name: String, (line, file): (usize, usize)) -> Res<()> {
         let ci = match self.tables[ti].chain_index.get(&name) {
             Some(&i) => i,
             None => {
@@ -685,6 +719,7 @@ impl Parser<'_> {
                     table: t.table.name.clone(),
                     chain: name,
                     line,
+                    file,
                     counters: None,
                 });
                 t.table.chains.len() - 1
@@ -780,6 +815,7 @@ impl Parser<'_> {
             }),
             message: "bad priority".into(),
             label: "expected a number or a name such as filter, filter + 10".into(),
+            ready: None,
         })?;
         let mut policy = Policy::Accept;
         if self.peek().is_some_and(|t| t.tok == Tok::Semi) {
@@ -800,7 +836,7 @@ impl Parser<'_> {
 
     /// One rule line, possibly several IR rules (a verdict map).
     fn rule(&self, ti: usize, toks: &[T]) -> Res<Vec<Rule>> {
-        let line = toks[0].line;
+        let (line, file) = (toks[0].line, toks[0].file);
         let cx = RuleCx {
             sets: &self.tables[ti].sets,
             named_v4: &self.tables[ti].table.sets,
@@ -810,7 +846,7 @@ impl Parser<'_> {
             toks,
             i: 0,
             out: Vec::new(),
-            cur: Rule::new(vec![], Action::Continue).at_line(line),
+            cur: Rule::new(vec![], Action::Continue).at(line, file),
             vmap: None,
         };
         rp.run()?;
@@ -2552,7 +2588,7 @@ mod tests {
             (r.action, r.comment.as_deref()),
             (Action::Accept, Some("x y"))
         );
-        assert_eq!(r.origin, Some(Origin { line: 8 }));
+        assert_eq!(r.origin, Some(Origin { line: 8, file: 0 }));
     }
 
     #[test]
@@ -2723,6 +2759,176 @@ mod tests {
         let p = parse("t", "#!/usr/sbin/nft -f\ntable ip a\ndelete table ip a\ntable ip a {\n\tchain c {\n\t\taccept\n\t}\n}\nadd rule ip a c drop\n").unwrap();
         assert_eq!(p.ruleset.tables.len(), 1);
         assert_eq!(p.ruleset.tables[0].chains[0].rules.len(), 2);
+    }
+
+    /// `define`/`$var` as nft 1.0.6 reads them (each case checked with `nft -c -f`).
+    #[test]
+    fn variables_are_replaced_where_they_are_used() {
+        let p = parse(
+            "v.nft",
+            "define lan = { 192.0.2.0/24, 198.51.100.7 }\ndefine amanda=10080\ndefine ifs = { \"eth0\", \"eth1\" }\n\
+             table inet f {\n\tdefine local = 203.0.113.1\n\tchain c {\n\t\ttype filter hook input priority filter; policy drop;\n\
+             \t\tiifname $ifs ip saddr $lan tcp dport $amanda accept\n\
+             \t\tip saddr { $lan, $local } udp dport $amanda accept\n\t\tjump $target\n\t}\n\tchain d {\n\t}\n}\n"
+                .replace("$target", "d")
+                .as_str(),
+        )
+        .unwrap();
+        let r = &p.ruleset.tables[0].chains[0].rules;
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(r[0].unknown_count(), 0, "{r:?}");
+        assert_eq!(r[0].origin, Some(Origin { line: 8, file: 0 }));
+        assert_eq!(
+            r[0].matches[1],
+            Match::AnyOf(vec![
+                vec![Match::Src(net("192.0.2.0/24"))],
+                vec![Match::Src(net("198.51.100.7"))]
+            ])
+        );
+        assert_eq!(
+            r[0].matches[3],
+            Match::DPort(vec![PortRange::single(10080)])
+        );
+        // A set value inside an anonymous set merges into it.
+        assert_eq!(
+            r[1].matches[0],
+            Match::AnyOf(vec![
+                vec![Match::Src(net("192.0.2.0/24"))],
+                vec![Match::Src(net("198.51.100.7"))],
+                vec![Match::Src(net("203.0.113.1"))]
+            ])
+        );
+        // redefine reaches later uses only, also through another variable.
+        let p = parse(
+            "v.nft",
+            "define p = 22\nredefine p = 23\ndefine q = $p\nredefine p = 24\nundefine nothing\n\
+             table ip t {\n\tchain c {\n\t\ttcp dport $q accept\n\t\ttcp dport $p accept\n\t}\n}\n",
+        )
+        .unwrap();
+        let r = &p.ruleset.tables[0].chains[0].rules;
+        assert_eq!(r[0].matches[1], Match::DPort(vec![PortRange::single(23)]));
+        assert_eq!(r[1].matches[1], Match::DPort(vec![PortRange::single(24)]));
+    }
+
+    #[test]
+    fn variable_errors_are_nfts() {
+        // Unknown at its name, as nft's "unknown identifier".
+        let e = parse(
+            "v",
+            "table ip t {\n\tchain c {\n\t\ttcp dport $nope accept\n\t}\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (3, 14));
+        assert!(e.message.contains("unknown identifier 'nope'"), "{e}");
+        // A define is local to its block.
+        let e = parse(
+            "v",
+            "table ip t {\n\tdefine p = 22\n}\ntable ip u {\n\tchain c {\n\t\ttcp dport $p accept\n\t}\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6);
+        // Defined twice, also from an inner block.
+        let e = parse("v", "define p = 1\ntable ip t {\n\tdefine p = 2\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 9));
+        assert!(e.message.contains("redefinition"), "{e}");
+        // undefine removes it for what follows.
+        let e = parse(
+            "v",
+            "define p = 1\nundefine p\ntable ip t {\n\tchain c {\n\t\ttcp dport $p accept\n\t}\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 5);
+        let e = parse("v", "define p =\ntable ip t {\n}\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = parse("v", "define c = x\ntable ip $c {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 10));
+        // Defines that double at every step stop at a bound, not in memory.
+        let mut t = String::from("define a0 = { 1, 2 }\n");
+        for k in 1..40 {
+            t.push_str(&format!("define a{k} = {{ $a{}, $a{} }}\n", k - 1, k - 1));
+        }
+        let e = parse("v", &t).unwrap_err();
+        assert!(e.message.contains("tokens"), "{e}");
+    }
+
+    #[test]
+    fn includes_are_spliced_in_and_rules_keep_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("rules.d")).unwrap();
+        std::fs::write(d.join("defs.nft"), "define amanda = 10080\n").unwrap();
+        std::fs::write(d.join("rules.d/10-a.nft"), "tcp dport $amanda accept\n").unwrap();
+        std::fs::write(d.join("rules.d/20-b.nft"), "udp dport $amanda accept").unwrap();
+        std::fs::write(d.join("rules.d/.hidden.nft"), "drop\n").unwrap();
+        std::fs::create_dir(d.join("rules.d/sub.nft")).unwrap();
+        let main = format!(
+            "include \"defs.nft\"\ntable ip t {{\n\tchain c {{\n\t\tinclude \"{}/rules.d/*.nft\"\n\t\tinclude \"{}/none/*.nft\"\n\t\tdrop\n\t}}\n}}\n",
+            d.display(),
+            d.display()
+        );
+        let inc = Includes {
+            dirs: vec![d.to_path_buf()],
+            follow: true,
+        };
+        let p = parse_with("main.nft", &main, &inc).unwrap();
+        let r = &p.ruleset.tables[0].chains[0].rules;
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(p.includes.len(), 3);
+        assert!(p.includes[1].path.ends_with("10-a.nft"));
+        assert_eq!(r[0].origin, Some(Origin { line: 1, file: 2 }));
+        assert_eq!(r[1].origin, Some(Origin { line: 1, file: 3 }));
+        assert_eq!(r[2].origin, Some(Origin { line: 6, file: 0 }));
+        assert_eq!(
+            r[1].matches[1],
+            Match::DPort(vec![PortRange::single(10080)])
+        );
+        // Not followed without files: skipped with a warning.
+        let p = parse("main.nft", "include \"x.nft\"\ntable ip t {\n}\n").unwrap();
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("main.nft:1: include \"x.nft\" not followed"));
+        // A plain name is looked up in the include path, not beside the file.
+        let e = parse_with(
+            "main.nft",
+            "include \"defs.nft\"\n",
+            &Includes::nft_default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("not found in the include path (/etc)"),
+            "{e}"
+        );
+        // A cycle names its chain; an error inside an include names that file.
+        std::fs::write(
+            d.join("a.nft"),
+            format!("include \"{}/b.nft\"\n", d.display()),
+        )
+        .unwrap();
+        std::fs::write(d.join("b.nft"), "table ip t {\n}\ninclude \"a.nft\"\n").unwrap();
+        let e = parse_with("main.nft", "include \"a.nft\"\n", &inc).unwrap_err();
+        assert!(e.message.contains("include cycle:"), "{e}");
+        assert!(e.message.contains("a.nft includes"), "{e}");
+        assert!(e.file.ends_with("b.nft") && e.line == 3, "{e}");
+        std::fs::write(
+            d.join("bad.nft"),
+            "table ip t {\n\tchain c {\n\t\ttcp dport $x accept\n",
+        )
+        .unwrap();
+        let e = parse_with("main.nft", "include \"bad.nft\"\n", &inc).unwrap_err();
+        assert!(e.file.ends_with("bad.nft") && e.line == 3, "{e}");
+        // Each file included twice per level: bounded.
+        for k in 0..30 {
+            std::fs::write(
+                d.join(format!("x{k}.nft")),
+                format!("include \"x{}.nft\"\ninclude \"x{}.nft\"\n", k + 1, k + 1),
+            )
+            .unwrap();
+        }
+        std::fs::write(d.join("x30.nft"), "define z = 1\nundefine z\n").unwrap();
+        let e = parse_with("main.nft", "include \"x0.nft\"\n", &inc).unwrap_err();
+        assert!(
+            e.message.contains("nested too deeply") || e.message.contains("tokens"),
+            "{e}"
+        );
     }
 
     #[test]
