@@ -323,3 +323,65 @@ fn neither_format_says_what_each_expects() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("must be inside a table"), "{stderr}");
 }
+
+/// An nft setup split over files with variables, as admins write it: the
+/// main file includes its defines by name from the include path
+/// (`--nft-include`, nft's `-I`) and its rules through a wildcard. `check`
+/// and `explain` read it whole, and point at FILE:LINE of the file each rule
+/// is written in. Today's reader stopped at the first `include`.
+#[test]
+fn nft_defines_and_includes_are_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("rules.d")).unwrap();
+    std::fs::write(
+        d.join("defines.nft"),
+        "define clients = { 192.0.2.2, 192.0.2.5 }\ndefine amanda = 10080\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("rules.d/10-amanda.nft"),
+        "# Amanda\nip saddr $clients tcp dport $amanda accept\n",
+    )
+    .unwrap();
+    let main = d.join("nftables.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "#!/usr/sbin/nft -f\nflush ruleset\ninclude \"defines.nft\"\ntable inet filter {{\n\tchain input {{\n\t\ttype filter hook input priority filter; policy drop;\n\t\tinclude \"{}/rules.d/*.nft\"\n\t}}\n}}\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let (m, inc) = (main.to_str().unwrap(), d.to_str().unwrap());
+    let (code, stdout, stderr) = amwall(&["check", "--nft-include", inc, "--rules", m]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(stdout.contains("1 rules, 0 not understood"), "{stdout}");
+    let rules_file = d.join("rules.d/10-amanda.nft");
+    assert!(
+        stdout.contains(&format!("{}:2 ip saddr $clients", rules_file.display())),
+        "{stdout}"
+    );
+    let packet = "tcp 192.0.2.5:40000 -> 192.0.2.3:10080";
+    let (code, stdout, stderr) = amwall(&["explain", "--nft-include", inc, "--rules", m, packet]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.trim_end().ends_with("Verdict: ACCEPT"), "{stdout}");
+    // Without the include path nft itself would not find defines.nft.
+    let (code, _, stderr) = amwall(&["check", "--rules", m]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("not found in the include path (/etc)"),
+        "{stderr}"
+    );
+    // An undefined variable is an error at its line:col in its own file.
+    std::fs::write(&rules_file, "tcp dport $nope accept\n").unwrap();
+    let (code, _, stderr) = amwall(&["check", "--nft-include", inc, "--rules", m]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:1:12: unknown identifier 'nope'",
+            rules_file.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -44,6 +44,7 @@ pub fn parse_with(file: &str, text: &str, inc: &Includes) -> Result<Parsed, Box<
         Err(e) => return Err(pre.error(e)),
     };
     let mut p = Parser {
+        warnings: Vec::new(),
         toks,
         i: 0,
         eof: text.len(),
@@ -56,7 +57,14 @@ pub fn parse_with(file: &str, text: &str, inc: &Includes) -> Result<Parsed, Box<
                 tables: p.tables.into_iter().map(|t| t.table).collect(),
             },
             chains: p.chains,
-            warnings: std::mem::take(&mut pre.warnings),
+            warnings: std::mem::take(&mut pre.warnings)
+                .into_iter()
+                .chain(
+                    p.warnings
+                        .iter()
+                        .map(|(f, l, m)| format!("{}:{l}: {m}", pre.path(*f))),
+                )
+                .collect(),
             includes: pre
                 .sources
                 .iter()
@@ -229,6 +237,8 @@ struct SetDef {
     key: Vec<String>,
     /// Each element's key tokens, and the value tokens for maps.
     elements: Vec<(Vec<T>, Vec<T>)>,
+    /// A rule read its elements (they are inlined): later additions miss it.
+    used: bool,
 }
 
 struct OpenTable {
@@ -238,6 +248,9 @@ struct OpenTable {
 }
 
 struct Parser {
+    /// (source, line, message): what was skipped, formatted with the
+    /// source's path at the end.
+    warnings: Vec<(usize, usize, String)>,
     toks: Vec<T>,
     i: usize,
     /// Where the main file ends, for "file ends" errors.
@@ -414,6 +427,121 @@ impl Parser {
         self.tables.len() - 1
     }
 
+    /// `[FAMILY] TABLE` of a table that exists.
+    fn existing_table(&mut self) -> Res<usize> {
+        let (family, table, span) = self.family_and_name()?;
+        match self
+            .tables
+            .iter()
+            .position(|t| t.table.family == family && t.table.name == table)
+        {
+            Some(ti) => Ok(ti),
+            None => err(
+                span,
+                format!("no table {} {table}", family.name()),
+                "add the table first",
+            ),
+        }
+    }
+
+    /// `CHAIN` of table `ti` that exists: its index and the table's name.
+    fn existing_chain(&mut self, ti: usize) -> Res<(usize, String)> {
+        let (chain, cspan) = self.expect_word("a chain name")?;
+        let table = self.tables[ti].table.name.clone();
+        match self.tables[ti].chain_index.get(&chain) {
+            Some(&ci) => Ok((ci, table)),
+            None => err(cspan, format!("no chain {chain} in table {table}"), "here"),
+        }
+    }
+
+    fn remove_chain(&mut self, ti: usize, ci: usize) {
+        let t = &mut self.tables[ti];
+        let name = t.table.chains.remove(ci).name;
+        t.chain_index = t
+            .table
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let (fam, tname) = (t.table.family, t.table.name.clone());
+        self.chains
+            .retain(|c| !(c.family == fam && c.table == tname && c.chain == name));
+    }
+
+    fn warn(&mut self, file: usize, line: usize, msg: String) {
+        self.warnings.push((file, line, msg));
+    }
+
+    /// `add element [FAMILY] TABLE SET { E, ... }`.
+    fn add_elements(
+        &mut self,
+        ti: usize,
+        name: &str,
+        nspan: Range<usize>,
+        toks: &[T],
+        (file, line): (usize, usize),
+    ) -> Res<()> {
+        let (Some(open), Some(last)) = (toks.first(), toks.last()) else {
+            return err(nspan, "expected `{ ELEMENT, ... }`", "after the set name");
+        };
+        if open.tok != Tok::Open || last.tok != Tok::Close {
+            return err(open.span.clone(), "expected `{ ELEMENT, ... }`", "here");
+        }
+        let t = &mut self.tables[ti];
+        let Some(def) = t.sets.get_mut(name) else {
+            return err(nspan, format!("no set `{name}` in this table"), "here");
+        };
+        let new: Vec<(Vec<T>, Vec<T>)> = split_commas(&toks[1..toks.len() - 1])
+            .iter()
+            .map(|e| split_map_elem(e))
+            .collect();
+        if let Some(named) = t.table.sets.iter_mut().find(|s| s.name == name) {
+            for (k, _) in &new {
+                match k.as_slice() {
+                    [e] => match e.word().and_then(v4_nets) {
+                        Some(n) => named.elements.extend(n),
+                        None => {
+                            return err(
+                                e.span.clone(),
+                                "expected an IPv4 address or prefix",
+                                "in an ipv4_addr set",
+                            )
+                        }
+                    },
+                    _ => {
+                        return err(
+                            open.span.clone(),
+                            "expected an IPv4 address or prefix",
+                            "in an ipv4_addr set",
+                        )
+                    }
+                }
+            }
+        }
+        def.elements.extend(new);
+        if def.used {
+            self.warn(
+                file,
+                line,
+                format!("elements added to @{name} after rules that use it: those rules were read with the elements it had then"),
+            );
+        }
+        Ok(())
+    }
+
+    fn flush_set(&mut self, ti: usize, name: &str, nspan: Range<usize>) -> Res<()> {
+        let t = &mut self.tables[ti];
+        let Some(def) = t.sets.get_mut(name) else {
+            return err(nspan, format!("no set `{name}` in this table"), "here");
+        };
+        def.elements.clear();
+        if let Some(named) = t.table.sets.iter_mut().find(|s| s.name == name) {
+            named.elements.clear();
+        }
+        Ok(())
+    }
+
     fn file(&mut self) -> Res<()> {
         loop {
             self.skip_seps();
@@ -456,32 +584,123 @@ impl Parser {
                 }
                 "add" | "insert" if self.at("rule") => {
                     self.i += 1;
-                    let (family, table, span) = self.family_and_name()?;
-                    let Some(ti) = self
-                        .tables
-                        .iter()
-                        .position(|t| t.table.family == family && t.table.name == table)
-                    else {
-                        return err(span, format!("no table {table}"), "add the table first");
-                    };
-                    let (chain, cspan) = self.expect_word("a chain name")?;
-                    let Some(&ci) = self.tables[ti].chain_index.get(&chain) else {
-                        return err(cspan, format!("no chain {chain} in table {table}"), "here");
-                    };
+                    let ti = self.existing_table()?;
+                    let (ci, table) = self.existing_chain(ti)?;
+                    // `index N` is a place in the chain; `position H` /
+                    // `handle H` name a kernel handle a script cannot know.
+                    let mut at = None;
+                    if let (Some(k @ ("index" | "position" | "handle")), Some(n)) = (
+                        self.peek().and_then(T::word).map(str::to_string).as_deref(),
+                        self.toks
+                            .get(self.i + 1)
+                            .and_then(T::word)
+                            .and_then(|n| n.parse::<usize>().ok()),
+                    ) {
+                        let line = t.line;
+                        self.i += 2;
+                        if k == "index" {
+                            at = Some(n);
+                        } else {
+                            self.warn(
+                                t.file,
+                                line,
+                                format!("`{w} rule ... {k} {n}`: rule handles are not known here; the rule is put at the chain's {}", if w == "insert" { "start" } else { "end" }),
+                            );
+                        }
+                    }
                     let toks = self.statement_tokens()?;
+                    if toks.is_empty() {
+                        return err(t.span, format!("`{w} rule` needs a rule for chain {table}"), "here");
+                    }
                     let rules = self.rule(ti, &toks)?;
                     let c = &mut self.tables[ti].table.chains[ci];
-                    if w == "insert" {
-                        c.rules.splice(0..0, rules);
-                    } else {
-                        c.rules.extend(rules);
+                    let len = c.rules.len();
+                    let pos = match (w.as_str(), at) {
+                        ("insert", None) => 0,
+                        ("insert", Some(n)) => n.min(len),
+                        (_, None) => len,
+                        (_, Some(n)) => (n + 1).min(len),
+                    };
+                    c.rules.splice(pos..pos, rules);
+                }
+                "add" | "create" if self.at("chain") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let at = self.peek().map_or((0, 0), |t| (t.line, t.file));
+                    let (name, _) = self.expect_word("a chain name")?;
+                    let ci = self.declare_chain(ti, name, at);
+                    if self.peek().is_some_and(|t| t.tok == Tok::Open) {
+                        self.i += 1;
+                        self.chain_body(ti, ci)?;
                     }
+                }
+                "add" | "create" if self.at("set") || self.at("map") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let (name, _) = self.expect_word("a set name")?;
+                    self.expect(Tok::Open, "`{`")?;
+                    self.set(ti, name)?;
+                }
+                "add" | "create" if self.at("element") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let (name, nspan) = self.expect_word("a set name")?;
+                    let toks = self.statement_tokens()?;
+                    self.add_elements(ti, &name, nspan, &toks, (t.file, t.line))?;
+                }
+                "flush" if self.at("table") || self.at("chain") || self.at("set") || self.at("map") => {
+                    let what = self.next().and_then(|t| t.word().map(str::to_string)).expect("checked");
+                    let ti = self.existing_table()?;
+                    match what.as_str() {
+                        "table" => {
+                            for c in &mut self.tables[ti].table.chains {
+                                c.rules.clear();
+                            }
+                        }
+                        "chain" => {
+                            let (ci, _) = self.existing_chain(ti)?;
+                            self.tables[ti].table.chains[ci].rules.clear();
+                        }
+                        _ => {
+                            let (name, nspan) = self.expect_word("a set name")?;
+                            self.flush_set(ti, &name, nspan)?;
+                        }
+                    }
+                }
+                "delete" | "destroy" if self.at("chain") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let (name, span) = self.expect_word("a chain name")?;
+                    match self.tables[ti].chain_index.get(&name).copied() {
+                        Some(ci) => self.remove_chain(ti, ci),
+                        None if w == "destroy" => {}
+                        None => {
+                            return err(span, format!("no chain {name} to delete"), "here")
+                        }
+                    }
+                }
+                // Read-only commands change nothing that decides a packet's fate.
+                "list" | "reset" | "describe" | "monitor" | "export" | "get" => {
+                    self.statement_tokens()?;
+                }
+                // Valid nft commands amwall does not model: skipped, and said so.
+                "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "flush"
+                | "rename" => {
+                    let toks = self.statement_tokens()?;
+                    let mut all = vec![t.clone()];
+                    all.extend(toks);
+                    let shown: String = tok_text(&all).chars().take(60).collect();
+                    self.warn(
+                        t.file,
+                        t.line,
+                        format!("`{shown}` is not modelled: the ruleset nft loads may differ here"),
+                    );
                 }
                 _ => {
                     return err(
                         t.span,
                         format!("unexpected `{w}`"),
-                        "expected `table`, `delete table`, `flush ruleset` or `add rule`",
+                        "expected an nft command: `table`, `add rule`, `flush ruleset`, `define`, `include`...",
                     )
                 }
             }
@@ -564,12 +783,18 @@ impl Parser {
                     let open = self.expect(Tok::Open, "`{`")?;
                     self.skip_block(open)?;
                 }
+                // An object kind amwall does not know (`tunnel`, newer ones):
+                // kept out of the IR, and said so, rather than refusing the file.
                 _ => {
-                    return err(
-                        t.span,
-                        format!("unexpected `{w}` in a table"),
-                        "expected `chain`, `set`, `map` or `ct helper`",
-                    )
+                    let toks = self.statement_tokens()?;
+                    let mut all = vec![t.clone()];
+                    all.extend(toks);
+                    let shown: String = tok_text(&all).chars().take(60).collect();
+                    self.warn(
+                        t.file,
+                        t.line,
+                        format!("`{shown}` in a table is not modelled: skipped"),
+                    );
                 }
             }
         }
@@ -640,6 +865,7 @@ impl Parser {
         let mut def = SetDef {
             key: vec![],
             elements: vec![],
+            used: false,
         };
         loop {
             self.skip_seps();
@@ -703,8 +929,14 @@ impl Parser {
         Ok(())
     }
 
-    fn chain(&mut self, ti: usize, name: String, (line, file): (usize, usize)) -> Res<()> {
-        let ci = match self.tables[ti].chain_index.get(&name) {
+    fn chain(&mut self, ti: usize, name: String, at: (usize, usize)) -> Res<()> {
+        let ci = self.declare_chain(ti, name, at);
+        self.chain_body(ti, ci)
+    }
+
+    /// The chain's index in table `ti`, declared here if new.
+    fn declare_chain(&mut self, ti: usize, name: String, (line, file): (usize, usize)) -> usize {
+        match self.tables[ti].chain_index.get(&name) {
             Some(&i) => i,
             None => {
                 let t = &mut self.tables[ti];
@@ -724,7 +956,10 @@ impl Parser {
                 });
                 t.table.chains.len() - 1
             }
-        };
+        }
+    }
+
+    fn chain_body(&mut self, ti: usize, ci: usize) -> Res<()> {
         loop {
             self.skip_seps();
             let Some(t) = self.peek().cloned() else {
@@ -803,6 +1038,22 @@ impl Parser {
         if self.at("device") {
             self.i += 1;
             self.expect_word("a device")?;
+        } else if self.at("devices") {
+            // `devices = { eth0, eth1 }` (netdev, nft >= 0.9.7)
+            self.i += 1;
+            if self.at("=") {
+                self.i += 1;
+            }
+            match self.peek().map(|t| t.tok.clone()) {
+                Some(Tok::Open) => {
+                    let open = self.span();
+                    self.i += 1;
+                    self.skip_block(open)?;
+                }
+                _ => {
+                    self.expect_word("a device list")?;
+                }
+            }
         }
         let (w, wspan) = self.expect_word("`priority`")?;
         if w != "priority" {
@@ -835,8 +1086,17 @@ impl Parser {
     }
 
     /// One rule line, possibly several IR rules (a verdict map).
-    fn rule(&self, ti: usize, toks: &[T]) -> Res<Vec<Rule>> {
+    fn rule(&mut self, ti: usize, toks: &[T]) -> Res<Vec<Rule>> {
         let (line, file) = (toks[0].line, toks[0].file);
+        // Sets other than IPv4 address sets are inlined: note which were read.
+        let t = &mut self.tables[ti];
+        for name in toks.iter().filter_map(|t| t.word()?.strip_prefix('@')) {
+            if !t.table.sets.iter().any(|s| s.name == name) {
+                if let Some(d) = t.sets.get_mut(name) {
+                    d.used = true;
+                }
+            }
+        }
         let cx = RuleCx {
             sets: &self.tables[ti].sets,
             named_v4: &self.tables[ti].table.sets,
@@ -2929,6 +3189,56 @@ mod tests {
             e.message.contains("nested too deeply") || e.message.contains("tokens"),
             "{e}"
         );
+    }
+
+    /// Valid nft that used to stop the parse: read when it shapes the
+    /// ruleset, skipped with a FILE:LINE warning when amwall does not model it.
+    #[test]
+    fn valid_commands_are_read_or_skipped_never_refused() {
+        let p = parse(
+            "s.nft",
+            "table ip t {\n}\nadd chain ip t c { type filter hook input priority 0; policy drop; }\n\
+             add set ip t s { type ipv4_addr; }\nadd element ip t s { 192.0.2.1, 198.51.100.0/24 }\n\
+             add rule ip t c ip saddr @s accept\nadd rule ip t c drop\nadd rule t c index 0 counter\n\
+             insert rule ip t c index 0 tcp dport 22 accept\nadd chain ip t gone\ndelete chain ip t gone\n\
+             list ruleset\nreplace rule ip t c handle 2 drop\n",
+        )
+        .unwrap();
+        let t = &p.ruleset.tables[0];
+        assert_eq!(t.chains.len(), 1);
+        let b = t.chains[0].base.clone().unwrap();
+        assert_eq!((b.hook, b.policy), (Hook::Input, Policy::Drop));
+        assert_eq!(t.sets[0].elements.len(), 2);
+        let r = &t.chains[0].rules;
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert_eq!(r[0].origin.unwrap().line, 9);
+        assert_eq!(r[1].matches, vec![Match::Src(Addr::Set("s".into()))]);
+        assert_eq!(r[2].origin.unwrap().line, 8);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].starts_with("s.nft:13: `replace rule"),
+            "{:?}",
+            p.warnings
+        );
+        // flush empties, a netdev chain's device list, an unknown table object.
+        let p = parse(
+            "s.nft",
+            "table netdev n {\n\tchain c {\n\t\ttype filter hook ingress devices = { lo, eth0 } priority 0; policy accept;\n\t\tdrop\n\t}\n\
+             \ttunnel x {\n\t\tid 1\n\t}\n}\ntable ip t {\n\tchain c {\n\t\taccept\n\t}\n}\nflush chain ip t c\n",
+        )
+        .unwrap();
+        assert_eq!(p.ruleset.tables[0].chains[0].rules.len(), 1);
+        assert!(p.ruleset.tables[1].chains[0].rules.is_empty());
+        assert!(
+            p.warnings[0].starts_with("s.nft:6: `tunnel x"),
+            "{:?}",
+            p.warnings
+        );
+        // Malformed still says where.
+        let e = parse("s.nft", "add rule ip nope c accept\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 13));
+        let e = parse("s.nft", "frobnicate ruleset\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
     }
 
     #[test]

@@ -153,6 +153,11 @@ impl<'a> Pre<'a> {
         Box::new(ie)
     }
 
+    /// The path of source `k`.
+    pub fn path(&self, k: usize) -> &str {
+        self.sources.get(k).map_or("", |s| s.path.as_str())
+    }
+
     /// "FILE, included from A:3, included from B:1".
     fn chain_of(&self, mut k: usize) -> String {
         let mut out = self.sources[k].path.clone();
