@@ -385,3 +385,50 @@ fn nft_defines_and_includes_are_followed() {
         "{stderr}"
     );
 }
+
+/// Valid commands that used to stop the parse (`add chain`, `add element`,
+/// iptables-restore's `-D`/`-X`/`-Z`) now shape the ruleset; what amwall does
+/// not model (`replace rule`) is skipped with a note at its FILE:LINE.
+#[test]
+fn valid_commands_no_longer_stop_the_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let nft = dir.path().join("script.nft");
+    std::fs::write(
+        &nft,
+        "add table ip t\nadd chain ip t in { type filter hook input priority 0; policy drop; }\n\
+         add set ip t ok { type ipv4_addr; }\nadd element ip t ok { 192.0.2.2 }\n\
+         add rule ip t in ip saddr @ok tcp dport 10080 accept\nreplace rule ip t in handle 9 drop\n",
+    )
+    .unwrap();
+    let n = nft.to_str().unwrap();
+    let (code, stdout, stderr) = amwall(&["check", "--rules", n]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains(&format!("note: {n}:6: `replace rule")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = amwall(&[
+        "explain",
+        "--rules",
+        n,
+        "tcp 192.0.2.2:40000 -> 192.0.2.3:10080",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains(&format!("{n}:5")), "{stdout}");
+    assert!(stdout.trim_end().ends_with("Verdict: ACCEPT"), "{stdout}");
+    let ipt = dir.path().join("rules.v4");
+    std::fs::write(
+        &ipt,
+        "*filter\n:INPUT DROP [0:0]\n:OLD - [0:0]\n-A INPUT -p tcp -m tcp --dport 10080 -j ACCEPT\n\
+         -Z\n-X OLD\n-D INPUT -p tcp -m tcp --dport 10080 -j ACCEPT\nCOMMIT\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = amwall(&[
+        "explain",
+        "--rules",
+        ipt.to_str().unwrap(),
+        "tcp 192.0.2.2:40000 -> 192.0.2.3:10080",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.trim_end().ends_with("Verdict: DROP"), "{stdout}");
+}
