@@ -65,9 +65,10 @@ impl Includes {
 /// nft's limit on nested includes (`Include nested too deeply, max 16 levels`).
 const MAX_DEPTH: usize = 16;
 
-/// More tokens than this after includes and variables is refused: a few
-/// small files that include each other twice per level, or defines that
-/// double at each step, would otherwise grow exponentially.
+/// More tokens than this beyond those the files themselves hold (and in all
+/// define values together) is refused: defines that double at each step
+/// would otherwise grow exponentially. Files, however often included, are
+/// bounded by the input limit on their bytes.
 const MAX_TOKENS: usize = 2_000_000;
 
 /// More included files than this (a wildcard over a huge tree) is refused.
@@ -95,6 +96,10 @@ pub(super) struct Pre<'a> {
     /// Bytes of all sources, counting repeats: bounded by the input limit.
     bytes: u64,
     out_len: usize,
+    /// Tokens lexed from all sources, each inclusion counted.
+    lexed: usize,
+    /// Tokens held by define values.
+    defined: usize,
 }
 
 impl<'a> Pre<'a> {
@@ -113,6 +118,8 @@ impl<'a> Pre<'a> {
             cache: HashMap::new(),
             bytes: text.len() as u64,
             out_len: 0,
+            lexed: 0,
+            defined: 0,
         }
     }
 
@@ -120,6 +127,7 @@ impl<'a> Pre<'a> {
     pub fn run(&mut self) -> Res<Vec<T>> {
         let text = Arc::clone(&self.sources[0].text);
         let toks = lex(&text, 0, 0)?;
+        self.lexed = toks.len();
         let mut out = Vec::new();
         // The main file counts for cycles when it is a file at all.
         let canon = self
@@ -172,12 +180,10 @@ impl<'a> Pre<'a> {
     }
 
     fn push(&mut self, out: &mut Vec<T>, t: T) -> Res<()> {
-        if self.out_len >= MAX_TOKENS {
+        if self.out_len >= MAX_TOKENS + self.lexed {
             return err(
                 t.span,
-                format!(
-                    "the ruleset grows past {MAX_TOKENS} tokens through its includes and variables"
-                ),
+                format!("variables grow the ruleset by more than {MAX_TOKENS} tokens"),
                 "still growing here",
             );
         }
@@ -396,8 +402,13 @@ impl<'a> Pre<'a> {
         }
         // A value counts against the limit each time it is used, not here.
         self.out_len = saved;
-        if value.len() > MAX_TOKENS {
-            return err(name_span, "this value is too large", "here");
+        self.defined += value.len();
+        if self.defined > MAX_TOKENS {
+            return err(
+                name_span,
+                format!("the defines hold more than {MAX_TOKENS} tokens together"),
+                "still growing here",
+            );
         }
         if kw == "define" && self.lookup(&name).is_some() {
             return err(
@@ -514,6 +525,7 @@ impl<'a> Pre<'a> {
                 from: Some((from_file, from_line)),
             });
             let sub = lex(&text, base, k)?;
+            self.lexed += sub.len();
             self.stack.push((k, Some(canon)));
             self.expand(sub, out)?;
             self.stack.pop();
