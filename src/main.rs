@@ -387,8 +387,10 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             &rules,
             &ipset,
             &nft_includes(nft_include),
-            no_open,
-            no_redundant,
+            amwall::check::Options {
+                open: !no_open,
+                redundant: !no_redundant,
+            },
             format,
         ),
         Command::Apply {
@@ -474,8 +476,7 @@ fn check(
     rules: &[String],
     ipset: &[String],
     nft_include: &amwall::netfilter::nft::Includes,
-    no_open: bool,
-    no_redundant: bool,
+    opts: amwall::check::Options,
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::check::{self, HostRules, RulesFile};
@@ -511,10 +512,6 @@ fn check(
         let sets = ipsets_for(ipset, &h)?;
         hosts.push((h, HostRules::new(fs, sets)));
     }
-    let opts = check::Options {
-        open: !no_open,
-        redundant: !no_redundant,
-    };
     let report = if with_flows {
         let plan = Plan::build(amanda.load(topology.as_ref())?)?;
         check::check(&plan, &hosts, opts)
