@@ -300,6 +300,22 @@ fn pasted_dump_with_prompts_is_read_with_a_warning() {
     );
     assert!(stdout.contains(&format!("{path}:5")), "{stdout}");
     assert!(stdout.trim_end().ends_with("Verdict: ACCEPT"), "{stdout}");
+    // The same for `nft list ruleset` pasted with its prompt.
+    std::fs::write(
+        &f,
+        "root@backup:~# nft list ruleset\ntable inet filter {\n\tchain input {\n\
+         \t\ttype filter hook input priority filter; policy drop;\n\t\ttcp dport 10080 accept\n\t}\n}\nroot@backup:~#\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = amwall(&["check", "--rules", path]);
+    assert_eq!(code, 0, "{stderr}\n{stdout}");
+    assert!(stdout.contains("(nft list ruleset), 1 rules"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{path}:1: skipped `root@backup:~# nft list ruleset`"
+        )),
+        "{stdout}"
+    );
 }
 
 /// A file that is neither format: exit 2, and the error says what each

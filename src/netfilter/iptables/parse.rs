@@ -31,6 +31,7 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
         cur: None,
         hint: None,
         warnings: Vec::new(),
+        skipped: 0,
     }
     .run()
 }
@@ -85,7 +86,12 @@ struct Parser<'a> {
     cur: Option<Open>,
     hint: Option<Family>,
     warnings: Vec<String>,
+    /// Lines skipped outside any table (the first few are named).
+    skipped: usize,
 }
+
+/// How many skipped lines a warning names one by one.
+pub(crate) const SKIPPED_SHOWN: usize = 10;
 
 impl Parser<'_> {
     fn run(mut self) -> Result<Parsed, Box<InputError>> {
@@ -106,6 +112,13 @@ impl Parser<'_> {
                 label: "opened here".into(),
             };
             return Err(self.error(e));
+        }
+        if self.skipped > SKIPPED_SHOWN {
+            self.warnings.push(format!(
+                "{}: {} more lines outside any table skipped",
+                self.file,
+                self.skipped - SKIPPED_SHOWN
+            ));
         }
         // Chains deleted by `-X` were marked with an empty name.
         self.chains.retain(|c| !c.chain.is_empty());
@@ -149,6 +162,10 @@ impl Parser<'_> {
             // comments): text here is what a copy from a terminal brings
             // along, the prompt that ran iptables-save or a sentence. Rule and
             // chain lines outside a table stay errors below.
+            self.skipped += 1;
+            if self.skipped > SKIPPED_SHOWN {
+                return Ok(());
+            }
             let shown: String = line.chars().take(60).collect();
             let more = if shown.len() < line.len() { "..." } else { "" };
             self.warnings.push(format!(

@@ -15,11 +15,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::diag::InputError;
 use crate::model::{PortRange, Proto};
+use crate::netfilter::iptables::SKIPPED_SHOWN;
 use crate::netfilter::names;
 use crate::netfilter::*;
 
@@ -44,6 +46,14 @@ pub fn parse_with(file: &str, text: &str, inc: &Includes) -> Result<Parsed, Box<
         Err(e) => return Err(pre.error(e)),
     };
     let mut p = Parser {
+        texts: pre
+            .sources
+            .iter()
+            .map(|s| (Arc::clone(&s.text), s.base))
+            .collect(),
+        trailing_plain: None,
+        skipped: 0,
+        first_skipped: None,
         warnings: Vec::new(),
         toks,
         i: 0,
@@ -59,11 +69,10 @@ pub fn parse_with(file: &str, text: &str, inc: &Includes) -> Result<Parsed, Box<
             chains: p.chains,
             warnings: std::mem::take(&mut pre.warnings)
                 .into_iter()
-                .chain(
-                    p.warnings
-                        .iter()
-                        .map(|(f, l, m)| format!("{}:{l}: {m}", pre.path(*f))),
-                )
+                .chain(p.warnings.iter().map(|(f, l, m)| match l {
+                    0 => format!("{}: {m}", pre.path(*f)),
+                    _ => format!("{}:{l}: {m}", pre.path(*f)),
+                }))
                 .collect(),
             includes: pre
                 .sources
@@ -248,6 +257,13 @@ struct OpenTable {
 }
 
 struct Parser {
+    /// Each source's text and base offset, to quote a skipped line as written.
+    texts: Vec<(Arc<String>, usize)>,
+    /// Whether everything after the last command is plain text (known once asked).
+    trailing_plain: Option<bool>,
+    /// Lines skipped as pasted text (the first few are named).
+    skipped: usize,
+    first_skipped: Option<Range<usize>>,
     /// (source, line, message): what was skipped, formatted with the
     /// source's path at the end.
     warnings: Vec<(usize, usize, String)>,
@@ -542,13 +558,129 @@ impl Parser {
         Ok(())
     }
 
+    /// Whether the line from token `i` on has no braces: text such as a
+    /// shell prompt, not the start of a block.
+    fn plain_line(&self, i: usize) -> bool {
+        self.toks[i..]
+            .iter()
+            .take_while(|t| t.tok != Tok::Nl)
+            .all(|t| !matches!(t.tok, Tok::Open | Tok::Close))
+    }
+
+    /// A pasted dump: a line before the first command, or any line after the
+    /// last one, that is no command and opens no block is what a terminal
+    /// copy brings along (the prompt, a sentence). Skipped with a warning.
+    fn skip_pasted(&mut self, start: usize, seen_command: bool) -> bool {
+        let rest_plain = || {
+            let mut k = start;
+            while k < self.toks.len() {
+                if !self.plain_line(k) {
+                    return false;
+                }
+                while k < self.toks.len() && self.toks[k].tok != Tok::Nl {
+                    k += 1;
+                }
+                k += 1;
+            }
+            true
+        };
+        if !self.plain_line(start) {
+            return false;
+        }
+        if seen_command {
+            // Asked once: every later line is in the same trailing text.
+            let plain = match self.trailing_plain {
+                Some(p) => p,
+                None => {
+                    let p = rest_plain();
+                    self.trailing_plain = Some(p);
+                    p
+                }
+            };
+            if !plain {
+                return false;
+            }
+        }
+        let mut end = start;
+        while end < self.toks.len() && self.toks[end].tok != Tok::Nl {
+            end += 1;
+        }
+        let t = &self.toks[start];
+        let (file, line) = (t.file, t.line);
+        let raw = self
+            .texts
+            .get(file)
+            .and_then(|(x, base)| {
+                let at = t.span.start.checked_sub(*base)?;
+                let from = x.get(..at)?.rfind('\n').map_or(0, |k| k + 1);
+                let to = x.get(at..)?.find('\n').map_or(x.len(), |k| at + k);
+                x.get(from..to).map(|l| l.trim().to_string())
+            })
+            .unwrap_or_else(|| tok_text(&self.toks[start..end]));
+        if self.first_skipped.is_none() {
+            self.first_skipped = Some(t.span.clone());
+        }
+        self.i = end;
+        self.skipped += 1;
+        if self.skipped > SKIPPED_SHOWN {
+            return true;
+        }
+        let shown: String = raw.chars().take(60).collect();
+        self.warn(
+            file,
+            line,
+            format!("skipped `{shown}`: not an nft command (text pasted around the ruleset?)"),
+        );
+        true
+    }
+
     fn file(&mut self) -> Res<()> {
+        let mut seen_command = false;
         loop {
             self.skip_seps();
-            let Some(t) = self.next() else { return Ok(()) };
+            let Some(t) = self.next() else {
+                // Nothing but text: no ruleset at all, say so at its start.
+                if let (false, Some(at)) = (seen_command, self.first_skipped.clone()) {
+                    return err(
+                        at,
+                        "no nft command in the file",
+                        "expected an nft command: `table`, `add rule`, `flush ruleset`, `define`, `include`...",
+                    );
+                }
+                if self.skipped > SKIPPED_SHOWN {
+                    let more = self.skipped - SKIPPED_SHOWN;
+                    self.warn(0, 0, format!("{more} more lines of pasted text skipped"));
+                }
+                return Ok(());
+            };
             let Some(w) = t.word().map(str::to_string) else {
+                if self.skip_pasted(self.i - 1, seen_command) {
+                    continue;
+                }
                 return err(t.span, "expected a command such as `table`", "here");
             };
+            let known = matches!(
+                w.as_str(),
+                "table"
+                    | "add"
+                    | "create"
+                    | "insert"
+                    | "replace"
+                    | "delete"
+                    | "destroy"
+                    | "flush"
+                    | "rename"
+                    | "list"
+                    | "reset"
+                    | "describe"
+                    | "monitor"
+                    | "export"
+                    | "get"
+            );
+            if !known && self.skip_pasted(self.i - 1, seen_command) {
+                continue;
+            }
+            seen_command = true;
             match w.as_str() {
                 "table" | "add" | "create" if w == "table" || self.at("table") => {
                     if w != "table" {
@@ -3239,6 +3371,34 @@ mod tests {
         assert_eq!((e.line, e.column), (1, 13));
         let e = parse("s.nft", "frobnicate ruleset\n").unwrap_err();
         assert_eq!((e.line, e.column), (1, 1));
+    }
+
+    /// `nft list ruleset` pasted from a terminal: the prompt line before
+    /// and after, a sentence; a stray word between tables stays an error.
+    #[test]
+    fn pasted_text_around_the_ruleset_is_skipped() {
+        let p = parse(
+            "p.nft",
+            "root@h:~# nft list ruleset\nThe rules:\ntable inet f {\n\tchain c {\n\t\taccept\n\t}\n}\n$\n",
+        )
+        .unwrap();
+        assert_eq!(p.ruleset.tables[0].chains[0].rules.len(), 1);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("p.nft:1: skipped `root@h:~# nft list ruleset`"));
+        assert!(p.warnings[2].starts_with("p.nft:8: skipped `$`"));
+        let e = parse("p.nft", "table ip a {\n}\nstray words\ntable ip b {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 1));
+        let e = parse("p.nft", "tabel ip a {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
+        let mut t = "x y\n".repeat(50);
+        t.push_str("table ip a {\n}\n");
+        let p = parse("p.nft", &t).unwrap();
+        assert_eq!(p.warnings.len(), SKIPPED_SHOWN + 1);
+        assert!(
+            p.warnings[SKIPPED_SHOWN].contains("40 more lines"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl<'a> Pre<'a> {
                     i = self.include(&toks, i, out)?;
                     continue;
                 }
-                Tok::Word(w) if w.starts_with('$') => {
+                // A lone `$` is no variable (a shell prompt pasted in).
+                Tok::Word(w) if w.starts_with('$') && w.len() > 1 => {
                     self.reference(t, out)?;
                     at_start = false;
                     i += 1;
