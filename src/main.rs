@@ -162,10 +162,15 @@ enum Command {
         /// e.g. rules.v4 and rules.v6). Without a topology FILE alone is enough.
         #[arg(long = "rules", value_name = "HOST=FILE", required = true)]
         rules: Vec<String>,
-        /// `ipset save` output with the members of the sets rules name: FILE for
-        /// every host, or HOST=FILE. Sets without members make matches unknown.
+        /// The members of the sets rules name: `ipset save` output or an `ipset
+        /// restore` script such as plan's HOST.ipset (read as ipset runs it), FILE
+        /// for every host, or HOST=FILE. Sets without members make matches unknown.
         #[arg(long, value_name = "[HOST=]FILE")]
         ipset: Vec<String>,
+        /// A directory where nft `include "NAME"` looks for NAME, after /etc (as
+        /// `nft -I DIR`; repeatable). nft looks there, not next to the including file.
+        #[arg(long = "nft-include", value_name = "DIR")]
+        nft_include: Vec<PathBuf>,
         /// Skip the over-permissive analysis.
         #[arg(long)]
         no_open: bool,
@@ -221,9 +226,14 @@ enum Command {
         /// repeat to merge several files of one host.
         #[arg(long = "rules", value_name = "FILE", required = true)]
         rules: Vec<PathBuf>,
-        /// `ipset save` output with the members of the sets the rules name.
+        /// `ipset save` output or an `ipset restore` script (plan's HOST.ipset) with
+        /// the members of the sets the rules name.
         #[arg(long, value_name = "FILE")]
         ipset: Option<PathBuf>,
+        /// A directory where nft `include "NAME"` looks for NAME, after /etc (as
+        /// `nft -I DIR`; repeatable). nft looks there, not next to the including file.
+        #[arg(long = "nft-include", value_name = "DIR")]
+        nft_include: Vec<PathBuf>,
         /// The packet, e.g. 'tcp 192.0.2.2:516 -> 192.0.2.3:10080 [in eth0]' (see
         /// below); quoted or as separate words, after the options.
         #[arg(value_name = "PACKET", required = true, num_args = 1.., allow_hyphen_values = true)]
@@ -371,6 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             amanda,
             rules,
             ipset,
+            nft_include,
             no_open,
             no_redundant,
             format,
@@ -379,8 +390,11 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             &amanda,
             &rules,
             &ipset,
-            no_open,
-            no_redundant,
+            &nft_includes(nft_include),
+            amwall::check::Options {
+                open: !no_open,
+                redundant: !no_redundant,
+            },
             format,
         ),
         Command::Apply {
@@ -415,10 +429,24 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         Command::Explain {
             rules,
             ipset,
+            nft_include,
             packet,
             format,
-        } => explain(&rules, ipset, &packet.join(" "), format),
+        } => explain(
+            &rules,
+            ipset,
+            &nft_includes(nft_include),
+            &packet.join(" "),
+            format,
+        ),
     }
+}
+
+/// nft's include path: its default, then the `--nft-include` directories.
+fn nft_includes(extra: Vec<PathBuf>) -> amwall::netfilter::nft::Includes {
+    let mut inc = amwall::netfilter::nft::Includes::nft_default();
+    inc.dirs.extend(extra);
+    inc
 }
 
 /// `--ipset` values: FILE (every host) or HOST=FILE.
@@ -451,8 +479,8 @@ fn check(
     amanda: &AmandaArgs,
     rules: &[String],
     ipset: &[String],
-    no_open: bool,
-    no_redundant: bool,
+    nft_include: &amwall::netfilter::nft::Includes,
+    opts: amwall::check::Options,
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::check::{self, HostRules, RulesFile};
@@ -476,7 +504,7 @@ fn check(
                 )))
             }
         };
-        let f = RulesFile::read(std::path::Path::new(&path))?;
+        let f = RulesFile::read_with(std::path::Path::new(&path), nft_include)?;
         if !files.contains_key(&host) {
             order.push(host.clone());
         }
@@ -488,10 +516,6 @@ fn check(
         let sets = ipsets_for(ipset, &h)?;
         hosts.push((h, HostRules::new(fs, sets)));
     }
-    let opts = check::Options {
-        open: !no_open,
-        redundant: !no_redundant,
-    };
     let report = if with_flows {
         let plan = Plan::build(amanda.load(topology.as_ref())?)?;
         check::check(&plan, &hosts, opts)
@@ -617,6 +641,7 @@ fn apply(
 fn explain(
     rules: &[PathBuf],
     ipset: Option<PathBuf>,
+    nft_include: &amwall::netfilter::nft::Includes,
     packet: &str,
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
@@ -636,9 +661,12 @@ fn explain(
     })?;
     let mut files = Vec::new();
     for r in rules {
-        files.push(RulesFile::read(r)?);
+        files.push(RulesFile::read_with(r, nft_include)?);
     }
     let sets = ipset.map(|p| load::read_ipsets(&p)).transpose()?;
+    for w in files.iter().flat_map(|f| &f.warnings) {
+        eprintln!("warning: {w}");
+    }
     let hr = HostRules::new(files, sets);
     if !hr.has_family(p.v6) {
         eprintln!(

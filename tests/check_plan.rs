@@ -21,32 +21,12 @@ fn rules(plan: &Plan, nft: bool) -> Vec<(String, HostRules)> {
             (format!("{host}.rules"), plan.iptables(hp))
         };
         let f = RulesFile::parse(&path, text).unwrap_or_else(|e| panic!("{path}: {e:?}"));
-        let sets = (!nft).then(|| plan.ipset(hp)).flatten().map(|t| {
-            let saved = as_saved(&t);
-            ipset::parse(&format!("{host}.ipset"), &saved).expect("our ipset file parses")
-        });
+        // The `ipset restore` script plan writes, read as `check --ipset` reads it.
+        let sets = (!nft)
+            .then(|| plan.ipset(hp))
+            .flatten()
+            .map(|t| ipset::parse(&format!("{host}.ipset"), &t).expect("our ipset file parses"));
         out.push((host, HostRules::new(vec![f], sets)));
-    }
-    out
-}
-
-/// The plan's ipset file is an `ipset restore` script (fill a temporary set,
-/// swap it in); what `ipset save` would print after loading it: the sets
-/// and the members added to their temporary twins.
-fn as_saved(script: &str) -> String {
-    let mut out = String::new();
-    for l in script.lines() {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        match w.as_slice() {
-            ["create", name, rest @ ..] if !name.ends_with('~') => out.push_str(&format!(
-                "create {name} {}\n",
-                rest.join(" ").replace(" -exist", "")
-            )),
-            ["add", name, member] => {
-                out.push_str(&format!("add {} {member}\n", name.trim_end_matches('~')))
-            }
-            _ => {}
-        }
     }
     out
 }

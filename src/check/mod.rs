@@ -330,7 +330,8 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
             continue;
         };
         let hc = &by_id[&h];
-        let mut w: Vec<String> = hc.compiled.skipped.clone();
+        let mut w: Vec<String> = hr.files.iter().flat_map(|f| f.warnings.clone()).collect();
+        w.extend(hc.compiled.skipped.iter().cloned());
         if !hc.compiled.ifaces.overflow.is_empty() {
             w.push(format!(
                 "more than 128 interface names: matches on {} are unknown",
@@ -381,7 +382,7 @@ pub fn audit(rules: &[(String, HostRules)], opts: Options) -> Report {
         } else {
             Vec::new()
         };
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = hr.files.iter().flat_map(|f| f.warnings.clone()).collect();
         for v6 in [false, true] {
             if hr.has_family(v6) {
                 let c = compile(

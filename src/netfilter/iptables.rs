@@ -10,6 +10,7 @@ mod parse;
 
 pub use super::{ChainInfo, Parsed};
 pub use parse::parse;
+pub(crate) use parse::SKIPPED_SHOWN;
 
 use std::fmt::Write;
 

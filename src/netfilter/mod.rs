@@ -559,6 +559,9 @@ pub enum Action {
 pub struct Origin {
     /// 1-based.
     pub line: usize,
+    /// The file the line is in: 0 the file parsed, k its `k`th included
+    /// file ([`Parsed::includes`]; nft `include`).
+    pub file: usize,
 }
 
 /// Packet and byte counters as the kernel reported them.
@@ -598,8 +601,12 @@ impl Rule {
         self.comment = Some(c.into());
         self
     }
-    pub fn at_line(mut self, line: usize) -> Self {
-        self.origin = Some(Origin { line });
+    pub fn at_line(self, line: usize) -> Self {
+        self.at(line, 0)
+    }
+    /// At `line` of file `file` (see [`Origin::file`]).
+    pub fn at(mut self, line: usize, file: usize) -> Self {
+        self.origin = Some(Origin { line, file });
         self
     }
 
@@ -689,6 +696,19 @@ pub struct Parsed {
     pub ruleset: Ruleset,
     /// Every declared chain, in file order.
     pub chains: Vec<ChainInfo>,
+    /// What the parser skipped and the admin should know, each naming its
+    /// FILE:LINE (a shell prompt pasted around a dump).
+    pub warnings: Vec<String>,
+    /// The files nft `include` read, in the order first read; an
+    /// [`Origin::file`] of k means `includes[k - 1]`.
+    pub includes: Vec<Source>,
+}
+
+/// A file read because another one included it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: String,
+    pub text: String,
 }
 
 /// Where a chain was declared (a blocked flow may be blocked by its policy)
@@ -699,6 +719,8 @@ pub struct ChainInfo {
     pub table: String,
     pub chain: String,
     pub line: usize,
+    /// As [`Origin::file`].
+    pub file: usize,
     pub counters: Option<Counters>,
 }
 

@@ -8,7 +8,7 @@ mod json;
 mod parse;
 
 pub use json::parse_json;
-pub use parse::parse;
+pub use parse::{parse, parse_with, Includes};
 
 use std::fmt::Write;
 

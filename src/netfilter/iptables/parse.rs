@@ -30,6 +30,8 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
         chains: Vec::new(),
         cur: None,
         hint: None,
+        warnings: Vec::new(),
+        skipped: 0,
     }
     .run()
 }
@@ -83,7 +85,13 @@ struct Parser<'a> {
     chains: Vec<ChainInfo>,
     cur: Option<Open>,
     hint: Option<Family>,
+    warnings: Vec<String>,
+    /// Lines skipped outside any table (the first few are named).
+    skipped: usize,
 }
+
+/// How many skipped lines a warning names one by one.
+pub(crate) const SKIPPED_SHOWN: usize = 10;
 
 impl Parser<'_> {
     fn run(mut self) -> Result<Parsed, Box<InputError>> {
@@ -105,11 +113,22 @@ impl Parser<'_> {
             };
             return Err(self.error(e));
         }
+        if self.skipped > SKIPPED_SHOWN {
+            self.warnings.push(format!(
+                "{}: {} more lines outside any table skipped",
+                self.file,
+                self.skipped - SKIPPED_SHOWN
+            ));
+        }
+        // Chains deleted by `-X` were marked with an empty name.
+        self.chains.retain(|c| !c.chain.is_empty());
         Ok(Parsed {
             ruleset: Ruleset {
                 tables: self.tables,
             },
             chains: self.chains,
+            warnings: self.warnings,
+            includes: Vec::new(),
         })
     }
 
@@ -136,6 +155,23 @@ impl Parser<'_> {
             } else if c.contains("iptables-save") {
                 self.hint = Some(Family::Ip);
             }
+            return Ok(());
+        }
+        if self.cur.is_none() && !line.starts_with(['*', ':', '-', '[']) && line != "COMMIT" {
+            // Outside any table, iptables-restore has only `*table` (and
+            // comments): text here is what a copy from a terminal brings
+            // along, the prompt that ran iptables-save or a sentence. Rule and
+            // chain lines outside a table stay errors below.
+            self.skipped += 1;
+            if self.skipped > SKIPPED_SHOWN {
+                return Ok(());
+            }
+            let shown: String = line.chars().take(60).collect();
+            let more = if shown.len() < line.len() { "..." } else { "" };
+            self.warnings.push(format!(
+                "{}:{n}: skipped `{shown}{more}`: outside any table, not part of an iptables-save dump",
+                self.file
+            ));
             return Ok(());
         }
         if let Some(name) = line.strip_prefix('*') {
@@ -313,6 +349,7 @@ impl Parser<'_> {
             table,
             chain: name,
             line: n,
+            file: 0,
             counters,
         });
         Ok(())
@@ -366,22 +403,8 @@ impl Parser<'_> {
                     pos = Some(pos.unwrap_or(0));
                 }
                 let rest: Vec<Word> = words.collect();
+                let rules = self.rule_of(n, &rest, rule_counters, first.span.end)?;
                 let o = self.cur.as_mut().expect("checked above");
-                let mut rp = RuleParser {
-                    words: &rest,
-                    i: 0,
-                    chains: &o.chain_index,
-                    v4: &mut o.v4,
-                    v6: &mut o.v6,
-                    matches: Vec::new(),
-                    alternatives: Vec::new(),
-                    action: None,
-                    comment: None,
-                    counters: rule_counters,
-                    line_end: first.span.end,
-                    module_prefix: String::new(),
-                };
-                let rules = rp.rule(n)?;
                 let chain = &mut o.table.chains[ci];
                 match pos {
                     None => chain.rules.extend(rules),
@@ -429,6 +452,7 @@ impl Parser<'_> {
                     table,
                     chain: chain.s,
                     line: n,
+                    file: 0,
                     counters: None,
                 });
                 Ok(())
@@ -464,12 +488,187 @@ impl Parser<'_> {
                 }
                 Ok(())
             }
+            // Zeroing counters changes no verdict.
+            "-Z" | "--zero" => Ok(()),
+            "-X" | "--delete-chain" => {
+                let o = self.cur.as_mut().expect("checked above");
+                let gone: Vec<String> = match words.next() {
+                    Some(w) => {
+                        let Some(&ci) = o.chain_index.get(&w.s) else {
+                            return err(w.span, format!("no chain `{}`", w.s), "here");
+                        };
+                        if o.table.chains[ci].base.is_some() {
+                            return err(w.span, "a built-in chain cannot be deleted", "here");
+                        }
+                        vec![w.s]
+                    }
+                    // Without a name: every user chain of the table.
+                    None => o
+                        .table
+                        .chains
+                        .iter()
+                        .filter(|c| c.base.is_none())
+                        .map(|c| c.name.clone())
+                        .collect(),
+                };
+                // iptables refuses to delete a chain a rule still jumps to.
+                let used = o.table.chains.iter().flat_map(|c| &c.rules).find_map(|r| match &r.action {
+                    Action::Jump(t) | Action::Goto(t) if gone.contains(t) => Some(t.clone()),
+                    _ => None,
+                });
+                if let Some(t) = used {
+                    return err(
+                        first.span.clone(),
+                        format!("chain {t} is still the target of a rule: iptables refuses to delete it"),
+                        "here",
+                    );
+                }
+                o.table.chains.retain(|c| !gone.contains(&c.name));
+                o.chain_index = o
+                    .table
+                    .chains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.clone(), i))
+                    .collect();
+                let table = o.table.name.clone();
+                let infos: Vec<usize> = o.infos.clone();
+                // Keep the indices of `infos` valid: mark, do not remove.
+                for i in infos {
+                    let c = &mut self.chains[i];
+                    if c.table == table && gone.contains(&c.chain) {
+                        c.chain.clear();
+                    }
+                }
+                Ok(())
+            }
+            "-E" | "--rename-chain" => {
+                let old = need_chain(&mut words)?;
+                let Some(new) = words.next() else {
+                    return err(old.span, "new chain name missing", "after this");
+                };
+                let ci = self.chain_index(&old)?;
+                let o = self.cur.as_mut().expect("checked above");
+                if o.chain_index.contains_key(&new.s) || !plain(&new.s) {
+                    return err(new.span, format!("cannot rename to `{}`", new.s), "here");
+                }
+                o.table.chains[ci].name = new.s.clone();
+                o.chain_index.remove(&old.s);
+                o.chain_index.insert(new.s.clone(), ci);
+                // Rules jump to the chain, not to its name.
+                for c in &mut o.table.chains {
+                    for r in &mut c.rules {
+                        if let Action::Jump(t) | Action::Goto(t) = &mut r.action {
+                            if *t == old.s {
+                                *t = new.s.clone();
+                            }
+                        }
+                    }
+                }
+                let table = o.table.name.clone();
+                for &i in &o.infos {
+                    let c = &mut self.chains[i];
+                    if c.table == table && c.chain == old.s {
+                        c.chain = new.s.clone();
+                    }
+                }
+                Ok(())
+            }
+            "-D" | "--delete" | "-R" | "--replace" => {
+                let chain = need_chain(&mut words)?;
+                let ci = self.chain_index(&chain)?;
+                let replace = matches!(cmd, "-R" | "--replace");
+                let num = words
+                    .peek()
+                    .and_then(|w| w.s.parse::<usize>().ok().map(|p| (p, w.span.clone())));
+                if num.is_some() {
+                    words.next();
+                }
+                let rest: Vec<Word> = words.collect();
+                let len = self.cur.as_ref().expect("checked above").table.chains[ci].rules.len();
+                let at = match (&num, replace) {
+                    (Some((p, span)), _) => {
+                        if *p == 0 || *p > len {
+                            return err(
+                                span.clone(),
+                                format!("chain {} has no rule {p}", chain.s),
+                                format!("it has {len}"),
+                            );
+                        }
+                        p - 1
+                    }
+                    (None, true) => {
+                        return err(chain.span, "`-R` needs a rule number", "after the chain")
+                    }
+                    (None, false) => {
+                        // `-D CHAIN RULE`: the first rule that is the same.
+                        let want: Vec<Rule> = self
+                            .rule_of(n, &rest, None, first.span.end)?
+                            .iter()
+                            .map(Rule::canonical)
+                            .collect();
+                        let o = self.cur.as_ref().expect("checked above");
+                        let rules = &o.table.chains[ci].rules;
+                        let found = (0..rules.len()).find(|&i| {
+                            i + want.len() <= rules.len()
+                                && rules[i..i + want.len()]
+                                    .iter()
+                                    .map(|r| Rule { counters: None, ..r.canonical() })
+                                    .eq(want.iter().map(|r| Rule { counters: None, ..r.clone() }))
+                        });
+                        let Some(i) = found else {
+                            return err(
+                                chain.span,
+                                format!("no such rule in chain {}", chain.s),
+                                "iptables-restore stops here",
+                            );
+                        };
+                        let o = self.cur.as_mut().expect("checked above");
+                        o.table.chains[ci].rules.drain(i..i + want.len());
+                        return Ok(());
+                    }
+                };
+                let new = if replace {
+                    self.rule_of(n, &rest, rule_counters, first.span.end)?
+                } else {
+                    Vec::new()
+                };
+                let o = self.cur.as_mut().expect("checked above");
+                o.table.chains[ci].rules.splice(at..at + 1, new);
+                Ok(())
+            }
             _ => err(
                 first.span.clone(),
                 format!("unexpected `{cmd}`"),
-                "expected `-A`, `-I`, `-N`, `-P`, `-F`, a `:CHAIN` line or `COMMIT`",
+                "expected `-A`, `-I`, `-D`, `-R`, `-N`, `-X`, `-E`, `-P`, `-F`, `-Z`, a `:CHAIN` line or `COMMIT`",
             ),
         }
+    }
+
+    /// The rule (or rules: alternatives split) that `words` spell in the open table.
+    fn rule_of(
+        &mut self,
+        n: usize,
+        words: &[Word],
+        counters: Option<Counters>,
+        line_end: usize,
+    ) -> Res<Vec<Rule>> {
+        let o = self.cur.as_mut().expect("checked by the caller");
+        let mut rp = RuleParser {
+            words,
+            i: 0,
+            chains: &o.chain_index,
+            v4: &mut o.v4,
+            v6: &mut o.v6,
+            matches: Vec::new(),
+            alternatives: Vec::new(),
+            action: None,
+            comment: None,
+            counters,
+            line_end,
+            module_prefix: String::new(),
+        };
+        rp.rule(n)
     }
 }
 
@@ -748,7 +947,7 @@ impl RuleParser<'_> {
         let mut rule = Rule::new(std::mem::take(&mut self.matches), action);
         rule.comment = self.comment.take();
         rule.counters = self.counters;
-        rule.origin = Some(Origin { line });
+        rule.origin = Some(Origin { line, file: 0 });
         let mut rules = vec![rule];
         // iptables adds one rule per address, source outer, destination inner.
         for (idx, alts) in std::mem::take(&mut self.alternatives) {
@@ -1967,7 +2166,7 @@ mod tests {
             ]
         );
         assert_eq!(r.action, Action::Accept);
-        assert_eq!(r.origin, Some(Origin { line: 4 }));
+        assert_eq!(r.origin, Some(Origin { line: 4, file: 0 }));
     }
 
     #[test]
@@ -2285,6 +2484,70 @@ mod tests {
             (b(1, 0).kind, b(1, 0).priority),
             (ChainType::Nat, priority::SRCNAT)
         );
+    }
+
+    /// iptables-restore's other commands (checked against iptables-restore
+    /// 1.8.9 in a namespace: -D by number and by rule, -X, -Z load there;
+    /// -E and -R as iptables-legacy runs them).
+    #[test]
+    fn delete_replace_rename_and_zero_change_the_ruleset() {
+        let p = parse(
+            "c.rules",
+            "*filter\n:INPUT DROP [0:0]\n:OLD - [0:0]\n:GONE - [0:0]\n\
+             -A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT\n\
+             -A INPUT -p tcp -m tcp --dport 443 -j ACCEPT\n-A INPUT -j OLD\n\
+             -D INPUT -p tcp -m tcp --dport 80 -j ACCEPT\n-R INPUT 2 -p tcp -m tcp --dport 8443 -j ACCEPT\n\
+             -E OLD NEW\n-X GONE\n-Z\n-D INPUT 1\nCOMMIT\n",
+        )
+        .unwrap();
+        let t = &p.ruleset.tables[0];
+        let names: Vec<&str> = t.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["INPUT", "NEW"]);
+        let r = &t.chains[0].rules;
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0].origin.unwrap().line, 10);
+        assert_eq!(r[1].action, Action::Jump("NEW".into()));
+        assert!(p
+            .chains
+            .iter()
+            .all(|c| c.chain != "GONE" && c.chain != "OLD"));
+        for (text, line) in [
+            ("*filter\n:INPUT ACCEPT [0:0]\n-D INPUT 1\nCOMMIT\n", 3),
+            (
+                "*filter\n:INPUT ACCEPT [0:0]\n-D INPUT -j DROP\nCOMMIT\n",
+                3,
+            ),
+            (
+                "*filter\n:INPUT ACCEPT [0:0]\n:U - [0:0]\n-A INPUT -j U\n-X U\nCOMMIT\n",
+                5,
+            ),
+            ("*filter\n:INPUT ACCEPT [0:0]\n-X INPUT\nCOMMIT\n", 3),
+            (
+                "*filter\n:INPUT ACCEPT [0:0]\n-R INPUT -j DROP\nCOMMIT\n",
+                3,
+            ),
+        ] {
+            let e = parse("c", text).unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn text_outside_tables_is_skipped_with_a_warning() {
+        let p = parse(
+            "p.txt",
+            "root@h:~# iptables-save\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\nroot@h:~# ip6tables-save\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 2001:db8::1 -j DROP\nCOMMIT\nThat is all.\n",
+        )
+        .unwrap();
+        assert_eq!(p.ruleset.tables.len(), 2);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("p.txt:1: skipped `root@h:~# iptables-save`"));
+        assert!(p.warnings[2].starts_with("p.txt:10: skipped `That is all.`"));
+        // Inside a table the same text is an error, and so is a rule outside one.
+        let e = parse("p", "*filter\nhello\nCOMMIT\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("p", ":INPUT ACCEPT [0:0]\n").unwrap_err();
+        assert_eq!(e.line, 1);
     }
 
     #[test]

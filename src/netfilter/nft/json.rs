@@ -221,7 +221,7 @@ pub fn parse_json(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
             for r in &mut c.rules {
                 if let Some(o) = r.origin.as_mut() {
                     if let Some(&h) = line_origin.get(&o.line) {
-                        *o = Origin { line: h };
+                        *o = Origin { line: h, file: 0 };
                     }
                 }
             }
@@ -562,7 +562,7 @@ mod tests {
                 Match::DPort(vec![PortRange::single(10080), PortRange::new(50000, 50100)]),
             ]
         );
-        assert_eq!(r.origin, Some(Origin { line: 7 }));
+        assert_eq!(r.origin, Some(Origin { line: 7, file: 0 }));
         assert_eq!(
             r.counters,
             Some(Counters {

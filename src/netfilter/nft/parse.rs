@@ -21,19 +21,43 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::diag::InputError;
 use crate::model::{PortRange, Proto};
+use crate::netfilter::iptables::SKIPPED_SHOWN;
 use crate::netfilter::names;
 use crate::netfilter::*;
 
-/// Parse one file. `file` names it in errors.
+mod pre;
+
+pub use pre::Includes;
+
+/// Parse one file from memory. `file` names it in errors. An `include` is
+/// not followed (there are no files to read it from): it is skipped with a
+/// warning. [`parse_with`] follows includes.
 pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
-    let toks = match lex(text) {
+    parse_with(file, text, &Includes::none())
+}
+
+/// Parse one file, following `include` as `inc` says. Each rule's
+/// [`Origin`] and each chain's [`ChainInfo`] name the file they were written
+/// in: 0 for `file`, k for `Parsed::includes[k - 1]`.
+pub fn parse_with(file: &str, text: &str, inc: &Includes) -> Result<Parsed, Box<InputError>> {
+    let mut pre = pre::Pre::new(file, text, inc);
+    let toks = match pre.run() {
         Ok(t) => t,
-        Err(e) => return Err(error(file, text, e)),
+        Err(e) => return Err(pre.error(e)),
     };
     let mut p = Parser {
+        texts: pre
+            .sources
+            .iter()
+            .map(|s| (Arc::clone(&s.text), s.base))
+            .collect(),
+        trailing_plain: None,
+        skipped: 0,
+        first_skipped: None,
+        warnings: Vec::new(),
         toks,
         i: 0,
-        text,
+        eof: text.len(),
         tables: Vec::new(),
         chains: Vec::new(),
     };
@@ -43,25 +67,33 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
                 tables: p.tables.into_iter().map(|t| t.table).collect(),
             },
             chains: p.chains,
+            warnings: std::mem::take(&mut pre.warnings)
+                .into_iter()
+                .chain(p.warnings.iter().map(|(f, l, m)| match l {
+                    0 => format!("{}: {m}", pre.path(*f)),
+                    _ => format!("{}:{l}: {m}", pre.path(*f)),
+                }))
+                .collect(),
+            includes: pre
+                .sources
+                .iter()
+                .skip(1)
+                .map(|s| Source {
+                    path: s.path.clone(),
+                    text: s.text.to_string(),
+                })
+                .collect(),
         }),
-        Err(e) => Err(error(file, text, e)),
+        Err(e) => Err(pre.error(e)),
     }
-}
-
-fn error(file: &str, text: &str, e: Error) -> Box<InputError> {
-    Box::new(InputError::new(
-        file,
-        &Arc::new(text.to_string()),
-        e.span,
-        e.message,
-        e.label,
-    ))
 }
 
 struct Error {
     span: Range<usize>,
     message: String,
     label: String,
+    /// An error already made elsewhere (bad UTF-8 in an included file).
+    ready: Option<Box<InputError>>,
 }
 
 type Res<T> = Result<T, Error>;
@@ -71,6 +103,7 @@ fn err<T>(span: Range<usize>, message: impl Into<String>, label: impl Into<Strin
         span,
         message: message.into(),
         label: label.into(),
+        ready: None,
     })
 }
 
@@ -93,6 +126,10 @@ struct T {
     span: Range<usize>,
     /// 1-based, counted once by the lexer (a scan per rule would be quadratic).
     line: usize,
+    /// Which source the token was written in: 0 the file parsed, k its
+    /// `k`th included file (see [`Sources`]). `span` is in that source's
+    /// slice of the shared offset space.
+    file: usize,
 }
 
 impl T {
@@ -114,7 +151,17 @@ impl T {
     }
 }
 
-fn lex(text: &str) -> Res<Vec<T>> {
+/// The tokens of `text`, with spans shifted by `base` (its place in the
+/// offset space all sources share) and tagged with source `file`.
+fn lex(text: &str, base: usize, file: usize) -> Res<Vec<T>> {
+    let mut out = lex_local(text, file)?;
+    for t in &mut out {
+        t.span = t.span.start + base..t.span.end + base;
+    }
+    Ok(out)
+}
+
+fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let mut i = 0;
@@ -125,6 +172,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
             tok,
             span: i..i + 1,
             line,
+            file,
         };
         match c {
             b'\n' => {
@@ -153,6 +201,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                 tok: Tok::Word((c as char).to_string()),
                 span: i..i + 1,
                 line,
+                file,
             }),
             b'"' => {
                 let start = i;
@@ -166,6 +215,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                     tok: Tok::Str(text[i + 1..i + 1 + len].to_string()),
                     span: start..i + len + 2,
                     line,
+                    file,
                 });
                 i += len + 2;
                 continue;
@@ -179,6 +229,7 @@ fn lex(text: &str) -> Res<Vec<T>> {
                     tok: Tok::Word(text[start..i].to_string()),
                     span: start..i,
                     line,
+                    file,
                 });
                 continue;
             }
@@ -195,6 +246,8 @@ struct SetDef {
     key: Vec<String>,
     /// Each element's key tokens, and the value tokens for maps.
     elements: Vec<(Vec<T>, Vec<T>)>,
+    /// A rule read its elements (they are inlined): later additions miss it.
+    used: bool,
 }
 
 struct OpenTable {
@@ -203,10 +256,21 @@ struct OpenTable {
     chain_index: HashMap<String, usize>,
 }
 
-struct Parser<'a> {
+struct Parser {
+    /// Each source's text and base offset, to quote a skipped line as written.
+    texts: Vec<(Arc<String>, usize)>,
+    /// Whether everything after the last command is plain text (known once asked).
+    trailing_plain: Option<bool>,
+    /// Lines skipped as pasted text (the first few are named).
+    skipped: usize,
+    first_skipped: Option<Range<usize>>,
+    /// (source, line, message): what was skipped, formatted with the
+    /// source's path at the end.
+    warnings: Vec<(usize, usize, String)>,
     toks: Vec<T>,
     i: usize,
-    text: &'a str,
+    /// Where the main file ends, for "file ends" errors.
+    eof: usize,
     tables: Vec<OpenTable>,
     chains: Vec<ChainInfo>,
 }
@@ -289,7 +353,7 @@ const KEYWORDS: &[&str] = &[
     "xt",
 ];
 
-impl Parser<'_> {
+impl Parser {
     fn peek(&self) -> Option<&T> {
         self.toks.get(self.i)
     }
@@ -299,7 +363,7 @@ impl Parser<'_> {
     }
 
     fn eof_span(&self) -> Range<usize> {
-        self.text.len()..self.text.len()
+        self.eof..self.eof
     }
 
     fn span(&self) -> Range<usize> {
@@ -379,13 +443,244 @@ impl Parser<'_> {
         self.tables.len() - 1
     }
 
+    /// `[FAMILY] TABLE` of a table that exists.
+    fn existing_table(&mut self) -> Res<usize> {
+        let (family, table, span) = self.family_and_name()?;
+        match self
+            .tables
+            .iter()
+            .position(|t| t.table.family == family && t.table.name == table)
+        {
+            Some(ti) => Ok(ti),
+            None => err(
+                span,
+                format!("no table {} {table}", family.name()),
+                "add the table first",
+            ),
+        }
+    }
+
+    /// `CHAIN` of table `ti` that exists: its index and the table's name.
+    fn existing_chain(&mut self, ti: usize) -> Res<(usize, String)> {
+        let (chain, cspan) = self.expect_word("a chain name")?;
+        let table = self.tables[ti].table.name.clone();
+        match self.tables[ti].chain_index.get(&chain) {
+            Some(&ci) => Ok((ci, table)),
+            None => err(cspan, format!("no chain {chain} in table {table}"), "here"),
+        }
+    }
+
+    fn remove_chain(&mut self, ti: usize, ci: usize) {
+        let t = &mut self.tables[ti];
+        let name = t.table.chains.remove(ci).name;
+        t.chain_index = t
+            .table
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let (fam, tname) = (t.table.family, t.table.name.clone());
+        self.chains
+            .retain(|c| !(c.family == fam && c.table == tname && c.chain == name));
+    }
+
+    fn warn(&mut self, file: usize, line: usize, msg: String) {
+        self.warnings.push((file, line, msg));
+    }
+
+    /// `add element [FAMILY] TABLE SET { E, ... }`.
+    fn add_elements(
+        &mut self,
+        ti: usize,
+        name: &str,
+        nspan: Range<usize>,
+        toks: &[T],
+        (file, line): (usize, usize),
+    ) -> Res<()> {
+        let (Some(open), Some(last)) = (toks.first(), toks.last()) else {
+            return err(nspan, "expected `{ ELEMENT, ... }`", "after the set name");
+        };
+        if open.tok != Tok::Open || last.tok != Tok::Close {
+            return err(open.span.clone(), "expected `{ ELEMENT, ... }`", "here");
+        }
+        let t = &mut self.tables[ti];
+        let Some(def) = t.sets.get_mut(name) else {
+            return err(nspan, format!("no set `{name}` in this table"), "here");
+        };
+        let new: Vec<(Vec<T>, Vec<T>)> = split_commas(&toks[1..toks.len() - 1])
+            .iter()
+            .map(|e| split_map_elem(e))
+            .collect();
+        if let Some(named) = t.table.sets.iter_mut().find(|s| s.name == name) {
+            for (k, _) in &new {
+                match k.as_slice() {
+                    [e] => match e.word().and_then(v4_nets) {
+                        Some(n) => named.elements.extend(n),
+                        None => {
+                            return err(
+                                e.span.clone(),
+                                "expected an IPv4 address or prefix",
+                                "in an ipv4_addr set",
+                            )
+                        }
+                    },
+                    _ => {
+                        return err(
+                            open.span.clone(),
+                            "expected an IPv4 address or prefix",
+                            "in an ipv4_addr set",
+                        )
+                    }
+                }
+            }
+        }
+        def.elements.extend(new);
+        if def.used {
+            self.warn(
+                file,
+                line,
+                format!("elements added to @{name} after rules that use it: those rules were read with the elements it had then"),
+            );
+        }
+        Ok(())
+    }
+
+    fn flush_set(&mut self, ti: usize, name: &str, nspan: Range<usize>) -> Res<()> {
+        let t = &mut self.tables[ti];
+        let Some(def) = t.sets.get_mut(name) else {
+            return err(nspan, format!("no set `{name}` in this table"), "here");
+        };
+        def.elements.clear();
+        if let Some(named) = t.table.sets.iter_mut().find(|s| s.name == name) {
+            named.elements.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether the line from token `i` on has no braces: text such as a
+    /// shell prompt, not the start of a block.
+    fn plain_line(&self, i: usize) -> bool {
+        self.toks[i..]
+            .iter()
+            .take_while(|t| t.tok != Tok::Nl)
+            .all(|t| !matches!(t.tok, Tok::Open | Tok::Close))
+    }
+
+    /// A pasted dump: a line before the first command, or any line after the
+    /// last one, that is no command and opens no block is what a terminal
+    /// copy brings along (the prompt, a sentence). Skipped with a warning.
+    fn skip_pasted(&mut self, start: usize, seen_command: bool) -> bool {
+        let rest_plain = || {
+            let mut k = start;
+            while k < self.toks.len() {
+                if !self.plain_line(k) {
+                    return false;
+                }
+                while k < self.toks.len() && self.toks[k].tok != Tok::Nl {
+                    k += 1;
+                }
+                k += 1;
+            }
+            true
+        };
+        if !self.plain_line(start) {
+            return false;
+        }
+        if seen_command {
+            // Asked once: every later line is in the same trailing text.
+            let plain = match self.trailing_plain {
+                Some(p) => p,
+                None => {
+                    let p = rest_plain();
+                    self.trailing_plain = Some(p);
+                    p
+                }
+            };
+            if !plain {
+                return false;
+            }
+        }
+        let mut end = start;
+        while end < self.toks.len() && self.toks[end].tok != Tok::Nl {
+            end += 1;
+        }
+        let t = &self.toks[start];
+        let (file, line) = (t.file, t.line);
+        let raw = self
+            .texts
+            .get(file)
+            .and_then(|(x, base)| {
+                let at = t.span.start.checked_sub(*base)?;
+                let from = x.get(..at)?.rfind('\n').map_or(0, |k| k + 1);
+                let to = x.get(at..)?.find('\n').map_or(x.len(), |k| at + k);
+                x.get(from..to).map(|l| l.trim().to_string())
+            })
+            .unwrap_or_else(|| tok_text(&self.toks[start..end]));
+        if self.first_skipped.is_none() {
+            self.first_skipped = Some(t.span.clone());
+        }
+        self.i = end;
+        self.skipped += 1;
+        if self.skipped > SKIPPED_SHOWN {
+            return true;
+        }
+        let shown: String = raw.chars().take(60).collect();
+        self.warn(
+            file,
+            line,
+            format!("skipped `{shown}`: not an nft command (text pasted around the ruleset?)"),
+        );
+        true
+    }
+
     fn file(&mut self) -> Res<()> {
+        let mut seen_command = false;
         loop {
             self.skip_seps();
-            let Some(t) = self.next() else { return Ok(()) };
+            let Some(t) = self.next() else {
+                // Nothing but text: no ruleset at all, say so at its start.
+                if let (false, Some(at)) = (seen_command, self.first_skipped.clone()) {
+                    return err(
+                        at,
+                        "no nft command in the file",
+                        "expected an nft command: `table`, `add rule`, `flush ruleset`, `define`, `include`...",
+                    );
+                }
+                if self.skipped > SKIPPED_SHOWN {
+                    let more = self.skipped - SKIPPED_SHOWN;
+                    self.warn(0, 0, format!("{more} more lines of pasted text skipped"));
+                }
+                return Ok(());
+            };
             let Some(w) = t.word().map(str::to_string) else {
+                if self.skip_pasted(self.i - 1, seen_command) {
+                    continue;
+                }
                 return err(t.span, "expected a command such as `table`", "here");
             };
+            let known = matches!(
+                w.as_str(),
+                "table"
+                    | "add"
+                    | "create"
+                    | "insert"
+                    | "replace"
+                    | "delete"
+                    | "destroy"
+                    | "flush"
+                    | "rename"
+                    | "list"
+                    | "reset"
+                    | "describe"
+                    | "monitor"
+                    | "export"
+                    | "get"
+            );
+            if !known && self.skip_pasted(self.i - 1, seen_command) {
+                continue;
+            }
+            seen_command = true;
             match w.as_str() {
                 "table" | "add" | "create" if w == "table" || self.at("table") => {
                     if w != "table" {
@@ -421,32 +716,123 @@ impl Parser<'_> {
                 }
                 "add" | "insert" if self.at("rule") => {
                     self.i += 1;
-                    let (family, table, span) = self.family_and_name()?;
-                    let Some(ti) = self
-                        .tables
-                        .iter()
-                        .position(|t| t.table.family == family && t.table.name == table)
-                    else {
-                        return err(span, format!("no table {table}"), "add the table first");
-                    };
-                    let (chain, cspan) = self.expect_word("a chain name")?;
-                    let Some(&ci) = self.tables[ti].chain_index.get(&chain) else {
-                        return err(cspan, format!("no chain {chain} in table {table}"), "here");
-                    };
+                    let ti = self.existing_table()?;
+                    let (ci, table) = self.existing_chain(ti)?;
+                    // `index N` is a place in the chain; `position H` /
+                    // `handle H` name a kernel handle a script cannot know.
+                    let mut at = None;
+                    if let (Some(k @ ("index" | "position" | "handle")), Some(n)) = (
+                        self.peek().and_then(T::word).map(str::to_string).as_deref(),
+                        self.toks
+                            .get(self.i + 1)
+                            .and_then(T::word)
+                            .and_then(|n| n.parse::<usize>().ok()),
+                    ) {
+                        let line = t.line;
+                        self.i += 2;
+                        if k == "index" {
+                            at = Some(n);
+                        } else {
+                            self.warn(
+                                t.file,
+                                line,
+                                format!("`{w} rule ... {k} {n}`: rule handles are not known here; the rule is put at the chain's {}", if w == "insert" { "start" } else { "end" }),
+                            );
+                        }
+                    }
                     let toks = self.statement_tokens()?;
+                    if toks.is_empty() {
+                        return err(t.span, format!("`{w} rule` needs a rule for chain {table}"), "here");
+                    }
                     let rules = self.rule(ti, &toks)?;
                     let c = &mut self.tables[ti].table.chains[ci];
-                    if w == "insert" {
-                        c.rules.splice(0..0, rules);
-                    } else {
-                        c.rules.extend(rules);
+                    let len = c.rules.len();
+                    let pos = match (w.as_str(), at) {
+                        ("insert", None) => 0,
+                        ("insert", Some(n)) => n.min(len),
+                        (_, None) => len,
+                        (_, Some(n)) => (n + 1).min(len),
+                    };
+                    c.rules.splice(pos..pos, rules);
+                }
+                "add" | "create" if self.at("chain") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let at = self.peek().map_or((0, 0), |t| (t.line, t.file));
+                    let (name, _) = self.expect_word("a chain name")?;
+                    let ci = self.declare_chain(ti, name, at);
+                    if self.peek().is_some_and(|t| t.tok == Tok::Open) {
+                        self.i += 1;
+                        self.chain_body(ti, ci)?;
                     }
+                }
+                "add" | "create" if self.at("set") || self.at("map") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let (name, _) = self.expect_word("a set name")?;
+                    self.expect(Tok::Open, "`{`")?;
+                    self.set(ti, name)?;
+                }
+                "add" | "create" if self.at("element") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let (name, nspan) = self.expect_word("a set name")?;
+                    let toks = self.statement_tokens()?;
+                    self.add_elements(ti, &name, nspan, &toks, (t.file, t.line))?;
+                }
+                "flush" if self.at("table") || self.at("chain") || self.at("set") || self.at("map") => {
+                    let what = self.next().and_then(|t| t.word().map(str::to_string)).expect("checked");
+                    let ti = self.existing_table()?;
+                    match what.as_str() {
+                        "table" => {
+                            for c in &mut self.tables[ti].table.chains {
+                                c.rules.clear();
+                            }
+                        }
+                        "chain" => {
+                            let (ci, _) = self.existing_chain(ti)?;
+                            self.tables[ti].table.chains[ci].rules.clear();
+                        }
+                        _ => {
+                            let (name, nspan) = self.expect_word("a set name")?;
+                            self.flush_set(ti, &name, nspan)?;
+                        }
+                    }
+                }
+                "delete" | "destroy" if self.at("chain") => {
+                    self.i += 1;
+                    let ti = self.existing_table()?;
+                    let (name, span) = self.expect_word("a chain name")?;
+                    match self.tables[ti].chain_index.get(&name).copied() {
+                        Some(ci) => self.remove_chain(ti, ci),
+                        None if w == "destroy" => {}
+                        None => {
+                            return err(span, format!("no chain {name} to delete"), "here")
+                        }
+                    }
+                }
+                // Read-only commands change nothing that decides a packet's fate.
+                "list" | "reset" | "describe" | "monitor" | "export" | "get" => {
+                    self.statement_tokens()?;
+                }
+                // Valid nft commands amwall does not model: skipped, and said so.
+                "add" | "create" | "insert" | "replace" | "delete" | "destroy" | "flush"
+                | "rename" => {
+                    let toks = self.statement_tokens()?;
+                    let mut all = vec![t.clone()];
+                    all.extend(toks);
+                    let shown: String = tok_text(&all).chars().take(60).collect();
+                    self.warn(
+                        t.file,
+                        t.line,
+                        format!("`{shown}` is not modelled: the ruleset nft loads may differ here"),
+                    );
                 }
                 _ => {
                     return err(
                         t.span,
                         format!("unexpected `{w}`"),
-                        "expected `table`, `delete table`, `flush ruleset` or `add rule`",
+                        "expected an nft command: `table`, `add rule`, `flush ruleset`, `define`, `include`...",
                     )
                 }
             }
@@ -502,10 +888,10 @@ impl Parser<'_> {
             };
             match w.as_str() {
                 "chain" => {
-                    let line = self.peek().map_or(0, |t| t.line);
+                    let at = self.peek().map_or((0, 0), |t| (t.line, t.file));
                     let (name, _) = self.expect_word("a chain name")?;
                     self.expect(Tok::Open, "`{`")?;
-                    self.chain(ti, name, line)?;
+                    self.chain(ti, name, at)?;
                 }
                 "set" | "map" => {
                     let (name, _) = self.expect_word("a set name")?;
@@ -529,12 +915,18 @@ impl Parser<'_> {
                     let open = self.expect(Tok::Open, "`{`")?;
                     self.skip_block(open)?;
                 }
+                // An object kind amwall does not know (`tunnel`, newer ones):
+                // kept out of the IR, and said so, rather than refusing the file.
                 _ => {
-                    return err(
-                        t.span,
-                        format!("unexpected `{w}` in a table"),
-                        "expected `chain`, `set`, `map` or `ct helper`",
-                    )
+                    let toks = self.statement_tokens()?;
+                    let mut all = vec![t.clone()];
+                    all.extend(toks);
+                    let shown: String = tok_text(&all).chars().take(60).collect();
+                    self.warn(
+                        t.file,
+                        t.line,
+                        format!("`{shown}` in a table is not modelled: skipped"),
+                    );
                 }
             }
         }
@@ -605,6 +997,7 @@ impl Parser<'_> {
         let mut def = SetDef {
             key: vec![],
             elements: vec![],
+            used: false,
         };
         loop {
             self.skip_seps();
@@ -668,8 +1061,14 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn chain(&mut self, ti: usize, name: String, line: usize) -> Res<()> {
-        let ci = match self.tables[ti].chain_index.get(&name) {
+    fn chain(&mut self, ti: usize, name: String, at: (usize, usize)) -> Res<()> {
+        let ci = self.declare_chain(ti, name, at);
+        self.chain_body(ti, ci)
+    }
+
+    /// The chain's index in table `ti`, declared here if new.
+    fn declare_chain(&mut self, ti: usize, name: String, (line, file): (usize, usize)) -> usize {
+        match self.tables[ti].chain_index.get(&name) {
             Some(&i) => i,
             None => {
                 let t = &mut self.tables[ti];
@@ -684,11 +1083,15 @@ impl Parser<'_> {
                     table: t.table.name.clone(),
                     chain: name,
                     line,
+                    file,
                     counters: None,
                 });
                 t.table.chains.len() - 1
             }
-        };
+        }
+    }
+
+    fn chain_body(&mut self, ti: usize, ci: usize) -> Res<()> {
         loop {
             self.skip_seps();
             let Some(t) = self.peek().cloned() else {
@@ -767,6 +1170,22 @@ impl Parser<'_> {
         if self.at("device") {
             self.i += 1;
             self.expect_word("a device")?;
+        } else if self.at("devices") {
+            // `devices = { eth0, eth1 }` (netdev, nft >= 0.9.7)
+            self.i += 1;
+            if self.at("=") {
+                self.i += 1;
+            }
+            match self.peek().map(|t| t.tok.clone()) {
+                Some(Tok::Open) => {
+                    let open = self.span();
+                    self.i += 1;
+                    self.skip_block(open)?;
+                }
+                _ => {
+                    self.expect_word("a device list")?;
+                }
+            }
         }
         let (w, wspan) = self.expect_word("`priority`")?;
         if w != "priority" {
@@ -779,6 +1198,7 @@ impl Parser<'_> {
             }),
             message: "bad priority".into(),
             label: "expected a number or a name such as filter, filter + 10".into(),
+            ready: None,
         })?;
         let mut policy = Policy::Accept;
         if self.peek().is_some_and(|t| t.tok == Tok::Semi) {
@@ -798,8 +1218,17 @@ impl Parser<'_> {
     }
 
     /// One rule line, possibly several IR rules (a verdict map).
-    fn rule(&self, ti: usize, toks: &[T]) -> Res<Vec<Rule>> {
-        let line = toks[0].line;
+    fn rule(&mut self, ti: usize, toks: &[T]) -> Res<Vec<Rule>> {
+        let (line, file) = (toks[0].line, toks[0].file);
+        // Sets other than IPv4 address sets are inlined: note which were read.
+        let t = &mut self.tables[ti];
+        for name in toks.iter().filter_map(|t| t.word()?.strip_prefix('@')) {
+            if !t.table.sets.iter().any(|s| s.name == name) {
+                if let Some(d) = t.sets.get_mut(name) {
+                    d.used = true;
+                }
+            }
+        }
         let cx = RuleCx {
             sets: &self.tables[ti].sets,
             named_v4: &self.tables[ti].table.sets,
@@ -809,7 +1238,7 @@ impl Parser<'_> {
             toks,
             i: 0,
             out: Vec::new(),
-            cur: Rule::new(vec![], Action::Continue).at_line(line),
+            cur: Rule::new(vec![], Action::Continue).at(line, file),
             vmap: None,
         };
         rp.run()?;
@@ -2551,7 +2980,7 @@ mod tests {
             (r.action, r.comment.as_deref()),
             (Action::Accept, Some("x y"))
         );
-        assert_eq!(r.origin, Some(Origin { line: 8 }));
+        assert_eq!(r.origin, Some(Origin { line: 8, file: 0 }));
     }
 
     #[test]
@@ -2722,6 +3151,254 @@ mod tests {
         let p = parse("t", "#!/usr/sbin/nft -f\ntable ip a\ndelete table ip a\ntable ip a {\n\tchain c {\n\t\taccept\n\t}\n}\nadd rule ip a c drop\n").unwrap();
         assert_eq!(p.ruleset.tables.len(), 1);
         assert_eq!(p.ruleset.tables[0].chains[0].rules.len(), 2);
+    }
+
+    /// `define`/`$var` as nft 1.0.6 reads them (each case checked with `nft -c -f`).
+    #[test]
+    fn variables_are_replaced_where_they_are_used() {
+        let p = parse(
+            "v.nft",
+            "define lan = { 192.0.2.0/24, 198.51.100.7 }\ndefine amanda=10080\ndefine ifs = { \"eth0\", \"eth1\" }\n\
+             table inet f {\n\tdefine local = 203.0.113.1\n\tchain c {\n\t\ttype filter hook input priority filter; policy drop;\n\
+             \t\tiifname $ifs ip saddr $lan tcp dport $amanda accept\n\
+             \t\tip saddr { $lan, $local } udp dport $amanda accept\n\t\tjump $target\n\t}\n\tchain d {\n\t}\n}\n"
+                .replace("$target", "d")
+                .as_str(),
+        )
+        .unwrap();
+        let r = &p.ruleset.tables[0].chains[0].rules;
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(r[0].unknown_count(), 0, "{r:?}");
+        assert_eq!(r[0].origin, Some(Origin { line: 8, file: 0 }));
+        assert_eq!(
+            r[0].matches[1],
+            Match::AnyOf(vec![
+                vec![Match::Src(net("192.0.2.0/24"))],
+                vec![Match::Src(net("198.51.100.7"))]
+            ])
+        );
+        assert_eq!(
+            r[0].matches[3],
+            Match::DPort(vec![PortRange::single(10080)])
+        );
+        // A set value inside an anonymous set merges into it.
+        assert_eq!(
+            r[1].matches[0],
+            Match::AnyOf(vec![
+                vec![Match::Src(net("192.0.2.0/24"))],
+                vec![Match::Src(net("198.51.100.7"))],
+                vec![Match::Src(net("203.0.113.1"))]
+            ])
+        );
+        // redefine reaches later uses only, also through another variable.
+        let p = parse(
+            "v.nft",
+            "define p = 22\nredefine p = 23\ndefine q = $p\nredefine p = 24\nundefine nothing\n\
+             table ip t {\n\tchain c {\n\t\ttcp dport $q accept\n\t\ttcp dport $p accept\n\t}\n}\n",
+        )
+        .unwrap();
+        let r = &p.ruleset.tables[0].chains[0].rules;
+        assert_eq!(r[0].matches[1], Match::DPort(vec![PortRange::single(23)]));
+        assert_eq!(r[1].matches[1], Match::DPort(vec![PortRange::single(24)]));
+    }
+
+    #[test]
+    fn variable_errors_are_nfts() {
+        // Unknown at its name, as nft's "unknown identifier".
+        let e = parse(
+            "v",
+            "table ip t {\n\tchain c {\n\t\ttcp dport $nope accept\n\t}\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (3, 14));
+        assert!(e.message.contains("unknown identifier 'nope'"), "{e}");
+        // A define is local to its block.
+        let e = parse(
+            "v",
+            "table ip t {\n\tdefine p = 22\n}\ntable ip u {\n\tchain c {\n\t\ttcp dport $p accept\n\t}\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6);
+        // Defined twice, also from an inner block.
+        let e = parse("v", "define p = 1\ntable ip t {\n\tdefine p = 2\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 9));
+        assert!(e.message.contains("redefinition"), "{e}");
+        // undefine removes it for what follows.
+        let e = parse(
+            "v",
+            "define p = 1\nundefine p\ntable ip t {\n\tchain c {\n\t\ttcp dport $p accept\n\t}\n}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 5);
+        let e = parse("v", "define p =\ntable ip t {\n}\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = parse("v", "define c = x\ntable ip $c {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 10));
+        // Defines that double at every step stop at a bound, not in memory.
+        let mut t = String::from("define a0 = { 1, 2 }\n");
+        for k in 1..40 {
+            t.push_str(&format!("define a{k} = {{ $a{}, $a{} }}\n", k - 1, k - 1));
+        }
+        let e = parse("v", &t).unwrap_err();
+        assert!(e.message.contains("tokens"), "{e}");
+    }
+
+    #[test]
+    fn includes_are_spliced_in_and_rules_keep_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("rules.d")).unwrap();
+        std::fs::write(d.join("defs.nft"), "define amanda = 10080\n").unwrap();
+        std::fs::write(d.join("rules.d/10-a.nft"), "tcp dport $amanda accept\n").unwrap();
+        std::fs::write(d.join("rules.d/20-b.nft"), "udp dport $amanda accept").unwrap();
+        std::fs::write(d.join("rules.d/.hidden.nft"), "drop\n").unwrap();
+        std::fs::create_dir(d.join("rules.d/sub.nft")).unwrap();
+        let main = format!(
+            "include \"defs.nft\"\ntable ip t {{\n\tchain c {{\n\t\tinclude \"{}/rules.d/*.nft\"\n\t\tinclude \"{}/none/*.nft\"\n\t\tdrop\n\t}}\n}}\n",
+            d.display(),
+            d.display()
+        );
+        let inc = Includes {
+            dirs: vec![d.to_path_buf()],
+            follow: true,
+        };
+        let p = parse_with("main.nft", &main, &inc).unwrap();
+        let r = &p.ruleset.tables[0].chains[0].rules;
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(p.includes.len(), 3);
+        assert!(p.includes[1].path.ends_with("10-a.nft"));
+        assert_eq!(r[0].origin, Some(Origin { line: 1, file: 2 }));
+        assert_eq!(r[1].origin, Some(Origin { line: 1, file: 3 }));
+        assert_eq!(r[2].origin, Some(Origin { line: 6, file: 0 }));
+        assert_eq!(
+            r[1].matches[1],
+            Match::DPort(vec![PortRange::single(10080)])
+        );
+        // Not followed without files: skipped with a warning.
+        let p = parse("main.nft", "include \"x.nft\"\ntable ip t {\n}\n").unwrap();
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("main.nft:1: include \"x.nft\" not followed"));
+        // A plain name is looked up in the include path, not beside the file.
+        let e = parse_with(
+            "main.nft",
+            "include \"defs.nft\"\n",
+            &Includes::nft_default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("not found in the include path (/etc)"),
+            "{e}"
+        );
+        // A cycle names its chain; an error inside an include names that file.
+        std::fs::write(
+            d.join("a.nft"),
+            format!("include \"{}/b.nft\"\n", d.display()),
+        )
+        .unwrap();
+        std::fs::write(d.join("b.nft"), "table ip t {\n}\ninclude \"a.nft\"\n").unwrap();
+        let e = parse_with("main.nft", "include \"a.nft\"\n", &inc).unwrap_err();
+        assert!(e.message.contains("include cycle:"), "{e}");
+        assert!(e.message.contains("a.nft includes"), "{e}");
+        assert!(e.file.ends_with("b.nft") && e.line == 3, "{e}");
+        std::fs::write(
+            d.join("bad.nft"),
+            "table ip t {\n\tchain c {\n\t\ttcp dport $x accept\n",
+        )
+        .unwrap();
+        let e = parse_with("main.nft", "include \"bad.nft\"\n", &inc).unwrap_err();
+        assert!(e.file.ends_with("bad.nft") && e.line == 3, "{e}");
+        // Each file included twice per level: bounded.
+        for k in 0..30 {
+            std::fs::write(
+                d.join(format!("x{k}.nft")),
+                format!("include \"x{}.nft\"\ninclude \"x{}.nft\"\n", k + 1, k + 1),
+            )
+            .unwrap();
+        }
+        std::fs::write(d.join("x30.nft"), "define z = 1\nundefine z\n").unwrap();
+        let e = parse_with("main.nft", "include \"x0.nft\"\n", &inc).unwrap_err();
+        assert!(
+            e.message.contains("nested too deeply") || e.message.contains("tokens"),
+            "{e}"
+        );
+    }
+
+    /// Valid nft that used to stop the parse: read when it shapes the
+    /// ruleset, skipped with a FILE:LINE warning when amwall does not model it.
+    #[test]
+    fn valid_commands_are_read_or_skipped_never_refused() {
+        let p = parse(
+            "s.nft",
+            "table ip t {\n}\nadd chain ip t c { type filter hook input priority 0; policy drop; }\n\
+             add set ip t s { type ipv4_addr; }\nadd element ip t s { 192.0.2.1, 198.51.100.0/24 }\n\
+             add rule ip t c ip saddr @s accept\nadd rule ip t c drop\nadd rule t c index 0 counter\n\
+             insert rule ip t c index 0 tcp dport 22 accept\nadd chain ip t gone\ndelete chain ip t gone\n\
+             list ruleset\nreplace rule ip t c handle 2 drop\n",
+        )
+        .unwrap();
+        let t = &p.ruleset.tables[0];
+        assert_eq!(t.chains.len(), 1);
+        let b = t.chains[0].base.clone().unwrap();
+        assert_eq!((b.hook, b.policy), (Hook::Input, Policy::Drop));
+        assert_eq!(t.sets[0].elements.len(), 2);
+        let r = &t.chains[0].rules;
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert_eq!(r[0].origin.unwrap().line, 9);
+        assert_eq!(r[1].matches, vec![Match::Src(Addr::Set("s".into()))]);
+        assert_eq!(r[2].origin.unwrap().line, 8);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].starts_with("s.nft:13: `replace rule"),
+            "{:?}",
+            p.warnings
+        );
+        // flush empties, a netdev chain's device list, an unknown table object.
+        let p = parse(
+            "s.nft",
+            "table netdev n {\n\tchain c {\n\t\ttype filter hook ingress devices = { lo, eth0 } priority 0; policy accept;\n\t\tdrop\n\t}\n\
+             \ttunnel x {\n\t\tid 1\n\t}\n}\ntable ip t {\n\tchain c {\n\t\taccept\n\t}\n}\nflush chain ip t c\n",
+        )
+        .unwrap();
+        assert_eq!(p.ruleset.tables[0].chains[0].rules.len(), 1);
+        assert!(p.ruleset.tables[1].chains[0].rules.is_empty());
+        assert!(
+            p.warnings[0].starts_with("s.nft:6: `tunnel x"),
+            "{:?}",
+            p.warnings
+        );
+        // Malformed still says where.
+        let e = parse("s.nft", "add rule ip nope c accept\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 13));
+        let e = parse("s.nft", "frobnicate ruleset\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
+    }
+
+    /// `nft list ruleset` pasted from a terminal: the prompt line before
+    /// and after, a sentence; a stray word between tables stays an error.
+    #[test]
+    fn pasted_text_around_the_ruleset_is_skipped() {
+        let p = parse(
+            "p.nft",
+            "root@h:~# nft list ruleset\nThe rules:\ntable inet f {\n\tchain c {\n\t\taccept\n\t}\n}\n$\n",
+        )
+        .unwrap();
+        assert_eq!(p.ruleset.tables[0].chains[0].rules.len(), 1);
+        assert_eq!(p.warnings.len(), 3, "{:?}", p.warnings);
+        assert!(p.warnings[0].starts_with("p.nft:1: skipped `root@h:~# nft list ruleset`"));
+        assert!(p.warnings[2].starts_with("p.nft:8: skipped `$`"));
+        let e = parse("p.nft", "table ip a {\n}\nstray words\ntable ip b {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (3, 1));
+        let e = parse("p.nft", "tabel ip a {\n}\n").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
+        let mut t = "x y\n".repeat(50);
+        t.push_str("table ip a {\n}\n");
+        let p = parse("p.nft", &t).unwrap();
+        assert_eq!(p.warnings.len(), SKIPPED_SHOWN + 1);
+        assert!(
+            p.warnings[SKIPPED_SHOWN].contains("40 more lines"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]
