@@ -297,227 +297,270 @@ pub fn run(
 }
 
 /// One batch: listeners, then every client started at once, then one epoll loop
-/// until every probe has its answer or the timeout passes. One function because
-/// the loop's state (slots, clients, arrivals) is shared by every event kind.
+/// until every probe has its answer or the timeout passes.
 fn run_batch(
     namespaces: &[Site<'_>],
     listens: &[Listen],
     probes: &[Probe],
     timing: Timing,
 ) -> io::Result<Vec<Outcome>> {
-    let ep = Poll::new()?;
-    let mut slots: Vec<Slot> = Vec::new();
-    let in_ = EpollFlags::EPOLLIN;
-    let out_ = EpollFlags::EPOLLOUT;
-
-    // Listeners, created in their namespaces.
-    for (ns_i, site) in namespaces.iter().enumerate() {
-        let ns = site.ns;
-        for proto in [Proto::Tcp, Proto::Udp] {
-            let binds: Vec<SocketAddrV4> = listens
-                .iter()
-                .filter(|l| l.ns == ns_i && l.proto == proto)
-                .flat_map(|l| match proto {
-                    Proto::Tcp => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, l.port)],
-                    Proto::Udp => site
-                        .addrs
-                        .iter()
-                        .map(|a| SocketAddrV4::new(*a, l.port))
-                        .collect(),
-                })
-                .collect();
-            if binds.is_empty() {
-                continue;
-            }
-            let socks = sockets_in(ns, proto, binds.len())?;
-            for (sock, at) in socks.into_iter().zip(binds) {
-                if proto == Proto::Tcp {
-                    sock.set_reuse_address(true)?;
-                }
-                bind_patiently(&sock, at).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("listen {proto} {at} in {}: {e}", ns.name()),
-                    )
-                })?;
-                let slot = match proto {
-                    Proto::Tcp => {
-                        sock.listen(512)?;
-                        let sock = TcpListener::from(sock);
-                        ep.add(&sock, in_, slots.len())?;
-                        Slot::ListenTcp { ns: ns_i, sock }
-                    }
-                    Proto::Udp => {
-                        let sock = UdpSocket::from(sock);
-                        ep.add(&sock, in_, slots.len())?;
-                        Slot::ListenUdp { ns: ns_i, sock }
-                    }
-                };
-                slots.push(slot);
-            }
-        }
-    }
-
-    // Client sockets, created in their namespaces, then bound and started here.
-    let mut clients: Vec<ClientState> = Vec::with_capacity(probes.len());
-    let mut socks_by_ns: HashMap<(usize, Proto), Vec<Socket>> = HashMap::new();
-    for (ns_i, site) in namespaces.iter().enumerate() {
-        for proto in [Proto::Tcp, Proto::Udp] {
-            let n = probes
-                .iter()
-                .filter(|p| p.from == ns_i && p.proto == proto)
-                .count();
-            if n > 0 {
-                let mut v = sockets_in(site.ns, proto, n)?;
-                v.reverse();
-                socks_by_ns.insert((ns_i, proto), v);
-            }
-        }
-    }
-    let start = Instant::now();
-    for (i, p) in probes.iter().enumerate() {
-        let sock = socks_by_ns
-            .get_mut(&(p.from, p.proto))
-            .and_then(|v| v.pop())
-            .expect("one socket per probe");
-        let mut st = ClientState {
-            sock: None,
-            side: None,
-            next_send: start + timing.resend,
-            token: slots.len(),
-        };
-        match begin(&ep, sock, i, p, st.token) {
-            Ok(c) => st.sock = Some(c),
-            Err(e) => st.side = Some(classify(&e)),
-        }
-        slots.push(Slot::Client { probe: i });
-        clients.push(st);
-    }
-
-    let mut arrivals: Vec<Option<Arrival>> = vec![None; probes.len()];
+    let mut b = Batch {
+        probes,
+        ep: Poll::new()?,
+        slots: Vec::new(),
+        clients: Vec::with_capacity(probes.len()),
+        arrivals: vec![None; probes.len()],
+        buf: vec![0u8; 2048],
+    };
+    b.listen(namespaces, listens)?;
+    let start = b.start(namespaces, timing)?;
     let deadline = start + timing.timeout;
     let mut events = Vec::new();
-    let mut buf = vec![0u8; 2048];
     loop {
         let now = Instant::now();
-        // Done when every client has an answer and every connected TCP probe's tag
-        // has been seen by a listener.
-        let pending = clients.iter().enumerate().any(|(i, c)| match &c.side {
-            None => true,
-            Some(ClientSide::Connected) => arrivals[i].is_none(),
-            _ => false,
-        });
-        if !pending || now >= deadline {
+        if !b.pending() || now >= deadline {
             break;
         }
-        let next_resend = clients
+        let next_resend = b
+            .clients
             .iter()
             .filter(|c| c.side.is_none() && c.sock.is_some())
             .map(|c| c.next_send)
             .min()
             .unwrap_or(deadline);
         let wake = next_resend.min(deadline);
-        ep.wait(&mut events, wake.saturating_duration_since(now))?;
+        b.ep.wait(&mut events, wake.saturating_duration_since(now))?;
         for &(token, ev) in &events {
-            match &slots[token] {
-                Slot::ListenTcp { ns, sock } => {
-                    let ns = *ns;
-                    let mut accepted = Vec::new();
-                    while let Ok((c, peer)) = sock.accept() {
-                        accepted.extend(v4(peer).map(|peer| (c, peer)));
-                    }
-                    for (c, peer) in accepted {
-                        c.set_nonblocking(true)?;
-                        ep.add(&c, in_, slots.len())?;
-                        slots.push(Slot::Conn { ns, peer, sock: c });
-                    }
+            b.on_event(token, ev)?;
+        }
+        b.resend(timing);
+    }
+    Ok(b.outcomes())
+}
+
+/// The state of one batch: every socket under its epoll token (`slots`), what
+/// each client saw, and where each probe's tag arrived.
+struct Batch<'p> {
+    probes: &'p [Probe],
+    ep: Poll,
+    slots: Vec<Slot>,
+    clients: Vec<ClientState>,
+    arrivals: Vec<Option<Arrival>>,
+    buf: Vec<u8>,
+}
+
+impl Batch<'_> {
+    /// Listeners, created in their namespaces.
+    fn listen(&mut self, namespaces: &[Site<'_>], listens: &[Listen]) -> io::Result<()> {
+        for (ns_i, site) in namespaces.iter().enumerate() {
+            let ns = site.ns;
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let binds: Vec<SocketAddrV4> = listens
+                    .iter()
+                    .filter(|l| l.ns == ns_i && l.proto == proto)
+                    .flat_map(|l| match proto {
+                        Proto::Tcp => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, l.port)],
+                        Proto::Udp => site
+                            .addrs
+                            .iter()
+                            .map(|a| SocketAddrV4::new(*a, l.port))
+                            .collect(),
+                    })
+                    .collect();
+                if binds.is_empty() {
+                    continue;
                 }
-                Slot::ListenUdp { ns, sock } => {
-                    let ns = *ns;
-                    while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                        let Some(peer) = v4(peer) else { continue };
-                        if let Some(id) = parse_tag(&buf[..n]).filter(|&id| id < probes.len()) {
-                            arrivals[id].get_or_insert(Arrival { ns, peer });
-                            let answer = probes[id]
-                                .reply
-                                .clone()
-                                .unwrap_or_else(|| format!("amwall-reply {id}\n").into_bytes());
-                            let _ = sock.send_to(&answer, peer);
-                        }
+                let socks = sockets_in(ns, proto, binds.len())?;
+                for (sock, at) in socks.into_iter().zip(binds) {
+                    if proto == Proto::Tcp {
+                        sock.set_reuse_address(true)?;
                     }
-                }
-                Slot::Conn { ns, peer, sock } => {
-                    let (ns, peer) = (*ns, *peer);
-                    let mut sock: &TcpStream = sock;
-                    match sock.read(&mut buf) {
-                        Ok(n) if n > 0 => {
-                            if let Some(id) = parse_tag(&buf[..n]).filter(|&id| id < probes.len()) {
-                                arrivals[id].get_or_insert(Arrival { ns, peer });
-                                let _ = sock.write(format!("amwall-reply {id}\n").as_bytes());
-                            }
-                            ep.del(sock);
-                            slots[token] = Slot::Closed;
+                    bind_patiently(&sock, at).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("listen {proto} {at} in {}: {e}", ns.name()),
+                        )
+                    })?;
+                    let token = self.slots.len();
+                    let slot = match proto {
+                        Proto::Tcp => {
+                            sock.listen(512)?;
+                            let sock = TcpListener::from(sock);
+                            self.ep.add(&sock, EpollFlags::EPOLLIN, token)?;
+                            Slot::ListenTcp { ns: ns_i, sock }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        _ => {
-                            ep.del(sock);
-                            slots[token] = Slot::Closed;
+                        Proto::Udp => {
+                            let sock = UdpSocket::from(sock);
+                            self.ep.add(&sock, EpollFlags::EPOLLIN, token)?;
+                            Slot::ListenUdp { ns: ns_i, sock }
                         }
-                    }
+                    };
+                    self.slots.push(slot);
                 }
-                Slot::Client { probe } => {
-                    let i = *probe;
-                    let c = &mut clients[i];
-                    match &mut c.sock {
-                        None => {}
-                        Some(Client::Tcp(s)) => {
-                            if !ev.intersects(out_ | EpollFlags::EPOLLERR) {
-                                continue;
-                            }
-                            ep.del(&*s);
-                            match s.take_error() {
-                                Ok(None) => {
-                                    let _ = s.write(&request(i, &probes[i]));
-                                    c.side = Some(ClientSide::Connected);
-                                }
-                                Ok(Some(e)) | Err(e) => c.side = Some(classify(&e)),
-                            }
-                        }
-                        Some(Client::Udp(s)) => match s.recv(&mut buf) {
-                            Ok(n) => {
-                                ep.del(&*s);
-                                c.side = Some(ClientSide::Replied(buf[..n].to_vec()));
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) => {
-                                ep.del(&*s);
-                                c.side = Some(classify(&e));
-                            }
-                        },
-                    }
-                }
-                Slot::Closed => {}
             }
         }
-        // UDP has no retransmission of its own: resend unanswered requests.
+        Ok(())
+    }
+
+    /// Client sockets, created in their namespaces, then bound and started here.
+    /// Returns when they were started (the batch's timeout counts from then).
+    fn start(&mut self, namespaces: &[Site<'_>], timing: Timing) -> io::Result<Instant> {
+        let probes = self.probes;
+        let mut socks_by_ns: HashMap<(usize, Proto), Vec<Socket>> = HashMap::new();
+        for (ns_i, site) in namespaces.iter().enumerate() {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let n = probes
+                    .iter()
+                    .filter(|p| p.from == ns_i && p.proto == proto)
+                    .count();
+                if n > 0 {
+                    let mut v = sockets_in(site.ns, proto, n)?;
+                    v.reverse();
+                    socks_by_ns.insert((ns_i, proto), v);
+                }
+            }
+        }
+        let start = Instant::now();
+        for (i, p) in probes.iter().enumerate() {
+            let sock = socks_by_ns
+                .get_mut(&(p.from, p.proto))
+                .and_then(|v| v.pop())
+                .expect("one socket per probe");
+            let mut st = ClientState {
+                sock: None,
+                side: None,
+                next_send: start + timing.resend,
+                token: self.slots.len(),
+            };
+            match begin(&self.ep, sock, i, p, st.token) {
+                Ok(c) => st.sock = Some(c),
+                Err(e) => st.side = Some(classify(&e)),
+            }
+            self.slots.push(Slot::Client { probe: i });
+            self.clients.push(st);
+        }
+        Ok(start)
+    }
+
+    /// Some client has no answer yet, or a connected TCP probe's tag has not
+    /// been seen by a listener yet.
+    fn pending(&self) -> bool {
+        self.clients.iter().enumerate().any(|(i, c)| match &c.side {
+            None => true,
+            Some(ClientSide::Connected) => self.arrivals[i].is_none(),
+            _ => false,
+        })
+    }
+
+    fn on_event(&mut self, token: usize, ev: EpollFlags) -> io::Result<()> {
+        let probes = self.probes;
+        let tag_in = |buf: &[u8]| parse_tag(buf).filter(|&id| id < probes.len());
+        match &self.slots[token] {
+            Slot::ListenTcp { ns, sock } => {
+                let ns = *ns;
+                let mut accepted = Vec::new();
+                while let Ok((c, peer)) = sock.accept() {
+                    accepted.extend(v4(peer).map(|peer| (c, peer)));
+                }
+                for (c, peer) in accepted {
+                    c.set_nonblocking(true)?;
+                    self.ep.add(&c, EpollFlags::EPOLLIN, self.slots.len())?;
+                    self.slots.push(Slot::Conn { ns, peer, sock: c });
+                }
+            }
+            Slot::ListenUdp { ns, sock } => {
+                let ns = *ns;
+                while let Ok((n, peer)) = sock.recv_from(&mut self.buf) {
+                    let Some(peer) = v4(peer) else { continue };
+                    if let Some(id) = tag_in(&self.buf[..n]) {
+                        self.arrivals[id].get_or_insert(Arrival { ns, peer });
+                        let answer = probes[id]
+                            .reply
+                            .clone()
+                            .unwrap_or_else(|| format!("amwall-reply {id}\n").into_bytes());
+                        let _ = sock.send_to(&answer, peer);
+                    }
+                }
+            }
+            Slot::Conn { ns, peer, sock } => {
+                let (ns, peer) = (*ns, *peer);
+                let mut sock: &TcpStream = sock;
+                match sock.read(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Ok(n) if n > 0 => {
+                        if let Some(id) = tag_in(&self.buf[..n]) {
+                            self.arrivals[id].get_or_insert(Arrival { ns, peer });
+                            let _ = sock.write(format!("amwall-reply {id}\n").as_bytes());
+                        }
+                    }
+                    // Closed or failed before its tag: nothing arrived on it.
+                    _ => {}
+                }
+                self.ep.del(sock);
+                self.slots[token] = Slot::Closed;
+            }
+            Slot::Client { probe } => self.on_client(*probe, ev),
+            Slot::Closed => {}
+        }
+        Ok(())
+    }
+
+    /// Client `i`'s socket is ready: a TCP connect finished (or failed), or a
+    /// UDP answer (or an ICMP error) is there.
+    fn on_client(&mut self, i: usize, ev: EpollFlags) {
+        let c = &mut self.clients[i];
+        match &mut c.sock {
+            None => {}
+            Some(Client::Tcp(s)) => {
+                if !ev.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR) {
+                    return;
+                }
+                self.ep.del(&*s);
+                match s.take_error() {
+                    Ok(None) => {
+                        let _ = s.write(&request(i, &self.probes[i]));
+                        c.side = Some(ClientSide::Connected);
+                    }
+                    Ok(Some(e)) | Err(e) => c.side = Some(classify(&e)),
+                }
+            }
+            Some(Client::Udp(s)) => match s.recv(&mut self.buf) {
+                Ok(n) => {
+                    self.ep.del(&*s);
+                    c.side = Some(ClientSide::Replied(self.buf[..n].to_vec()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.ep.del(&*s);
+                    c.side = Some(classify(&e));
+                }
+            },
+        }
+    }
+
+    /// UDP has no retransmission of its own: resend unanswered requests.
+    fn resend(&mut self, timing: Timing) {
         let now = Instant::now();
-        for (i, c) in clients.iter_mut().enumerate() {
-            if probes[i].proto == Proto::Udp && c.side.is_none() && now >= c.next_send {
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if self.probes[i].proto == Proto::Udp && c.side.is_none() && now >= c.next_send {
                 if let Some(Client::Udp(s)) = &c.sock {
-                    let _ = s.send(&request(i, &probes[i]));
+                    let _ = s.send(&request(i, &self.probes[i]));
                 }
                 c.next_send = now + timing.resend;
             }
         }
     }
-    Ok(clients
-        .into_iter()
-        .zip(arrivals)
-        .map(|(c, arrival)| Outcome {
-            client: c.side.unwrap_or(ClientSide::Silent),
-            arrival,
-        })
-        .collect())
+
+    fn outcomes(self) -> Vec<Outcome> {
+        self.clients
+            .into_iter()
+            .zip(self.arrivals)
+            .map(|(c, arrival)| Outcome {
+                client: c.side.unwrap_or(ClientSide::Silent),
+                arrival,
+            })
+            .collect()
+    }
 }
 
 /// Start probe `i`: bind its source port (if it has one), connect, and for UDP
