@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use amwall::netfilter::iptables;
 use amwall::render;
 

@@ -5,7 +5,6 @@
 
 mod common;
 
-
 use amwall::lab::Netns;
 use amwall::netfilter::{nft, Family, Ruleset};
 use amwall::render;

@@ -43,6 +43,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use nix::sys::signal::Signal;
 
 use super::netns::{veth, Netns, Output};
 use crate::amanda::{flows::control_port, Operation};
@@ -105,8 +106,7 @@ fn err(msg: impl Into<String>) -> io::Error {
 /// missing piece at once; callers fail (never skip) on an error.
 pub fn preflight() -> io::Result<()> {
     let mut missing = Vec::new();
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    if unsafe { nix::libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         missing.push("root (network namespaces, bind mounts, privileged ports)".to_string());
     }
     let tools: &[(&str, &str)] = &[
@@ -961,7 +961,7 @@ impl Drop for AmandaLab {
     fn drop(&mut self) {
         // xinetd first (so it starts nothing new), by the PID we spawned.
         for d in &mut self.daemons {
-            signal(d.child.id() as i32, nix::libc::SIGTERM);
+            signal(d.child.id() as i32, Signal::SIGTERM);
         }
         for d in &mut self.daemons {
             let deadline = Instant::now() + Duration::from_secs(3);
@@ -999,9 +999,9 @@ impl Drop for AmandaLab {
                     signal(
                         pid,
                         if round < 5 {
-                            nix::libc::SIGTERM
+                            Signal::SIGTERM
                         } else {
-                            nix::libc::SIGKILL
+                            Signal::SIGKILL
                         },
                     );
                 }
@@ -1021,12 +1021,11 @@ impl Drop for AmandaLab {
     }
 }
 
-fn signal(pid: i32, sig: i32) {
+/// kill(2) on a PID this lab started (or one inside its namespaces); never 0, 1
+/// or a negative PID (a process group or everything).
+fn signal(pid: i32, sig: Signal) {
     if pid > 1 {
-        // SAFETY: kill(2) on a PID this lab started (or one inside its namespaces).
-        unsafe {
-            nix::libc::kill(pid, sig);
-        }
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
     }
 }
 

@@ -7,6 +7,10 @@
 //! tools; `probe` asks the kernel (see `check`) and returns a `Report`, whose
 //! `Display` is what `amwall lab` prints. Dropping the `Lab` removes every
 //! namespace unless `keep` was called.
+//!
+//! No `unsafe` anywhere in the lab: sockets through socket2 and std, epoll,
+//! setns, signals and limits through nix.
+#![forbid(unsafe_code)]
 
 pub mod amanda;
 pub mod check;
@@ -89,8 +93,7 @@ pub struct Lab {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { nix::libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 fn have(tool: &str) -> bool {

@@ -12,15 +12,22 @@
 //!
 //! Invariants: the engine only ever connects or sends to the addresses in the
 //! probes it is given (the caller checks that they are documentation addresses);
-//! every descriptor is an `OwnedFd`, closed when `run` returns.
+//! every socket is owned (socket2 until it is bound and connecting, then the std
+//! type whose safe calls fit it), closed when `run` returns. No `unsafe` here:
+//! socket2 does what std cannot (bind a chosen source port before a
+//! non-blocking connect, SO_REUSEADDR), nix the epoll loop and the descriptor
+//! limit.
 
 use std::collections::HashMap;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use nix::libc;
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use socket2::{Domain, Socket, Type};
 
 use crate::lab::netns::Netns;
 use crate::model::Proto;
@@ -128,83 +135,25 @@ fn parse_tag(buf: &[u8]) -> Option<usize> {
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    sa.sin_family = libc::AF_INET as libc::sa_family_t;
-    sa.sin_port = a.port().to_be();
-    sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-    sa
-}
-
-fn from_sockaddr(sa: &libc::sockaddr_in) -> SocketAddrV4 {
-    SocketAddrV4::new(
-        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-        u16::from_be(sa.sin_port),
-    )
-}
-
-/// A non-blocking IPv4 socket in the calling thread's namespace.
-fn socket(proto: Proto) -> io::Result<OwnedFd> {
+/// A non-blocking IPv4 socket in the calling thread's namespace (close-on-exec:
+/// `Socket::new` sets it, in the same socket(2) call).
+fn socket(proto: Proto) -> io::Result<Socket> {
     let ty = match proto {
-        Proto::Tcp => libc::SOCK_STREAM,
-        Proto::Udp => libc::SOCK_DGRAM,
+        Proto::Tcp => Type::STREAM,
+        Proto::Udp => Type::DGRAM,
     };
-    // SAFETY: a plain syscall; the descriptor is owned right away.
-    unsafe {
-        let fd = check(libc::socket(
-            libc::AF_INET,
-            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        ))?;
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
-}
-
-fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt with a pointer to a live c_int and its size.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            &v as *const _ as *const libc::c_void,
-            std::mem::size_of_val(&v) as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-}
-
-fn bind(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
-    let sa = sockaddr(a);
-    // SAFETY: a valid sockaddr_in and its size.
-    check(unsafe {
-        libc::bind(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of_val(&sa) as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
+    Socket::new(Domain::IPV4, ty.nonblocking(), None)
 }
 
 /// bind(2), waiting out a previous listener on the same port. Listeners are closed
 /// between batches, but a process that another thread is just spawning holds a
 /// copy of every descriptor until its exec (SOCK_CLOEXEC closes them only then),
 /// so for a moment the old socket lives on.
-fn bind_patiently(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
+fn bind_patiently(s: &Socket, a: SocketAddrV4) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match bind(fd, a) {
-            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) && Instant::now() < deadline => {
+        match s.bind(&a.into()) {
+            Err(e) if errno(&e) == Errno::EADDRINUSE && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             r => return r,
@@ -212,174 +161,51 @@ fn bind_patiently(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
     }
 }
 
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(0))
+}
+
 /// connect(2) on a non-blocking socket: in progress counts as success.
-fn connect(fd: RawFd, a: SocketAddrV4) -> io::Result<()> {
-    let sa = sockaddr(a);
-    // SAFETY: a valid sockaddr_in and its size.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of_val(&sa) as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EINPROGRESS) {
-            return Ok(());
-        }
-        return Err(e);
-    }
-    Ok(())
-}
-
-fn so_error(fd: RawFd) -> io::Result<()> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of_val(&v) as libc::socklen_t;
-    // SAFETY: getsockopt into a live c_int with its size.
-    check(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            &mut v as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    })?;
-    if v == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(v))
+fn connect(s: &Socket, a: SocketAddrV4) -> io::Result<()> {
+    match s.connect(&a.into()) {
+        Err(e) if errno(&e) == Errno::EINPROGRESS => Ok(()),
+        r => r,
     }
 }
 
-fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: a live buffer and its length.
-    let n = unsafe {
-        libc::send(
-            fd,
-            buf.as_ptr() as *const libc::c_void,
-            buf.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+/// The peer of an IPv4 socket (the lab has no other kind).
+fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
+    match a {
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(_) => None,
     }
 }
 
-fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: a live buffer and its length.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
+/// One epoll instance; a token per registered socket (its slot index).
+struct Poll(Epoll);
 
-fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
-    // SAFETY: zeroed sockaddr_in is valid; recvfrom fills it and the buffer.
-    unsafe {
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        let mut len = std::mem::size_of_val(&sa) as libc::socklen_t;
-        let n = libc::recvfrom(
-            fd,
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-            0,
-            &mut sa as *mut _ as *mut libc::sockaddr,
-            &mut len,
-        );
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((n as usize, from_sockaddr(&sa)))
+impl Poll {
+    fn new() -> io::Result<Poll> {
+        Ok(Poll(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?))
     }
-}
-
-fn send_to(fd: RawFd, buf: &[u8], to: SocketAddrV4) -> io::Result<()> {
-    let sa = sockaddr(to);
-    // SAFETY: a live buffer and a valid sockaddr_in.
-    let n = unsafe {
-        libc::sendto(
-            fd,
-            buf.as_ptr() as *const libc::c_void,
-            buf.len(),
-            libc::MSG_NOSIGNAL,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of_val(&sa) as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+    fn add(&self, fd: impl AsFd, events: EpollFlags, token: usize) -> io::Result<()> {
+        Ok(self.0.add(fd, EpollEvent::new(events, token as u64))?)
     }
-}
-
-fn accept(fd: RawFd) -> io::Result<(OwnedFd, SocketAddrV4)> {
-    // SAFETY: zeroed sockaddr_in is valid; accept4 fills it; the fd is owned at once.
-    unsafe {
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        let mut len = std::mem::size_of_val(&sa) as libc::socklen_t;
-        let c = check(libc::accept4(
-            fd,
-            &mut sa as *mut _ as *mut libc::sockaddr,
-            &mut len,
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        ))?;
-        Ok((OwnedFd::from_raw_fd(c), from_sockaddr(&sa)))
+    fn del(&self, fd: impl AsFd) {
+        // Errors (already gone) do not matter.
+        let _ = self.0.delete(fd);
     }
-}
-
-struct Epoll(OwnedFd);
-
-impl Epoll {
-    fn new() -> io::Result<Epoll> {
-        // SAFETY: a plain syscall; the descriptor is owned right away.
-        let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-    fn add(&self, fd: RawFd, events: u32, token: usize) -> io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events,
-            u64: token as u64,
-        };
-        // SAFETY: a live epoll fd and event.
-        check(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
-            .map(|_| ())
-    }
-    fn del(&self, fd: RawFd) {
-        // SAFETY: removing a descriptor; errors (already gone) do not matter.
-        unsafe {
-            libc::epoll_ctl(
-                self.0.as_raw_fd(),
-                libc::EPOLL_CTL_DEL,
-                fd,
-                std::ptr::null_mut(),
-            );
-        }
-    }
-    fn wait(&self, out: &mut Vec<(usize, u32)>, timeout: Duration) -> io::Result<()> {
-        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 256];
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: the buffer holds 256 events.
-        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), evs.as_mut_ptr(), 256, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(());
-            }
-            return Err(e);
-        }
+    fn wait(&self, out: &mut Vec<(usize, EpollFlags)>, timeout: Duration) -> io::Result<()> {
+        let mut evs = [EpollEvent::empty(); 256];
+        let ms = EpollTimeout::try_from(timeout).unwrap_or(EpollTimeout::MAX);
         out.clear();
-        for ev in &evs[..n as usize] {
-            let (events, token) = (ev.events, ev.u64);
-            out.push((token as usize, events));
-        }
+        let n = match self.0.wait(&mut evs, ms) {
+            Ok(n) => n,
+            // A signal: no events this time (the caller loops until its deadline).
+            Err(Errno::EINTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        out.extend(evs[..n].iter().map(|ev| (ev.data() as usize, ev.events())));
         Ok(())
     }
 }
@@ -387,41 +213,30 @@ impl Epoll {
 /// Raise the soft descriptor limit toward the hard one (each probe holds up to
 /// two descriptors while it runs).
 fn raise_nofile(want: u64) {
-    // SAFETY: get/setrlimit on a live struct.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < want {
-            r.rlim_cur = want.min(r.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard);
         }
     }
 }
 
 fn nofile() -> u64 {
-    // SAFETY: getrlimit on a live struct.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
-            r.rlim_cur
-        } else {
-            1024
-        }
-    }
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
 enum Slot {
     ListenTcp {
         ns: usize,
-        fd: OwnedFd,
+        sock: TcpListener,
     },
     ListenUdp {
         ns: usize,
-        fd: OwnedFd,
+        sock: UdpSocket,
     },
     Conn {
         ns: usize,
         peer: SocketAddrV4,
-        fd: OwnedFd,
+        sock: TcpStream,
     },
     Client {
         probe: usize,
@@ -429,15 +244,30 @@ enum Slot {
     Closed,
 }
 
+/// A client socket once its connect has started.
+enum Client {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+impl AsFd for Client {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Client::Tcp(s) => s.as_fd(),
+            Client::Udp(s) => s.as_fd(),
+        }
+    }
+}
+
 struct ClientState {
-    fd: Option<OwnedFd>,
+    sock: Option<Client>,
     side: Option<ClientSide>,
     next_send: Instant,
     token: usize,
 }
 
 /// Create `n` sockets of `proto` inside `ns`.
-fn sockets_in(ns: &Netns, proto: Proto, n: usize) -> io::Result<Vec<OwnedFd>> {
+fn sockets_in(ns: &Netns, proto: Proto, n: usize) -> io::Result<Vec<Socket>> {
     ns.run_in(move || {
         (0..n)
             .map(|_| socket(proto))
@@ -466,232 +296,295 @@ pub fn run(
     Ok(out)
 }
 
+/// One batch: listeners, then every client started at once, then one epoll loop
+/// until every probe has its answer or the timeout passes.
 fn run_batch(
     namespaces: &[Site<'_>],
     listens: &[Listen],
     probes: &[Probe],
     timing: Timing,
 ) -> io::Result<Vec<Outcome>> {
-    let ep = Epoll::new()?;
-    let mut slots: Vec<Slot> = Vec::new();
-    let in_ = libc::EPOLLIN as u32;
-    let out_ = libc::EPOLLOUT as u32;
-
-    // Listeners, created in their namespaces.
-    for (ns_i, site) in namespaces.iter().enumerate() {
-        let ns = site.ns;
-        for proto in [Proto::Tcp, Proto::Udp] {
-            let binds: Vec<SocketAddrV4> = listens
-                .iter()
-                .filter(|l| l.ns == ns_i && l.proto == proto)
-                .flat_map(|l| match proto {
-                    Proto::Tcp => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, l.port)],
-                    Proto::Udp => site
-                        .addrs
-                        .iter()
-                        .map(|a| SocketAddrV4::new(*a, l.port))
-                        .collect(),
-                })
-                .collect();
-            if binds.is_empty() {
-                continue;
-            }
-            let fds = sockets_in(ns, proto, binds.len())?;
-            for (fd, at) in fds.into_iter().zip(binds) {
-                let raw = fd.as_raw_fd();
-                if proto == Proto::Tcp {
-                    set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-                }
-                bind_patiently(raw, at).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("listen {proto} {at} in {}: {e}", ns.name()),
-                    )
-                })?;
-                if proto == Proto::Tcp {
-                    // SAFETY: listen on a bound socket we own.
-                    check(unsafe { libc::listen(raw, 512) })?;
-                }
-                ep.add(raw, in_, slots.len())?;
-                slots.push(match proto {
-                    Proto::Tcp => Slot::ListenTcp { ns: ns_i, fd },
-                    Proto::Udp => Slot::ListenUdp { ns: ns_i, fd },
-                });
-            }
-        }
-    }
-
-    // Client sockets, created in their namespaces, then bound and started here.
-    let mut clients: Vec<ClientState> = Vec::with_capacity(probes.len());
-    let mut fds_by_ns: HashMap<(usize, Proto), Vec<OwnedFd>> = HashMap::new();
-    for (ns_i, site) in namespaces.iter().enumerate() {
-        for proto in [Proto::Tcp, Proto::Udp] {
-            let n = probes
-                .iter()
-                .filter(|p| p.from == ns_i && p.proto == proto)
-                .count();
-            if n > 0 {
-                let mut v = sockets_in(site.ns, proto, n)?;
-                v.reverse();
-                fds_by_ns.insert((ns_i, proto), v);
-            }
-        }
-    }
-    let start = Instant::now();
-    for (i, p) in probes.iter().enumerate() {
-        let fd = fds_by_ns
-            .get_mut(&(p.from, p.proto))
-            .and_then(|v| v.pop())
-            .expect("one socket per probe");
-        let raw = fd.as_raw_fd();
-        let mut st = ClientState {
-            fd: None,
-            side: None,
-            next_send: start + timing.resend,
-            token: slots.len(),
-        };
-        let begin = (|| -> io::Result<()> {
-            if let Some(sp) = p.sport {
-                set_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-                bind(raw, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, sp))
-                    .map_err(|e| io::Error::new(e.kind(), format!("bind source port {sp}: {e}")))?;
-            }
-            connect(raw, p.target)?;
-            match p.proto {
-                Proto::Tcp => ep.add(raw, out_, st.token),
-                Proto::Udp => {
-                    send(raw, &request(i, p))?;
-                    ep.add(raw, in_, st.token)
-                }
-            }
-        })();
-        match begin {
-            Ok(()) => st.fd = Some(fd),
-            Err(e) => st.side = Some(classify(&e)),
-        }
-        slots.push(Slot::Client { probe: i });
-        clients.push(st);
-    }
-
-    let mut arrivals: Vec<Option<Arrival>> = vec![None; probes.len()];
+    let mut b = Batch {
+        probes,
+        ep: Poll::new()?,
+        slots: Vec::new(),
+        clients: Vec::with_capacity(probes.len()),
+        arrivals: vec![None; probes.len()],
+        buf: vec![0u8; 2048],
+    };
+    b.listen(namespaces, listens)?;
+    let start = b.start(namespaces, timing)?;
     let deadline = start + timing.timeout;
     let mut events = Vec::new();
-    let mut buf = vec![0u8; 2048];
     loop {
         let now = Instant::now();
-        // Done when every client has an answer and every connected TCP probe's tag
-        // has been seen by a listener.
-        let pending = clients.iter().enumerate().any(|(i, c)| match &c.side {
-            None => true,
-            Some(ClientSide::Connected) => arrivals[i].is_none(),
-            _ => false,
-        });
-        if !pending || now >= deadline {
+        if !b.pending() || now >= deadline {
             break;
         }
-        let next_resend = clients
+        let next_resend = b
+            .clients
             .iter()
-            .filter(|c| c.side.is_none() && c.fd.is_some())
+            .filter(|c| c.side.is_none() && c.sock.is_some())
             .map(|c| c.next_send)
             .min()
             .unwrap_or(deadline);
         let wake = next_resend.min(deadline);
-        ep.wait(&mut events, wake.saturating_duration_since(now))?;
+        b.ep.wait(&mut events, wake.saturating_duration_since(now))?;
         for &(token, ev) in &events {
-            match &slots[token] {
-                Slot::ListenTcp { ns, fd } => {
-                    let (ns, raw) = (*ns, fd.as_raw_fd());
-                    while let Ok((c, peer)) = accept(raw) {
-                        ep.add(c.as_raw_fd(), in_, slots.len())?;
-                        slots.push(Slot::Conn { ns, peer, fd: c });
-                    }
+            b.on_event(token, ev)?;
+        }
+        b.resend(timing);
+    }
+    Ok(b.outcomes())
+}
+
+/// The state of one batch: every socket under its epoll token (`slots`), what
+/// each client saw, and where each probe's tag arrived.
+struct Batch<'p> {
+    probes: &'p [Probe],
+    ep: Poll,
+    slots: Vec<Slot>,
+    clients: Vec<ClientState>,
+    arrivals: Vec<Option<Arrival>>,
+    buf: Vec<u8>,
+}
+
+impl Batch<'_> {
+    /// Listeners, created in their namespaces.
+    fn listen(&mut self, namespaces: &[Site<'_>], listens: &[Listen]) -> io::Result<()> {
+        for (ns_i, site) in namespaces.iter().enumerate() {
+            let ns = site.ns;
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let binds: Vec<SocketAddrV4> = listens
+                    .iter()
+                    .filter(|l| l.ns == ns_i && l.proto == proto)
+                    .flat_map(|l| match proto {
+                        Proto::Tcp => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, l.port)],
+                        Proto::Udp => site
+                            .addrs
+                            .iter()
+                            .map(|a| SocketAddrV4::new(*a, l.port))
+                            .collect(),
+                    })
+                    .collect();
+                if binds.is_empty() {
+                    continue;
                 }
-                Slot::ListenUdp { ns, fd } => {
-                    let ns = *ns;
-                    while let Ok((n, peer)) = recv_from(fd.as_raw_fd(), &mut buf) {
-                        if let Some(id) = parse_tag(&buf[..n]).filter(|&id| id < probes.len()) {
-                            arrivals[id].get_or_insert(Arrival { ns, peer });
-                            let answer = probes[id]
-                                .reply
-                                .clone()
-                                .unwrap_or_else(|| format!("amwall-reply {id}\n").into_bytes());
-                            let _ = send_to(fd.as_raw_fd(), &answer, peer);
-                        }
+                let socks = sockets_in(ns, proto, binds.len())?;
+                for (sock, at) in socks.into_iter().zip(binds) {
+                    if proto == Proto::Tcp {
+                        sock.set_reuse_address(true)?;
                     }
-                }
-                Slot::Conn { ns, peer, fd } => {
-                    let (ns, peer) = (*ns, *peer);
-                    let raw = fd.as_raw_fd();
-                    match recv(raw, &mut buf) {
-                        Ok(n) if n > 0 => {
-                            if let Some(id) = parse_tag(&buf[..n]).filter(|&id| id < probes.len()) {
-                                arrivals[id].get_or_insert(Arrival { ns, peer });
-                                let _ = send(raw, format!("amwall-reply {id}\n").as_bytes());
-                            }
-                            ep.del(raw);
-                            slots[token] = Slot::Closed;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        _ => {
-                            ep.del(raw);
-                            slots[token] = Slot::Closed;
-                        }
-                    }
-                }
-                Slot::Client { probe } => {
-                    let i = *probe;
-                    let c = &mut clients[i];
-                    let Some(fd) = c.fd.as_ref() else { continue };
-                    let raw = fd.as_raw_fd();
-                    match probes[i].proto {
+                    bind_patiently(&sock, at).map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("listen {proto} {at} in {}: {e}", ns.name()),
+                        )
+                    })?;
+                    let token = self.slots.len();
+                    let slot = match proto {
                         Proto::Tcp => {
-                            if ev & out_ == 0 && ev & (libc::EPOLLERR as u32) == 0 {
-                                continue;
-                            }
-                            ep.del(raw);
-                            match so_error(raw) {
-                                Ok(()) => {
-                                    let _ = send(raw, &request(i, &probes[i]));
-                                    c.side = Some(ClientSide::Connected);
-                                }
-                                Err(e) => c.side = Some(classify(&e)),
-                            }
+                            sock.listen(512)?;
+                            let sock = TcpListener::from(sock);
+                            self.ep.add(&sock, EpollFlags::EPOLLIN, token)?;
+                            Slot::ListenTcp { ns: ns_i, sock }
                         }
-                        Proto::Udp => match recv(raw, &mut buf) {
-                            Ok(n) => {
-                                ep.del(raw);
-                                c.side = Some(ClientSide::Replied(buf[..n].to_vec()));
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) => {
-                                ep.del(raw);
-                                c.side = Some(classify(&e));
-                            }
-                        },
-                    }
+                        Proto::Udp => {
+                            let sock = UdpSocket::from(sock);
+                            self.ep.add(&sock, EpollFlags::EPOLLIN, token)?;
+                            Slot::ListenUdp { ns: ns_i, sock }
+                        }
+                    };
+                    self.slots.push(slot);
                 }
-                Slot::Closed => {}
             }
         }
-        // UDP has no retransmission of its own: resend unanswered requests.
+        Ok(())
+    }
+
+    /// Client sockets, created in their namespaces, then bound and started here.
+    /// Returns when they were started (the batch's timeout counts from then).
+    fn start(&mut self, namespaces: &[Site<'_>], timing: Timing) -> io::Result<Instant> {
+        let probes = self.probes;
+        let mut socks_by_ns: HashMap<(usize, Proto), Vec<Socket>> = HashMap::new();
+        for (ns_i, site) in namespaces.iter().enumerate() {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let n = probes
+                    .iter()
+                    .filter(|p| p.from == ns_i && p.proto == proto)
+                    .count();
+                if n > 0 {
+                    let mut v = sockets_in(site.ns, proto, n)?;
+                    v.reverse();
+                    socks_by_ns.insert((ns_i, proto), v);
+                }
+            }
+        }
+        let start = Instant::now();
+        for (i, p) in probes.iter().enumerate() {
+            let sock = socks_by_ns
+                .get_mut(&(p.from, p.proto))
+                .and_then(|v| v.pop())
+                .expect("one socket per probe");
+            let mut st = ClientState {
+                sock: None,
+                side: None,
+                next_send: start + timing.resend,
+                token: self.slots.len(),
+            };
+            match begin(&self.ep, sock, i, p, st.token) {
+                Ok(c) => st.sock = Some(c),
+                Err(e) => st.side = Some(classify(&e)),
+            }
+            self.slots.push(Slot::Client { probe: i });
+            self.clients.push(st);
+        }
+        Ok(start)
+    }
+
+    /// Some client has no answer yet, or a connected TCP probe's tag has not
+    /// been seen by a listener yet.
+    fn pending(&self) -> bool {
+        self.clients.iter().enumerate().any(|(i, c)| match &c.side {
+            None => true,
+            Some(ClientSide::Connected) => self.arrivals[i].is_none(),
+            _ => false,
+        })
+    }
+
+    fn on_event(&mut self, token: usize, ev: EpollFlags) -> io::Result<()> {
+        let probes = self.probes;
+        let tag_in = |buf: &[u8]| parse_tag(buf).filter(|&id| id < probes.len());
+        match &self.slots[token] {
+            Slot::ListenTcp { ns, sock } => {
+                let ns = *ns;
+                let mut accepted = Vec::new();
+                while let Ok((c, peer)) = sock.accept() {
+                    accepted.extend(v4(peer).map(|peer| (c, peer)));
+                }
+                for (c, peer) in accepted {
+                    c.set_nonblocking(true)?;
+                    self.ep.add(&c, EpollFlags::EPOLLIN, self.slots.len())?;
+                    self.slots.push(Slot::Conn { ns, peer, sock: c });
+                }
+            }
+            Slot::ListenUdp { ns, sock } => {
+                let ns = *ns;
+                while let Ok((n, peer)) = sock.recv_from(&mut self.buf) {
+                    let Some(peer) = v4(peer) else { continue };
+                    if let Some(id) = tag_in(&self.buf[..n]) {
+                        self.arrivals[id].get_or_insert(Arrival { ns, peer });
+                        let answer = probes[id]
+                            .reply
+                            .clone()
+                            .unwrap_or_else(|| format!("amwall-reply {id}\n").into_bytes());
+                        let _ = sock.send_to(&answer, peer);
+                    }
+                }
+            }
+            Slot::Conn { ns, peer, sock } => {
+                let (ns, peer) = (*ns, *peer);
+                let mut sock: &TcpStream = sock;
+                match sock.read(&mut self.buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Ok(n) if n > 0 => {
+                        if let Some(id) = tag_in(&self.buf[..n]) {
+                            self.arrivals[id].get_or_insert(Arrival { ns, peer });
+                            let _ = sock.write(format!("amwall-reply {id}\n").as_bytes());
+                        }
+                    }
+                    // Closed or failed before its tag: nothing arrived on it.
+                    _ => {}
+                }
+                self.ep.del(sock);
+                self.slots[token] = Slot::Closed;
+            }
+            Slot::Client { probe } => self.on_client(*probe, ev),
+            Slot::Closed => {}
+        }
+        Ok(())
+    }
+
+    /// Client `i`'s socket is ready: a TCP connect finished (or failed), or a
+    /// UDP answer (or an ICMP error) is there.
+    fn on_client(&mut self, i: usize, ev: EpollFlags) {
+        let c = &mut self.clients[i];
+        match &mut c.sock {
+            None => {}
+            Some(Client::Tcp(s)) => {
+                if !ev.intersects(EpollFlags::EPOLLOUT | EpollFlags::EPOLLERR) {
+                    return;
+                }
+                self.ep.del(&*s);
+                match s.take_error() {
+                    Ok(None) => {
+                        let _ = s.write(&request(i, &self.probes[i]));
+                        c.side = Some(ClientSide::Connected);
+                    }
+                    Ok(Some(e)) | Err(e) => c.side = Some(classify(&e)),
+                }
+            }
+            Some(Client::Udp(s)) => match s.recv(&mut self.buf) {
+                Ok(n) => {
+                    self.ep.del(&*s);
+                    c.side = Some(ClientSide::Replied(self.buf[..n].to_vec()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.ep.del(&*s);
+                    c.side = Some(classify(&e));
+                }
+            },
+        }
+    }
+
+    /// UDP has no retransmission of its own: resend unanswered requests.
+    fn resend(&mut self, timing: Timing) {
         let now = Instant::now();
-        for (i, c) in clients.iter_mut().enumerate() {
-            if probes[i].proto == Proto::Udp && c.side.is_none() && now >= c.next_send {
-                if let Some(fd) = &c.fd {
-                    let _ = send(fd.as_raw_fd(), &request(i, &probes[i]));
+        for (i, c) in self.clients.iter_mut().enumerate() {
+            if self.probes[i].proto == Proto::Udp && c.side.is_none() && now >= c.next_send {
+                if let Some(Client::Udp(s)) = &c.sock {
+                    let _ = s.send(&request(i, &self.probes[i]));
                 }
                 c.next_send = now + timing.resend;
             }
         }
     }
-    Ok(clients
-        .into_iter()
-        .zip(arrivals)
-        .map(|(c, arrival)| Outcome {
-            client: c.side.unwrap_or(ClientSide::Silent),
-            arrival,
-        })
-        .collect())
+
+    fn outcomes(self) -> Vec<Outcome> {
+        self.clients
+            .into_iter()
+            .zip(self.arrivals)
+            .map(|(c, arrival)| Outcome {
+                client: c.side.unwrap_or(ClientSide::Silent),
+                arrival,
+            })
+            .collect()
+    }
+}
+
+/// Start probe `i`: bind its source port (if it has one), connect, and for UDP
+/// send the request; register it with `ep` under `token`.
+fn begin(ep: &Poll, sock: Socket, i: usize, p: &Probe, token: usize) -> io::Result<Client> {
+    if let Some(sp) = p.sport {
+        sock.set_reuse_address(true)?;
+        sock.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, sp).into())
+            .map_err(|e| io::Error::new(e.kind(), format!("bind source port {sp}: {e}")))?;
+    }
+    connect(&sock, p.target)?;
+    match p.proto {
+        Proto::Tcp => {
+            let s = TcpStream::from(sock);
+            ep.add(&s, EpollFlags::EPOLLOUT, token)?;
+            Ok(Client::Tcp(s))
+        }
+        Proto::Udp => {
+            let s = UdpSocket::from(sock);
+            s.send(&request(i, p))?;
+            ep.add(&s, EpollFlags::EPOLLIN, token)?;
+            Ok(Client::Udp(s))
+        }
+    }
 }
 
 fn request(i: usize, p: &Probe) -> Vec<u8> {
@@ -701,12 +594,12 @@ fn request(i: usize, p: &Probe) -> Vec<u8> {
 }
 
 fn classify(e: &io::Error) -> ClientSide {
-    match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => ClientSide::Refused,
-        Some(libc::ENETUNREACH) => ClientSide::Unreachable("no route".into()),
-        Some(libc::EHOSTUNREACH) => ClientSide::Unreachable("host unreachable".into()),
-        Some(libc::ETIMEDOUT) => ClientSide::Silent,
-        Some(libc::EPERM) | Some(libc::EACCES) => {
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::ECONNREFUSED) => ClientSide::Refused,
+        Some(Errno::ENETUNREACH) => ClientSide::Unreachable("no route".into()),
+        Some(Errno::EHOSTUNREACH) => ClientSide::Unreachable("host unreachable".into()),
+        Some(Errno::ETIMEDOUT) => ClientSide::Silent,
+        Some(Errno::EPERM) | Some(Errno::EACCES) => {
             // A local firewall rule refused to send (we accept all output, so unusual).
             ClientSide::Unreachable(format!("sending refused: {e}"))
         }
