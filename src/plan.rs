@@ -2,10 +2,13 @@
 //! the files it renders. Nothing is written until everything has been computed,
 //! and `write_outputs` puts them in place all or nothing, so neither bad input nor
 //! a failure while writing leaves a half-written output.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 
+use nix::fcntl::RenameFlags;
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use serde::Serialize;
 
 use crate::amanda::{self, Flow, Lint};
@@ -477,7 +480,7 @@ fn write_existing(dir: &FsPath, files: &[(String, String)], exchange: bool) -> R
         let dest = dir.join(&files[i].0);
         let tmp = staged[i].as_deref().expect("staged above");
         let undone = match d {
-            Done::Exchanged => rename2(tmp, &dest, RENAME_EXCHANGE),
+            Done::Exchanged => rename2(tmp, &dest, RenameFlags::RENAME_EXCHANGE),
             Done::Created => std::fs::remove_file(&dest),
             Done::Moved { aside } => std::fs::rename(aside, &dest),
         };
@@ -506,33 +509,10 @@ fn write_existing(dir: &FsPath, files: &[(String, String)], exchange: bool) -> R
     }
 }
 
-const RENAME_NOREPLACE: u32 = 1;
-const RENAME_EXCHANGE: u32 = 2;
-
-/// `renameat2(2)` by system call number: glibc's wrapper is not on every libc.
-fn rename2(from: &FsPath, to: &FsPath, flags: u32) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &FsPath| {
-        std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: both are NUL-terminated strings that live across the call.
-    let r = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_renameat2,
-            nix::libc::AT_FDCWD,
-            from.as_ptr(),
-            nix::libc::AT_FDCWD,
-            to.as_ptr(),
-            flags,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+/// `renameat2(2)`: EXCHANGE keeps the old file under the temporary name so a
+/// failure can swap it back; NOREPLACE never clobbers a file that appeared meanwhile.
+fn rename2(from: &FsPath, to: &FsPath, flags: RenameFlags) -> std::io::Result<()> {
+    nix::fcntl::renameat2(None, from, None, to, flags).map_err(std::io::Error::from)
 }
 
 fn unsupported(e: &std::io::Error) -> bool {
@@ -562,7 +542,7 @@ fn put(tmp: &FsPath, dest: &FsPath, target: &Target, exchange: bool) -> std::io:
     match target {
         Target::New => {
             if exchange {
-                match rename2(tmp, dest, RENAME_NOREPLACE) {
+                match rename2(tmp, dest, RenameFlags::RENAME_NOREPLACE) {
                     Err(e) if unsupported(&e) => {}
                     r => return r.map(|()| Done::Created),
                 }
@@ -574,14 +554,14 @@ fn put(tmp: &FsPath, dest: &FsPath, target: &Target, exchange: bool) -> std::io:
         }
         Target::File { .. } | Target::Link => {
             if exchange {
-                match rename2(tmp, dest, RENAME_EXCHANGE) {
+                match rename2(tmp, dest, RenameFlags::RENAME_EXCHANGE) {
                     Err(e) if unsupported(&e) => {}
                     Err(e) => return Err(e),
                     Ok(()) => {
                         // A directory swapped in since we looked must not be
                         // left under a temporary name: swap back, fail.
                         if std::fs::symlink_metadata(tmp).is_ok_and(|m| m.is_dir()) {
-                            rename2(tmp, dest, RENAME_EXCHANGE)?;
+                            rename2(tmp, dest, RenameFlags::RENAME_EXCHANGE)?;
                             return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
                         }
                         return Ok(Done::Exchanged);
@@ -603,24 +583,23 @@ fn put(tmp: &FsPath, dest: &FsPath, target: &Target, exchange: bool) -> std::io:
 
 /// Holds back the signals that end a run (INT, TERM, HUP, QUIT) while it lives;
 /// one that arrived meanwhile is delivered when it drops.
-struct HoldSignals(Option<nix::libc::sigset_t>);
+struct HoldSignals(Option<SigSet>);
 
 impl HoldSignals {
     fn new() -> HoldSignals {
-        use nix::libc;
-        // SAFETY: plain libc calls on sigset_t values we own.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            let mut old: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-                libc::sigaddset(&mut set, s);
-            }
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) == 0 {
-                HoldSignals(Some(old))
-            } else {
-                HoldSignals(None)
-            }
+        let mut set = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            set.add(s);
+        }
+        let mut old = SigSet::empty();
+        match pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)) {
+            Ok(()) => HoldSignals(Some(old)),
+            Err(_) => HoldSignals(None),
         }
     }
 }
@@ -628,10 +607,7 @@ impl HoldSignals {
 impl Drop for HoldSignals {
     fn drop(&mut self) {
         if let Some(old) = self.0 {
-            // SAFETY: restores the mask saved in `new`.
-            unsafe {
-                nix::libc::pthread_sigmask(nix::libc::SIG_SETMASK, &old, std::ptr::null_mut());
-            }
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
         }
     }
 }

@@ -538,7 +538,7 @@ mod tests {
         load_str("wiki.toml", WIKI.to_string()).unwrap()
     }
 
-    /// DESIGN.md lab: RHost always saw FWHost's public address (masquerade).
+    /// docs/design.md lab: RHost always saw FWHost's public address (masquerade).
     #[test]
     fn server_to_remote_client_is_masqueraded() {
         let d = wiki();
@@ -614,7 +614,7 @@ mod tests {
         );
     }
 
-    /// DESIGN.md lab: amrecover on RHost reaches TSHost through a DNAT on FWHost; TSHost
+    /// docs/design.md lab: amrecover on RHost reaches TSHost through a DNAT on FWHost; TSHost
     /// sees RHost's real address.
     #[test]
     fn remote_recovery_goes_through_a_port_forward() {

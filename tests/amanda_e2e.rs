@@ -20,7 +20,7 @@
 //! with both backends, each in a fresh lab (so no conntrack entry from one
 //! backend's run can let the other's traffic through).
 //! Negative controls: one rule a flow needs is removed before loading, and
-//! amcheck or amdump must fail with the message DESIGN.md lists. A test that
+//! amcheck or amdump must fail with the message docs/design.md lists. A test that
 //! cannot fail proves nothing.
 //!
 //! Needs root, amanda-server, amanda-client, xinetd, iptables, nftables, ipset:
@@ -62,7 +62,7 @@ fn fail(lab: &AmandaLab, what: &str, detail: &str) -> ! {
 fn check_ok(lab: &AmandaLab, label: &str) {
     let t = Instant::now();
     let o = lab.amcheck().expect("running amcheck");
-    // amcheck can exit 0 while printing ERROR lines (DESIGN.md "Lab-verified").
+    // amcheck can exit 0 while printing ERROR lines (docs/design.md "Lab-verified").
     if !(o.ok() && o.stdout.contains("0 problems found")) {
         fail(lab, &format!("{label}: amcheck failed"), &show(&o));
     }
@@ -401,7 +401,7 @@ fn amcheck_problems(o: &Output, host: &str) -> Vec<String> {
 }
 
 /// Load the plan without LHost's rule for the server's control requests:
-/// amcheck must report LHost ("selfcheck request failed", DESIGN.md "What the
+/// amcheck must report LHost ("selfcheck request failed", docs/design.md "What the
 /// admin sees") and only LHost.
 fn amcheck_reports_only_lhost(auth: Auth, backend: Backend, rule: &[&str]) {
     let start = Instant::now();
@@ -537,7 +537,7 @@ fn negative_bsdtcp_port_forward_removed() {
         "lhost",
     );
     let r = lab.amrecover("rhost").expect("running amrecover");
-    // DESIGN.md "amrecover on RHost through FWHost's port forward": without
+    // docs/design.md "amrecover on RHost through FWHost's port forward": without
     // the forward, "[request failed: Connection timed out]" (FWHost's own
     // amandad is not open to RHost either).
     if r.ok()

@@ -2,7 +2,7 @@
 //! mode re-parses (iptables-restore text with its ipset file, and the nft
 //! script), and every flow passes through them. Negative controls: a needed
 //! rule removed, or a DROP put in front of it, makes the flow BLOCKED at the
-//! right FILE:LINE with the message Amanda prints (DESIGN.md's table).
+//! right FILE:LINE with the message Amanda prints (docs/design.md's table).
 
 mod common;
 
@@ -152,7 +152,7 @@ fn edited(plan: &Plan, host: &str, edit: &dyn Fn(&str) -> String) -> Vec<(String
         .collect()
 }
 
-/// DESIGN.md table: S→C control blocked → amcheck "selfcheck request failed:
+/// docs/design.md table: S→C control blocked → amcheck "selfcheck request failed:
 /// timeout waiting for ACK". Without lhost's udp 10080 rule the request
 /// meets the INPUT policy, which iptables-save declares on `:INPUT DROP`.
 #[test]
@@ -202,7 +202,7 @@ fn removed_rule_blocks_at_the_policy_line() {
 
 /// A DROP put in front of the data range blocks the dumper's streams at that
 /// line: amdump "could not connect DATA stream ... Connection timed out"
-/// (DESIGN.md lab finding).
+/// (docs/design.md lab finding).
 #[test]
 fn inserted_drop_blocks_at_its_line() {
     let plan = wiki_bsd();

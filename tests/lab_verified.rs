@@ -1,5 +1,5 @@
 //! The openings amwall plans for the wiki topology must be exactly the ones real
-//! Amanda 3.5.1 needed in namespaces (DESIGN.md "Lab-verified": the table of
+//! Amanda 3.5.1 needed in namespaces (docs/design.md "Lab-verified": the table of
 //! minimal openings, and "amrecover on RHost through FWHost's port forward").
 
 mod common;
@@ -132,7 +132,7 @@ fn bsd_and_bsdudp_static_minimal_openings() {
     }
 }
 
-/// DESIGN.md lab table, "bsd, bsdudp helper" — for bsd only: with bsdudp the
+/// docs/design.md lab table, "bsd, bsdudp helper" — for bsd only: with bsdudp the
 /// helper fails once two dumpers serve one client (lab finding, see
 /// `amanda::flows::helper_usable`), so amwall plans bsdudp statically even when
 /// the helper is asked for.
@@ -195,7 +195,7 @@ fn helper_mode_minimal_openings() {
     }
 }
 
-/// DESIGN.md: an OUTPUT assignment breaks local recovery with bsdudp; helpers go in
+/// docs/design.md: an OUTPUT assignment breaks local recovery with bsdudp; helpers go in
 /// raw PREROUTING only.
 #[test]
 fn helper_is_never_assigned_in_output() {

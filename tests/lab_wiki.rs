@@ -28,7 +28,7 @@ fn assert_pass(r: &Report) {
     );
 }
 
-/// DESIGN.md lab: RHost always saw FWHost's public address, and masquerade kept the
+/// docs/design.md lab: RHost always saw FWHost's public address, and masquerade kept the
 /// source port; TSHost sees RHost's real address through the port forward.
 fn assert_nat_as_lab_verified(r: &Report) {
     for f in &r.flows {
@@ -133,7 +133,7 @@ fn router_sharing_the_masquerade_address_is_a_note() {
     );
 }
 
-/// DESIGN.md (lab, kernel 6.18): `INDEX -1` (`index no`) stops the helper's parsing,
+/// docs/design.md (lab, kernel 6.18): `INDEX -1` (`index no`) stops the helper's parsing,
 /// so the STATE stream would get no expectation (the lab saw STATE blocked for every
 /// dumper while DATA and MESG passed). amwall therefore plans bsd + helper +
 /// `index no` statically, and the whole run passes.

@@ -115,7 +115,7 @@ fn cli_amanda_config_and_hosts_file() {
 }
 
 /// amanda.conf and amanda-client.conf are read by different programs
-/// (amanda-protocol.md §2): the dumper binds in the server's amanda.conf
+/// (docs/amanda-protocol.md §2): the dumper binds in the server's amanda.conf
 /// range, amandad listens in its own host's amanda-client.conf range — on a
 /// client for backups, on the server for recoveries — and amrecover binds in
 /// its host's amanda-client.conf range. Three different ranges here, and each

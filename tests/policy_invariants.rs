@@ -1,4 +1,4 @@
-//! What DESIGN.md asks of the policy, checked on every example × auth mode:
+//! What docs/design.md asks of the policy, checked on every example × auth mode:
 //! every hop of every flow is let through by some rule (complete), no rule is
 //! covered by another in its place (minimal, so no shadowed or redundant rule), and
 //! no rule exists that no flow needs (management aside).

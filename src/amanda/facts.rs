@@ -1,6 +1,6 @@
 //! Amanda and kernel facts, each in one place with its source.
 //! `A:path` = zmanda/amanda at tag-community-3.5.1; Debian = 1:3.5.1-11+deb12u2
-//! (see ../shared/amanda-protocol.md and DESIGN.md "Domain facts").
+//! (see docs/amanda-protocol.md and docs/design.md "Domain facts").
 
 use crate::model::{AmandaSettings, Auth, Build, PortRange};
 
@@ -20,7 +20,7 @@ pub const DEBIAN_AMBIND_UDP: PortRange = PortRange::new(840, 860);
 pub const DEBIAN_AMBIND_TCP: PortRange = PortRange::new(512, 1024);
 
 /// Ports in 512-1023 that Debian's /etc/services (netbase 6.4) lists under a name
-/// without "amanda"; Amanda's bind_portrange skips them (amanda-protocol.md §2,
+/// without "amanda"; Amanda's bind_portrange skips them (docs/amanda-protocol.md §2,
 /// lab: 853 domain-s skipped): every port 512-1023 that netbase 6.4 names.
 pub const SERVICES_SKIPPED: &[u16] = &[
     512, 513, 514, 515, 517, 518, 520, 538, 540, 543, 544, 546, 547, 548, 554, 563, 587, 607, 623,
@@ -74,7 +74,7 @@ pub fn service_port(name: &str) -> Option<u16> {
 }
 
 /// How many ports of `range` Amanda can actually bind: bind_portrange skips ports that
-/// /etc/services names for another service (amanda-protocol.md §1 bsdtcp, §2 Debian).
+/// /etc/services names for another service (docs/amanda-protocol.md §1 bsdtcp, §2 Debian).
 pub fn usable_ports(range: PortRange) -> u32 {
     let skipped = SERVICES_SKIPPED
         .iter()
@@ -95,14 +95,14 @@ pub fn nat_port_class(port: u16) -> PortRange {
 }
 
 /// The kernel's Amanda helper only parses UDP replies from port 10080 (bsd, bsdudp);
-/// it must be assigned explicitly since kernel 4.7 (nf_conntrack_amanda.c, DESIGN.md).
+/// it must be assigned explicitly since kernel 4.7 (nf_conntrack_amanda.c, docs/design.md).
 pub const HELPER_NAME: &str = "amanda";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// DESIGN.md "Debian 3.5.1": reserved-udp 840-860, reserved-tcp 512-1023, unreserved 50000-50100.
+    /// docs/design.md "Debian 3.5.1": reserved-udp 840-860, reserved-tcp 512-1023, unreserved 50000-50100.
     #[test]
     fn debian_defaults() {
         let d = defaults(Build::Debian);
@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(d.unreserved_tcp_port, PortRange::new(50000, 50100));
     }
 
-    /// amanda-protocol.md §2: in the lab 853 (domain-s) was skipped, so 840-860 gives 20 ports.
+    /// docs/amanda-protocol.md §2: in the lab 853 (domain-s) was skipped, so 840-860 gives 20 ports.
     #[test]
     fn domain_s_is_skipped_in_debian_udp_range() {
         assert_eq!(usable_ports(PortRange::new(840, 860)), 20);

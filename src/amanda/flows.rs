@@ -1,5 +1,5 @@
 //! Deployment → the network flows Amanda needs. Pure: same model, same flows,
-//! in the same order. Each rule of thumb cites DESIGN.md's flow table.
+//! in the same order. Each rule of thumb cites docs/design.md's flow table.
 
 use serde::Serialize;
 
@@ -127,7 +127,7 @@ fn backup_flows(d: &Deployment, s: HostId, c: HostId, out: &mut Vec<Flow>) {
     let helper = helper_usable(auth, cl.index) && cl.conntrack_helper;
     let control = |op: Operation, what: &str| -> Option<Flow> {
         let (proto, sport, why) = match auth {
-            // DESIGN.md flow table, bsd/bsdudp: S→C udp 10080 [Sru]; one UDP socket per
+            // docs/design.md flow table, bsd/bsdudp: S→C udp 10080 [Sru]; one UDP socket per
             // server process bound in reserved-udp-port (A:common-src/dgram.c).
             Auth::Bsd | Auth::Bsdudp => (
                 Proto::Udp,
@@ -236,12 +236,12 @@ fn recover_flows(d: &Deployment, s: HostId, r: HostId, out: &mut Vec<Flow>) {
                 Some(rc.reserved_udp_port),
                 // The helper would only cover amindexd's MESG; the streams below must be
                 // open anyway (it does not parse CTL), so assigning it buys nothing. The
-                // lab's minimal TSHost in helper mode is the static one (DESIGN.md).
+                // lab's minimal TSHost in helper mode is the static one (docs/design.md).
                 HelperRole::None,
                 "amrecover asks the server's amandad for amindexd and amidxtaped, from a port in its reserved-udp-port",
             ));
             // The direction flips: amandad on the server listens in ITS unreserved range
-            // and amrecover connects (DESIGN.md); the helper does not parse amidxtaped's
+            // and amrecover connects (docs/design.md); the helper does not parse amidxtaped's
             // `CTL` reply (lab-verified), so this stays open even in helper mode.
             out.push(flow(
                 if auth == Auth::Bsd {
@@ -348,7 +348,7 @@ interfaces = [{{ name = "eth0", network = "lan", address = "192.0.2.3" }}]
             .collect()
     }
 
-    /// DESIGN.md flow table, bsd: amcheck S→C udp 10080 [Sru]; amdump adds S→C tcp Cu [Su].
+    /// docs/design.md flow table, bsd: amcheck S→C udp 10080 [Sru]; amdump adds S→C tcp Cu [Su].
     #[test]
     fn bsd_backup_is_udp_control_plus_tcp_data() {
         let fs = flows(&deployment("bsd", ""));
@@ -368,7 +368,7 @@ interfaces = [{{ name = "eth0", network = "lan", address = "192.0.2.3" }}]
         );
     }
 
-    /// DESIGN.md: bsdtcp multiplexes everything on S→C tcp 10080 [Srt]; no data range.
+    /// docs/design.md: bsdtcp multiplexes everything on S→C tcp 10080 [Srt]; no data range.
     #[test]
     fn bsdtcp_has_no_data_range() {
         let fs = flows(&deployment("bsdtcp", ""));
@@ -379,7 +379,7 @@ interfaces = [{{ name = "eth0", network = "lan", address = "192.0.2.3" }}]
         assert_eq!(check[0].sport, Some(PortRange::new(512, 1023)));
     }
 
-    /// DESIGN.md: ssh is S→C tcp 22 from an ephemeral port.
+    /// docs/design.md: ssh is S→C tcp 22 from an ephemeral port.
     #[test]
     fn ssh_uses_port_22_without_source_constraint() {
         let d = load_str(
@@ -395,7 +395,7 @@ interfaces = [{{ name = "eth0", network = "lan", address = "192.0.2.3" }}]
             .all(|f| f.dport == PortRange::single(22) && f.sport.is_none()));
     }
 
-    /// DESIGN.md: amrecover over bsd flips direction: R→S udp 10080 then R→S tcp Su [Ru].
+    /// docs/design.md: amrecover over bsd flips direction: R→S udp 10080 then R→S tcp Su [Ru].
     #[test]
     fn bsd_recovery_connects_to_the_servers_range() {
         let fs = flows(&deployment("bsd", ""));
@@ -408,7 +408,7 @@ interfaces = [{{ name = "eth0", network = "lan", address = "192.0.2.3" }}]
         assert_eq!(rec[1].dport, PortRange::new(50000, 50100));
     }
 
-    /// DESIGN.md helper facts: backups' data streams become RELATED; recovery stays static.
+    /// docs/design.md helper facts: backups' data streams become RELATED; recovery stays static.
     #[test]
     fn helper_mode_replaces_backup_data_but_not_recovery() {
         let fs = flows(&deployment("bsd", "conntrack-helper = true"));

@@ -70,7 +70,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         udp_ranges.dedup();
         tcp_ranges.dedup();
 
-        // Debian's ambind refuses privileged UDP binds outside 840-860 (DESIGN.md, A:common-src/security-file.c).
+        // Debian's ambind refuses privileged UDP binds outside 840-860 (docs/design.md, A:common-src/security-file.c).
         for r in udp_ranges
             .iter()
             .filter(|r| d.build == Build::Debian && !facts::DEBIAN_AMBIND_UDP.covers(r))
@@ -99,7 +99,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         }
 
         // One UDP socket per server process: amcheck, planner and each of `inparallel`
-        // dumpers (amanda-protocol.md §4 "Too few ports", docs/portusage.txt).
+        // dumpers (docs/amanda-protocol.md §4 "Too few ports", docs/portusage.txt).
         if host.roles.server && udp_clients > 0 {
             let need = a.inparallel + 2;
             let have = facts::usable_ports(a.reserved_udp_port);
@@ -212,7 +212,7 @@ mod tests {
         lint(&d).into_iter().map(|l| l.code).collect()
     }
 
-    /// DESIGN.md: `reserved-udp-port 700,710` (the old wiki) fails on Debian: ambind allows 840-860.
+    /// docs/design.md: `reserved-udp-port 700,710` (the old wiki) fails on Debian: ambind allows 840-860.
     #[test]
     fn wiki_udp_range_fails_on_debian() {
         let l = lints("auth = \"bsd\"\nclient-port = 10080\nreserved-udp-port = [700, 710]");
@@ -223,7 +223,7 @@ mod tests {
         );
     }
 
-    /// DESIGN.md: Debian's services file has no amanda/udp, so bsd needs a numeric client-port.
+    /// docs/design.md: Debian's services file has no amanda/udp, so bsd needs a numeric client-port.
     #[test]
     fn bsd_without_numeric_client_port() {
         assert!(lints("auth = \"bsd\"").contains(&"udp-client-port-service"));
@@ -240,7 +240,7 @@ mod tests {
         assert!(lints("auth = \"bsdtcp\"").is_empty());
     }
 
-    /// DESIGN.md helper limits: `INDEX -1` stops parsing, STATE gets no expectation.
+    /// docs/design.md helper limits: `INDEX -1` stops parsing, STATE gets no expectation.
     #[test]
     fn helper_with_index_no() {
         let l =
@@ -248,7 +248,7 @@ mod tests {
         assert_eq!(l, vec!["helper-index-no"]);
     }
 
-    /// DESIGN.md: the client listens in ITS unreserved range; the dumper's source is the server's.
+    /// docs/design.md: the client listens in ITS unreserved range; the dumper's source is the server's.
     #[test]
     fn client_range_differing_from_the_server() {
         let d = load_str(

@@ -662,7 +662,7 @@ impl<'a> Walker<'a> {
             self.masters
                 .insert((flow.initiator, flow.responder), master_info);
         }
-        // The responder checks the request's source port (DESIGN.md: "port N not secure").
+        // The responder checks the request's source port (docs/design.md: "port N not secure").
         if flow.sport.is_some_and(|r| r.is_privileged()) {
             let last = path.last().host;
             for (c, _) in &cur {

@@ -1,6 +1,6 @@
 //! What Amanda prints when the firewall eats a flow's packets: one place for
-//! the messages (DESIGN.md "What the admin sees when a flow is blocked",
-//! its lab-verified findings, and amanda-protocol.md §4 "Field failures").
+//! the messages (docs/design.md "What the admin sees when a flow is blocked",
+//! its lab-verified findings, and docs/amanda-protocol.md §4 "Field failures").
 
 use crate::amanda::{Flow, Operation};
 use crate::model::{Auth, Proto};
@@ -33,11 +33,11 @@ pub fn blocked(flow: &Flow, kind: PacketKind, host: &str, port: u16) -> String {
     let udp = flow.proto == Proto::Udp;
     // UDP control (bsd, bsdudp), A:common-src/protocol.c: after the REQ the
     // server waits for an ACK (s_ackwait: "timeout waiting for ACK" when none
-    // comes, DESIGN.md's first row: blocked replies end here), then for the
-    // REP (s_repwait: "timeout waiting for REP", DESIGN.md's second row: a REP
+    // comes, docs/design.md's first row: blocked replies end here), then for the
+    // REP (s_repwait: "timeout waiting for REP", docs/design.md's second row: a REP
     // that comes after conntrack forgot the flow). Its ACK of the REP is the
     // only later packet: the request completes, and the client's amandad
-    // logs "timeout waiting for ACK for our REP" (amanda-protocol.md §4).
+    // logs "timeout waiting for ACK for our REP" (docs/amanda-protocol.md §4).
     let control = |who: &str, prefix: &str| -> String {
         let end = if prefix.starts_with('[') { "]" } else { "" };
         match (udp, kind, flow.auth) {
@@ -48,7 +48,7 @@ pub fn blocked(flow: &Flow, kind: PacketKind, host: &str, port: u16) -> String {
             (false, _, Auth::Ssh) => format!(
                 "{who}: \"{prefix}...{end}\" (ssh: connect to host {host} port {port}: Connection timed out)"
             ),
-            // Lab-verified for bsdtcp (DESIGN.md: "selfcheck request failed: Connection timed out").
+            // Lab-verified for bsdtcp (docs/design.md: "selfcheck request failed: Connection timed out").
             (false, _, _) => format!("{who}: \"{prefix}Connection timed out{end}\""),
         }
     };
@@ -58,14 +58,14 @@ pub fn blocked(flow: &Flow, kind: PacketKind, host: &str, port: u16) -> String {
             control("planner", &format!("Request to {host} failed: "))
         }
         (Operation::Backup, "control") => control("dumper", "[request failed: "),
-        // DESIGN.md lab: "could not connect DATA stream: can't connect stream to lhost port 50014: Connection timed out".
+        // docs/design.md lab: "could not connect DATA stream: can't connect stream to lhost port 50014: Connection timed out".
         (Operation::Backup, _) => format!(
             "amdump: \"could not connect DATA stream: can't connect stream to {host} port {port}: Connection timed out\" (or MESG/INDEX/STATE)"
         ),
         (Operation::Recover, s) if s.starts_with("control") => {
             control("amrecover", "[request failed: ")
         }
-        // DESIGN.md lab: "[could not connect MESG stream: can't connect stream to fwhost-pub port 500xx: ...]".
+        // docs/design.md lab: "[could not connect MESG stream: can't connect stream to fwhost-pub port 500xx: ...]".
         (Operation::Recover, _) => format!(
             "amrecover: \"could not connect MESG stream: can't connect stream to {host} port {port}: Connection timed out\" (or CTL)"
         ),
@@ -75,7 +75,7 @@ pub fn blocked(flow: &Flow, kind: PacketKind, host: &str, port: u16) -> String {
     }
 }
 
-/// DESIGN.md: a client rejects a request from a source port ≥ 1024
+/// docs/design.md: a client rejects a request from a source port ≥ 1024
 /// (A:common-src/security-util.c).
 pub fn not_secure(port: u128) -> String {
     format!("client log: \"port {port} not secure\" (the request's source port was rewritten to 1024 or above)")
@@ -102,7 +102,7 @@ mod tests {
         }
     }
 
-    /// DESIGN.md table: S→C control blocked → amcheck "selfcheck request failed: timeout waiting for ACK".
+    /// docs/design.md table: S→C control blocked → amcheck "selfcheck request failed: timeout waiting for ACK".
     #[test]
     fn blocked_udp_check_waits_for_ack() {
         let f = flow(Operation::Check, "control", Auth::Bsd, Proto::Udp);
@@ -112,7 +112,7 @@ mod tests {
         );
     }
 
-    /// DESIGN.md lab: clients' data range closed (bsd) → "could not connect DATA stream".
+    /// docs/design.md lab: clients' data range closed (bsd) → "could not connect DATA stream".
     #[test]
     fn blocked_data_stream() {
         let f = flow(Operation::Backup, "data streams", Auth::Bsd, Proto::Tcp);
@@ -120,7 +120,7 @@ mod tests {
             .contains("could not connect DATA stream: can't connect stream to lhost port 50014"));
     }
 
-    /// DESIGN.md lab: bsdtcp clients' 10080 closed → "selfcheck request failed: Connection timed out".
+    /// docs/design.md lab: bsdtcp clients' 10080 closed → "selfcheck request failed: Connection timed out".
     #[test]
     fn blocked_bsdtcp_check_times_out() {
         let f = flow(Operation::Check, "control", Auth::Bsdtcp, Proto::Tcp);

@@ -7,7 +7,7 @@
 //! Isolation (nothing on the machine is changed persistently):
 //! - Per-host files live in `/etc/netns/NS/` (`hosts`, `resolv.conf`,
 //!   `amandahosts`, `amanda/`), which `ip netns exec` bind-mounts over `/etc`
-//!   (DESIGN.md "Lab-verified"). Debian's backup user reads `~/.amandahosts`,
+//!   (docs/design.md "Lab-verified"). Debian's backup user reads `~/.amandahosts`,
 //!   a symlink to `/etc/amandahosts`, so that file is per host too.
 //! - Every command runs inside the private mount namespace `ip netns exec`
 //!   makes, where a small wrapper also bind-mounts per-host directories over

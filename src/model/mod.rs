@@ -77,7 +77,7 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// Amanda's security drivers that exist in Debian's 3.5.1 build (DESIGN.md "Debian 3.5.1").
+/// Amanda's security drivers that exist in Debian's 3.5.1 build (docs/design.md "Debian 3.5.1").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Auth {
@@ -209,7 +209,7 @@ pub struct Host {
     /// what the disklist says of it (auth, index, client-port).
     pub amanda: AmandaSettings,
     /// The settings of this host's amanda-client.conf, which amandad,
-    /// sendbackup and amrecover read (amanda-protocol.md §2): the range amandad
+    /// sendbackup and amrecover read (docs/amanda-protocol.md §2): the range amandad
     /// listens in (also on the server, for recoveries) and amrecover's auth,
     /// client-port and source ranges. Equal to `amanda` unless the admin's
     /// Amanda files set the two apart.

@@ -1,5 +1,5 @@
 //! A client's amanda-client.conf: what amandad, sendbackup and amrecover read
-//! (amanda-protocol.md §2) — the client's own port ranges, and for amrecover the
+//! (docs/amanda-protocol.md §2) — the client's own port ranges, and for amrecover the
 //! auth, client-port and which servers it talks to.
 
 use std::collections::HashMap;

@@ -46,7 +46,7 @@ pub fn lint_server(cfg: &AmandaConfig, ctx: &LintContext) -> Vec<Warning> {
             &top,
         );
         // One UDP socket per server process at once: amcheck, planner and each of
-        // `inparallel` dumpers (amanda-protocol.md §4 "Too few ports").
+        // `inparallel` dumpers (docs/amanda-protocol.md §4 "Too few ports").
         let need = s.inparallel.value + 2;
         let have = facts::usable_ports(s.reserved_udp_port.value);
         if have < need {
@@ -179,7 +179,7 @@ fn range(r: PortRange) -> String {
 }
 
 /// Debian's setuid ambind refuses privileged binds outside amanda-security.conf's
-/// ranges (`A:common-src/security-file.c`; DESIGN.md "Debian 3.5.1").
+/// ranges (`A:common-src/security-file.c`; docs/design.md "Debian 3.5.1").
 #[allow(clippy::too_many_arguments)]
 fn ambind(
     out: &mut Vec<Warning>,
@@ -222,7 +222,7 @@ fn ambind(
 }
 
 /// bsd/bsdudp look `client-port` up as a UDP service; Debian's services file has
-/// `amanda 10080/tcp` only (DESIGN.md "Debian 3.5.1").
+/// `amanda 10080/tcp` only (docs/design.md "Debian 3.5.1").
 fn service(
     out: &mut Vec<Warning>,
     services: &Services,

@@ -126,7 +126,7 @@ struct ServiceEntry {
 
 impl Services {
     /// The Amanda entries of Debian's netbase 6.4 `/etc/services`: `amanda 10080/tcp`
-    /// and no `amanda 10080/udp` (netbase 5.8 removed it; DESIGN.md "Debian 3.5.1").
+    /// and no `amanda 10080/udp` (netbase 5.8 removed it; docs/design.md "Debian 3.5.1").
     pub fn debian() -> Services {
         let e = |n: &str, port| ServiceEntry {
             names: vec![n.to_string()],

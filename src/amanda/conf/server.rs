@@ -55,7 +55,7 @@ pub struct Definition {
 }
 
 /// The amanda.conf parameters that decide the server's packets
-/// (amcheck, planner and dumpers read amanda.conf: amanda-protocol.md §2).
+/// (amcheck, planner and dumpers read amanda.conf: docs/amanda-protocol.md §2).
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerSettings {
     pub reserved_udp_port: Setting<PortRange>,
@@ -80,7 +80,7 @@ pub struct ClientEntry {
     /// From the same entry as `auth`.
     pub client_port: Setting<Option<ClientPort>>,
     /// False if any entry has `index no`: that dump replies `INDEX -1`, which is
-    /// what matters to the conntrack helper (DESIGN.md, helper limits).
+    /// what matters to the conntrack helper (docs/design.md, helper limits).
     pub index: Setting<bool>,
 }
 
@@ -108,7 +108,7 @@ pub enum DumptypeRef {
 
 impl ClientEntry {
     /// This host's settings in the topology model, from its dumptype and, when given,
-    /// its amanda-client.conf (amandad and sendbackup read that: amanda-protocol.md §2).
+    /// its amanda-client.conf (amandad and sendbackup read that: docs/amanda-protocol.md §2).
     /// Without one, the client's ranges are the build's defaults.
     pub fn settings(
         &self,

@@ -173,7 +173,7 @@ pub(crate) fn string(p: &Param) -> Result<(String, Loc), InputError> {
 }
 
 /// The security drivers amwall models; Debian's 3.5.1 has no krb5 or rsh
-/// (`amgetconf build.KRB5_SECURITY` = no; DESIGN.md "Debian 3.5.1").
+/// (`amgetconf build.KRB5_SECURITY` = no; docs/design.md "Debian 3.5.1").
 pub(crate) fn auth(p: &Param) -> Result<Auth, InputError> {
     let (s, loc) = string(p)?;
     Auth::parse(&s.to_ascii_lowercase()).ok_or_else(|| {
@@ -206,7 +206,7 @@ pub(crate) fn boolean(p: &Param) -> Result<bool, InputError> {
 
 /// `read_int_or_str`: an integer, or a quoted service name; "" means the default.
 /// A quoted number is a number: the security drivers take a leading digit as a port
-/// and look anything else up with getservbyname (amanda-protocol.md §1).
+/// and look anything else up with getservbyname (docs/amanda-protocol.md §1).
 pub(crate) fn client_port(p: &Param) -> Result<Option<ClientPort>, InputError> {
     let a = only_arg(p, "a port number or a quoted service name")?;
     let number = |n: i64, loc: &Loc| {

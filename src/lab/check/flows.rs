@@ -91,7 +91,7 @@ pub(super) struct FlowObservations {
     pub side: Vec<Outcome>,
 }
 
-/// Amanda-like payloads for the helper exchange (DESIGN.md "The kernel helper"):
+/// Amanda-like payloads for the helper exchange (docs/design.md "The kernel helper"):
 /// the REP that sendbackup sends since 3.4 (`A:client-src/sendbackup.c`), with
 /// the ports to connect to, and which of them are real TCP listeners.
 fn connect_reply(auth: Auth, index: bool, base: u16) -> (String, Vec<(&'static str, u16)>) {
@@ -723,7 +723,7 @@ mod tests {
 
     /// nf_conntrack_amanda copies at most 5 characters of each number
     /// (net/netfilter/nf_conntrack_amanda.c, `pbuf[sizeof("65535")]`): bsdudp's
-    /// multiplexed handles 499999.. become port 49999 (DESIGN.md, lab finding).
+    /// multiplexed handles 499999.. become port 49999 (docs/design.md, lab finding).
     #[test]
     fn the_helper_reads_bsdudp_handles_as_port_49999() {
         let (reply, streams) = connect_reply(Auth::Bsdudp, true, 50097);
