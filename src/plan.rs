@@ -562,7 +562,7 @@ fn put(tmp: &FsPath, dest: &FsPath, target: &Target, exchange: bool) -> std::io:
                         // left under a temporary name: swap back, fail.
                         if std::fs::symlink_metadata(tmp).is_ok_and(|m| m.is_dir()) {
                             rename2(tmp, dest, RenameFlags::RENAME_EXCHANGE)?;
-                            return Err(std::io::Error::from(std::io::ErrorKind::IsADirectory));
+                            return Err(std::io::Error::from_raw_os_error(nix::libc::EISDIR));
                         }
                         return Ok(Done::Exchanged);
                     }
