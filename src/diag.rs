@@ -76,11 +76,12 @@ pub enum Error {
     #[diagnostic(transparent)]
     Input(Box<InputError>),
 
-    #[error("{path}: {source}")]
+    /// The reason is part of the message and deliberately not a `source`:
+    /// miette would print it a second time as the cause.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("{0}")]

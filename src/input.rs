@@ -40,7 +40,7 @@ pub fn limit() -> Result<u64> {
 fn refuse(path: &Path, why: String) -> Error {
     Error::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
     }
 }
 
@@ -72,7 +72,7 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let limit = limit()?;
     let io = |source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let ft = std::fs::metadata(path).map_err(io)?.file_type();
     if !ft.is_file() {
@@ -165,7 +165,7 @@ pub fn read_stdin_text() -> Result<String> {
         .read_to_end(&mut bytes)
         .map_err(|source| Error::Io {
             path: STDIN_NAME.into(),
-            source,
+            error: source,
         })?;
     if bytes.len() as u64 > limit {
         return Err(refuse(

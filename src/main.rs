@@ -278,7 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         Command::Man => {
             let io = |source| amwall::Error::Io {
                 path: "stdout".into(),
-                source,
+                error: source,
             };
             clap_mangen::Man::new(Cli::command())
                 .render(&mut std::io::stdout())
@@ -603,7 +603,7 @@ fn apply(
         force,
         watchdog_exe: std::env::current_exe().map_err(|source| amwall::Error::Io {
             path: "/proc/self/exe".into(),
-            source,
+            error: source,
         })?,
     };
     let done = apply::apply(state, &payload, &opts)?;

@@ -281,7 +281,7 @@ pub fn write_outputs(dir: &FsPath, files: &[(String, String)]) -> Result<Vec<Pat
 fn io_err(path: &FsPath, source: std::io::Error) -> Error {
     Error::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     }
 }
 

@@ -122,7 +122,7 @@ pub(crate) fn tool(argv: &[&str], stdin: Option<&str>) -> Result<String> {
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::diag::{line_col, Error, InputError};
 /// Why a file could not be read, without its path (the caller's message names it).
 pub(crate) fn reason(e: &Error) -> String {
     match e {
-        Error::Io { source, .. } => source.to_string(),
+        Error::Io { error, .. } => error.to_string(),
         e => e.to_string(),
     }
 }
