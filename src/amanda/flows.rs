@@ -92,6 +92,49 @@ pub fn helper_usable(auth: Auth, index: bool) -> bool {
     auth == Auth::Bsd && index
 }
 
+/// What the kernel's helper, once a rule assigns it to the sendbackup request,
+/// does for that backup's data streams — whatever the plan chose, since the
+/// kernel reads the ruleset, not the topology (`check` follows this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelperCover {
+    /// bsd with `index yes`: every stream the REP announces is expected (RELATED).
+    All,
+    /// bsdudp: the data stream is expected, but a second dumper to the same
+    /// client within 180 s clashes with the first one's expectation and the
+    /// kernel drops that client's REP (see `helper_usable`).
+    OneDumper,
+    /// bsd with `index no`: parsing stops at `INDEX -1`, STATE is never expected.
+    NotState,
+}
+
+/// `None` when the helper has nothing to parse for `auth` (bsdtcp, ssh, local).
+pub fn helper_cover(auth: Auth, index: bool) -> Option<HelperCover> {
+    match auth {
+        Auth::Bsd if index => Some(HelperCover::All),
+        Auth::Bsd => Some(HelperCover::NotState),
+        Auth::Bsdudp => Some(HelperCover::OneDumper),
+        _ => None,
+    }
+}
+
+impl Flow {
+    /// The sendbackup request whose REP (`CONNECT DATA p MESG p ...`) the helper
+    /// parses: the conntrack master of the backup's data streams.
+    pub fn announces_streams(&self) -> bool {
+        self.operation == Operation::Backup
+            && self.proto == Proto::Udp
+            && matches!(self.auth, Auth::Bsd | Auth::Bsdudp)
+    }
+
+    /// The data streams a sendbackup REP announces: expected connections once
+    /// the helper is assigned to the request, NEW ones otherwise.
+    pub fn announced(&self) -> bool {
+        self.operation == Operation::Backup
+            && self.proto == Proto::Tcp
+            && matches!(self.auth, Auth::Bsd | Auth::Bsdudp)
+    }
+}
+
 /// Every flow the deployment needs, in a stable order: per client (file order)
 /// its check, estimate and backup flows, then per recovering host its recovery flows.
 pub fn flows(d: &Deployment) -> Vec<Flow> {

@@ -13,12 +13,13 @@ use serde::Serialize;
 use super::load::Loc;
 use super::messages::{self, PacketKind};
 use super::{chain_path, cube_text, end_loc, HostCheck};
-use crate::amanda::{HelperRole, Operation};
+use crate::amanda::flows::{helper_cover, HelperCover};
+use crate::amanda::{Flow, HelperRole};
 use crate::model::{HostId, Proto};
 use crate::netfilter::{CtDirection, Hook};
 use crate::plan::Plan;
 use crate::route::{Hop, HopKind};
-use crate::sim::engine::{CtBase, End, State, Step};
+use crate::sim::engine::{CtBase, End, RuleRef, State, Step};
 use crate::sim::space::*;
 use crate::sim::{Ct, Engine};
 
@@ -91,6 +92,11 @@ struct Conn {
 #[derive(Clone, Debug, Default)]
 pub struct MasterInfo {
     pub helper: bool,
+    /// Attached to some of the request's packets but not all (a rule that
+    /// names only some sources or source ports).
+    pub partly: bool,
+    /// The rule that assigned it (the first branch's, when several did).
+    pub by: Option<RuleRef>,
     pub snat: Option<IvSet>,
     pub dnat: Option<IvSet>,
 }
@@ -168,6 +174,49 @@ struct HopOut {
 impl<'a> Walker<'a> {
     fn name(&self, h: HostId) -> &str {
         &self.plan.deployment.hosts[h].name
+    }
+
+    /// What the helper does for an announced stream at `host`, in the words
+    /// the report shows beside the verdict; `None` where there is nothing to
+    /// say (no rules given for the host, or a static plan and no helper).
+    fn helper_note(
+        &self,
+        flow: &Flow,
+        host: HostId,
+        master: Option<&MasterInfo>,
+        cover: Option<HelperCover>,
+    ) -> Option<String> {
+        let hc = self.hosts.get(&host)?;
+        let name = self.name(host);
+        let at = |m: &MasterInfo| {
+            m.by.map(|r| format!(" at {}", hc.rules.loc(&hc.compiled, r.chain, r.rule)))
+                .unwrap_or_default()
+        };
+        if let Some(m) = master.filter(|m| !m.helper && m.partly) {
+            return Some(format!(
+                "{name}: the amanda helper is assigned{} to only some of the request's packets (sources or source ports): for the others this connection is NEW",
+                at(m)
+            ));
+        }
+        let assigned = master.filter(|m| m.helper);
+        Some(match (assigned, cover) {
+            (Some(m), Some(HelperCover::NotState)) => format!(
+                "{name}: the amanda helper is assigned{}, but with `index no` it stops at `INDEX -1` and never expects STATE: that connection is NEW",
+                at(m)
+            ),
+            (Some(m), Some(HelperCover::OneDumper)) => format!(
+                "{name}: RELATED: the amanda helper assigned{} expects this connection; with bsdudp a second dumper to this client within 180 s clashes with that expectation and the kernel drops the client's REP (\"timeout waiting for REP\")",
+                at(m)
+            ),
+            (Some(m), _) => format!(
+                "{name}: RELATED: the amanda helper assigned{} expects this connection",
+                at(m)
+            ),
+            (None, _) if flow.helper == HelperRole::Expected => format!(
+                "{name}: the plan relies on the amanda helper, but no rule here assigns it to the sendbackup request, so this connection is NEW"
+            ),
+            (None, _) => return None,
+        })
     }
 
     fn is_local(&self, h: HostId, iv: &IvSet) -> bool {
@@ -551,12 +600,19 @@ impl<'a> Walker<'a> {
                 .map_or(EPHEMERAL, |r| Iv::new(r.lo as u128, r.hi as u128)),
         );
         full.set(DPORT, Iv::new(flow.dport.lo as u128, flow.dport.hi as u128));
-        let master = if flow.helper == HelperRole::Expected {
+        // The kernel follows the ruleset, not the topology: the streams a REP
+        // announces are expected wherever a rule assigned the helper to the
+        // request, whether or not the plan relies on it.
+        let master = if flow.announced() {
             self.masters.get(&(flow.initiator, flow.responder)).cloned()
         } else {
             None
         };
-        let assign = flow.helper == HelperRole::Assign && flow.operation == Operation::Backup;
+        let cover = helper_cover(
+            flow.auth,
+            plan.deployment.hosts[flow.responder].amanda.index,
+        );
+        let assign = flow.announces_streams();
         let mut master_info: HashMap<HostId, MasterInfo> = HashMap::new();
         let d = &plan.deployment;
         let next_name = |i: usize| -> String {
@@ -572,20 +628,17 @@ impl<'a> Walker<'a> {
         let mut cur: Vec<(Cube, u32)> = vec![(full.clone(), 0)];
         let mut routers = 0u8;
         for (hi, hop) in path.hops.iter().enumerate() {
-            let related = master
-                .as_ref()
-                .and_then(|m| m.get(&hop.host))
-                .filter(|m| m.helper);
-            if master.is_some() && self.hosts.contains_key(&hop.host) {
-                notes.push(format!(
-                    "{}: {}",
-                    self.name(hop.host),
-                    if related.is_some() {
-                        "the amanda helper expects this connection (RELATED)"
-                    } else {
-                        "no amanda helper on the request here, so this connection is NEW"
-                    }
-                ));
+            let here = master.as_ref().and_then(|m| m.get(&hop.host));
+            let assigned = here.filter(|m| m.helper);
+            let related = assigned.filter(|_| cover != Some(HelperCover::NotState));
+            // Only where the connection enters: its initiator's own
+            // outgoing packet needs no helper.
+            let enters = matches!(hop.kind, HopKind::Forward | HopKind::Destination);
+            if let Some(note) = self
+                .helper_note(flow, hop.host, here, cover)
+                .filter(|_| enters)
+            {
+                notes.push(note);
             }
             let mut states = Vec::new();
             for (cube, tag) in &cur {
@@ -639,7 +692,12 @@ impl<'a> Walker<'a> {
                         helper: true,
                         ..Default::default()
                     });
-                    mi.helper &= s.ct.helper.as_deref() == Some("amanda");
+                    let has = s.ct.helper.as_deref() == Some("amanda");
+                    mi.partly |= has;
+                    mi.helper &= has;
+                    if has {
+                        mi.by = mi.by.or(s.ct.helper_by);
+                    }
                     if s.ct.nat_bits[0] {
                         mi.dnat = Some(conn.fin[1].clone());
                     }

@@ -91,11 +91,62 @@ pub struct OpenView {
     pub boxes: usize,
 }
 
+#[derive(Clone)]
 struct Accepted {
     cube: Cube,
     by: Option<RuleRef>,
     taint: Vec<RuleRef>,
+    /// The rule that attached the amanda helper to this connection, if one did.
+    helper: Option<RuleRef>,
 }
+
+/// The view of the packets that leave with the amanda helper attached, grouped
+/// by the rule that attached it. An assignment is an opening of its own: the
+/// kernel then accepts, as RELATED, the connections that the replies to those
+/// packets announce, so whoever may send them (and answer with a `CONNECT`
+/// line) opens ports. `None` when no accepted packet has the helper, which
+/// keeps the report of a ruleset without helpers as it was.
+#[allow(clippy::too_many_arguments)]
+fn helper_view(
+    hr: &HostRules,
+    c: &Compiled,
+    acc: &[Accepted],
+    need: &[Cube],
+    family: &'static str,
+    all_iif: u128,
+    all_oif: u128,
+    all_dst: Option<&IvSet>,
+) -> Option<OpenView> {
+    let with: Vec<Accepted> = acc
+        .iter()
+        .filter(|a| a.helper.is_some())
+        .map(|a| Accepted {
+            cube: a.cube.clone(),
+            by: a.helper,
+            taint: a.taint.clone(),
+            helper: a.helper,
+        })
+        .collect();
+    if with.is_empty() {
+        return None;
+    }
+    Some(report(
+        hr,
+        c,
+        with,
+        need,
+        family,
+        HELPER_VIEW,
+        Some("packets that get the amanda helper: the kernel accepts, as RELATED, the connections their replies announce (`CONNECT DATA p ...`), so an assignment beyond Amanda's requests is an opening of its own".into()),
+        all_iif,
+        all_oif,
+        all_dst,
+    ))
+}
+
+/// `OpenView::view` of the helper-assignment view (the report words its groups
+/// "helper assigned by" instead of "accepted by").
+pub const HELPER_VIEW: &str = "amanda helper";
 
 fn start_state(cube: Cube) -> State {
     let mut s = State::new(
@@ -143,9 +194,11 @@ fn run(
         }
     }
     let (inp, _) = e.run_hook(Hook::Input, to_in);
+    let helper_of = |s: &State| s.ct.helper.as_ref().and(s.ct.helper_by);
     let input: Vec<Accepted> = inp
         .into_iter()
         .map(|s| Accepted {
+            helper: helper_of(&s),
             cube: s.cube,
             by: s.accepted_by,
             taint: s.taint,
@@ -166,6 +219,7 @@ fn run(
     let forward = post
         .into_iter()
         .map(|s| Accepted {
+            helper: helper_of(&s),
             cube: s.cube,
             by: by[s.tag as usize],
             taint: s.taint,
@@ -366,9 +420,12 @@ fn routes(plan: &Plan, h: HostId) -> Vec<(Iv, String)> {
 }
 
 /// The packets a topology host must accept as new connections.
-fn needed(plan: &Plan, h: HostId, c: &Compiled) -> (Vec<Cube>, Vec<Cube>) {
+/// What may reach host `h` for new connections: (input, forward, the packets
+/// that may get the amanda helper — the sendbackup requests whose REP announces
+/// the data streams, wherever they enter or cross `h`).
+fn needed(plan: &Plan, h: HostId, c: &Compiled) -> (Vec<Cube>, Vec<Cube>, Vec<Cube>) {
     let d = &plan.deployment;
-    let (mut input, mut forward) = (Vec::new(), Vec::new());
+    let (mut input, mut forward, mut helper) = (Vec::new(), Vec::new(), Vec::new());
     for (f, p) in plan.flows.iter().zip(&plan.paths) {
         if f.helper == HelperRole::Expected {
             continue;
@@ -391,10 +448,16 @@ fn needed(plan: &Plan, h: HostId, c: &Compiled) -> (Vec<Cube>, Vec<Cube>) {
                     // so a request to another of its addresses is the same need.
                     cube.set(DST, Iv::new(0, u32::MAX as u128));
                     cube.ifs[OIF] = c.ifaces.all();
+                    if f.announces_streams() {
+                        helper.push(cube.clone());
+                    }
                     input.push(cube);
                 }
                 HopKind::Forward => {
                     cube.ifs[OIF] = c.ifaces.class_of(hop.out_iface.as_deref().unwrap_or(""));
+                    if f.announces_streams() {
+                        helper.push(cube.clone());
+                    }
                     forward.push(cube);
                 }
                 _ => {}
@@ -437,7 +500,7 @@ fn needed(plan: &Plan, h: HostId, c: &Compiled) -> (Vec<Cube>, Vec<Cube>) {
             }
         }
     }
-    (input, forward)
+    (input, forward, helper)
 }
 
 /// A topology host: IPv4 with its addresses and routes; IPv6 (which the
@@ -521,8 +584,18 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
     };
     let start = vec![start_state(Cube::full(false, iif, c.ifaces.class_of("")))];
     let (inp, fwd) = run(c, &hc.info, start, &route);
-    let (need_in, need_fwd) = needed(plan, h, c);
+    let (need_in, need_fwd, need_helper) = needed(plan, h, c);
     let all_dst = local.clone();
+    let helper = helper_view(
+        hr,
+        c,
+        &inp.iter().chain(&fwd).cloned().collect::<Vec<_>>(),
+        &need_helper,
+        "IPv4",
+        iif,
+        c.ifaces.all(),
+        None,
+    );
     let mut views = vec![report(
         hr,
         c,
@@ -540,6 +613,7 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
             hr, c, fwd, &need_fwd, "IPv4", "forward", None, iif, iif, None,
         ));
     }
+    views.extend(helper);
     if hr.has_family(true) {
         views.extend(analyze_family(
             hr,
@@ -568,6 +642,7 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
         ipsets: hr.ipsets.as_ref(),
     };
     let mut out = Vec::new();
+    let mut helpers = Vec::new();
     for (guess, view) in [
         (LocalGuess::Input, "input"),
         (LocalGuess::Forward, "forward"),
@@ -599,6 +674,10 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
         if !why.is_empty() {
             assumption = format!("{why}; {assumption}");
         }
+        if input_view {
+            let all: Vec<Accepted> = inp.iter().chain(&fwd).cloned().collect();
+            helpers.extend(helper_view(hr, &c, &all, &[], family, ext, ext, None));
+        }
         let acc = if input_view {
             let mut v = inp;
             // Port forwards found in the input view are forwarded packets.
@@ -620,5 +699,6 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
             None,
         ));
     }
+    out.extend(helpers);
     out
 }

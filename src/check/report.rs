@@ -193,10 +193,10 @@ pub fn text(r: &Report) -> String {
             if let Some(m) = &f.result.amanda {
                 writeln!(o, "      Amanda: {m}").unwrap();
             }
-            if f.result.status != Status::Pass {
-                for n in &f.result.notes {
-                    writeln!(o, "      note: {n}").unwrap();
-                }
+            // Shown for passing flows too: a pass that rests on the helper
+            // should say which rule it rests on.
+            for n in &f.result.notes {
+                writeln!(o, "      note: {n}").unwrap();
             }
         }
     }
@@ -224,11 +224,16 @@ pub fn text(r: &Report) -> String {
                 writeln!(o, "      ({a})").unwrap();
             }
             for g in &v.groups {
+                let verb = if v.view == super::open::HELPER_VIEW {
+                    "helper assigned"
+                } else {
+                    "accepted"
+                };
                 let who = if g.certain {
-                    format!("accepted by {} {}", g.accepted_by, g.accepted_by.text)
+                    format!("{verb} by {} {}", g.accepted_by, g.accepted_by.text)
                 } else {
                     format!(
-                        "may be accepted by {} {} (depends on {})",
+                        "may be {verb} by {} {} (depends on {})",
                         g.accepted_by,
                         g.accepted_by.text,
                         g.depends_on

@@ -98,6 +98,9 @@ pub struct Ct {
     /// First packet of the connection on this host (unconfirmed).
     pub first: bool,
     pub helper: Option<String>,
+    /// The rule that assigned `helper`: check names it when an expected
+    /// connection passes as RELATED because of it.
+    pub helper_by: Option<RuleRef>,
     /// Destination / source mapping set up for this connection on this host.
     pub nat_done: [bool; 2],
     /// Whether a mapping changed the destination / source (ct state DNAT/SNAT).
@@ -132,6 +135,7 @@ impl Ct {
             dir,
             first,
             helper: None,
+            helper_by: None,
             nat_done: [false; 2],
             nat_bits: [false; 2],
             pending: Pending::default(),
@@ -1024,6 +1028,7 @@ impl<'a> Engine<'a> {
                 let ok_proto = proto.map_or(true, |p| s.cube.iv[PROTO] == IvSet::point(p as u128));
                 if ok_time && ok_proto && s.ct.helper.is_none() {
                     s.ct.helper = Some(helper.clone());
+                    s.ct.helper_by = Some(RuleRef { chain, rule });
                     s.step(|| Step::Note(format!("conntrack helper {helper} assigned")));
                 } else {
                     let why = if !ok_proto {
