@@ -558,3 +558,123 @@ fn negative_bsdtcp_port_forward_removed() {
         start.elapsed()
     );
 }
+
+/// `amwall check` on the fixture with only `lhost`'s rules given: the result
+/// column and the lines under tshost → lhost's backup data flow.
+fn check_lhost_data_flow(rules: &str) -> (String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("lhost.rules");
+    std::fs::write(&f, rules).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amwall"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check", FIXTURE, "--no-open", "--no-redundant", "--rules"])
+        .arg(format!("lhost={}", f.display()))
+        .output()
+        .expect("running amwall check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.contains(" backup ") && l.contains("tshost → lhost") && l.contains(" tcp "))
+        .unwrap_or_else(|| panic!("no tshost → lhost data flow in\n{text}"));
+    let under = lines[i + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("      "))
+        .map(|l| l.trim().to_string())
+        .collect();
+    (lines[i].to_string(), under)
+}
+
+/// Issue 13's case, judged by real Amanda: a client firewalled the peers' way
+/// (udp+tcp 10080 open, RELATED accepted, the `amanda` helper assigned in raw
+/// PREROUTING; no data range opened) and a topology that says nothing about
+/// the helper. Real amdump passes because the kernel makes the data streams
+/// RELATED, and `check` must say PASS for the same reason; without the
+/// assignment amdump fails for LHost and `check` must say BLOCKED.
+#[test]
+fn peer_style_helper_rules_real_amdump_and_check_agree() {
+    let start = Instant::now();
+    let peer = include_str!("fixtures/peers/shorewall-like-client.rules");
+    let plan = plan(Auth::Bsd, false);
+    {
+        let lab = lab(&plan);
+        lab.load_rules(Backend::Iptables)
+            .expect("loading the plan's rules");
+        lab.load("lhost", Backend::Iptables, peer)
+            .expect("loading the peer-style rules on lhost");
+        check_ok(&lab, "bsd, lhost peer-style with helper");
+        dump_ok(&lab, "bsd, lhost peer-style with helper");
+    }
+    let (line, under) = check_lhost_data_flow(peer);
+    assert!(line.ends_with("PASS"), "{line}\n{under:?}");
+    assert!(
+        under
+            .iter()
+            .any(|l| l.contains("RELATED: the amanda helper assigned at")),
+        "{under:?}"
+    );
+
+    let bare: String = peer
+        .lines()
+        .filter(|l| !l.contains("CT --helper"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    {
+        let lab = lab(&plan);
+        lab.load_rules(Backend::Iptables)
+            .expect("loading the plan's rules");
+        lab.load("lhost", Backend::Iptables, &bare)
+            .expect("loading the peer-style rules without the helper");
+        assert_dump_fails_for_lhost(&lab, "bsd, lhost peer-style without helper");
+    }
+    let (line, under) = check_lhost_data_flow(&bare);
+    assert!(line.contains("BLOCKED on lhost"), "{line}\n{under:?}");
+    eprintln!(
+        "peer-style bsd: real Amanda and check agree ({:.1?})",
+        start.elapsed()
+    );
+}
+
+/// The same with firewalld's nftables shape and bsdudp: amdump passes through
+/// the helper-assigned rules, and `check` says PASS with the second-dumper
+/// caveat.
+#[test]
+fn peer_style_firewalld_nft_bsdudp_real_amdump_and_check_agree() {
+    let peer = include_str!("fixtures/peers/firewalld-like-client.nft");
+    let plan = plan(Auth::Bsdudp, false);
+    {
+        let lab = lab(&plan);
+        lab.load_rules(Backend::Nft)
+            .expect("loading the plan's rules");
+        lab.load("lhost", Backend::Nft, peer)
+            .expect("loading the firewalld-style rules on lhost");
+        check_ok(&lab, "bsdudp, lhost firewalld-style");
+        dump_ok(&lab, "bsdudp, lhost firewalld-style");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("wiki-bsdudp.toml");
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
+            .unwrap();
+    assert!(text.contains("auth = \"bsd\""));
+    std::fs::write(
+        &topo,
+        text.replacen("auth = \"bsd\"", "auth = \"bsdudp\"", 1),
+    )
+    .unwrap();
+    let f = dir.path().join("lhost.nft");
+    std::fs::write(&f, peer).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amwall"))
+        .args(["check", "--no-open", "--no-redundant", "--rules"])
+        .arg(format!("lhost={}", f.display()))
+        .arg(&topo)
+        .output()
+        .expect("running amwall check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(" backup ") && l.contains("tshost → lhost") && l.contains(" tcp "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.ends_with("PASS"), "{stdout}");
+    assert!(stdout.contains("second dumper"), "{stdout}");
+}

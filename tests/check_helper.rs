@@ -14,48 +14,10 @@ use common::amwall;
 use std::path::{Path, PathBuf};
 
 /// Shorewall-style client rules: no addresses, the helper on every udp/10080.
-const SHOREWALL_LIKE: &str = "\
-*raw
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A PREROUTING -p udp -m udp --dport 10080 -j CT --helper amanda
-COMMIT
-*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -p udp -m udp --dport 10080 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 10080 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
-COMMIT
-";
-
+const SHOREWALL_LIKE: &str = include_str!("fixtures/peers/shorewall-like-client.rules");
 /// firewalld-style (nftables backend): a helper object, assigned in the
 /// zone's allow chain after conntrack.
-const FIREWALLD_LIKE: &str = r#"table inet firewalld {
-	ct helper helper-amanda-udp {
-		type "amanda" protocol udp
-		l3proto inet
-	}
-
-	chain filter_INPUT {
-		type filter hook input priority filter + 10; policy accept;
-		ct state established,related accept
-		iifname "lo" accept
-		jump filter_IN_public_allow
-		reject with icmpx admin-prohibited
-	}
-
-	chain filter_IN_public_allow {
-		tcp dport 22 accept
-		udp dport 10080 ct helper set "helper-amanda-udp"
-		udp dport 10080 accept
-		tcp dport 10080 accept
-	}
-}
-"#;
+const FIREWALLD_LIKE: &str = include_str!("fixtures/peers/firewalld-like-client.nft");
 
 struct Run {
     code: i32,
