@@ -704,6 +704,15 @@ fn split(line: &str, base: usize) -> Res<Vec<Word>> {
     let mut escaped = false;
     for (i, c) in line.char_indices() {
         let at = base + i;
+        // iptables-save never prints one, and none could be printed back
+        // inside its line: refused rather than kept in a form that changes.
+        if c.is_control() && c != '\t' {
+            return err(
+                at..at + c.len_utf8(),
+                format!("control character U+{:04X} in a rule", c as u32),
+                "not part of any iptables-save line",
+            );
+        }
         if quote_open.is_some() {
             if escaped {
                 cur.push(c);
@@ -2548,6 +2557,25 @@ mod tests {
         assert_eq!(e.line, 2);
         let e = parse("p", ":INPUT ACCEPT [0:0]\n").unwrap_err();
         assert_eq!(e.line, 1);
+    }
+
+    /// Found by fuzzing: a control character in an argument was kept, and the
+    /// emitter (which must keep every rule on its line) printed it escaped,
+    /// so the ruleset changed on the way back.
+    #[test]
+    fn control_characters_are_refused_where_they_are() {
+        let e = bad("*filter\n:INPUT ACCEPT\n-A INPUT -j CT \u{1}\nCOMMIT\n");
+        assert_eq!((e.line, e.column), (3, 16));
+        assert!(e.to_string().contains("control character U+0001"), "{e}");
+        let e = bad(
+            "*filter\n:INPUT ACCEPT\n-A INPUT -m comment --comment \"a\u{7}b\" -j ACCEPT\nCOMMIT\n",
+        );
+        assert_eq!(e.line, 3);
+        // A tab separates words, as in iptables-restore.
+        assert_eq!(
+            one("-p tcp\t--dport 22 -j ACCEPT"),
+            one("-p tcp --dport 22 -j ACCEPT")
+        );
     }
 
     #[test]
