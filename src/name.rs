@@ -165,18 +165,24 @@ fn word(s: &str, max: usize, what: &str) -> Result<(), String> {
 /// end the line it sits in. Quotes are the emitters' business (each backend
 /// quotes its own way). Plain text comes back as is.
 pub fn comment(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() || is_invisible(c)) {
+    if !s.chars().any(escaped_in_text) {
         return s.to_string();
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
-        if c.is_control() || is_invisible(c) {
+        if escaped_in_text(c) {
             out.push_str(&format!("<U+{:04X}>", c as u32));
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The characters `comment` rewrites. The parsers refuse them in what they
+/// read, so that a parsed ruleset prints back as the same ruleset.
+pub fn escaped_in_text(c: char) -> bool {
+    c.is_control() || is_invisible(c)
 }
 
 /// Line and paragraph separators and bidirectional overrides: not `is_control`,

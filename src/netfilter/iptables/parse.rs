@@ -706,10 +706,13 @@ fn split(line: &str, base: usize) -> Res<Vec<Word>> {
         let at = base + i;
         // iptables-save never prints one, and none could be printed back
         // inside its line: refused rather than kept in a form that changes.
-        if c.is_control() && c != '\t' {
+        if crate::name::escaped_in_text(c) && (c != '\t' || quote_open.is_some()) {
             return err(
                 at..at + c.len_utf8(),
-                format!("control character U+{:04X} in a rule", c as u32),
+                format!(
+                    "control or invisible character U+{:04X} in a rule",
+                    c as u32
+                ),
                 "not part of any iptables-save line",
             );
         }
@@ -2566,7 +2569,10 @@ mod tests {
     fn control_characters_are_refused_where_they_are() {
         let e = bad("*filter\n:INPUT ACCEPT\n-A INPUT -j CT \u{1}\nCOMMIT\n");
         assert_eq!((e.line, e.column), (3, 16));
-        assert!(e.to_string().contains("control character U+0001"), "{e}");
+        assert!(e.to_string().contains("character U+0001"), "{e}");
+        // A line separator would be printed back escaped: refused too.
+        let e = bad("*filter\n:INPUT ACCEPT\n-A INPUT -m comment --comment \"a\u{2028}b\" -j ACCEPT\nCOMMIT\n");
+        assert!(e.to_string().contains("U+2028"), "{e}");
         let e = bad(
             "*filter\n:INPUT ACCEPT\n-A INPUT -m comment --comment \"a\u{7}b\" -j ACCEPT\nCOMMIT\n",
         );

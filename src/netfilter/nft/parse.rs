@@ -180,6 +180,13 @@ fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
                 line += 1;
             }
             b' ' | b'\t' | b'\r' => {}
+            c if c < 0x20 || c == 0x7f => {
+                return err(
+                    i..i + 1,
+                    format!("control character U+{c:04X}"),
+                    "not part of any nft ruleset",
+                );
+            }
             b'#' => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
@@ -211,6 +218,22 @@ fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
                 if b[i + 1 + len] != b'"' {
                     return err(start..i + 1 + len, "unterminated string", "opened here");
                 }
+                // nft takes them, but they could not be printed back inside
+                // their line unchanged (`name::comment`): refused, not altered.
+                if let Some((j, ch)) = text[i + 1..i + 1 + len]
+                    .char_indices()
+                    .find(|&(_, ch)| crate::name::escaped_in_text(ch))
+                {
+                    let at = i + 1 + j;
+                    return err(
+                        at..at + ch.len_utf8(),
+                        format!(
+                            "control or invisible character U+{:04X} in a string",
+                            ch as u32
+                        ),
+                        "amwall could not print it back unchanged",
+                    );
+                }
                 out.push(T {
                     tok: Tok::Str(text[i + 1..i + 1 + len].to_string()),
                     span: start..i + len + 2,
@@ -224,6 +247,17 @@ fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
                 let start = i;
                 while i < b.len() && !b" \t\r\n{}(),;\"#|&^".contains(&b[i]) {
                     i += 1;
+                }
+                if let Some((j, ch)) = text[start..i]
+                    .char_indices()
+                    .find(|&(_, ch)| crate::name::escaped_in_text(ch))
+                {
+                    let at = start + j;
+                    return err(
+                        at..at + ch.len_utf8(),
+                        format!("control or invisible character U+{:04X}", ch as u32),
+                        "not part of any nft ruleset",
+                    );
                 }
                 out.push(T {
                     tok: Tok::Word(text[start..i].to_string()),
@@ -2919,6 +2953,27 @@ mod tests {
         );
         let p = parse("t.nft", &text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
         p.ruleset.tables[0].chains[0].rules.clone()
+    }
+
+    /// A control or invisible character would be printed back escaped (the
+    /// ruleset would change on the way back): refused where it is.
+    #[test]
+    fn control_and_invisible_characters_are_refused_where_they_are() {
+        for (text, col) in [
+            ("table ip t {\n\tchain c {\n\t\ttcp dport 22 accept comment \"a\u{1}b\"\n\t}\n}\n", (3, 33)),
+            ("table ip t {\n\tchain c {\n\t\ttcp dport 22 accept comment \"a\u{2028}b\"\n\t}\n}\n", (3, 33)),
+            ("table ip t {\n\tchain c\u{1} {\n\t}\n}\n", (2, 9)),
+            ("table ip t {\n\tchain c {\u{7f}\n\t}\n}\n", (2, 11)),
+        ] {
+            let e = parse("t.nft", text).unwrap_err();
+            assert_eq!((e.line, e.column), col, "{e}");
+            assert!(e.to_string().contains("character U+"), "{e}");
+        }
+        // Tabs and carriage returns outside strings stay whitespace.
+        assert_eq!(
+            one("tcp dport 22\taccept\r").action,
+            one("tcp dport 22 accept").action
+        );
     }
 
     fn one(rule: &str) -> Rule {
