@@ -278,7 +278,7 @@ impl Parser<'_> {
         let first = &words[0];
         let name = first.s[1..].to_string();
         self.open(&first.span)?;
-        if !plain(&name) || name.starts_with(['-', '!']) {
+        if !chain_name_ok(&name) {
             return err(
                 first.span.clone(),
                 "bad chain name",
@@ -427,7 +427,7 @@ impl Parser<'_> {
             }
             "-N" | "--new-chain" => {
                 let chain = need_chain(&mut words)?;
-                if !plain(&chain.s) || chain.s.starts_with(['-', '!']) {
+                if !chain_name_ok(&chain.s) {
                     return err(chain.span, "bad chain name", "here");
                 }
                 let info = self.chains.len();
@@ -549,7 +549,7 @@ impl Parser<'_> {
                 };
                 let ci = self.chain_index(&old)?;
                 let o = self.cur.as_mut().expect("checked above");
-                if o.chain_index.contains_key(&new.s) || !plain(&new.s) {
+                if o.chain_index.contains_key(&new.s) || !chain_name_ok(&new.s) {
                     return err(new.span, format!("cannot rename to `{}`", new.s), "here");
                 }
                 o.table.chains[ci].name = new.s.clone();
@@ -692,6 +692,12 @@ fn counters(w: &Word) -> Res<Counters> {
             "expected `[packets:bytes]`",
         ),
     }
+}
+
+/// A chain name as `:NAME`, `-N` and `-E` take it: one that reads as an option
+/// would not survive being printed back (found by fuzzing `-E CHAIN -`).
+fn chain_name_ok(s: &str) -> bool {
+    plain(s) && !s.starts_with(['-', '!'])
 }
 
 /// Split a line into words the way iptables-restore does: whitespace
@@ -2565,6 +2571,16 @@ mod tests {
     /// Found by fuzzing: a control character in an argument was kept, and the
     /// emitter (which must keep every rule on its line) printed it escaped,
     /// so the ruleset changed on the way back.
+    #[test]
+    fn a_chain_cannot_be_renamed_to_an_option() {
+        for to in ["-", "-d", "!x"] {
+            let e = bad(&format!(
+                "*nat\n:PREROUTING ACCEPT\n-E PREROUTING {to}\nCOMMIT\n"
+            ));
+            assert_eq!((e.line, e.column), (3, 15), "{e}");
+        }
+    }
+
     #[test]
     fn control_characters_are_refused_where_they_are() {
         let e = bad("*filter\n:INPUT ACCEPT\n-A INPUT -j CT \u{1}\nCOMMIT\n");
