@@ -122,7 +122,10 @@ enum Command {
     },
     /// Print every network flow Amanda needs in this topology.
     Flows {
-        topology: PathBuf,
+        /// Topology file (TOML), as for `plan`.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -130,8 +133,11 @@ enum Command {
     /// the generated rules into the real kernel, and probe every flow and everything
     /// else with real sockets. Needs root. Exit 0 only when everything passes.
     Lab {
-        /// Topology file (TOML); its addresses are mapped onto documentation ranges.
-        topology: PathBuf,
+        /// Topology file (TOML), as for `plan`; its addresses are mapped onto
+        /// documentation ranges.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
         /// Which rules to load; both runs one lab after the other.
         #[arg(long, default_value = "both", value_parser = backend_set())]
         backend: BackendSet,
@@ -335,8 +341,12 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             std::mem::forget((plan, files));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Flows { topology, format } => {
-            let plan = Plan::build(model::load_file(&topology)?)?;
+        Command::Flows {
+            topology,
+            amanda,
+            format,
+        } => {
+            let plan = Plan::build(amanda.load(topology.as_ref())?)?;
             match format {
                 Format::Json => {
                     let d = &plan.deployment;
@@ -377,13 +387,22 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         }
         Command::Lab {
             topology,
+            amanda,
             backend,
             auth,
             helper,
             keep,
             drop,
             format,
-        } => lab(topology, backend, auth, helper, keep, &drop, format),
+        } => lab(
+            amanda.load(topology.as_ref())?,
+            backend,
+            auth,
+            helper,
+            keep,
+            &drop,
+            format,
+        ),
         Command::Check {
             topology,
             amanda,
@@ -695,7 +714,7 @@ fn explain(
 }
 
 fn lab(
-    topology: PathBuf,
+    mut d: model::Deployment,
     backend: BackendSet,
     auth: Option<String>,
     helper: Option<String>,
@@ -706,7 +725,6 @@ fn lab(
     use amwall::lab::{Lab, Progress};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    let mut d = model::load_file(&topology)?;
     if let Some(a) = auth.as_deref().and_then(model::Auth::parse) {
         d = d.with_auth(a);
     }
