@@ -5,11 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use amwall::model;
+use amwall::netfilter::Backend;
 use amwall::plan::{write_outputs, Plan};
-use amwall::render::Backend;
+use amwall::render::BackendSet;
 
 #[derive(Parser)]
 #[command(
@@ -22,10 +24,16 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ApplyBackend {
-    Nft,
-    Iptables,
+/// The library's [`Backend`] knows no clap; the possible values are listed here,
+/// in the order `--help` has always shown them.
+fn backend(order: [&'static str; 2]) -> impl TypedValueParser<Value = Backend> {
+    PossibleValuesParser::new(order).map(|s| s.parse().expect("a possible value"))
+}
+
+/// As [`backend`], with `both`.
+fn backend_set() -> impl TypedValueParser<Value = BackendSet> {
+    PossibleValuesParser::new(["iptables", "nft", "both"])
+        .map(|s| s.parse().expect("a possible value"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,8 +111,8 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
-        #[arg(long, value_enum, default_value = "both")]
-        backend: Backend,
+        #[arg(long, default_value = "both", value_parser = backend_set())]
+        backend: BackendSet,
         /// Emit only this host's rules.
         #[arg(long)]
         host: Option<String>,
@@ -114,7 +122,10 @@ enum Command {
     },
     /// Print every network flow Amanda needs in this topology.
     Flows {
-        topology: PathBuf,
+        /// Topology file (TOML), as for `plan`.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -122,11 +133,14 @@ enum Command {
     /// the generated rules into the real kernel, and probe every flow and everything
     /// else with real sockets. Needs root. Exit 0 only when everything passes.
     Lab {
-        /// Topology file (TOML); its addresses are mapped onto documentation ranges.
-        topology: PathBuf,
+        /// Topology file (TOML), as for `plan`; its addresses are mapped onto
+        /// documentation ranges.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
         /// Which rules to load; both runs one lab after the other.
-        #[arg(long, value_enum, default_value = "both")]
-        backend: Backend,
+        #[arg(long, default_value = "both", value_parser = backend_set())]
+        backend: BackendSet,
         /// Use this auth method everywhere instead of the topology's.
         #[arg(long, value_parser = ["bsd", "bsdudp", "bsdtcp", "ssh", "local"])]
         auth: Option<String>,
@@ -194,8 +208,8 @@ enum Command {
         host: Option<String>,
         /// nft replaces only `table ip amwall`; iptables replaces the tables its
         /// file names (filter, and raw/nat when used) and fills its ipsets.
-        #[arg(long, value_enum, default_value = "nft")]
-        backend: ApplyBackend,
+        #[arg(long, default_value = "nft", value_parser = backend(["nft", "iptables"]))]
+        backend: Backend,
         /// Seconds until the previous rules come back unless confirmed.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
@@ -327,8 +341,12 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             std::mem::forget((plan, files));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Flows { topology, format } => {
-            let plan = Plan::build(model::load_file(&topology)?)?;
+        Command::Flows {
+            topology,
+            amanda,
+            format,
+        } => {
+            let plan = Plan::build(amanda.load(topology.as_ref())?)?;
             match format {
                 Format::Json => {
                     let d = &plan.deployment;
@@ -369,13 +387,22 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         }
         Command::Lab {
             topology,
+            amanda,
             backend,
             auth,
             helper,
             keep,
             drop,
             format,
-        } => lab(topology, backend, auth, helper, keep, &drop, format),
+        } => lab(
+            amanda.load(topology.as_ref())?,
+            backend,
+            auth,
+            helper,
+            keep,
+            &drop,
+            format,
+        ),
         Command::Check {
             topology,
             amanda,
@@ -565,13 +592,13 @@ fn wait_apply(state: &amwall::apply::StateDir, limit: Duration, want_rollback: b
 fn apply(
     plan: &Plan,
     host: &str,
-    backend: ApplyBackend,
+    backend: Backend,
     timeout: u64,
     state: &amwall::apply::StateDir,
     no_wait: bool,
     force: bool,
 ) -> Result<ExitCode, amwall::Error> {
-    use amwall::apply::{self, AdminConn, Kind, Payload};
+    use amwall::apply::{self, AdminConn, Payload};
     let d = &plan.deployment;
     let h = d
         .host_by_name(host)
@@ -582,14 +609,14 @@ fn apply(
         .find(|p| p.host == h)
         .expect("every host has a policy");
     let payload = match backend {
-        ApplyBackend::Nft => Payload {
-            kind: Kind::Nft,
+        Backend::Nft => Payload {
+            kind: Backend::Nft,
             host: host.into(),
             rules: plan.nft(hp),
             ipset: None,
         },
-        ApplyBackend::Iptables => Payload {
-            kind: Kind::Iptables,
+        Backend::Iptables => Payload {
+            kind: Backend::Iptables,
             host: host.into(),
             rules: plan.iptables(hp),
             ipset: plan.ipset(hp),
@@ -618,8 +645,8 @@ fn apply(
          amwall apply --confirm --state-dir {dir}\n\
          To go back now: amwall apply --rollback --state-dir {dir}",
         match backend {
-            ApplyBackend::Nft => "nft table ip amwall",
-            ApplyBackend::Iptables => "iptables",
+            Backend::Nft => "nft table ip amwall",
+            Backend::Iptables => "iptables",
         }
     );
     if no_wait {
@@ -687,18 +714,17 @@ fn explain(
 }
 
 fn lab(
-    topology: PathBuf,
-    backend: Backend,
+    mut d: model::Deployment,
+    backend: BackendSet,
     auth: Option<String>,
     helper: Option<String>,
     keep: bool,
     drop: &[String],
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
-    use amwall::lab::{Lab, Mode, Progress};
+    use amwall::lab::{Lab, Progress};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    let mut d = model::load_file(&topology)?;
     if let Some(a) = auth.as_deref().and_then(model::Auth::parse) {
         d = d.with_auth(a);
     }
@@ -713,14 +739,9 @@ fn lab(
         // Exit without unwinding while remove_all's refusal to create more holds.
         std::process::exit(130);
     });
-    let modes: Vec<Mode> = match backend {
-        Backend::Iptables => vec![Mode::Iptables],
-        Backend::Nft => vec![Mode::Nft],
-        Backend::Both => vec![Mode::Iptables, Mode::Nft],
-    };
     let mut reports = Vec::new();
     let mut ok = true;
-    for mode in modes {
+    for &mode in backend.members() {
         let mut l = match Lab::new(d.clone(), mode) {
             Ok(l) => l,
             Err(amwall::lab::LabError::Plan(e)) => return Err(e),

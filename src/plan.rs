@@ -14,8 +14,9 @@ use serde::Serialize;
 use crate::amanda::{self, Flow, Lint};
 use crate::diag::{Error, InputError, Result};
 use crate::model::{AddrIndex, Deployment};
+use crate::netfilter::Backend;
 use crate::policy::{self, HostPolicy};
-use crate::render::{self, Backend};
+use crate::render::{self, BackendSet};
 use crate::route::{self, Path};
 
 #[derive(Debug, Serialize)]
@@ -131,7 +132,11 @@ impl Plan {
     }
 
     /// Every output file as (file name, content), in a stable order.
-    pub fn outputs(&self, backend: Backend, host: Option<&str>) -> Result<Vec<(String, String)>> {
+    pub fn outputs(
+        &self,
+        backend: BackendSet,
+        host: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
         if let Some(h) = host {
             if self.deployment.host_by_name(h).is_none() {
                 return Err(Error::Usage(format!(
@@ -148,13 +153,13 @@ impl Plan {
         let per_host = |hp: &&HostPolicy| {
             let name = &self.deployment.hosts[hp.host].name;
             let mut out = Vec::new();
-            if backend.iptables() {
+            if backend.contains(Backend::Iptables) {
                 if let Some(sets) = self.ipset(hp) {
                     out.push((format!("{name}.ipset"), sets));
                 }
                 out.push((format!("{name}.rules"), self.iptables(hp)));
             }
-            if backend.nft() {
+            if backend.contains(Backend::Nft) {
                 out.push((format!("{name}.nft"), self.nft(hp)));
             }
             out

@@ -28,9 +28,10 @@
 
 use std::time::Instant;
 
-use amwall::lab::amanda::{AmandaLab, Backend, Dump, Options, Recovery};
+use amwall::lab::amanda::{AmandaLab, Dump, Options, Recovery};
 use amwall::lab::Output;
 use amwall::model::{self, Auth};
+use amwall::netfilter::Backend;
 use amwall::Plan;
 
 const FIXTURE: &str = "tests/fixtures/lab/wiki-doc.toml";

@@ -330,7 +330,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
     let before = f.sh(&["nft", "list", "ruleset"]);
     let st = amwall::apply::StateDir::new(f.dir.path().join("lib"));
     let bad = amwall::apply::Payload {
-        kind: amwall::apply::Kind::Nft,
+        kind: amwall::netfilter::Backend::Nft,
         host: "tshost".into(),
         rules: "table ip amwall {\n chain input { type filter hook input priority 0; policy drop; tcp dport 99999 accept }\n}\n".into(),
         ipset: None,
@@ -720,7 +720,8 @@ fn the_watchdog_killed_at_the_deadline() {
 /// the binary has none). The apply sees it gone and takes its rules out.
 #[test]
 fn the_watchdog_killed_before_the_load_finishes() {
-    use amwall::apply::{self, system::Lock, AdminConn, Kind, Real, System};
+    use amwall::apply::{self, system::Lock, AdminConn, Real, System};
+    use amwall::netfilter::Backend;
     use amwall::sim::Verdict;
     struct KillBeforeLoad(Real, String);
     impl KillBeforeLoad {
@@ -729,7 +730,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         }
     }
     impl System for KillBeforeLoad {
-        fn dry_run(&self, k: Kind, r: &str) -> amwall::Result<()> {
+        fn dry_run(&self, k: Backend, r: &str) -> amwall::Result<()> {
             self.0.dry_run(k, r)
         }
         fn nft_table(&self) -> amwall::Result<Option<String>> {
@@ -757,7 +758,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn ipset_destroy(&self, n: &str) -> amwall::Result<()> {
             self.0.ipset_destroy(n)
         }
-        fn admin_verdict(&self, k: Kind, c: &AdminConn) -> amwall::Result<(Verdict, String)> {
+        fn admin_verdict(&self, k: Backend, c: &AdminConn) -> amwall::Result<(Verdict, String)> {
             self.0.admin_verdict(k, c)
         }
         fn write(&self, n: &str, t: &str) -> amwall::Result<()> {
@@ -802,7 +803,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         state.clone(),
     );
     let p = apply::Payload {
-        kind: Kind::Nft,
+        kind: Backend::Nft,
         host: "c1".into(),
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall {\n chain input { type filter hook input priority 0; policy drop; }\n}\n".into(),
         ipset: None,

@@ -182,3 +182,63 @@ fn man_page_and_completions() {
         "{bash}"
     );
 }
+
+/// An Amanda config whose one dumptype is bsdtcp, lhost its only DLE.
+fn bsdtcp_config(dir: &Path) -> std::path::PathBuf {
+    let conf = dir.join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("amanda.conf"),
+        "define dumptype tcp-tar {\n    auth \"bsdtcp\"\n    program \"GNUTAR\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(conf.join("disklist"), "lhost / tcp-tar\n").unwrap();
+    conf
+}
+
+/// `flows` reads the Amanda files as `plan` does: the disklist decides lhost's auth.
+#[test]
+fn flows_takes_the_amanda_options() {
+    let dir = tmpdir();
+    let conf = bsdtcp_config(dir.path());
+    let (code, plain, _) = amwall(&["flows", "examples/wiki.toml"]);
+    assert_eq!(code, 0);
+    let (code, from_conf, err) = amwall(&[
+        "flows",
+        "examples/wiki.toml",
+        "--amanda-config",
+        conf.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!plain.contains("bsdtcp tshost → lhost"), "{plain}");
+    assert!(from_conf.contains("bsdtcp tshost → lhost"), "{from_conf}");
+    let (_, json, _) = amwall(&[
+        "flows",
+        "examples/wiki.toml",
+        "--amanda-config",
+        conf.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(json.contains("\"bsdtcp\""), "{json}");
+}
+
+/// `lab` reads the Amanda files too: a broken disklist stops it before any
+/// namespace exists (so this needs no root), at the disklist's line.
+#[test]
+fn lab_takes_the_amanda_options() {
+    let (code, _, err) = amwall(&[
+        "lab",
+        "examples/wiki.toml",
+        "--amanda-config",
+        "tests/fixtures/amanda/broken/unknown-dumptype",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unknown-dumptype/disklist:3:10: unknown dumptype"),
+        "{err}"
+    );
+    let (code, _, err) = amwall(&["lab", "examples/wiki.toml", "--server", "tshost"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--server names the server only when there is no topology file"));
+}

@@ -3,12 +3,12 @@
 
 mod common;
 
-use amwall::render::Backend;
+use amwall::render::BackendSet;
 
 #[test]
 fn every_example_and_auth_mode() {
     for (label, plan) in common::variants() {
-        let files = plan.outputs(Backend::Both, None).unwrap();
+        let files = plan.outputs(BackendSet::Both, None).unwrap();
         let mut all = String::new();
         for (name, content) in files {
             all.push_str(&format!("===== {name} =====\n{content}\n"));
@@ -22,11 +22,11 @@ fn every_example_and_auth_mode() {
 fn output_is_deterministic() {
     let a: Vec<_> = common::variants()
         .into_iter()
-        .map(|(_, p)| p.outputs(Backend::Both, None).unwrap())
+        .map(|(_, p)| p.outputs(BackendSet::Both, None).unwrap())
         .collect();
     let b: Vec<_> = common::variants()
         .into_iter()
-        .map(|(_, p)| p.outputs(Backend::Both, None).unwrap())
+        .map(|(_, p)| p.outputs(BackendSet::Both, None).unwrap())
         .collect();
     assert_eq!(a, b);
 }

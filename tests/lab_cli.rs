@@ -7,7 +7,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use amwall::lab::{Lab, LabError, Mode};
+use amwall::lab::{Lab, LabError};
+use amwall::netfilter::Backend;
 use nix::libc;
 
 fn amwall(args: &[&str]) -> (i32, String, String, u32) {
@@ -127,7 +128,7 @@ fn a_topology_that_does_not_fit_the_documentation_ranges_is_refused() {
         .replace(" \" }", "\" }");
     }
     let d = amwall::model::load_str("big.toml", t.clone()).unwrap();
-    match Lab::new(d, Mode::Iptables) {
+    match Lab::new(d, Backend::Iptables) {
         Err(LabError::Map(m)) => assert!(m.contains("does not fit"), "{m}"),
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("301 hosts on one network cannot fit a /24"),
@@ -180,7 +181,7 @@ fn keep_leaves_the_namespaces_and_says_how_to_enter_them() {
 fn a_library_lab_removes_its_namespaces_when_dropped() {
     let names: Vec<String>;
     {
-        let mut lab = Lab::new(common::example("wiki"), Mode::Nft).unwrap();
+        let mut lab = Lab::new(common::example("wiki"), Backend::Nft).unwrap();
         lab.build(&mut |_| {}).expect("needs root and iproute2");
         names = ["tshost", "fwhost", "lhost", "rhost"]
             .iter()

@@ -5,10 +5,11 @@
 
 mod common;
 
-use amwall::lab::{FindingKind, Lab, Mode, Report, Status};
+use amwall::lab::{FindingKind, Lab, Report, Status};
 use amwall::model::{Auth, Proto};
+use amwall::netfilter::Backend;
 
-fn lab(auth: Auth, helper: bool, mode: Mode) -> Lab {
+fn lab(auth: Auth, helper: bool, mode: Backend) -> Lab {
     let d = common::example("wiki").with_auth(auth).with_helper(helper);
     Lab::new(d, mode).expect("the wiki example maps and plans")
 }
@@ -42,7 +43,7 @@ fn drop_lines(lab: &mut Lab, host: &str, needles: &[&str]) -> Vec<String> {
 /// reports the blocked port as a needed one.
 #[test]
 fn dropping_the_control_opening_fails_exactly_those_flows() {
-    let mut l = lab(Auth::Bsd, false, Mode::Iptables);
+    let mut l = lab(Auth::Bsd, false, Backend::Iptables);
     let gone = drop_lines(&mut l, "lhost", &["-A INPUT", "--dport 10080"]);
     assert_eq!(gone.len(), 1, "{gone:?}");
     let r = run(l);
@@ -74,7 +75,7 @@ fn dropping_the_control_opening_fails_exactly_those_flows() {
 /// the server (nft backend); nothing else changes.
 #[test]
 fn dropping_the_port_forward_fails_remote_recovery() {
-    let mut l = lab(Auth::Bsdtcp, false, Mode::Nft);
+    let mut l = lab(Auth::Bsdtcp, false, Backend::Nft);
     drop_lines(&mut l, "fwhost", &["dnat to", "dport 10080"]);
     let r = run(l);
     for f in &r.flows {
@@ -93,7 +94,7 @@ fn dropping_the_port_forward_fails_remote_recovery() {
 /// come back, so every flow to RHost fails.
 #[test]
 fn dropping_the_masquerade_fails_flows_to_the_remote_client() {
-    let mut l = lab(Auth::Bsdtcp, false, Mode::Iptables);
+    let mut l = lab(Auth::Bsdtcp, false, Backend::Iptables);
     drop_lines(&mut l, "fwhost", &["MASQUERADE"]);
     let r = run(l);
     for f in &r.flows {
@@ -112,7 +113,7 @@ fn dropping_the_masquerade_fails_flows_to_the_remote_client() {
 /// exercises the kernel helper, it does not pass helper flows on faith.
 #[test]
 fn dropping_the_helper_assignment_fails_the_data_streams() {
-    let mut l = lab(Auth::Bsd, true, Mode::Iptables);
+    let mut l = lab(Auth::Bsd, true, Backend::Iptables);
     drop_lines(&mut l, "lhost", &["CT --helper amanda"]);
     let r = run(l);
     for f in &r.flows {
@@ -140,7 +141,7 @@ fn dropping_the_helper_assignment_fails_the_data_streams() {
 /// FWHost's masquerade then fails.
 #[test]
 fn dropping_the_nft_helper_assignment_fails_the_remote_data_streams() {
-    let mut l = lab(Auth::Bsd, true, Mode::Nft);
+    let mut l = lab(Auth::Bsd, true, Backend::Nft);
     drop_lines(&mut l, "rhost", &["ct helper set"]);
     let r = run(l);
     for f in &r.flows {
@@ -158,7 +159,7 @@ fn dropping_the_nft_helper_assignment_fails_the_remote_data_streams() {
 /// can route there, with the exact port; the flows still pass.
 #[test]
 fn an_extra_opening_is_reported_as_exposure() {
-    let mut l = lab(Auth::Bsdtcp, false, Mode::Iptables);
+    let mut l = lab(Auth::Bsdtcp, false, Backend::Iptables);
     let ts = l.rules.iter_mut().find(|r| r.host == "tshost").unwrap();
     let at = ts
         .text
@@ -194,7 +195,7 @@ fn an_extra_opening_is_reported_as_exposure() {
 /// bind the source port a flow requires.
 #[test]
 fn a_rule_for_the_wrong_source_ports_fails_the_flow() {
-    let mut l = lab(Auth::Bsdtcp, false, Mode::Nft);
+    let mut l = lab(Auth::Bsdtcp, false, Backend::Nft);
     let rh = l.rules.iter_mut().find(|r| r.host == "rhost").unwrap();
     assert!(rh.text.contains("tcp sport 512-1023"), "{}", rh.text);
     rh.text = rh.text.replace("tcp sport 512-1023", "tcp sport 1000-1023");

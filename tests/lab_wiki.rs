@@ -9,10 +9,11 @@
 
 mod common;
 
-use amwall::lab::{FindingKind, Lab, Mode, Report, Status};
+use amwall::lab::{FindingKind, Lab, Report, Status};
 use amwall::model::Auth;
+use amwall::netfilter::Backend;
 
-fn run(auth: Auth, helper: bool, mode: Mode) -> Report {
+fn run(auth: Auth, helper: bool, mode: Backend) -> Report {
     let d = common::example("wiki").with_auth(auth).with_helper(helper);
     let mut lab = Lab::new(d, mode).expect("the wiki example maps and plans");
     lab.run(&mut |_| {}).unwrap_or_else(|e| {
@@ -55,25 +56,25 @@ macro_rules! wiki {
     };
 }
 
-wiki!(iptables_bsd, Auth::Bsd, false, Mode::Iptables, 24);
-wiki!(nft_bsd, Auth::Bsd, false, Mode::Nft, 24);
-wiki!(iptables_bsd_helper, Auth::Bsd, true, Mode::Iptables, 24);
-wiki!(nft_bsd_helper, Auth::Bsd, true, Mode::Nft, 24);
-wiki!(iptables_bsdudp, Auth::Bsdudp, false, Mode::Iptables, 24);
-wiki!(nft_bsdudp, Auth::Bsdudp, false, Mode::Nft, 24);
-wiki!(iptables_bsdtcp, Auth::Bsdtcp, false, Mode::Iptables, 16);
-wiki!(nft_bsdtcp, Auth::Bsdtcp, false, Mode::Nft, 16);
-wiki!(iptables_ssh, Auth::Ssh, false, Mode::Iptables, 16);
-wiki!(nft_ssh, Auth::Ssh, false, Mode::Nft, 16);
-wiki!(iptables_local, Auth::Local, false, Mode::Iptables, 0);
-wiki!(nft_local, Auth::Local, false, Mode::Nft, 0);
+wiki!(iptables_bsd, Auth::Bsd, false, Backend::Iptables, 24);
+wiki!(nft_bsd, Auth::Bsd, false, Backend::Nft, 24);
+wiki!(iptables_bsd_helper, Auth::Bsd, true, Backend::Iptables, 24);
+wiki!(nft_bsd_helper, Auth::Bsd, true, Backend::Nft, 24);
+wiki!(iptables_bsdudp, Auth::Bsdudp, false, Backend::Iptables, 24);
+wiki!(nft_bsdudp, Auth::Bsdudp, false, Backend::Nft, 24);
+wiki!(iptables_bsdtcp, Auth::Bsdtcp, false, Backend::Iptables, 16);
+wiki!(nft_bsdtcp, Auth::Bsdtcp, false, Backend::Nft, 16);
+wiki!(iptables_ssh, Auth::Ssh, false, Backend::Iptables, 16);
+wiki!(nft_ssh, Auth::Ssh, false, Backend::Nft, 16);
+wiki!(iptables_local, Auth::Local, false, Backend::Iptables, 0);
+wiki!(nft_local, Auth::Local, false, Backend::Nft, 0);
 
 /// bsd with the helper: the data streams are not open statically; each of two
 /// dumpers' `CONNECT DATA p MESG p INDEX p STATE p` lets exactly its four
 /// connections in (RELATED), also through FWHost's masquerade to RHost.
 #[test]
 fn bsd_helper_opens_all_four_streams_for_each_dumper() {
-    let r = run(Auth::Bsd, true, Mode::Iptables);
+    let r = run(Auth::Bsd, true, Backend::Iptables);
     assert_pass(&r);
     let data: Vec<_> = r
         .flows
@@ -102,7 +103,7 @@ fn bsd_helper_opens_all_four_streams_for_each_dumper() {
 /// passes (two dumpers included), and no bogus port 49999 opens.
 #[test]
 fn bsdudp_with_the_helper_setting_is_planned_static_and_passes() {
-    for mode in [Mode::Iptables, Mode::Nft] {
+    for mode in [Backend::Iptables, Backend::Nft] {
         let r = run(Auth::Bsdudp, true, mode);
         assert_pass(&r);
         assert!(
@@ -123,7 +124,7 @@ fn bsdudp_with_the_helper_setting_is_planned_static_and_passes() {
 /// (the router is on the path), not as a rule defect.
 #[test]
 fn router_sharing_the_masquerade_address_is_a_note() {
-    let r = run(Auth::Bsdtcp, false, Mode::Nft);
+    let r = run(Auth::Bsdtcp, false, Backend::Nft);
     assert_pass(&r);
     assert!(
         r.exposure.on_path.iter().any(|x| x.src == "fwhost"
@@ -146,7 +147,7 @@ fn bsd_helper_with_index_no_is_planned_static_and_passes() {
     for h in &mut d.hosts {
         h.amanda.index = false;
     }
-    let mut lab = Lab::new(d, Mode::Nft).unwrap();
+    let mut lab = Lab::new(d, Backend::Nft).unwrap();
     let r = lab
         .run(&mut |_| {})
         .expect("needs root, iproute2, nftables");

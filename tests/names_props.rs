@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use amwall::model::{self, AmandaSources};
 use amwall::netfilter::{iptables, nft};
-use amwall::render::{self, Backend};
+use amwall::render::{self, BackendSet};
 use amwall::Plan;
 use proptest::prelude::*;
 
@@ -76,7 +76,7 @@ fn holds(loaded: amwall::Result<model::Deployment>) -> Result<(), TestCaseError>
         return Ok(());
     };
     let files = plan
-        .outputs(Backend::Both, None)
+        .outputs(BackendSet::Both, None)
         .map_err(|e| TestCaseError::fail(format!("{e}")))?;
     for hp in &plan.policies {
         let host = &plan.deployment.hosts[hp.host].name;

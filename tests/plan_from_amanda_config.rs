@@ -7,12 +7,12 @@ mod common;
 use std::path::Path;
 
 use amwall::model::{load_file, Auth};
-use amwall::render::Backend;
+use amwall::render::BackendSet;
 use amwall::Plan;
 
 /// Every rules file without its `#` header (which names the source file).
 fn rules(plan: &Plan) -> Vec<(String, String)> {
-    plan.outputs(Backend::Both, None)
+    plan.outputs(BackendSet::Both, None)
         .unwrap()
         .into_iter()
         .filter(|(n, _)| n != "SUMMARY.md")

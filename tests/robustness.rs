@@ -13,7 +13,8 @@ fn check(text: String) -> Result<(), TestCaseError> {
     match load_str("t.toml", text).and_then(Plan::build) {
         Ok(plan) => {
             // Whatever plans must also render.
-            plan.outputs(amwall::render::Backend::Both, None).unwrap();
+            plan.outputs(amwall::render::BackendSet::Both, None)
+                .unwrap();
         }
         Err(Error::Input(e)) => {
             prop_assert!(

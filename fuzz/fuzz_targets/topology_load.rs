@@ -6,7 +6,7 @@
 
 use amwall::model;
 use amwall::netfilter::{iptables, nft};
-use amwall::render::Backend;
+use amwall::render::BackendSet;
 use amwall::Plan;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(plan) = Plan::build(d) else {
         return;
     };
-    let Ok(files) = plan.outputs(Backend::Both, None) else {
+    let Ok(files) = plan.outputs(BackendSet::Both, None) else {
         return;
     };
     for (name, content) in &files {

@@ -205,7 +205,7 @@ fn ipset_line(k: &mut Kernel, l: &str) -> Result<()> {
 }
 
 impl System for Faulty {
-    fn dry_run(&self, _: Kind, _: &str) -> Result<()> {
+    fn dry_run(&self, _: Backend, _: &str) -> Result<()> {
         self.step(Op::DryRun, "the dry run", |_| Ok(()))
     }
     fn nft_table(&self) -> Result<Option<String>> {
@@ -263,7 +263,7 @@ impl System for Faulty {
             ipset_line(&mut w.kernel, &format!("destroy {name}"))
         })
     }
-    fn admin_verdict(&self, _: Kind, _: &AdminConn) -> Result<(Verdict, String)> {
+    fn admin_verdict(&self, _: Backend, _: &AdminConn) -> Result<(Verdict, String)> {
         let v = self.w.borrow().verdict.unwrap_or(Verdict::Accept);
         Ok((
             v,
@@ -348,7 +348,7 @@ fn before(with_set: bool) -> Kernel {
 
 fn iptables_payload() -> Payload {
     Payload {
-        kind: Kind::Iptables,
+        kind: Backend::Iptables,
         host: "tshost".into(),
         rules: format!(
             "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
@@ -364,7 +364,7 @@ fn iptables_payload() -> Payload {
 
 fn nft_payload() -> Payload {
     Payload {
-        kind: Kind::Nft,
+        kind: Backend::Nft,
         host: "c1".into(),
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall { chain input { policy drop; tcp dport 10080 accept } }\n".into(),
         ipset: None,

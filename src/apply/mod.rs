@@ -54,6 +54,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{HostRules, RulesFile};
 use crate::diag::{Error, Result};
+use crate::netfilter::Backend;
 use crate::sim::{self, Verdict};
 use restore::{ipset_rollback, iptables_rollback, set_names, sets_of, tables_of};
 use system::tool;
@@ -62,17 +63,10 @@ pub use system::{Real, System};
 /// Where pending applies live unless `--state-dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/amwall/apply";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Iptables,
-    Nft,
-}
-
 /// What one host gets: the rules text as `plan` writes it.
 #[derive(Debug, Clone)]
 pub struct Payload {
-    pub kind: Kind,
+    pub kind: Backend,
     pub host: String,
     pub rules: String,
     /// `HOST.ipset` (iptables with large address groups).
@@ -82,7 +76,7 @@ pub struct Payload {
 /// The state directory's record of an apply waiting for confirmation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
-    pub kind: Kind,
+    pub kind: Backend,
     pub host: String,
     /// Seconds since the epoch after which the watchdog rolls back.
     pub deadline: u64,
@@ -207,10 +201,10 @@ fn iface_towards(client: std::net::IpAddr) -> Option<String> {
 /// What the simulator says of a new connection like the admin's, through
 /// the live ruleset of `kind` (ours and whatever else is loaded), and the
 /// packet it tried.
-pub fn admin_verdict(kind: Kind, conn: &AdminConn) -> Result<(Verdict, String)> {
+pub fn admin_verdict(kind: Backend, conn: &AdminConn) -> Result<(Verdict, String)> {
     let (text, what) = match kind {
-        Kind::Nft => (tool(&["nft", "list", "ruleset"], None)?, "nft list ruleset"),
-        Kind::Iptables => (
+        Backend::Nft => (tool(&["nft", "list", "ruleset"], None)?, "nft list ruleset"),
+        Backend::Iptables => (
             if conn.client.is_ipv6() {
                 tool(&["ip6tables-save"], None)?
             } else {
@@ -220,7 +214,7 @@ pub fn admin_verdict(kind: Kind, conn: &AdminConn) -> Result<(Verdict, String)> 
         ),
     };
     let f = RulesFile::parse(&format!("(live {what})"), text).map_err(Error::Input)?;
-    let sets = if kind == Kind::Iptables {
+    let sets = if kind == Backend::Iptables {
         tool(&["ipset", "save"], None)
             .ok()
             .and_then(|t| crate::netfilter::ipset::parse("(live ipset save)", &t).ok())
@@ -296,7 +290,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     // 1. The kernel's own dry run: a file it refuses changes nothing. (An
     //    iptables file that names ipsets can only be tried once they exist:
     //    see step 5.)
-    if p.kind == Kind::Nft || p.ipset.is_none() {
+    if p.kind == Backend::Nft || p.ipset.is_none() {
         sys.dry_run(p.kind, &p.rules)?;
     }
     // 2. Snapshot what the load replaces, on disk before anything changes:
@@ -326,8 +320,8 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     // 5. Load: nft -f is one transaction; ipsets first (the rules name them),
     //    then iptables-restore.
     let loaded = match p.kind {
-        Kind::Nft => sys.nft_load(&p.rules),
-        Kind::Iptables => (|| {
+        Backend::Nft => sys.nft_load(&p.rules),
+        Backend::Iptables => (|| {
             if let Some(sets) = &p.ipset {
                 sys.ipset_restore(sets)?;
                 sys.dry_run(p.kind, &p.rules)?;
@@ -400,12 +394,12 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         ),
     };
     match p.kind {
-        Kind::Nft => {
+        Backend::Nft => {
             let saved = sys.nft_table()?;
             pend.had_table = saved.is_some();
             sys.write("previous.nft", saved.as_deref().unwrap_or(""))?;
         }
-        Kind::Iptables => {
+        Backend::Iptables => {
             pend.tables = tables_of(&p.rules);
             sys.write("previous.rules", &sys.iptables_save()?)?;
             if let Some(sets) = &p.ipset {
@@ -451,7 +445,7 @@ fn abort(sys: &dyn System, pend: &Pending, what: &str, why: String) -> Error {
 fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
     let gone = |f: &str| failed(format!("the snapshot {}/{f} is missing", sys.place()));
     match pend.kind {
-        Kind::Nft => {
+        Backend::Nft => {
             let saved = if pend.had_table {
                 Some(
                     sys.read("previous.nft")
@@ -462,7 +456,7 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
             };
             sys.nft_restore(saved.as_deref())?;
         }
-        Kind::Iptables => {
+        Backend::Iptables => {
             let saved = sys
                 .read("previous.rules")
                 .ok_or_else(|| gone("previous.rules"))?;

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::libc;
 
-use super::{admin_verdict, failed, AdminConn, Kind};
+use super::{admin_verdict, failed, AdminConn, Backend};
 use crate::diag::{Error, Result};
 use crate::sim::Verdict;
 
@@ -24,7 +24,7 @@ use crate::sim::Verdict;
 /// each, so a fault can be aimed at exactly one step.
 pub trait System {
     /// The kernel's own check of `rules` (`nft -c`, `iptables-restore --test`).
-    fn dry_run(&self, kind: Kind, rules: &str) -> Result<()>;
+    fn dry_run(&self, kind: Backend, rules: &str) -> Result<()>;
     /// `table ip amwall` as loaded, or `None` when there is none.
     fn nft_table(&self) -> Result<Option<String>>;
     /// Load an nft script (one transaction).
@@ -38,7 +38,7 @@ pub trait System {
     fn ipset_restore(&self, text: &str) -> Result<()>;
     fn ipset_destroy(&self, name: &str) -> Result<()>;
     /// The fate of a new connection like the admin's through the live ruleset.
-    fn admin_verdict(&self, kind: Kind, conn: &AdminConn) -> Result<(Verdict, String)>;
+    fn admin_verdict(&self, kind: Backend, conn: &AdminConn) -> Result<(Verdict, String)>;
 
     /// Write a state file so that a crash leaves the old file or the whole
     /// new one, and the data is on the disk when this returns.
@@ -197,10 +197,10 @@ impl Real {
 }
 
 impl System for Real {
-    fn dry_run(&self, kind: Kind, rules: &str) -> Result<()> {
+    fn dry_run(&self, kind: Backend, rules: &str) -> Result<()> {
         match kind {
-            Kind::Nft => self.tool(&["nft", "-c", "-f", "-"], Some(rules)),
-            Kind::Iptables => self.tool(&["iptables-restore", "--test"], Some(rules)),
+            Backend::Nft => self.tool(&["nft", "-c", "-f", "-"], Some(rules)),
+            Backend::Iptables => self.tool(&["iptables-restore", "--test"], Some(rules)),
         }
     }
     fn nft_table(&self) -> Result<Option<String>> {
@@ -233,7 +233,7 @@ impl System for Real {
     fn ipset_destroy(&self, name: &str) -> Result<()> {
         self.tool(&["ipset", "destroy", name], None)
     }
-    fn admin_verdict(&self, kind: Kind, conn: &AdminConn) -> Result<(Verdict, String)> {
+    fn admin_verdict(&self, kind: Backend, conn: &AdminConn) -> Result<(Verdict, String)> {
         admin_verdict(kind, conn)
     }
 

@@ -48,6 +48,7 @@ use nix::sys::signal::Signal;
 use super::netns::{veth, Netns, Output};
 use crate::amanda::{flows::control_port, Operation};
 use crate::model::{Auth, ClientPort, HostId, PortRange};
+use crate::netfilter::Backend;
 use crate::plan::Plan;
 
 /// The Amanda configuration name on the lab's server.
@@ -79,24 +80,6 @@ impl Default for Options {
 
 /// Set when a lab of this process created `/etc/netns` (so it may remove it).
 static ETC_ROOT_CREATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Which of the plan's renderings to load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// `HOST.ipset` (if any) with `ipset restore`, then `HOST.rules` with `iptables-restore`.
-    Iptables,
-    /// `HOST.nft` with `nft -f`.
-    Nft,
-}
-
-impl Backend {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Iptables => "iptables",
-            Backend::Nft => "nft",
-        }
-    }
-}
 
 fn err(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())

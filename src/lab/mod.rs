@@ -22,12 +22,13 @@ pub mod topo;
 
 use std::time::Instant;
 
-pub use check::{Exposure, Finding, FindingKind, FlowResult, Mode, Report, Status};
+pub use check::{Exposure, Finding, FindingKind, FlowResult, Report, Status};
 pub use map::{MapError, Mapping};
 pub use netns::{Netns, Output};
 pub use probe::Timing;
 
 use crate::model::{Auth, Deployment};
+use crate::netfilter::Backend;
 use crate::Plan;
 
 /// Why a lab run could not happen (as opposed to what it found).
@@ -85,7 +86,7 @@ pub struct Lab {
     /// The plan for the mapped copy: these are the rules the kernel gets.
     pub plan: Plan,
     pub mapping: Mapping,
-    pub backend: Mode,
+    pub backend: Backend,
     /// Per host, in host order. Edit before `build` to test the lab itself.
     pub rules: Vec<HostRules>,
     pub timing: Timing,
@@ -135,7 +136,7 @@ impl HostRules {
 
 impl Lab {
     /// Map `d` onto documentation addresses and plan its rules for `backend`.
-    pub fn new(d: Deployment, backend: Mode) -> Result<Lab, LabError> {
+    pub fn new(d: Deployment, backend: Backend) -> Result<Lab, LabError> {
         let original = Plan::build(d)?;
         let (mapping, mapped) =
             Mapping::new(&original.deployment).map_err(|e| LabError::Map(e.0))?;
@@ -147,12 +148,12 @@ impl Lab {
             .map(|hp| HostRules {
                 host: plan.deployment.hosts[hp.host].name.clone(),
                 ipset: match backend {
-                    Mode::Iptables => plan.ipset(hp),
-                    Mode::Nft => None,
+                    Backend::Iptables => plan.ipset(hp),
+                    Backend::Nft => None,
                 },
                 text: match backend {
-                    Mode::Iptables => plan.iptables(hp),
-                    Mode::Nft => plan.nft(hp),
+                    Backend::Iptables => plan.iptables(hp),
+                    Backend::Nft => plan.nft(hp),
                 },
             })
             .collect();
@@ -176,13 +177,13 @@ impl Lab {
         }
         let mut tools = vec!["ip"];
         match self.backend {
-            Mode::Iptables => {
+            Backend::Iptables => {
                 tools.push("iptables-restore");
                 if self.rules.iter().any(|r| r.ipset.is_some()) {
                     tools.push("ipset");
                 }
             }
-            Mode::Nft => tools.push("nft"),
+            Backend::Nft => tools.push("nft"),
         }
         let missing: Vec<&str> = tools.into_iter().filter(|t| !have(t)).collect();
         if !missing.is_empty() {
@@ -198,14 +199,14 @@ impl Lab {
             progress(Progress::Stage(format!("loading the rules of {}", r.host)));
             let ns = net.ns(h);
             let res = match self.backend {
-                Mode::Iptables => topo::load_iptables(ns, r.ipset.as_deref(), &r.text),
-                Mode::Nft => topo::load_nft(ns, &r.text),
+                Backend::Iptables => topo::load_iptables(ns, r.ipset.as_deref(), &r.text),
+                Backend::Nft => topo::load_nft(ns, &r.text),
             };
             res.map_err(|e| LabError::Load {
                 host: r.host.clone(),
                 tool: match self.backend {
-                    Mode::Iptables => "iptables-restore",
-                    Mode::Nft => "nft",
+                    Backend::Iptables => "iptables-restore",
+                    Backend::Nft => "nft",
                 },
                 message: e.to_string(),
             })?;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::check::{FindingKind, Mode, Report, Status};
+use super::check::{FindingKind, Report, Status};
 
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
@@ -41,10 +41,7 @@ fn ports(v: &[crate::model::PortRange]) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let backend = match self.backend {
-            Mode::Iptables => "iptables",
-            Mode::Nft => "nft",
-        };
+        let backend = self.backend.name();
         let auth = self
             .auth
             .iter()

@@ -23,8 +23,49 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
 
 use crate::model::{PortRange, Proto};
+
+/// The two rule formats amwall emits, checks, lab-tests and applies. One type for
+/// every layer, so a plan's file, a lab run and a pending apply cannot disagree on
+/// what "nft" means; the serde spelling is what lab reports and apply state files
+/// already carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// iptables-restore (plus `ipset restore` for large address groups).
+    Iptables,
+    /// `nft -f`.
+    Nft,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Iptables, Backend::Nft];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Iptables => "iptables",
+            Backend::Nft => "nft",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown backend `{s}` (iptables or nft)"))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -774,5 +815,20 @@ impl Ruleset {
         self.tables
             .iter()
             .find(|t| t.family == family && t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    use super::Backend;
+
+    #[test]
+    fn backend_names_round_trip_and_match_serde() {
+        for b in Backend::ALL {
+            assert_eq!(b.to_string().parse::<Backend>(), Ok(b));
+            // Lab reports and apply state files carry this spelling.
+            assert_eq!(serde_json::to_string(&b).unwrap(), format!("\"{b}\""));
+        }
+        assert!("both".parse::<Backend>().is_err());
     }
 }

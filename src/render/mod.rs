@@ -6,9 +6,11 @@
 
 pub mod summary;
 
+use std::fmt;
+
 use crate::model::PortRange;
 use crate::netfilter::{
-    self, iptables::multiport_chunks, priority, Action, Addr, BaseChain, Chain, ChainType,
+    self, iptables::multiport_chunks, priority, Action, Addr, Backend, BaseChain, Chain, ChainType,
     CtHelper, CtState, CtStatus, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
 };
 use crate::policy::{AddrGroup, Addrs, HostPolicy, Place, PolicyRule};
@@ -18,19 +20,51 @@ pub const NFT_TABLE: &str = "amwall";
 /// The nft ct helper object name for Amanda over UDP.
 pub const NFT_HELPER_OBJ: &str = "amanda-udp";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
+/// Which backends `plan` writes files for and `lab` runs: unlike
+/// [`Backend`], a choice that may be both (one lab after the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendSet {
     Iptables,
     Nft,
     Both,
 }
 
-impl Backend {
-    pub fn iptables(&self) -> bool {
-        matches!(self, Backend::Iptables | Backend::Both)
+impl BackendSet {
+    /// In the order `plan` writes them and `lab` runs them.
+    pub fn members(self) -> &'static [Backend] {
+        match self {
+            BackendSet::Iptables => &[Backend::Iptables],
+            BackendSet::Nft => &[Backend::Nft],
+            BackendSet::Both => &Backend::ALL,
+        }
     }
-    pub fn nft(&self) -> bool {
-        matches!(self, Backend::Nft | Backend::Both)
+
+    pub fn contains(self, b: Backend) -> bool {
+        self.members().contains(&b)
+    }
+}
+
+impl fmt::Display for BackendSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendSet::Iptables => f.write_str("iptables"),
+            BackendSet::Nft => f.write_str("nft"),
+            BackendSet::Both => f.write_str("both"),
+        }
+    }
+}
+
+impl std::str::FromStr for BackendSet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<BackendSet, String> {
+        match s {
+            "both" => Ok(BackendSet::Both),
+            _ => match s.parse::<Backend>() {
+                Ok(Backend::Iptables) => Ok(BackendSet::Iptables),
+                Ok(Backend::Nft) => Ok(BackendSet::Nft),
+                Err(_) => Err(format!("unknown backend `{s}` (iptables, nft or both)")),
+            },
+        }
     }
 }
 
@@ -442,4 +476,20 @@ pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
         writeln!(out, "destroy {tmp}").unwrap();
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod backend_set_tests {
+    use super::{Backend, BackendSet};
+
+    #[test]
+    fn both_is_every_backend_in_order() {
+        assert_eq!(BackendSet::Both.members(), &Backend::ALL);
+        assert!(BackendSet::Nft.contains(Backend::Nft));
+        assert!(!BackendSet::Nft.contains(Backend::Iptables));
+        for s in ["iptables", "nft", "both"] {
+            assert_eq!(s.parse::<BackendSet>().unwrap().to_string(), s);
+        }
+        assert!("all".parse::<BackendSet>().is_err());
+    }
 }

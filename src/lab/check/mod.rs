@@ -40,6 +40,7 @@ use crate::lab::map::is_doc;
 use crate::lab::netns::Netns;
 use crate::lab::probe::{self, Listen, Outcome, Probe, Site, Timing};
 use crate::model::{Auth, Deployment, HostId, PortRange, Proto};
+use crate::netfilter::Backend;
 use crate::route::Path;
 use crate::Plan;
 
@@ -122,18 +123,11 @@ pub struct Exposure {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    Iptables,
-    Nft,
-}
-
 /// Everything one lab run observed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub topology: String,
-    pub backend: Mode,
+    pub backend: Backend,
     pub auth: Vec<Auth>,
     pub helper: bool,
     pub networks: Vec<crate::lab::map::NetMap>,
@@ -156,10 +150,7 @@ impl Report {
         &self.flows[id - 1]
     }
     pub fn backend_name(&self) -> &'static str {
-        match self.backend {
-            Mode::Iptables => "iptables",
-            Mode::Nft => "nft",
-        }
+        self.backend.name()
     }
 }
 
@@ -357,7 +348,7 @@ pub(crate) mod testing {
             .expect("the wiki example loads")
             .with_auth(auth)
             .with_helper(helper);
-        let lab = crate::lab::Lab::new(d, Mode::Iptables).expect("the wiki example maps");
+        let lab = crate::lab::Lab::new(d, Backend::Iptables).expect("the wiki example maps");
         lab.plan
     }
 
