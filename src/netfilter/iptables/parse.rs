@@ -430,6 +430,11 @@ impl Parser<'_> {
                 if !chain_name_ok(&chain.s) {
                     return err(chain.span, "bad chain name", "here");
                 }
+                // iptables refuses it ("Chain already exists"); taken, it
+                // would print back as the built-in chain.
+                if iptables_builtin(&self.cur.as_ref().expect("checked above").table.name, &chain.s).is_some() {
+                    return err(chain.span, format!("`{}` is a built-in chain", chain.s), "here");
+                }
                 let info = self.chains.len();
                 let o = self.cur.as_mut().expect("checked above");
                 if o.chain_index.contains_key(&chain.s) {
@@ -549,7 +554,10 @@ impl Parser<'_> {
                 };
                 let ci = self.chain_index(&old)?;
                 let o = self.cur.as_mut().expect("checked above");
-                if o.chain_index.contains_key(&new.s) || !chain_name_ok(&new.s) {
+                if o.chain_index.contains_key(&new.s)
+                    || !chain_name_ok(&new.s)
+                    || iptables_builtin(&o.table.name, &new.s).is_some()
+                {
                     return err(new.span, format!("cannot rename to `{}`", new.s), "here");
                 }
                 o.table.chains[ci].name = new.s.clone();
@@ -2571,6 +2579,16 @@ mod tests {
     /// Found by fuzzing: a control character in an argument was kept, and the
     /// emitter (which must keep every rule on its line) printed it escaped,
     /// so the ruleset changed on the way back.
+    /// Found by parse_robust's proptest: `-N FORWARD` made a user chain that
+    /// printed back as the built-in one.
+    #[test]
+    fn new_chain_cannot_take_a_built_in_name() {
+        let e = bad("*filter\n:INPUT DROP [0:0]\n-N FORWARD\nCOMMIT\n");
+        assert_eq!((e.line, e.column), (3, 4), "{e}");
+        let e = bad("*filter\n:INPUT DROP [0:0]\n-N mine\n-E mine FORWARD\nCOMMIT\n");
+        assert_eq!((e.line, e.column), (4, 9), "{e}");
+    }
+
     #[test]
     fn a_chain_cannot_be_renamed_to_an_option() {
         for to in ["-", "-d", "!x"] {
