@@ -26,6 +26,8 @@
 //! Needs root, amanda-server, amanda-client, xinetd, iptables, nftables, ipset:
 //! anything missing fails the test, it never skips.
 
+mod common;
+
 use std::time::Instant;
 
 use amwall::lab::amanda::{AmandaLab, Dump, Options, Recovery};
@@ -560,30 +562,28 @@ fn negative_bsdtcp_port_forward_removed() {
     );
 }
 
-/// `amwall check` on the fixture with only `lhost`'s rules given: the result
-/// column and the lines under tshost → lhost's backup data flow.
-fn check_lhost_data_flow(rules: &str) -> (String, Vec<String>) {
+/// `amwall check TOPOLOGY --rules lhost=FILE` (FILE holding `rules`): the
+/// tshost → lhost backup data flow's line and the lines under it, and the
+/// whole text.
+fn check_lhost_data_flow(topology: &std::path::Path, rules: &str) -> (String, Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("lhost.rules");
     std::fs::write(&f, rules).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_amwall"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["check", FIXTURE, "--no-open", "--no-redundant", "--rules"])
+        .arg("check")
+        .arg(topology)
+        .args(["--no-open", "--no-redundant", "--rules"])
         .arg(format!("lhost={}", f.display()))
         .output()
         .expect("running amwall check");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let lines: Vec<&str> = text.lines().collect();
-    let i = lines
-        .iter()
-        .position(|l| l.contains(" backup ") && l.contains("tshost → lhost") && l.contains(" tcp "))
-        .unwrap_or_else(|| panic!("no tshost → lhost data flow in\n{text}"));
-    let under = lines[i + 1..]
-        .iter()
-        .take_while(|l| l.starts_with("      "))
-        .map(|l| l.trim().to_string())
-        .collect();
-    (lines[i].to_string(), under)
+    let (line, under) = common::data_flow(&text, "tshost → lhost");
+    let (line, under) = (
+        line.to_string(),
+        under.iter().map(|l| l.trim().to_string()).collect(),
+    );
+    (line, under, text)
 }
 
 /// Issue 13's case, judged by real Amanda: a client firewalled the peers' way
@@ -606,7 +606,8 @@ fn peer_style_helper_rules_real_amdump_and_check_agree() {
         check_ok(&lab, "bsd, lhost peer-style with helper");
         dump_ok(&lab, "bsd, lhost peer-style with helper");
     }
-    let (line, under) = check_lhost_data_flow(peer);
+    let fixture = std::path::Path::new(FIXTURE);
+    let (line, under, _) = check_lhost_data_flow(fixture, peer);
     assert!(line.ends_with("PASS"), "{line}\n{under:?}");
     assert!(
         under
@@ -615,11 +616,7 @@ fn peer_style_helper_rules_real_amdump_and_check_agree() {
         "{under:?}"
     );
 
-    let bare: String = peer
-        .lines()
-        .filter(|l| !l.contains("CT --helper"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let bare = without(peer, &["CT --helper"]);
     {
         let lab = lab(&plan);
         lab.load_rules(Backend::Iptables)
@@ -628,7 +625,7 @@ fn peer_style_helper_rules_real_amdump_and_check_agree() {
             .expect("loading the peer-style rules without the helper");
         assert_dump_fails_for_lhost(&lab, "bsd, lhost peer-style without helper");
     }
-    let (line, under) = check_lhost_data_flow(&bare);
+    let (line, under, _) = check_lhost_data_flow(fixture, &bare);
     assert!(line.contains("BLOCKED on lhost"), "{line}\n{under:?}");
     eprintln!(
         "peer-style bsd: real Amanda and check agree ({:.1?})",
@@ -663,19 +660,7 @@ fn peer_style_firewalld_nft_bsdudp_real_amdump_and_check_agree() {
         text.replacen("auth = \"bsd\"", "auth = \"bsdudp\"", 1),
     )
     .unwrap();
-    let f = dir.path().join("lhost.nft");
-    std::fs::write(&f, peer).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amwall"))
-        .args(["check", "--no-open", "--no-redundant", "--rules"])
-        .arg(format!("lhost={}", f.display()))
-        .arg(&topo)
-        .output()
-        .expect("running amwall check");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find(|l| l.contains(" backup ") && l.contains("tshost → lhost") && l.contains(" tcp "))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let (line, _, stdout) = check_lhost_data_flow(&topo, peer);
     assert!(line.ends_with("PASS"), "{stdout}");
     assert!(stdout.contains("second dumper"), "{stdout}");
 }

@@ -46,21 +46,8 @@ fn check(topology: &Path, rules: &[(&str, &Path)], extra: &[&str]) -> Run {
     Run { code, stdout }
 }
 
-/// The flow line for `responder`'s backup data streams and the lines under it.
 fn data_flow<'a>(out: &'a str, from: &str, to: &str) -> (&'a str, Vec<&'a str>) {
-    let lines: Vec<&str> = out.lines().collect();
-    let i = lines
-        .iter()
-        .position(|l| {
-            l.contains(" backup ") && l.contains(&format!("{from} → {to}")) && l.contains(" tcp ")
-        })
-        .unwrap_or_else(|| panic!("no backup data flow {from} → {to} in\n{out}"));
-    let under = lines[i + 1..]
-        .iter()
-        .take_while(|l| l.starts_with("      "))
-        .copied()
-        .collect();
-    (lines[i], under)
+    common::data_flow(out, &format!("{from} → {to}"))
 }
 
 fn wiki(dir: &Path, auth: &str, extra: &str) -> PathBuf {
@@ -96,11 +83,7 @@ fn a_peer_style_helper_assignment_makes_the_data_streams_related() {
 
     // The same rules without the assignment: the data streams are NEW and
     // nothing opens them.
-    let bare: String = SHOREWALL_LIKE
-        .lines()
-        .filter(|l| !l.contains("CT --helper"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let bare = common::without_lines(SHOREWALL_LIKE, "CT --helper");
     let rules = write(dir.path(), "lhost-bare.rules", &bare);
     let r = check(
         &topo,
@@ -264,12 +247,7 @@ COMMIT
 
     // Without FWHost's assignment the forwarded data connection is NEW there
     // and FORWARD drops it.
-    let bare: String = std::fs::read_to_string(&fw)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("CT --helper"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let bare = common::without_lines(&std::fs::read_to_string(&fw).unwrap(), "CT --helper");
     let fw = write(dir.path(), "fwhost-bare.rules", &bare);
     let r = check(
         &topo,
@@ -305,11 +283,7 @@ fn a_plan_that_relies_on_the_helper_is_blocked_without_the_assignment() {
     assert!(line.ends_with("PASS"), "{}", r.stdout);
     assert!(under.iter().any(|l| l.contains("RELATED")), "{under:?}");
 
-    let bare: String = planned
-        .lines()
-        .filter(|l| !l.contains("CT --helper"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let bare = common::without_lines(&planned, "CT --helper");
     assert_ne!(bare, planned, "the plan assigns the helper on lhost");
     let rules = write(dir.path(), "lhost-bare.rules", &bare);
     let r = check(

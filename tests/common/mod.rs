@@ -176,3 +176,28 @@ pub fn amwall_bounded(
         String::from_utf8_lossy(&e.join().unwrap()).into_owned(),
     )
 }
+
+/// In `amwall check`'s text, the backup data-stream flow along `route`
+/// ("tshost → lhost", "tshost → rhost via fwhost"): its line and the lines
+/// indented under it (findings, Amanda's message, notes).
+pub fn data_flow<'a>(out: &'a str, route: &str) -> (&'a str, Vec<&'a str>) {
+    let lines: Vec<&str> = out.lines().collect();
+    let i = lines
+        .iter()
+        .position(|l| l.contains(" backup ") && l.contains(route) && l.contains(" tcp "))
+        .unwrap_or_else(|| panic!("no backup data flow {route} in\n{out}"));
+    let under = lines[i + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("      "))
+        .copied()
+        .collect();
+    (lines[i], under)
+}
+
+/// `text` without its lines that contain `needle`.
+pub fn without_lines(text: &str, needle: &str) -> String {
+    text.lines()
+        .filter(|l| !l.contains(needle))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
