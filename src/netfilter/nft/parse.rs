@@ -161,6 +161,24 @@ fn lex(text: &str, base: usize, file: usize) -> Res<Vec<T>> {
     Ok(out)
 }
 
+/// An error at the first character of `text[range]` that the emitters would
+/// print escaped (`name::escaped_in_text`): read, it would not come back
+/// unchanged.
+fn unprintable(text: &str, range: Range<usize>, what: &str, label: &str) -> Res<()> {
+    let start = range.start;
+    match text[range]
+        .char_indices()
+        .find(|&(_, ch)| crate::name::escaped_in_text(ch))
+    {
+        Some((j, ch)) => err(
+            start + j..start + j + ch.len_utf8(),
+            format!("control or invisible character U+{:04X}{what}", ch as u32),
+            label,
+        ),
+        None => Ok(()),
+    }
+}
+
 fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
     let mut out = Vec::new();
     let b = text.as_bytes();
@@ -220,20 +238,12 @@ fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
                 }
                 // nft takes them, but they could not be printed back inside
                 // their line unchanged (`name::comment`): refused, not altered.
-                if let Some((j, ch)) = text[i + 1..i + 1 + len]
-                    .char_indices()
-                    .find(|&(_, ch)| crate::name::escaped_in_text(ch))
-                {
-                    let at = i + 1 + j;
-                    return err(
-                        at..at + ch.len_utf8(),
-                        format!(
-                            "control or invisible character U+{:04X} in a string",
-                            ch as u32
-                        ),
-                        "amwall could not print it back unchanged",
-                    );
-                }
+                unprintable(
+                    text,
+                    i + 1..i + 1 + len,
+                    " in a string",
+                    "amwall could not print it back unchanged",
+                )?;
                 out.push(T {
                     tok: Tok::Str(text[i + 1..i + 1 + len].to_string()),
                     span: start..i + len + 2,
@@ -248,17 +258,7 @@ fn lex_local(text: &str, file: usize) -> Res<Vec<T>> {
                 while i < b.len() && !b" \t\r\n{}(),;\"#|&^".contains(&b[i]) {
                     i += 1;
                 }
-                if let Some((j, ch)) = text[start..i]
-                    .char_indices()
-                    .find(|&(_, ch)| crate::name::escaped_in_text(ch))
-                {
-                    let at = start + j;
-                    return err(
-                        at..at + ch.len_utf8(),
-                        format!("control or invisible character U+{:04X}", ch as u32),
-                        "not part of any nft ruleset",
-                    );
-                }
+                unprintable(text, start..i, "", "not part of any nft ruleset")?;
                 out.push(T {
                     tok: Tok::Word(text[start..i].to_string()),
                     span: start..i,
