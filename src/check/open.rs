@@ -91,7 +91,6 @@ pub struct OpenView {
     pub boxes: usize,
 }
 
-#[derive(Clone)]
 struct Accepted {
     cube: Cube,
     by: Option<RuleRef>,
@@ -107,10 +106,10 @@ struct Accepted {
 /// line) opens ports. `None` when no accepted packet has the helper, which
 /// keeps the report of a ruleset without helpers as it was.
 #[allow(clippy::too_many_arguments)]
-fn helper_view(
+fn helper_view<'a>(
     hr: &HostRules,
     c: &Compiled,
-    acc: &[Accepted],
+    acc: impl Iterator<Item = &'a Accepted>,
     need: &[Cube],
     family: &'static str,
     all_iif: u128,
@@ -118,7 +117,6 @@ fn helper_view(
     all_dst: Option<&IvSet>,
 ) -> Option<OpenView> {
     let with: Vec<Accepted> = acc
-        .iter()
         .filter(|a| a.helper.is_some())
         .map(|a| Accepted {
             cube: a.cube.clone(),
@@ -589,7 +587,7 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
     let helper = helper_view(
         hr,
         c,
-        &inp.iter().chain(&fwd).cloned().collect::<Vec<_>>(),
+        inp.iter().chain(&fwd),
         &need_helper,
         "IPv4",
         iif,
@@ -675,8 +673,8 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
             assumption = format!("{why}; {assumption}");
         }
         if input_view {
-            let all: Vec<Accepted> = inp.iter().chain(&fwd).cloned().collect();
-            helpers.extend(helper_view(hr, &c, &all, &[], family, ext, ext, None));
+            let all = inp.iter().chain(&fwd);
+            helpers.extend(helper_view(hr, &c, all, &[], family, ext, ext, None));
         }
         let acc = if input_view {
             let mut v = inp;
