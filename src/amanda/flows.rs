@@ -89,7 +89,7 @@ pub fn control_port(auth: Auth, client_port: &Option<ClientPort>) -> u16 {
 /// In those cases the plan stays static (the client's range is opened, no helper is
 /// assigned) and a lint says why.
 pub fn helper_usable(auth: Auth, index: bool) -> bool {
-    auth == Auth::Bsd && index
+    helper_cover(auth, index) == Some(HelperCover::All)
 }
 
 /// What the kernel's helper, once a rule assigns it to the sendbackup request,
