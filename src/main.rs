@@ -92,6 +92,42 @@ impl AmandaArgs {
     }
 }
 
+/// `apply`'s modes as the flags users type; clap refuses two at once (exit 2),
+/// and [`ApplyFlags::mode`] turns them into the one [`ApplyMode`] dispatched on.
+#[derive(clap::Args)]
+struct ApplyFlags {
+    /// Keep the rules of the pending apply (run it from a new login).
+    #[arg(long, conflicts_with_all = ["rollback", "watchdog", "host"])]
+    confirm: bool,
+    /// Put the previous rules back now.
+    #[arg(long, conflicts_with_all = ["confirm", "watchdog", "host"])]
+    rollback: bool,
+    /// Internal: the detached process that rolls back at the deadline.
+    #[arg(long, hide = true)]
+    watchdog: bool,
+}
+
+enum ApplyMode {
+    /// Load this host's planned rules.
+    Load(String),
+    Confirm,
+    Rollback,
+    Watchdog,
+}
+
+impl ApplyFlags {
+    /// `host` is clap's `--host`, required unless another mode is given.
+    fn mode(&self, host: Option<String>) -> ApplyMode {
+        match (self.confirm, self.rollback, self.watchdog, host) {
+            (true, _, _, _) => ApplyMode::Confirm,
+            (_, true, _, _) => ApplyMode::Rollback,
+            (_, _, true, _) => ApplyMode::Watchdog,
+            (_, _, _, Some(h)) => ApplyMode::Load(h),
+            (_, _, _, None) => unreachable!("clap requires --host without another mode"),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print shell completions (from the same definitions as --help).
@@ -222,15 +258,8 @@ enum Command {
         /// Load even if a new connection like the admin's would be dropped.
         #[arg(long)]
         force: bool,
-        /// Keep the rules of the pending apply (run it from a new login).
-        #[arg(long, conflicts_with_all = ["rollback", "watchdog", "host"])]
-        confirm: bool,
-        /// Put the previous rules back now.
-        #[arg(long, conflicts_with_all = ["confirm", "watchdog", "host"])]
-        rollback: bool,
-        /// Internal: the detached process that rolls back at the deadline.
-        #[arg(long, hide = true)]
-        watchdog: bool,
+        #[command(flatten)]
+        mode: ApplyFlags,
     },
     /// Print the full trace of one packet through one host's ruleset: every table
     /// and chain in hook order, every rule tried, the verdict.
@@ -433,25 +462,28 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             state_dir,
             no_wait,
             force,
-            confirm,
-            rollback,
-            watchdog,
+            mode,
         } => {
             let state = amwall::apply::StateDir::new(state_dir);
-            if watchdog {
-                return Ok(match amwall::apply::watchdog(&state)? {
+            match mode.mode(host) {
+                ApplyMode::Watchdog => Ok(match amwall::apply::watchdog(&state)? {
                     amwall::apply::Outcome::Confirmed => ExitCode::SUCCESS,
                     amwall::apply::Outcome::RolledBack => ExitCode::from(1),
                     amwall::apply::Outcome::RollbackFailed => ExitCode::from(2),
-                });
+                }),
+                ApplyMode::Confirm => {
+                    amwall::apply::request(&state, true)?;
+                    Ok(wait_apply(&state, Duration::from_secs(10), false))
+                }
+                ApplyMode::Rollback => {
+                    amwall::apply::request(&state, false)?;
+                    Ok(wait_apply(&state, Duration::from_secs(10), true))
+                }
+                ApplyMode::Load(host) => {
+                    let plan = Plan::build(amanda.load(topology.as_ref())?)?;
+                    apply(&plan, &host, backend, timeout, &state, no_wait, force)
+                }
             }
-            if confirm || rollback {
-                amwall::apply::request(&state, confirm)?;
-                return Ok(wait_apply(&state, Duration::from_secs(10), !confirm));
-            }
-            let host = host.expect("clap requires --host here");
-            let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-            apply(&plan, &host, backend, timeout, &state, no_wait, force)
         }
         Command::Explain {
             rules,
