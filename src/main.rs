@@ -699,7 +699,10 @@ fn lab(
     use indicatif::{ProgressBar, ProgressStyle};
 
     let mut d = model::load_file(&topology)?;
-    if let Some(a) = auth.as_deref().and_then(model::Auth::parse) {
+    if let Some(a) = auth
+        .as_deref()
+        .and_then(amwall::amanda::settings::Auth::parse)
+    {
         d = d.with_auth(a);
     }
     if let Some(h) = helper {

@@ -28,9 +28,10 @@
 
 use std::time::Instant;
 
+use amwall::amanda::settings::Auth;
 use amwall::lab::amanda::{AmandaLab, Backend, Dump, Options, Recovery};
 use amwall::lab::Output;
-use amwall::model::{self, Auth};
+use amwall::model;
 use amwall::Plan;
 
 const FIXTURE: &str = "tests/fixtures/lab/wiki-doc.toml";
@@ -296,7 +297,7 @@ fn dropped_by_policy_nft(lab: &AmandaLab) -> Vec<String> {
 /// those three ranges, with every rule hit and nothing dropped by a policy.
 #[test]
 fn bsd_server_and_client_ranges_apart_iptables() {
-    use amwall::model::PortRange;
+    use amwall::ports::PortRange;
     let mut d = plan(Auth::Bsd, false).deployment;
     for h in &mut d.hosts {
         h.client_conf.unreserved_tcp_port = PortRange::new(50060, 50080);

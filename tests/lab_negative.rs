@@ -5,8 +5,9 @@
 
 mod common;
 
+use amwall::amanda::settings::Auth;
 use amwall::lab::{FindingKind, Lab, Mode, Report, Status};
-use amwall::model::{Auth, Proto};
+use amwall::ports::Proto;
 
 fn lab(auth: Auth, helper: bool, mode: Mode) -> Lab {
     let d = common::example("wiki").with_auth(auth).with_helper(helper);

@@ -9,8 +9,8 @@
 
 mod common;
 
+use amwall::amanda::settings::Auth;
 use amwall::lab::{FindingKind, Lab, Mode, Report, Status};
-use amwall::model::Auth;
 
 fn run(auth: Auth, helper: bool, mode: Mode) -> Report {
     let d = common::example("wiki").with_auth(auth).with_helper(helper);

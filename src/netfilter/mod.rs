@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use crate::model::{PortRange, Proto};
+use crate::ports::{PortRange, Proto};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {
