@@ -15,6 +15,7 @@ pub mod name;
 pub mod netfilter;
 pub mod plan;
 pub mod policy;
+pub mod ports;
 pub mod render;
 pub mod route;
 pub mod sim;

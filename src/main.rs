@@ -757,7 +757,10 @@ fn lab(
     use amwall::lab::{Lab, Progress};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    if let Some(a) = auth.as_deref().and_then(model::Auth::parse) {
+    if let Some(a) = auth
+        .as_deref()
+        .and_then(amwall::amanda::settings::Auth::parse)
+    {
         d = d.with_auth(a);
     }
     if let Some(h) = helper {

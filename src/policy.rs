@@ -12,7 +12,8 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::amanda::{Flow, HelperRole, Operation};
-use crate::model::{AddrIndex, Deployment, HostId, PortRange, Proto};
+use crate::model::{AddrIndex, Deployment, HostId};
+use crate::ports::{merge_ranges, PortRange, Proto};
 use crate::route::{HopKind, Path};
 
 /// A group of source addresses that share openings.
@@ -487,19 +488,6 @@ fn label(flows: &[Flow], fl: &[usize]) -> String {
     format!("amanda {}", ops.join(","))
 }
 
-/// Sort and merge overlapping or adjacent ranges.
-pub fn merge_ranges(mut v: Vec<PortRange>) -> Vec<PortRange> {
-    v.sort();
-    let mut out: Vec<PortRange> = Vec::new();
-    for r in v {
-        match out.last_mut() {
-            Some(last) if u32::from(r.lo) <= u32::from(last.hi) + 1 => last.hi = last.hi.max(r.hi),
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
 fn addrs_cover(a: &Addrs, b: &Addrs, groups: &[AddrGroup]) -> bool {
     let nets = |x: &Addrs| -> Option<Vec<Ipv4Net>> {
         match x {
@@ -551,7 +539,6 @@ pub fn covers(a: &PolicyRule, b: &PolicyRule, groups: &[AddrGroup]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     /// However many groups a host gets, their set names stay within ipset's
     /// 31 characters, and past the long form's limit the short one is used.
@@ -572,34 +559,6 @@ mod tests {
                 k => format!("helper_{}", k + 1),
             };
             assert_eq!(n, want);
-        }
-    }
-
-    #[test]
-    fn merge_joins_adjacent_and_overlapping() {
-        let m = merge_ranges(vec![
-            PortRange::new(10, 20),
-            PortRange::single(21),
-            PortRange::new(5, 12),
-            PortRange::single(30),
-        ]);
-        assert_eq!(m, vec![PortRange::new(5, 21), PortRange::single(30)]);
-    }
-
-    proptest! {
-        /// Merging keeps exactly the same set of ports, sorted and disjoint.
-        #[test]
-        fn merge_preserves_ports(v in prop::collection::vec((1u16..200, 0u16..20), 0..12)) {
-            let ranges: Vec<PortRange> = v.iter().map(|(lo, w)| PortRange::new(*lo, lo + w)).collect();
-            let merged = merge_ranges(ranges.clone());
-            for p in 1u16..230 {
-                let before = ranges.iter().any(|r| r.contains(p));
-                let after = merged.iter().any(|r| r.contains(p));
-                prop_assert_eq!(before, after, "port {}", p);
-            }
-            for w in merged.windows(2) {
-                prop_assert!(u32::from(w[0].hi) + 1 < u32::from(w[1].lo));
-            }
         }
     }
 }

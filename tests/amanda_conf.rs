@@ -17,7 +17,8 @@ use amwall::amanda::conf::{
     parse_security_conf, parse_services, AmandaConfig, ClientConf, DumptypeRef, Kind, LintContext,
     LoadOptions, Origin, SecurityConf, Services,
 };
-use amwall::model::{Auth, Build, ClientPort, PortRange};
+use amwall::amanda::settings::{Auth, Build, ClientPort};
+use amwall::ports::PortRange;
 
 const FIX: &str = "tests/fixtures/amanda";
 

@@ -30,9 +30,10 @@ mod common;
 
 use std::time::Instant;
 
+use amwall::amanda::settings::Auth;
 use amwall::lab::amanda::{AmandaLab, Dump, Options, Recovery};
 use amwall::lab::Output;
-use amwall::model::{self, Auth};
+use amwall::model;
 use amwall::netfilter::Backend;
 use amwall::Plan;
 
@@ -299,7 +300,7 @@ fn dropped_by_policy_nft(lab: &AmandaLab) -> Vec<String> {
 /// those three ranges, with every rule hit and nothing dropped by a policy.
 #[test]
 fn bsd_server_and_client_ranges_apart_iptables() {
-    use amwall::model::PortRange;
+    use amwall::ports::PortRange;
     let mut d = plan(Auth::Bsd, false).deployment;
     for h in &mut d.hosts {
         h.client_conf.unreserved_tcp_port = PortRange::new(50060, 50080);

@@ -131,7 +131,7 @@ fn forward_without_dnat_condition_is_open_beyond_need() {
 }
 
 fn wiki_bsd() -> Plan {
-    Plan::build(common::example("wiki").with_auth(amwall::model::Auth::Bsd)).unwrap()
+    Plan::build(common::example("wiki").with_auth(amwall::amanda::settings::Auth::Bsd)).unwrap()
 }
 
 /// Replace `host`'s iptables file by `edit(text)`.

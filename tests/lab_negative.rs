@@ -5,9 +5,10 @@
 
 mod common;
 
+use amwall::amanda::settings::Auth;
 use amwall::lab::{FindingKind, Lab, Report, Status};
-use amwall::model::{Auth, Proto};
 use amwall::netfilter::Backend;
+use amwall::ports::Proto;
 
 fn lab(auth: Auth, helper: bool, mode: Backend) -> Lab {
     let d = common::example("wiki").with_auth(auth).with_helper(helper);

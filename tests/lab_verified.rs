@@ -6,8 +6,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use amwall::model::{Auth, Proto};
+use amwall::amanda::settings::Auth;
 use amwall::policy::{Addrs, Place};
+use amwall::ports::Proto;
 use amwall::Plan;
 
 /// (place, proto, dports "lo-hi,...", sources as host names or addresses) per rule,

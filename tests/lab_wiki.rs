@@ -9,8 +9,8 @@
 
 mod common;
 
+use amwall::amanda::settings::Auth;
 use amwall::lab::{FindingKind, Lab, Report, Status};
-use amwall::model::Auth;
 use amwall::netfilter::Backend;
 
 fn run(auth: Auth, helper: bool, mode: Backend) -> Report {

@@ -5,8 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use amwall::model::{PortRange, Proto};
 use amwall::netfilter::*;
+use amwall::ports::{PortRange, Proto};
 use ipnet::{Ipv4Net, Ipv6Net};
 use proptest::collection::vec;
 use proptest::prelude::*;

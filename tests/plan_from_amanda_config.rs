@@ -6,7 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use amwall::model::{load_file, Auth};
+use amwall::amanda::settings::Auth;
+use amwall::model::load_file;
 use amwall::render::BackendSet;
 use amwall::Plan;
 

@@ -26,10 +26,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use amwall::amanda::settings::Auth;
 use amwall::check::{HostRules, RulesFile};
 use amwall::lab::netns::veth;
 use amwall::lab::Netns;
-use amwall::model::{self, Auth};
 use amwall::netfilter::{ipset, iptables, Hook};
 use amwall::sim::compile::{Atom, StAtom};
 use amwall::sim::engine::{RuleRes, State, Step};
@@ -563,7 +563,11 @@ fn generated_cases() -> Vec<Case> {
                         iif: hop.in_iface.clone().unwrap(),
                         src: hop.src,
                         dst: hop.dst,
-                        proto: if f.proto == model::Proto::Tcp { 6 } else { 17 },
+                        proto: if f.proto == amwall::ports::Proto::Tcp {
+                            6
+                        } else {
+                            17
+                        },
                         sport: f.sport.map_or((32768, 60999), |r| (r.lo, r.hi)),
                         dport: (f.dport.lo, f.dport.hi),
                     });

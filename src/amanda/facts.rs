@@ -2,7 +2,8 @@
 //! `A:path` = zmanda/amanda at tag-community-3.5.1; Debian = 1:3.5.1-11+deb12u2
 //! (see docs/amanda-protocol.md and docs/design.md "Domain facts").
 
-use crate::model::{AmandaSettings, Auth, Build, PortRange};
+use crate::amanda::settings::{AmandaSettings, Auth, Build};
+use crate::ports::PortRange;
 
 /// amandad's well-known port, `amanda 10080` in /etc/services.
 pub const AMANDA_PORT: u16 = 10080;

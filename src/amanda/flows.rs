@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use super::facts;
-use crate::model::{Auth, ClientPort, Deployment, HostId, PortRange, Proto};
+use crate::amanda::settings::{Auth, ClientPort};
+use crate::model::{Deployment, HostId};
+use crate::ports::{PortRange, Proto};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use super::facts;
-use crate::model::{Auth, Build, ClientPort, Deployment, HostId};
+use crate::amanda::settings::{Auth, Build, ClientPort};
+use crate::model::{Deployment, HostId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -261,10 +262,10 @@ mod tests {
         let f = crate::amanda::flows(&d);
         let data = f
             .iter()
-            .find(|f| f.proto == crate::model::Proto::Tcp)
+            .find(|f| f.proto == crate::ports::Proto::Tcp)
             .unwrap();
-        assert_eq!(data.dport, crate::model::PortRange::new(60000, 60010));
-        assert_eq!(data.sport, Some(crate::model::PortRange::new(50000, 50100)));
+        assert_eq!(data.dport, crate::ports::PortRange::new(60000, 60010));
+        assert_eq!(data.sport, Some(crate::ports::PortRange::new(50000, 50100)));
     }
 
     #[test]

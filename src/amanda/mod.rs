@@ -5,6 +5,7 @@ pub mod conf;
 pub mod facts;
 pub mod flows;
 pub mod lints;
+pub mod settings;
 
 pub use flows::{flows, Flow, HelperRole, Operation};
 pub use lints::{lint, Lint, Severity};

@@ -2,8 +2,9 @@
 //! the messages (docs/design.md "What the admin sees when a flow is blocked",
 //! its lab-verified findings, and docs/amanda-protocol.md §4 "Field failures").
 
+use crate::amanda::settings::Auth;
 use crate::amanda::{Flow, Operation};
-use crate::model::{Auth, Proto};
+use crate::ports::Proto;
 
 /// Which packet of the flow was stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -85,7 +86,7 @@ pub fn not_secure(port: u128) -> String {
 mod tests {
     use super::*;
     use crate::amanda::HelperRole;
-    use crate::model::PortRange;
+    use crate::ports::PortRange;
 
     fn flow(op: Operation, stream: &'static str, auth: Auth, proto: Proto) -> Flow {
         Flow {

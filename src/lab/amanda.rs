@@ -46,10 +46,12 @@ use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
 use super::netns::{veth, Netns, Output};
+use crate::amanda::settings::{Auth, ClientPort};
 use crate::amanda::{flows::control_port, Operation};
-use crate::model::{Auth, ClientPort, HostId, PortRange};
+use crate::model::HostId;
 use crate::netfilter::Backend;
 use crate::plan::Plan;
+use crate::ports::PortRange;
 
 /// The Amanda configuration name on the lab's server.
 pub const CONFIG: &str = "lab";

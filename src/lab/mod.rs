@@ -27,7 +27,8 @@ pub use map::{MapError, Mapping};
 pub use netns::{Netns, Output};
 pub use probe::Timing;
 
-use crate::model::{Auth, Deployment};
+use crate::amanda::settings::Auth;
+use crate::model::Deployment;
 use crate::netfilter::Backend;
 use crate::Plan;
 

@@ -30,7 +30,7 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use socket2::{Domain, Socket, Type};
 
 use crate::lab::netns::Netns;
-use crate::model::Proto;
+use crate::ports::Proto;
 
 /// A namespace the engine works in, with the host's addresses.
 pub struct Site<'a> {

@@ -32,7 +32,7 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn ports(v: &[crate::model::PortRange]) -> String {
+fn ports(v: &[crate::ports::PortRange]) -> String {
     v.iter()
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
@@ -121,8 +121,8 @@ impl fmt::Display for Report {
             "Exposure: {} probes from every host to every address of every other host ({} pairs), tcp and udp, to ports {}, each from an ephemeral source port and from a port of each source range Amanda uses.",
             e.probes,
             e.pairs,
-            ports(&crate::policy::merge_ranges(
-                e.dports.iter().map(|p| crate::model::PortRange::single(*p)).collect()
+            ports(&crate::ports::merge_ranges(
+                e.dports.iter().map(|p| crate::ports::PortRange::single(*p)).collect()
             ))
         )?;
         writeln!(

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::amanda::conf::{self, AmandaConfig, ClientConf, LintContext, LoadOptions};
+use crate::amanda::settings::{AmandaSettings, Build};
 use crate::diag::{Error, InputError, Result};
-use crate::model::{AmandaSettings, Build, Host, HostId, Interface, Network, Roles, Span};
+use crate::model::{Host, HostId, Interface, Network, Roles, Span};
 
 /// Where the Amanda side comes from. Paths are as given (the topology loader
 /// resolves them against the topology file's directory).

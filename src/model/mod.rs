@@ -11,158 +11,18 @@ mod topology;
 pub use amanda_config::{flat_topology, AmandaProvenance, AmandaSources};
 pub use topology::{load_file, load_file_with, load_str, load_str_with};
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use crate::amanda::settings::{AmandaSettings, Auth, Build};
+use crate::ports::Proto;
+
 /// Index into `Deployment::hosts`.
 pub type HostId = usize;
 /// Index into `Deployment::networks`.
 pub type NetId = usize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        })
-    }
-}
-
-/// An inclusive port range, as Amanda writes it (`int,int`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct PortRange {
-    pub lo: u16,
-    pub hi: u16,
-}
-
-impl PortRange {
-    pub const fn new(lo: u16, hi: u16) -> Self {
-        PortRange { lo, hi }
-    }
-    pub const fn single(p: u16) -> Self {
-        PortRange { lo: p, hi: p }
-    }
-    pub fn count(&self) -> u32 {
-        u32::from(self.hi) - u32::from(self.lo) + 1
-    }
-    pub fn contains(&self, p: u16) -> bool {
-        self.lo <= p && p <= self.hi
-    }
-    pub fn covers(&self, other: &PortRange) -> bool {
-        self.lo <= other.lo && other.hi <= self.hi
-    }
-    /// Privileged ports are below 1024; Amanda's `reserved-*-port` must lie there.
-    pub fn is_privileged(&self) -> bool {
-        self.hi < 1024
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi {
-            write!(f, "{}", self.lo)
-        } else {
-            write!(f, "{}-{}", self.lo, self.hi)
-        }
-    }
-}
-
-/// Amanda's security drivers that exist in Debian's 3.5.1 build (docs/design.md "Debian 3.5.1").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Auth {
-    Bsd,
-    Bsdudp,
-    Bsdtcp,
-    Ssh,
-    Local,
-}
-
-impl Auth {
-    pub const ALL: [Auth; 5] = [
-        Auth::Bsd,
-        Auth::Bsdudp,
-        Auth::Bsdtcp,
-        Auth::Ssh,
-        Auth::Local,
-    ];
-
-    pub fn parse(s: &str) -> Option<Auth> {
-        Some(match s {
-            "bsd" => Auth::Bsd,
-            "bsdudp" => Auth::Bsdudp,
-            "bsdtcp" => Auth::Bsdtcp,
-            "ssh" => Auth::Ssh,
-            "local" => Auth::Local,
-            _ => return None,
-        })
-    }
-    pub fn name(&self) -> &'static str {
-        match self {
-            Auth::Bsd => "bsd",
-            Auth::Bsdudp => "bsdudp",
-            Auth::Bsdtcp => "bsdtcp",
-            Auth::Ssh => "ssh",
-            Auth::Local => "local",
-        }
-    }
-    /// bsd and bsdudp talk to amandad over UDP; only they can use the conntrack helper.
-    pub fn is_udp(&self) -> bool {
-        matches!(self, Auth::Bsd | Auth::Bsdudp)
-    }
-}
-
-impl fmt::Display for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Whose compiled-in defaults and `/etc/amanda-security.conf` we assume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Build {
-    /// Debian's 1:3.5.1 packages (the default): ambind limits, no `amanda 10080/udp` in services.
-    Debian,
-    /// Upstream source with no configure port flags.
-    Upstream,
-}
-
-/// `client-port` as amanda.conf/amanda-client.conf take it: a number, or a service
-/// name that amandad and the server resolve with getservbyname(3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum ClientPort {
-    Number(u16),
-    Service(String),
-}
-
-/// The Amanda settings that decide which packets flow. Resolved per host:
-/// the `[amanda]` table, then the host's own `[host.amanda]` overrides.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AmandaSettings {
-    pub auth: Auth,
-    pub reserved_udp_port: PortRange,
-    pub reserved_tcp_port: PortRange,
-    pub unreserved_tcp_port: PortRange,
-    /// `None`: the default (service `amanda` for bsd*, no `-p` for ssh).
-    pub client_port: Option<ClientPort>,
-    pub index: bool,
-    pub conntrack_helper: bool,
-    pub legacy_recover: bool,
-    /// amanda.conf `inparallel`: how many dumpers (each with its own UDP port) run at once.
-    pub inparallel: u32,
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Roles {

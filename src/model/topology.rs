@@ -17,7 +17,9 @@ use toml::Spanned;
 use super::amanda_config::AmandaSources;
 use super::*;
 use crate::amanda::facts;
+use crate::amanda::settings::{AmandaSettings, Auth, Build, ClientPort};
 use crate::diag::{Error, InputError, Result};
+use crate::ports::{PortRange, Proto};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

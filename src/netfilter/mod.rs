@@ -25,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{PortRange, Proto};
+use crate::ports::{PortRange, Proto};
 
 /// The two rule formats amwall emits, checks, lab-tests and applies. One type for
 /// every layer, so a plan's file, a lab run and a pending apply cannot disagree on

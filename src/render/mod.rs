@@ -8,12 +8,12 @@ pub mod summary;
 
 use std::fmt;
 
-use crate::model::PortRange;
 use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, Backend, BaseChain, Chain, ChainType,
     CtHelper, CtState, CtStatus, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
 };
 use crate::policy::{AddrGroup, Addrs, HostPolicy, Place, PolicyRule};
+use crate::ports::PortRange;
 
 /// The nft table amwall owns; `plan` output replaces only this table.
 pub const NFT_TABLE: &str = "amwall";
@@ -328,7 +328,7 @@ pub fn nft_ruleset(hp: &HostPolicy) -> Ruleset {
         ct_helpers.push(CtHelper {
             name: NFT_HELPER_OBJ.into(),
             helper: crate::amanda::facts::HELPER_NAME.into(),
-            proto: crate::model::Proto::Udp,
+            proto: crate::ports::Proto::Udp,
         });
         // `ct helper set` needs the conntrack entry, which exists only after the
         // conntrack hook (priority -200); nftables wiki "Conntrack helpers" uses filter.

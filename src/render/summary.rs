@@ -4,8 +4,9 @@
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
+use crate::amanda::settings::{Build, ClientPort};
 use crate::amanda::{flows::control_port, HelperRole};
-use crate::model::{Build, ClientPort, Deployment, HostId};
+use crate::model::{Deployment, HostId};
 use crate::plan::Plan;
 use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
 use crate::route::{HopKind, Path};
@@ -18,7 +19,7 @@ fn who(plan: &Plan, a: Ipv4Addr) -> String {
     }
 }
 
-fn ports(v: &[crate::model::PortRange]) -> String {
+fn ports(v: &[crate::ports::PortRange]) -> String {
     v.iter()
         .map(|r| r.to_string())
         .collect::<Vec<_>>()

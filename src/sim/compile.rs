@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::model::Proto;
 use crate::netfilter::ipset::IpSets;
 use crate::netfilter::*;
+use crate::ports::Proto;
 
 use super::space::*;
 
@@ -467,7 +467,7 @@ pub fn addr_value(a: IpAddr, v6: bool) -> Option<u128> {
     (a.is_ipv6() == v6).then(|| ip_value(a))
 }
 
-fn port_set(v: &[crate::model::PortRange]) -> IvSet {
+fn port_set(v: &[crate::ports::PortRange]) -> IvSet {
     IvSet::from_ivs(
         v.iter()
             .map(|r| Iv::new(r.lo as u128, r.hi as u128))

@@ -1,7 +1,8 @@
 //! Shared by the end-to-end tests: every bundled example in every auth mode.
 #![allow(dead_code)]
 
-use amwall::model::{self, Auth, Deployment};
+use amwall::amanda::settings::Auth;
+use amwall::model::{self, Deployment};
 use amwall::Plan;
 
 pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper"];

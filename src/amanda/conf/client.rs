@@ -12,8 +12,9 @@ use super::server::{port_range_setting, range_defaults};
 use super::values::{self, PortClass};
 use super::{LoadOptions, Origin, Setting, Warning};
 use crate::amanda::facts;
+use crate::amanda::settings::{AmandaSettings, Auth, Build, ClientPort};
 use crate::diag::Error;
-use crate::model::{AmandaSettings, Auth, Build, ClientPort, PortRange};
+use crate::ports::PortRange;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientConf {

@@ -9,7 +9,8 @@ use super::server::AmandaConfig;
 use super::source::Pos;
 use super::{ClientConf, Setting, Warning};
 use crate::amanda::facts;
-use crate::model::{Auth, ClientPort, PortRange};
+use crate::amanda::settings::{Auth, ClientPort};
+use crate::ports::PortRange;
 
 /// The system files the checks compare against; `SecurityConf::debian()` and
 /// `Services::debian()` stand in for a Debian host's own.

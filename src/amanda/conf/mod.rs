@@ -50,7 +50,7 @@ pub use server::{
 };
 pub use source::{Pos, Spanned, Texts};
 
-use crate::model::Build;
+use crate::amanda::settings::Build;
 
 /// Something that Amanda accepts (or that we accept where Amanda would not) but
 /// that an admin should look at. Never changes what was read.

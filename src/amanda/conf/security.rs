@@ -10,7 +10,7 @@ use super::source::{Pos, Src};
 use super::{Origin, Setting};
 use crate::amanda::facts;
 use crate::diag::{Error, InputError};
-use crate::model::PortRange;
+use crate::ports::PortRange;
 
 /// amanda-security.conf(5): `tcp_port_range=LOW,HIGH` and `udp_port_range=LOW,HIGH`
 /// limit ambind ("udp port out of range (840 <= N <= 860)",

@@ -11,8 +11,9 @@ use super::source::{Pos, Spanned};
 use super::values::{self, Defs, PortClass, Resolved};
 use super::{disklist, LoadOptions, Origin, Setting, Warning};
 use crate::amanda::facts;
+use crate::amanda::settings::{AmandaSettings, Auth, Build, ClientPort};
 use crate::diag::Error;
-use crate::model::{AmandaSettings, Auth, Build, ClientPort, PortRange};
+use crate::ports::PortRange;
 
 /// What amwall needs from a server's Amanda configuration.
 #[derive(Debug, Clone, Serialize)]

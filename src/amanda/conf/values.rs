@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use super::parse::{Arg, ArgVal, Block, Definition, Item, Kind, Param};
 use super::source::{Loc, Pos};
 use super::{Origin, Setting};
+use crate::amanda::settings::{Auth, ClientPort};
 use crate::diag::InputError;
-use crate::model::{Auth, ClientPort, PortRange};
+use crate::ports::PortRange;
 
 /// What a definition (after inheritance) sets, by normalized keyword.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use super::{carries, carries_ports, label, owner, retry, statically_open, Prober};
 use super::{Exposure, Finding, FindingKind};
 use crate::lab::probe::{Arrival, ClientSide, Listen, Outcome, Probe, Timing};
-use crate::model::{HostId, PortRange, Proto};
+use crate::model::HostId;
+use crate::ports::{PortRange, Proto};
 use crate::Plan;
 
 /// Every exposure probe, with what each must do.
@@ -339,7 +340,7 @@ pub(super) fn judge(plan: &Plan, xp: &ExposurePlan, outcomes: &[Outcome]) -> Exp
         dst: format!("{} {a}", label(d, a)),
         proto,
         sport,
-        dports: crate::policy::merge_ranges(ports.into_iter().map(PortRange::single).collect()),
+        dports: crate::ports::merge_ranges(ports.into_iter().map(PortRange::single).collect()),
         arrived_at: at.map(|h| d.hosts[h].name.clone()),
         why,
     };
@@ -360,7 +361,7 @@ pub(super) fn judge(plan: &Plan, xp: &ExposurePlan, outcomes: &[Outcome]) -> Exp
 mod tests {
     use super::super::testing::{addr, arrived, host, refused, silent, wiki};
     use super::*;
-    use crate::model::Auth;
+    use crate::amanda::settings::Auth;
 
     #[test]
     fn exposure_source_ports_stay_off_the_probed_ports_and_differ_per_host() {

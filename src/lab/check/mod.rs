@@ -35,12 +35,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::amanda::settings::Auth;
 use crate::amanda::{Flow, HelperRole};
 use crate::lab::map::is_doc;
 use crate::lab::netns::Netns;
 use crate::lab::probe::{self, Listen, Outcome, Probe, Site, Timing};
-use crate::model::{Auth, Deployment, HostId, PortRange, Proto};
+use crate::model::{Deployment, HostId};
 use crate::netfilter::Backend;
+use crate::ports::{PortRange, Proto};
 use crate::route::Path;
 use crate::Plan;
 

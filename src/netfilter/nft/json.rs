@@ -537,8 +537,8 @@ fn statement(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{PortRange, Proto};
     use crate::netfilter::*;
+    use crate::ports::{PortRange, Proto};
 
     #[test]
     fn rules_sets_and_handles() {

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::diag::InputError;
-use crate::model::{PortRange, Proto};
 use crate::netfilter::iptables::SKIPPED_SHOWN;
 use crate::netfilter::names;
 use crate::netfilter::*;
+use crate::ports::{PortRange, Proto};
 
 mod pre;
 
