@@ -1,6 +1,6 @@
 //! amwall: derive, check and prove the firewall rules Amanda backups need.
 //!
-//! Pipeline (see ARCHITECTURE.md): `model` → `amanda::flows` → `route` →
+//! Pipeline (see ARCHITECTURE.md): `model` → `flows` → `route` →
 //! `policy` → `render` (through the `netfilter` IR). Library code never prints
 //! or exits; errors are values with spans (`diag`).
 
@@ -8,8 +8,11 @@ pub mod amanda;
 pub mod apply;
 pub mod check;
 pub mod diag;
+pub mod flows;
 pub mod input;
 pub mod lab;
+pub mod lint;
+pub mod load;
 pub mod model;
 pub mod name;
 pub mod netfilter;

@@ -80,10 +80,10 @@ impl AmandaArgs {
             (Some(_), Some(_), _) => Err(amwall::Error::Usage(
                 "--server names the server only when there is no topology file; in a topology, give the server roles = [\"server\"]".into(),
             )),
-            (Some(t), _, _) => model::load_file_with(t, &src),
+            (Some(t), _, _) => amwall::load::load_file_with(t, &src),
             (None, Some(server), Some(hosts)) if self.amanda_config.is_some() => {
-                let text = model::flat_topology(server, hosts)?;
-                model::load_str_with("(flat network from --hosts)", text, &src)
+                let text = amwall::load::flat_topology(server, hosts)?;
+                amwall::load::load_str_with("(flat network from --hosts)", text, &src)
             }
             _ => Err(amwall::Error::Usage(
                 "give a topology file, or --amanda-config DIR --hosts FILE --server NAME".into(),

@@ -11,8 +11,9 @@ use nix::fcntl::RenameFlags;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use serde::Serialize;
 
-use crate::amanda::{self, Flow, Lint};
 use crate::diag::{Error, InputError, Result};
+use crate::flows::{self, Flow};
+use crate::lint::{self, Lint};
 use crate::model::{AddrIndex, Deployment};
 use crate::netfilter::Backend;
 use crate::policy::{self, HostPolicy};
@@ -39,7 +40,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn build(d: Deployment) -> Result<Plan> {
-        let flows = amanda::flows(&d);
+        let flows = flows::flows(&d);
         if !d.hosts.iter().any(|h| h.roles.client || h.roles.recover) {
             // Rules that only keep management open would look like a plan for
             // Amanda and do nothing for it: almost always a missing role. (No
@@ -76,7 +77,7 @@ impl Plan {
         }
         let management = route::management(&d, &index);
         let policies = policy::compile(&d, &index, &flows, &paths, &management);
-        let lints = amanda::lint(&d);
+        let lints = lint::lint(&d);
         Ok(Plan {
             deployment: d,
             flows,

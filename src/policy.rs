@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::amanda::{Flow, HelperRole, Operation};
+use crate::flows::{Flow, HelperRole, Operation};
 use crate::model::{AddrIndex, Deployment, HostId};
 use crate::ports::{merge_ranges, PortRange, Proto};
 use crate::route::{HopKind, Path};

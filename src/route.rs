@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 
 use serde::Serialize;
 
-use crate::amanda::Flow;
+use crate::flows::Flow;
 use crate::model::{AddrIndex, Deployment, HostId, NetId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -529,8 +529,8 @@ fn check_reply(d: &Deployment, idx: &AddrIndex, p: &Path) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::amanda::{flows, Operation};
-    use crate::model::load_str;
+    use crate::flows::{flows, Operation};
+    use crate::load::load_str;
 
     const WIKI: &str = include_str!("../examples/wiki.toml");
 

@@ -33,7 +33,6 @@ use std::time::Instant;
 use amwall::amanda::settings::Auth;
 use amwall::lab::amanda::{AmandaLab, Dump, Options, Recovery};
 use amwall::lab::Output;
-use amwall::model;
 use amwall::netfilter::Backend;
 use amwall::Plan;
 
@@ -41,7 +40,7 @@ const FIXTURE: &str = "tests/fixtures/lab/wiki-doc.toml";
 
 fn plan(auth: Auth, helper: bool) -> Plan {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
-    let d = model::load_file(&path).unwrap_or_else(|e| panic!("{FIXTURE}: {e:?}"));
+    let d = amwall::load::load_file(&path).unwrap_or_else(|e| panic!("{FIXTURE}: {e:?}"));
     Plan::build(d.with_auth(auth).with_helper(helper)).expect("the fixture plans cleanly")
 }
 

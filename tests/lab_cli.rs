@@ -127,7 +127,7 @@ fn a_topology_that_does_not_fit_the_documentation_ranges_is_refused() {
         )
         .replace(" \" }", "\" }");
     }
-    let d = amwall::model::load_str("big.toml", t.clone()).unwrap();
+    let d = amwall::load::load_str("big.toml", t.clone()).unwrap();
     match Lab::new(d, Backend::Iptables) {
         Err(LabError::Map(m)) => assert!(m.contains("does not fit"), "{m}"),
         Err(e) => panic!("wrong error: {e}"),

@@ -135,7 +135,7 @@ fn bsd_and_bsdudp_static_minimal_openings() {
 
 /// docs/design.md lab table, "bsd, bsdudp helper" — for bsd only: with bsdudp the
 /// helper fails once two dumpers serve one client (lab finding, see
-/// `amanda::flows::helper_usable`), so amwall plans bsdudp statically even when
+/// `flows::helper_usable`), so amwall plans bsdudp statically even when
 /// the helper is asked for.
 #[test]
 fn bsdudp_with_the_helper_is_planned_static() {

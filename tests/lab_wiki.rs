@@ -99,7 +99,7 @@ fn bsd_helper_opens_all_four_streams_for_each_dumper() {
 /// client's `CONNECT DATA p MESG 499999 ...` makes the helper expect port 49999,
 /// that expectation clashes with the first dumper's, and the kernel drops the REP.
 /// So amwall plans bsdudp statically even when the helper is asked for
-/// (`amanda::flows::helper_usable`): no flow relies on the helper, every flow
+/// (`flows::helper_usable`): no flow relies on the helper, every flow
 /// passes (two dumpers included), and no bogus port 49999 opens.
 #[test]
 fn bsdudp_with_the_helper_setting_is_planned_static_and_passes() {

@@ -148,7 +148,7 @@ proptest! {
             3 => path_name = path,
             _ => f = [client, iface, net, siface],
         }
-        holds(model::load_str(&path_name, topology(&f)))?;
+        holds(amwall::load::load_str(&path_name, topology(&f)))?;
     }
 
     /// A host only the disklist and the hosts file name, and `--server`.
@@ -172,10 +172,10 @@ proptest! {
         let f = ["ts2".to_string(), "eth0".into(), "lan".into(), "eth0".into()];
         // The topology's second host is unrelated; the disklist adds `client`.
         let t = topology(&f).replace("roles = [\"client\", \"recover\"]", "roles = [\"recover\"]");
-        holds(model::load_str_with(&dir.path().join("t.toml").display().to_string(), t, &src))?;
+        holds(amwall::load::load_str_with(&dir.path().join("t.toml").display().to_string(), t, &src))?;
         // Without a topology: the server's name is pasted into a generated one.
-        if let Ok(text) = model::flat_topology(&server, &hosts) {
-            holds(model::load_str_with("(flat)", text, &src))?;
+        if let Ok(text) = amwall::load::flat_topology(&server, &hosts) {
+            holds(amwall::load::load_str_with("(flat)", text, &src))?;
         }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use amwall::amanda::settings::Auth;
-use amwall::model::load_file;
+use amwall::load::load_file;
 use amwall::render::BackendSet;
 use amwall::Plan;
 
@@ -157,7 +157,7 @@ fn server_and_client_confs_stay_apart() {
     );
     let t = dir.path().join("t.toml");
     std::fs::write(&t, topo).unwrap();
-    let plan = amwall::Plan::build(amwall::model::load_file(&t).unwrap()).unwrap();
+    let plan = amwall::Plan::build(amwall::load::load_file(&t).unwrap()).unwrap();
     let rules = |host: &str| {
         let hp = plan
             .policies

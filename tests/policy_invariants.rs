@@ -5,11 +5,11 @@
 
 mod common;
 
-use amwall::amanda::HelperRole;
+use amwall::flows::HelperRole;
 use amwall::policy::{covers, Addrs, Place, PolicyRule};
 use amwall::route::HopKind;
 
-fn need(place: Place, hop: &amwall::route::Hop, f: &amwall::amanda::Flow) -> PolicyRule {
+fn need(place: Place, hop: &amwall::route::Hop, f: &amwall::flows::Flow) -> PolicyRule {
     PolicyRule {
         place,
         in_iface: hop.in_iface.clone(),

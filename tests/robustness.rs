@@ -2,7 +2,7 @@
 //! topologies either plan or fail with an error that points inside the file.
 
 use amwall::diag::Error;
-use amwall::model::load_str;
+use amwall::load::load_str;
 use amwall::Plan;
 use proptest::prelude::*;
 

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use amwall::amanda::conf::{self, LoadOptions};
-use amwall::model::{self, AmandaSources};
+use amwall::model::AmandaSources;
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 6] = [
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = conf::load_server_config(&d.join("amanda.conf"), &opts);
     let _ = conf::load_client_conf(&d.join("amanda-client.conf"), &opts);
     let hosts = std::fs::read_to_string(d.join("hosts")).unwrap();
-    let _ = model::amanda_config::parse_hosts(&hosts);
+    let _ = amwall::load::amanda_config::parse_hosts(&hosts);
     // The whole way in: a flat network of the hosts file, the server named
     // by its first entry, the disklist deciding who is a client.
     let server = hosts
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         hosts_file: Some(d.join("hosts")),
         ..AmandaSources::default()
     };
-    if let Ok(topo) = model::amanda_config::flat_topology(&server, &d.join("hosts")) {
-        let _ = model::load_str_with("flat.toml", topo, &src);
+    if let Ok(topo) = amwall::load::amanda_config::flat_topology(&server, &d.join("hosts")) {
+        let _ = amwall::load::load_str_with("flat.toml", topo, &src);
     }
 });

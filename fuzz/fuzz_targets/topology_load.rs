@@ -4,7 +4,6 @@
 //! file name stays a plain name inside the output directory.
 #![no_main]
 
-use amwall::model;
 use amwall::netfilter::{iptables, nft};
 use amwall::render::BackendSet;
 use amwall::Plan;
@@ -14,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(d) = model::load_str("fuzz.toml", text.to_string()) else {
+    let Ok(d) = amwall::load::load_str("fuzz.toml", text.to_string()) else {
         return;
     };
     let Ok(plan) = Plan::build(d) else {

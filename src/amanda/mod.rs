@@ -1,11 +1,7 @@
-//! What Amanda does on the network: the facts (with their sources), the flows
-//! they imply for a deployment, and lints for settings that break on real systems.
+//! What Amanda is, below any deployment: its facts (with their sources), its
+//! setting types, and the reader of its own configuration files. What those
+//! imply for one deployment lives above `model`, in `flows` and `lint`.
 
 pub mod conf;
 pub mod facts;
-pub mod flows;
-pub mod lints;
 pub mod settings;
-
-pub use flows::{flows, Flow, HelperRole, Operation};
-pub use lints::{lint, Lint, Severity};

@@ -3,7 +3,7 @@
 //! its lab-verified findings, and docs/amanda-protocol.md §4 "Field failures").
 
 use crate::amanda::settings::Auth;
-use crate::amanda::{Flow, Operation};
+use crate::flows::{Flow, Operation};
 use crate::ports::Proto;
 
 /// Which packet of the flow was stopped.
@@ -85,7 +85,7 @@ pub fn not_secure(port: u128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::amanda::HelperRole;
+    use crate::flows::HelperRole;
     use crate::ports::PortRange;
 
     fn flow(op: Operation, stream: &'static str, auth: Auth, proto: Proto) -> Flow {

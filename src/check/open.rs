@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::load::{HostRules, Loc};
 use super::HostCheck;
-use crate::amanda::HelperRole;
+use crate::flows::HelperRole;
 use crate::model::HostId;
 use crate::netfilter::{CtDirection, Hook};
 use crate::plan::Plan;

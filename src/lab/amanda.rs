@@ -47,7 +47,7 @@ use nix::sys::signal::Signal;
 
 use super::netns::{veth, Netns, Output};
 use crate::amanda::settings::{Auth, ClientPort};
-use crate::amanda::{flows::control_port, Operation};
+use crate::flows::{control_port, Operation};
 use crate::model::HostId;
 use crate::netfilter::Backend;
 use crate::plan::Plan;

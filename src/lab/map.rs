@@ -316,7 +316,7 @@ pub fn same_shape(original: &Plan, mapped: &Plan) -> Result<(), MapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::load_str;
+    use crate::load::load_str;
 
     const WIKI: &str = include_str!("../../examples/wiki.toml");
 

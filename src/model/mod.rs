@@ -5,13 +5,12 @@
 //! A `Deployment` is validated once, when it is built: later stages may rely on
 //! every reference resolving and every address sitting inside its network.
 
-pub mod amanda_config;
-mod topology;
+pub mod topology;
 
-pub use amanda_config::{flat_topology, AmandaProvenance, AmandaSources};
-pub use topology::{load_file, load_file_with, load_str, load_str_with};
+pub use topology::Draft;
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -258,4 +257,37 @@ mod address_tests {
             .1
             .contains("127.0.1.1"));
     }
+}
+
+/// Where the Amanda side comes from. Paths are as given (the topology loader
+/// resolves them against the topology file's directory).
+#[derive(Debug, Clone, Default)]
+pub struct AmandaSources {
+    /// The server's config directory (or its amanda.conf).
+    pub config: Option<PathBuf>,
+    /// Per host: its amanda-client.conf.
+    pub client_confs: Vec<(String, PathBuf)>,
+    /// `/etc/hosts`-format file for hosts the topology does not list.
+    pub hosts_file: Option<PathBuf>,
+    /// Debian's `/etc/amanda-security.conf` to lint against (default: Debian's values).
+    pub security_conf: Option<PathBuf>,
+    /// A services(5) file to resolve `client-port` names against (default: Debian's).
+    pub services: Option<PathBuf>,
+}
+
+impl AmandaSources {
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none() && self.client_confs.is_empty()
+    }
+}
+
+/// What reading the configuration added, for the summary and the lints.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AmandaProvenance {
+    /// Every Amanda file read.
+    pub files: Vec<String>,
+    /// Warnings from the Amanda files, already `file:line:col: message`.
+    pub warnings: Vec<(String, String)>,
+    /// Hosts that only the disklist and the hosts file named.
+    pub added_hosts: Vec<String>,
 }

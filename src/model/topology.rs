@@ -14,7 +14,6 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::amanda_config::AmandaSources;
 use super::*;
 use crate::amanda::facts;
 use crate::amanda::settings::{AmandaSettings, Auth, Build, ClientPort};
@@ -112,65 +111,238 @@ struct RawMasquerade {
     to: Spanned<String>,
 }
 
-/// Read and validate a topology file.
-pub fn load_file(path: &Path) -> Result<Deployment> {
-    load_file_with(path, &AmandaSources::default())
+/// A topology validated up to the point where the admin's Amanda files join
+/// in. The loading layer (`crate::load`) reads those files, applies them to
+/// `hosts` between `parse` and `finish`, and so `model` never reads Amanda's
+/// files itself: the checks that need every host (servers, management) run in
+/// `finish`, after hosts only a disklist named have been added.
+pub struct Draft {
+    cx: Cx,
+    raw: RawTopology,
+    pub build: Build,
+    /// The `[amanda]` settings over the build's defaults.
+    pub global: AmandaSettings,
+    pub networks: Vec<Network>,
+    net_ids: HashMap<String, NetId>,
+    pub hosts: Vec<Host>,
+    /// Per host: the settings its `[host.amanda]` table set (they win over the Amanda files).
+    pub overrides: Vec<Vec<String>>,
+    /// Per network: the gateway for hosts added on it (`[[network]] gateway`).
+    pub network_gateway: Vec<Option<HostId>>,
+    /// Where `amanda-config` is written, for errors about the config as a whole.
+    config_span: std::ops::Range<usize>,
 }
 
-/// Read a topology; `extra` (the CLI's `--amanda-config`, `--hosts`, ...) adds to
-/// or replaces what the file says about the Amanda side.
-pub fn load_file_with(path: &Path, extra: &AmandaSources) -> Result<Deployment> {
-    // `-`: the topology from standard input; its relative paths are then taken
-    // from the current directory.
-    let text = crate::input::read_text_or_stdin(path)?;
-    load_str_with(&crate::input::display_name(path), text, extra)
+impl Draft {
+    /// Parse and validate topology text; `name` is what errors call the file,
+    /// and paths in the text are relative to its directory.
+    pub fn parse(name: &str, text: String) -> Result<Draft> {
+        let text = Arc::new(text);
+        let base = match Path::new(name).parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let cx = Cx {
+            name: name.to_string(),
+            text,
+            base,
+        };
+        let raw: RawTopology = toml::from_str(&cx.text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            cx.err(span, e.message().to_string(), "here")
+        })?;
+        let (build, global) = cx.amanda_defaults(&raw)?;
+        let (networks, net_ids) = cx.networks(&raw)?;
+        let host_ids = cx.host_names(&raw)?;
+        let mut hosts = Vec::new();
+        let mut overrides = Vec::new();
+        let mut addr_owner = HashMap::new();
+        for (hid, sh) in raw.host.iter().enumerate() {
+            let ids = Ids {
+                nets: &net_ids,
+                hosts: &host_ids,
+            };
+            let (host, over) = cx.host(hid, sh, &global, &networks, ids, &mut addr_owner)?;
+            hosts.push(host);
+            overrides.push(over);
+        }
+        cx.check_gateways(&raw, &hosts)?;
+        let network_gateway = cx.network_gateways(&raw, &hosts, &networks, &host_ids)?;
+        let config_span = raw
+            .amanda
+            .as_ref()
+            .and_then(|a| a.get_ref().amanda_config.as_ref())
+            .map(span_of)
+            .unwrap_or(0..0);
+        Ok(Draft {
+            cx,
+            raw,
+            build,
+            global,
+            networks,
+            net_ids,
+            hosts,
+            overrides,
+            network_gateway,
+            config_span,
+        })
+    }
+
+    /// The Amanda files to read: the CLI's (`extra`) over the topology's own
+    /// keys, whose paths are relative to the topology's directory.
+    pub fn amanda_sources(&self, extra: &AmandaSources) -> Result<AmandaSources> {
+        let (cx, raw, hosts) = (&self.cx, &self.raw, &self.hosts);
+        let raw_amanda = raw.amanda.as_ref().map(|a| a.get_ref());
+        let mut sources = extra.clone();
+        if let Some(a) = raw_amanda {
+            let path = |v: &Spanned<String>| cx.base.join(v.get_ref());
+            if sources.config.is_none() {
+                sources.config = a.amanda_config.as_ref().map(path);
+            }
+            if sources.hosts_file.is_none() {
+                sources.hosts_file = a.hosts_file.as_ref().map(path);
+            }
+            if sources.security_conf.is_none() {
+                sources.security_conf = a.security_conf.as_ref().map(path);
+            }
+            if sources.services.is_none() {
+                sources.services = a.services_file.as_ref().map(path);
+            }
+        }
+        for (hid, sh) in raw.host.iter().enumerate() {
+            if let Some(c) = &sh.get_ref().amanda_client_conf {
+                if !sources
+                    .client_confs
+                    .iter()
+                    .any(|(n, _)| *n == hosts[hid].name)
+                {
+                    sources
+                        .client_confs
+                        .push((hosts[hid].name.clone(), cx.base.join(c.get_ref())));
+                }
+            }
+        }
+        // A hosts file only places the disklist's hosts: without an Amanda
+        // config nothing reads it, and saying nothing would hide a typo.
+        if sources.hosts_file.is_some() && sources.config.is_none() {
+            let from_file = raw_amanda
+                .and_then(|a| a.hosts_file.as_ref())
+                .filter(|_| extra.hosts_file.is_none());
+            let msg = "a hosts file is given but no Amanda config: it only gives addresses to hosts the disklist names, so it would be ignored";
+            let help =
+                "add amanda-config = \"DIR\" (or --amanda-config DIR), or remove the hosts file";
+            return Err(match from_file {
+                Some(k) => cx.err_help(span_of(k), msg, "nothing reads this", help),
+                None => Error::Usage(format!("--hosts: {msg}; {help}")),
+            });
+        }
+        // A hosts file named in the topology that cannot be opened: say so at
+        // the key, not as a bare path later.
+        if let (Some(k), None) = (
+            raw_amanda.and_then(|a| a.hosts_file.as_ref()),
+            &extra.hosts_file,
+        ) {
+            let p = cx.base.join(k.get_ref());
+            if let Err(e) = std::fs::metadata(&p) {
+                return Err(cx.err_help(
+                    span_of(k),
+                    format!("hosts file {}: {e}", p.display()),
+                    "cannot be read",
+                    "the path is relative to the topology file's directory",
+                ));
+            }
+        }
+        Ok(sources)
+    }
+
+    /// The one server, if there is exactly one: the host whose amanda.conf it is.
+    pub fn server(&self) -> Option<HostId> {
+        let mut servers = (0..self.hosts.len()).filter(|&i| self.hosts[i].roles.server);
+        match (servers.next(), servers.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Where errors about the Amanda config as a whole point: the topology's
+    /// `amanda-config` key (or the file's start when the CLI named the config).
+    pub fn config_at(&self) -> ConfigAt {
+        ConfigAt {
+            name: self.cx.name.clone(),
+            text: Arc::clone(&self.cx.text),
+            span: self.config_span.clone(),
+        }
+    }
+
+    /// The checks that need every host, then the deployment.
+    pub fn finish(self, provenance: AmandaProvenance) -> Result<Deployment> {
+        let Draft {
+            cx,
+            raw,
+            build,
+            global,
+            networks,
+            net_ids,
+            mut hosts,
+            overrides,
+            ..
+        } = self;
+        cx.assign_servers(&raw, &mut hosts)?;
+        let management = cx.management(&raw, &networks, &net_ids)?;
+        Ok(Deployment {
+            source_name: cx.name.clone(),
+            source_text: Arc::clone(&cx.text),
+            build,
+            networks,
+            hosts,
+            management,
+            amanda: global,
+            overrides,
+            provenance,
+        })
+    }
 }
 
-/// Validate topology text; `name` is what errors call the file.
-pub fn load_str(name: &str, text: String) -> Result<Deployment> {
-    load_str_with(name, text, &AmandaSources::default())
+/// See `Draft::config_at`; owned, so errors can be made while the hosts are borrowed.
+#[derive(Clone)]
+pub struct ConfigAt {
+    name: String,
+    text: Arc<String>,
+    span: std::ops::Range<usize>,
 }
 
-/// As `load_str`; paths in the text are relative to `name`'s directory.
-pub fn load_str_with(name: &str, text: String, extra: &AmandaSources) -> Result<Deployment> {
-    let text = Arc::new(text);
-    let base = match Path::new(name).parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let cx = Cx {
-        name,
-        text: &text,
-        base,
-        extra,
-    };
-    let raw: RawTopology = toml::from_str(&text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        cx.err(span, e.message().to_string(), "here")
-    })?;
-    cx.build(raw)
+impl ConfigAt {
+    pub fn error(&self, msg: String) -> Error {
+        InputError::new(&self.name, &self.text, self.span.clone(), msg, "here").into()
+    }
 }
 
-struct Cx<'a> {
-    name: &'a str,
-    text: &'a Arc<String>,
+/// The name → index maps a host's references resolve through.
+#[derive(Clone, Copy)]
+struct Ids<'a> {
+    nets: &'a HashMap<String, NetId>,
+    hosts: &'a HashMap<String, HostId>,
+}
+
+struct Cx {
+    name: String,
+    text: Arc<String>,
     /// Directory that relative paths in the topology are relative to.
     base: std::path::PathBuf,
-    extra: &'a AmandaSources,
 }
 
 fn span_of<T>(s: &Spanned<T>) -> std::ops::Range<usize> {
     s.span()
 }
 
-impl Cx<'_> {
+impl Cx {
     fn err(
         &self,
         span: std::ops::Range<usize>,
         msg: impl Into<String>,
         label: impl Into<String>,
     ) -> Error {
-        InputError::new(self.name, self.text, span, msg, label).into()
+        InputError::new(&self.name, &self.text, span, msg, label).into()
     }
 
     fn err_help(
@@ -180,7 +352,7 @@ impl Cx<'_> {
         label: impl Into<String>,
         help: impl Into<String>,
     ) -> Error {
-        InputError::new(self.name, self.text, span, msg, label)
+        InputError::new(&self.name, &self.text, span, msg, label)
             .with_help(help)
             .into()
     }
@@ -326,8 +498,8 @@ impl Cx<'_> {
         Ok(s)
     }
 
-    fn build(&self, raw: RawTopology) -> Result<Deployment> {
-        // ---- global Amanda settings
+    /// `[amanda]`: the build and the settings every host starts from.
+    fn amanda_defaults(&self, raw: &RawTopology) -> Result<(Build, AmandaSettings)> {
         let raw_amanda = raw.amanda.as_ref().map(|a| a.get_ref());
         let build = match raw_amanda.and_then(|a| a.build.as_ref()) {
             None => Build::Debian,
@@ -349,8 +521,11 @@ impl Cx<'_> {
             Some(a) => self.settings(&defaults, a, &mut global_over)?,
             None => defaults,
         };
+        Ok((build, global))
+    }
 
-        // ---- networks
+    /// `[[network]]`: unique names and prefixes.
+    fn networks(&self, raw: &RawTopology) -> Result<(Vec<Network>, HashMap<String, NetId>)> {
         let mut networks = Vec::new();
         let mut net_ids: HashMap<String, NetId> = HashMap::new();
         for n in &raw.network {
@@ -390,6 +565,26 @@ impl Cx<'_> {
             }
             networks.push(Network { name, cidr });
         }
+        Ok((networks, net_ids))
+    }
+
+    /// A `network = "..."` reference.
+    fn net_ref(&self, net_ids: &HashMap<String, NetId>, s: &Spanned<String>) -> Result<NetId> {
+        net_ids.get(s.get_ref()).copied().ok_or_else(|| {
+            let mut known: Vec<_> = net_ids.keys().cloned().collect();
+            known.sort();
+            self.err_help(
+                span_of(s),
+                format!("unknown network `{}`", s.get_ref()),
+                "not defined in any [[network]]",
+                format!("known networks: {}", known.join(", ")),
+            )
+        })
+    }
+
+    /// First pass over `[[host]]`: names, unique ignoring case, so that
+    /// references may point forward.
+    fn host_names(&self, raw: &RawTopology) -> Result<HashMap<String, HostId>> {
         if raw.host.is_empty() {
             return Err(self.err_help(
                 0..0,
@@ -398,20 +593,6 @@ impl Cx<'_> {
                 "describe each machine as [[host]] with name, roles and interfaces (see examples/wiki.toml)",
             ));
         }
-        let net = |s: &Spanned<String>| -> Result<NetId> {
-            net_ids.get(s.get_ref()).copied().ok_or_else(|| {
-                let mut known: Vec<_> = net_ids.keys().cloned().collect();
-                known.sort();
-                self.err_help(
-                    span_of(s),
-                    format!("unknown network `{}`", s.get_ref()),
-                    "not defined in any [[network]]",
-                    format!("known networks: {}", known.join(", ")),
-                )
-            })
-        };
-
-        // ---- hosts, first pass: names
         let mut host_ids: HashMap<String, HostId> = HashMap::new();
         let mut host_keys: HashMap<String, HostId> = HashMap::new();
         for (i, h) in raw.host.iter().enumerate() {
@@ -436,220 +617,114 @@ impl Cx<'_> {
             }
             host_ids.insert(name.clone(), i);
         }
-        let host_ref = |s: &Spanned<String>| -> Result<HostId> {
-            host_ids.get(s.get_ref()).copied().ok_or_else(|| {
-                self.err(
-                    span_of(s),
-                    format!("unknown host `{}`", s.get_ref()),
-                    "not defined in any [[host]]",
-                )
-            })
-        };
+        Ok(host_ids)
+    }
 
-        // ---- hosts, second pass
-        let mut hosts = Vec::new();
-        let mut overrides = Vec::new();
-        let mut addr_owner: HashMap<Ipv4Addr, std::ops::Range<usize>> = HashMap::new();
-        let mut server_spans: Vec<(HostId, std::ops::Range<usize>)> = Vec::new();
-        for (hid, sh) in raw.host.iter().enumerate() {
-            let h = sh.get_ref();
-            let mut roles = Roles::default();
-            for r in &h.roles {
-                match r.get_ref().as_str() {
-                    "server" => roles.server = true,
-                    "client" => roles.client = true,
-                    "recover" => roles.recover = true,
-                    "router" => roles.router = true,
-                    other => {
-                        return Err(self.err(
-                            span_of(r),
-                            format!("unknown role `{other}`"),
-                            "expected server, client, recover or router",
-                        ))
-                    }
+    /// A `gateway`/`server = "..."` reference.
+    fn host_ref(&self, host_ids: &HashMap<String, HostId>, s: &Spanned<String>) -> Result<HostId> {
+        host_ids.get(s.get_ref()).copied().ok_or_else(|| {
+            self.err(
+                span_of(s),
+                format!("unknown host `{}`", s.get_ref()),
+                "not defined in any [[host]]",
+            )
+        })
+    }
+
+    /// Second pass: one `[[host]]`, with the settings its `[host.amanda]` set.
+    #[allow(clippy::too_many_arguments)] // the loader's state so far, each used
+    fn host(
+        &self,
+        hid: HostId,
+        sh: &Spanned<RawHost>,
+        global: &AmandaSettings,
+        networks: &[Network],
+        ids: Ids<'_>,
+        addr_owner: &mut HashMap<Ipv4Addr, std::ops::Range<usize>>,
+    ) -> Result<(Host, Vec<String>)> {
+        let h = sh.get_ref();
+        let mut roles = Roles::default();
+        for r in &h.roles {
+            match r.get_ref().as_str() {
+                "server" => roles.server = true,
+                "client" => roles.client = true,
+                "recover" => roles.recover = true,
+                "router" => roles.router = true,
+                other => {
+                    return Err(self.err(
+                        span_of(r),
+                        format!("unknown role `{other}`"),
+                        "expected server, client, recover or router",
+                    ))
                 }
             }
-            if h.interfaces.is_empty() {
-                return Err(self.err(
-                    span_of(&h.name),
-                    format!("host `{}` has no interfaces", h.name.get_ref()),
-                    "add interfaces = [{ name, network, address }]",
-                ));
+        }
+        if h.interfaces.is_empty() {
+            return Err(self.err(
+                span_of(&h.name),
+                format!("host `{}` has no interfaces", h.name.get_ref()),
+                "add interfaces = [{ name, network, address }]",
+            ));
+        }
+        let interfaces = self.interfaces(h, networks, ids.nets, addr_owner)?;
+        let gateway = match &h.gateway {
+            Some(g) => {
+                let gid = self.host_ref(ids.hosts, g)?;
+                if gid == hid {
+                    return Err(self.err(
+                        span_of(g),
+                        "a host cannot be its own gateway",
+                        "names this host",
+                    ));
+                }
+                Some(gid)
             }
-            let mut interfaces: Vec<Interface> = Vec::new();
-            for si in &h.interfaces {
-                let i = si.get_ref();
-                if interfaces.iter().any(|x| &x.name == i.name.get_ref()) {
-                    return Err(self.err(
-                        span_of(&i.name),
-                        format!("duplicate interface `{}`", i.name.get_ref()),
-                        "defined twice",
-                    ));
-                }
-                if let Err(why) = crate::name::interface(i.name.get_ref()) {
-                    let wildcard = i.name.get_ref().contains(['+', '*']);
-                    return Err(self.err_help(
-                        span_of(&i.name),
-                        format!(
-                            "`{}` is not an interface name amwall can use: {why}",
-                            i.name.get_ref().escape_debug()
-                        ),
-                        "not a Linux interface name",
-                        if wildcard {
-                            crate::name::WILDCARD_HELP.to_string()
-                        } else {
-                            "the name as `ip link` shows it: 1-15 printable ASCII characters, no space, `/`, `:`, quotes or backslash".to_string()
-                        },
-                    ));
-                }
-                let network = net(&i.network)?;
-                let address = Ipv4Addr::from_str(i.address.get_ref()).map_err(|_| {
-                    self.err(
-                        span_of(&i.address),
-                        format!("`{}` is not an IPv4 address", i.address.get_ref()),
-                        "expected an address like 192.0.2.10",
-                    )
-                })?;
-                if let Some((why, help)) = unusable_address(address) {
-                    return Err(self.err_help(
-                        span_of(&i.address),
-                        format!("`{}`: {why}", h.name.get_ref()),
-                        "not a host address",
-                        help,
-                    ));
-                }
-                let cidr = networks[network].cidr;
-                if let Some(what) = edge_address(cidr, address) {
-                    return Err(self.err_help(
-                        span_of(&i.address),
-                        format!(
-                            "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
-                            networks[network].name
-                        ),
-                        format!("{what} of {cidr}"),
-                        "hosts use the addresses between the network and the broadcast address",
-                    ));
-                }
-                if !cidr.contains(&address) {
-                    return Err(self.err(
-                        span_of(&i.address),
-                        format!(
-                            "address {address} is not a host address in network `{}` ({cidr})",
-                            networks[network].name
-                        ),
-                        format!("outside {cidr}"),
-                    ));
-                }
-                if let Some(prev) = addr_owner.insert(address, span_of(&i.address)) {
-                    let (l, _) = crate::diag::line_col(self.text, prev.start);
-                    return Err(self.err(
-                        span_of(&i.address),
-                        format!("address {address} is already used (line {l})"),
-                        "duplicate address",
-                    ));
-                }
-                if interfaces.iter().any(|x| x.network == network) {
-                    return Err(self.err(
-                        span_of(&i.network),
-                        format!(
-                            "host `{}` has two interfaces on network `{}`",
-                            h.name.get_ref(),
-                            i.network.get_ref()
-                        ),
-                        "one interface per network",
-                    ));
-                }
-                interfaces.push(Interface {
-                    name: i.name.get_ref().clone(),
-                    network,
-                    address,
-                });
-            }
-            let gateway = match &h.gateway {
-                Some(g) => {
-                    let gid = host_ref(g)?;
-                    if gid == hid {
+            None => None,
+        };
+        let masquerade = self.masquerade(h, &interfaces, ids.nets)?;
+        if !masquerade.is_empty() {
+            // Masquerading means forwarding; saying "router" again would add nothing.
+            roles.router = true;
+        }
+        if roles.router && interfaces.len() < 2 {
+            return Err(self.err(
+                span_of(&h.name),
+                format!(
+                    "router `{}` needs interfaces on at least two networks",
+                    h.name.get_ref()
+                ),
+                "only one interface",
+            ));
+        }
+        let mut over = Vec::new();
+        let amanda = match &h.amanda {
+            Some(a) => {
+                let a_ref = a.get_ref();
+                for (key, v) in [
+                    ("build", &a_ref.build),
+                    ("amanda-config", &a_ref.amanda_config),
+                    ("hosts-file", &a_ref.hosts_file),
+                    ("security-conf", &a_ref.security_conf),
+                    ("services-file", &a_ref.services_file),
+                ] {
+                    if let Some(b) = v {
                         return Err(self.err(
-                            span_of(g),
-                            "a host cannot be its own gateway",
-                            "names this host",
-                        ));
-                    }
-                    Some(gid)
-                }
-                None => None,
-            };
-            let mut masquerade = Vec::new();
-            for sm in &h.masquerade {
-                let m = sm.get_ref();
-                let (from, to) = (net(&m.from)?, net(&m.to)?);
-                for (which, n) in [(&m.from, from), (&m.to, to)] {
-                    if !interfaces.iter().any(|i| i.network == n) {
-                        return Err(self.err(
-                            span_of(which),
-                            format!(
-                                "host `{}` has no interface on network `{}`",
-                                h.name.get_ref(),
-                                which.get_ref()
-                            ),
-                            "masquerade needs an interface on both networks",
+                            span_of(b),
+                            format!("`{key}` is a global setting"),
+                            "move it to [amanda]",
                         ));
                     }
                 }
-                if from == to {
-                    return Err(self.err(
-                        span_of(sm),
-                        "masquerade from a network to itself",
-                        "from and to are the same",
-                    ));
-                }
-                masquerade.push(Masquerade { from, to });
+                self.settings(global, a.get_ref(), &mut over)?
             }
-            if !masquerade.is_empty() {
-                // Masquerading means forwarding; saying "router" again would add nothing.
-                roles.router = true;
-            }
-            if roles.router && interfaces.len() < 2 {
-                return Err(self.err(
-                    span_of(&h.name),
-                    format!(
-                        "router `{}` needs interfaces on at least two networks",
-                        h.name.get_ref()
-                    ),
-                    "only one interface",
-                ));
-            }
-            let mut over = Vec::new();
-            let amanda = match &h.amanda {
-                Some(a) => {
-                    let a_ref = a.get_ref();
-                    for (key, v) in [
-                        ("build", &a_ref.build),
-                        ("amanda-config", &a_ref.amanda_config),
-                        ("hosts-file", &a_ref.hosts_file),
-                        ("security-conf", &a_ref.security_conf),
-                        ("services-file", &a_ref.services_file),
-                    ] {
-                        if let Some(b) = v {
-                            return Err(self.err(
-                                span_of(b),
-                                format!("`{key}` is a global setting"),
-                                "move it to [amanda]",
-                            ));
-                        }
-                    }
-                    self.settings(&global, a.get_ref(), &mut over)?
-                }
-                None => global.clone(),
-            };
-            if let Some(s) = &h.server {
-                server_spans.push((hid, span_of(s)));
-            }
-            let server = match &h.server {
-                Some(s) => Some(host_ref(s)?),
-                None => None,
-            };
-            hosts.push(Host {
+            None => global.clone(),
+        };
+        let server = match &h.server {
+            Some(s) => Some(self.host_ref(ids.hosts, s)?),
+            None => None,
+        };
+        Ok((
+            Host {
                 name: h.name.get_ref().clone(),
                 interfaces,
                 gateway,
@@ -662,11 +737,153 @@ impl Cx<'_> {
                     start: span_of(&h.name).start,
                     end: span_of(&h.name).end,
                 },
-            });
-            overrides.push(over);
-        }
+            },
+            over,
+        ))
+    }
 
-        // gateways must be reachable on a shared network and must forward
+    /// A host's interfaces: kernel-usable names, one per network, host
+    /// addresses inside their network and used once in the whole topology.
+    fn interfaces(
+        &self,
+        h: &RawHost,
+        networks: &[Network],
+        net_ids: &HashMap<String, NetId>,
+        addr_owner: &mut HashMap<Ipv4Addr, std::ops::Range<usize>>,
+    ) -> Result<Vec<Interface>> {
+        let mut interfaces: Vec<Interface> = Vec::new();
+        for si in &h.interfaces {
+            let i = si.get_ref();
+            if interfaces.iter().any(|x| &x.name == i.name.get_ref()) {
+                return Err(self.err(
+                    span_of(&i.name),
+                    format!("duplicate interface `{}`", i.name.get_ref()),
+                    "defined twice",
+                ));
+            }
+            if let Err(why) = crate::name::interface(i.name.get_ref()) {
+                let wildcard = i.name.get_ref().contains(['+', '*']);
+                return Err(self.err_help(
+                    span_of(&i.name),
+                    format!(
+                        "`{}` is not an interface name amwall can use: {why}",
+                        i.name.get_ref().escape_debug()
+                    ),
+                    "not a Linux interface name",
+                    if wildcard {
+                        crate::name::WILDCARD_HELP.to_string()
+                    } else {
+                        "the name as `ip link` shows it: 1-15 printable ASCII characters, no space, `/`, `:`, quotes or backslash".to_string()
+                    },
+                ));
+            }
+            let network = self.net_ref(net_ids, &i.network)?;
+            let address = Ipv4Addr::from_str(i.address.get_ref()).map_err(|_| {
+                self.err(
+                    span_of(&i.address),
+                    format!("`{}` is not an IPv4 address", i.address.get_ref()),
+                    "expected an address like 192.0.2.10",
+                )
+            })?;
+            if let Some((why, help)) = unusable_address(address) {
+                return Err(self.err_help(
+                    span_of(&i.address),
+                    format!("`{}`: {why}", h.name.get_ref()),
+                    "not a host address",
+                    help,
+                ));
+            }
+            let cidr = networks[network].cidr;
+            if let Some(what) = edge_address(cidr, address) {
+                return Err(self.err_help(
+                    span_of(&i.address),
+                    format!(
+                        "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
+                        networks[network].name
+                    ),
+                    format!("{what} of {cidr}"),
+                    "hosts use the addresses between the network and the broadcast address",
+                ));
+            }
+            if !cidr.contains(&address) {
+                return Err(self.err(
+                    span_of(&i.address),
+                    format!(
+                        "address {address} is not a host address in network `{}` ({cidr})",
+                        networks[network].name
+                    ),
+                    format!("outside {cidr}"),
+                ));
+            }
+            if let Some(prev) = addr_owner.insert(address, span_of(&i.address)) {
+                let (l, _) = crate::diag::line_col(&self.text, prev.start);
+                return Err(self.err(
+                    span_of(&i.address),
+                    format!("address {address} is already used (line {l})"),
+                    "duplicate address",
+                ));
+            }
+            if interfaces.iter().any(|x| x.network == network) {
+                return Err(self.err(
+                    span_of(&i.network),
+                    format!(
+                        "host `{}` has two interfaces on network `{}`",
+                        h.name.get_ref(),
+                        i.network.get_ref()
+                    ),
+                    "one interface per network",
+                ));
+            }
+            interfaces.push(Interface {
+                name: i.name.get_ref().clone(),
+                network,
+                address,
+            });
+        }
+        Ok(interfaces)
+    }
+
+    /// `masquerade = [{ from, to }]`: both networks on this host, and distinct.
+    fn masquerade(
+        &self,
+        h: &RawHost,
+        interfaces: &[Interface],
+        net_ids: &HashMap<String, NetId>,
+    ) -> Result<Vec<Masquerade>> {
+        let mut masquerade = Vec::new();
+        for sm in &h.masquerade {
+            let m = sm.get_ref();
+            let (from, to) = (
+                self.net_ref(net_ids, &m.from)?,
+                self.net_ref(net_ids, &m.to)?,
+            );
+            for (which, n) in [(&m.from, from), (&m.to, to)] {
+                if !interfaces.iter().any(|i| i.network == n) {
+                    return Err(self.err(
+                        span_of(which),
+                        format!(
+                            "host `{}` has no interface on network `{}`",
+                            h.name.get_ref(),
+                            which.get_ref()
+                        ),
+                        "masquerade needs an interface on both networks",
+                    ));
+                }
+            }
+            if from == to {
+                return Err(self.err(
+                    span_of(sm),
+                    "masquerade from a network to itself",
+                    "from and to are the same",
+                ));
+            }
+            masquerade.push(Masquerade { from, to });
+        }
+        Ok(masquerade)
+    }
+
+    /// Gateways must be reachable on a shared network and must forward.
+    fn check_gateways(&self, raw: &RawTopology, hosts: &[Host]) -> Result<()> {
         for (hid, sh) in raw.host.iter().enumerate() {
             if let (Some(g), Some(gs)) = (hosts[hid].gateway, &sh.get_ref().gateway) {
                 let shared = hosts[hid]
@@ -696,13 +913,22 @@ impl Cx<'_> {
                 }
             }
         }
+        Ok(())
+    }
 
-        // ---- network default gateways (for hosts only a hosts file names)
+    /// `[[network]] gateway`: the default gateway for hosts only a hosts file names.
+    fn network_gateways(
+        &self,
+        raw: &RawTopology,
+        hosts: &[Host],
+        networks: &[Network],
+        host_ids: &HashMap<String, HostId>,
+    ) -> Result<Vec<Option<HostId>>> {
         let mut network_gateway: Vec<Option<HostId>> = vec![None; networks.len()];
         for (n, rn) in raw.network.iter().enumerate() {
             if let Some(g) = &rn.get_ref().gateway {
-                let gid = host_ref(g)?;
-                if d_iface_on(&hosts, gid, n).is_none() || !hosts[gid].roles.router {
+                let gid = self.host_ref(host_ids, g)?;
+                if d_iface_on(hosts, gid, n).is_none() || !hosts[gid].roles.router {
                     return Err(self.err(
                         span_of(g),
                         format!(
@@ -715,96 +941,17 @@ impl Cx<'_> {
                 network_gateway[n] = Some(gid);
             }
         }
+        Ok(network_gateway)
+    }
 
-        // ---- the Amanda side from the admin's own configuration files
-        let mut sources = self.extra.clone();
-        let key_span = |k: &Option<Spanned<String>>| k.as_ref().map(span_of);
-        let mut config_span = 0..0;
-        if let Some(a) = raw_amanda {
-            let path = |v: &Spanned<String>| self.base.join(v.get_ref());
-            if sources.config.is_none() {
-                sources.config = a.amanda_config.as_ref().map(path);
-            }
-            config_span = key_span(&a.amanda_config).unwrap_or(0..0);
-            if sources.hosts_file.is_none() {
-                sources.hosts_file = a.hosts_file.as_ref().map(path);
-            }
-            if sources.security_conf.is_none() {
-                sources.security_conf = a.security_conf.as_ref().map(path);
-            }
-            if sources.services.is_none() {
-                sources.services = a.services_file.as_ref().map(path);
-            }
-        }
-        for (hid, sh) in raw.host.iter().enumerate() {
-            if let Some(c) = &sh.get_ref().amanda_client_conf {
-                if !sources
-                    .client_confs
-                    .iter()
-                    .any(|(n, _)| *n == hosts[hid].name)
-                {
-                    sources
-                        .client_confs
-                        .push((hosts[hid].name.clone(), self.base.join(c.get_ref())));
-                }
-            }
-        }
-        // A hosts file only places the disklist's hosts: without an Amanda
-        // config nothing reads it, and saying nothing would hide a typo.
-        if sources.hosts_file.is_some() && sources.config.is_none() {
-            let from_file = raw_amanda
-                .and_then(|a| a.hosts_file.as_ref())
-                .filter(|_| self.extra.hosts_file.is_none());
-            let msg = "a hosts file is given but no Amanda config: it only gives addresses to hosts the disklist names, so it would be ignored";
-            let help =
-                "add amanda-config = \"DIR\" (or --amanda-config DIR), or remove the hosts file";
-            return Err(match from_file {
-                Some(k) => self.err_help(span_of(k), msg, "nothing reads this", help),
-                None => Error::Usage(format!("--hosts: {msg}; {help}")),
-            });
-        }
-        // A hosts file named in the topology that cannot be opened: say so at
-        // the key, not as a bare path later.
-        if let (Some(k), None) = (
-            raw_amanda.and_then(|a| a.hosts_file.as_ref()),
-            &self.extra.hosts_file,
-        ) {
-            let p = self.base.join(k.get_ref());
-            if let Err(e) = std::fs::metadata(&p) {
-                return Err(self.err_help(
-                    span_of(k),
-                    format!("hosts file {}: {e}", p.display()),
-                    "cannot be read",
-                    "the path is relative to the topology file's directory",
-                ));
-            }
-        }
-        let provenance = if sources.is_empty() {
-            Default::default()
-        } else {
-            let servers: Vec<HostId> = (0..hosts.len())
-                .filter(|&i| hosts[i].roles.server)
-                .collect();
-            let server = match servers.as_slice() {
-                [one] => Some(*one),
-                _ => None,
-            };
-            let span = config_span.clone();
-            let config_err = |m: String| self.err(span.clone(), m, "here");
-            super::amanda_config::apply(
-                &sources,
-                build,
-                &global,
-                server,
-                &mut hosts,
-                &mut overrides,
-                &networks,
-                &network_gateway,
-                &config_err,
-            )?
-        };
-
-        // ---- Amanda roles: every client and recovering host needs exactly one server
+    /// Every client and recovering host needs exactly one server.
+    fn assign_servers(&self, raw: &RawTopology, hosts: &mut [Host]) -> Result<()> {
+        let server_spans: Vec<(HostId, std::ops::Range<usize>)> = raw
+            .host
+            .iter()
+            .enumerate()
+            .filter_map(|(hid, h)| h.get_ref().server.as_ref().map(|s| (hid, span_of(s))))
+            .collect();
         let servers: Vec<HostId> = (0..hosts.len())
             .filter(|&i| hosts[i].roles.server)
             .collect();
@@ -853,8 +1000,16 @@ impl Cx<'_> {
                 }
             }
         }
+        Ok(())
+    }
 
-        // ---- management access
+    /// `[management]`: who may reach every host, and on which port.
+    fn management(
+        &self,
+        raw: &RawTopology,
+        networks: &[Network],
+        net_ids: &HashMap<String, NetId>,
+    ) -> Result<Management> {
         let mgmt = raw.management.as_ref().map(|m| m.get_ref());
         let proto = match mgmt.and_then(|m| m.proto.as_ref()) {
             None => Proto::Tcp,
@@ -916,24 +1071,12 @@ impl Cx<'_> {
             }
             from_names.push(f.get_ref().clone());
         }
-        let management = Management {
+        Ok(Management {
             enabled,
             proto,
             port,
             from,
             from_names,
-        };
-
-        Ok(Deployment {
-            source_name: self.name.to_string(),
-            source_text: Arc::clone(self.text),
-            build,
-            networks,
-            hosts,
-            management,
-            amanda: global,
-            overrides,
-            provenance,
         })
     }
 }
@@ -951,7 +1094,7 @@ fn parse_net(s: &str) -> Option<Ipv4Net> {
 
 /// "network address" / "broadcast address" when `a` is one of `cidr`'s two
 /// reserved ends (a /31 and a /32 have none, RFC 3021).
-pub(super) fn edge_address(cidr: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
+pub fn edge_address(cidr: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
     if cidr.prefix_len() >= 31 || !cidr.contains(&a) {
         None
     } else if a == cidr.network() {
@@ -970,6 +1113,7 @@ fn d_iface_on(hosts: &[Host], h: HostId, net: NetId) -> Option<&Interface> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::load_str;
 
     const BASE: &str = r#"
 [[network]]

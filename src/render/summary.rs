@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use crate::amanda::settings::{Build, ClientPort};
-use crate::amanda::{flows::control_port, HelperRole};
+use crate::flows::{control_port, HelperRole};
 use crate::model::{Deployment, HostId};
 use crate::plan::Plan;
 use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
@@ -360,7 +360,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
         .filter(|&i| {
             matches!(
                 plan.flows[i].operation,
-                crate::amanda::Operation::Recover | crate::amanda::Operation::LegacyRecover
+                crate::flows::Operation::Recover | crate::flows::Operation::LegacyRecover
             )
         })
         .collect();
@@ -400,7 +400,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
                 "`{res}` sees `{ini}` as {} (masqueraded by `{}`): `{res}`'s `.amandahosts` must name the host name that {} resolves to (for Debian's `backup` user: `NAME backup amdump`), and its amandad must accept requests from that address.",
                 last.src, d.hosts[r.host].name, last.src
             );
-            if f.operation == crate::amanda::Operation::Check && !notes.contains(&n) {
+            if f.operation == crate::flows::Operation::Check && !notes.contains(&n) {
                 notes.push(n);
             }
         }

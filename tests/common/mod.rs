@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use amwall::amanda::settings::Auth;
-use amwall::model::{self, Deployment};
+use amwall::model::Deployment;
 use amwall::Plan;
 
 pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper"];
@@ -10,7 +10,8 @@ pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper"];
 pub fn example(name: &str) -> Deployment {
     let path = format!("{}/examples/{name}.toml", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    model::load_str(&format!("examples/{name}.toml"), text).unwrap_or_else(|e| panic!("{e:?}"))
+    amwall::load::load_str(&format!("examples/{name}.toml"), text)
+        .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 /// (label, plan) for every example × auth mode, plus the conntrack helper on and
@@ -58,7 +59,7 @@ pub fn generated(n: usize) -> Deployment {
             "[[host]]\nname = \"c{i}\"\nroles = [\"client\", \"recover\"]\ninterfaces = [{{ name = \"eth0\", network = \"all\", address = \"198.51.100.{last}\" }}]\n"
         ));
     }
-    model::load_str("generated.toml", t).unwrap_or_else(|e| panic!("{e:?}"))
+    amwall::load::load_str("generated.toml", t).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 /// Run the amwall binary from the repository root: (exit code, stdout, stderr).

@@ -15,7 +15,7 @@ use std::net::SocketAddrV4;
 use super::{label, retry, statically_open, FlowResult, Ports, Prober, Status};
 use crate::amanda::facts::nat_port_class;
 use crate::amanda::settings::Auth;
-use crate::amanda::{Flow, HelperRole};
+use crate::flows::{Flow, HelperRole};
 use crate::lab::probe::{ClientSide, Listen, Outcome, Probe, Timing};
 use crate::model::{Deployment, HostId};
 use crate::ports::{PortRange, Proto};

@@ -36,7 +36,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::amanda::settings::Auth;
-use crate::amanda::{Flow, HelperRole};
+use crate::flows::{Flow, HelperRole};
 use crate::lab::map::is_doc;
 use crate::lab::netns::Netns;
 use crate::lab::probe::{self, Listen, Outcome, Probe, Site, Timing};
@@ -346,7 +346,7 @@ pub(crate) mod testing {
 
     pub fn wiki(auth: Auth, helper: bool) -> Plan {
         let text = include_str!("../../../examples/wiki.toml").to_string();
-        let d = crate::model::load_str("examples/wiki.toml", text)
+        let d = crate::load::load_str("examples/wiki.toml", text)
             .expect("the wiki example loads")
             .with_auth(auth)
             .with_helper(helper);

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::facts;
+use crate::amanda::facts;
 use crate::amanda::settings::{Auth, ClientPort};
 use crate::model::{Deployment, HostId};
 use crate::ports::{PortRange, Proto};
@@ -359,7 +359,7 @@ fn recover_flows(d: &Deployment, s: HostId, r: HostId, out: &mut Vec<Flow>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::load_str;
+    use crate::load::load_str;
 
     fn deployment(auth: &str, extra: &str) -> Deployment {
         load_str(

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::facts;
+use crate::amanda::facts;
 use crate::amanda::settings::{Auth, Build, ClientPort};
 use crate::model::{Deployment, HostId};
 
@@ -200,7 +200,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::load_str;
+    use crate::load::load_str;
 
     fn lints(amanda: &str) -> Vec<&'static str> {
         let d = load_str(
@@ -259,7 +259,7 @@ mod tests {
         .unwrap();
         let l: Vec<_> = lint(&d).into_iter().map(|l| l.code).collect();
         assert_eq!(l, vec!["unreserved-range-differs"]);
-        let f = crate::amanda::flows(&d);
+        let f = crate::flows::flows(&d);
         let data = f
             .iter()
             .find(|f| f.proto == crate::ports::Proto::Tcp)

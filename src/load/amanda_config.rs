@@ -9,46 +9,16 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::amanda::conf::{self, AmandaConfig, ClientConf, LintContext, LoadOptions};
 use crate::amanda::settings::{AmandaSettings, Build};
 use crate::diag::{Error, InputError, Result};
-use crate::model::{Host, HostId, Interface, Network, Roles, Span};
-
-/// Where the Amanda side comes from. Paths are as given (the topology loader
-/// resolves them against the topology file's directory).
-#[derive(Debug, Clone, Default)]
-pub struct AmandaSources {
-    /// The server's config directory (or its amanda.conf).
-    pub config: Option<PathBuf>,
-    /// Per host: its amanda-client.conf.
-    pub client_confs: Vec<(String, PathBuf)>,
-    /// `/etc/hosts`-format file for hosts the topology does not list.
-    pub hosts_file: Option<PathBuf>,
-    /// Debian's `/etc/amanda-security.conf` to lint against (default: Debian's values).
-    pub security_conf: Option<PathBuf>,
-    /// A services(5) file to resolve `client-port` names against (default: Debian's).
-    pub services: Option<PathBuf>,
-}
-
-impl AmandaSources {
-    pub fn is_empty(&self) -> bool {
-        self.config.is_none() && self.client_confs.is_empty()
-    }
-}
-
-/// What reading the configuration added, for the summary and the lints.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct AmandaProvenance {
-    /// Every Amanda file read.
-    pub files: Vec<String>,
-    /// Warnings from the Amanda files, already `file:line:col: message`.
-    pub warnings: Vec<(String, String)>,
-    /// Hosts that only the disklist and the hosts file named.
-    pub added_hosts: Vec<String>,
-}
+use crate::model::topology::Draft;
+use crate::model::{
+    AmandaProvenance, AmandaSources, Host, HostId, Interface, Network, Roles, Span,
+};
 
 /// One `/etc/hosts` line: an IPv4 address and the names for it.
 #[derive(Debug, Clone)]
@@ -185,20 +155,28 @@ fn same_host(disklist: &str, topo: &str) -> bool {
     disklist.eq_ignore_ascii_case(topo) || short(disklist) == short(topo)
 }
 
-/// Apply `src` to the hosts being built. `server` is the host whose config it is.
-/// `network_gateway[n]`: the gateway for hosts added on network n.
-#[allow(clippy::too_many_arguments)] // the loader's state, passed once
-pub fn apply(
-    src: &AmandaSources,
-    build: Build,
-    global: &AmandaSettings,
-    server: Option<HostId>,
-    hosts: &mut Vec<Host>,
-    overrides: &mut Vec<Vec<String>>,
-    networks: &[Network],
-    network_gateway: &[Option<HostId>],
-    config_err: &dyn Fn(String) -> Error,
-) -> Result<AmandaProvenance> {
+/// Apply `src` to the hosts being built: the server is the one host with that
+/// role; hosts only the disklist names join on the network their hosts-file
+/// address is in, with that network's gateway.
+pub fn apply(src: &AmandaSources, draft: &mut Draft) -> Result<AmandaProvenance> {
+    let server = draft.server();
+    let at = draft.config_at();
+    let config_err = |m: String| at.error(m);
+    let Draft {
+        build,
+        global,
+        networks,
+        hosts,
+        overrides,
+        network_gateway,
+        ..
+    } = draft;
+    let (build, global, networks, network_gateway): (
+        Build,
+        &AmandaSettings,
+        &[Network],
+        &[Option<HostId>],
+    ) = (*build, global, networks, network_gateway);
     let mut prov = AmandaProvenance::default();
     let opts = LoadOptions { build };
     let security = match &src.security_conf {
@@ -315,7 +293,7 @@ pub fn apply(
                             )
                         })?;
                     if let Some(what) =
-                        super::topology::edge_address(networks[net].cidr, entry.addr)
+                        crate::model::topology::edge_address(networks[net].cidr, entry.addr)
                     {
                         return Err(hf.err(
                             entry,
