@@ -16,12 +16,14 @@ pub mod load;
 pub mod model;
 pub mod name;
 pub mod netfilter;
+pub mod output;
 pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod render;
 pub mod route;
 pub mod sim;
+pub mod summary;
 
 pub use diag::{Error, Result};
 pub use plan::Plan;

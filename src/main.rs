@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use amwall::model;
 use amwall::netfilter::Backend;
-use amwall::plan::{write_outputs, Plan};
+use amwall::output::write_outputs;
+use amwall::plan::Plan;
 use amwall::render::BackendSet;
 
 #[derive(Parser)]
@@ -410,7 +411,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                         serde_json::to_string_pretty(&rows).expect("JSON of plain data")
                     );
                 }
-                Format::Text => print!("{}", amwall::render::summary::flows_text(&plan)),
+                Format::Text => print!("{}", amwall::summary::flows_text(&plan)),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -121,7 +121,7 @@ fn holds(loaded: amwall::Result<model::Deployment>) -> Result<(), TestCaseError>
     }
     let root = tempfile::tempdir().unwrap();
     let out = root.path().join("out");
-    amwall::plan::write_outputs(&out, &files).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+    amwall::output::write_outputs(&out, &files).map_err(|e| TestCaseError::fail(format!("{e}")))?;
     let written = files_under(root.path());
     prop_assert_eq!(written.len(), files.len());
     for f in written {

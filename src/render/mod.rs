@@ -1,10 +1,8 @@
-//! Policy → netfilter IR per backend, and the human summary.
+//! Policy → netfilter IR per backend.
 //!
 //! The two backends get differently shaped IR (iptables' fixed tables, nft's own
 //! `amwall` table), but both come from the same `HostPolicy`, so they open the
 //! same things.
-
-pub mod summary;
 
 use std::fmt;
 
