@@ -8,9 +8,9 @@
 
 mod parse;
 
+pub(crate) use super::names::ADDR_TYPES;
 pub use super::{ChainInfo, Parsed};
 pub use parse::parse;
-pub(crate) use parse::SKIPPED_SHOWN;
 
 use std::fmt::Write;
 
@@ -152,21 +152,6 @@ pub(crate) fn ct_status_name(s: CtStatus) -> &'static str {
         CtStatus::Dnat => "DNAT",
     }
 }
-
-pub(crate) const ADDR_TYPES: [(AddrType, &str); 12] = [
-    (AddrType::Unspec, "UNSPEC"),
-    (AddrType::Unicast, "UNICAST"),
-    (AddrType::Local, "LOCAL"),
-    (AddrType::Broadcast, "BROADCAST"),
-    (AddrType::Anycast, "ANYCAST"),
-    (AddrType::Multicast, "MULTICAST"),
-    (AddrType::Blackhole, "BLACKHOLE"),
-    (AddrType::Unreachable, "UNREACHABLE"),
-    (AddrType::Prohibit, "PROHIBIT"),
-    (AddrType::Throw, "THROW"),
-    (AddrType::Nat, "NAT"),
-    (AddrType::Xresolve, "XRESOLVE"),
-];
 
 /// Flag names in the order libxt_tcp prints them.
 pub(crate) const TCP_FLAGS: [(u8, &str); 8] = [

@@ -731,6 +731,10 @@ impl Rule {
     }
 }
 
+/// How many lines skipped outside any table a warning names one by one
+/// (iptables and nft alike); the rest are counted.
+pub const SKIPPED_SHOWN: usize = 10;
+
 /// A parsed file: the ruleset, and what the IR has no place for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {

@@ -2,6 +2,24 @@
 //! iptables and nft accept either; the emitters print the first name listed
 //! for a number, which is what `iptables-save` / `nft list` print.
 
+use super::AddrType;
+
+/// `addrtype`'s type names, as both tools spell them (nft in lower case).
+pub const ADDR_TYPES: [(AddrType, &str); 12] = [
+    (AddrType::Unspec, "UNSPEC"),
+    (AddrType::Unicast, "UNICAST"),
+    (AddrType::Local, "LOCAL"),
+    (AddrType::Broadcast, "BROADCAST"),
+    (AddrType::Anycast, "ANYCAST"),
+    (AddrType::Multicast, "MULTICAST"),
+    (AddrType::Blackhole, "BLACKHOLE"),
+    (AddrType::Unreachable, "UNREACHABLE"),
+    (AddrType::Prohibit, "PROHIBIT"),
+    (AddrType::Throw, "THROW"),
+    (AddrType::Nat, "NAT"),
+    (AddrType::Xresolve, "XRESOLVE"),
+];
+
 /// IP protocol numbers (`/etc/protocols`, IANA); iptables' spelling first.
 const PROTOCOLS: &[(&str, u8)] = &[
     ("tcp", 6),

@@ -295,7 +295,7 @@ fn special(m: &Match, fam: Family, proto: &str) -> String {
                 Some(Dir::Dst) => " . oif",
                 None => "",
             };
-            let names: Vec<String> = iptables::ADDR_TYPES
+            let names: Vec<String> = names::ADDR_TYPES
                 .iter()
                 .filter(|(t, _)| types.contains(t))
                 .map(|(_, n)| n.to_ascii_lowercase())

@@ -19,13 +19,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::keywords::Kind;
 use super::lexer::{unquote, Lexer};
-use super::parse::{self, Kind};
-use super::server::{dle_settings, DiskEntry, DumptypeRef};
+use super::parse;
 use super::source::{Loc, Spanned, Src};
-use super::values::Defs;
+use super::values::{self, Defs, Resolved};
 use super::Warning;
+use super::{Pos, Setting};
+use crate::amanda::settings::{Auth, ClientPort};
 use crate::diag::{Error, InputError};
+use serde::Serialize;
 
 /// The disklist at `path` and its includes; every file read is added to `srcs`.
 pub(crate) fn read(
@@ -423,6 +426,68 @@ fn split(src: &Arc<Src>, start: usize, end: usize) -> Result<Vec<Word>, InputErr
         };
         out.push(Word { text, span: s..i });
     }
+}
+
+/// One disklist entry (DLE).
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskEntry {
+    pub host: Spanned<String>,
+    pub disk: Spanned<String>,
+    pub device: Option<Spanned<String>>,
+    pub dumptype: DumptypeRef,
+    pub auth: Setting<Auth>,
+    pub index: Setting<bool>,
+    pub client_port: Setting<Option<ClientPort>>,
+    pub spindle: Option<Spanned<i64>>,
+    pub interface: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumptypeRef {
+    Named(Spanned<String>),
+    /// `host disk { ... }`: a dumptype written in the disklist, opened here.
+    Inline(Pos),
+}
+
+/// The dumptype values a DLE gets, with Amanda's defaults.
+/// The three values a DLE's dumptype decides.
+pub(crate) type DleSettings = (Setting<Auth>, Setting<bool>, Setting<Option<ClientPort>>);
+
+pub(crate) fn dle_settings(r: &Resolved) -> Result<DleSettings, crate::diag::InputError> {
+    let auth = values::setting(
+        r,
+        "auth",
+        values::auth,
+        |s| Auth::parse(&s.to_ascii_lowercase()).unwrap_or(Auth::Bsdtcp),
+        // conffile.c init_dumptype_defaults: conf_init_str(DUMPTYPE_AUTH, "BSDTCP");
+        // amgetconf prints BSDTCP for a dumptype that sets nothing.
+        (
+            Auth::Bsdtcp,
+            "conffile.c init_dumptype_defaults: auth \"BSDTCP\"",
+        ),
+    )?;
+    let index = values::setting(
+        r,
+        "index",
+        values::boolean,
+        |_| true,
+        // conffile.c init_dumptype_defaults: conf_init_bool(DUMPTYPE_INDEX, 1), and
+        // amgetconf prints "yes"; amanda.conf(5)'s "Default: no" is wrong for 3.5.1.
+        (true, "conffile.c init_dumptype_defaults: index yes"),
+    )?;
+    let client_port = values::setting(
+        r,
+        "client-port",
+        values::client_port,
+        |_| None,
+        // conffile.c init_dumptype_defaults: "" — the drivers then use service "amanda".
+        (
+            None,
+            "conffile.c init_dumptype_defaults: \"\", service \"amanda\"",
+        ),
+    )?;
+    Ok((auth, index, client_port))
 }
 
 #[cfg(test)]

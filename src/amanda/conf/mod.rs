@@ -39,14 +39,14 @@ use std::fmt;
 use serde::Serialize;
 
 pub use client::{load_client_conf, ClientConf};
+pub use disklist::{DiskEntry, DumptypeRef};
+pub use keywords::Kind;
 pub use lints::{lint_client, lint_server, LintContext};
-pub use parse::Kind;
 pub use security::{
     load_security_conf, load_services, parse_security_conf, parse_services, SecurityConf, Services,
 };
 pub use server::{
-    load_server_config, AmandaConfig, ClientEntry, Definition, DiskEntry, DumptypeRef,
-    DumptypeSettings, ServerSettings,
+    load_server_config, AmandaConfig, ClientEntry, Definition, DumptypeSettings, ServerSettings,
 };
 pub use source::{Pos, Spanned, Texts};
 

@@ -17,98 +17,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
-
-use super::keywords::{self, Section};
+use super::keywords::{self, Kind, Section};
 use super::lexer::{Lexer, Tok, Token};
 use super::source::{Loc, Src};
 use super::Warning;
 use crate::diag::{Error, InputError};
-
-/// The kinds of `define` block in Amanda 3.5.1 (`read_confline` in conffile.c, and
-/// amanda.conf(5) for storage and policy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Dumptype,
-    Interface,
-    Holdingdisk,
-    Application,
-    Script,
-    Tapetype,
-    Changer,
-    Storage,
-    Policy,
-    Device,
-    Interactivity,
-    Taperscan,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 12] = [
-        Kind::Dumptype,
-        Kind::Interface,
-        Kind::Holdingdisk,
-        Kind::Application,
-        Kind::Script,
-        Kind::Tapetype,
-        Kind::Changer,
-        Kind::Storage,
-        Kind::Policy,
-        Kind::Device,
-        Kind::Interactivity,
-        Kind::Taperscan,
-    ];
-
-    /// `application-tool` and `script-tool` are the older spellings Amanda still accepts.
-    pub fn parse(normalized: &str) -> Option<Kind> {
-        Some(match normalized {
-            "dumptype" => Kind::Dumptype,
-            "interface" => Kind::Interface,
-            "holdingdisk" => Kind::Holdingdisk,
-            "application" | "application-tool" => Kind::Application,
-            "script" | "script-tool" => Kind::Script,
-            "tapetype" => Kind::Tapetype,
-            "changer" => Kind::Changer,
-            "storage" => Kind::Storage,
-            "policy" => Kind::Policy,
-            "device" => Kind::Device,
-            "interactivity" => Kind::Interactivity,
-            "taperscan" => Kind::Taperscan,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Dumptype => "dumptype",
-            Kind::Interface => "interface",
-            Kind::Holdingdisk => "holdingdisk",
-            Kind::Application => "application",
-            Kind::Script => "script",
-            Kind::Tapetype => "tapetype",
-            Kind::Changer => "changer",
-            Kind::Storage => "storage",
-            Kind::Policy => "policy",
-            Kind::Device => "device",
-            Kind::Interactivity => "interactivity",
-            Kind::Taperscan => "taperscan",
-        }
-    }
-
-    /// Parameters that may carry an anonymous block of this kind
-    /// (`application { ... }` in a dumptype: `read_dapplication` in conffile.c).
-    fn of_inline_param(key: &str) -> Option<Kind> {
-        match key {
-            "holdingdisk" => Some(Kind::Holdingdisk),
-            "application" => Some(Kind::Application),
-            "script" => Some(Kind::Script),
-            "interactivity" => Some(Kind::Interactivity),
-            "taperscan" => Some(Kind::Taperscan),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Arg {

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::parse::{self, Flavor, Kind, Param, Stmt};
-use super::source::{Pos, Spanned};
-use super::values::{self, Defs, PortClass, Resolved};
-use super::{disklist, LoadOptions, Origin, Setting, Warning};
+use super::disklist::{self, dle_settings, DiskEntry};
+use super::keywords::Kind;
+use super::parse::{self, Flavor, Param, Stmt};
+use super::source::Pos;
+use super::values::{self, Defs, PortClass};
+use super::{LoadOptions, Origin, Setting, Warning};
 use crate::amanda::facts;
 use crate::amanda::settings::{AmandaSettings, Auth, Build, ClientPort};
 use crate::diag::Error;
@@ -83,28 +85,6 @@ pub struct ClientEntry {
     /// False if any entry has `index no`: that dump replies `INDEX -1`, which is
     /// what matters to the conntrack helper (docs/design.md, helper limits).
     pub index: Setting<bool>,
-}
-
-/// One disklist entry (DLE).
-#[derive(Debug, Clone, Serialize)]
-pub struct DiskEntry {
-    pub host: Spanned<String>,
-    pub disk: Spanned<String>,
-    pub device: Option<Spanned<String>>,
-    pub dumptype: DumptypeRef,
-    pub auth: Setting<Auth>,
-    pub index: Setting<bool>,
-    pub client_port: Setting<Option<ClientPort>>,
-    pub spindle: Option<Spanned<i64>>,
-    pub interface: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DumptypeRef {
-    Named(Spanned<String>),
-    /// `host disk { ... }`: a dumptype written in the disklist, opened here.
-    Inline(Pos),
 }
 
 impl ClientEntry {
@@ -340,46 +320,6 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
         params: super::raw_params(&doc.stmts, super::keywords::Section::Server),
         warnings,
     })
-}
-
-/// The dumptype values a DLE gets, with Amanda's defaults.
-/// The three values a DLE's dumptype decides.
-pub(crate) type DleSettings = (Setting<Auth>, Setting<bool>, Setting<Option<ClientPort>>);
-
-pub(crate) fn dle_settings(r: &Resolved) -> Result<DleSettings, crate::diag::InputError> {
-    let auth = values::setting(
-        r,
-        "auth",
-        values::auth,
-        |s| Auth::parse(&s.to_ascii_lowercase()).unwrap_or(Auth::Bsdtcp),
-        // conffile.c init_dumptype_defaults: conf_init_str(DUMPTYPE_AUTH, "BSDTCP");
-        // amgetconf prints BSDTCP for a dumptype that sets nothing.
-        (
-            Auth::Bsdtcp,
-            "conffile.c init_dumptype_defaults: auth \"BSDTCP\"",
-        ),
-    )?;
-    let index = values::setting(
-        r,
-        "index",
-        values::boolean,
-        |_| true,
-        // conffile.c init_dumptype_defaults: conf_init_bool(DUMPTYPE_INDEX, 1), and
-        // amgetconf prints "yes"; amanda.conf(5)'s "Default: no" is wrong for 3.5.1.
-        (true, "conffile.c init_dumptype_defaults: index yes"),
-    )?;
-    let client_port = values::setting(
-        r,
-        "client-port",
-        values::client_port,
-        |_| None,
-        // conffile.c init_dumptype_defaults: "" — the drivers then use service "amanda".
-        (
-            None,
-            "conffile.c init_dumptype_defaults: \"\", service \"amanda\"",
-        ),
-    )?;
-    Ok((auth, index, client_port))
 }
 
 fn group(disks: Vec<DiskEntry>) -> Vec<ClientEntry> {

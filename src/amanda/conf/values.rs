@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use super::parse::{Arg, ArgVal, Block, Definition, Item, Kind, Param};
+use super::keywords::Kind;
+use super::parse::{Arg, ArgVal, Block, Definition, Item, Param};
 use super::source::{Loc, Pos};
 use super::{Origin, Setting};
 use crate::amanda::settings::{Auth, ClientPort};

@@ -90,9 +90,6 @@ struct Parser<'a> {
     skipped: usize,
 }
 
-/// How many skipped lines a warning names one by one.
-pub(crate) const SKIPPED_SHOWN: usize = 10;
-
 impl Parser<'_> {
     fn run(mut self) -> Result<Parsed, Box<InputError>> {
         let mut offset = 0;
@@ -1530,7 +1527,7 @@ impl RuleParser<'_> {
                 let (v, span) = self.value(opt_at, neg)?;
                 let mut types = Vec::new();
                 for t in v.split(',') {
-                    match crate::netfilter::iptables::ADDR_TYPES
+                    match crate::netfilter::names::ADDR_TYPES
                         .iter()
                         .find(|(_, n)| n.eq_ignore_ascii_case(t))
                     {

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::diag::InputError;
-use crate::netfilter::iptables::SKIPPED_SHOWN;
 use crate::netfilter::names;
+use crate::netfilter::SKIPPED_SHOWN;
 use crate::netfilter::*;
 use crate::ports::{PortRange, Proto};
 
@@ -2017,7 +2017,7 @@ impl RuleParser<'_> {
                         .and_then(T::name)
                         .unwrap_or_default()
                         .to_ascii_uppercase();
-                    match crate::netfilter::iptables::ADDR_TYPES
+                    match crate::netfilter::names::ADDR_TYPES
                         .iter()
                         .find(|(_, n)| *n == name)
                     {
