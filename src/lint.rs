@@ -23,18 +23,22 @@ pub struct Lint {
 }
 
 pub fn lint(d: &Deployment) -> Vec<Lint> {
-    let mut out = Vec::new();
-    let mut warn = |code, host: Option<HostId>, message: String| {
-        out.push(Lint {
-            severity: Severity::Warning,
-            code,
-            host: host.map(|h| d.hosts[h].name.clone()),
-            message,
-        })
-    };
+    let mut l = Linter { d, out: Vec::new() };
+    let (udp_clients, tcp_clients) = clients_per_server(d);
+    for h in 0..d.hosts.len() {
+        l.reserved_ranges(h, udp_clients[h], tcp_clients[h]);
+        l.udp_client_port_service(h);
+        l.helper(h);
+        l.client_range_differs(h);
+        l.local_remote(h);
+    }
+    l.management();
+    l.out
+}
 
-    // Per server: how many of its clients talk UDP (bsd, bsdudp) and bsdtcp. One pass,
-    // so 10,000-client sites stay linear.
+/// Per server: how many of its clients talk UDP (bsd, bsdudp) and bsdtcp. One
+/// pass, so 10,000-client sites stay linear.
+fn clients_per_server(d: &Deployment) -> (Vec<usize>, Vec<usize>) {
     let mut udp_clients = vec![0usize; d.hosts.len()];
     let mut tcp_clients = vec![0usize; d.hosts.len()];
     for c in d.hosts.iter().filter(|c| c.roles.client) {
@@ -46,19 +50,44 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             }
         }
     }
+    (udp_clients, tcp_clients)
+}
 
-    for (h, host) in d.hosts.iter().enumerate() {
+struct Linter<'d> {
+    d: &'d Deployment,
+    out: Vec<Lint>,
+}
+
+impl Linter<'_> {
+    fn warn(&mut self, code: &'static str, host: Option<HostId>, message: String) {
+        self.out.push(Lint {
+            severity: Severity::Warning,
+            code,
+            host: host.map(|h| self.d.hosts[h].name.clone()),
+            message,
+        })
+    }
+
+    /// Host `h`'s amrecover talks UDP (its amanda-client.conf's auth).
+    fn recovers_udp(&self, h: HostId) -> bool {
+        let host = &self.d.hosts[h];
+        host.roles.recover && host.client_conf.auth.is_udp()
+    }
+
+    /// The reserved ranges something binds on `h`: within what Debian's ambind
+    /// allows, and wide enough for every process that binds one at once.
+    fn reserved_ranges(&mut self, h: HostId, udp_clients: usize, tcp_clients: usize) {
+        let d = self.d;
+        let host = &d.hosts[h];
         let a = &host.amanda;
-        let (udp_clients, tcp_clients) = (udp_clients[h], tcp_clients[h]);
         // What binds reserved ports here: the server's programs (amanda.conf
         // ranges) and amrecover (amanda-client.conf ranges).
         let rc = &host.client_conf;
-        let recovers_udp = host.roles.recover && rc.auth.is_udp();
         let mut udp_ranges = Vec::new();
         if udp_clients > 0 {
             udp_ranges.push(a.reserved_udp_port);
         }
-        if recovers_udp {
+        if self.recovers_udp(h) {
             udp_ranges.push(rc.reserved_udp_port);
         }
         let mut tcp_ranges = Vec::new();
@@ -76,7 +105,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             .iter()
             .filter(|r| d.build == Build::Debian && !facts::DEBIAN_AMBIND_UDP.covers(r))
         {
-            warn(
+            self.warn(
                 "ambind-udp-range",
                 Some(h),
                 format!(
@@ -89,7 +118,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             .iter()
             .filter(|r| d.build == Build::Debian && !facts::DEBIAN_AMBIND_TCP.covers(r))
         {
-            warn(
+            self.warn(
                 "ambind-tcp-range",
                 Some(h),
                 format!(
@@ -105,7 +134,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
             let need = a.inparallel + 2;
             let have = facts::usable_ports(a.reserved_udp_port);
             if have < need {
-                warn(
+                self.warn(
                     "udp-range-too-small",
                     Some(h),
                     format!(
@@ -115,14 +144,20 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
                 );
             }
         }
+    }
 
+    fn udp_client_port_service(&mut self, h: HostId) {
+        let d = self.d;
+        let host = &d.hosts[h];
+        let (a, rc) = (&host.amanda, &host.client_conf);
+        let recovers_udp = self.recovers_udp(h);
         // Debian's /etc/services has amanda 10080/tcp but no 10080/udp.
         let amandad_udp = host.roles.client
             && a.auth.is_udp()
             && !matches!(a.client_port, Some(ClientPort::Number(_)));
         let amrecover_udp = recovers_udp && !matches!(rc.client_port, Some(ClientPort::Number(_)));
         if d.build == Build::Debian && (amandad_udp || amrecover_udp) {
-            warn(
+            self.warn(
                 "udp-client-port-service",
                 Some(h),
                 format!(
@@ -131,30 +166,39 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
                 ),
             );
         }
+    }
 
+    fn helper(&mut self, h: HostId) {
+        let host = &self.d.hosts[h];
+        let a = &host.amanda;
         // Where the kernel helper fails (see flows::helper_usable), the plan stays static.
         if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsd && !a.index {
-            warn(
+            self.warn(
                 "helper-index-no",
                 Some(h),
                 "conntrack-helper with `index no`: the helper stops parsing at `INDEX -1` and never expects the STATE stream (amdump: \"could not connect STATE stream\"), so amwall does not use the helper here and opens the client's unreserved-tcp-port instead. Use index yes to let the helper work".into(),
             );
         }
         if host.roles.client && a.conntrack_helper && a.auth == Auth::Bsdudp {
-            warn(
+            self.warn(
                 "helper-bsdudp",
                 Some(h),
                 "conntrack-helper with bsdudp: the helper misreads `MESG 499999` as port 49999, and a second dumper's reply to this client within 180 s clashes with that expectation and is dropped (\"timeout waiting for REP\"); amwall does not use the helper here and opens the client's unreserved-tcp-port instead. Use bsd auth to let the helper work".into(),
             );
         }
         if a.conntrack_helper && (host.roles.client || host.roles.server) && !a.auth.is_udp() {
-            warn(
+            self.warn(
                 "helper-no-effect",
                 Some(h),
                 format!("conntrack-helper has no effect with auth {}: the kernel's amanda helper only parses UDP replies from port 10080 (bsd, bsdudp)", a.auth),
             );
         }
+    }
 
+    fn client_range_differs(&mut self, h: HostId) {
+        let d = self.d;
+        let host = &d.hosts[h];
+        let a = &host.amanda;
         // A client whose data range is not the server's: the flows use the client's
         // (amandad listens in its amanda-client.conf range), but an admin reading the
         // server's amanda.conf would open the wrong ports by hand.
@@ -164,7 +208,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
                 && a.auth.is_udp()
                 && a.unreserved_tcp_port != sv.unreserved_tcp_port
             {
-                warn(
+                self.warn(
                     "unreserved-range-differs",
                     Some(h),
                     format!(
@@ -174,9 +218,13 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
                 );
             }
         }
+    }
 
+    fn local_remote(&mut self, h: HostId) {
+        let host = &self.d.hosts[h];
+        let a = &host.amanda;
         if host.roles.client && a.auth == Auth::Local && host.server != Some(h) {
-            warn(
+            self.warn(
                 "local-remote",
                 Some(h),
                 "auth local only works on the server itself (pipes, no network): this client cannot be backed up".into(),
@@ -184,17 +232,19 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         }
     }
 
-    if d.management.enabled && d.management.from.is_empty() {
-        warn(
-            "management-anywhere",
-            None,
-            format!(
-                "management {}/{} is kept open from any address; name the admin networks in [management] from = [...]",
-                d.management.proto, d.management.port
-            ),
-        );
+    fn management(&mut self) {
+        let d = self.d;
+        if d.management.enabled && d.management.from.is_empty() {
+            self.warn(
+                "management-anywhere",
+                None,
+                format!(
+                    "management {}/{} is kept open from any address; name the admin networks in [management] from = [...]",
+                    d.management.proto, d.management.port
+                ),
+            );
+        }
     }
-    out
 }
 
 #[cfg(test)]

@@ -79,7 +79,10 @@ fn blank(text: &str) -> String {
     while i < b.len() {
         let rest = &b[i..];
         if rest.starts_with(b"//") {
-            let end = rest.iter().position(|&c| c == b'\n').map_or(b.len(), |e| i + e);
+            let end = rest
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |e| i + e);
             clear(&mut out, i, end);
             i = end;
         } else if rest.starts_with(b"/*") {
@@ -103,7 +106,7 @@ fn blank(text: &str) -> String {
         } else if let Some(hashes) = raw_string_start(rest) {
             let body = i + 2 + hashes + if rest[0] == b'b' { 1 } else { 0 };
             let close: Vec<u8> = std::iter::once(b'"')
-                .chain(std::iter::repeat_n(b'#', hashes))
+                .chain(std::iter::repeat(b'#').take(hashes))
                 .collect();
             let end = find(b, body, &close).map_or(b.len(), |e| e + close.len());
             clear(&mut out, i, end);
@@ -196,7 +199,10 @@ fn module_path(rel: &Path) -> Vec<String> {
         .iter()
         .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
         .collect();
-    if parts.last().is_some_and(|l| l == "mod" || l == "lib" || l == "main") {
+    if parts
+        .last()
+        .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+    {
         parts.pop();
     }
     parts
@@ -224,8 +230,6 @@ fn tokens(code: &str) -> Vec<(String, usize)> {
         } else if c == ':' && chars.peek().map(|p| p.1) == Some(':') {
             chars.next();
             out.push(("::".into(), line));
-        } else if matches!(c, '{' | '}' | ',' | '*') {
-            out.push((c.to_string(), line));
         } else if !c.is_whitespace() {
             out.push((c.to_string(), line));
         }
@@ -316,7 +320,12 @@ fn path_tail(
                 out.push((path, line));
                 return i + 2;
             }
-            Some(seg) if seg.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_') => {
+            Some(seg)
+                if seg
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_') =>
+            {
                 path.push(seg.to_string());
                 i += 2;
             }
@@ -362,7 +371,10 @@ fn root_aliases(lib: &str) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Every arrow the sources draw, with where: (from, to) → "file:line".
-fn arrows(sources: &[Source], table: &Table) -> Result<BTreeMap<(String, String), String>, Vec<String>> {
+fn arrows(
+    sources: &[Source],
+    table: &Table,
+) -> Result<BTreeMap<(String, String), String>, Vec<String>> {
     let aliases = sources
         .iter()
         .find(|s| s.rel == Path::new("lib.rs"))
@@ -483,13 +495,22 @@ fn long_functions(sources: &[Source]) -> Vec<String> {
         let blanked: Vec<&str> = code.lines().collect();
         for (n, l) in blanked.iter().enumerate() {
             let t = l.trim_start();
-            let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ", "const fn ", "pub const fn "]
-                .iter()
-                .any(|p| t.starts_with(p));
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "pub(super) fn ",
+                "const fn ",
+                "pub const fn ",
+            ]
+            .iter()
+            .any(|p| t.starts_with(p));
             if !is_fn {
                 continue;
             }
-            let Some(len) = body_lines(&blanked, n) else { continue };
+            let Some(len) = body_lines(&blanked, n) else {
+                continue;
+            };
             if len <= LONG {
                 continue;
             }
@@ -502,7 +523,13 @@ fn long_functions(sources: &[Source]) -> Vec<String> {
                 })
                 .any(|l| l.trim_start().starts_with("// Long:"));
             if !reason {
-                let name = t.split("fn ").nth(1).unwrap_or("").split(['(', '<']).next().unwrap_or("");
+                let name = t
+                    .split("fn ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(['(', '<'])
+                    .next()
+                    .unwrap_or("");
                 errors.push(format!(
                     "src/{}:{}: fn {name} is {len} lines (over {LONG}) and no `// Long:` comment above it says why",
                     s.rel.display(),
@@ -539,7 +566,10 @@ fn body_lines(lines: &[&str], start: usize) -> Option<usize> {
 
 fn read_sources(root: &Path) -> Vec<Source> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<Source>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for p in entries {
             if p.is_dir() {
@@ -610,14 +640,21 @@ fn an_upward_arrow_a_stale_arrow_and_a_cycle_are_each_reported() {
     let mut up = good;
     up[1] = src("low.rs", "pub struct L;\nfn f() { let _ = crate::mid::M; }");
     let e = layer_errors(&up, &t);
-    assert!(e.iter().any(|e| e.starts_with("src/low.rs:2: `low` uses `mid`")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("src/low.rs:2: `low` uses `mid`")),
+        "{e:?}"
+    );
 
     // top no longer using low: the arrow is stale.
     let mut stale = up;
     stale[1] = src("low.rs", "pub struct L;");
     stale[4] = src("top.rs", "use crate::mid::X;");
     let e = layer_errors(&stale, &t);
-    assert_eq!(e, vec!["Layers table: `top` may use `low` but does not; remove the arrow".to_string()]);
+    assert_eq!(
+        e,
+        vec!["Layers table: `top` may use `low` but does not; remove the arrow".to_string()]
+    );
 
     let cyc = TABLE.replace("| `low` | — |", "| `low` | `top` |");
     let e = layer_errors(&stale, &parse_layers(&cyc).unwrap());
@@ -634,8 +671,12 @@ fn a_long_function_needs_a_reason() {
     let plain = format!("fn short() {{}}\n/// Doc.\nfn long() {{\n{body}}}\n");
     let e = long_functions(&[src("a.rs", &plain)]);
     assert_eq!(e.len(), 1, "{e:?}");
-    assert!(e[0].starts_with("src/a.rs:3: fn long is 152 lines"), "{e:?}");
-    let why = format!("/// Doc.\n// Long: one arm per keyword.\n#[inline]\nfn long() {{\n{body}}}\n");
+    assert!(
+        e[0].starts_with("src/a.rs:3: fn long is 152 lines"),
+        "{e:?}"
+    );
+    let why =
+        format!("/// Doc.\n// Long: one arm per keyword.\n#[inline]\nfn long() {{\n{body}}}\n");
     assert!(long_functions(&[src("a.rs", &why)]).is_empty());
     // Braces in strings and comments do not count.
     let tricky = format!("fn f() {{\n    let s = \"}}\"; // }}\n{body}}}\n");
@@ -644,7 +685,9 @@ fn a_long_function_needs_a_reason() {
 
 #[test]
 fn blanking_keeps_lifetimes_and_lines_and_drops_literals() {
-    let b = blank("fn f<'a>(x: &'a str) -> char { '\\'' } // crate::x\nlet r = r#\"crate::y\"#; 'é';\n");
+    let b = blank(
+        "fn f<'a>(x: &'a str) -> char { '\\'' } // crate::x\nlet r = r#\"crate::y\"#; 'é';\n",
+    );
     assert!(b.contains("fn f<'a>(x: &'a str)"));
     assert!(!b.contains("crate"));
     assert!(!b.contains('é'));
