@@ -13,12 +13,10 @@ use std::path::Path;
 use std::str::FromStr;
 
 use crate::amanda::conf::{self, AmandaConfig, ClientConf, LintContext, LoadOptions};
-use crate::amanda::settings::{AmandaSettings, Build};
+use crate::amanda::settings::AmandaSettings;
 use crate::diag::{Error, InputError, Result};
 use crate::model::topology::Draft;
-use crate::model::{
-    AmandaProvenance, AmandaSources, Host, HostId, Interface, Network, Roles, Span,
-};
+use crate::model::{AmandaProvenance, AmandaSources, Host, HostId, Interface, Roles, Span};
 
 /// One `/etc/hosts` line: an IPv4 address and the names for it.
 #[derive(Debug, Clone)]
@@ -63,23 +61,31 @@ struct HostsFile {
     name: String,
     text: std::sync::Arc<String>,
     entries: Vec<HostsEntry>,
+    /// Short name → the first entry naming it (see `short`).
+    by_short: HashMap<String, usize>,
 }
 
 impl HostsFile {
     fn read(path: &Path) -> Result<HostsFile> {
         let text = read_hosts(path)?;
         let entries = parse_hosts(&text);
+        let mut by_short = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            for n in &e.names {
+                by_short.entry(short(n)).or_insert(i);
+            }
+        }
         Ok(HostsFile {
             name: path.display().to_string(),
             text: std::sync::Arc::new(text),
             entries,
+            by_short,
         })
     }
 
+    /// The first entry with a name whose short name is `host`'s.
     fn find(&self, host: &str) -> Option<&HostsEntry> {
-        self.entries
-            .iter()
-            .find(|e| e.names.iter().any(|n| same_host(host, n)))
+        self.by_short.get(&short(host)).map(|&i| &self.entries[i])
     }
 
     /// The address `e` gives `host`, refused when no host can have it.
@@ -148,13 +154,6 @@ fn read_hosts(path: &Path) -> Result<String> {
     )?))
 }
 
-/// Does a disklist name refer to this topology host? Amanda compares host names as
-/// written; admins mix short names and FQDNs, so `lhost` matches `lhost.example.org`.
-fn same_host(disklist: &str, topo: &str) -> bool {
-    let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
-    disklist.eq_ignore_ascii_case(topo) || short(disklist) == short(topo)
-}
-
 /// Apply `src` to the hosts being built: the server is the one host with that
 /// role; hosts only the disklist names join on the network their hosts-file
 /// address is in, with that network's gateway.
@@ -162,23 +161,8 @@ pub fn apply(src: &AmandaSources, draft: &mut Draft) -> Result<AmandaProvenance>
     let server = draft.server();
     let at = draft.config_at();
     let config_err = |m: String| at.error(m);
-    let Draft {
-        build,
-        global,
-        networks,
-        hosts,
-        overrides,
-        network_gateway,
-        ..
-    } = draft;
-    let (build, global, networks, network_gateway): (
-        Build,
-        &AmandaSettings,
-        &[Network],
-        &[Option<HostId>],
-    ) = (*build, global, networks, network_gateway);
     let mut prov = AmandaProvenance::default();
-    let opts = LoadOptions { build };
+    let opts = LoadOptions { build: draft.build };
     let security = match &src.security_conf {
         Some(p) => conf::load_security_conf(p)?,
         None => conf::SecurityConf::debian(),
@@ -191,55 +175,126 @@ pub fn apply(src: &AmandaSources, draft: &mut Draft) -> Result<AmandaProvenance>
         security: &security,
         services: &services,
     };
+    let mut hosts = Hosts::new(draft);
 
     // Client confs first: the disklist's clients use them for their ranges.
     let mut client_confs: HashMap<HostId, ClientConf> = HashMap::new();
     for (name, path) in &src.client_confs {
         let h = hosts
+            .draft
+            .hosts
             .iter()
             .position(|h| h.name == *name)
             .ok_or_else(|| config_err(format!("amanda-client-conf for unknown host `{name}`")))?;
         let cc = conf::load_client_conf(path, &opts)?;
-        prov.files
-            .extend(cc.files.iter().map(|f| f.display().to_string()));
-        for w in cc
-            .warnings
-            .iter()
-            .cloned()
-            .chain(conf::lint_client(&cc, &ctx))
-        {
-            prov.warnings
-                .push((w.code.to_string(), format!("{}: {}", w.pos, w.message)));
-        }
+        prov.record(
+            &cc.files,
+            cc.warnings
+                .iter()
+                .cloned()
+                .chain(conf::lint_client(&cc, &ctx)),
+        );
         client_confs.insert(h, cc);
     }
 
-    let cfg: Option<AmandaConfig> = match &src.config {
-        Some(dir) => Some(conf::load_server_config(dir, &opts)?),
-        None => None,
-    };
-    if let Some(cfg) = &cfg {
+    if let Some(dir) = &src.config {
+        let cfg = conf::load_server_config(dir, &opts)?;
         let s = server.ok_or_else(|| {
             config_err("an Amanda config needs exactly one host with the role \"server\" (or name it with server = ...)".into())
         })?;
-        prov.files
-            .extend(cfg.files.iter().map(|f| f.display().to_string()));
-        for w in cfg
-            .warnings
-            .iter()
-            .cloned()
-            .chain(conf::lint_server(cfg, &ctx))
-        {
-            prov.warnings
+        prov.record(
+            &cfg.files,
+            cfg.warnings
+                .iter()
+                .cloned()
+                .chain(conf::lint_server(&cfg, &ctx)),
+        );
+        let hosts_file = match &src.hosts_file {
+            Some(p) => Some(HostsFile::read(p)?),
+            None => None,
+        };
+        hosts.server_config(&cfg, s, hosts_file.as_ref(), &client_confs, &mut prov)?;
+    }
+    hosts.recovering(&client_confs);
+    Ok(prov)
+}
+
+impl AmandaProvenance {
+    fn record(
+        &mut self,
+        files: &[std::path::PathBuf],
+        warnings: impl Iterator<Item = conf::Warning>,
+    ) {
+        self.files
+            .extend(files.iter().map(|f| f.display().to_string()));
+        for w in warnings {
+            self.warnings
                 .push((w.code.to_string(), format!("{}: {}", w.pos, w.message)));
         }
-        // The server: amanda.conf's ranges and inparallel (what amcheck, planner and
-        // dumpers bind), unless the host overrides them in the topology.
+    }
+}
+
+/// The draft's hosts with the indexes a 10,000-line disklist needs to stay
+/// linear: by short name (see `short`) and by address.
+struct Hosts<'d> {
+    draft: &'d mut Draft,
+    by_short: HashMap<String, HostId>,
+    by_addr: HashMap<Ipv4Addr, HostId>,
+}
+
+/// `lhost.example.org` and `LHOST` → `lhost`. Amanda compares host names as
+/// written, but admins mix short names and FQDNs: a disklist name and a
+/// topology or hosts-file name are the same host when their short names agree
+/// (ignoring case), and the short name can key an index.
+fn short(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
+}
+
+impl<'d> Hosts<'d> {
+    fn new(draft: &'d mut Draft) -> Hosts<'d> {
+        let mut h = Hosts {
+            draft,
+            by_short: HashMap::new(),
+            by_addr: HashMap::new(),
+        };
+        for id in 0..h.draft.hosts.len() {
+            h.index(id);
+        }
+        h
+    }
+
+    /// First host wins, as a search in host order would find it.
+    fn index(&mut self, id: HostId) {
+        let host = &self.draft.hosts[id];
+        self.by_short.entry(short(&host.name)).or_insert(id);
+        for i in &host.interfaces {
+            self.by_addr.entry(i.address).or_insert(id);
+        }
+    }
+
+    /// The first host with `name`'s short name.
+    fn find(&self, name: &str) -> Option<HostId> {
+        self.by_short.get(&short(name)).copied()
+    }
+
+    /// The server: amanda.conf's ranges and inparallel (what amcheck, planner and
+    /// dumpers bind), unless the host overrides them in the topology; then every
+    /// disklist host becomes its client, added from the hosts file if the
+    /// topology does not have it.
+    fn server_config(
+        &mut self,
+        cfg: &AmandaConfig,
+        s: HostId,
+        hosts_file: Option<&HostsFile>,
+        client_confs: &HashMap<HostId, ClientConf>,
+        prov: &mut AmandaProvenance,
+    ) -> Result<()> {
+        let build = self.draft.build;
         let ss = cfg.server_settings(build);
         merge(
-            &mut hosts[s].amanda,
+            &mut self.draft.hosts[s].amanda,
             &ss,
-            &overrides[s],
+            &self.draft.overrides[s],
             &[
                 "reserved-udp-port",
                 "reserved-tcp-port",
@@ -247,11 +302,6 @@ pub fn apply(src: &AmandaSources, draft: &mut Draft) -> Result<AmandaProvenance>
                 "inparallel",
             ],
         );
-
-        let hosts_file = match &src.hosts_file {
-            Some(p) => Some(HostsFile::read(p)?),
-            None => None,
-        };
         for c in &cfg.clients {
             // The disklist's name becomes a file name and a rule comment.
             if let Err(why) = crate::name::host(&c.host) {
@@ -263,139 +313,55 @@ pub fn apply(src: &AmandaSources, draft: &mut Draft) -> Result<AmandaProvenance>
                     "the first word of a disklist line is the client's host name as DNS knows it",
                 ));
             }
-            let h = match hosts.iter().position(|h| same_host(&c.host, &h.name)) {
+            let h = match self.find(&c.host) {
                 Some(h) => h,
-                None => {
-                    let entry = hosts_file
-                        .as_ref()
-                        .and_then(|f| Some((f, f.find(&c.host)?)));
-                    let Some((hf, entry)) = entry else {
-                        return Err(pos_error(
-                            &cfg.texts,
-                            &c.pos,
-                            format!("disklist host `{}` is not in the topology{}", c.host, if src.hosts_file.is_some() { " nor in the hosts file" } else { "" }),
-                            "unknown host",
-                            "add it as a [[host]] in the topology, or give a hosts file (hosts-file = \"...\" or --hosts FILE)",
-                        ));
-                    };
-                    hf.usable(entry, &c.host, true)?;
-                    // The most specific network that holds the address.
-                    let net = (0..networks.len())
-                        .filter(|&n| networks[n].cidr.contains(&entry.addr))
-                        .max_by_key(|&n| networks[n].cidr.prefix_len())
-                        .ok_or_else(|| {
-                            pos_error(
-                                &cfg.texts,
-                                &c.pos,
-                                format!("`{}` is {} (hosts file), which is in no network of the topology", c.host, entry.addr),
-                                "no network for this host",
-                                "add a [[network]] that contains it",
-                            )
-                        })?;
-                    if let Some(what) =
-                        crate::model::topology::edge_address(networks[net].cidr, entry.addr)
-                    {
-                        return Err(hf.err(
-                            entry,
-                            format!(
-                                "`{}` would get {}, the {what} of network `{}` ({})",
-                                c.host, entry.addr, networks[net].name, networks[net].cidr
-                            ),
-                            "not a host address",
-                            "give the client its real address",
-                        ));
-                    }
-                    if let Some(o) = hosts
-                        .iter()
-                        .find(|o| o.interfaces.iter().any(|i| i.address == entry.addr))
-                    {
-                        return Err(hf.err(
-                            entry,
-                            format!(
-                                "`{}` would get {}, which is already `{}`'s address",
-                                c.host, entry.addr, o.name
-                            ),
-                            "duplicate address",
-                            "two hosts cannot share an address; correct the hosts file or the topology",
-                        ));
-                    }
-                    // Not the server's amanda.conf ranges: a host only the
-                    // disklist names has the topology's [amanda] settings.
-                    let mut amanda = global.clone();
-                    amanda.legacy_recover = false;
-                    hosts.push(Host {
-                        name: c.host.clone(),
-                        interfaces: vec![Interface {
-                            name: "eth0".into(),
-                            network: net,
-                            address: entry.addr,
-                        }],
-                        gateway: network_gateway[net],
-                        roles: Roles::default(),
-                        server: None,
-                        masquerade: vec![],
-                        client_conf: amanda.clone(),
-                        amanda,
-                        span: Span::default(),
-                    });
-                    overrides.push(Vec::new());
-                    prov.added_hosts.push(c.host.clone());
-                    hosts.len() - 1
-                }
+                None => self.add(cfg, c, hosts_file, prov)?,
             };
-            hosts[h].roles.client = true;
-            if hosts[h].server.is_none() {
-                hosts[h].server = Some(s);
-            }
-            // auth, index and client-port from the host's disklist entries (the
-            // server's view); the range its amandad listens in from its
-            // amanda-client.conf when we have it.
-            let cs = c.settings(client_confs.get(&h), build);
-            let over = overrides[h].clone();
-            merge(
-                &mut hosts[h].amanda,
-                &cs,
-                &over,
-                &["auth", "index", "client-port"],
-            );
-            if client_confs.contains_key(&h) {
-                merge(
-                    &mut hosts[h].client_conf,
-                    &cs,
-                    &over,
-                    &[
-                        "reserved-udp-port",
-                        "reserved-tcp-port",
-                        "unreserved-tcp-port",
-                    ],
-                );
-            }
+            self.client(h, s, c, client_confs.get(&h));
         }
         // A topology client the disklist does not name is not backed up.
-        for h in hosts
+        let named: std::collections::HashSet<String> =
+            cfg.clients.iter().map(|c| short(&c.host)).collect();
+        for h in self
+            .draft
+            .hosts
             .iter()
             .filter(|h| h.roles.client && h.server == Some(s))
         {
-            if !cfg.clients.iter().any(|c| same_host(&c.host, &h.name)) {
+            if !named.contains(&short(&h.name)) {
                 prov.warnings.push((
                     "not-in-disklist".into(),
                     format!("`{}` has the role \"client\" in the topology, but the disklist has no entry for it", h.name),
                 ));
             }
         }
+        Ok(())
     }
-    // Hosts that run amrecover: auth, client-port and ranges from their client conf.
-    for (h, cc) in &client_confs {
-        if hosts[*h].roles.recover {
-            let rs = cc.settings(build);
-            let over = overrides[*h].clone();
+
+    /// Host `h` as a client of `s`: auth, index and client-port from its
+    /// disklist entries (the server's view); the range its amandad listens in
+    /// from its amanda-client.conf when we have it.
+    fn client(&mut self, h: HostId, s: HostId, c: &conf::ClientEntry, cc: Option<&ClientConf>) {
+        let build = self.draft.build;
+        let host = &mut self.draft.hosts[h];
+        host.roles.client = true;
+        if host.server.is_none() {
+            host.server = Some(s);
+        }
+        let cs = c.settings(cc, build);
+        let over = &self.draft.overrides[h];
+        merge(
+            &mut host.amanda,
+            &cs,
+            over,
+            &["auth", "index", "client-port"],
+        );
+        if cc.is_some() {
             merge(
-                &mut hosts[*h].client_conf,
-                &rs,
-                &over,
+                &mut host.client_conf,
+                &cs,
+                over,
                 &[
-                    "auth",
-                    "client-port",
                     "reserved-udp-port",
                     "reserved-tcp-port",
                     "unreserved-tcp-port",
@@ -403,7 +369,113 @@ pub fn apply(src: &AmandaSources, draft: &mut Draft) -> Result<AmandaProvenance>
             );
         }
     }
-    Ok(prov)
+
+    /// A host only the disklist names, placed by the hosts file on the most
+    /// specific network that holds its address.
+    fn add(
+        &mut self,
+        cfg: &AmandaConfig,
+        c: &conf::ClientEntry,
+        hosts_file: Option<&HostsFile>,
+        prov: &mut AmandaProvenance,
+    ) -> Result<HostId> {
+        let entry = hosts_file.and_then(|f| Some((f, f.find(&c.host)?)));
+        let Some((hf, entry)) = entry else {
+            return Err(pos_error(
+                &cfg.texts,
+                &c.pos,
+                format!("disklist host `{}` is not in the topology{}", c.host, if hosts_file.is_some() { " nor in the hosts file" } else { "" }),
+                "unknown host",
+                "add it as a [[host]] in the topology, or give a hosts file (hosts-file = \"...\" or --hosts FILE)",
+            ));
+        };
+        hf.usable(entry, &c.host, true)?;
+        let networks = &self.draft.networks;
+        let net = (0..networks.len())
+            .filter(|&n| networks[n].cidr.contains(&entry.addr))
+            .max_by_key(|&n| networks[n].cidr.prefix_len())
+            .ok_or_else(|| {
+                pos_error(
+                    &cfg.texts,
+                    &c.pos,
+                    format!(
+                        "`{}` is {} (hosts file), which is in no network of the topology",
+                        c.host, entry.addr
+                    ),
+                    "no network for this host",
+                    "add a [[network]] that contains it",
+                )
+            })?;
+        if let Some(what) = crate::model::topology::edge_address(networks[net].cidr, entry.addr) {
+            return Err(hf.err(
+                entry,
+                format!(
+                    "`{}` would get {}, the {what} of network `{}` ({})",
+                    c.host, entry.addr, networks[net].name, networks[net].cidr
+                ),
+                "not a host address",
+                "give the client its real address",
+            ));
+        }
+        if let Some(&o) = self.by_addr.get(&entry.addr) {
+            return Err(hf.err(
+                entry,
+                format!(
+                    "`{}` would get {}, which is already `{}`'s address",
+                    c.host, entry.addr, self.draft.hosts[o].name
+                ),
+                "duplicate address",
+                "two hosts cannot share an address; correct the hosts file or the topology",
+            ));
+        }
+        // Not the server's amanda.conf ranges: a host only the
+        // disklist names has the topology's [amanda] settings.
+        let mut amanda = self.draft.global.clone();
+        amanda.legacy_recover = false;
+        self.draft.hosts.push(Host {
+            name: c.host.clone(),
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                network: net,
+                address: entry.addr,
+            }],
+            gateway: self.draft.network_gateway[net],
+            roles: Roles::default(),
+            server: None,
+            masquerade: vec![],
+            client_conf: amanda.clone(),
+            amanda,
+            span: Span::default(),
+        });
+        self.draft.overrides.push(Vec::new());
+        prov.added_hosts.push(c.host.clone());
+        let id = self.draft.hosts.len() - 1;
+        self.index(id);
+        Ok(id)
+    }
+
+    /// Hosts that run amrecover: auth, client-port and ranges from their client conf.
+    fn recovering(&mut self, client_confs: &HashMap<HostId, ClientConf>) {
+        let build = self.draft.build;
+        for (h, cc) in client_confs {
+            let host = &mut self.draft.hosts[*h];
+            if host.roles.recover {
+                let rs = cc.settings(build);
+                merge(
+                    &mut host.client_conf,
+                    &rs,
+                    &self.draft.overrides[*h],
+                    &[
+                        "auth",
+                        "client-port",
+                        "reserved-udp-port",
+                        "reserved-tcp-port",
+                        "unreserved-tcp-port",
+                    ],
+                );
+            }
+        }
+    }
 }
 
 /// Copy `keys` from `from` into `to`, except those the topology overrides for this host.
@@ -462,8 +534,8 @@ mod tests {
 
     #[test]
     fn short_names_match_fqdns() {
-        assert!(same_host("lhost.example.org", "lhost"));
-        assert!(same_host("LHOST", "lhost"));
-        assert!(!same_host("lhost2", "lhost"));
+        assert_eq!(short("lhost.example.org"), short("lhost"));
+        assert_eq!(short("LHOST"), short("lhost"));
+        assert_ne!(short("lhost2"), short("lhost"));
     }
 }
