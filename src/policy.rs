@@ -5,7 +5,7 @@
 //! hosts that need the same opening share one address group. The order of
 //! everything is a function of the input order only, so output is deterministic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -34,7 +34,7 @@ pub enum Addrs {
 }
 
 /// Which netfilter hook the rule belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Place {
     /// Filter INPUT: packets for this host.
@@ -183,6 +183,34 @@ fn host_policy(
     mgmt: &[crate::route::MgmtHop],
 ) -> HostPolicy {
     let host = &d.hosts[h];
+    let mut groups: Vec<AddrGroup> = Vec::new();
+    // Management comes first in INPUT.
+    let mut all = management_rules(d, mgmt);
+    for (key, per_src) in by_key(&needs) {
+        all.extend(grouped_rules(d, idx, flows, key, per_src, &mut groups));
+    }
+    let mut kept = absorb_covered(all, &groups, flows);
+    let groups = drop_unused_groups(&mut kept, groups);
+    let masquerade = host
+        .masquerade
+        .iter()
+        .map(|m| Masq {
+            from: d.networks[m.from].cidr,
+            out_iface: d.iface_on(h, m.to).expect("validated").name.clone(),
+        })
+        .collect();
+    HostPolicy {
+        host: h,
+        router: host.roles.router,
+        groups,
+        rules: kept,
+        masquerade,
+    }
+}
+
+/// `[management]` as rules: one per prefix, each as this host sees it (after
+/// NAT), and on routers the forwarding the admins' way needs (`route::management`).
+fn management_rules(d: &Deployment, mgmt: &[crate::route::MgmtHop]) -> Vec<PolicyRule> {
     let management = d.management.enabled.then(|| PolicyRule {
         place: Place::Input,
         in_iface: None,
@@ -196,8 +224,6 @@ fn host_policy(
         flows: vec![],
         label: "management".into(),
     });
-    let mut groups: Vec<AddrGroup> = Vec::new();
-    let mut rules: Vec<PolicyRule> = Vec::new();
     let mut mgmt_rules: Vec<PolicyRule> = Vec::new();
     if let Some(m) = &management {
         // One rule per management prefix keeps it readable; a set would also do.
@@ -223,21 +249,27 @@ fn host_policy(
             }
         }
     }
+    mgmt_rules
+}
 
-    // Key without source and ports → per source: merged dports and flows.
-    type Key = (
-        Place,
-        Option<String>,
-        Option<String>,
-        Option<Ipv4Addr>,
-        Proto,
-        Option<PortRange>,
-        Option<Ipv4Addr>,
-    );
-    type PerSource = BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>;
-    let mut by_key: BTreeMap<(usize, Key), PerSource> = BTreeMap::new();
-    let mut key_order: Vec<Key> = Vec::new();
-    for n in &needs {
+/// A rule's identity without its source and ports.
+type Key = (
+    Place,
+    Option<String>,
+    Option<String>,
+    Option<Ipv4Addr>,
+    Proto,
+    Option<PortRange>,
+    Option<Ipv4Addr>,
+);
+/// Per source: the destination ports it needs and the flows that need them.
+type PerSource = BTreeMap<Ipv4Addr, (Vec<PortRange>, Vec<usize>)>;
+
+/// The needs by key, keys in the order they first appear.
+fn by_key(needs: &[Need]) -> Vec<(Key, PerSource)> {
+    let mut pos: HashMap<Key, usize> = HashMap::new();
+    let mut out: Vec<(Key, PerSource)> = Vec::new();
+    for n in needs {
         let key: Key = (
             n.place,
             n.in_iface.clone(),
@@ -247,82 +279,83 @@ fn host_policy(
             n.sport,
             n.dnat_to,
         );
-        let pos = match key_order.iter().position(|k| *k == key) {
-            Some(p) => p,
-            None => {
-                key_order.push(key.clone());
-                key_order.len() - 1
-            }
-        };
-        let e = by_key
-            .entry((pos, key))
-            .or_default()
-            .entry(n.src)
-            .or_default();
+        let p = *pos.entry(key.clone()).or_insert_with(|| {
+            out.push((key, PerSource::new()));
+            out.len() - 1
+        });
+        let e = out[p].1.entry(n.src).or_default();
         e.0.push(n.dport);
         if !e.1.contains(&n.flow) {
             e.1.push(n.flow);
         }
     }
-    // Group sources with identical merged ports.
-    for ((_, key), per_src) in by_key {
-        let mut by_ports: Vec<(Vec<PortRange>, Vec<Ipv4Addr>, Vec<usize>)> = Vec::new();
-        for (src, (ports, fl)) in per_src {
-            let merged = merge_ranges(ports);
-            match by_ports.iter_mut().find(|(p, _, _)| *p == merged) {
-                Some(entry) => {
-                    entry.1.push(src);
-                    entry.2.extend(fl);
-                }
-                None => by_ports.push((merged, vec![src], fl)),
+    out
+}
+
+/// One key's rules: sources with identical merged ports share a rule, their
+/// addresses aggregated exactly, or else a group.
+fn grouped_rules(
+    d: &Deployment,
+    idx: &AddrIndex,
+    flows: &[Flow],
+    key: Key,
+    per_src: PerSource,
+    groups: &mut Vec<AddrGroup>,
+) -> Vec<PolicyRule> {
+    let mut rules = Vec::new();
+    let mut by_ports: Vec<(Vec<PortRange>, Vec<Ipv4Addr>, Vec<usize>)> = Vec::new();
+    for (src, (ports, fl)) in per_src {
+        let merged = merge_ranges(ports);
+        match by_ports.iter_mut().find(|(p, _, _)| *p == merged) {
+            Some(entry) => {
+                entry.1.push(src);
+                entry.2.extend(fl);
             }
-        }
-        let (place, in_iface, out_iface, dst, proto, sport, dnat_to) = key;
-        for (dports, srcs, mut fl) in by_ports {
-            fl.sort_unstable();
-            fl.dedup();
-            // Exact aggregation: neighbouring addresses that fill a prefix become it
-            // (never a wider prefix than the members cover).
-            let nets: Vec<Ipv4Net> = srcs
-                .iter()
-                .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
-                .collect();
-            let nets = Ipv4Net::aggregate(&nets);
-            let src = if nets.len() == 1 {
-                Addrs::Net(nets[0])
-            } else {
-                Addrs::Group(group_for(
-                    d,
-                    idx,
-                    flows,
-                    &fl,
-                    place,
-                    &srcs,
-                    nets,
-                    &mut groups,
-                ))
-            };
-            rules.push(PolicyRule {
-                place,
-                in_iface: in_iface.clone(),
-                out_iface: out_iface.clone(),
-                src,
-                dst,
-                proto,
-                sport,
-                dports,
-                dnat_to,
-                label: label(flows, &fl),
-                flows: fl,
-            });
+            None => by_ports.push((merged, vec![src], fl)),
         }
     }
-    // Management comes first in INPUT. Then drop every rule another one covers,
-    // crediting its flows to the coverer: all rules of a place have the same
-    // verdict, so order among them does not change what passes, and a rule made
-    // redundant by a later, wider one is as useless as a shadowed one.
-    let mut all: Vec<PolicyRule> = mgmt_rules;
-    all.extend(rules);
+    let (place, in_iface, out_iface, dst, proto, sport, dnat_to) = key;
+    for (dports, srcs, mut fl) in by_ports {
+        fl.sort_unstable();
+        fl.dedup();
+        // Exact aggregation: neighbouring addresses that fill a prefix become it
+        // (never a wider prefix than the members cover).
+        let nets: Vec<Ipv4Net> = srcs
+            .iter()
+            .map(|a| Ipv4Net::new(*a, 32).expect("/32"))
+            .collect();
+        let nets = Ipv4Net::aggregate(&nets);
+        let src = if nets.len() == 1 {
+            Addrs::Net(nets[0])
+        } else {
+            Addrs::Group(group_for(d, idx, flows, &fl, place, &srcs, nets, groups))
+        };
+        rules.push(PolicyRule {
+            place,
+            in_iface: in_iface.clone(),
+            out_iface: out_iface.clone(),
+            src,
+            dst,
+            proto,
+            sport,
+            dports,
+            dnat_to,
+            label: label(flows, &fl),
+            flows: fl,
+        });
+    }
+    rules
+}
+
+/// Drops every rule another one covers, crediting its flows to the coverer:
+/// all rules of a place have the same verdict, so order among them does not
+/// change what passes, and a rule made redundant by a later, wider one is as
+/// useless as a shadowed one.
+fn absorb_covered(
+    mut all: Vec<PolicyRule>,
+    groups: &[AddrGroup],
+    flows: &[Flow],
+) -> Vec<PolicyRule> {
     let n = all.len();
     // coverer[i] = the rule that absorbs rule i (itself when kept). Mutual cover means
     // equal rules: the first one stays.
@@ -330,8 +363,8 @@ fn host_policy(
     for i in 0..n {
         for j in 0..n {
             if i != j
-                && covers(&all[j], &all[i], &groups)
-                && (j < i || !covers(&all[i], &all[j], &groups))
+                && covers(&all[j], &all[i], groups)
+                && (j < i || !covers(&all[i], &all[j], groups))
             {
                 coverer[i] = j;
                 break;
@@ -367,9 +400,13 @@ fn host_policy(
             k.label = label(flows, &k.flows);
         }
     }
-    // Groups whose only rules were absorbed are not emitted: renumber the rest.
+    kept
+}
+
+/// Groups whose only rules were absorbed are not emitted: the rest renumbered.
+fn drop_unused_groups(kept: &mut [PolicyRule], groups: Vec<AddrGroup>) -> Vec<AddrGroup> {
     let mut used = vec![false; groups.len()];
-    for k in &kept {
+    for k in kept.iter() {
         if let Addrs::Group(g) = k.src {
             used[g] = true;
         }
@@ -382,27 +419,12 @@ fn host_policy(
             live.push(g);
         }
     }
-    let groups = live;
-    for k in &mut kept {
+    for k in kept.iter_mut() {
         if let Addrs::Group(g) = &mut k.src {
             *g = renumber[*g];
         }
     }
-    let masquerade = host
-        .masquerade
-        .iter()
-        .map(|m| Masq {
-            from: d.networks[m.from].cidr,
-            out_iface: d.iface_on(h, m.to).expect("validated").name.clone(),
-        })
-        .collect();
-    HostPolicy {
-        host: h,
-        router: host.roles.router,
-        groups,
-        rules: kept,
-        masquerade,
-    }
+    live
 }
 
 /// Name and register (or reuse) a group for `srcs`. Names say who is in it.
