@@ -312,6 +312,7 @@ Examples:
   amwall explain --rules rules.v4 'tcp 192.0.2.3:10080 -> 192.0.2.2:516 in eth0 state established reply'"
 }
 
+// Long: one arm per subcommand, each only parsing its flags into a library call
 fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
     use clap::CommandFactory;
     match cli.command {

@@ -99,6 +99,7 @@ fn flow_refs(v: &[usize]) -> String {
 }
 
 /// The whole SUMMARY.md. With `only`, the per-host sections cover that host.
+// Long: SUMMARY.md's sections in print order; to be cut per section (issue 11)
 pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     let d = &plan.deployment;
     let a = &d.amanda;

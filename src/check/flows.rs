@@ -584,6 +584,9 @@ impl<'a> Walker<'a> {
     }
 
     /// Walk flow `fi` of the plan.
+    // Long: one hop-by-hop walk of a flow (first packet, reply, later packets) with its NAT
+    // and helper bookkeeping in shared locals; splitting per packet kind is planned with
+    // the flow view (issue 11)
     pub fn walk(&mut self, fi: usize) -> FlowResult {
         let plan = self.plan;
         let flow = &plan.flows[fi];

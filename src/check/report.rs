@@ -17,6 +17,8 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+// Long: the text report's sections in print order; to be cut per section onto one table
+// formatter shared with the lab report (issue 11)
 pub fn text(r: &Report) -> String {
     let mut o = String::new();
     let total_rules: usize = r.hosts.iter().map(|h| h.rules).sum();

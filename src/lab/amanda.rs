@@ -275,6 +275,9 @@ impl AmandaLab {
         Self::build_with(plan, &Options::default())
     }
 
+    // Long: the lab's set-up steps in the order they must run (namespaces, configs, mounts,
+    // daemons), each undone by the guard it returns; cutting them apart would pass that
+    // half-built state around
     pub fn build_with(plan: &Plan, opts: &Options) -> io::Result<AmandaLab> {
         preflight()?;
         let d = &plan.deployment;

@@ -40,6 +40,8 @@ fn ports(v: &[crate::ports::PortRange]) -> String {
 }
 
 impl fmt::Display for Report {
+    // Long: the lab report's sections in print order; to be cut per section with the shared
+    // table formatter (issue 11)
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backend = self.backend.name();
         let auth = self

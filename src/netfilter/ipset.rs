@@ -130,6 +130,8 @@ fn word_spans(line: &str, start: usize) -> Vec<(&str, Range<usize>)> {
     out
 }
 
+// Long: one arm per ipset command and option, as ipset(8) lists them: the grammar in one
+// place
 pub fn parse(file: &str, text: &str) -> Result<IpSets, Box<InputError>> {
     let fail = |span: Range<usize>, msg: String, label: &str| {
         Box::new(InputError::new(

@@ -251,6 +251,8 @@ fn port_text(key: &'static str, p: &PortRange) -> String {
 }
 
 /// How iptables-save prints a match that is not one of the generic options.
+// Long: one arm per Match variant, exhaustive so a new variant cannot go unprinted; its
+// parse twin is parse::module_option (issue 11)
 fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
     let v6 = fam == Family::Ip6;
     let (m, neg) = m.positive();

@@ -539,6 +539,8 @@ fn addr_type_set(t: AddrType, cx: &Cx, dir: Dir) -> Option<IvSet> {
     })
 }
 
+// Long: one arm per Match variant, exhaustive so a new match cannot be silently ignored by
+// the simulator
 fn compile_match(m: &Match, cx: &Cx) -> Atom {
     let v6 = cx.v6;
     match m {

@@ -724,6 +724,9 @@ impl<'a> Engine<'a> {
 
     /// Evaluate a batch through a chain; states that leave it (RETURN, the
     /// end, a goto's return) come back, the others are pushed to `out`.
+    // Long: one arm per rule action in the kernel's order of evaluation (verdicts, jumps,
+    // returns, marks, NAT, helpers); keeping them together keeps that order checkable
+    // against nf_tables/ip_tables
     pub fn eval_chain(
         &self,
         id: usize,
@@ -1096,6 +1099,8 @@ impl<'a> Engine<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    // Long: the NAT core's steps in the kernel's order (existing mapping, then rules, then
+    // the implicit null binding), on one packet box
     fn nat(
         &self,
         a: &CAction,
@@ -1259,6 +1264,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Run one hook on a batch: the states that pass, and those stopped with why.
+    // Long: one hook's base chains in priority order with conntrack and NAT between them,
+    // as nf_hook_slow runs them
     pub fn run_hook(&self, hook: Hook, states: Vec<State>) -> (Vec<State>, Vec<(State, End)>) {
         let mut live = states;
         let mut stopped = Vec::new();

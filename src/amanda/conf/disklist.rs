@@ -96,6 +96,8 @@ impl State<'_> {
     }
 
     /// One entry starting at `start`; returns where the next one starts.
+    // Long: one disklist line as Amanda's read_diskline reads it, token by token in its
+    // order; the steps share the lexer's position and the line's partial entry
     fn line(&mut self, src: &Arc<Src>, start: usize) -> Result<usize, Error> {
         let end = line_end(&src.text, start);
         let words = split(src, start, end)?;

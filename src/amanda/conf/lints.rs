@@ -1,6 +1,6 @@
 //! Settings read from the files that will fail on a real system, each reported at
 //! the line that decides it. The same checks exist for topology files in
-//! `amanda::lints`; these ones point into the admin's own Amanda files.
+//! `lint`; these ones point into the admin's own Amanda files.
 
 use std::sync::Arc;
 

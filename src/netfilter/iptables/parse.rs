@@ -364,6 +364,8 @@ impl Parser<'_> {
         }
     }
 
+    // Long: one arm per iptables-restore command (-A -I -D -R -N -X -E -F -Z -P, :CHAIN,
+    // COMMIT): the grammar in one place
     fn command(&mut self, n: usize, words: Vec<Word>) -> Res<()> {
         let mut words = words.into_iter().peekable();
         let mut first = words.next().expect("non-empty line");
@@ -993,6 +995,8 @@ impl RuleParser<'_> {
         Ok(rules)
     }
 
+    // Long: one arm per rule option (-s -d -i -o -p -f -m -j -g ...): the grammar in one
+    // place
     fn item(&mut self) -> Res<()> {
         let at = self.i;
         let mut neg = false;
@@ -1269,6 +1273,8 @@ impl RuleParser<'_> {
     }
 
     /// One option of a known module. `Ok(false)`: the module has no such option.
+    // Long: one arm per match extension's option; its emit twin is module_opt, and both are
+    // to become one parse+emit pair per extension (issue 11)
     fn module_option(
         &mut self,
         module: &str,

@@ -21,6 +21,8 @@ use serde_json::Value;
 use crate::diag::InputError;
 use crate::netfilter::{Origin, Parsed};
 
+// Long: one arm per nft JSON object kind, as libnftables-json(5) lists them: the schema in
+// one place
 pub fn parse_json(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
     let fail = |span: std::ops::Range<usize>, msg: String, label: &str| {
         Box::new(InputError::new(

@@ -668,6 +668,8 @@ impl Parser {
         true
     }
 
+    // Long: one arm per top-level nft statement (table, chain, set, flush, add, delete,
+    // define, include ...): the grammar in one place
     fn file(&mut self) -> Res<()> {
         let mut seen_command = false;
         loop {
@@ -1653,6 +1655,7 @@ impl RuleParser<'_> {
         self.push_match(Match::Unknown { text });
     }
 
+    // Long: one arm per rule statement keyword: the grammar in one place
     fn item(&mut self) -> Res<()> {
         let start = self.i;
         let t = self.toks[start].clone();
@@ -2482,6 +2485,7 @@ impl RuleParser<'_> {
     }
 
     /// One value of one field.
+    // Long: one arm per payload, meta and ct expression: the grammar in one place
     fn atom(&self, f: Field, mask: Option<u32>, op: &Op, t: &T) -> Option<Match> {
         let w = t.name()?;
         let cmp_ok = matches!(op, Op::Eq | Op::Ne);
