@@ -324,8 +324,9 @@ pub fn load_server_config(path: &Path, opts: &LoadOptions) -> Result<AmandaConfi
 
 fn group(disks: Vec<DiskEntry>) -> Vec<ClientEntry> {
     let mut clients: Vec<ClientEntry> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
     for d in disks {
-        match clients.iter_mut().find(|c| c.host == d.host.value) {
+        match at.get(&d.host.value).map(|&i| &mut clients[i]) {
             Some(c) => {
                 c.auth = d.auth.clone();
                 c.client_port = d.client_port.clone();
@@ -334,14 +335,17 @@ fn group(disks: Vec<DiskEntry>) -> Vec<ClientEntry> {
                 }
                 c.disks.push(d);
             }
-            None => clients.push(ClientEntry {
-                host: d.host.value.clone(),
-                pos: d.host.pos.clone(),
-                auth: d.auth.clone(),
-                client_port: d.client_port.clone(),
-                index: d.index.clone(),
-                disks: vec![d],
-            }),
+            None => {
+                at.insert(d.host.value.clone(), clients.len());
+                clients.push(ClientEntry {
+                    host: d.host.value.clone(),
+                    pos: d.host.pos.clone(),
+                    auth: d.auth.clone(),
+                    client_port: d.client_port.clone(),
+                    index: d.index.clone(),
+                    disks: vec![d],
+                })
+            }
         }
     }
     clients

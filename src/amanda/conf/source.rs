@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::diag::{line_col, Error, InputError};
+use crate::diag::{Error, InputError};
 
 /// Why a file could not be read, without its path (the caller's message names it).
 pub(crate) fn reason(e: &Error) -> String {
@@ -59,6 +59,10 @@ pub(crate) struct Src {
     pub name: Arc<str>,
     pub path: PathBuf,
     pub text: Arc<String>,
+    /// Where each line starts, computed on first use: a 10,000-line disklist
+    /// asks for a position per word, and counting newlines from the start
+    /// each time made that quadratic.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl Src {
@@ -82,7 +86,26 @@ impl Src {
             name: Arc::from(path.display().to_string()),
             path: path.to_path_buf(),
             text: Arc::new(text),
+            line_starts: std::sync::OnceLock::new(),
         })
+    }
+
+    /// As `diag::line_col` (1-based line, column in characters), by binary
+    /// search over the line starts.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let text = &self.text;
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let line = starts.partition_point(|&s| s <= offset);
+        let column = text[starts[line - 1]..offset].chars().count() + 1;
+        (line, column)
     }
 
     pub fn loc(self: &Arc<Self>, span: Range<usize>) -> Loc {
@@ -135,7 +158,7 @@ pub(crate) struct Loc {
 
 impl Loc {
     pub fn pos(&self) -> Pos {
-        let (line, column) = line_col(&self.src.text, self.span.start);
+        let (line, column) = self.src.line_col(self.span.start);
         Pos {
             file: Arc::clone(&self.src.name),
             line,
@@ -158,6 +181,23 @@ impl Loc {
         Loc {
             src: Arc::clone(&self.src),
             span: self.span.start..other.span.end.max(self.span.start),
+        }
+    }
+}
+
+#[cfg(test)]
+mod line_col_tests {
+    use super::*;
+    use crate::diag::line_col;
+
+    /// The index agrees with the plain count everywhere, multi-byte and
+    /// mid-character offsets included.
+    #[test]
+    fn indexed_line_col_agrees_with_diag() {
+        let text = "a\nbé c\n\n  ü\nlast";
+        let src = Src::new(Path::new("t"), text.to_string());
+        for off in 0..=text.len() + 2 {
+            assert_eq!(src.line_col(off), line_col(text, off), "offset {off}");
         }
     }
 }
