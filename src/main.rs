@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use amwall::amanda::settings::Auth;
 use amwall::model;
 use amwall::netfilter::Backend;
 use amwall::output::write_outputs;
@@ -35,6 +36,18 @@ fn backend(order: [&'static str; 2]) -> impl TypedValueParser<Value = Backend> {
 fn backend_set() -> impl TypedValueParser<Value = BackendSet> {
     PossibleValuesParser::new(["iptables", "nft", "both"])
         .map(|s| s.parse().expect("a possible value"))
+}
+
+/// `--auth`: one of the auth methods Debian's Amanda is built with, as the
+/// library names them (`Auth::ALL`), so the CLI and the topology agree.
+fn auth() -> impl TypedValueParser<Value = Auth> {
+    PossibleValuesParser::new(Auth::ALL.map(|a| a.name()))
+        .map(|s| Auth::parse(&s).expect("a possible value"))
+}
+
+/// `--helper on|off`.
+fn on_off() -> impl TypedValueParser<Value = bool> {
+    PossibleValuesParser::new(["on", "off"]).map(|s| s == "on")
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -179,11 +192,11 @@ enum Command {
         #[arg(long, default_value = "both", value_parser = backend_set())]
         backend: BackendSet,
         /// Use this auth method everywhere instead of the topology's.
-        #[arg(long, value_parser = ["bsd", "bsdudp", "bsdtcp", "ssh", "local"])]
-        auth: Option<String>,
+        #[arg(long, value_parser = auth())]
+        auth: Option<Auth>,
         /// Turn the kernel's Amanda conntrack helper on or off everywhere (bsd, bsdudp).
-        #[arg(long, value_parser = ["on", "off"])]
-        helper: Option<String>,
+        #[arg(long, value_parser = on_off())]
+        helper: Option<bool>,
         /// Leave the namespaces up and print how to enter them.
         #[arg(long)]
         keep: bool,
@@ -750,8 +763,8 @@ fn explain(
 fn lab(
     mut d: model::Deployment,
     backend: BackendSet,
-    auth: Option<String>,
-    helper: Option<String>,
+    auth: Option<Auth>,
+    helper: Option<bool>,
     keep: bool,
     drop: &[String],
     format: Format,
@@ -759,14 +772,11 @@ fn lab(
     use amwall::lab::{Lab, Progress};
     use indicatif::{ProgressBar, ProgressStyle};
 
-    if let Some(a) = auth
-        .as_deref()
-        .and_then(amwall::amanda::settings::Auth::parse)
-    {
+    if let Some(a) = auth {
         d = d.with_auth(a);
     }
     if let Some(h) = helper {
-        d = d.with_helper(h == "on");
+        d = d.with_helper(h);
     }
     // Ctrl-C (and SIGTERM): the guards cannot run when the process is killed, so
     // remove every namespace this process made, then exit like an interrupted shell.
