@@ -45,6 +45,44 @@ fn auth() -> impl TypedValueParser<Value = Auth> {
         .map(|s| Auth::parse(&s).expect("a possible value"))
 }
 
+/// `HOST=FILE`, or a bare `FILE` (`host` None): the host part is what stands
+/// before the first `=`, when that is not empty and not a path.
+#[derive(Clone, Debug)]
+struct HostFile {
+    host: Option<String>,
+    path: PathBuf,
+}
+
+fn host_file(spec: &str) -> Result<HostFile, std::convert::Infallible> {
+    Ok(match spec.split_once('=') {
+        Some((h, f)) if !h.is_empty() && !h.contains('/') => HostFile {
+            host: Some(h.to_string()),
+            path: f.into(),
+        },
+        _ => HostFile {
+            host: None,
+            path: spec.into(),
+        },
+    })
+}
+
+/// `HOST:TEXT`.
+#[derive(Clone, Debug)]
+struct HostText {
+    host: String,
+    text: String,
+}
+
+fn host_text(spec: &str) -> Result<HostText, String> {
+    let (host, text) = spec
+        .split_once(':')
+        .ok_or_else(|| "expected HOST:TEXT".to_string())?;
+    Ok(HostText {
+        host: host.into(),
+        text: text.into(),
+    })
+}
+
 /// `--helper on|off`.
 fn on_off() -> impl TypedValueParser<Value = bool> {
     PossibleValuesParser::new(["on", "off"]).map(|s| s == "on")
@@ -202,8 +240,8 @@ enum Command {
         keep: bool,
         /// Negative control: before loading, remove from HOST's generated rules every
         /// rule line containing TEXT, and see which flows fail (repeatable).
-        #[arg(long, value_name = "HOST:TEXT")]
-        drop: Vec<String>,
+        #[arg(long, value_name = "HOST:TEXT", value_parser = host_text)]
+        drop: Vec<HostText>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -224,13 +262,13 @@ enum Command {
         amanda: AmandaArgs,
         /// A host's ruleset, HOST=FILE (repeatable; several files for one host merge,
         /// e.g. rules.v4 and rules.v6). Without a topology FILE alone is enough.
-        #[arg(long = "rules", value_name = "HOST=FILE", required = true)]
-        rules: Vec<String>,
+        #[arg(long = "rules", value_name = "HOST=FILE", required = true, value_parser = host_file)]
+        rules: Vec<HostFile>,
         /// The members of the sets rules name: `ipset save` output or an `ipset
         /// restore` script such as plan's HOST.ipset (read as ipset runs it), FILE
         /// for every host, or HOST=FILE. Sets without members make matches unknown.
-        #[arg(long, value_name = "[HOST=]FILE")]
-        ipset: Vec<String>,
+        #[arg(long, value_name = "[HOST=]FILE", value_parser = host_file)]
+        ipset: Vec<HostFile>,
         /// A directory where nft `include "NAME"` looks for NAME, after /etc (as
         /// `nft -I DIR`; repeatable). nft looks there, not next to the including file.
         #[arg(long = "nft-include", value_name = "DIR")]
@@ -525,22 +563,16 @@ fn nft_includes(extra: Vec<PathBuf>) -> amwall::netfilter::nft::Includes {
 
 /// `--ipset` values: FILE (every host) or HOST=FILE.
 fn ipsets_for(
-    specs: &[String],
+    specs: &[HostFile],
     host: &str,
 ) -> Result<Option<amwall::netfilter::ipset::IpSets>, amwall::Error> {
     use amwall::check::load::read_ipsets;
     let mut acc: Option<amwall::netfilter::ipset::IpSets> = None;
     for spec in specs {
-        let path = match spec.split_once('=') {
-            Some((h, f)) if !h.contains('/') => {
-                if h != host {
-                    continue;
-                }
-                f
-            }
-            _ => spec.as_str(),
-        };
-        let sets = read_ipsets(std::path::Path::new(path))?;
+        if spec.host.as_deref().is_some_and(|h| h != host) {
+            continue;
+        }
+        let sets = read_ipsets(&spec.path)?;
         let a = acc.get_or_insert_with(Default::default);
         a.sets.extend(sets.sets);
         a.unsupported.extend(sets.unsupported);
@@ -551,8 +583,8 @@ fn ipsets_for(
 fn check(
     topology: Option<PathBuf>,
     amanda: &AmandaArgs,
-    rules: &[String],
-    ipset: &[String],
+    rules: &[HostFile],
+    ipset: &[HostFile],
     nft_include: &amwall::netfilter::nft::Includes,
     opts: amwall::check::Options,
     format: Format,
@@ -563,22 +595,20 @@ fn check(
     let mut order: Vec<String> = Vec::new();
     let mut files: std::collections::HashMap<String, Vec<RulesFile>> = Default::default();
     for spec in rules {
-        let (host, path) = match spec.split_once('=') {
-            Some((h, f)) if !h.is_empty() && !h.contains('/') => (h.to_string(), f.to_string()),
-            _ if !with_flows => {
-                let stem = std::path::Path::new(spec)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| spec.clone());
-                (stem, spec.clone())
-            }
-            _ => {
+        let host = match &spec.host {
+            Some(h) => h.clone(),
+            None if !with_flows => spec.path.file_name().map_or_else(
+                || spec.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            None => {
                 return Err(amwall::Error::Usage(format!(
-                    "--rules {spec}: expected HOST=FILE (the host's name in the topology)"
+                    "--rules {}: expected HOST=FILE (the host's name in the topology)",
+                    spec.path.display()
                 )))
             }
         };
-        let f = RulesFile::read_with(std::path::Path::new(&path), nft_include)?;
+        let f = RulesFile::read_with(&spec.path, nft_include)?;
         if !files.contains_key(&host) {
             order.push(host.clone());
         }
@@ -766,7 +796,7 @@ fn lab(
     auth: Option<Auth>,
     helper: Option<bool>,
     keep: bool,
-    drop: &[String],
+    drop: &[HostText],
     format: Format,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::lab::{Lab, Progress};
@@ -797,15 +827,14 @@ fn lab(
                 return Ok(ExitCode::from(2));
             }
         };
-        for spec in drop {
-            let (host, text) = spec.split_once(':').ok_or_else(|| {
-                amwall::Error::Usage(format!("--drop {spec}: expected HOST:TEXT"))
-            })?;
-            let rules =
-                l.rules.iter_mut().find(|r| r.host == host).ok_or_else(|| {
-                    amwall::Error::Usage(format!("--drop {spec}: no host `{host}`"))
-                })?;
-            let gone = rules.drop_rules(&[text]);
+        for HostText { host, text } in drop {
+            let spec = format!("{host}:{text}");
+            let rules = l
+                .rules
+                .iter_mut()
+                .find(|r| r.host == *host)
+                .ok_or_else(|| amwall::Error::Usage(format!("--drop {spec}: no host `{host}`")))?;
+            let gone = rules.drop_rules(&[text.as_str()]);
             if gone.is_empty() {
                 return Err(amwall::Error::Usage(format!(
                     "--drop {spec}: no rule of `{host}` contains `{text}`"
