@@ -76,6 +76,12 @@ pub fn merge_ranges(mut v: Vec<PortRange>) -> Vec<PortRange> {
     out
 }
 
+/// Linux's default `net.ipv4.ip_local_port_range` (32768-60999, since kernel
+/// 3.x; `Documentation/networking/ip-sysctl.rst`): where a connect without a
+/// bound source port comes from. `check` walks such flows over all of it, and
+/// `explain` assumes it when no source port is given.
+pub const EPHEMERAL: PortRange = PortRange::new(32768, 60999);
+
 #[cfg(test)]
 mod tests {
     use super::*;

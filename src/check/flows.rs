@@ -24,8 +24,11 @@ use crate::sim::engine::{CtBase, End, RuleRef, State, Step};
 use crate::sim::space::*;
 use crate::sim::{Ct, Engine};
 
-/// Linux's default ip_local_port_range, for flows with any source port.
-pub const EPHEMERAL: Iv = Iv::new(32768, 60999);
+/// `ports::EPHEMERAL` as an interval, for flows with any source port.
+pub const EPHEMERAL: Iv = Iv::new(
+    crate::ports::EPHEMERAL.lo as u128,
+    crate::ports::EPHEMERAL.hi as u128,
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

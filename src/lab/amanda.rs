@@ -42,7 +42,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
 use nix::sys::signal::Signal;
 
 use super::netns::{veth, Netns, Output};
@@ -178,15 +177,6 @@ fn user_home(user: &str) -> Option<PathBuf> {
     passwd(user).map(|(_, _, h)| h)
 }
 
-/// The documentation ranges (RFC 5737): the only addresses the lab may use.
-pub fn documentation_nets() -> [Ipv4Net; 3] {
-    [
-        "192.0.2.0/24".parse().unwrap(),
-        "198.51.100.0/24".parse().unwrap(),
-        "203.0.113.0/24".parse().unwrap(),
-    ]
-}
-
 /// One host of the lab.
 #[derive(Debug)]
 struct LabHost {
@@ -282,7 +272,10 @@ impl AmandaLab {
         preflight()?;
         let d = &plan.deployment;
         for n in &d.networks {
-            if !documentation_nets().iter().any(|doc| doc.contains(&n.cidr)) {
+            if !crate::lab::map::DOC_RANGES
+                .iter()
+                .any(|doc| doc.contains(&n.cidr))
+            {
                 return Err(err(format!(
                     "network `{}` ({}) is outside the documentation ranges; the lab only uses 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24",
                     n.name, n.cidr

@@ -213,7 +213,10 @@ pub fn parse(text: &str) -> Result<Packet, String> {
         src,
         dst,
         sport: if ported {
-            sport.unwrap_or(Iv::new(32768, 60999))
+            sport.unwrap_or(Iv::new(
+                crate::ports::EPHEMERAL.lo as u128,
+                crate::ports::EPHEMERAL.hi as u128,
+            ))
         } else {
             Iv::point(0)
         },
