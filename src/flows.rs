@@ -18,8 +18,10 @@ pub enum Operation {
     /// dumper's sendbackup request and its data streams.
     Backup,
     /// amrecover (3.x protocol): amindexd and amidxtaped on the server.
+    #[serde(rename = "recovery")]
     Recover,
     /// amoldrecover (2.4 protocol), opt-in with `legacy-recover`.
+    #[serde(rename = "legacy-recovery")]
     LegacyRecover,
 }
 

@@ -24,6 +24,8 @@ pub mod render;
 pub mod route;
 pub mod sim;
 pub mod summary;
+pub mod table;
+pub mod view;
 
 pub use diag::{Error, Result};
 pub use plan::Plan;

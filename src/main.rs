@@ -430,40 +430,16 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
             match format {
-                Format::Json => {
-                    let d = &plan.deployment;
-                    let rows: Vec<serde_json::Value> = plan
-                        .flows
-                        .iter()
-                        .zip(&plan.paths)
-                        .enumerate()
-                        .map(|(i, (f, p))| {
-                            serde_json::json!({
-                                "id": i + 1,
-                                "operation": f.operation,
-                                "auth": f.auth,
-                                "initiator": d.hosts[f.initiator].name,
-                                "responder": d.hosts[f.responder].name,
-                                "proto": f.proto,
-                                "dport": f.dport,
-                                "sport": f.sport,
-                                "stream": f.stream,
-                                "helper": f.helper,
-                                "target": p.target,
-                                "hops": p.hops.iter().map(|h| serde_json::json!({
-                                    "host": d.hosts[h.host].name, "kind": h.kind, "in": h.in_iface, "out": h.out_iface,
-                                    "src": h.src, "dst": h.dst, "dnat_to": h.dnat_to, "snat_to": h.snat_to,
-                                })).collect::<Vec<_>>(),
-                                "why": f.why,
-                            })
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&rows).expect("JSON of plain data")
-                    );
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&amwall::view::all(&plan))
+                        .expect("JSON of plain data")
+                ),
+                Format::Text => {
+                    for f in amwall::view::all(&plan) {
+                        println!("{f}");
+                    }
                 }
-                Format::Text => print!("{}", amwall::summary::flows_text(&plan)),
             }
             Ok(ExitCode::SUCCESS)
         }

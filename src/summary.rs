@@ -5,11 +5,11 @@ use std::fmt::Write;
 use std::net::Ipv4Addr;
 
 use crate::amanda::settings::{Build, ClientPort};
-use crate::flows::{control_port, HelperRole};
+use crate::flows::{control_port, Operation};
 use crate::model::{Deployment, HostId};
 use crate::plan::Plan;
 use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
-use crate::route::{HopKind, Path};
+use crate::view::{self, FlowView};
 
 /// "fwhost (192.168.2.1)" or the bare address when no host owns it.
 fn who(plan: &Plan, a: Ipv4Addr) -> String {
@@ -63,34 +63,6 @@ fn roles(d: &Deployment, h: HostId) -> String {
     }
 }
 
-fn path_text(d: &Deployment, p: &Path) -> String {
-    let mut parts = Vec::new();
-    for h in &p.hops {
-        let name = &d.hosts[h.host].name;
-        parts.push(match h.kind {
-            HopKind::Loopback => format!("{name} (loopback, `lo` accepted)"),
-            HopKind::Origin => name.clone(),
-            HopKind::Destination => name.clone(),
-            HopKind::Forward => {
-                let mut s = format!(
-                    "{name} (forward {}→{}",
-                    h.in_iface.as_deref().unwrap_or("?"),
-                    h.out_iface.as_deref().unwrap_or("?")
-                );
-                if let Some(to) = h.dnat_to {
-                    write!(s, ", port forward {} → {to}", h.dst).unwrap();
-                }
-                if let Some(sn) = h.snat_to {
-                    write!(s, ", masquerade as {sn}").unwrap();
-                }
-                s.push(')');
-                s
-            }
-        });
-    }
-    parts.join(" → ")
-}
-
 fn flow_refs(v: &[usize]) -> String {
     v.iter()
         .map(|f| format!("#{}", f + 1))
@@ -99,11 +71,23 @@ fn flow_refs(v: &[usize]) -> String {
 }
 
 /// The whole SUMMARY.md. With `only`, the per-host sections cover that host.
-// Long: SUMMARY.md's sections in print order; to be cut per section (issue 11)
 pub fn summary(plan: &Plan, only: Option<&str>) -> String {
+    let views = view::all(plan);
+    let mut o = String::new();
+    header(plan, &mut o);
+    warnings(plan, &mut o);
+    required_ports(plan, only, &mut o);
+    flows(&views, &mut o);
+    recovery(&views, &mut o);
+    amanda_config(plan, &mut o);
+    o
+}
+
+/// The title, the Amanda settings the flows follow, what every host's
+/// ruleset does besides, and where the Amanda side was read from.
+fn header(plan: &Plan, o: &mut String) {
     let d = &plan.deployment;
     let a = &d.amanda;
-    let mut o = String::new();
     writeln!(
         o,
         "# amwall plan for `{}`\n",
@@ -182,6 +166,10 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
         }
         writeln!(o).unwrap();
     }
+}
+
+fn warnings(plan: &Plan, o: &mut String) {
+    let prov = &plan.deployment.provenance;
     if !plan.lints.is_empty() || !prov.warnings.is_empty() {
         writeln!(o, "## Warnings\n").unwrap();
         for (code, w) in &prov.warnings {
@@ -198,7 +186,11 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
         }
         writeln!(o).unwrap();
     }
+}
 
+/// Per host: the openings it needs, each with the flows it serves.
+fn required_ports(plan: &Plan, only: Option<&str>, o: &mut String) {
+    let d = &plan.deployment;
     writeln!(o, "## Required ports\n").unwrap();
     for hp in &plan.policies {
         let host = &d.hosts[hp.host];
@@ -206,34 +198,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
             continue;
         }
         writeln!(o, "### {} ({})\n", host.name, roles(d, hp.host)).unwrap();
-        // Management as routing and NAT make it here (`route::management`):
-        // worth saying where it is not simply the `from` prefixes.
-        let mut notes = Vec::new();
-        for r in hp.rules.iter().filter(|r| r.label == "management") {
-            let Addrs::Net(src) = r.src else { continue };
-            match r.place {
-                Place::Input if !d.management.from.contains(&src) => notes.push(format!(
-                    "- Management ({}/{}) from {} arrives here as {} (NAT on the way).",
-                    d.management.proto,
-                    d.management.port,
-                    d.management.from_names.join(", "),
-                    if src.prefix_len() == 32 {
-                        src.addr().to_string()
-                    } else {
-                        src.to_string()
-                    }
-                )),
-                Place::Forward => notes.push(format!(
-                    "- Forwards management ({}/{}) from {src} to {} ({}→{}).",
-                    d.management.proto,
-                    d.management.port,
-                    who(plan, r.dst.expect("forward rules name a destination")),
-                    r.in_iface.as_deref().unwrap_or("*"),
-                    r.out_iface.as_deref().unwrap_or("*"),
-                )),
-                _ => {}
-            }
-        }
+        let notes = management_notes(plan, hp);
         if !notes.is_empty() {
             writeln!(o, "{}\n", notes.join("\n")).unwrap();
         }
@@ -253,49 +218,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
         .unwrap();
         writeln!(o, "| --- | --- | --- | --- | --- | --- | --- |").unwrap();
         for r in &flow_rules {
-            let (where_, to) = match r.place {
-                Place::Input => (
-                    format!(
-                        "input{}",
-                        r.in_iface
-                            .as_ref()
-                            .map(|i| format!(" on {i}"))
-                            .unwrap_or_default()
-                    ),
-                    "this host".to_string(),
-                ),
-                Place::Forward => (
-                    format!(
-                        "forward {}→{}{}",
-                        r.in_iface.as_deref().unwrap_or("*"),
-                        r.out_iface.as_deref().unwrap_or("*"),
-                        if r.dnat_to.is_some() {
-                            " (port-forwarded only)"
-                        } else {
-                            ""
-                        }
-                    ),
-                    who(plan, r.dst.expect("forward rules name a destination")),
-                ),
-                Place::Dnat => (
-                    format!("port forward on {}", r.in_iface.as_deref().unwrap_or("*")),
-                    format!(
-                        "{} → {}",
-                        r.dst.expect("dnat has dst"),
-                        who(plan, r.dnat_to.expect("dnat has target"))
-                    ),
-                ),
-                Place::Helper => (
-                    format!(
-                        "helper (raw prerouting{})",
-                        r.in_iface
-                            .as_ref()
-                            .map(|i| format!(" on {i}"))
-                            .unwrap_or_default()
-                    ),
-                    "assign `amanda` conntrack helper".to_string(),
-                ),
-            };
+            let (where_, to) = place_cells(plan, r);
             let sport = r.sport.map_or("any".to_string(), |s| s.to_string());
             writeln!(
                 o,
@@ -317,7 +240,89 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
         }
         writeln!(o).unwrap();
     }
+}
 
+/// Management as routing and NAT make it arrive here (`route::management`):
+/// worth saying where it is not simply the `from` prefixes.
+fn management_notes(plan: &Plan, hp: &HostPolicy) -> Vec<String> {
+    let d = &plan.deployment;
+    let mut notes = Vec::new();
+    for r in hp.rules.iter().filter(|r| r.label == "management") {
+        let Addrs::Net(src) = r.src else { continue };
+        match r.place {
+            Place::Input if !d.management.from.contains(&src) => notes.push(format!(
+                "- Management ({}/{}) from {} arrives here as {} (NAT on the way).",
+                d.management.proto,
+                d.management.port,
+                d.management.from_names.join(", "),
+                if src.prefix_len() == 32 {
+                    src.addr().to_string()
+                } else {
+                    src.to_string()
+                }
+            )),
+            Place::Forward => notes.push(format!(
+                "- Forwards management ({}/{}) from {src} to {} ({}→{}).",
+                d.management.proto,
+                d.management.port,
+                who(plan, r.dst.expect("forward rules name a destination")),
+                r.in_iface.as_deref().unwrap_or("*"),
+                r.out_iface.as_deref().unwrap_or("*"),
+            )),
+            _ => {}
+        }
+    }
+    notes
+}
+
+/// A rule's "where" and "to" cells.
+fn place_cells(plan: &Plan, r: &PolicyRule) -> (String, String) {
+    match r.place {
+        Place::Input => (
+            format!(
+                "input{}",
+                r.in_iface
+                    .as_ref()
+                    .map(|i| format!(" on {i}"))
+                    .unwrap_or_default()
+            ),
+            "this host".to_string(),
+        ),
+        Place::Forward => (
+            format!(
+                "forward {}→{}{}",
+                r.in_iface.as_deref().unwrap_or("*"),
+                r.out_iface.as_deref().unwrap_or("*"),
+                if r.dnat_to.is_some() {
+                    " (port-forwarded only)"
+                } else {
+                    ""
+                }
+            ),
+            who(plan, r.dst.expect("forward rules name a destination")),
+        ),
+        Place::Dnat => (
+            format!("port forward on {}", r.in_iface.as_deref().unwrap_or("*")),
+            format!(
+                "{} → {}",
+                r.dst.expect("dnat has dst"),
+                who(plan, r.dnat_to.expect("dnat has target"))
+            ),
+        ),
+        Place::Helper => (
+            format!(
+                "helper (raw prerouting{})",
+                r.in_iface
+                    .as_ref()
+                    .map(|i| format!(" on {i}"))
+                    .unwrap_or_default()
+            ),
+            "assign `amanda` conntrack helper".to_string(),
+        ),
+    }
+}
+
+fn flows(views: &[FlowView], o: &mut String) {
     writeln!(o, "## Flows\n").unwrap();
     writeln!(
         o,
@@ -330,68 +335,57 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     .unwrap();
-    for (i, (f, p)) in plan.flows.iter().zip(&plan.paths).enumerate() {
-        let sport = f.sport.map_or("any".to_string(), |s| s.to_string());
-        let helper = match f.helper {
-            HelperRole::None => "",
-            HelperRole::Assign => " (helper assigned)",
-            HelperRole::Expected => " (RELATED via helper)",
-        };
+    for f in views {
         writeln!(
             o,
-            "| {} | {} | {} | {} → {} | {} | {} | {sport} | {}{helper} | {} | {} |",
-            i + 1,
+            "| {} | {} | {} | {} → {} | {} | {} | {} | {}{} | {} | {} |",
+            f.id,
             f.operation.name(),
             f.auth,
-            d.hosts[f.initiator].name,
-            d.hosts[f.responder].name,
+            f.initiator,
+            f.responder,
             f.proto,
             f.dport,
+            f.sport_cell(),
             f.stream,
-            path_text(d, p),
+            f.helper_note(),
+            f.path,
             f.why
         )
         .unwrap();
     }
     writeln!(o).unwrap();
+}
 
-    // Recovery: the recipe left it blank.
+/// Recovery: the recipe left it blank.
+fn recovery(views: &[FlowView], o: &mut String) {
     writeln!(o, "## Recovery traffic\n").unwrap();
-    let rec: Vec<usize> = (0..plan.flows.len())
-        .filter(|&i| {
-            matches!(
-                plan.flows[i].operation,
-                crate::flows::Operation::Recover | crate::flows::Operation::LegacyRecover
-            )
-        })
+    let rec: Vec<&FlowView> = views
+        .iter()
+        .filter(|f| matches!(f.operation, Operation::Recover | Operation::LegacyRecover))
         .collect();
     if rec.is_empty() {
         writeln!(o, "No host has the role \"recover\": no recovery flows.\n").unwrap();
-    } else {
-        writeln!(o, "amrecover runs on the recovering host and connects to the server; nothing connects back to it, so recovering hosts need no inbound rule. The server (and every router on the way) must accept:\n").unwrap();
-        for i in rec {
-            let f = &plan.flows[i];
-            let p = &plan.paths[i];
-            let sport = f
-                .sport
-                .map_or("any source port".to_string(), |s| format!("source {s}"));
-            writeln!(
-                o,
-                "- #{}: {} → {} {} {} ({sport}), {}: {}",
-                i + 1,
-                d.hosts[f.initiator].name,
-                d.hosts[f.responder].name,
-                f.proto,
-                f.dport,
-                f.stream,
-                path_text(d, p)
-            )
-            .unwrap();
-        }
-        writeln!(o).unwrap();
+        return;
     }
+    writeln!(o, "amrecover runs on the recovering host and connects to the server; nothing connects back to it, so recovering hosts need no inbound rule. The server (and every router on the way) must accept:\n").unwrap();
+    for f in rec {
+        let sport = f
+            .sport
+            .map_or("any source port".to_string(), |s| format!("source {s}"));
+        writeln!(
+            o,
+            "- #{}: {} → {} {} {} ({sport}), {}: {}",
+            f.id, f.initiator, f.responder, f.proto, f.dport, f.stream, f.path
+        )
+        .unwrap();
+    }
+    writeln!(o).unwrap();
+}
 
-    // What Amanda's own config must say, where NAT changes who sees whom.
+/// What Amanda's own config must say, where NAT changes who sees whom.
+fn amanda_config(plan: &Plan, o: &mut String) {
+    let d = &plan.deployment;
     let mut notes: Vec<String> = Vec::new();
     for (f, p) in plan.flows.iter().zip(&plan.paths) {
         let last = p.last();
@@ -433,30 +427,4 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
     }) {
         writeln!(o, "- bsd/bsdudp: each amandad host needs an inetd/xinetd UDP service for amandad (Debian only registers bsdtcp), and `client-port \"10080\"` numerically in the dumptypes and amanda-client.conf.").unwrap();
     }
-    o
-}
-
-/// `amwall flows` text: one line per flow with its path.
-pub fn flows_text(plan: &Plan) -> String {
-    let d = &plan.deployment;
-    let mut o = String::new();
-    for (i, (f, p)) in plan.flows.iter().zip(&plan.paths).enumerate() {
-        let sport = f.sport.map_or("any".to_string(), |s| s.to_string());
-        writeln!(
-            o,
-            "#{:<3} {:<15} {:<6} {} → {} {} {} [sport {sport}] {}\n      path: {}\n      why:  {}",
-            i + 1,
-            f.operation.name(),
-            f.auth,
-            d.hosts[f.initiator].name,
-            d.hosts[f.responder].name,
-            f.proto,
-            f.dport,
-            f.stream,
-            path_text(d, p),
-            f.why
-        )
-        .unwrap();
-    }
-    o
 }

@@ -174,7 +174,7 @@ fn removed_rule_blocks_at_the_policy_line() {
     let f = report
         .flows
         .iter()
-        .find(|f| f.operation == "check" && f.responder == "lhost")
+        .find(|f| f.flow.operation.name() == "check" && f.flow.responder == "lhost")
         .unwrap();
     assert_eq!(f.result.status, Status::Blocked, "{}", describe(&report));
     let first = &f.result.findings[0];
@@ -196,7 +196,7 @@ fn removed_rule_blocks_at_the_policy_line() {
     assert!(report
         .flows
         .iter()
-        .filter(|f| f.responder == "lhost" && f.proto == "tcp")
+        .filter(|f| f.flow.responder == "lhost" && f.flow.proto == amwall::ports::Proto::Tcp)
         .all(|f| f.result.status == Status::Pass));
 }
 
@@ -227,7 +227,11 @@ fn inserted_drop_blocks_at_its_line() {
     let f = report
         .flows
         .iter()
-        .find(|f| f.operation == "backup" && f.responder == "lhost" && f.proto == "tcp")
+        .find(|f| {
+            f.flow.operation.name() == "backup"
+                && f.flow.responder == "lhost"
+                && f.flow.proto == amwall::ports::Proto::Tcp
+        })
         .unwrap();
     assert_eq!(f.result.status, Status::Blocked, "{}", describe(&report));
     let first = &f.result.findings[0];
@@ -260,7 +264,7 @@ fn missing_masquerade_is_reported() {
     let f = report
         .flows
         .iter()
-        .find(|f| f.operation == "check" && f.responder == "rhost")
+        .find(|f| f.flow.operation.name() == "check" && f.flow.responder == "rhost")
         .unwrap();
     assert_eq!(f.result.status, Status::Blocked);
     assert!(matches!(
@@ -291,7 +295,7 @@ fn replies_need_established() {
     let f = report
         .flows
         .iter()
-        .find(|f| f.operation == "check" && f.responder == "lhost")
+        .find(|f| f.flow.operation.name() == "check" && f.flow.responder == "lhost")
         .unwrap();
     assert_eq!(f.result.status, Status::Blocked);
     let first = &f.result.findings[0];

@@ -150,7 +150,7 @@ fn flows_json_lists_paths() {
     let rows = v.as_array().unwrap();
     let remote = rows
         .iter()
-        .find(|r| r["initiator"] == "rhost" && r["operation"] == "recover" && r["proto"] == "udp")
+        .find(|r| r["initiator"] == "rhost" && r["operation"] == "recovery" && r["proto"] == "udp")
         .expect("rhost's recovery flow");
     assert_eq!(remote["target"], "1.2.3.4");
     assert_eq!(remote["hops"][1]["dnat_to"], "192.168.2.2");

@@ -6,7 +6,7 @@
 mod common;
 
 use amwall::amanda::settings::Auth;
-use amwall::lab::{FindingKind, Lab, Report, Status};
+use amwall::lab::{ExposureKind, Lab, LabReport, Status};
 use amwall::netfilter::Backend;
 use amwall::ports::Proto;
 
@@ -15,7 +15,7 @@ fn lab(auth: Auth, helper: bool, mode: Backend) -> Lab {
     Lab::new(d, mode).expect("the wiki example maps and plans")
 }
 
-fn run(mut lab: Lab) -> Report {
+fn run(mut lab: Lab) -> LabReport {
     lab.run(&mut |_| {}).unwrap_or_else(|e| {
         panic!("the lab could not run (needs root, iproute2, iptables, nftables): {e}")
     })
@@ -50,12 +50,12 @@ fn dropping_the_control_opening_fails_exactly_those_flows() {
     let r = run(l);
     assert!(!r.passed(), "{r}");
     for f in &r.flows {
-        let broken = f.responder == "lhost" && f.proto == Proto::Udp;
+        let broken = f.flow.responder == "lhost" && f.flow.proto == Proto::Udp;
         let want = if broken { Status::Fail } else { Status::Pass };
         assert_eq!(
             f.status, want,
             "#{} {} → {}\n{r}",
-            f.id, f.initiator, f.responder
+            f.flow.id, f.flow.initiator, f.flow.responder
         );
     }
     assert_eq!(r.failed_flows(), 3, "check, estimate, backup control\n{r}");
@@ -63,7 +63,7 @@ fn dropping_the_control_opening_fails_exactly_those_flows() {
         r.exposure
             .findings
             .iter()
-            .any(|x| x.kind == FindingKind::Blocked
+            .any(|x| x.kind == ExposureKind::Blocked
                 && x.src == "tshost"
                 && x.dst.starts_with("lhost ")
                 && x.proto == Proto::Udp),
@@ -80,12 +80,12 @@ fn dropping_the_port_forward_fails_remote_recovery() {
     drop_lines(&mut l, "fwhost", &["dnat to", "dport 10080"]);
     let r = run(l);
     for f in &r.flows {
-        let broken = f.initiator == "rhost";
+        let broken = f.flow.initiator == "rhost";
         assert_eq!(
             f.status,
             if broken { Status::Fail } else { Status::Pass },
             "#{}\n{r}",
-            f.id
+            f.flow.id
         );
     }
     assert_eq!(r.failed_flows(), 1, "{r}");
@@ -99,12 +99,12 @@ fn dropping_the_masquerade_fails_flows_to_the_remote_client() {
     drop_lines(&mut l, "fwhost", &["MASQUERADE"]);
     let r = run(l);
     for f in &r.flows {
-        let broken = f.responder == "rhost";
+        let broken = f.flow.responder == "rhost";
         assert_eq!(
             f.status,
             if broken { Status::Fail } else { Status::Pass },
             "#{}\n{r}",
-            f.id
+            f.flow.id
         );
     }
 }
@@ -118,18 +118,18 @@ fn dropping_the_helper_assignment_fails_the_data_streams() {
     drop_lines(&mut l, "lhost", &["CT --helper amanda"]);
     let r = run(l);
     for f in &r.flows {
-        let broken = f.responder == "lhost" && f.proto == Proto::Tcp;
+        let broken = f.flow.responder == "lhost" && f.flow.proto == Proto::Tcp;
         assert_eq!(
             f.status,
             if broken { Status::Fail } else { Status::Pass },
             "#{}\n{r}",
-            f.id
+            f.flow.id
         );
     }
     let data = r
         .flows
         .iter()
-        .find(|f| f.responder == "lhost" && f.proto == Proto::Tcp)
+        .find(|f| f.flow.responder == "lhost" && f.flow.proto == Proto::Tcp)
         .unwrap();
     assert!(
         data.detail.contains("DATA") && data.detail.contains("FAILED"),
@@ -146,12 +146,12 @@ fn dropping_the_nft_helper_assignment_fails_the_remote_data_streams() {
     drop_lines(&mut l, "rhost", &["ct helper set"]);
     let r = run(l);
     for f in &r.flows {
-        let broken = f.responder == "rhost" && f.proto == Proto::Tcp;
+        let broken = f.flow.responder == "rhost" && f.flow.proto == Proto::Tcp;
         assert_eq!(
             f.status,
             if broken { Status::Fail } else { Status::Pass },
             "#{}\n{r}",
-            f.id
+            f.flow.id
         );
     }
 }
@@ -175,7 +175,7 @@ fn an_extra_opening_is_reported_as_exposure() {
         .exposure
         .findings
         .iter()
-        .filter(|x| x.kind == FindingKind::Unneeded)
+        .filter(|x| x.kind == ExposureKind::Unneeded)
         .collect();
     assert!(!extra.is_empty(), "{r}");
     for x in &extra {
@@ -202,12 +202,12 @@ fn a_rule_for_the_wrong_source_ports_fails_the_flow() {
     rh.text = rh.text.replace("tcp sport 512-1023", "tcp sport 1000-1023");
     let r = run(l);
     for f in &r.flows {
-        let broken = f.responder == "rhost";
+        let broken = f.flow.responder == "rhost";
         assert_eq!(
             f.status,
             if broken { Status::Fail } else { Status::Pass },
             "#{}\n{r}",
-            f.id
+            f.flow.id
         );
     }
 }

@@ -10,10 +10,10 @@
 mod common;
 
 use amwall::amanda::settings::Auth;
-use amwall::lab::{FindingKind, Lab, Report, Status};
+use amwall::lab::{ExposureKind, Lab, LabReport, Status};
 use amwall::netfilter::Backend;
 
-fn run(auth: Auth, helper: bool, mode: Backend) -> Report {
+fn run(auth: Auth, helper: bool, mode: Backend) -> LabReport {
     let d = common::example("wiki").with_auth(auth).with_helper(helper);
     let mut lab = Lab::new(d, mode).expect("the wiki example maps and plans");
     lab.run(&mut |_| {}).unwrap_or_else(|e| {
@@ -21,7 +21,7 @@ fn run(auth: Auth, helper: bool, mode: Backend) -> Report {
     })
 }
 
-fn assert_pass(r: &Report) {
+fn assert_pass(r: &LabReport) {
     assert!(r.passed(), "the lab found problems:\n{r}");
     assert!(
         r.flows.iter().all(|f| f.status == Status::Pass),
@@ -31,15 +31,19 @@ fn assert_pass(r: &Report) {
 
 /// docs/design.md lab: RHost always saw FWHost's public address, and masquerade kept the
 /// source port; TSHost sees RHost's real address through the port forward.
-fn assert_nat_as_lab_verified(r: &Report) {
+fn assert_nat_as_lab_verified(r: &LabReport) {
     for f in &r.flows {
         let seen = f.seen.as_deref().unwrap_or("");
-        if f.responder == "rhost" && f.initiator == "tshost" {
-            assert!(seen.starts_with("fwhost/eth1:"), "#{}: {seen}\n{r}", f.id);
+        if f.flow.responder == "rhost" && f.flow.initiator == "tshost" {
+            assert!(
+                seen.starts_with("fwhost/eth1:"),
+                "#{}: {seen}\n{r}",
+                f.flow.id
+            );
         }
-        if f.initiator == "rhost" {
-            assert!(seen.starts_with("rhost:"), "#{}: {seen}\n{r}", f.id);
-            assert_eq!(f.via, ["fwhost (port forward)"], "{r}");
+        if f.flow.initiator == "rhost" {
+            assert!(seen.starts_with("rhost:"), "#{}: {seen}\n{r}", f.flow.id);
+            assert_eq!(f.flow.via, ["fwhost (port forward)"], "{r}");
         }
     }
 }
@@ -129,7 +133,7 @@ fn router_sharing_the_masquerade_address_is_a_note() {
     assert!(
         r.exposure.on_path.iter().any(|x| x.src == "fwhost"
             && x.arrived_at.as_deref() == Some("rhost")
-            && x.kind == FindingKind::OnPath),
+            && x.kind == ExposureKind::OnPath),
         "{r}"
     );
 }

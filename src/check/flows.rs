@@ -19,7 +19,7 @@ use crate::model::HostId;
 use crate::netfilter::{CtDirection, Hook};
 use crate::plan::Plan;
 use crate::ports::Proto;
-use crate::route::{Hop, HopKind};
+use crate::route::{Hop, HopKind, Path};
 use crate::sim::engine::{CtBase, End, RuleRef, State, Step};
 use crate::sim::space::*;
 use crate::sim::{Ct, Engine};
@@ -71,7 +71,7 @@ pub struct Finding {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct FlowResult {
+pub struct FlowVerdict {
     pub id: usize,
     pub status: Status,
     pub findings: Vec<Finding>,
@@ -110,6 +110,23 @@ pub struct Walker<'a> {
     pub hosts: &'a HashMap<HostId, HostCheck<'a>>,
     /// (initiator, responder) → host → helper info, from the Backup control flow.
     pub masters: HashMap<(HostId, HostId), HashMap<HostId, MasterInfo>>,
+}
+
+/// The flow's first packet as the initiator sends it: every source port it
+/// may use (Linux's ephemeral range when Amanda binds none).
+fn first_cube(flow: &Flow, path: &Path) -> Cube {
+    let proto_n: u128 = if flow.proto == Proto::Tcp { 6 } else { 17 };
+    let mut full = Cube::full(false, 0, 0);
+    full.iv[SRC] = v4(path.hops[0].src);
+    full.iv[DST] = v4(path.hops[0].dst);
+    full.set(PROTO, Iv::point(proto_n));
+    full.set(
+        SPORT,
+        flow.sport
+            .map_or(EPHEMERAL, |r| Iv::new(r.lo as u128, r.hi as u128)),
+    );
+    full.set(DPORT, Iv::new(flow.dport.lo as u128, flow.dport.hi as u128));
+    full
 }
 
 fn dims4(c: &Cube) -> [IvSet; 4] {
@@ -586,27 +603,36 @@ impl<'a> Walker<'a> {
         ct
     }
 
-    /// Walk flow `fi` of the plan.
-    // Long: one hop-by-hop walk of a flow (first packet, reply, later packets) with its NAT
-    // and helper bookkeeping in shared locals; splitting per packet kind is planned with
-    // the flow view (issue 11)
-    pub fn walk(&mut self, fi: usize) -> FlowResult {
-        let plan = self.plan;
-        let flow = &plan.flows[fi];
-        let path = &plan.paths[fi];
+    /// Walk flow `fi` of the plan: its first packet hop by hop, then for
+    /// every way it reached the responder the reply and the later packets,
+    /// each at every host with that host's connection.
+    pub fn walk(&mut self, fi: usize) -> FlowVerdict {
+        let flow = &self.plan.flows[fi];
+        let path = &self.plan.paths[fi];
+        let full = first_cube(flow, path);
         let mut findings: Vec<Finding> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
-        let proto_n: u128 = if flow.proto == Proto::Tcp { 6 } else { 17 };
-        let mut full = Cube::full(false, 0, 0);
-        full.iv[SRC] = v4(path.hops[0].src);
-        full.iv[DST] = v4(path.hops[0].dst);
-        full.set(PROTO, Iv::point(proto_n));
-        full.set(
-            SPORT,
-            flow.sport
-                .map_or(EPHEMERAL, |r| Iv::new(r.lo as u128, r.hi as u128)),
-        );
-        full.set(DPORT, Iv::new(flow.dport.lo as u128, flow.dport.hi as u128));
+        let arrived = self.first_packet(flow, path, &full, &mut findings, &mut notes);
+        self.source_port(flow, path, &full, &arrived, &mut findings);
+        for h in arrived.iter().map(|(_, h)| h) {
+            let unanswered = self.replies(flow, path, &full, h, &mut findings);
+            self.later_packets(flow, path, &full, h, &unanswered, &mut findings);
+        }
+        self.verdict(fi, findings, notes)
+    }
+
+    /// Hop by hop, the first packet; each state that passes keeps its history
+    /// of connections (what each host did to it). Returns the packets that
+    /// reached the responder with their histories.
+    fn first_packet(
+        &mut self,
+        flow: &Flow,
+        path: &Path,
+        full: &Cube,
+        findings: &mut Vec<Finding>,
+        notes: &mut Vec<String>,
+    ) -> Vec<(Cube, Vec<Conn>)> {
+        let plan = self.plan;
         // The kernel follows the ruleset, not the topology: the streams a REP
         // announces are expected wherever a rule assigned the helper to the
         // request, whether or not the plan relies on it.
@@ -629,8 +655,6 @@ impl<'a> Walker<'a> {
                 .unwrap_or_default()
         };
 
-        // 1. The first packet, hop by hop; each state keeps its history of
-        //    connections (what each host did to it).
         let mut hists: Vec<Vec<Conn>> = vec![Vec::new()];
         let mut cur: Vec<(Cube, u32)> = vec![(full.clone(), 0)];
         let mut routers = 0u8;
@@ -676,7 +700,7 @@ impl<'a> Walker<'a> {
                 findings.push(self.finding(
                     hop.host,
                     PacketKind::First,
-                    &full,
+                    full,
                     &s,
                     hook,
                     p,
@@ -727,10 +751,23 @@ impl<'a> Walker<'a> {
             self.masters
                 .insert((flow.initiator, flow.responder), master_info);
         }
-        // The responder checks the request's source port (docs/design.md: "port N not secure").
+        cur.into_iter()
+            .map(|(c, t)| (c, hists[t as usize].clone()))
+            .collect()
+    }
+
+    /// The responder checks the request's source port (docs/design.md: "port N not secure").
+    fn source_port(
+        &self,
+        flow: &Flow,
+        path: &Path,
+        full: &Cube,
+        arrived: &[(Cube, Vec<Conn>)],
+        findings: &mut Vec<Finding>,
+    ) {
         if flow.sport.is_some_and(|r| r.is_privileged()) {
             let last = path.last().host;
-            for (c, _) in &cur {
+            for (c, _) in arrived {
                 if c.iv[SPORT].hull().hi >= 1024 {
                     let s = State::new(
                         c.clone(),
@@ -740,7 +777,7 @@ impl<'a> Walker<'a> {
                     findings.push(self.finding(
                         last,
                         PacketKind::First,
-                        &full,
+                        full,
                         &s,
                         None,
                         Problem::SourcePort {
@@ -751,44 +788,107 @@ impl<'a> Walker<'a> {
                 }
             }
         }
+    }
 
-        // 2. and 3. For every history that reached the responder: the reply at
-        //    each host (what the host sent, turned around) and the initiator's
-        //    later packets (what the host received), with the host's connection.
-        let complete: Vec<&Vec<Conn>> = cur.iter().map(|(_, t)| &hists[*t as usize]).collect();
-        for h in &complete {
-            // Hops where NOTRACK keeps the reply from its connection: there
-            // the initiator's next packets are not ESTABLISHED.
-            let mut unanswered: Vec<usize> = Vec::new();
-            for conn in h.iter().rev() {
-                let hop = &path.hops[conn.hop];
-                let mut r = full.clone();
-                r.iv[SRC] = conn.fin[1].clone();
-                r.iv[DST] = conn.fin[0].clone();
-                r.iv[SPORT] = conn.fin[3].clone();
-                r.iv[DPORT] = conn.fin[2].clone();
-                let mut s = self.new_state(
-                    r,
-                    Self::conn_ct(conn, CtDirection::Reply),
-                    flow.proto,
-                    0x12,
-                    64,
-                );
-                s.ctmark = conn.ctmark;
-                s.local_origin = matches!(hop.kind, HopKind::Destination | HopKind::Loopback);
-                let (passed, found) = self.hop_back(hop, vec![s]).settle();
-                if passed
-                    .iter()
-                    .chain(found.iter().map(|f| &f.0))
-                    .any(|s| s.ct.untracked)
-                {
-                    unanswered.push(conn.hop);
-                }
-                for (s, hook, p, certain) in found {
+    /// The reply at each host of one history, from the responder back: what
+    /// the host sent, turned around, with its connection. Returns the hops
+    /// where NOTRACK keeps the reply from its connection: there the
+    /// initiator's next packets are not ESTABLISHED.
+    fn replies(
+        &self,
+        flow: &Flow,
+        path: &Path,
+        full: &Cube,
+        h: &[Conn],
+        findings: &mut Vec<Finding>,
+    ) -> Vec<usize> {
+        let mut unanswered: Vec<usize> = Vec::new();
+        for conn in h.iter().rev() {
+            let hop = &path.hops[conn.hop];
+            let mut r = full.clone();
+            r.iv[SRC] = conn.fin[1].clone();
+            r.iv[DST] = conn.fin[0].clone();
+            r.iv[SPORT] = conn.fin[3].clone();
+            r.iv[DPORT] = conn.fin[2].clone();
+            let mut s = self.new_state(
+                r,
+                Self::conn_ct(conn, CtDirection::Reply),
+                flow.proto,
+                0x12,
+                64,
+            );
+            s.ctmark = conn.ctmark;
+            s.local_origin = matches!(hop.kind, HopKind::Destination | HopKind::Loopback);
+            let (passed, found) = self.hop_back(hop, vec![s]).settle();
+            if passed
+                .iter()
+                .chain(found.iter().map(|f| &f.0))
+                .any(|s| s.ct.untracked)
+            {
+                unanswered.push(conn.hop);
+            }
+            for (s, hook, p, certain) in found {
+                findings.push(self.finding(
+                    hop.host,
+                    PacketKind::Reply,
+                    full,
+                    &s,
+                    hook,
+                    p,
+                    certain,
+                ));
+            }
+        }
+        unanswered
+    }
+
+    /// The initiator's later packets at each host of one history.
+    fn later_packets(
+        &self,
+        flow: &Flow,
+        path: &Path,
+        full: &Cube,
+        h: &[Conn],
+        unanswered: &[usize],
+        findings: &mut Vec<Finding>,
+    ) {
+        let d = &self.plan.deployment;
+        let next_name = |i: usize| -> String {
+            path.hops
+                .get(i + 1)
+                .map(|h| d.hosts[h.host].name.clone())
+                .unwrap_or_default()
+        };
+        for conn in h.iter() {
+            let hop = &path.hops[conn.hop];
+            let mut c = full.clone();
+            c.iv[SRC] = conn.orig[0].clone();
+            c.iv[DST] = conn.orig[1].clone();
+            c.iv[SPORT] = conn.orig[2].clone();
+            c.iv[DPORT] = conn.orig[3].clone();
+            let mut ct = Self::conn_ct(conn, CtDirection::Original);
+            if unanswered.contains(&conn.hop) {
+                // Conntrack saw no reply: UDP stays NEW, a TCP ACK is INVALID.
+                ct.base = if flow.proto == Proto::Tcp {
+                    CtBase::Invalid
+                } else {
+                    CtBase::New
+                };
+                ct.status = (crate::sim::engine::ST_CONFIRMED, 0);
+            }
+            let mut s = self.new_state(c, ct, flow.proto, 0x10, 64);
+            s.ctmark = conn.ctmark;
+            s.local_origin = matches!(hop.kind, HopKind::Origin | HopKind::Loopback);
+            let (_, found) = self
+                .hop_forward(hop, &next_name(conn.hop), vec![s])
+                .settle();
+            for (s, hook, p, certain) in found {
+                // A NAT mismatch shows with the first packet already.
+                if !matches!(p, Problem::Nat { .. }) {
                     findings.push(self.finding(
                         hop.host,
-                        PacketKind::Reply,
-                        &full,
+                        PacketKind::Later,
+                        full,
                         &s,
                         hook,
                         p,
@@ -796,46 +896,13 @@ impl<'a> Walker<'a> {
                     ));
                 }
             }
-            for conn in h.iter() {
-                let hop = &path.hops[conn.hop];
-                let mut c = full.clone();
-                c.iv[SRC] = conn.orig[0].clone();
-                c.iv[DST] = conn.orig[1].clone();
-                c.iv[SPORT] = conn.orig[2].clone();
-                c.iv[DPORT] = conn.orig[3].clone();
-                let mut ct = Self::conn_ct(conn, CtDirection::Original);
-                if unanswered.contains(&conn.hop) {
-                    // Conntrack saw no reply: UDP stays NEW, a TCP ACK is INVALID.
-                    ct.base = if flow.proto == Proto::Tcp {
-                        CtBase::Invalid
-                    } else {
-                        CtBase::New
-                    };
-                    ct.status = (crate::sim::engine::ST_CONFIRMED, 0);
-                }
-                let mut s = self.new_state(c, ct, flow.proto, 0x10, 64);
-                s.ctmark = conn.ctmark;
-                s.local_origin = matches!(hop.kind, HopKind::Origin | HopKind::Loopback);
-                let (_, found) = self
-                    .hop_forward(hop, &next_name(conn.hop), vec![s])
-                    .settle();
-                for (s, hook, p, certain) in found {
-                    // A NAT mismatch shows with the first packet already.
-                    if !matches!(p, Problem::Nat { .. }) {
-                        findings.push(self.finding(
-                            hop.host,
-                            PacketKind::Later,
-                            &full,
-                            &s,
-                            hook,
-                            p,
-                            certain,
-                        ));
-                    }
-                }
-            }
         }
+    }
 
+    /// Pass, blocked or undecided, and the message Amanda prints.
+    fn verdict(&self, fi: usize, findings: Vec<Finding>, notes: Vec<String>) -> FlowVerdict {
+        let flow = &self.plan.flows[fi];
+        let path = &self.plan.paths[fi];
         let status = if findings.iter().any(|f| f.certain) {
             Status::Blocked
         } else if findings.is_empty() {
@@ -861,7 +928,7 @@ impl<'a> Walker<'a> {
                 ),
                 _ => messages::blocked(flow, f.packet, &target, flow.dport.lo),
             });
-        FlowResult {
+        FlowVerdict {
             id: fi + 1,
             status,
             findings: merge(findings),

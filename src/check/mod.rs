@@ -22,8 +22,9 @@ use crate::plan::Plan;
 use crate::sim::engine::{show_set, End, State, Step};
 use crate::sim::space::*;
 use crate::sim::{compile, Compiled, HostInfo, LocalGuess, SetDb};
+use crate::view::FlowView;
 
-pub use flows::{Finding, FlowResult, Problem, Status};
+pub use flows::{Finding, FlowVerdict, Problem, Status};
 pub use load::{HostRules, Loc, RulesFile};
 
 /// A host's rules compiled for the check, with what the topology says about it.
@@ -205,19 +206,12 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// One flow with its result, as reported.
+/// One flow with its verdict, as reported.
 #[derive(Debug, Serialize)]
 pub struct FlowReport {
-    pub id: usize,
-    pub operation: &'static str,
-    pub stream: &'static str,
-    pub initiator: String,
-    pub responder: String,
-    pub via: Vec<String>,
-    pub proto: String,
-    pub dport: String,
-    pub sport: String,
-    pub result: FlowResult,
+    #[serde(flatten)]
+    pub flow: FlowView,
+    pub result: FlowVerdict,
 }
 
 impl Report {
@@ -309,18 +303,7 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
         let p = &plan.paths[i];
         let result = walker.walk(i);
         flows_out.push(FlowReport {
-            id: i + 1,
-            operation: f.operation.name(),
-            stream: f.stream,
-            initiator: d.hosts[f.initiator].name.clone(),
-            responder: d.hosts[f.responder].name.clone(),
-            via: p.routers().map(|h| d.hosts[h.host].name.clone()).collect(),
-            proto: f.proto.to_string(),
-            dport: f.dport.to_string(),
-            sport: f.sport.map_or_else(
-                || format!("{} (ephemeral)", flows::EPHEMERAL),
-                |r| r.to_string(),
-            ),
+            flow: FlowView::new(d, i, f, p),
             result,
         });
     }

@@ -2,9 +2,10 @@
 
 use std::fmt::Write;
 
-use super::flows::{Problem, Status};
+use super::flows::{Finding, FlowVerdict, Problem, Status};
 use super::redundant::Kind;
 use super::Report;
+use crate::table;
 
 /// Lines of open-port findings printed per host in text; JSON has them all.
 pub const TEXT_LIMIT: usize = 40;
@@ -17,10 +18,19 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-// Long: the text report's sections in print order; to be cut per section onto one table
-// formatter shared with the lab report (issue 11)
+/// The report for people: the rulesets read, every flow with its findings,
+/// what is open beyond need, redundant rules, and one verdict line.
 pub fn text(r: &Report) -> String {
     let mut o = String::new();
+    header(r, &mut o);
+    flows(r, &mut o);
+    open_beyond_need(r, &mut o);
+    redundant(r, &mut o);
+    verdict(r, &mut o);
+    o
+}
+
+fn header(r: &Report, o: &mut String) {
     let total_rules: usize = r.hosts.iter().map(|h| h.rules).sum();
     match &r.topology {
         Some(t) => writeln!(
@@ -55,153 +65,141 @@ pub fn text(r: &Report) -> String {
             writeln!(o, "    note: {w}").unwrap();
         }
     }
-    if !r.flows.is_empty() {
-        writeln!(
-            o,
-            "\nFlows (each checked for every port it may use: first packet, reply, later packets)"
-        )
-        .unwrap();
-        let rows: Vec<[String; 6]> = r
-            .flows
-            .iter()
-            .map(|f| {
-                let who = if f.via.is_empty() {
-                    format!("{} → {}", f.initiator, f.responder)
-                } else {
-                    format!("{} → {} via {}", f.initiator, f.responder, f.via.join(", "))
-                };
-                let res = match f
-                    .result
-                    .findings
-                    .iter()
-                    .find(|x| x.certain)
-                    .or(f.result.findings.first())
-                {
-                    None => "PASS".to_string(),
-                    Some(x) => {
-                        let at = match &x.problem {
-                            Problem::Blocked { at, .. } => format!(" at {at}"),
-                            Problem::Unknown { at: Some(at), .. } => format!(" at {at}"),
-                            Problem::Nat { .. } => " (NAT)".into(),
-                            Problem::SourcePort { .. } => " (source port)".into(),
-                            _ => String::new(),
-                        };
-                        format!("{} on {}{at}", status_word(f.result.status), x.host)
-                    }
-                };
-                [
-                    f.id.to_string(),
-                    f.operation.to_string(),
-                    who,
-                    f.proto.clone(),
-                    f.dport.clone(),
-                    res,
-                ]
-            })
-            .collect();
-        let head = [
-            "#",
-            "operation",
-            "initiator → responder",
-            "proto",
-            "dport",
-            "result",
-        ];
-        let mut w = head.map(|h| h.chars().count());
-        for row in &rows {
-            for (i, c) in row.iter().enumerate() {
-                w[i] = w[i].max(c.chars().count());
-            }
+}
+
+/// The flow table, each row followed by its findings and notes.
+fn flows(r: &Report, o: &mut String) {
+    if r.flows.is_empty() {
+        return;
+    }
+    writeln!(
+        o,
+        "\nFlows (each checked for every port it may use: first packet, reply, later packets)"
+    )
+    .unwrap();
+    let mut rows = vec![[
+        "#",
+        "operation",
+        "initiator → responder",
+        "proto",
+        "dport",
+        "result",
+    ]
+    .map(String::from)
+    .to_vec()];
+    rows.extend(r.flows.iter().map(|f| {
+        vec![
+            f.flow.id.to_string(),
+            f.flow.operation.name().to_string(),
+            f.flow.who(),
+            f.flow.proto.to_string(),
+            f.flow.dport.to_string(),
+            result_cell(&f.result),
+        ]
+    }));
+    let lines = table::render(table::Layout { indent: 2, gap: 1 }, &rows);
+    let mut lines = lines.lines();
+    writeln!(o, "{}", lines.next().expect("the header row")).unwrap();
+    for (line, f) in lines.zip(&r.flows) {
+        writeln!(o, "{line}").unwrap();
+        for x in &f.result.findings {
+            finding(x, o);
         }
-        let line = |cells: &[String]| {
-            let mut s = String::from(" ");
-            for (i, c) in cells.iter().enumerate() {
-                if i + 1 == cells.len() {
-                    s.push_str(&format!(" {c}"));
-                } else {
-                    s.push_str(&format!(" {c:<width$}", width = w[i]));
-                }
-            }
-            s.trim_end().to_string()
-        };
-        writeln!(o, "{}", line(&head.map(String::from))).unwrap();
-        for (row, f) in rows.iter().zip(&r.flows) {
-            writeln!(o, "{}", line(row)).unwrap();
-            for x in &f.result.findings {
-                let certainty = if x.certain { "" } else { " (uncertain)" };
-                let part = if x.partial { " part of the flow:" } else { "" };
-                match &x.problem {
-                    Problem::Blocked {
-                        at,
-                        chain_path,
-                        depends_on,
-                    } => {
-                        writeln!(
-                            o,
-                            "      {} blocked{certainty} on {} at {at}: {}",
-                            x.packet.name(),
-                            x.host,
-                            at.text
-                        )
-                        .unwrap();
-                        writeln!(
-                            o,
-                            "        chain: {}{}; packets:{part} {}",
-                            chain_path.join(" → "),
-                            x.hook.map(|h| format!(" ({h})")).unwrap_or_default(),
-                            x.packets
-                        )
-                        .unwrap();
-                        if !depends_on.is_empty() {
-                            writeln!(
-                                o,
-                                "        only if undecidable matches go this way: {}",
-                                depends_on
-                                    .iter()
-                                    .map(|l| l.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                            .unwrap();
-                        }
-                    }
-                    Problem::Unknown { at, what } => {
-                        writeln!(
-                            o,
-                            "      {} undecided on {}{}: {what}; packets: {}",
-                            x.packet.name(),
-                            x.host,
-                            at.as_ref()
-                                .map(|a| format!(" at {a} ({})", a.text))
-                                .unwrap_or_default(),
-                            x.packets
-                        )
-                        .unwrap();
-                    }
-                    Problem::Nat { message } => {
-                        writeln!(o, "      {}: {message}", x.packet.name()).unwrap();
-                    }
-                    Problem::SourcePort { port } => {
-                        writeln!(
-                            o,
-                            "      {} reaches {} from source port {port}: Amanda needs a privileged (< 1024) source port",
-                            x.packet.name(),
-                            x.host
-                        )
-                        .unwrap();
-                    }
-                }
-            }
-            if let Some(m) = &f.result.amanda {
-                writeln!(o, "      Amanda: {m}").unwrap();
-            }
-            // Shown for passing flows too: a pass that rests on the helper
-            // should say which rule it rests on.
-            for n in &f.result.notes {
-                writeln!(o, "      note: {n}").unwrap();
-            }
+        if let Some(m) = &f.result.amanda {
+            writeln!(o, "      Amanda: {m}").unwrap();
+        }
+        // Shown for passing flows too: a pass that rests on the helper
+        // should say which rule it rests on.
+        for n in &f.result.notes {
+            writeln!(o, "      note: {n}").unwrap();
         }
     }
+}
+
+/// The result column: PASS, or the first certain finding (else the first).
+fn result_cell(v: &FlowVerdict) -> String {
+    match v.findings.iter().find(|x| x.certain).or(v.findings.first()) {
+        None => "PASS".to_string(),
+        Some(x) => {
+            let at = match &x.problem {
+                Problem::Blocked { at, .. } => format!(" at {at}"),
+                Problem::Unknown { at: Some(at), .. } => format!(" at {at}"),
+                Problem::Nat { .. } => " (NAT)".into(),
+                Problem::SourcePort { .. } => " (source port)".into(),
+                _ => String::new(),
+            };
+            format!("{} on {}{at}", status_word(v.status), x.host)
+        }
+    }
+}
+
+fn finding(x: &Finding, o: &mut String) {
+    let certainty = if x.certain { "" } else { " (uncertain)" };
+    let part = if x.partial { " part of the flow:" } else { "" };
+    match &x.problem {
+        Problem::Blocked {
+            at,
+            chain_path,
+            depends_on,
+        } => {
+            writeln!(
+                o,
+                "      {} blocked{certainty} on {} at {at}: {}",
+                x.packet.name(),
+                x.host,
+                at.text
+            )
+            .unwrap();
+            writeln!(
+                o,
+                "        chain: {}{}; packets:{part} {}",
+                chain_path.join(" → "),
+                x.hook.map(|h| format!(" ({h})")).unwrap_or_default(),
+                x.packets
+            )
+            .unwrap();
+            if !depends_on.is_empty() {
+                writeln!(
+                    o,
+                    "        only if undecidable matches go this way: {}",
+                    depends_on
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+                .unwrap();
+            }
+        }
+        Problem::Unknown { at, what } => {
+            writeln!(
+                o,
+                "      {} undecided on {}{}: {what}; packets: {}",
+                x.packet.name(),
+                x.host,
+                at.as_ref()
+                    .map(|a| format!(" at {a} ({})", a.text))
+                    .unwrap_or_default(),
+                x.packets
+            )
+            .unwrap();
+        }
+        Problem::Nat { message } => {
+            writeln!(o, "      {}: {message}", x.packet.name()).unwrap();
+        }
+        Problem::SourcePort { port } => {
+            writeln!(
+                o,
+                "      {} reaches {} from source port {port}: Amanda needs a privileged (< 1024) source port",
+                x.packet.name(),
+                x.host
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn open_beyond_need(r: &Report, o: &mut String) {
     let title = if r.topology.is_some() {
         "\nOpen beyond need (new connections the rulesets accept that no flow needs; management access counts as needed)"
     } else {
@@ -268,6 +266,9 @@ pub fn text(r: &Report) -> String {
             .unwrap();
         }
     }
+}
+
+fn redundant(r: &Report, o: &mut String) {
     if r.options.redundant {
         writeln!(o, "\nRedundant and shadowed rules").unwrap();
     }
@@ -310,6 +311,9 @@ pub fn text(r: &Report) -> String {
     if !any {
         writeln!(o, "  none").unwrap();
     }
+}
+
+fn verdict(r: &Report, o: &mut String) {
     if !r.flows.is_empty() {
         let (b, u) = (r.blocked(), r.unknown());
         let pass = r.flows.len() - b - u;
@@ -337,7 +341,6 @@ pub fn text(r: &Report) -> String {
         )
         .unwrap();
     }
-    o
 }
 
 pub fn json(r: &Report) -> String {

@@ -4,7 +4,7 @@
 //! `Lab::new` maps the topology onto documentation addresses and plans rules for
 //! the mapped copy; `rules` can then be edited (tests drop a rule to prove the
 //! lab notices); `build` creates the namespaces and loads the rules with the real
-//! tools; `probe` asks the kernel (see `check`) and returns a `Report`, whose
+//! tools; `probe` asks the kernel (see `check`) and returns a `LabReport`, whose
 //! `Display` is what `amwall lab` prints. Dropping the `Lab` removes every
 //! namespace unless `keep` was called.
 //!
@@ -22,7 +22,7 @@ pub mod topo;
 
 use std::time::Instant;
 
-pub use check::{Exposure, Finding, FindingKind, FlowResult, Report, Status};
+pub use check::{Exposure, ExposureFinding, ExposureKind, LabReport, ProbedFlow, Status};
 pub use map::{MapError, Mapping};
 pub use netns::{Netns, Output};
 pub use probe::Timing;
@@ -217,7 +217,7 @@ impl Lab {
     }
 
     /// Probe exposure and every flow; needs `build` first.
-    pub fn probe(&self, progress: &mut dyn FnMut(Progress)) -> Result<Report, LabError> {
+    pub fn probe(&self, progress: &mut dyn FnMut(Progress)) -> Result<LabReport, LabError> {
         let t0 = Instant::now();
         let net = self
             .net
@@ -237,7 +237,7 @@ impl Lab {
         let mut auth: Vec<Auth> = d.hosts.iter().map(|h| h.amanda.auth).collect();
         auth.sort();
         auth.dedup();
-        Ok(Report {
+        Ok(LabReport {
             topology: d.source_name.clone(),
             backend: self.backend,
             auth,
@@ -253,7 +253,7 @@ impl Lab {
     }
 
     /// `build` then `probe`.
-    pub fn run(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<Report, LabError> {
+    pub fn run(&mut self, progress: &mut dyn FnMut(Progress)) -> Result<LabReport, LabError> {
         self.build(progress)?;
         self.probe(progress)
     }

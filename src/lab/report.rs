@@ -2,35 +2,8 @@
 
 use std::fmt;
 
-use super::check::{FindingKind, Report, Status};
-
-fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let width: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line += cell;
-            } else {
-                line += cell;
-                line += &" ".repeat(width[c] - cell.chars().count() + 2);
-            }
-        }
-        out += "  ";
-        out += line.trim_end();
-        out += "\n";
-    }
-    out
-}
+use super::check::{ExposureKind, LabReport, Status};
+use crate::table;
 
 fn ports(v: &[crate::ports::PortRange]) -> String {
     v.iter()
@@ -39,17 +12,30 @@ fn ports(v: &[crate::ports::PortRange]) -> String {
         .join(",")
 }
 
-impl fmt::Display for Report {
-    // Long: the lab report's sections in print order; to be cut per section with the shared
-    // table formatter (issue 11)
+impl fmt::Display for LabReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let backend = self.backend.name();
-        let auth = self
-            .auth
+        self.header(f)?;
+        writeln!(f)?;
+        self.flows(f)?;
+        writeln!(f)?;
+        self.exposure(f)?;
+        writeln!(f)?;
+        self.verdict(f)
+    }
+}
+
+impl LabReport {
+    fn auth_list(&self) -> String {
+        self.auth
             .iter()
             .map(|a| a.name())
             .collect::<Vec<_>>()
-            .join(", ");
+            .join(", ")
+    }
+
+    fn header(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = self.backend.name();
+        let auth = self.auth_list();
         writeln!(
             f,
             "amwall lab {}: {backend}, auth {auth}{}",
@@ -71,28 +57,28 @@ impl fmt::Display for Report {
             .collect::<Vec<_>>()
             .join(", ");
         writeln!(f, "Lab addresses (documentation ranges only): {nets}")?;
-        writeln!(f)?;
+        Ok(())
+    }
+
+    fn flows(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "Required flows (a probe passes when the responder sees the address and source-port class the plan says, and UDP answers come back):"
         )?;
-        let mut rows = vec![vec![
-            "#".to_string(),
-            "operation".into(),
-            "initiator → responder".into(),
-            "proto".into(),
-            "dport".into(),
-            "sport".into(),
-            "probe".into(),
-            "responder saw".into(),
-            "result".into(),
-        ]];
+        let mut rows = vec![[
+            "#",
+            "operation",
+            "initiator → responder",
+            "proto",
+            "dport",
+            "sport",
+            "probe",
+            "responder saw",
+            "result",
+        ]
+        .map(String::from)
+        .to_vec()];
         for r in &self.flows {
-            let via = if r.via.is_empty() {
-                String::new()
-            } else {
-                format!(" via {}", r.via.join(", "))
-            };
             let result = match r.status {
                 Status::Pass => "PASS",
                 Status::Fail => "FAIL",
@@ -104,29 +90,31 @@ impl fmt::Display for Report {
                 format!("{result}: {}", r.detail)
             };
             rows.push(vec![
-                r.id.to_string(),
-                r.operation.to_string(),
-                format!("{} → {}{via}", r.initiator, r.responder),
-                r.proto.to_string(),
-                r.dport.to_string(),
-                r.sport.map_or("any".into(), |s| s.to_string()),
+                r.flow.id.to_string(),
+                r.flow.operation.name().to_string(),
+                r.flow.who(),
+                r.flow.proto.to_string(),
+                r.flow.dport.to_string(),
+                r.flow.sport_cell(),
                 r.probe.clone(),
                 r.seen.clone().unwrap_or_else(|| "-".into()),
                 result,
             ]);
         }
-        f.write_str(&table(&rows))?;
-        writeln!(f)?;
+        f.write_str(&table::render(table::Layout { indent: 2, gap: 2 }, &rows))
+    }
+
+    fn exposure(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &self.exposure;
         writeln!(
-            f,
-            "Exposure: {} probes from every host to every address of every other host ({} pairs), tcp and udp, to ports {}, each from an ephemeral source port and from a port of each source range Amanda uses.",
-            e.probes,
-            e.pairs,
-            ports(&crate::ports::merge_ranges(
-                e.dports.iter().map(|p| crate::ports::PortRange::single(*p)).collect()
-            ))
-        )?;
+        f,
+        "Exposure: {} probes from every host to every address of every other host ({} pairs), tcp and udp, to ports {}, each from an ephemeral source port and from a port of each source range Amanda uses.",
+        e.probes,
+        e.pairs,
+        ports(&crate::ports::merge_ranges(
+            e.dports.iter().map(|p| crate::ports::PortRange::single(*p)).collect()
+        ))
+    )?;
         writeln!(
             f,
             "  {} arrived, {} of them needed by a flow or the management service; {} had no route.",
@@ -134,10 +122,10 @@ impl fmt::Display for Report {
         )?;
         for x in &e.findings {
             let kind = match x.kind {
-                FindingKind::Unneeded => "reachable but not needed",
-                FindingKind::Blocked => "needed but blocked",
-                FindingKind::Misrouted => "arrived at the wrong host",
-                FindingKind::OnPath => "reachable from the masquerading router itself",
+                ExposureKind::Unneeded => "reachable but not needed",
+                ExposureKind::Blocked => "needed but blocked",
+                ExposureKind::Misrouted => "arrived at the wrong host",
+                ExposureKind::OnPath => "reachable from the masquerading router itself",
             };
             writeln!(
                 f,
@@ -162,20 +150,26 @@ impl fmt::Display for Report {
         }
         for x in &e.on_path {
             writeln!(
-                f,
-                "  note: {} → {} {} {} (source port {}) also arrives: {}; the router is on that path anyway (only its own OUTPUT could refuse this).",
-                x.src,
-                x.dst,
-                x.proto,
-                ports(&x.dports),
-                x.sport,
-                x.why
-            )?;
+            f,
+            "  note: {} → {} {} {} (source port {}) also arrives: {}; the router is on that path anyway (only its own OUTPUT could refuse this).",
+            x.src,
+            x.dst,
+            x.proto,
+            ports(&x.dports),
+            x.sport,
+            x.why
+        )?;
         }
         for n in &e.notes {
             writeln!(f, "  note: {n}")?;
         }
-        writeln!(f)?;
+        Ok(())
+    }
+
+    fn verdict(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = self.backend.name();
+        let auth = self.auth_list();
+        let e = &self.exposure;
         let failed = self.failed_flows();
         let probed = self
             .flows
@@ -191,17 +185,87 @@ impl fmt::Display for Report {
         };
         if self.passed() {
             writeln!(
-                f,
-                "Verdict: PASS: {passed} of {probed} flows pass{np}, nothing reachable beyond need ({backend}, {auth}, {:.1} s).",
-                self.seconds
-            )
+            f,
+            "Verdict: PASS: {passed} of {probed} flows pass{np}, nothing reachable beyond need ({backend}, {auth}, {:.1} s).",
+            self.seconds
+        )
         } else {
             writeln!(
-                f,
-                "Verdict: FAIL: {failed} of {probed} flows fail{np}, {} exposure findings ({backend}, {auth}, {:.1} s).",
-                e.findings.len(),
-                self.seconds
-            )
+            f,
+            "Verdict: FAIL: {failed} of {probed} flows fail{np}, {} exposure findings ({backend}, {auth}, {:.1} s).",
+            e.findings.len(),
+            self.seconds
+        )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::check::testing::wiki;
+    use super::super::check::{Exposure, ExposureFinding, ProbedFlow};
+    use super::*;
+    use crate::amanda::settings::Auth;
+    use crate::netfilter::Backend;
+    use crate::ports::{PortRange, Proto};
+    use crate::view::FlowView;
+
+    /// What people read after a lab run, pinned: the columns, the exposure
+    /// lines and the verdict are what the README and the issues quote.
+    #[test]
+    fn the_report_reads_as_pinned() {
+        let plan = wiki(Auth::Bsd, true);
+        let d = &plan.deployment;
+        let probed = |i: usize, status, seen: Option<&str>, detail: &str| ProbedFlow {
+            flow: FlowView::new(d, i, &plan.flows[i], &plan.paths[i]),
+            probe: format!("probe {}", i + 1),
+            seen: seen.map(String::from),
+            status,
+            detail: detail.into(),
+        };
+        let rhost = (0..plan.flows.len())
+            .find(|&i| plan.paths[i].routers().next().is_some())
+            .expect("a flow through the router");
+        let exposed = |kind, at: Option<&str>| ExposureFinding {
+            kind,
+            src: "lhost".into(),
+            dst: "tshost/eth0 192.0.2.2".into(),
+            proto: Proto::Tcp,
+            sport: 40000,
+            dports: vec![PortRange::single(22), PortRange::new(10080, 10083)],
+            arrived_at: at.map(String::from),
+            why: "no flow needs it".into(),
+        };
+        let r = LabReport {
+            topology: "examples/wiki.toml".into(),
+            backend: Backend::Iptables,
+            auth: vec![Auth::Bsd],
+            helper: true,
+            networks: vec![crate::lab::map::NetMap {
+                name: "lan".into(),
+                original: "192.168.2.0/24".parse().unwrap(),
+                mapped: "192.0.2.0/24".parse().unwrap(),
+            }],
+            flows: vec![
+                probed(0, Status::Pass, Some("tshost:840"), ""),
+                probed(rhost, Status::Fail, None, "nothing arrived"),
+                probed(1, Status::NotProbed, None, ""),
+            ],
+            exposure: Exposure {
+                probes: 120,
+                pairs: 12,
+                arrived: 30,
+                needed: 29,
+                unroutable: 2,
+                dports: vec![22, 10080, 10081, 10082, 10083],
+                findings: vec![exposed(ExposureKind::Unneeded, Some("tshost"))],
+                on_path: vec![exposed(ExposureKind::OnPath, None)],
+                notes: vec!["the helper opened 50000 on its own".into()],
+            },
+            seconds: 12.34,
+        };
+        let text = r.to_string();
+        let want = include_str!("report.pinned.txt");
+        assert_eq!(text, want, "lab report text changed:\n{text}");
     }
 }

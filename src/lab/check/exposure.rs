@@ -9,7 +9,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::{carries, carries_ports, label, owner, retry, statically_open, Prober};
-use super::{Exposure, Finding, FindingKind};
+use super::{Exposure, ExposureFinding, ExposureKind};
 use crate::lab::probe::{Arrival, ClientSide, Listen, Outcome, Probe, Timing};
 use crate::model::HostId;
 use crate::ports::{PortRange, Proto};
@@ -192,7 +192,7 @@ pub(super) fn run(
 /// The grouping of findings: (kind, source host, destination address, proto,
 /// source port, host it arrived at, why); a group collects destination ports.
 type Key = (
-    FindingKind,
+    ExposureKind,
     HostId,
     Ipv4Addr,
     Proto,
@@ -232,7 +232,7 @@ fn needed(plan: &Plan, pr: &Probe, at: Option<Arrival>) -> bool {
 }
 
 /// A needed flow that `pr`'s sender masquerades, arriving where `pr` arrived
-/// from the same address (`FindingKind::OnPath`).
+/// from the same address (`ExposureKind::OnPath`).
 fn on_path(plan: &Plan, pr: &Probe, at: Option<Arrival>) -> Option<usize> {
     let a = at?;
     plan.flows
@@ -269,7 +269,7 @@ fn verdict(plan: &Plan, pr: &Probe, want: Option<HostId>, o: &Outcome) -> Verdic
                 ClientSide::Error(e) => format!("lab error: {e}"),
                 _ => format!("a flow to {} needs it", d.hosts[w].name),
             };
-            key(FindingKind::Blocked, None, why)
+            key(ExposureKind::Blocked, None, why)
         });
         return Verdict {
             reached: false,
@@ -282,7 +282,7 @@ fn verdict(plan: &Plan, pr: &Probe, want: Option<HostId>, o: &Outcome) -> Verdic
     let finding = if needed {
         match (want, at) {
             (Some(w), Some(h)) if w != h => key(
-                FindingKind::Misrouted,
+                ExposureKind::Misrouted,
                 at,
                 format!("the flow goes to {}", d.hosts[w].name),
             ),
@@ -290,7 +290,7 @@ fn verdict(plan: &Plan, pr: &Probe, want: Option<HostId>, o: &Outcome) -> Verdic
         }
     } else if let Some(f) = on_path(plan, pr, o.arrival) {
         key(
-            FindingKind::OnPath,
+            ExposureKind::OnPath,
             at,
             format!(
                 "{} must accept flow #{} ({} → {}) from this router's address",
@@ -301,7 +301,7 @@ fn verdict(plan: &Plan, pr: &Probe, want: Option<HostId>, o: &Outcome) -> Verdic
             ),
         )
     } else {
-        key(FindingKind::Unneeded, at, "no flow needs it".into())
+        key(ExposureKind::Unneeded, at, "no flow needs it".into())
     };
     Verdict {
         reached: true,
@@ -333,8 +333,8 @@ pub(super) fn judge(plan: &Plan, xp: &ExposurePlan, outcomes: &[Outcome]) -> Exp
     }
     let (on_path_groups, groups): (Vec<_>, Vec<_>) = groups
         .into_iter()
-        .partition(|((k, ..), _)| *k == FindingKind::OnPath);
-    let finding = |((kind, x, a, proto, sport, at, why), ports): (Key, Vec<u16>)| Finding {
+        .partition(|((k, ..), _)| *k == ExposureKind::OnPath);
+    let finding = |((kind, x, a, proto, sport, at, why), ports): (Key, Vec<u16>)| ExposureFinding {
         kind,
         src: d.hosts[x].name.clone(),
         dst: format!("{} {a}", label(d, a)),
@@ -525,7 +525,7 @@ mod tests {
         let e = judge(&plan, &xp, &outs);
         assert_eq!(e.findings.len(), 1, "{:?}", e.findings);
         let f = &e.findings[0];
-        assert_eq!(f.kind, FindingKind::Blocked);
+        assert_eq!(f.kind, ExposureKind::Blocked);
         assert_eq!(
             (f.src.as_str(), f.dst.as_str()),
             ("tshost", "lhost 192.0.2.3")
@@ -553,7 +553,7 @@ mod tests {
         outs[j] = refused();
         let e = judge(&plan, &xp, &outs);
         assert_eq!(e.findings.len(), 1);
-        assert_eq!(e.findings[0].kind, FindingKind::Unneeded);
+        assert_eq!(e.findings[0].kind, ExposureKind::Unneeded);
         assert_eq!(e.findings[0].why, "no flow needs it");
         assert_eq!(e.findings[0].arrived_at, None);
     }
@@ -574,7 +574,7 @@ mod tests {
         let e = judge(&plan, &xp, &outs);
         assert_eq!(e.findings.len(), 1, "{:?}", e.findings);
         let f = &e.findings[0];
-        assert_eq!(f.kind, FindingKind::Misrouted);
+        assert_eq!(f.kind, ExposureKind::Misrouted);
         assert_eq!(f.arrived_at.as_deref(), Some("rhost"));
         assert_eq!(f.why, "the flow goes to lhost");
         assert_eq!(f.dports, [PortRange::single(10080)]);
@@ -599,7 +599,7 @@ mod tests {
         let e = judge(&plan, &xp, &outs);
         assert_eq!(e.findings.len(), 1, "{:?}", e.findings);
         let f = &e.findings[0];
-        assert_eq!(f.kind, FindingKind::Unneeded);
+        assert_eq!(f.kind, ExposureKind::Unneeded);
         assert_eq!(
             (f.src.as_str(), f.dst.as_str(), f.sport),
             ("lhost", "rhost 198.51.100.2", 857)
@@ -628,7 +628,7 @@ mod tests {
         assert!(e.findings.is_empty(), "{:?}", e.findings);
         assert_eq!(e.on_path.len(), 1);
         let f = &e.on_path[0];
-        assert_eq!(f.kind, FindingKind::OnPath);
+        assert_eq!(f.kind, ExposureKind::OnPath);
         assert_eq!(
             f.why,
             "rhost must accept flow #13 (tshost → rhost) from this router's address"
@@ -638,6 +638,6 @@ mod tests {
         outs[i] = arrived(&xp.probes[i], host(&plan, "rhost"), peer);
         let e = judge(&plan, &xp, &outs);
         assert_eq!(e.findings.len(), 1);
-        assert_eq!(e.findings[0].kind, FindingKind::Unneeded);
+        assert_eq!(e.findings[0].kind, ExposureKind::Unneeded);
     }
 }

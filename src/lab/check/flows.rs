@@ -6,13 +6,13 @@
 //! announced). `run` sends the static probes and the requests, then plans and
 //! sends the streams of every exchange that was answered (`plan_streams`), each
 //! batch with one slower retry of what failed. `judge` turns the outcomes into
-//! one `FlowResult` per flow, and notes on what the helper opened on its own.
+//! one `ProbedFlow` per flow, and notes on what the helper opened on its own.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::SocketAddrV4;
 
-use super::{label, retry, statically_open, FlowResult, Ports, Prober, Status};
+use super::{label, retry, statically_open, Ports, ProbedFlow, Prober, Status};
 use crate::amanda::facts::nat_port_class;
 use crate::amanda::settings::Auth;
 use crate::flows::{Flow, HelperRole};
@@ -20,6 +20,7 @@ use crate::lab::probe::{ClientSide, Listen, Outcome, Probe, Timing};
 use crate::model::{Deployment, HostId};
 use crate::ports::{PortRange, Proto};
 use crate::route::Path;
+use crate::view::FlowView;
 use crate::Plan;
 
 /// How many dumpers talk to each client in a helper exchange. Each dumper has its
@@ -439,9 +440,9 @@ pub(super) fn judge(
     plan: &Plan,
     fp: &FlowPlan,
     obs: &FlowObservations,
-) -> (Vec<FlowResult>, Vec<String>) {
+) -> (Vec<ProbedFlow>, Vec<String>) {
     let d = &plan.deployment;
-    let mut results: Vec<Option<FlowResult>> = vec![None; plan.flows.len()];
+    let mut results: Vec<Option<ProbedFlow>> = vec![None; plan.flows.len()];
     for &i in &fp.no_control {
         results[i] = Some(row(
             plan,
@@ -495,7 +496,7 @@ fn judge_exchanges(
     obs: &FlowObservations,
     i: usize,
     mine: &[usize],
-) -> FlowResult {
+) -> ProbedFlow {
     let d = &plan.deployment;
     let f = &plan.flows[i];
     let p = &plan.paths[i];
@@ -679,37 +680,9 @@ fn row(
     seen: Option<String>,
     status: Status,
     detail: String,
-) -> FlowResult {
-    let d = &plan.deployment;
-    let f = &plan.flows[i];
-    let p = &plan.paths[i];
-    let via = p
-        .routers()
-        .map(|h| {
-            let mut what = Vec::new();
-            if h.dnat_to.is_some() {
-                what.push("port forward");
-            }
-            if h.snat_to.is_some() {
-                what.push("masquerade");
-            }
-            if what.is_empty() {
-                d.hosts[h.host].name.clone()
-            } else {
-                format!("{} ({})", d.hosts[h.host].name, what.join(", "))
-            }
-        })
-        .collect();
-    FlowResult {
-        id: i + 1,
-        operation: f.operation.name(),
-        stream: f.stream,
-        initiator: d.hosts[f.initiator].name.clone(),
-        responder: d.hosts[f.responder].name.clone(),
-        via,
-        proto: f.proto,
-        dport: f.dport,
-        sport: f.sport,
+) -> ProbedFlow {
+    ProbedFlow {
+        flow: FlowView::new(&plan.deployment, i, &plan.flows[i], &plan.paths[i]),
         probe,
         seen,
         status,
@@ -910,13 +883,17 @@ mod tests {
         assert!(r.iter().all(|f| f.status == Status::Pass), "{r:?}");
         let f = &r[12];
         assert_eq!(
-            (f.id, f.initiator.as_str(), f.responder.as_str()),
+            (
+                f.flow.id,
+                f.flow.initiator.as_str(),
+                f.flow.responder.as_str()
+            ),
             (13, "tshost", "rhost")
         );
-        assert_eq!(f.via, ["fwhost (masquerade)"]);
+        assert_eq!(f.flow.via, ["fwhost (masquerade)"]);
         assert_eq!(f.probe, "udp :840 → rhost:10080");
         assert_eq!(f.seen.as_deref(), Some("fwhost/eth1:840"));
-        assert_eq!(r[22].via, ["fwhost (port forward)"]);
+        assert_eq!(r[22].flow.via, ["fwhost (port forward)"]);
         assert_eq!(r[22].probe, "udp :840 → fwhost/eth1:10080");
     }
 

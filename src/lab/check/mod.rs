@@ -22,7 +22,7 @@
 //! **plan** (pure: which probes, from which namespace and source port, to which
 //! address and port, and what each expects), **run** (sends them through a
 //! [`Prober`], the lab's namespaces in real runs, and retries what failed), and
-//! **judge** (pure: observations and expectations → `FlowResult`s, `Finding`s
+//! **judge** (pure: observations and expectations → `ProbedFlow`s, `ExposureFinding`s
 //! and their prose). `exposure` and `flows` each hold their three stages.
 
 mod exposure;
@@ -44,6 +44,7 @@ use crate::model::{Deployment, HostId};
 use crate::netfilter::Backend;
 use crate::ports::{PortRange, Proto};
 use crate::route::Path;
+use crate::view::FlowView;
 use crate::Plan;
 
 pub use flows::DUMPERS;
@@ -58,18 +59,9 @@ pub enum Status {
 
 /// One required flow as observed.
 #[derive(Debug, Clone, Serialize)]
-pub struct FlowResult {
-    /// 1-based, as in SUMMARY.md and `amwall flows`.
-    pub id: usize,
-    pub operation: &'static str,
-    pub stream: &'static str,
-    pub initiator: String,
-    pub responder: String,
-    /// Routers on the way, with what they do ("fwhost (masquerade)").
-    pub via: Vec<String>,
-    pub proto: Proto,
-    pub dport: PortRange,
-    pub sport: Option<PortRange>,
+pub struct ProbedFlow {
+    #[serde(flatten)]
+    pub flow: FlowView,
     /// What was sent: "udp :840 → 192.0.2.1:10080".
     pub probe: String,
     /// What the responder saw ("192.0.2.2:840"), if it arrived.
@@ -80,7 +72,7 @@ pub struct FlowResult {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum FindingKind {
+pub enum ExposureKind {
     /// Arrived, but no flow (or management) needs it.
     Unneeded,
     /// A flow needs it, but it did not arrive.
@@ -95,8 +87,8 @@ pub enum FindingKind {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub kind: FindingKind,
+pub struct ExposureFinding {
+    pub kind: ExposureKind,
     pub src: String,
     /// "fwhost/eth1 198.51.100.1"
     pub dst: String,
@@ -117,28 +109,28 @@ pub struct Exposure {
     pub needed: usize,
     pub unroutable: usize,
     pub dports: Vec<u16>,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<ExposureFinding>,
     /// Not failures: reachable only as the masquerading router that a needed flow
-    /// crosses (see `FindingKind::OnPath`).
-    pub on_path: Vec<Finding>,
+    /// crosses (see `ExposureKind::OnPath`).
+    pub on_path: Vec<ExposureFinding>,
     /// Not failures: things worth knowing (e.g. what the helper opened on its own).
     pub notes: Vec<String>,
 }
 
 /// Everything one lab run observed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct LabReport {
     pub topology: String,
     pub backend: Backend,
     pub auth: Vec<Auth>,
     pub helper: bool,
     pub networks: Vec<crate::lab::map::NetMap>,
-    pub flows: Vec<FlowResult>,
+    pub flows: Vec<ProbedFlow>,
     pub exposure: Exposure,
     pub seconds: f64,
 }
 
-impl Report {
+impl LabReport {
     pub fn failed_flows(&self) -> usize {
         self.flows
             .iter()
@@ -148,7 +140,7 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.failed_flows() == 0 && self.exposure.findings.is_empty()
     }
-    pub fn flow(&self, id: usize) -> &FlowResult {
+    pub fn flow(&self, id: usize) -> &ProbedFlow {
         &self.flows[id - 1]
     }
     pub fn backend_name(&self) -> &'static str {
@@ -287,7 +279,7 @@ pub fn run(
     hosts: &[&Netns],
     timing: Timing,
     progress: &mut dyn FnMut(&str, usize, usize),
-) -> io::Result<(Vec<FlowResult>, Exposure)> {
+) -> io::Result<(Vec<ProbedFlow>, Exposure)> {
     // Network safety: every address we will ever send to is a documentation address.
     for h in &plan.deployment.hosts {
         for i in &h.interfaces {
@@ -318,7 +310,7 @@ pub fn run_with(
     prober: &mut dyn Prober,
     timing: Timing,
     progress: &mut dyn FnMut(&str, usize, usize),
-) -> io::Result<(Vec<FlowResult>, Exposure)> {
+) -> io::Result<(Vec<ProbedFlow>, Exposure)> {
     let xp = exposure::plan(plan);
     let seen = exposure::run(&xp, prober, timing, progress)?;
     let mut exposure = exposure::judge(plan, &xp, &seen);

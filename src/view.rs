@@ -1,0 +1,241 @@
+//! A flow as every report shows it: `amwall flows` (text and JSON),
+//! SUMMARY.md, `check` and `lab`.
+//!
+//! Host ids are resolved to names and the path to words once, here, so the
+//! four reports cannot drift apart in how they name a flow, its ports or the
+//! routers on its way, and the JSON of each report carries the same fields
+//! under the same names.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::amanda::settings::Auth;
+use crate::flows::{Flow, HelperRole, Operation};
+use crate::model::Deployment;
+use crate::plan::Plan;
+use crate::ports::{PortRange, Proto, EPHEMERAL};
+use crate::route::{HopKind, Path};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowView {
+    /// 1-based, as in SUMMARY.md, `check` and `lab`.
+    pub id: usize,
+    pub operation: Operation,
+    pub stream: &'static str,
+    pub auth: Auth,
+    pub initiator: String,
+    pub responder: String,
+    /// Routers on the way, with what they do to the flow: "fwhost (masquerade)".
+    pub via: Vec<String>,
+    pub proto: Proto,
+    pub dport: PortRange,
+    /// `None`: any source port the initiator's kernel picks (see `ports::EPHEMERAL`).
+    pub sport: Option<PortRange>,
+    pub helper: HelperRole,
+    /// The address the initiator connects to (what Amanda's config must name).
+    pub target: Ipv4Addr,
+    pub hops: Vec<HopView>,
+    /// The hops in words, as SUMMARY.md prints them.
+    pub path: String,
+    pub why: String,
+}
+
+/// One hop with its host named.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopView {
+    pub host: String,
+    pub kind: HopKind,
+    #[serde(rename = "in")]
+    pub in_iface: Option<String>,
+    #[serde(rename = "out")]
+    pub out_iface: Option<String>,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub dnat_to: Option<Ipv4Addr>,
+    pub snat_to: Option<Ipv4Addr>,
+}
+
+/// Every flow of the plan, in the plan's order.
+pub fn all(plan: &Plan) -> Vec<FlowView> {
+    plan.flows
+        .iter()
+        .zip(&plan.paths)
+        .enumerate()
+        .map(|(i, (f, p))| FlowView::new(&plan.deployment, i, f, p))
+        .collect()
+}
+
+impl FlowView {
+    /// Flow `i` (0-based) of a plan, with its path.
+    pub fn new(d: &Deployment, i: usize, f: &Flow, p: &Path) -> FlowView {
+        FlowView {
+            id: i + 1,
+            operation: f.operation,
+            stream: f.stream,
+            auth: f.auth,
+            initiator: d.hosts[f.initiator].name.clone(),
+            responder: d.hosts[f.responder].name.clone(),
+            via: p.routers().map(|h| router(d, h)).collect(),
+            proto: f.proto,
+            dport: f.dport,
+            sport: f.sport,
+            helper: f.helper,
+            target: p.target,
+            hops: p
+                .hops
+                .iter()
+                .map(|h| HopView {
+                    host: d.hosts[h.host].name.clone(),
+                    kind: h.kind,
+                    in_iface: h.in_iface.clone(),
+                    out_iface: h.out_iface.clone(),
+                    src: h.src,
+                    dst: h.dst,
+                    dnat_to: h.dnat_to,
+                    snat_to: h.snat_to,
+                })
+                .collect(),
+            path: path_text(d, p),
+            why: f.why.clone(),
+        }
+    }
+
+    /// "tshost → fwhost via gw (masquerade)".
+    pub fn who(&self) -> String {
+        if self.via.is_empty() {
+            format!("{} → {}", self.initiator, self.responder)
+        } else {
+            format!(
+                "{} → {} via {}",
+                self.initiator,
+                self.responder,
+                self.via.join(", ")
+            )
+        }
+    }
+
+    /// The source port as a table cell: the range, or "any".
+    pub fn sport_cell(&self) -> String {
+        self.sport.map_or_else(|| "any".into(), |s| s.to_string())
+    }
+
+    /// The source ports a check walks: the range, or Linux's ephemeral range.
+    pub fn sport_walked(&self) -> String {
+        self.sport
+            .map_or_else(|| format!("{EPHEMERAL} (ephemeral)"), |r| r.to_string())
+    }
+
+    /// What the helper does with the flow, as a suffix to its stream.
+    pub fn helper_note(&self) -> &'static str {
+        match self.helper {
+            HelperRole::None => "",
+            HelperRole::Assign => " (helper assigned)",
+            HelperRole::Expected => " (RELATED via helper)",
+        }
+    }
+}
+
+/// `amwall flows` text: the flow on one line, its path and reason below.
+impl fmt::Display for FlowView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "#{:<3} {:<15} {:<6} {} → {} {} {} [sport {}] {}\n      path: {}\n      why:  {}",
+            self.id,
+            self.operation.name(),
+            self.auth,
+            self.initiator,
+            self.responder,
+            self.proto,
+            self.dport,
+            self.sport_cell(),
+            self.stream,
+            self.path,
+            self.why
+        )
+    }
+}
+
+/// "fwhost (port forward, masquerade)": a router with what it does to the flow.
+fn router(d: &Deployment, h: &crate::route::Hop) -> String {
+    let mut what = Vec::new();
+    if h.dnat_to.is_some() {
+        what.push("port forward");
+    }
+    if h.snat_to.is_some() {
+        what.push("masquerade");
+    }
+    let name = &d.hosts[h.host].name;
+    if what.is_empty() {
+        name.clone()
+    } else {
+        format!("{name} ({})", what.join(", "))
+    }
+}
+
+/// The hops in words: "lhost → fwhost (forward eth1→eth0, masquerade as 192.0.2.1) → tshost".
+fn path_text(d: &Deployment, p: &Path) -> String {
+    let mut parts = Vec::new();
+    for h in &p.hops {
+        let name = &d.hosts[h.host].name;
+        parts.push(match h.kind {
+            HopKind::Loopback => format!("{name} (loopback, `lo` accepted)"),
+            HopKind::Origin | HopKind::Destination => name.clone(),
+            HopKind::Forward => {
+                let mut s = format!(
+                    "{name} (forward {}→{}",
+                    h.in_iface.as_deref().unwrap_or("?"),
+                    h.out_iface.as_deref().unwrap_or("?")
+                );
+                if let Some(to) = h.dnat_to {
+                    s.push_str(&format!(", port forward {} → {to}", h.dst));
+                }
+                if let Some(sn) = h.snat_to {
+                    s.push_str(&format!(", masquerade as {sn}"));
+                }
+                s.push(')');
+                s
+            }
+        });
+    }
+    parts.join(" → ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wiki(auth: Auth) -> Plan {
+        let text = include_str!("../examples/wiki.toml").to_string();
+        let d = crate::load::load_str("wiki.toml", text).unwrap();
+        Plan::build(d.with_auth(auth)).unwrap()
+    }
+
+    #[test]
+    fn a_masqueraded_flow_names_its_router_and_what_it_does() {
+        let plan = wiki(Auth::Bsd);
+        let v = all(&plan);
+        assert_eq!(v.len(), plan.flows.len());
+        let f = v
+            .iter()
+            .find(|f| f.via.iter().any(|r| r.contains("masquerade")))
+            .expect("the wiki site masquerades its lab clients");
+        assert!(f.who().contains(" via fwhost (masquerade)"), "{}", f.who());
+        assert!(f.path.contains("masquerade as"), "{}", f.path);
+        assert_eq!(f.hops.first().unwrap().host, f.initiator);
+        assert_eq!(f.hops.last().unwrap().host, f.responder);
+    }
+
+    #[test]
+    fn ids_count_from_one_and_text_shows_any_for_ephemeral_ports() {
+        // ssh: the initiator's ssh client binds no source port.
+        let plan = wiki(Auth::Ssh);
+        let v = all(&plan);
+        assert_eq!(v[0].id, 1);
+        let eph = v.iter().find(|f| f.sport.is_none()).unwrap();
+        assert!(eph.to_string().contains("[sport any]"), "{eph}");
+        assert_eq!(eph.sport_walked(), "32768-60999 (ephemeral)");
+    }
+}
