@@ -6,9 +6,9 @@
 //! checks this. `parse` reads what `iptables-save` and `ip6tables-save` print
 //! (and what people write for `iptables-restore`) into the same IR.
 
+mod ext;
 mod parse;
 
-pub(crate) use super::names::ADDR_TYPES;
 pub use super::{ChainInfo, Parsed};
 pub use parse::parse;
 
@@ -250,220 +250,48 @@ fn port_text(key: &'static str, p: &PortRange) -> String {
     }
 }
 
-/// How iptables-save prints a match that is not one of the generic options.
-// Long: one arm per Match variant, exhaustive so a new variant cannot go unprinted; its
-// parse twin is parse::module_option (issue 11)
+/// How iptables-save prints a match: the generic options here, every
+/// extension's in `ext`. Exhaustive, so a new match cannot go unprinted.
 fn module_opt(m: &Match, fam: Family, proto: &str) -> ModOpt {
-    let v6 = fam == Family::Ip6;
     let (m, neg) = m.positive();
-    let bang = if neg { " !" } else { "" };
+    let cx = ext::Cx {
+        proto,
+        v6: fam == Family::Ip6,
+        neg,
+    };
     let mut o = match m {
-        Match::Src(Addr::Set(s)) => opt("set", "match-set", 0, format!(" --match-set {s} src")),
-        Match::Dst(Addr::Set(s)) => opt("set", "match-set", 0, format!(" --match-set {s} dst")),
+        Match::Src(Addr::Set(_)) | Match::Dst(Addr::Set(_)) | Match::IpSet { .. } => {
+            ext::set::emit(m, &cx)
+        }
         // A second prefix prints as a second `-s`/`-d`, which iptables
         // refuses: it cannot have come from iptables-save.
         Match::Src(a @ (Addr::Net(_) | Addr::Net6(_))) => solo("", format!(" -s {}", addr(a))),
         Match::Dst(a @ (Addr::Net(_) | Addr::Net6(_))) => solo("", format!(" -d {}", addr(a))),
-        Match::Src(a) => match as_range(a) {
-            Some((x, y)) => opt("iprange", "src-range", 0, format!(" --src-range {x}-{y}")),
-            None => solo("", String::new()),
-        },
-        Match::Dst(a) => match as_range(a) {
-            Some((x, y)) => opt("iprange", "dst-range", 1, format!(" --dst-range {x}-{y}")),
-            None => solo("", String::new()),
-        },
+        Match::Src(_) | Match::Dst(_) => ext::iprange::emit(m, &cx),
         Match::InIface(i) => solo("", format!(" -i {}", iface(i))),
         Match::OutIface(i) => solo("", format!(" -o {}", iface(i))),
         Match::Proto(p) => solo("", format!(" -p {p}")),
         Match::ProtoNum(n) => solo("", format!(" -p {}", names::proto_name(*n))),
         Match::Fragment => solo("", " -f".into()),
-        Match::CtState(states) => opt(
-            "conntrack",
-            "ctstate",
-            0,
-            format!(" --ctstate {}", ct_state_names(states)),
-        ),
-        // Without a known protocol, multiport still reads back the same.
-        Match::SPort(v) if v.len() == 1 && !proto.is_empty() => {
-            opt(proto, "sport", 0, port_text("sport", &v[0]))
+        Match::SPort(v) | Match::DPort(v) if v.len() == 1 && !proto.is_empty() => {
+            ext::ports::emit(m, &cx)
         }
-        Match::DPort(v) if v.len() == 1 && !proto.is_empty() => {
-            opt(proto, "dport", 1, port_text("dport", &v[0]))
-        }
-        Match::SPort(v) => opt("multiport", "multi", 0, format!(" --sports {}", ports(v))),
-        Match::DPort(v) => opt("multiport", "multi", 0, format!(" --dports {}", ports(v))),
-        Match::Port(v) => opt("multiport", "multi", 0, format!(" --ports {}", ports(v))),
-        Match::TcpFlags { mask, set } => opt(
-            "tcp",
-            "tcp-flags",
-            2,
-            format!(" --tcp-flags {} {}", tcp_flags(*mask), tcp_flags(*set)),
-        ),
-        Match::Icmp(t) => opt("icmp", "icmp-type", 0, format!(" --icmp-type {}", icmp(t))),
-        Match::Icmp6(t) => opt(
-            "icmp6",
-            "icmpv6-type",
-            0,
-            format!(" --icmpv6-type {}", icmp(t)),
-        ),
-        Match::CtProto(n) => opt("conntrack", "ctproto", 1, format!(" --ctproto {n}")),
-        Match::CtAddr(t, a) => {
-            let (d, order) = ct_tuple(*t);
-            let key = match t {
-                CtTuple::OrigSrc => "ctorigsrc",
-                CtTuple::OrigDst => "ctorigdst",
-                CtTuple::ReplSrc => "ctreplsrc",
-                CtTuple::ReplDst => "ctrepldst",
-            };
-            opt(
-                "conntrack",
-                key,
-                order,
-                format!(" --ct{d}{} {}", ct_tuple_dir(*t), short_addr(a)),
-            )
-        }
-        Match::CtPort(t, p) => {
-            let (d, order) = ct_tuple(*t);
-            let key = match t {
-                CtTuple::OrigSrc => "ctorigsrcport",
-                CtTuple::OrigDst => "ctorigdstport",
-                CtTuple::ReplSrc => "ctreplsrcport",
-                CtTuple::ReplDst => "ctrepldstport",
-            };
-            let dir = ct_tuple_dir(*t);
-            let text = if p.lo == p.hi {
-                format!(" --ct{d}{dir}port {}", p.lo)
-            } else {
-                format!(" --ct{d}{dir}port {}:{}", p.lo, p.hi)
-            };
-            opt("conntrack", key, order + 4, text)
-        }
-        Match::CtStatus(v) => opt(
-            "conntrack",
-            "ctstatus",
-            10,
-            format!(
-                " --ctstatus {}",
-                v.iter()
-                    .map(|s| ct_status_name(*s))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        ),
-        Match::CtDirection(d) => opt(
-            "conntrack",
-            "ctdir",
-            12,
-            match d {
-                CtDirection::Original => " --ctdir ORIGINAL".into(),
-                CtDirection::Reply => " --ctdir REPLY".into(),
-            },
-        ),
-        Match::Mark { value, mask } => opt(
-            "mark",
-            "mark",
-            0,
-            format!(" --mark {}", hex_mask(*value, *mask)),
-        ),
-        Match::ConnMark { value, mask } => opt(
-            "connmark",
-            "mark",
-            0,
-            format!(" --mark {}", hex_mask(*value, *mask)),
-        ),
-        Match::AddrType {
-            dir,
-            types,
-            limit_iface,
-        } => {
-            let names: Vec<&str> = ADDR_TYPES
-                .iter()
-                .filter(|(t, _)| types.contains(t))
-                .map(|(_, n)| *n)
-                .collect();
-            let (key, order, flag) = match dir {
-                Dir::Src => ("src-type", 0, "--src-type"),
-                Dir::Dst => ("dst-type", 1, "--dst-type"),
-            };
-            let mut text = format!("{bang} {flag} {}", names.join(","));
-            match limit_iface {
-                Some(Dir::Src) => text.push_str(" --limit-iface-in"),
-                Some(Dir::Dst) => text.push_str(" --limit-iface-out"),
-                None => {}
-            }
-            let mut o = opt("addrtype", key, order, text);
-            o.text.insert(0, '\u{0}');
-            o
-        }
-        Match::IpSet { name, dirs } => {
-            let d: Vec<&str> = dirs
-                .iter()
-                .map(|d| match d {
-                    Dir::Src => "src",
-                    Dir::Dst => "dst",
-                })
-                .collect();
-            opt(
-                "set",
-                "match-set",
-                0,
-                format!(" --match-set {name} {}", d.join(",")),
-            )
-        }
-        Match::MacSrc(m) => opt(
-            "mac",
-            "mac-source",
-            0,
-            format!(" --mac-source {}", m.to_ascii_uppercase()),
-        ),
-        Match::PktType(t) => opt(
-            "pkttype",
-            "pkt-type",
-            0,
-            format!(
-                " --pkt-type {}",
-                match t {
-                    PktType::Unicast => "unicast",
-                    PktType::Broadcast => "broadcast",
-                    PktType::Multicast => "multicast",
-                }
-            ),
-        ),
-        Match::Owner(o) => {
-            let range = |a: u32, b: u32| {
-                if a == b {
-                    a.to_string()
-                } else {
-                    format!("{a}-{b}")
-                }
-            };
-            match o {
-                Owner::Uid(a, b) => {
-                    opt("owner", "uid", 0, format!(" --uid-owner {}", range(*a, *b)))
-                }
-                Owner::Gid(a, b) => {
-                    opt("owner", "gid", 1, format!(" --gid-owner {}", range(*a, *b)))
-                }
-                Owner::SocketExists => opt("owner", "socket", 2, " --socket-exists".into()),
-            }
-        }
-        Match::Ttl(cmp, v) => {
-            let (module, key) = if v6 { ("hl", "hl") } else { ("ttl", "ttl") };
-            let op = match cmp {
-                Cmp::Eq => "eq",
-                Cmp::Lt => "lt",
-                Cmp::Gt => "gt",
-            };
-            opt(module, "ttl", 0, format!(" --{key}-{op} {v}"))
-        }
-        Match::Length(a, b) => {
-            let t = if a == b {
-                format!(" --length {a}")
-            } else {
-                format!(" --length {a}:{b}")
-            };
-            opt("length", "length", 0, t)
-        }
+        Match::TcpFlags { .. } => ext::ports::emit(m, &cx),
+        Match::SPort(_) | Match::DPort(_) | Match::Port(_) => ext::multiport::emit(m, &cx),
+        Match::CtState(_)
+        | Match::CtProto(_)
+        | Match::CtAddr(..)
+        | Match::CtPort(..)
+        | Match::CtStatus(_)
+        | Match::CtDirection(_) => ext::conntrack::emit(m, &cx),
+        Match::Mark { .. } | Match::ConnMark { .. } => ext::mark::emit(m, &cx),
+        Match::AddrType { .. } => ext::addrtype::emit(m, &cx),
+        Match::Icmp(_) | Match::Icmp6(_) => ext::icmp::emit(m, &cx),
+        Match::MacSrc(_) => ext::mac::emit(m, &cx),
+        Match::PktType(_) => ext::pkttype::emit(m, &cx),
+        Match::Owner(_) => ext::owner::emit(m, &cx),
+        Match::Ttl(..) => ext::ttl::emit(m, &cx),
+        Match::Length(..) => ext::length::emit(m, &cx),
         Match::RpFilter(flags) => {
             let mut t: String = flags.iter().map(|f| format!(" --{f}")).collect();
             if neg {

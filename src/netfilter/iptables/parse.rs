@@ -36,9 +36,9 @@ pub fn parse(file: &str, text: &str) -> Result<Parsed, Box<InputError>> {
     .run()
 }
 
-struct Word {
-    s: String,
-    span: Range<usize>,
+pub(super) struct Word {
+    pub(super) s: String,
+    pub(super) span: Range<usize>,
     /// Written in quotes: `"!"` is a value, not a negation.
     quoted: bool,
 }
@@ -49,15 +49,19 @@ impl Word {
     }
 }
 
-struct Error {
+pub(super) struct Error {
     span: Range<usize>,
     message: String,
     label: String,
 }
 
-type Res<T> = Result<T, Error>;
+pub(super) type Res<T> = Result<T, Error>;
 
-fn err<T>(span: Range<usize>, message: impl Into<String>, label: impl Into<String>) -> Res<T> {
+pub(super) fn err<T>(
+    span: Range<usize>,
+    message: impl Into<String>,
+    label: impl Into<String>,
+) -> Res<T> {
     Err(Error {
         span,
         message: message.into(),
@@ -681,7 +685,7 @@ impl Parser<'_> {
 
 /// Names the emitter prints as they are (chains, interfaces, sets, MACs):
 /// a word that reads back as itself.
-fn plain(s: &str) -> bool {
+pub(super) fn plain(s: &str) -> bool {
     !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
 }
 
@@ -825,17 +829,17 @@ const PASSTHROUGH: &[&str] = &[
     "SYNPROXY_NOT",
 ];
 
-struct RuleParser<'a> {
+pub(super) struct RuleParser<'a> {
     words: &'a [Word],
     i: usize,
     chains: &'a HashMap<String, usize>,
     v4: &'a mut Option<Range<usize>>,
     v6: &'a mut Option<Range<usize>>,
-    matches: Vec<Match>,
+    pub(super) matches: Vec<Match>,
     /// `-s a,b`: iptables-restore adds one rule per address; (match index, the others).
     alternatives: Vec<(usize, Vec<Addr>)>,
     action: Option<Action>,
-    comment: Option<String>,
+    pub(super) comment: Option<String>,
     counters: Option<Counters>,
     line_end: usize,
     /// `-m NAME ` of the module being read, to prefix text we keep as unknown.
@@ -882,20 +886,20 @@ impl RuleParser<'_> {
         self.words.get(self.i)
     }
 
-    fn next(&mut self) -> Option<&Word> {
+    pub(super) fn next(&mut self) -> Option<&Word> {
         let w = self.words.get(self.i);
         self.i += 1;
         w
     }
 
-    fn end_span(&self) -> Range<usize> {
+    pub(super) fn end_span(&self) -> Range<usize> {
         let e = self.words.last().map_or(self.line_end, |w| w.span.end);
         e..e
     }
 
     /// The value after option `opt` (at index `at`); an old-style `!` between
     /// them (`--dport ! 22`, iptables < 1.4.3) flips `neg`.
-    fn value(&mut self, opt_at: usize, neg: &mut bool) -> Res<(String, Range<usize>)> {
+    pub(super) fn value(&mut self, opt_at: usize, neg: &mut bool) -> Res<(String, Range<usize>)> {
         if self.peek().is_some_and(Word::bang) {
             self.i += 1;
             *neg = !*neg;
@@ -913,7 +917,7 @@ impl RuleParser<'_> {
         }
     }
 
-    fn push(&mut self, m: Match, neg: bool) {
+    pub(super) fn push(&mut self, m: Match, neg: bool) {
         self.matches.push(if neg { m.negate() } else { m });
     }
 
@@ -959,7 +963,7 @@ impl RuleParser<'_> {
         }
     }
 
-    fn note_family(&mut self, v6: bool, span: Range<usize>) {
+    pub(super) fn note_family(&mut self, v6: bool, span: Range<usize>) {
         let slot = if v6 { &mut *self.v6 } else { &mut *self.v4 };
         slot.get_or_insert(span);
     }
@@ -1273,8 +1277,6 @@ impl RuleParser<'_> {
     }
 
     /// One option of a known module. `Ok(false)`: the module has no such option.
-    // Long: one arm per match extension's option; its emit twin is module_opt, and both are
-    // to become one parse+emit pair per extension (issue 11)
     fn module_option(
         &mut self,
         module: &str,
@@ -1282,404 +1284,10 @@ impl RuleParser<'_> {
         opt_at: usize,
         neg: &mut bool,
     ) -> Res<bool> {
-        let known_module = matches!(
-            module,
-            "tcp"
-                | "udp"
-                | "sctp"
-                | "dccp"
-                | "udplite"
-                | "multiport"
-                | "state"
-                | "conntrack"
-                | "iprange"
-                | "set"
-                | "addrtype"
-                | "mark"
-                | "connmark"
-                | "icmp"
-                | "icmp6"
-                | "comment"
-                | "mac"
-                | "pkttype"
-                | "owner"
-                | "ttl"
-                | "hl"
-                | "length"
-                | "rpfilter"
-        );
-        if !known_module {
-            return Ok(false);
+        match super::ext::parser(module) {
+            Some(parse) => parse(self, module, opt, opt_at, neg),
+            None => Ok(false),
         }
-        let ports_module = matches!(module, "tcp" | "udp" | "sctp" | "dccp" | "udplite");
-        match (module, opt) {
-            (_, "sport" | "source-port" | "dport" | "destination-port") if ports_module => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let Some(r) = parse_port_range(&v, ':') else {
-                    return self.bad_or_unknown(opt_at, &v, span, "expected PORT or PORT:PORT");
-                };
-                let m = if opt.starts_with('s') {
-                    Match::SPort(vec![r])
-                } else {
-                    Match::DPort(vec![r])
-                };
-                self.push(m, *neg);
-            }
-            ("tcp", "tcp-flags") => {
-                let (mask, span) = self.value(opt_at, neg)?;
-                let Some(w) = self.next() else {
-                    return err(span, "`--tcp-flags` needs MASK and SET", "only one follows");
-                };
-                let (set, span2) = (w.s.clone(), w.span.clone());
-                let (Some(mask), Some(set)) = (parse_tcp_flags(&mask), parse_tcp_flags(&set))
-                else {
-                    return err(
-                        span.start..span2.end,
-                        "bad TCP flags",
-                        "expected e.g. FIN,SYN,RST,ACK SYN",
-                    );
-                };
-                self.push(Match::TcpFlags { mask, set }, *neg);
-            }
-            ("tcp", "syn") => {
-                use tcp_flag::*;
-                self.push(
-                    Match::TcpFlags {
-                        mask: FIN | SYN | RST | ACK,
-                        set: SYN,
-                    },
-                    *neg,
-                );
-            }
-            ("multiport", "sports" | "source-ports" | "dports" | "destination-ports" | "ports") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let mut list = Vec::new();
-                for p in v.split(',') {
-                    match parse_port_range(p, ':') {
-                        Some(r) => list.push(r),
-                        None => {
-                            return self.bad_or_unknown(
-                                opt_at,
-                                &v,
-                                span,
-                                "expected PORT[,PORT:PORT...]",
-                            )
-                        }
-                    }
-                }
-                let m = match opt {
-                    "ports" => Match::Port(list),
-                    o if o.starts_with('s') => Match::SPort(list),
-                    _ => Match::DPort(list),
-                };
-                self.push(m, *neg);
-            }
-            ("state", "state") | ("conntrack", "ctstate") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let mut states = Vec::new();
-                for s in v.split(',') {
-                    states.push(match s {
-                        "INVALID" => CtState::Invalid,
-                        "ESTABLISHED" => CtState::Established,
-                        "RELATED" => CtState::Related,
-                        "NEW" => CtState::New,
-                        "UNTRACKED" => CtState::Untracked,
-                        "SNAT" => CtState::Snat,
-                        "DNAT" => CtState::Dnat,
-                        _ => return err(
-                            span,
-                            format!("unknown state `{s}`"),
-                            "expected NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, SNAT or DNAT",
-                        ),
-                    });
-                }
-                states.sort();
-                states.dedup();
-                self.push(Match::CtState(states), *neg);
-            }
-            ("conntrack", "ctproto") => {
-                let (v, _) = self.value(opt_at, neg)?;
-                match names::proto_number(&v) {
-                    Some(n) => self.push(Match::CtProto(n), *neg),
-                    None => self.unknown_opt(opt_at),
-                }
-            }
-            ("conntrack", "ctorigsrc" | "ctorigdst" | "ctreplsrc" | "ctrepldst") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let t = ct_tuple_of(opt);
-                match parse_addr(&v) {
-                    Ok(a) => {
-                        if let Some(v6) = a.is_v6() {
-                            self.note_family(v6, span);
-                        }
-                        self.push(Match::CtAddr(t, a), *neg);
-                    }
-                    Err(AddrError::Bad) => {
-                        return err(
-                            span,
-                            format!("bad address `{v}`"),
-                            "expected ADDRESS[/PREFIX]",
-                        )
-                    }
-                    Err(_) => self.unknown_opt(opt_at),
-                }
-            }
-            (
-                "conntrack",
-                "ctorigsrcport" | "ctorigdstport" | "ctreplsrcport" | "ctrepldstport",
-            ) => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let t = ct_tuple_of(&opt[..opt.len() - 4]);
-                match parse_port_range(&v, ':') {
-                    Some(r) => self.push(Match::CtPort(t, r), *neg),
-                    None => {
-                        return self.bad_or_unknown(opt_at, &v, span, "expected PORT or PORT:PORT")
-                    }
-                }
-            }
-            ("conntrack", "ctstatus") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let mut st = Vec::new();
-                for s in v.split(',') {
-                    st.push(match s {
-                        "NONE" => CtStatus::None,
-                        "EXPECTED" => CtStatus::Expected,
-                        "SEEN_REPLY" => CtStatus::SeenReply,
-                        "ASSURED" => CtStatus::Assured,
-                        "CONFIRMED" => CtStatus::Confirmed,
-                        _ => {
-                            return err(
-                                span,
-                                format!("unknown status `{s}`"),
-                                "expected NONE, EXPECTED, SEEN_REPLY, ASSURED or CONFIRMED",
-                            )
-                        }
-                    });
-                }
-                st.sort();
-                st.dedup();
-                self.push(Match::CtStatus(st), *neg);
-            }
-            ("conntrack", "ctdir") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let d = match v.as_str() {
-                    "ORIGINAL" => CtDirection::Original,
-                    "REPLY" => CtDirection::Reply,
-                    _ => return err(span, "bad direction", "expected ORIGINAL or REPLY"),
-                };
-                self.push(Match::CtDirection(d), *neg);
-            }
-            ("conntrack", "ctexpire") => {
-                let (v, _) = self.value(opt_at, neg)?;
-                let mut args = vec![];
-                if *neg {
-                    args.push("!".to_string());
-                }
-                args.extend(["--ctexpire".to_string(), v]);
-                self.matches.push(Match::Stateful {
-                    module: "conntrack".into(),
-                    args,
-                });
-            }
-            ("iprange", "src-range" | "dst-range") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let Some((a, b)) = v.split_once('-').and_then(|(a, b)| {
-                    let a: IpAddr = a.parse().ok()?;
-                    let b: IpAddr = b.parse().ok()?;
-                    (a.is_ipv6() == b.is_ipv6()).then_some((a, b))
-                }) else {
-                    return err(span, format!("bad range `{v}`"), "expected ADDRESS-ADDRESS");
-                };
-                self.note_family(a.is_ipv6(), span);
-                let r = Addr::Range(a, b);
-                let m = if opt.starts_with('s') {
-                    Match::Src(r)
-                } else {
-                    Match::Dst(r)
-                };
-                self.push(m, *neg);
-            }
-            ("set", "match-set") => {
-                let (name, span) = self.value(opt_at, neg)?;
-                if !plain(&name) {
-                    return err(span, format!("bad set name `{name}`"), "here");
-                }
-                let Some(w) = self.next() else {
-                    return err(
-                        self.end_span(),
-                        "`--match-set` needs NAME and FLAGS",
-                        "e.g. `src`",
-                    );
-                };
-                let (flags, span) = (w.s.clone(), w.span.clone());
-                let mut dirs = Vec::new();
-                for f in flags.split(',') {
-                    dirs.push(match f {
-                        "src" => Dir::Src,
-                        "dst" => Dir::Dst,
-                        _ => {
-                            return err(span, format!("bad set flag `{f}`"), "expected src or dst")
-                        }
-                    });
-                }
-                let m = match dirs.as_slice() {
-                    [Dir::Src] => Match::Src(Addr::Set(name)),
-                    [Dir::Dst] => Match::Dst(Addr::Set(name)),
-                    _ => Match::IpSet { name, dirs },
-                };
-                self.push(m, *neg);
-            }
-            ("addrtype", "src-type" | "dst-type") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let mut types = Vec::new();
-                for t in v.split(',') {
-                    match crate::netfilter::names::ADDR_TYPES
-                        .iter()
-                        .find(|(_, n)| n.eq_ignore_ascii_case(t))
-                    {
-                        Some((t, _)) => types.push(*t),
-                        None => {
-                            return err(
-                                span,
-                                format!("unknown address type `{t}`"),
-                                "expected e.g. LOCAL, BROADCAST",
-                            )
-                        }
-                    }
-                }
-                types.sort();
-                types.dedup();
-                let dir = if opt.starts_with('s') {
-                    Dir::Src
-                } else {
-                    Dir::Dst
-                };
-                self.push(
-                    Match::AddrType {
-                        dir,
-                        types,
-                        limit_iface: None,
-                    },
-                    *neg,
-                );
-            }
-            ("addrtype", "limit-iface-in" | "limit-iface-out") => {
-                let d = if opt.ends_with("in") {
-                    Dir::Src
-                } else {
-                    Dir::Dst
-                };
-                // Applies to the module's type matches; iptables-save prints it after them.
-                let mut found = false;
-                for m in self.matches.iter_mut().rev() {
-                    let inner = match m {
-                        Match::Not(b) => b.as_mut(),
-                        m => m,
-                    };
-                    if let Match::AddrType { limit_iface, .. } = inner {
-                        *limit_iface = Some(d);
-                        found = true;
-                        break;
-                    }
-                }
-                if !found {
-                    self.unknown_opt(opt_at);
-                }
-            }
-            ("mark" | "connmark", "mark") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let Some((value, mask)) = parse_mark(&v) else {
-                    return err(span, format!("bad mark `{v}`"), "expected VALUE[/MASK]");
-                };
-                let m = if module == "mark" {
-                    Match::Mark { value, mask }
-                } else {
-                    Match::ConnMark { value, mask }
-                };
-                self.push(m, *neg);
-            }
-            ("icmp", "icmp-type") | ("icmp6", "icmpv6-type") => {
-                let v6 = module == "icmp6";
-                let (v, span) = self.value(opt_at, neg)?;
-                let Some(t) = parse_icmp(&v, v6) else {
-                    return err(
-                        span,
-                        format!("unknown ICMP type `{v}`"),
-                        "expected TYPE[/CODE] or a name",
-                    );
-                };
-                self.note_family(v6, span);
-                self.push(if v6 { Match::Icmp6(t) } else { Match::Icmp(t) }, *neg);
-            }
-            ("comment", "comment") => {
-                let (v, _) = self.value(opt_at, neg)?;
-                self.comment = Some(match self.comment.take() {
-                    Some(c) => format!("{c}; {v}"),
-                    None => v,
-                });
-            }
-            ("mac", "mac-source") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                if !plain(&v) {
-                    return err(span, format!("bad MAC address `{v}`"), "here");
-                }
-                self.push(Match::MacSrc(v.to_ascii_lowercase()), *neg);
-            }
-            ("pkttype", "pkt-type") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let t = match v.to_ascii_lowercase().as_str() {
-                    "unicast" | "host" => PktType::Unicast,
-                    "broadcast" => PktType::Broadcast,
-                    "multicast" => PktType::Multicast,
-                    _ => {
-                        return err(
-                            span,
-                            "bad packet type",
-                            "expected unicast, broadcast or multicast",
-                        )
-                    }
-                };
-                self.push(Match::PktType(t), *neg);
-            }
-            ("owner", "uid-owner" | "gid-owner") => {
-                let (v, _) = self.value(opt_at, neg)?;
-                let range = match v.split_once('-') {
-                    Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
-                    None => v.parse().ok().map(|a: u32| (a, a)),
-                };
-                match range {
-                    Some((a, b)) if opt.starts_with('u') => {
-                        self.push(Match::Owner(Owner::Uid(a, b)), *neg)
-                    }
-                    Some((a, b)) => self.push(Match::Owner(Owner::Gid(a, b)), *neg),
-                    // A user or group name: resolved on the host, not here.
-                    None => self.unknown_opt(opt_at),
-                }
-            }
-            ("owner", "socket-exists") => self.push(Match::Owner(Owner::SocketExists), *neg),
-            ("ttl", "ttl-eq" | "ttl-lt" | "ttl-gt") | ("hl", "hl-eq" | "hl-lt" | "hl-gt") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                let Ok(n) = v.parse::<u8>() else {
-                    return err(span, "bad TTL", "expected 0-255");
-                };
-                let cmp = match &opt[opt.len() - 2..] {
-                    "eq" => Cmp::Eq,
-                    "lt" => Cmp::Lt,
-                    _ => Cmp::Gt,
-                };
-                self.note_family(module == "hl", span);
-                self.push(Match::Ttl(cmp, n), *neg);
-            }
-            ("length", "length") => {
-                let (v, span) = self.value(opt_at, neg)?;
-                match parse_port_range(&v, ':') {
-                    Some(r) => self.push(Match::Length(r.lo, r.hi), *neg),
-                    None => return err(span, "bad length", "expected N or N:M"),
-                }
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
     }
 
     /// rpfilter's flags all make one match (a bare `-m rpfilter` is the
@@ -1719,7 +1327,7 @@ impl RuleParser<'_> {
 
     /// A value that names something (a service, a user) is resolved on the
     /// host, so it is unknown here; anything else is a mistake.
-    fn bad_or_unknown(
+    pub(super) fn bad_or_unknown(
         &mut self,
         opt_at: usize,
         v: &str,
@@ -1735,7 +1343,7 @@ impl RuleParser<'_> {
     }
 
     /// The option at `opt_at` (and a `!` before it) up to here, as unknown text.
-    fn unknown_opt(&mut self, opt_at: usize) {
+    pub(super) fn unknown_opt(&mut self, opt_at: usize) {
         let from = if opt_at > 0 && self.words[opt_at - 1].bang() {
             opt_at - 1
         } else {
@@ -1964,7 +1572,7 @@ impl<'a> Opts<'a> {
     }
 }
 
-fn ct_tuple_of(opt: &str) -> CtTuple {
+pub(super) fn ct_tuple_of(opt: &str) -> CtTuple {
     match opt {
         "ctorigsrc" => CtTuple::OrigSrc,
         "ctorigdst" => CtTuple::OrigDst,
@@ -1973,7 +1581,7 @@ fn ct_tuple_of(opt: &str) -> CtTuple {
     }
 }
 
-enum AddrError {
+pub(super) enum AddrError {
     /// A host name: iptables resolves it when loading.
     Name,
     /// A mask that is not a prefix (legal in iptables, not in the IR).
@@ -1982,7 +1590,7 @@ enum AddrError {
 }
 
 /// `ADDR`, `ADDR/LEN`, or `ADDR/DOTTED.MASK`; host bits are cleared as the kernel does.
-fn parse_addr(s: &str) -> Result<Addr, AddrError> {
+pub(super) fn parse_addr(s: &str) -> Result<Addr, AddrError> {
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
@@ -2027,7 +1635,7 @@ fn parse_u16(s: &str) -> Option<u16> {
 }
 
 /// `P`, `P:Q`, `:Q`, `P:` (open ends are 0 and 65535); `sep` is `-` for NAT.
-fn parse_port_range(s: &str, sep: char) -> Option<PortRange> {
+pub(super) fn parse_port_range(s: &str, sep: char) -> Option<PortRange> {
     match s.split_once(sep) {
         None => parse_u16(s).map(PortRange::single),
         Some((a, b)) => {
@@ -2051,14 +1659,14 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 /// `VALUE[/MASK]`, mask defaulting to all ones.
-fn parse_mark(s: &str) -> Option<(u32, u32)> {
+pub(super) fn parse_mark(s: &str) -> Option<(u32, u32)> {
     match s.split_once('/') {
         Some((v, m)) => Some((parse_u32(v)?, parse_u32(m)?)),
         None => Some((parse_u32(s)?, u32::MAX)),
     }
 }
 
-fn parse_tcp_flags(s: &str) -> Option<u8> {
+pub(super) fn parse_tcp_flags(s: &str) -> Option<u8> {
     let mut bits = 0;
     for f in s.split(',') {
         bits |= match f.to_ascii_uppercase().as_str() {
@@ -2075,7 +1683,7 @@ fn parse_tcp_flags(s: &str) -> Option<u8> {
     Some(bits)
 }
 
-fn parse_icmp(s: &str, v6: bool) -> Option<IcmpType> {
+pub(super) fn parse_icmp(s: &str, v6: bool) -> Option<IcmpType> {
     if s == "any" {
         return Some(IcmpType {
             ty: None,
