@@ -432,13 +432,17 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             match format {
                 Format::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&amwall::view::all(&plan))
+                    serde_json::to_string_pretty(&amwall::view::all_json(&plan))
                         .expect("JSON of plain data")
                 ),
                 Format::Text => {
+                    // One write: stdout is line-buffered, and 10,000 clients
+                    // make some 100,000 lines.
+                    let mut text = String::new();
                     for f in amwall::view::all(&plan) {
-                        println!("{f}");
+                        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{f}\n"));
                     }
+                    print!("{text}");
                 }
             }
             Ok(ExitCode::SUCCESS)

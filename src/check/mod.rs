@@ -210,7 +210,7 @@ pub struct Report {
 #[derive(Debug, Serialize)]
 pub struct FlowReport {
     #[serde(flatten)]
-    pub flow: FlowView,
+    pub flow: FlowView<'static>,
     pub result: FlowVerdict,
 }
 
@@ -303,7 +303,7 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
         let p = &plan.paths[i];
         let result = walker.walk(i);
         flows_out.push(FlowReport {
-            flow: FlowView::new(d, i, f, p),
+            flow: FlowView::new(d, i, f, p).into_owned(),
             result,
         });
     }

@@ -217,7 +217,7 @@ mod tests {
         let plan = wiki(Auth::Bsd, true);
         let d = &plan.deployment;
         let probed = |i: usize, status, seen: Option<&str>, detail: &str| ProbedFlow {
-            flow: FlowView::new(d, i, &plan.flows[i], &plan.paths[i]),
+            flow: FlowView::new(d, i, &plan.flows[i], &plan.paths[i]).into_owned(),
             probe: format!("probe {}", i + 1),
             seen: seen.map(String::from),
             status,

@@ -682,7 +682,7 @@ fn row(
     detail: String,
 ) -> ProbedFlow {
     ProbedFlow {
-        flow: FlowView::new(&plan.deployment, i, &plan.flows[i], &plan.paths[i]),
+        flow: FlowView::new(&plan.deployment, i, &plan.flows[i], &plan.paths[i]).into_owned(),
         probe,
         seen,
         status,
@@ -885,8 +885,8 @@ mod tests {
         assert_eq!(
             (
                 f.flow.id,
-                f.flow.initiator.as_str(),
-                f.flow.responder.as_str()
+                &*f.flow.initiator,
+                &*f.flow.responder
             ),
             (13, "tshost", "rhost")
         );

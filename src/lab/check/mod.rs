@@ -61,7 +61,7 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbedFlow {
     #[serde(flatten)]
-    pub flow: FlowView,
+    pub flow: FlowView<'static>,
     /// What was sent: "udp :840 → 192.0.2.1:10080".
     pub probe: String,
     /// What the responder saw ("192.0.2.2:840"), if it arrived.
