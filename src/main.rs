@@ -13,7 +13,7 @@ use amwall::model;
 use amwall::netfilter::Backend;
 use amwall::output::write_outputs;
 use amwall::plan::Plan;
-use amwall::render::BackendSet;
+use amwall::render::{BackendSet, IptablesMode};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,16 @@ fn backend(order: [&'static str; 2]) -> impl TypedValueParser<Value = Backend> {
 fn backend_set() -> impl TypedValueParser<Value = BackendSet> {
     PossibleValuesParser::new(["iptables", "nft", "both"])
         .map(|s| s.parse().expect("a possible value"))
+}
+
+/// `--iptables`: how amwall's iptables rules meet the host's (`IptablesMode::ALL`).
+fn iptables_mode() -> impl TypedValueParser<Value = IptablesMode> {
+    PossibleValuesParser::new(IptablesMode::ALL.map(|m| m.name())).map(|s| {
+        *IptablesMode::ALL
+            .iter()
+            .find(|m| m.name() == s)
+            .expect("a possible value")
+    })
 }
 
 /// `--auth`: one of the auth methods Debian's Amanda is built with, as the
@@ -201,6 +211,12 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value = "both", value_parser = backend_set())]
         backend: BackendSet,
+        /// iptables files for hosts whose firewall amwall is (`owned`: HOST.rules
+        /// replaces the tables it names), or beside the rules already there
+        /// (`merged`: chains AMWALL-* in HOST.merged.rules, loaded with
+        /// HOST.merged.sh; Docker's, fail2ban's and the admin's rules stay).
+        #[arg(long, default_value = "owned", value_parser = iptables_mode())]
+        iptables: IptablesMode,
         /// Emit only this host's rules.
         #[arg(long)]
         host: Option<String>,
@@ -386,11 +402,12 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             amanda,
             out,
             backend,
+            iptables,
             host,
             quiet,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-            let files = plan.outputs(backend, host.as_deref())?;
+            let files = plan.outputs_with(backend, iptables, host.as_deref())?;
             let written = write_outputs(&out, &files)?;
             if !quiet {
                 let summary = &files.last().expect("SUMMARY.md is always produced").1;

@@ -15,13 +15,25 @@ use crate::diag::{Error, Result};
 use crate::netfilter::Backend;
 use crate::plan::Plan;
 use crate::policy::HostPolicy;
-use crate::render::BackendSet;
+use crate::render::{BackendSet, IptablesMode};
 
 impl Plan {
-    /// Every output file as (file name, content), in a stable order.
+    /// Every output file as (file name, content), in a stable order, with
+    /// iptables files for hosts amwall owns.
     pub fn outputs(
         &self,
         backend: BackendSet,
+        host: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        self.outputs_with(backend, IptablesMode::Owned, host)
+    }
+
+    /// Every output file, with the iptables files in `mode`: `HOST.rules`
+    /// (owned), or `HOST.merged.rules` and its load script `HOST.merged.sh`.
+    pub fn outputs_with(
+        &self,
+        backend: BackendSet,
+        mode: IptablesMode,
         host: Option<&str>,
     ) -> Result<Vec<(String, String)>> {
         if let Some(h) = host {
@@ -44,7 +56,15 @@ impl Plan {
                 if let Some(sets) = self.ipset(hp) {
                     out.push((format!("{name}.ipset"), sets));
                 }
-                out.push((format!("{name}.rules"), self.iptables(hp)));
+                match mode {
+                    IptablesMode::Owned => {
+                        out.push((format!("{name}.rules"), self.iptables(hp)));
+                    }
+                    IptablesMode::Merged => {
+                        out.push((format!("{name}.merged.rules"), self.iptables_merged(hp)));
+                        out.push((format!("{name}.merged.sh"), self.iptables_merged_script(hp)));
+                    }
+                }
             }
             if backend.contains(Backend::Nft) {
                 out.push((format!("{name}.nft"), self.nft(hp)));
@@ -53,7 +73,9 @@ impl Plan {
         };
         // Hosts are independent: render them on every core, the summary alongside.
         let (files, summary) = std::thread::scope(|s| {
-            let summary = s.spawn(|| crate::summary::summary(self, host));
+            let summary = s.spawn(|| {
+                crate::summary::summary(self, host, crate::summary::Files::new(backend, mode))
+            });
             let files = par_map(&hosts, per_host);
             (
                 files,

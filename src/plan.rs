@@ -110,6 +110,52 @@ impl Plan {
         )
     }
 
+    /// Merged mode's chains (`HOST.merged.rules`): load them only through
+    /// `HOST.merged.sh` or with `--noflush`, since a plain `iptables-restore`
+    /// of this file would empty every chain of the tables it names.
+    pub fn iptables_merged(&self, hp: &HostPolicy) -> String {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::iptables_merged_text(
+            hp,
+            &self.header(
+                name,
+                &format!(
+                    "Load: sh {} (it runs iptables-restore --noflush on this file and adds one jump per chain); never plain iptables-restore, which would empty the tables' other chains",
+                    sh(&format!("{name}.merged.sh"))
+                ),
+            ),
+        )
+    }
+
+    /// The load script of merged mode: sets, then amwall's chains beside the
+    /// host's (`--noflush`), then the jumps into them, each added only if
+    /// missing. Running it again replaces amwall's chains and nothing else.
+    pub fn iptables_merged_script(&self, hp: &HostPolicy) -> String {
+        use std::fmt::Write;
+        let name = &self.deployment.hosts[hp.host].name;
+        let mut o = String::from("#!/bin/sh\n");
+        for h in self.header(
+            name,
+            "Adds amwall's chains (AMWALL-*) beside this host's own iptables rules; other chains and their rules are not touched.",
+        ) {
+            writeln!(o, "# {}", crate::name::comment(&h)).unwrap();
+        }
+        o.push_str("set -e\ncd \"$(dirname \"$0\")\"\n");
+        if self.ipset(hp).is_some() {
+            writeln!(o, "ipset restore < {}", sh(&format!("{name}.ipset"))).unwrap();
+        }
+        writeln!(
+            o,
+            "iptables-restore -w --noflush < {}",
+            sh(&format!("{name}.merged.rules"))
+        )
+        .unwrap();
+        for c in render::merged_entry_commands(&render::iptables_merged(hp).1) {
+            writeln!(o, "{c}").unwrap();
+        }
+        o
+    }
+
     /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
     pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
         let name = &self.deployment.hosts[hp.host].name;

@@ -7,8 +7,10 @@ use std::net::Ipv4Addr;
 use crate::amanda::settings::{Build, ClientPort};
 use crate::flows::{control_port, Operation};
 use crate::model::{Deployment, HostId};
+use crate::netfilter::Backend;
 use crate::plan::Plan;
 use crate::policy::{Addrs, HostPolicy, Place, PolicyRule};
+use crate::render::{BackendSet, IptablesMode};
 use crate::view::{self, FlowView};
 
 /// "fwhost (192.168.2.1)" or the bare address when no host owns it.
@@ -70,11 +72,28 @@ fn flow_refs(v: &[usize]) -> String {
         .join(" ")
 }
 
+/// Which rule files the summary describes.
+#[derive(Debug, Clone, Copy)]
+pub struct Files {
+    /// iptables files, and how they meet the host's rules.
+    pub iptables: Option<IptablesMode>,
+    pub nft: bool,
+}
+
+impl Files {
+    pub fn new(backend: BackendSet, mode: IptablesMode) -> Files {
+        Files {
+            iptables: backend.contains(Backend::Iptables).then_some(mode),
+            nft: backend.contains(Backend::Nft),
+        }
+    }
+}
+
 /// The whole SUMMARY.md. With `only`, the per-host sections cover that host.
-pub fn summary(plan: &Plan, only: Option<&str>) -> String {
+pub fn summary(plan: &Plan, only: Option<&str>, files: Files) -> String {
     let views = view::all(plan);
     let mut o = String::new();
-    header(plan, &mut o);
+    header(plan, files, &mut o);
     warnings(plan, &mut o);
     required_ports(plan, only, &mut o);
     flows(&views, &mut o);
@@ -85,7 +104,7 @@ pub fn summary(plan: &Plan, only: Option<&str>) -> String {
 
 /// The title, the Amanda settings the flows follow, what every host's
 /// ruleset does besides, and where the Amanda side was read from.
-fn header(plan: &Plan, o: &mut String) {
+fn header(plan: &Plan, files: Files, o: &mut String) {
     let d = &plan.deployment;
     let a = &d.amanda;
     writeln!(
@@ -137,11 +156,28 @@ fn header(plan: &Plan, o: &mut String) {
             d.management.from_names.join(", ")
         )
     };
-    writeln!(
-        o,
-        "Every host: INPUT and FORWARD drop what is not listed below; OUTPUT accepts everything; `lo` and ESTABLISHED,RELATED are accepted first; {mgmt}. IPv4 only: Debian's Amanda is built `--without-ipv6`, and amwall leaves IPv6 rules alone.\n"
-    )
-    .unwrap();
+    let v6 =
+        "IPv4 only: Debian's Amanda is built `--without-ipv6`, and amwall leaves IPv6 rules alone.";
+    if files.iptables == Some(IptablesMode::Merged) {
+        writeln!(
+            o,
+            "Every host (iptables, merged: `HOST.merged.rules`, loaded by `sh HOST.merged.sh`): amwall's rules live in chains of their own, `AMWALL-INPUT` (and on routers `AMWALL-FORWARD`, with `AMWALL-PREROUTING`/`AMWALL-POSTROUTING` in nat and raw where NAT or the helper need them), each entered by one jump inserted at the top of its built-in chain. They accept ESTABLISHED,RELATED, `lo` and the openings listed below, and return everything else to the host's own rules, which keep deciding it: no policy is changed, nothing is dropped, and management access is left to the host's rules. Running the script again replaces only amwall's chains and never adds a second jump; Docker's, fail2ban's and the admin's chains are not touched. A ban that must stop a connection amwall accepts has to sit before amwall's jump (fail2ban inserts its jumps at the top when it starts). {v6}\n"
+        )
+        .unwrap();
+    } else {
+        writeln!(
+            o,
+            "Every host: INPUT and FORWARD drop what is not listed below; OUTPUT accepts everything; `lo` and ESTABLISHED,RELATED are accepted first; {mgmt}. {v6}\n"
+        )
+        .unwrap();
+    }
+    if files.nft {
+        writeln!(
+            o,
+            "nft (`HOST.nft`): loading replaces only `table ip amwall`; other tables stay as they are. nftables runs every base chain of a hook, so a packet this table accepts is still dropped by a drop or reject in another table (firewalld's, an admin's `inet filter`), and this table's drop policy drops what another table accepts: on a host where something else manages nftables, that manager must accept Amanda's flows too (`amwall check` on `nft list ruleset` names the rule that blocks).\n"
+        )
+        .unwrap();
+    }
 
     let prov = &d.provenance;
     if !prov.files.is_empty() {

@@ -30,3 +30,27 @@ fn output_is_deterministic() {
         .collect();
     assert_eq!(a, b);
 }
+
+/// iptables merged mode, on the example with a router (nat chains) and on
+/// the one with the helper (raw chains): the chains, the load scripts, and
+/// what SUMMARY.md says about them.
+#[test]
+fn merged_iptables_mode() {
+    for (label, plan) in common::variants() {
+        if label != "wiki-bsd" && label != "helper-bsdudp-helper" {
+            continue;
+        }
+        let files = plan
+            .outputs_with(
+                BackendSet::Iptables,
+                amwall::render::IptablesMode::Merged,
+                None,
+            )
+            .unwrap();
+        let mut all = String::new();
+        for (name, content) in files {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+        insta::assert_snapshot!(format!("merged-{label}"), all);
+    }
+}

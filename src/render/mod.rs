@@ -301,6 +301,158 @@ pub fn iptables_ruleset(hp: &HostPolicy) -> Ruleset {
     Ruleset { tables }
 }
 
+/// How amwall's iptables rules meet the host's: as the whole tables
+/// (`Owned`, `HOST.rules`: for hosts whose firewall amwall is) or as chains
+/// of its own beside everyone else's (`Merged`, `HOST.merged.rules`: for
+/// hosts where Docker, fail2ban or the admin keep rules of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IptablesMode {
+    Owned,
+    Merged,
+}
+
+impl IptablesMode {
+    pub const ALL: [IptablesMode; 2] = [IptablesMode::Owned, IptablesMode::Merged];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IptablesMode::Owned => "owned",
+            IptablesMode::Merged => "merged",
+        }
+    }
+}
+
+/// One jump from a built-in chain into one of amwall's (merged mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub table: &'static str,
+    pub from: &'static str,
+    pub chain: &'static str,
+}
+
+/// Merged mode's chains. Fixed names (not from any input), so the load
+/// script and `apply` can name them without quoting; the prefix is what
+/// tells amwall's chains from everyone else's.
+pub const MERGED_PREFIX: &str = "AMWALL-";
+
+/// Merged mode: amwall's rules in chains of its own, to be loaded with
+/// `iptables-restore --noflush` (which creates each chain, or flushes and
+/// refills it on a reload) and entered by one jump at the top of each
+/// built-in chain (`Entry`; the jumps cannot live in the file: a restore
+/// file cannot add a rule only if it is missing). Nothing is dropped here
+/// and no policy is set: what amwall's chains do not accept returns to the
+/// host's own rules, which keep deciding everything else. The management
+/// rule is left out for the same reason: the host's own rules already let
+/// the admin in, and a ban (fail2ban) on that port must keep working.
+pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Entry>) {
+    let not_mgmt = |v: Vec<Rule>| -> Vec<Rule> {
+        v.into_iter()
+            .filter(|r| r.comment.as_deref() != Some("management"))
+            .collect()
+    };
+    let chain = |name: &str, rules| Chain {
+        name: name.into(),
+        base: None,
+        rules,
+    };
+    let table = |name: &str, chains| Table {
+        family: Family::Ip,
+        name: name.into(),
+        sets: vec![],
+        ct_helpers: vec![],
+        chains,
+    };
+    let mut tables = Vec::new();
+    let mut entries = Vec::new();
+    if hp.uses_helper() {
+        tables.push(table(
+            "raw",
+            vec![chain(
+                "AMWALL-PREROUTING",
+                iptables_rules(hp, Place::Helper),
+            )],
+        ));
+        entries.push(Entry {
+            table: "raw",
+            from: "PREROUTING",
+            chain: "AMWALL-PREROUTING",
+        });
+    }
+    let dnat = iptables_rules(hp, Place::Dnat);
+    if !dnat.is_empty() || !hp.masquerade.is_empty() {
+        let masq = hp
+            .masquerade
+            .iter()
+            .map(|m| {
+                Rule::new(
+                    vec![
+                        Match::Src(Addr::Net(m.from)),
+                        Match::OutIface(m.out_iface.clone()),
+                    ],
+                    Action::Masquerade,
+                )
+            })
+            .collect();
+        tables.push(table(
+            "nat",
+            vec![
+                chain("AMWALL-PREROUTING", dnat),
+                chain("AMWALL-POSTROUTING", masq),
+            ],
+        ));
+        entries.push(Entry {
+            table: "nat",
+            from: "PREROUTING",
+            chain: "AMWALL-PREROUTING",
+        });
+        entries.push(Entry {
+            table: "nat",
+            from: "POSTROUTING",
+            chain: "AMWALL-POSTROUTING",
+        });
+    }
+    let mut input = vec![established(), loopback()];
+    input.extend(not_mgmt(iptables_rules(hp, Place::Input)));
+    let mut filter = vec![chain("AMWALL-INPUT", input)];
+    entries.push(Entry {
+        table: "filter",
+        from: "INPUT",
+        chain: "AMWALL-INPUT",
+    });
+    // Only a router gets a forward chain: elsewhere FORWARD stays exactly
+    // the host's (Docker's own chains live there).
+    let fwd = not_mgmt(iptables_rules(hp, Place::Forward));
+    if !fwd.is_empty() {
+        let mut forward = vec![established()];
+        forward.extend(fwd);
+        filter.push(chain("AMWALL-FORWARD", forward));
+        entries.push(Entry {
+            table: "filter",
+            from: "FORWARD",
+            chain: "AMWALL-FORWARD",
+        });
+    }
+    tables.push(table("filter", filter));
+    (Ruleset { tables }, entries)
+}
+
+/// The `iptables` commands that add each jump of `entries` at the top of its
+/// built-in chain unless it is there already (`-C`), so running them again
+/// never adds a second jump.
+pub fn merged_entry_commands(entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "iptables -w -t {t} -C {f} -j {c} 2>/dev/null || iptables -w -t {t} -I {f} 1 -j {c}",
+                t = e.table,
+                f = e.from,
+                c = e.chain
+            )
+        })
+        .collect()
+}
+
 fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
     hp.in_place(place)
         .map(|r| {
@@ -423,6 +575,10 @@ pub fn nft_ruleset(hp: &HostPolicy) -> Ruleset {
 
 pub fn iptables_text(hp: &HostPolicy, header: &[String]) -> String {
     netfilter::iptables::emit(&iptables_ruleset(hp), header)
+}
+
+pub fn iptables_merged_text(hp: &HostPolicy, header: &[String]) -> String {
+    netfilter::iptables::emit(&iptables_merged(hp).0, header)
 }
 
 pub fn nft_text(hp: &HostPolicy, header: &[String]) -> String {

@@ -883,11 +883,7 @@ mod tests {
         assert!(r.iter().all(|f| f.status == Status::Pass), "{r:?}");
         let f = &r[12];
         assert_eq!(
-            (
-                f.flow.id,
-                &*f.flow.initiator,
-                &*f.flow.responder
-            ),
+            (f.flow.id, &*f.flow.initiator, &*f.flow.responder),
             (13, "tshost", "rhost")
         );
         assert_eq!(f.flow.via, ["fwhost (masquerade)"]);

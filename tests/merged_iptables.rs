@@ -1,0 +1,321 @@
+//! iptables merged mode in the real kernel: on a client whose firewall is
+//! someone else's (an INPUT policy of DROP, a fail2ban-style ban chain, a
+//! Docker-style DOCKER-USER and nat chain, a native nft table), amwall's
+//! `HOST.merged.sh` adds its chains and one jump each, twice over, and every
+//! foreign rule is still there byte for byte; real packets show Amanda's
+//! request getting through only after the load and the ban still refusing.
+//! Needs root, iproute2, iptables and nftables: CI has them, and a missing
+//! one fails here loudly.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
+
+use amwall::check::{self, HostRules, Options, RulesFile};
+use amwall::lab::netns::veth;
+use amwall::lab::Netns;
+use amwall::render::{BackendSet, IptablesMode};
+use amwall::Plan;
+
+const FOREIGN: &str = "\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+:f2b-sshd - [0:0]
+-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A DOCKER-USER -j RETURN
+-A f2b-sshd -s 198.51.100.9/32 -j REJECT --reject-with icmp-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+";
+
+const NFT_TABLE: &str = "table inet admin {
+	chain keep {
+		type filter hook input priority filter + 10; policy accept;
+		tcp dport 9999 counter packets 0 bytes 0 drop
+	}
+}
+";
+
+/// The rule lines of an iptables-save dump (no comments, no counters).
+fn rule_lines(save: &str) -> Vec<String> {
+    save.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.strip_prefix(':') {
+            Some(c) => format!(":{}", c.rsplit_once(' ').map_or(c, |(a, _)| a)),
+            None => l.to_string(),
+        })
+        .collect()
+}
+
+/// (table, chain) → its `-A` lines in order, for amwall's chains only.
+fn amwall_chains(save: &str) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut table = String::new();
+    for l in save.lines() {
+        if let Some(t) = l.strip_prefix('*') {
+            table = t.to_string();
+        } else if let Some(rest) = l.strip_prefix("-A AMWALL-") {
+            let chain = rest.split(' ').next().unwrap().to_string();
+            out.entry((table.clone(), chain))
+                .or_insert_with(Vec::new)
+                .push(l.to_string());
+        }
+    }
+    out
+}
+
+/// Does a UDP request from `from` reach `sock` (bound in the client)?
+fn udp_arrives(server: &Netns, from: &str, sock: &UdpSocket, to: SocketAddr) -> bool {
+    let from: SocketAddr = from.parse().unwrap();
+    server
+        .run_in(move || {
+            let s = UdpSocket::bind(from).expect("bind the server's source port");
+            s.send_to(b"Amanda 2.6 REQ HANDLE 000-00000000 SEQ 1\n", to)
+                .expect("send");
+        })
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match sock.recv_from(&mut buf) {
+        Ok((_, peer)) => peer == from,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
+/// A TCP connect from `from` to `to`: Ok, refused, or timed out.
+fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
+    let from: SocketAddr = from.parse().unwrap();
+    server
+        .run_in(move || {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&from.into()).unwrap();
+            match s.connect_timeout(&to.into(), Duration::from_millis(700)) {
+                Ok(()) => ErrorKind::Other,
+                Err(e) => e.kind(),
+            }
+        })
+        .unwrap()
+}
+
+fn blocked_flows(plan: &Plan, host: &str, live: &str) -> usize {
+    let rules = HostRules::new(
+        vec![RulesFile::parse("live iptables-save", live.to_string()).unwrap()],
+        None,
+    );
+    let r = check::check(plan, &[(host.to_string(), rules)], Options::default());
+    r.flows
+        .iter()
+        .filter(|f| f.flow.responder == host && f.result.status != check::Status::Pass)
+        .count()
+}
+
+#[test]
+fn merged_chains_leave_foreign_rules_standing_and_let_amanda_in() {
+    let plan = Plan::build(common::generated(2)).unwrap();
+    let files = plan
+        .outputs_with(BackendSet::Iptables, IptablesMode::Merged, Some("c0"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    assert!(
+        !files.iter().any(|(n, _)| n == "c0.rules"),
+        "merged mode writes no whole-table file"
+    );
+    let script = dir.path().join("c0.merged.sh");
+    let script = script.to_str().unwrap();
+
+    let srv = Netns::new("amwmS").expect("creating a netns needs root and iproute2");
+    let cli = Netns::new("amwmC").unwrap();
+    veth(&srv, "eth0", &cli, "eth0").unwrap();
+    srv.must(&["ip", "addr", "add", "198.51.100.1/24", "dev", "eth0"])
+        .unwrap();
+    // The banned address, on the server's side of the wire.
+    srv.must(&["ip", "addr", "add", "198.51.100.9/24", "dev", "eth0"])
+        .unwrap();
+    cli.must(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"])
+        .unwrap();
+    let r = cli.exec(&["iptables-restore"], Some(FOREIGN)).unwrap();
+    assert!(r.ok(), "foreign rules: {}", r.stderr);
+    let r = cli.exec(&["nft", "-f", "-"], Some(NFT_TABLE)).unwrap();
+    assert!(r.ok(), "foreign nft table: {}", r.stderr);
+    let before = cli.must(&["iptables-save"]).unwrap().stdout;
+    let nft_before = cli
+        .must(&["nft", "list", "table", "inet", "admin"])
+        .unwrap()
+        .stdout;
+
+    // Listeners in the client: amandad's port and sshd's.
+    let amandad: UdpSocket = cli
+        .run_in(|| UdpSocket::bind("198.51.100.2:10080").unwrap())
+        .unwrap();
+    let sshd: TcpListener = cli
+        .run_in(|| TcpListener::bind("198.51.100.2:22").unwrap())
+        .unwrap();
+    let to_amandad: SocketAddr = "198.51.100.2:10080".parse().unwrap();
+    let to_sshd: SocketAddr = "198.51.100.2:22".parse().unwrap();
+
+    // Negative control: the host's own rules drop Amanda's request.
+    assert!(!udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
+    assert!(blocked_flows(&plan, "c0", &before) > 0, "{before}");
+
+    for round in 1..=2 {
+        let r = cli.exec(&["sh", script], None).unwrap();
+        assert!(r.ok(), "round {round}: {}{}", r.stdout, r.stderr);
+    }
+    let after = cli.must(&["iptables-save"]).unwrap().stdout;
+
+    // Every foreign line is still there, in order; amwall added only its
+    // own chains and exactly one jump into each.
+    let foreign: Vec<String> = rule_lines(&after)
+        .into_iter()
+        .filter(|l| !l.contains("AMWALL-"))
+        .collect();
+    assert_eq!(foreign, rule_lines(&before), "{after}");
+    let jumps: Vec<&str> = after
+        .lines()
+        .filter(|l| l.starts_with("-A INPUT") && l.contains("-j AMWALL-INPUT"))
+        .collect();
+    assert_eq!(jumps, ["-A INPUT -j AMWALL-INPUT"], "{after}");
+    let first_input = after.lines().find(|l| l.starts_with("-A INPUT")).unwrap();
+    assert_eq!(
+        first_input, "-A INPUT -j AMWALL-INPUT",
+        "the jump comes first"
+    );
+    assert!(
+        after.contains(":INPUT DROP"),
+        "the host's policy is kept: {after}"
+    );
+    let nft_after = cli
+        .must(&["nft", "list", "table", "inet", "admin"])
+        .unwrap()
+        .stdout;
+    assert_eq!(nft_after, nft_before);
+
+    // Real packets: Amanda's request now arrives, and from an unprivileged
+    // source port it still does not; the ban still refuses, ssh still works.
+    assert!(udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
+    assert!(!udp_arrives(
+        &srv,
+        "198.51.100.1:40000",
+        &amandad,
+        to_amandad
+    ));
+    assert_eq!(
+        tcp_connect(&srv, "198.51.100.9:0", to_sshd),
+        ErrorKind::ConnectionRefused,
+        "the ban still rejects"
+    );
+    assert_eq!(
+        tcp_connect(&srv, "198.51.100.1:0", to_sshd),
+        ErrorKind::Other
+    );
+    drop(sshd);
+
+    // And the simulator agrees with the kernel on the live, combined ruleset.
+    assert_eq!(blocked_flows(&plan, "c0", &after), 0, "{after}");
+}
+
+/// A router's merged files hang chains in nat too (port forward, masquerade):
+/// loaded twice over Docker-style nat rules, each built-in chain has one jump
+/// at its top and every foreign line survives.
+#[test]
+fn a_routers_nat_chains_merge_too() {
+    let plan = Plan::build(common::example("wiki")).unwrap();
+    let files = plan
+        .outputs_with(BackendSet::Iptables, IptablesMode::Merged, Some("fwhost"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let script = dir.path().join("fwhost.merged.sh");
+    let ns = Netns::new("amwmR").expect("creating a netns needs root and iproute2");
+    let r = ns.exec(&["iptables-restore"], Some(FOREIGN)).unwrap();
+    assert!(r.ok(), "{}", r.stderr);
+    let before = ns.must(&["iptables-save"]).unwrap().stdout;
+    for _ in 0..2 {
+        let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+        assert!(r.ok(), "{}{}", r.stdout, r.stderr);
+    }
+    let after = ns.must(&["iptables-save"]).unwrap().stdout;
+    let foreign: Vec<String> = rule_lines(&after)
+        .into_iter()
+        .filter(|l| !l.contains("AMWALL-"))
+        .collect();
+    assert_eq!(foreign, rule_lines(&before), "{after}");
+    for (builtin, chain) in [
+        ("PREROUTING", "AMWALL-PREROUTING"),
+        ("POSTROUTING", "AMWALL-POSTROUTING"),
+        ("INPUT", "AMWALL-INPUT"),
+        ("FORWARD", "AMWALL-FORWARD"),
+    ] {
+        let jump = format!("-A {builtin} -j {chain}");
+        let n = after.lines().filter(|l| *l == jump).count();
+        assert_eq!(n, 1, "{jump}:\n{after}");
+        let first = after
+            .lines()
+            .find(|l| l.starts_with(&format!("-A {builtin} ")))
+            .unwrap();
+        assert_eq!(first, jump, "{after}");
+    }
+    assert!(after.contains("-A AMWALL-POSTROUTING -s 192.168.2.0/24 -o eth1 -j MASQUERADE"));
+}
+
+/// Every example × auth mode × host: the merged files load over the foreign
+/// rules, and the kernel lists amwall's chains back exactly as written.
+#[test]
+fn every_merged_file_loads_and_reads_back() {
+    let ns = Netns::new("amwmA").expect("creating a netns needs root and iproute2");
+    let reset = format!("{FOREIGN}*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n");
+    let mut loaded = 0;
+    for (label, plan) in common::variants() {
+        let files = plan
+            .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in &files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        for hp in &plan.policies {
+            let host = &plan.deployment.hosts[hp.host].name;
+            let r = ns.exec(&["iptables-restore"], Some(&reset)).unwrap();
+            assert!(r.ok(), "{}", r.stderr);
+            ns.must(&["ipset", "destroy"]).unwrap();
+            let script = dir.path().join(format!("{host}.merged.sh"));
+            let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+            assert!(r.ok(), "{label}/{host}: {}{}", r.stdout, r.stderr);
+            let save = ns.must(&["iptables-save"]).unwrap().stdout;
+            let ours =
+                std::fs::read_to_string(dir.path().join(format!("{host}.merged.rules"))).unwrap();
+            let want = amwall_chains(&ours);
+            let got = amwall_chains(&save);
+            assert_eq!(got, want, "{label}/{host}:\n{save}");
+            loaded += 1;
+        }
+    }
+    assert!(loaded > 40, "only {loaded} hosts loaded");
+}
