@@ -314,6 +314,11 @@ enum Command {
         /// file names (filter, and raw/nat when used) and fills its ipsets.
         #[arg(long, default_value = "nft", value_parser = backend(["nft", "iptables"]))]
         backend: Backend,
+        /// With --backend iptables: `owned` replaces the tables (HOST.rules);
+        /// `merged` loads only amwall's chains AMWALL-* beside the rules already
+        /// there (--noflush, one jump each) and a rollback restores only those.
+        #[arg(long, default_value = "owned", value_parser = iptables_mode())]
+        iptables: IptablesMode,
         /// Seconds until the previous rules come back unless confirmed.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
@@ -508,6 +513,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             amanda,
             host,
             backend,
+            iptables,
             timeout,
             state_dir,
             no_wait,
@@ -531,7 +537,15 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                 }
                 ApplyMode::Load(host) => {
                     let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-                    apply(&plan, &host, backend, timeout, &state, no_wait, force)
+                    apply(
+                        &plan,
+                        &host,
+                        (backend, iptables),
+                        timeout,
+                        &state,
+                        no_wait,
+                        force,
+                    )
                 }
             }
         }
@@ -666,7 +680,7 @@ fn wait_apply(state: &amwall::apply::StateDir, limit: Duration, want_rollback: b
 fn apply(
     plan: &Plan,
     host: &str,
-    backend: Backend,
+    (backend, iptables): (Backend, IptablesMode),
     timeout: u64,
     state: &amwall::apply::StateDir,
     no_wait: bool,
@@ -688,12 +702,20 @@ fn apply(
             host: host.into(),
             rules: plan.nft(hp),
             ipset: None,
+            merged: vec![],
         },
         Backend::Iptables => Payload {
             kind: Backend::Iptables,
             host: host.into(),
-            rules: plan.iptables(hp),
+            rules: match iptables {
+                IptablesMode::Owned => plan.iptables(hp),
+                IptablesMode::Merged => plan.iptables_merged(hp),
+            },
             ipset: plan.ipset(hp),
+            merged: match iptables {
+                IptablesMode::Owned => vec![],
+                IptablesMode::Merged => amwall::render::iptables_merged(hp).1,
+            },
         },
     };
     let opts = apply::Options {

@@ -242,6 +242,81 @@ fn iptables_rollback_restores_the_tables_it_replaced() {
     assert_eq!(saved(&f), before);
 }
 
+/// Merged mode over a fail2ban-style chain: the host's rules and policy stay
+/// while amwall's chain is loaded, a ban added while the apply waits survives
+/// the rollback, and after it only amwall's chain and jump are gone. Applied
+/// twice (confirmed in between), there is still one jump.
+#[test]
+fn iptables_merged_apply_and_rollback_leave_foreign_rules_standing() {
+    let f = Fixture::new();
+    f.load(
+        &["iptables-restore"],
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A f2b-sshd -j RETURN\nCOMMIT\n",
+    );
+    let before = saved(&f);
+    let merged = |timeout: &str| {
+        let state = f.state();
+        f.amwall(
+            &[
+                "apply",
+                "t.toml",
+                "--host",
+                "c1",
+                "--backend",
+                "iptables",
+                "--iptables",
+                "merged",
+                "--timeout",
+                timeout,
+                "--state-dir",
+                &state,
+                "--no-wait",
+            ],
+            None,
+        )
+    };
+    let o = merged("30");
+    assert!(o.status.success(), "{}", text(&o));
+    let during = saved(&f);
+    assert!(during.contains(":INPUT DROP"), "the policy stays: {during}");
+    assert!(during.contains("-A f2b-sshd -j RETURN"), "{during}");
+    let first = during.lines().find(|l| l.starts_with("-A INPUT")).unwrap();
+    assert_eq!(first, "-A INPUT -j AMWALL-INPUT", "{during}");
+    assert!(during.contains("-A AMWALL-INPUT"), "{during}");
+    let o = f.amwall(&["apply", "--confirm", "--state-dir", &f.state()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = merged("2");
+    assert!(o.status.success(), "{}", text(&o));
+    let again = saved(&f);
+    assert_eq!(again.matches("-j AMWALL-INPUT").count(), 1, "{again}");
+    // fail2ban bans someone while the second apply waits.
+    f.sh(&[
+        "iptables",
+        "-I",
+        "f2b-sshd",
+        "1",
+        "-s",
+        "192.0.2.66/32",
+        "-j",
+        "REJECT",
+    ]);
+    assert_eq!(f.outcome(Duration::from_secs(10)), "rolled-back");
+    let after = saved(&f);
+    assert!(
+        after.contains("-A f2b-sshd -s 192.0.2.66/32 -j REJECT"),
+        "{after}"
+    );
+    // The confirmed first apply's chain is what remains of amwall's.
+    assert_eq!(
+        after.replace(
+            "-A f2b-sshd -s 192.0.2.66/32 -j REJECT --reject-with icmp-port-unreachable\n",
+            ""
+        ),
+        during,
+    );
+    assert_ne!(after, before);
+}
+
 /// The admin's session dies with the foreground `amwall apply` (here: killed
 /// by its PID, which we started): the detached watchdog still rolls back.
 #[test]
@@ -334,6 +409,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         host: "tshost".into(),
         rules: "table ip amwall {\n chain input { type filter hook input priority 0; policy drop; tcp dport 99999 accept }\n}\n".into(),
         ipset: None,
+        merged: vec![],
     };
     let opts = amwall::apply::Options {
         timeout: Duration::from_secs(5),
@@ -749,6 +825,9 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn iptables_restore(&self, t: &str) -> amwall::Result<()> {
             self.0.iptables_restore(t)
         }
+        fn iptables_restore_noflush(&self, t: &str) -> amwall::Result<()> {
+            self.0.iptables_restore_noflush(t)
+        }
         fn ipset_save(&self) -> amwall::Result<String> {
             self.0.ipset_save()
         }
@@ -807,6 +886,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         host: "c1".into(),
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall {\n chain input { type filter hook input priority 0; policy drop; }\n}\n".into(),
         ipset: None,
+        merged: vec![],
     };
     let opts = apply::Options {
         timeout: Duration::from_secs(30),

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::system::{Lock, System};
 use super::*;
+use crate::netfilter::Jump;
 
 /// The kinds of call a fault can be aimed at.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
@@ -173,6 +174,90 @@ fn blocks(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// A table block as chains (name, policy) and rules (`-A` lines), in order.
+fn parse_block(block: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut chains = Vec::new();
+    let mut rules = Vec::new();
+    for l in block.lines() {
+        if let Some(c) = l.strip_prefix(':') {
+            let mut w = c.split_whitespace();
+            chains.push((
+                w.next().unwrap_or("").to_string(),
+                w.next().unwrap_or("-").to_string(),
+            ));
+        } else if l.starts_with("-A ") {
+            rules.push(l.to_string());
+        }
+    }
+    (chains, rules)
+}
+
+fn chain_of(rule: &str) -> &str {
+    rule.split_whitespace().nth(1).unwrap_or("")
+}
+
+/// One table's part of an `iptables-restore --noflush` text, applied as the
+/// tool does: `:CHAIN` creates a chain or empties one that exists, `-A`
+/// appends, `-I C 1` inserts at the top, `-D` deletes the first equal rule
+/// (and fails when there is none), `-F` empties, `-X` deletes an unused chain.
+fn noflush(table: &str, old: Option<&str>, cmds: &str) -> Result<String> {
+    let (mut chains, mut rules) = old.map(parse_block).unwrap_or_default();
+    for l in cmds.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            [c, ..] if c.starts_with(':') => {
+                let name = &c[1..];
+                if chains.iter().any(|(n, _)| n == name) {
+                    rules.retain(|r| chain_of(r) != name);
+                } else {
+                    chains.push((name.to_string(), w.get(1).unwrap_or(&"-").to_string()));
+                }
+            }
+            ["-A", c, ..] | ["-I", c, ..] | ["-D", c, ..] | ["-F", c] | ["-X", c]
+                if !chains.iter().any(|(n, _)| n == c) =>
+            {
+                return Err(err(format!("iptables-restore: no chain {c} in {table}")))
+            }
+            ["-A", ..] => rules.push(l.to_string()),
+            ["-I", c, "1", rest @ ..] => {
+                let at = rules
+                    .iter()
+                    .position(|r| chain_of(r) == *c)
+                    .unwrap_or(rules.len());
+                rules.insert(at, format!("-A {c} {}", rest.join(" ")));
+            }
+            ["-D", c, rest @ ..] => {
+                let want = format!("-A {c} {}", rest.join(" "));
+                let i = rules
+                    .iter()
+                    .position(|r| *r == want)
+                    .ok_or_else(|| err(format!("iptables-restore: no rule `{want}` to delete")))?;
+                rules.remove(i);
+            }
+            ["-F", c] => rules.retain(|r| chain_of(r) != *c),
+            ["-X", c] => {
+                if rules.iter().any(|r| r.ends_with(&format!("-j {c}"))) {
+                    return Err(err(format!("iptables-restore: chain {c} is in use")));
+                }
+                chains.retain(|(n, _)| n != c);
+            }
+            [] | ["COMMIT"] => {}
+            [x, ..] if x.starts_with('*') || x.starts_with('#') => {}
+            _ => return Err(err(format!("iptables-restore: cannot read `{l}`"))),
+        }
+    }
+    let mut b = format!("*{table}\n");
+    for (n, p) in &chains {
+        b.push_str(&format!(":{n} {p} [0:0]\n"));
+    }
+    for r in &rules {
+        b.push_str(r);
+        b.push('\n');
+    }
+    b.push_str("COMMIT\n");
+    Ok(b)
+}
+
 fn ipset_line(k: &mut Kernel, l: &str) -> Result<()> {
     let w: Vec<&str> = l.split_whitespace().collect();
     let missing = |n: &str| err(format!("ipset: set {n} does not exist"));
@@ -237,6 +322,18 @@ impl System for Faulty {
             for (t, b) in blocks(text) {
                 w.kernel.tables.insert(t, b);
             }
+            Ok(())
+        })
+    }
+    fn iptables_restore_noflush(&self, text: &str) -> Result<()> {
+        self.step(Op::Load, "iptables-restore --noflush", |w| {
+            // All tables or none, as the tool.
+            let mut new = w.kernel.tables.clone();
+            for (t, b) in blocks(text) {
+                let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
+                new.insert(t, next);
+            }
+            w.kernel.tables = new;
             Ok(())
         })
     }
@@ -359,6 +456,23 @@ fn iptables_payload() -> Payload {
              flush {SET}~\nadd {SET}~ 192.0.2.10\nadd {SET}~ 192.0.2.12\n\
              swap {SET}~ {SET}\ndestroy {SET}~\n"
         )),
+        merged: vec![],
+    }
+}
+
+/// Merged mode: only amwall's chain, entered by one jump.
+fn merged_payload() -> Payload {
+    Payload {
+        rules: format!(
+            "*filter\n:AMWALL-INPUT - [0:0]\n\
+             -A AMWALL-INPUT -m set --match-set {SET} src -p tcp -m tcp --dport 10080 -j ACCEPT\nCOMMIT\n"
+        ),
+        merged: vec![Jump {
+            table: "filter".into(),
+            from: "INPUT".into(),
+            chain: "AMWALL-INPUT".into(),
+        }],
+        ..iptables_payload()
     }
 }
 
@@ -368,6 +482,7 @@ fn nft_payload() -> Payload {
         host: "c1".into(),
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall { chain input { policy drop; tcp dport 10080 accept } }\n".into(),
         ipset: None,
+        merged: vec![],
     }
 }
 
@@ -392,7 +507,54 @@ fn cases() -> Vec<(&'static str, Kernel, Payload)> {
         ("iptables, set existed", before(true), iptables_payload()),
         ("iptables, new set", before(false), iptables_payload()),
         ("nft", before(false), nft_payload()),
+        (
+            "iptables merged, set existed",
+            before(true),
+            merged_payload(),
+        ),
+        ("iptables merged, new set", before(false), merged_payload()),
     ]
+}
+
+/// Merged mode loads beside the host's rules: one jump at the top, the
+/// host's rule after it; loading again adds no second jump; and a rollback
+/// takes out only amwall's chain, so a rule another manager added while the
+/// apply waited (a fail2ban ban) stays.
+#[test]
+fn a_merged_apply_touches_only_its_own_chains() {
+    let k = before(false);
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &merged_payload(), &opts()).unwrap();
+    let filter = d.kernel().tables["filter"].clone();
+    assert!(
+        filter.contains(
+            ":AMWALL-INPUT - [0:0]\n-A INPUT -j AMWALL-INPUT\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\n"
+        ),
+        "{filter}"
+    );
+    d.kill_watchdog();
+    request_with(&d, true).unwrap();
+    apply_with(&d, &merged_payload(), &opts()).unwrap();
+    let again = d.kernel().tables["filter"].clone();
+    assert_eq!(again.matches("-j AMWALL-INPUT").count(), 1, "{again}");
+    // A ban arrives while the second apply waits.
+    let banned = again.replace(
+        "-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\n",
+        "-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\n-A INPUT -s 203.0.113.66/32 -j DROP\n",
+    );
+    d.w.borrow_mut()
+        .kernel
+        .tables
+        .insert("filter".into(), banned.clone());
+    assert_eq!(watchdog_with(&d, None).unwrap(), Outcome::RolledBack);
+    // The confirmed first apply's chain is back as it was, the ban stays.
+    assert_eq!(d.kernel().tables["filter"], banned);
+    // And a rollback to before any apply leaves exactly the host's rules.
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &merged_payload(), &opts()).unwrap();
+    d.kill_watchdog();
+    request_with(&d, false).unwrap();
+    assert_eq!(d.kernel(), k);
 }
 
 #[test]

@@ -39,7 +39,10 @@
 //! What is replaced, and so what a rollback restores:
 //! - nft: only `table ip amwall` (the rest of the ruleset is not ours);
 //! - iptables: the tables the rules file names (iptables-restore replaces
-//!   whole tables), plus the `amw_*` ipsets it fills.
+//!   whole tables), plus the `amw_*` ipsets it fills; in merged mode only
+//!   amwall's own chains (`AMWALL-*`) and the jumps into them, loaded with
+//!   `--noflush`, so a rollback leaves every other chain as it is then
+//!   (a ban added while the apply waited stays).
 
 mod restore;
 pub mod system;
@@ -54,9 +57,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::{HostRules, RulesFile};
 use crate::diag::{Error, Result};
-use crate::netfilter::Backend;
+use crate::netfilter::{Backend, Jump};
 use crate::sim::{self, Verdict};
-use restore::{ipset_rollback, iptables_rollback, set_names, sets_of, tables_of};
+use restore::{
+    ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
+};
 use system::tool;
 pub use system::{Real, System};
 
@@ -71,6 +76,9 @@ pub struct Payload {
     pub rules: String,
     /// `HOST.ipset` (iptables with large address groups).
     pub ipset: Option<String>,
+    /// iptables merged mode: `rules` holds only amwall's chains, entered by
+    /// these jumps; empty: `rules` replaces the tables it names.
+    pub merged: Vec<Jump>,
 }
 
 /// The state directory's record of an apply waiting for confirmation.
@@ -86,6 +94,10 @@ pub struct Pending {
     pub sets: Vec<(String, bool)>,
     /// Whether `table ip amwall` existed before (nft).
     pub had_table: bool,
+    /// iptables merged mode's jumps: the rollback then restores only
+    /// amwall's chains and jumps, and leaves every other chain as it is.
+    #[serde(default)]
+    pub merged: Vec<Jump>,
     /// This apply's own name, so a watchdog guards the apply that started
     /// it and never a later one that happens to look the same.
     #[serde(default)]
@@ -326,7 +338,13 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
                 sys.ipset_restore(sets)?;
                 sys.dry_run(p.kind, &p.rules)?;
             }
-            sys.iptables_restore(&p.rules)
+            if p.merged.is_empty() {
+                sys.iptables_restore(&p.rules)
+            } else {
+                // The snapshot just taken is the live state (we hold the lock).
+                let live = sys.read("previous.rules").unwrap_or_default();
+                sys.iptables_restore_noflush(&merged_load(&p.rules, &p.merged, &live))
+            }
         })(),
     };
     if let Err(e) = loaded {
@@ -384,6 +402,7 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         tables: vec![],
         sets: vec![],
         had_table: false,
+        merged: p.merged.clone(),
         boot_id: sys.boot_id(),
         id: format!(
             "{}-{}",
@@ -460,7 +479,14 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
             let saved = sys
                 .read("previous.rules")
                 .ok_or_else(|| gone("previous.rules"))?;
-            sys.iptables_restore(&iptables_rollback(&saved, &pend.tables))?;
+            if pend.merged.is_empty() {
+                sys.iptables_restore(&iptables_rollback(&saved, &pend.tables))?;
+            } else {
+                let text = merged_rollback(&saved, &sys.iptables_save()?, &pend.tables);
+                if !text.is_empty() {
+                    sys.iptables_restore_noflush(&text)?;
+                }
+            }
             if !pend.sets.is_empty() {
                 let saved = sys
                     .read("previous.ipset")

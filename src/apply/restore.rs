@@ -2,6 +2,11 @@
 //! pure functions, so the restore is the same whoever runs it (the watchdog,
 //! `--rollback`, or the next invocation that finds an overdue apply).
 
+use crate::netfilter::Jump;
+
+/// What tells merged mode's chains from everyone else's (`render::MERGED_PREFIX`).
+const MERGED_PREFIX: &str = "AMWALL-";
+
 /// The tables an iptables-restore file names, in order.
 pub(crate) fn tables_of(rules: &str) -> Vec<String> {
     rules
@@ -92,6 +97,116 @@ pub(crate) fn ipset_rollback(saved: &str, sets: &[(String, bool)]) -> String {
     out
 }
 
+/// One table's part of an iptables-save dump: its amwall chains (name →
+/// rules, in order) and the jumps into them from built-in chains.
+#[derive(Default)]
+struct Ours {
+    chains: Vec<(String, Vec<String>)>,
+    jumps: Vec<String>,
+}
+
+fn ours_in(save: &str, table: &str) -> Ours {
+    let mut o = Ours::default();
+    let mut here = false;
+    for l in save.lines() {
+        if let Some(t) = l.strip_prefix('*') {
+            here = t.trim() == table;
+            continue;
+        }
+        if !here {
+            continue;
+        }
+        if let Some(c) = l.strip_prefix(':') {
+            let name = c.split_whitespace().next().unwrap_or("");
+            if name.starts_with(MERGED_PREFIX) {
+                o.chains.push((name.to_string(), Vec::new()));
+            }
+        } else if let Some(rest) = l.strip_prefix("-A ") {
+            let chain = rest.split_whitespace().next().unwrap_or("");
+            if chain.starts_with(MERGED_PREFIX) {
+                if let Some((_, rules)) = o.chains.iter_mut().find(|(n, _)| n == chain) {
+                    rules.push(l.to_string());
+                }
+            } else if is_our_jump(rest) {
+                o.jumps.push(l.to_string());
+            }
+        }
+    }
+    o
+}
+
+/// `FROM -j AMWALL-X` and nothing else: the jumps merged mode adds.
+fn is_our_jump(rest: &str) -> bool {
+    let w: Vec<&str> = rest.split_whitespace().collect();
+    matches!(w.as_slice(), [_, "-j", c] if c.starts_with(MERGED_PREFIX))
+}
+
+/// Merged mode's load: the chains file, plus in each table the jumps that
+/// `live` lacks, inserted at the top. One `iptables-restore --noflush`
+/// transaction, so the chains and their jumps appear together; computed
+/// from the live state under apply's lock, so a jump is never added twice.
+pub(crate) fn merged_load(rules: &str, jumps: &[Jump], live: &str) -> String {
+    let mut out = String::new();
+    let mut table = String::new();
+    for l in rules.lines() {
+        if let Some(t) = l.strip_prefix('*') {
+            table = t.trim().to_string();
+        }
+        if l.trim() == "COMMIT" {
+            let present = ours_in(live, &table).jumps;
+            for j in jumps.iter().filter(|j| j.table == table) {
+                if !present.contains(&j.rule_line()) {
+                    out.push_str(&format!("-I {} 1 -j {}\n", j.from, j.chain));
+                }
+            }
+        }
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Merged mode's rollback, as an `iptables-restore --noflush` text: in each
+/// table of `tables`, amwall's chains and jumps go back to what `saved` had
+/// (refilled, or removed with their jumps when `saved` had none), and every
+/// other chain is left as it is *now*, so a ban fail2ban added while the
+/// apply waited survives the rollback. Computed from `live`, so running it
+/// twice is the same as once.
+pub(crate) fn merged_rollback(saved: &str, live: &str, tables: &[String]) -> String {
+    let mut out = String::new();
+    for t in tables {
+        let (was, is) = (ours_in(saved, t), ours_in(live, t));
+        if was.chains.is_empty() && is.chains.is_empty() && is.jumps.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("*{t}\n"));
+        for j in is.jumps.iter().filter(|j| !was.jumps.contains(j)) {
+            out.push_str(&format!("-D{}\n", &j[2..]));
+        }
+        for (name, rules) in &was.chains {
+            out.push_str(&format!(":{name} - [0:0]\n"));
+            for r in rules {
+                out.push_str(r);
+                out.push('\n');
+            }
+        }
+        for (name, _) in is
+            .chains
+            .iter()
+            .filter(|(n, _)| !was.chains.iter().any(|(w, _)| w == n))
+        {
+            out.push_str(&format!("-F {name}\n-X {name}\n"));
+        }
+        for j in was.jumps.iter().filter(|j| !is.jumps.contains(j)) {
+            let rest = &j[3..];
+            let (from, target) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push_str(&format!("-I {from} 1 {target}\n"));
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +242,54 @@ mod tests {
         assert_eq!(
             set_names("create amw_a hash:ip family inet\nadd amw_a 192.0.2.1\ncreate b hash:net\n"),
             vec!["amw_a", "b"]
+        );
+    }
+
+    const FOREIGN: &str = "*filter\n:INPUT DROP [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp --dport 22 -j f2b-sshd\n-A f2b-sshd -j RETURN\nCOMMIT\n";
+
+    fn jump(t: &str, f: &str, c: &str) -> Jump {
+        Jump {
+            table: t.into(),
+            from: f.into(),
+            chain: c.into(),
+        }
+    }
+
+    #[test]
+    fn merged_load_adds_only_missing_jumps_at_the_top() {
+        let rules =
+            "# x\n*filter\n:AMWALL-INPUT - [0:0]\n-A AMWALL-INPUT -i lo -j ACCEPT\nCOMMIT\n";
+        let j = [jump("filter", "INPUT", "AMWALL-INPUT")];
+        let first = merged_load(rules, &j, FOREIGN);
+        assert_eq!(
+            first,
+            "# x\n*filter\n:AMWALL-INPUT - [0:0]\n-A AMWALL-INPUT -i lo -j ACCEPT\n-I INPUT 1 -j AMWALL-INPUT\nCOMMIT\n"
+        );
+        let live = "*filter\n:INPUT DROP [0:0]\n:AMWALL-INPUT - [0:0]\n-A INPUT -j AMWALL-INPUT\n-A INPUT -p tcp --dport 22 -j f2b-sshd\nCOMMIT\n";
+        assert_eq!(merged_load(rules, &j, live), rules, "no second jump");
+    }
+
+    #[test]
+    fn merged_rollback_removes_new_chains_and_keeps_foreign_changes() {
+        // Loaded over FOREIGN; meanwhile fail2ban added a ban.
+        let live = "*filter\n:INPUT DROP [0:0]\n:AMWALL-INPUT - [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -j AMWALL-INPUT\n-A INPUT -p tcp --dport 22 -j f2b-sshd\n-A AMWALL-INPUT -i lo -j ACCEPT\n-A f2b-sshd -s 192.0.2.9/32 -j REJECT\n-A f2b-sshd -j RETURN\nCOMMIT\n";
+        let t = merged_rollback(FOREIGN, live, &["filter".into()]);
+        assert_eq!(
+            t,
+            "*filter\n-D INPUT -j AMWALL-INPUT\n-F AMWALL-INPUT\n-X AMWALL-INPUT\nCOMMIT\n"
+        );
+        // After it, live has no AMWALL lines: running it again changes nothing.
+        assert_eq!(merged_rollback(FOREIGN, FOREIGN, &["filter".into()]), "");
+    }
+
+    #[test]
+    fn merged_rollback_refills_the_chains_that_were_there() {
+        let saved = "*filter\n:INPUT ACCEPT [0:0]\n:AMWALL-INPUT - [0:0]\n-A INPUT -j AMWALL-INPUT\n-A AMWALL-INPUT -p udp --dport 10080 -j ACCEPT\nCOMMIT\n";
+        let live = "*filter\n:INPUT ACCEPT [0:0]\n:AMWALL-INPUT - [0:0]\n:AMWALL-FORWARD - [0:0]\n-A INPUT -j AMWALL-INPUT\n-A FORWARD -j AMWALL-FORWARD\n-A AMWALL-INPUT -i lo -j ACCEPT\nCOMMIT\n";
+        let t = merged_rollback(saved, live, &["filter".into()]);
+        assert_eq!(
+            t,
+            "*filter\n-D FORWARD -j AMWALL-FORWARD\n:AMWALL-INPUT - [0:0]\n-A AMWALL-INPUT -p udp --dport 10080 -j ACCEPT\n-F AMWALL-FORWARD\n-X AMWALL-FORWARD\nCOMMIT\n"
         );
     }
 }

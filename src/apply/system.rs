@@ -34,6 +34,9 @@ pub trait System {
     fn iptables_save(&self) -> Result<String>;
     /// `iptables-restore`: replaces each table the text names.
     fn iptables_restore(&self, text: &str) -> Result<()>;
+    /// `iptables-restore --noflush`: chains it declares are created or
+    /// emptied, every other chain keeps its rules (merged mode).
+    fn iptables_restore_noflush(&self, text: &str) -> Result<()>;
     fn ipset_save(&self) -> Result<String>;
     fn ipset_restore(&self, text: &str) -> Result<()>;
     fn ipset_destroy(&self, name: &str) -> Result<()>;
@@ -223,6 +226,9 @@ impl System for Real {
     }
     fn iptables_restore(&self, text: &str) -> Result<()> {
         self.tool(&["iptables-restore"], Some(text))
+    }
+    fn iptables_restore_noflush(&self, text: &str) -> Result<()> {
+        self.tool(&["iptables-restore", "--noflush"], Some(text))
     }
     fn ipset_save(&self) -> Result<String> {
         tool(&["ipset", "save"], None)

@@ -227,6 +227,24 @@ impl Table {
     }
 }
 
+/// One jump from a built-in iptables chain into a chain of amwall's
+/// (`-A FROM -j CHAIN` in TABLE): how merged mode's chains are entered. A
+/// restore file cannot add a rule only if it is missing, so whoever loads
+/// merged rules adds these (`HOST.merged.sh`, `apply`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jump {
+    pub table: String,
+    pub from: String,
+    pub chain: String,
+}
+
+impl Jump {
+    /// The line iptables-save prints for it.
+    pub fn rule_line(&self) -> String {
+        format!("-A {} -j {}", self.from, self.chain)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ruleset {
     pub tables: Vec<Table>,

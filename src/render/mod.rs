@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, Backend, BaseChain, Chain, ChainType,
-    CtHelper, CtState, CtStatus, Family, Hook, Match, Policy, Rule, Ruleset, Set, Table,
+    CtHelper, CtState, CtStatus, Family, Hook, Jump, Match, Policy, Rule, Ruleset, Set, Table,
 };
 use crate::policy::{AddrGroup, Addrs, HostPolicy, Place, PolicyRule};
 use crate::ports::PortRange;
@@ -322,14 +322,6 @@ impl IptablesMode {
     }
 }
 
-/// One jump from a built-in chain into one of amwall's (merged mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub table: &'static str,
-    pub from: &'static str,
-    pub chain: &'static str,
-}
-
 /// Merged mode's chains. Fixed names (not from any input), so the load
 /// script and `apply` can name them without quoting; the prefix is what
 /// tells amwall's chains from everyone else's.
@@ -338,13 +330,13 @@ pub const MERGED_PREFIX: &str = "AMWALL-";
 /// Merged mode: amwall's rules in chains of its own, to be loaded with
 /// `iptables-restore --noflush` (which creates each chain, or flushes and
 /// refills it on a reload) and entered by one jump at the top of each
-/// built-in chain (`Entry`; the jumps cannot live in the file: a restore
+/// built-in chain (`Jump`; the jumps cannot live in the file: a restore
 /// file cannot add a rule only if it is missing). Nothing is dropped here
 /// and no policy is set: what amwall's chains do not accept returns to the
 /// host's own rules, which keep deciding everything else. The management
 /// rule is left out for the same reason: the host's own rules already let
 /// the admin in, and a ban (fail2ban) on that port must keep working.
-pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Entry>) {
+pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Jump>) {
     let not_mgmt = |v: Vec<Rule>| -> Vec<Rule> {
         v.into_iter()
             .filter(|r| r.comment.as_deref() != Some("management"))
@@ -372,11 +364,7 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Entry>) {
                 iptables_rules(hp, Place::Helper),
             )],
         ));
-        entries.push(Entry {
-            table: "raw",
-            from: "PREROUTING",
-            chain: "AMWALL-PREROUTING",
-        });
+        entries.push(jump("raw", "PREROUTING", "AMWALL-PREROUTING"));
     }
     let dnat = iptables_rules(hp, Place::Dnat);
     if !dnat.is_empty() || !hp.masquerade.is_empty() {
@@ -400,25 +388,13 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Entry>) {
                 chain("AMWALL-POSTROUTING", masq),
             ],
         ));
-        entries.push(Entry {
-            table: "nat",
-            from: "PREROUTING",
-            chain: "AMWALL-PREROUTING",
-        });
-        entries.push(Entry {
-            table: "nat",
-            from: "POSTROUTING",
-            chain: "AMWALL-POSTROUTING",
-        });
+        entries.push(jump("nat", "PREROUTING", "AMWALL-PREROUTING"));
+        entries.push(jump("nat", "POSTROUTING", "AMWALL-POSTROUTING"));
     }
     let mut input = vec![established(), loopback()];
     input.extend(not_mgmt(iptables_rules(hp, Place::Input)));
     let mut filter = vec![chain("AMWALL-INPUT", input)];
-    entries.push(Entry {
-        table: "filter",
-        from: "INPUT",
-        chain: "AMWALL-INPUT",
-    });
+    entries.push(jump("filter", "INPUT", "AMWALL-INPUT"));
     // Only a router gets a forward chain: elsewhere FORWARD stays exactly
     // the host's (Docker's own chains live there).
     let fwd = not_mgmt(iptables_rules(hp, Place::Forward));
@@ -426,20 +402,24 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Entry>) {
         let mut forward = vec![established()];
         forward.extend(fwd);
         filter.push(chain("AMWALL-FORWARD", forward));
-        entries.push(Entry {
-            table: "filter",
-            from: "FORWARD",
-            chain: "AMWALL-FORWARD",
-        });
+        entries.push(jump("filter", "FORWARD", "AMWALL-FORWARD"));
     }
     tables.push(table("filter", filter));
     (Ruleset { tables }, entries)
 }
 
+fn jump(table: &str, from: &str, chain: &str) -> Jump {
+    Jump {
+        table: table.into(),
+        from: from.into(),
+        chain: chain.into(),
+    }
+}
+
 /// The `iptables` commands that add each jump of `entries` at the top of its
 /// built-in chain unless it is there already (`-C`), so running them again
 /// never adds a second jump.
-pub fn merged_entry_commands(entries: &[Entry]) -> Vec<String> {
+pub fn merged_entry_commands(entries: &[Jump]) -> Vec<String> {
     entries
         .iter()
         .map(|e| {
