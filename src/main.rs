@@ -317,8 +317,10 @@ enum Command {
         /// With --backend iptables: `owned` replaces the tables (HOST.rules);
         /// `merged` loads only amwall's chains AMWALL-* beside the rules already
         /// there (--noflush, one jump each) and a rollback restores only those.
-        #[arg(long, default_value = "owned", value_parser = iptables_mode())]
-        iptables: IptablesMode,
+        /// Without it, owned is used and refused when the tables hold rules
+        /// amwall did not write.
+        #[arg(long, value_parser = iptables_mode())]
+        iptables: Option<IptablesMode>,
         /// Seconds until the previous rules come back unless confirmed.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
@@ -680,7 +682,7 @@ fn wait_apply(state: &amwall::apply::StateDir, limit: Duration, want_rollback: b
 fn apply(
     plan: &Plan,
     host: &str,
-    (backend, iptables): (Backend, IptablesMode),
+    (backend, choice): (Backend, Option<IptablesMode>),
     timeout: u64,
     state: &amwall::apply::StateDir,
     no_wait: bool,
@@ -696,6 +698,7 @@ fn apply(
         .iter()
         .find(|p| p.host == h)
         .expect("every host has a policy");
+    let iptables = choice.unwrap_or(IptablesMode::Owned);
     let payload = match backend {
         Backend::Nft => Payload {
             kind: Backend::Nft,
@@ -728,6 +731,7 @@ fn apply(
             path: "/proc/self/exe".into(),
             error: source,
         })?,
+        replace_foreign: choice == Some(IptablesMode::Owned),
     };
     let done = apply::apply(state, &payload, &opts)?;
     for n in &done.notes {

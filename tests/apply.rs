@@ -86,7 +86,14 @@ impl Fixture {
     }
 
     /// `amwall ARGS` inside the namespace; SSH_CONNECTION only as given.
+    /// iptables applies here replace the tables on purpose: they say
+    /// `--iptables owned` unless they choose a mode themselves.
     fn amwall(&self, args: &[&str], ssh: Option<&str>) -> Output {
+        let mut args = args.to_vec();
+        if args.windows(2).any(|w| w == ["--backend", "iptables"]) && !args.contains(&"--iptables")
+        {
+            args.extend(["--iptables", "owned"]);
+        }
         let mut cmd = Command::new("ip");
         cmd.args([
             "netns",
@@ -240,6 +247,43 @@ fn iptables_rollback_restores_the_tables_it_replaced() {
     );
     assert_eq!(f.outcome(Duration::from_secs(10)), "rolled-back");
     assert_eq!(saved(&f), before);
+}
+
+/// Without `--iptables`, tables holding rules amwall did not write are not
+/// replaced: the apply is refused (exit 2) naming them, and nothing changes.
+#[test]
+fn iptables_apply_refuses_to_remove_foreign_rules_unless_told() {
+    let f = Fixture::new();
+    f.load(
+        &["iptables-restore"],
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n",
+    );
+    let before = saved(&f);
+    let state = f.state();
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", f.ns.name(), env!("CARGO_BIN_EXE_amwall")])
+        .args([
+            "apply",
+            "t.toml",
+            "--host",
+            "c1",
+            "--backend",
+            "iptables",
+            "--timeout",
+            "5",
+            "--state-dir",
+            &state,
+            "--no-wait",
+        ])
+        .current_dir(f.dir.path())
+        .env_remove("SSH_CONNECTION");
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("filter: chain DOCKER-USER"), "{err}");
+    assert!(err.contains("--iptables merged"), "{err}");
+    assert_eq!(saved(&f), before);
+    assert!(!Path::new(&state).join("pending.json").exists());
 }
 
 /// Merged mode over a fail2ban-style chain: the host's rules and policy stay
@@ -416,6 +460,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         admin: None,
         force: false,
         watchdog_exe: env!("CARGO_BIN_EXE_amwall").into(),
+        replace_foreign: true,
     };
     let r =
         f.ns.run_in(move || amwall::apply::apply(&st, &bad, &opts).map(|_| ()))
@@ -893,6 +938,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         admin: None,
         force: false,
         watchdog_exe: env!("CARGO_BIN_EXE_amwall").into(),
+        replace_foreign: true,
     };
     let r =
         f.ns.run_in(move || apply::apply_with(&sys, &p, &opts).map(|_| ()))
@@ -968,6 +1014,10 @@ impl Drop for MountNs {
 impl Fixture {
     /// `amwall ARGS` in the namespace, inside the mount namespace `m`.
     fn amwall_in(&self, m: &MountNs, args: &[&str]) -> Output {
+        let mut args = args.to_vec();
+        if args.windows(2).any(|w| w == ["--backend", "iptables"]) {
+            args.extend(["--iptables", "owned"]);
+        }
         let pid = m.holder.id().to_string();
         let mut cmd = Command::new(m.argv(&pid)[0]);
         cmd.args(&m.argv(&pid)[1..])
@@ -1085,6 +1135,8 @@ fn two_applies_racing_end_with_one_pending() {
                     "tshost",
                     "--backend",
                     "iptables",
+                    "--iptables",
+                    "owned",
                 ])
                 .args(["--timeout", "30", "--state-dir", &state, "--no-wait"])
                 .current_dir(f.dir.path())

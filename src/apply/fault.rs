@@ -492,6 +492,7 @@ fn opts() -> Options {
         admin: None,
         force: false,
         watchdog_exe: "/nonexistent".into(),
+        replace_foreign: true,
     }
 }
 

@@ -259,6 +259,10 @@ pub struct Options {
     pub force: bool,
     /// The program to start as watchdog (`amwall apply --watchdog DIR`).
     pub watchdog_exe: PathBuf,
+    /// iptables, owned: replace the tables even when they hold rules amwall
+    /// did not write (the admin said `--iptables owned`). Without it such
+    /// rules refuse the apply before anything is loaded.
+    pub replace_foreign: bool,
 }
 
 /// What `apply` did, for the CLI to say.
@@ -298,6 +302,28 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     }
     for f in [PENDING, CONFIRMED, ROLLBACK_NOW, RESULT, LOG] {
         sys.remove(f);
+    }
+    // 0. Never remove rules we did not write unless told to: replacing
+    //    whole tables takes Docker's, fail2ban's and the admin's rules along.
+    if p.kind == Backend::Iptables && p.merged.is_empty() && !o.replace_foreign {
+        let found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
+        if !found.is_empty() {
+            let shown: Vec<&str> = found.iter().take(8).map(String::as_str).collect();
+            return Err(Error::Usage(format!(
+                "{}'s iptables tables hold {} rule(s) and chain(s) amwall did not write, which \
+                 loading {}.rules would remove:\n  {}{}\nnothing was loaded: `--iptables merged` \
+                 loads amwall's chains beside them; `--iptables owned` replaces them anyway",
+                p.host,
+                found.len(),
+                p.host,
+                shown.join("\n  "),
+                if found.len() > shown.len() {
+                    "\n  ..."
+                } else {
+                    ""
+                }
+            )));
+        }
     }
     // 1. The kernel's own dry run: a file it refuses changes nothing. (An
     //    iptables file that names ipsets can only be tried once they exist:

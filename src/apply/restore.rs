@@ -207,6 +207,41 @@ pub(crate) fn merged_rollback(saved: &str, live: &str, tables: &[String]) -> Str
     out
 }
 
+/// The lines of `saved`'s tables `tables` that owned mode's files never
+/// hold: user chains, and rules other than ESTABLISHED,RELATED, `lo`, and
+/// amwall's commented openings (`amanda ...`, `management`). These are what
+/// replacing the tables would take away from someone else.
+pub(crate) fn foreign_rules(saved: &str, tables: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut table: Option<String> = None;
+    for l in saved.lines() {
+        if let Some(t) = l.strip_prefix('*') {
+            table = Some(t.trim().to_string()).filter(|t| tables.contains(t));
+            continue;
+        }
+        let Some(t) = &table else { continue };
+        if let Some(c) = l.strip_prefix(':') {
+            let name = c.split_whitespace().next().unwrap_or("");
+            if !builtin_chains(t).contains(&name) {
+                out.push(format!("{t}: chain {name}"));
+            }
+        } else if l.starts_with("-A ") && !owned_rule(l) {
+            out.push(format!("{t}: {l}"));
+        }
+    }
+    out
+}
+
+/// A rule of the kind owned mode writes.
+fn owned_rule(l: &str) -> bool {
+    let rest: Vec<&str> = l.split_whitespace().skip(2).collect();
+    let rest = rest.join(" ");
+    rest == "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+        || rest == "-i lo -j ACCEPT"
+        || rest.contains("-m comment --comment \"amanda ")
+        || rest.contains("-m comment --comment management ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +326,24 @@ mod tests {
             t,
             "*filter\n-D FORWARD -j AMWALL-FORWARD\n:AMWALL-INPUT - [0:0]\n-A AMWALL-INPUT -p udp --dport 10080 -j ACCEPT\n-F AMWALL-FORWARD\n-X AMWALL-FORWARD\nCOMMIT\n"
         );
+    }
+
+    #[test]
+    fn foreign_rules_are_what_owned_mode_never_writes() {
+        let saved = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n\
+            -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n\
+            -A INPUT -s 192.0.2.2/32 -p udp -m udp --dport 10080 -m comment --comment \"amanda check\" -j ACCEPT\n\
+            -A INPUT -p tcp -m tcp --dport 22 -m comment --comment management -j ACCEPT\n\
+            -A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT\n-A FORWARD -j DOCKER-USER\nCOMMIT\n\
+            *mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j MARK --set-mark 1\nCOMMIT\n";
+        assert_eq!(
+            foreign_rules(saved, &["filter".into()]),
+            [
+                "filter: chain DOCKER-USER",
+                "filter: -A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT",
+                "filter: -A FORWARD -j DOCKER-USER"
+            ]
+        );
+        assert!(foreign_rules(saved, &["raw".into()]).is_empty());
     }
 }
