@@ -732,6 +732,7 @@ fn apply(
             error: source,
         })?,
         replace_foreign: choice == Some(IptablesMode::Owned),
+        flows: Some((plan, host)),
     };
     let done = apply::apply(state, &payload, &opts)?;
     for n in &done.notes {

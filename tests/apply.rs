@@ -249,6 +249,53 @@ fn iptables_rollback_restores_the_tables_it_replaced() {
     assert_eq!(saved(&f), before);
 }
 
+/// Another manager's table still rejects Amanda after amwall's table is
+/// loaded (nftables: a reject in any base chain wins): the live check of
+/// the host's flows names that rule and the table, and the apply is rolled
+/// back; with `--force` it stays, with the finding as a note.
+#[test]
+fn a_foreign_table_that_still_blocks_amanda_rolls_the_apply_back() {
+    let f = Fixture::new();
+    f.load(
+        &["nft", "-f", "-"],
+        "table inet fw {\n\tchain input {\n\t\ttype filter hook input priority 10; policy accept;\n\t\ttcp dport 10080 reject\n\t}\n}\n",
+    );
+    let before = f.sh(&["nft", "list", "ruleset"]);
+    let o = f.apply("nft", "30", None);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("still blocks Amanda"), "{err}");
+    assert!(err.contains("nft table fw"), "{err}");
+    assert!(err.contains("tcp dport 10080 reject"), "{err}");
+    assert!(err.contains("previous rules are back"), "{err}");
+    assert_eq!(f.sh(&["nft", "list", "ruleset"]), before);
+    let state = f.state();
+    let o = f.amwall(
+        &[
+            "apply",
+            "t.toml",
+            "--host",
+            "c1",
+            "--backend",
+            "nft",
+            "--timeout",
+            "2",
+            "--state-dir",
+            &state,
+            "--no-wait",
+            "--force",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("loaded anyway (--force)"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(f.outcome(Duration::from_secs(10)), "rolled-back");
+}
+
 /// Without `--iptables`, tables holding rules amwall did not write are not
 /// replaced: the apply is refused (exit 2) naming them, and nothing changes.
 #[test]
@@ -461,6 +508,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         force: false,
         watchdog_exe: env!("CARGO_BIN_EXE_amwall").into(),
         replace_foreign: true,
+        flows: None,
     };
     let r =
         f.ns.run_in(move || amwall::apply::apply(&st, &bad, &opts).map(|_| ()))
@@ -870,6 +918,9 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn iptables_restore(&self, t: &str) -> amwall::Result<()> {
             self.0.iptables_restore(t)
         }
+        fn nft_ruleset(&self) -> amwall::Result<String> {
+            self.0.nft_ruleset()
+        }
         fn iptables_restore_noflush(&self, t: &str) -> amwall::Result<()> {
             self.0.iptables_restore_noflush(t)
         }
@@ -939,6 +990,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         force: false,
         watchdog_exe: env!("CARGO_BIN_EXE_amwall").into(),
         replace_foreign: true,
+        flows: None,
     };
     let r =
         f.ns.run_in(move || apply::apply_with(&sys, &p, &opts).map(|_| ()))

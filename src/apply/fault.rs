@@ -325,6 +325,11 @@ impl System for Faulty {
             Ok(())
         })
     }
+    fn nft_ruleset(&self) -> Result<String> {
+        self.step(Op::Save, "nft list ruleset", |w| {
+            Ok(w.kernel.nft.clone().unwrap_or_default())
+        })
+    }
     fn iptables_restore_noflush(&self, text: &str) -> Result<()> {
         self.step(Op::Load, "iptables-restore --noflush", |w| {
             // All tables or none, as the tool.
@@ -486,13 +491,14 @@ fn nft_payload() -> Payload {
     }
 }
 
-fn opts() -> Options {
+fn opts() -> Options<'static> {
     Options {
         timeout: Duration::from_secs(60),
         admin: None,
         force: false,
         watchdog_exe: "/nonexistent".into(),
         replace_foreign: true,
+        flows: None,
     }
 }
 

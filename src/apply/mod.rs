@@ -58,6 +58,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::{HostRules, RulesFile};
 use crate::diag::{Error, Result};
 use crate::netfilter::{Backend, Jump};
+use crate::plan::Plan;
 use crate::sim::{self, Verdict};
 use restore::{
     ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
@@ -251,7 +252,7 @@ pub fn admin_verdict(kind: Backend, conn: &AdminConn) -> Result<(Verdict, String
 }
 
 /// Options of one apply.
-pub struct Options {
+pub struct Options<'a> {
     pub timeout: Duration,
     /// The admin's connection; a new one like it must still pass.
     pub admin: Option<AdminConn>,
@@ -263,6 +264,93 @@ pub struct Options {
     /// did not write (the admin said `--iptables owned`). Without it such
     /// rules refuse the apply before anything is loaded.
     pub replace_foreign: bool,
+    /// The plan and this host's name: after the load, the host's whole live
+    /// ruleset (every table, whoever wrote it) must pass this host's flows,
+    /// or the apply rolls back (unless `force`).
+    pub flows: Option<(&'a Plan, &'a str)>,
+}
+
+/// What another table or chain does to this host's flows, judged on the
+/// live ruleset after the load: one line per flow that does not pass, with
+/// the rule, and whose rule it is.
+pub fn live_flow_check(sys: &dyn System, plan: &Plan, host: &str) -> Result<Vec<String>> {
+    let mut files =
+        vec![RulesFile::parse("(live iptables-save)", sys.iptables_save()?).map_err(Error::Input)?];
+    // iptables-nft's own tables are what iptables-save showed; the rest of
+    // nft's ruleset (firewalld's, an admin's, amwall's nft table) adds to it.
+    // No nft on the host: nothing to add.
+    if let Ok(nft) = sys.nft_ruleset() {
+        let other = restore::without_iptables_tables(&nft);
+        if !other.trim().is_empty() {
+            files.push(RulesFile::parse("(live nft list ruleset)", other).map_err(Error::Input)?);
+        }
+    }
+    let sets = sys
+        .ipset_save()
+        .ok()
+        .and_then(|t| crate::netfilter::ipset::parse("(live ipset save)", &t).ok());
+    let hr = HostRules::new(files, sets);
+    let opts = crate::check::Options {
+        open: false,
+        redundant: false,
+    };
+    let r = crate::check::check(plan, &[(host.to_string(), hr)], opts);
+    let mut out = Vec::new();
+    for f in &r.flows {
+        let Some(x) = f
+            .result
+            .findings
+            .iter()
+            .find(|x| x.certain && x.host == host)
+        else {
+            continue;
+        };
+        let crate::check::Problem::Blocked { at, chain_path, .. } = &x.problem else {
+            continue;
+        };
+        out.push(format!(
+            "flow #{} ({} {}, {} {}) is blocked at {at} `{}` in {} ({})",
+            f.flow.id,
+            f.flow.operation.name(),
+            f.flow.who(),
+            f.flow.proto,
+            f.flow.dport,
+            at.text,
+            manager(&at.file, chain_path),
+            chain_path.join(" → ")
+        ));
+    }
+    Ok(out)
+}
+
+/// Whose rule it is, by the names the managers use.
+fn manager(file: &str, chain_path: &[String]) -> String {
+    let has = |p: &str| {
+        chain_path
+            .iter()
+            .any(|c| c.split(' ').any(|w| w.starts_with(p)))
+    };
+    if has("AMWALL-") || chain_path.iter().any(|c| c.starts_with("amwall ")) {
+        "amwall's own rules".into()
+    } else if has("f2b-") {
+        "fail2ban's chain".into()
+    } else if has("DOCKER") {
+        "Docker's chains".into()
+    } else if has("ufw-") || has("ufw6-") {
+        "ufw's chains".into()
+    } else if chain_path.iter().any(|c| c.starts_with("firewalld ")) {
+        "firewalld's table (firewall-cmd: open the service or port in the zone)".into()
+    } else if file.contains("nft") {
+        format!(
+            "nft table {}",
+            chain_path
+                .first()
+                .and_then(|c| c.split(' ').next())
+                .unwrap_or("?")
+        )
+    } else {
+        "the host's own iptables rules".into()
+    }
 }
 
 /// What `apply` did, for the CLI to say.
@@ -303,28 +391,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     for f in [PENDING, CONFIRMED, ROLLBACK_NOW, RESULT, LOG] {
         sys.remove(f);
     }
-    // 0. Never remove rules we did not write unless told to: replacing
-    //    whole tables takes Docker's, fail2ban's and the admin's rules along.
-    if p.kind == Backend::Iptables && p.merged.is_empty() && !o.replace_foreign {
-        let found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
-        if !found.is_empty() {
-            let shown: Vec<&str> = found.iter().take(8).map(String::as_str).collect();
-            return Err(Error::Usage(format!(
-                "{}'s iptables tables hold {} rule(s) and chain(s) amwall did not write, which \
-                 loading {}.rules would remove:\n  {}{}\nnothing was loaded: `--iptables merged` \
-                 loads amwall's chains beside them; `--iptables owned` replaces them anyway",
-                p.host,
-                found.len(),
-                p.host,
-                shown.join("\n  "),
-                if found.len() > shown.len() {
-                    "\n  ..."
-                } else {
-                    ""
-                }
-            )));
-        }
-    }
+    refuse_foreign(sys, p, o)?;
     // 1. The kernel's own dry run: a file it refuses changes nothing. (An
     //    iptables file that names ipsets can only be tried once they exist:
     //    see step 5.)
@@ -376,6 +443,58 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     if let Err(e) = loaded {
         return Err(abort(sys, &pend, "loading failed", e.to_string()));
     }
+    judge_live(sys, p, o, &pend, &mut notes)?;
+    // 7. Loaded rules with nobody to take them back are not left behind.
+    if !sys.watchdog_alive() {
+        return Err(abort(
+            sys,
+            &pend,
+            "the watchdog died during the load",
+            "nothing would roll back at the deadline".into(),
+        ));
+    }
+    Ok(Applied {
+        pending: pend,
+        notes,
+    })
+}
+
+/// Step 0 of `apply`: never remove rules we did not write unless told to:
+/// replacing whole tables takes Docker's, fail2ban's and the admin's along.
+fn refuse_foreign(sys: &dyn System, p: &Payload, o: &Options) -> Result<()> {
+    if p.kind == Backend::Iptables && p.merged.is_empty() && !o.replace_foreign {
+        let found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
+        if !found.is_empty() {
+            let shown: Vec<&str> = found.iter().take(8).map(String::as_str).collect();
+            return Err(Error::Usage(format!(
+                "{}'s iptables tables hold {} rule(s) and chain(s) amwall did not write, which \
+                 loading {}.rules would remove:\n  {}{}\nnothing was loaded: `--iptables merged` \
+                 loads amwall's chains beside them; `--iptables owned` replaces them anyway",
+                p.host,
+                found.len(),
+                p.host,
+                shown.join("\n  "),
+                if found.len() > shown.len() {
+                    "\n  ..."
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Steps 6 of `apply`, on the live ruleset after the load: would the
+/// admin's next login still pass, and do this host's flows pass every
+/// table and chain, whoever wrote them? A refusal rolls back.
+fn judge_live(
+    sys: &dyn System,
+    p: &Payload,
+    o: &Options,
+    pend: &Pending,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     // 6. Would the admin's next login still pass? Judge the live ruleset
     //    (ours and everything else loaded), as the kernel now has it.
     if let Some(conn) = &o.admin {
@@ -398,24 +517,39 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
                         _ => "dropped",
                     }
                 );
-                return Err(abort(sys, &pend, "refused", why));
+                return Err(abort(sys, pend, "refused", why));
             }
             Err(e) => notes.push(format!("could not judge your connection's fate: {e}")),
         }
     }
-    // 7. Loaded rules with nobody to take them back are not left behind.
-    if !sys.watchdog_alive() {
-        return Err(abort(
-            sys,
-            &pend,
-            "the watchdog died during the load",
-            "nothing would roll back at the deadline".into(),
-        ));
+    // 6b. Do this host's flows pass the whole live ruleset, whoever's
+    //     tables and chains are in it?
+    if let Some((plan, host)) = o.flows {
+        match live_flow_check(sys, plan, host) {
+            Ok(blocked) if blocked.is_empty() => {}
+            Ok(blocked) if o.force => notes.extend(
+                blocked
+                    .into_iter()
+                    .map(|b| format!("{b}; loaded anyway (--force)")),
+            ),
+            Ok(blocked) => {
+                return Err(abort(
+                    sys,
+                    pend,
+                    "refused",
+                    format!(
+                        "with these rules loaded, the host still blocks Amanda:\n  {}\n\
+                         (change the rule named, or load anyway with --force)",
+                        blocked.join("\n  ")
+                    ),
+                ))
+            }
+            Err(e) => notes.push(format!(
+                "could not check this host's flows on the live ruleset: {e}"
+            )),
+        }
     }
-    Ok(Applied {
-        pending: pend,
-        notes,
-    })
+    Ok(())
 }
 
 /// Steps 2 of `apply`: the snapshot files, the reserve and the pending

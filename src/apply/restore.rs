@@ -242,6 +242,30 @@ fn owned_rule(l: &str) -> bool {
         || rest.contains("-m comment --comment management ")
 }
 
+/// `nft list ruleset` without the tables iptables-nft keeps for
+/// iptables-save (ip/ip6 filter, nat, raw, mangle, security), which
+/// iptables-save already showed in iptables' own words.
+pub(crate) fn without_iptables_tables(nft: &str) -> String {
+    let mut out = String::new();
+    let mut skip = false;
+    for l in nft.lines() {
+        if let Some(rest) = l.strip_prefix("table ") {
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            skip = matches!(w.as_slice(), [fam, name, ..]
+                if matches!(*fam, "ip" | "ip6")
+                    && matches!(*name, "filter" | "nat" | "raw" | "mangle" | "security"));
+        }
+        if !skip {
+            out.push_str(l);
+            out.push('\n');
+        }
+        if l == "}" {
+            skip = false;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +369,14 @@ mod tests {
             ]
         );
         assert!(foreign_rules(saved, &["raw".into()]).is_empty());
+    }
+
+    #[test]
+    fn iptables_nft_tables_are_left_to_iptables_save() {
+        let nft = "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority filter; policy accept;\n\t}\n}\ntable inet firewalld {\n\tchain x {\n\t}\n}\ntable ip6 nat {\n}\n";
+        assert_eq!(
+            without_iptables_tables(nft),
+            "table inet firewalld {\n\tchain x {\n\t}\n}\n"
+        );
     }
 }

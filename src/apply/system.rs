@@ -32,6 +32,8 @@ pub trait System {
     /// Make `table ip amwall` what `saved` says (`None`: no table).
     fn nft_restore(&self, saved: Option<&str>) -> Result<()>;
     fn iptables_save(&self) -> Result<String>;
+    /// `nft list ruleset`: every table, whoever wrote it.
+    fn nft_ruleset(&self) -> Result<String>;
     /// `iptables-restore`: replaces each table the text names.
     fn iptables_restore(&self, text: &str) -> Result<()>;
     /// `iptables-restore --noflush`: chains it declares are created or
@@ -223,6 +225,9 @@ impl System for Real {
     }
     fn iptables_save(&self) -> Result<String> {
         tool(&["iptables-save"], None)
+    }
+    fn nft_ruleset(&self) -> Result<String> {
+        tool(&["nft", "list", "ruleset"], None)
     }
     fn iptables_restore(&self, text: &str) -> Result<()> {
         self.tool(&["iptables-restore"], Some(text))
