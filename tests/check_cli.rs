@@ -448,3 +448,26 @@ fn valid_commands_no_longer_stop_the_parse() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.trim_end().ends_with("Verdict: DROP"), "{stdout}");
 }
+
+/// On a combined ruleset, a blocked flow says whose rule blocks it: here a
+/// fail2ban-style ban chain in front of amwall's own chain.
+#[test]
+fn a_blocking_rule_names_its_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = planned(dir.path());
+    let lhost = dir.path().join("lhost.rules");
+    std::fs::write(
+        &lhost,
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-amanda - [0:0]\n\
+         -A INPUT -p udp -m udp --dport 10080 -j f2b-amanda\n\
+         -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A f2b-amanda -s 192.168.2.2/32 -j DROP\n-A f2b-amanda -j RETURN\nCOMMIT\n",
+    )
+    .unwrap();
+    let mut args = vec!["check".to_string(), "examples/wiki.toml".into()];
+    args.extend(rules_args(&out, lhost.to_str().unwrap()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = amwall(&args);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("whose rule: fail2ban's chain"), "{stdout}");
+}

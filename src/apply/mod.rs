@@ -305,7 +305,13 @@ pub fn live_flow_check(sys: &dyn System, plan: &Plan, host: &str) -> Result<Vec<
         else {
             continue;
         };
-        let crate::check::Problem::Blocked { at, chain_path, .. } = &x.problem else {
+        let crate::check::Problem::Blocked {
+            at,
+            chain_path,
+            manager,
+            ..
+        } = &x.problem
+        else {
             continue;
         };
         out.push(format!(
@@ -316,41 +322,11 @@ pub fn live_flow_check(sys: &dyn System, plan: &Plan, host: &str) -> Result<Vec<
             f.flow.proto,
             f.flow.dport,
             at.text,
-            manager(&at.file, chain_path),
+            manager,
             chain_path.join(" → ")
         ));
     }
     Ok(out)
-}
-
-/// Whose rule it is, by the names the managers use.
-fn manager(file: &str, chain_path: &[String]) -> String {
-    let has = |p: &str| {
-        chain_path
-            .iter()
-            .any(|c| c.split(' ').any(|w| w.starts_with(p)))
-    };
-    if has("AMWALL-") || chain_path.iter().any(|c| c.starts_with("amwall ")) {
-        "amwall's own rules".into()
-    } else if has("f2b-") {
-        "fail2ban's chain".into()
-    } else if has("DOCKER") {
-        "Docker's chains".into()
-    } else if has("ufw-") || has("ufw6-") {
-        "ufw's chains".into()
-    } else if chain_path.iter().any(|c| c.starts_with("firewalld ")) {
-        "firewalld's table (firewall-cmd: open the service or port in the zone)".into()
-    } else if file.contains("nft") {
-        format!(
-            "nft table {}",
-            chain_path
-                .first()
-                .and_then(|c| c.split(' ').next())
-                .unwrap_or("?")
-        )
-    } else {
-        "the host's own iptables rules".into()
-    }
 }
 
 /// What `apply` did, for the CLI to say.

@@ -45,6 +45,9 @@ pub enum Problem {
     Blocked {
         at: Loc,
         chain_path: Vec<String>,
+        /// Whose rule it is, by the names the managers give their chains
+        /// and tables (`manager`).
+        manager: String,
         /// Set when the verdict rests on matches amwall cannot decide.
         depends_on: Vec<Loc>,
     },
@@ -279,15 +282,20 @@ impl<'a> Walker<'a> {
                         at: None,
                         what: "jumps nested too deep".into(),
                     },
-                    _ => Problem::Blocked {
-                        at: end_loc(hc.rules, &hc.compiled, &end).expect("drops have a place"),
-                        chain_path: chain_path(&hc.compiled, &s),
-                        depends_on: s
-                            .taint
-                            .iter()
-                            .map(|r| hc.rules.loc(&hc.compiled, r.chain, r.rule))
-                            .collect(),
-                    },
+                    _ => {
+                        let at = end_loc(hc.rules, &hc.compiled, &end).expect("drops have a place");
+                        let chain_path = chain_path(&hc.compiled, &s);
+                        Problem::Blocked {
+                            manager: super::manager::of(&at.file, &chain_path),
+                            at,
+                            chain_path,
+                            depends_on: s
+                                .taint
+                                .iter()
+                                .map(|r| hc.rules.loc(&hc.compiled, r.chain, r.rule))
+                                .collect(),
+                        }
+                    }
                 };
                 out.findings.push((s, Some(h), p));
             }

@@ -7,6 +7,7 @@
 pub mod explain;
 pub mod flows;
 pub mod load;
+pub mod manager;
 pub mod messages;
 pub mod open;
 pub mod redundant;

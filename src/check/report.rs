@@ -141,6 +141,7 @@ fn finding(x: &Finding, o: &mut String) {
             at,
             chain_path,
             depends_on,
+            manager,
         } => {
             writeln!(
                 o,
@@ -150,6 +151,7 @@ fn finding(x: &Finding, o: &mut String) {
                 at.text
             )
             .unwrap();
+            writeln!(o, "        whose rule: {manager}").unwrap();
             writeln!(
                 o,
                 "        chain: {}{}; packets:{part} {}",
