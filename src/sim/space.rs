@@ -427,10 +427,14 @@ pub fn coalesce(cubes: &mut Vec<Cube>) {
 
 fn merge_along(cubes: &mut Vec<Cube>, d: usize) {
     use std::collections::HashMap;
-    use std::hash::{Hash, Hasher};
-    // Hash every dimension but `d`; equal hashes are checked exactly.
+    use std::hash::{BuildHasher, Hash, Hasher};
+    // Hash every dimension but `d`; equal hashes are checked exactly, so the
+    // hash decides speed, never the answer. foldhash, seeded per run: SipHash
+    // was a fifth of the over-permissive analysis, and the cubes come from
+    // the rulesets read, so an unseeded hash could be made to collide.
+    let seed = foldhash::fast::RandomState::default();
     let hash = |c: &Cube| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = seed.build_hasher();
         for (i, x) in c.iv.iter().enumerate() {
             if i != d {
                 x.hash(&mut h);
@@ -447,27 +451,39 @@ fn merge_along(cubes: &mut Vec<Cube>, d: usize) {
         (0..DIMS).all(|i| i == d || a.iv[i] == b.iv[i])
             && (0..2).all(|k| DIMS + k == d || a.ifs[k] == b.ifs[k])
     };
+    // Find the merges by reference first: most passes merge nothing, and
+    // then no cube (hundreds of bytes each) is moved at all.
     let mut index: HashMap<u64, Vec<usize>> = HashMap::with_capacity(cubes.len());
-    let mut out: Vec<Cube> = Vec::with_capacity(cubes.len());
-    for c in cubes.drain(..) {
-        let h = hash(&c);
-        let slot = index.entry(h).or_default();
-        match slot.iter().copied().find(|&i| same(&out[i], &c)) {
-            Some(i) => {
-                let o = &mut out[i];
-                if d < DIMS {
-                    o.iv[d] = o.iv[d].union(&c.iv[d]);
-                } else {
-                    o.ifs[d - DIMS] |= c.ifs[d - DIMS];
-                }
-            }
-            None => {
-                slot.push(out.len());
-                out.push(c);
-            }
+    let mut into: Vec<(usize, usize)> = Vec::new();
+    for (j, c) in cubes.iter().enumerate() {
+        let slot = index.entry(hash(c)).or_default();
+        match slot.iter().copied().find(|&i| same(&cubes[i], c)) {
+            Some(i) => into.push((i, j)),
+            None => slot.push(j),
         }
     }
-    *cubes = out;
+    if into.is_empty() {
+        return;
+    }
+    let mut gone = vec![false; cubes.len()];
+    for (i, j) in into {
+        // `i` is never merged away itself (it was first in its slot), and
+        // merging along `d` leaves the other dimensions, so it stays equal
+        // to the rest of its slot.
+        if d < DIMS {
+            let u = cubes[i].iv[d].union(&cubes[j].iv[d]);
+            cubes[i].iv[d] = u;
+        } else {
+            let x = cubes[j].ifs[d - DIMS];
+            cubes[i].ifs[d - DIMS] |= x;
+        }
+        gone[j] = true;
+    }
+    let mut k = 0;
+    cubes.retain(|_| {
+        k += 1;
+        !gone[k - 1]
+    });
 }
 
 /// `a − b` for unions of cubes.
