@@ -217,6 +217,10 @@ enum Command {
         /// HOST.merged.sh; Docker's, fail2ban's and the admin's rules stay).
         #[arg(long, default_value = "owned", value_parser = iptables_mode())]
         iptables: IptablesMode,
+        /// Also write HOST.ufw.sh: ufw commands for hosts whose firewall ufw
+        /// manages (not for hosts with NAT or the conntrack helper).
+        #[arg(long)]
+        ufw: bool,
         /// Emit only this host's rules.
         #[arg(long)]
         host: Option<String>,
@@ -410,11 +414,17 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             out,
             backend,
             iptables,
+            ufw,
             host,
             quiet,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-            let files = plan.outputs_with(backend, iptables, host.as_deref())?;
+            let mut files = plan.outputs_with(backend, iptables, host.as_deref())?;
+            if ufw {
+                let summary = files.pop().expect("SUMMARY.md is always produced");
+                files.extend(plan.ufw_outputs(host.as_deref())?);
+                files.push(summary);
+            }
             let written = write_outputs(&out, &files)?;
             if !quiet {
                 let summary = &files.last().expect("SUMMARY.md is always produced").1;

@@ -96,6 +96,25 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// `HOST.ufw.sh` for every host (or `host`), or the first host ufw
+    /// cannot express (NAT, the conntrack helper), as a usage error.
+    pub fn ufw_outputs(&self, host: Option<&str>) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        for hp in &self.policies {
+            let name = &self.deployment.hosts[hp.host].name;
+            if host.is_some_and(|h| h != name) {
+                continue;
+            }
+            let text = self.ufw_script(hp).map_err(Error::Usage)?;
+            let file = format!("{name}.ufw.sh");
+            assert!(crate::name::is_plain_file_name(&file), "{file:?}");
+            out.push((file, text));
+        }
+        Ok(out)
+    }
+}
+
 /// `f` over `items` on up to as many threads as there are cores, in order.
 /// Chunks are contiguous, so the output order is the input order.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {

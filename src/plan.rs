@@ -156,6 +156,36 @@ impl Plan {
         o
     }
 
+    /// `HOST.ufw.sh`: ufw commands for a host whose firewall ufw manages,
+    /// or why ufw cannot express its rules.
+    pub fn ufw_script(&self, hp: &HostPolicy) -> std::result::Result<String, String> {
+        use std::fmt::Write;
+        let name = &self.deployment.hosts[hp.host].name;
+        if let Some(why) = render::ufw_unsupported(hp) {
+            return Err(format!(
+                "{name}: no ufw output, because {why}; use `--iptables merged` for this host"
+            ));
+        }
+        let mut o = String::from("#!/bin/sh\n");
+        for h in self.header(
+            name,
+            "Load: sh HOST.ufw.sh as root on a host where ufw is enabled; it only adds rules (ufw skips one it already has), and leaves every other ufw rule, the default policies and ssh access as they are.",
+        ) {
+            writeln!(o, "# {}", crate::name::comment(&h.replace("HOST", name))).unwrap();
+        }
+        o.push_str("set -e\n");
+        let cmds = render::ufw_commands(hp);
+        if cmds.is_empty() {
+            o.push_str(
+                "# Nothing to open: everything this host needs is a reply or stays on lo.\n",
+            );
+        }
+        for c in cmds {
+            writeln!(o, "{c}").unwrap();
+        }
+        Ok(o)
+    }
+
     /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
     pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
         let name = &self.deployment.hosts[hp.host].name;

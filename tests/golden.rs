@@ -54,3 +54,18 @@ fn merged_iptables_mode() {
         insta::assert_snapshot!(format!("merged-{label}"), all);
     }
 }
+
+/// `plan --ufw`: the ufw commands for the LAN example's hosts.
+#[test]
+fn ufw_scripts() {
+    for (label, plan) in common::variants() {
+        if label != "lan-bsdtcp" && label != "lan-bsd" {
+            continue;
+        }
+        let mut all = String::new();
+        for (name, content) in plan.ufw_outputs(None).unwrap() {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+        insta::assert_snapshot!(format!("ufw-{label}"), all);
+    }
+}

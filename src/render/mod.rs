@@ -433,6 +433,86 @@ pub fn merged_entry_commands(entries: &[Jump]) -> Vec<String> {
         .collect()
 }
 
+/// Why a host's rules cannot be written as ufw commands: ufw has no command
+/// for a port forward, masquerade or a conntrack helper (they would go into
+/// before.rules and before.init, which amwall does not write yet).
+pub fn ufw_unsupported(hp: &HostPolicy) -> Option<&'static str> {
+    if hp.uses_helper() {
+        Some("it assigns the amanda conntrack helper")
+    } else if !hp.masquerade.is_empty() || hp.in_place(Place::Dnat).next().is_some() {
+        Some("it does NAT (a port forward or masquerade)")
+    } else {
+        None
+    }
+}
+
+/// The `ufw` commands that open what this host needs: `ufw allow` for
+/// input, `ufw route allow` for forwarding, one per source member and port
+/// chunk (ufw has no sets; it takes up to 15 ports per rule, as multiport).
+/// ufw keeps ESTABLISHED and `lo` itself, and the management port is left
+/// to the host's ufw rules, as in iptables merged mode. Every word is a
+/// validated name, an address or a number; the comment is shell-quoted.
+pub fn ufw_commands(hp: &HostPolicy) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in hp.rules.iter().filter(|r| r.label != "management") {
+        let verb = match r.place {
+            Place::Input => "allow",
+            Place::Forward => "route allow",
+            Place::Dnat | Place::Helper => continue,
+        };
+        let srcs: Vec<String> = match &r.src {
+            Addrs::Any => vec!["any".into()],
+            Addrs::Net(n) if n.prefix_len() == 32 => vec![n.addr().to_string()],
+            Addrs::Net(n) => vec![n.to_string()],
+            Addrs::Group(g) => hp.groups[*g]
+                .members
+                .iter()
+                .map(|n| {
+                    if n.prefix_len() == 32 {
+                        n.addr().to_string()
+                    } else {
+                        n.to_string()
+                    }
+                })
+                .collect(),
+        };
+        let to = r.dst.map_or("any".to_string(), |d| d.to_string());
+        for src in &srcs {
+            for chunk in multiport_chunks(&r.dports) {
+                let ports: Vec<String> = chunk
+                    .iter()
+                    .map(|p| {
+                        if p.lo == p.hi {
+                            p.lo.to_string()
+                        } else {
+                            format!("{}:{}", p.lo, p.hi)
+                        }
+                    })
+                    .collect();
+                let mut c = format!("ufw {verb}");
+                if let Some(i) = &r.in_iface {
+                    c.push_str(&format!(" in on {i}"));
+                }
+                if let Some(o) = &r.out_iface {
+                    c.push_str(&format!(" out on {o}"));
+                }
+                c.push_str(&format!(" proto {} from {src}", r.proto));
+                if let Some(sp) = r.sport {
+                    if sp.lo == sp.hi {
+                        c.push_str(&format!(" port {}", sp.lo));
+                    } else {
+                        c.push_str(&format!(" port {}:{}", sp.lo, sp.hi));
+                    }
+                }
+                c.push_str(&format!(" to {to} port {}", ports.join(",")));
+                c.push_str(&format!(" comment {}", crate::name::shell_word(&r.label)));
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
     hp.in_place(place)
         .map(|r| {

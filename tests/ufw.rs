@@ -1,0 +1,181 @@
+//! `plan --ufw` with the real ufw (Debian's package) enabled inside a network
+//! namespace with its own /etc/ufw and /etc/default (`ip netns exec` mounts
+//! /etc/netns/NAME/* over /etc): the script adds amwall's openings beside the
+//! admin's ufw rules, twice over without a duplicate, and real packets show
+//! Amanda's request passing only afterwards while the admin's ban still
+//! drops. The machine's own ufw configuration is copied, never changed.
+//! Needs root, iproute2, iptables and ufw: CI installs them, and a missing
+//! one fails here loudly.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use amwall::check::{self, HostRules, Options, RulesFile};
+use amwall::lab::netns::veth;
+use amwall::lab::Netns;
+use amwall::Plan;
+
+/// /etc/netns/NAME: the namespace's private /etc/ufw and /etc/default,
+/// removed however the test ends.
+struct Etc(PathBuf);
+
+impl Etc {
+    fn new(ns: &Netns) -> Etc {
+        let dir = PathBuf::from("/etc/netns").join(ns.name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let etc = Etc(dir);
+        for d in ["ufw", "default"] {
+            let ok = Command::new("cp")
+                .args(["-a", &format!("/etc/{d}")])
+                .arg(etc.0.join(d))
+                .status()
+                .expect("cp")
+                .success();
+            assert!(ok, "copying /etc/{d} (is ufw installed?)");
+        }
+        etc
+    }
+}
+
+impl Drop for Etc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn udp_arrives(server: &Netns, from: &str, sock: &UdpSocket, to: SocketAddr) -> bool {
+    let from: SocketAddr = from.parse().unwrap();
+    server
+        .run_in(move || {
+            let s = UdpSocket::bind(from).expect("bind the server's source port");
+            s.send_to(b"Amanda 2.6 REQ HANDLE 000-00000000 SEQ 1\n", to)
+                .expect("send");
+        })
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match sock.recv_from(&mut buf) {
+        Ok((_, peer)) => peer == from,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
+/// `true` when a TCP connection from `from` to `to` is accepted in time.
+fn tcp_connects(server: &Netns, from: &str, to: SocketAddr) -> bool {
+    let from: SocketAddr = from.parse().unwrap();
+    server
+        .run_in(move || {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&from.into()).unwrap();
+            s.connect_timeout(&to.into(), Duration::from_millis(700))
+                .is_ok()
+        })
+        .unwrap()
+}
+
+fn ufw(ns: &Netns, args: &[&str]) -> String {
+    let mut argv = vec!["ufw"];
+    argv.extend(args);
+    let o = ns.exec(&argv, None).expect("ufw must be installed");
+    assert!(o.ok(), "ufw {args:?}: {}{}", o.stdout, o.stderr);
+    o.stdout
+}
+
+#[test]
+fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
+    let plan = Plan::build(common::generated(2)).unwrap();
+    let files = plan.ufw_outputs(Some("c0")).unwrap();
+    assert_eq!(files.len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join(&files[0].0);
+    std::fs::write(&script, &files[0].1).unwrap();
+    let script = script.to_str().unwrap();
+
+    let srv = Netns::new("amwuS").expect("creating a netns needs root and iproute2");
+    let cli = Netns::new("amwuC").unwrap();
+    let _etc = Etc::new(&cli);
+    veth(&srv, "eth0", &cli, "eth0").unwrap();
+    for a in ["198.51.100.1/24", "198.51.100.9/24"] {
+        srv.must(&["ip", "addr", "add", a, "dev", "eth0"]).unwrap();
+    }
+    cli.must(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"])
+        .unwrap();
+    ufw(&cli, &["--force", "enable"]);
+    ufw(&cli, &["allow", "22/tcp"]);
+    ufw(&cli, &["insert", "1", "deny", "from", "198.51.100.9"]);
+    let status_before = ufw(&cli, &["status", "numbered"]);
+
+    let amandad: UdpSocket = cli
+        .run_in(|| UdpSocket::bind("198.51.100.2:10080").unwrap())
+        .unwrap();
+    let _sshd: TcpListener = cli
+        .run_in(|| TcpListener::bind("198.51.100.2:22").unwrap())
+        .unwrap();
+    let to_amandad: SocketAddr = "198.51.100.2:10080".parse().unwrap();
+    let to_sshd: SocketAddr = "198.51.100.2:22".parse().unwrap();
+    // Negative control: ufw's default deny drops Amanda's request.
+    assert!(!udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
+
+    for round in 1..=2 {
+        let o = cli.exec(&["sh", script], None).unwrap();
+        assert!(o.ok(), "round {round}: {}{}", o.stdout, o.stderr);
+    }
+    let status = ufw(&cli, &["status", "numbered"]);
+    for line in status_before.lines().filter(|l| l.starts_with('[')) {
+        let rule = line.split_once(']').unwrap().1.trim();
+        assert!(status.contains(rule), "lost `{rule}`:\n{status}");
+    }
+    assert_eq!(
+        status.matches("10080/udp").count(),
+        1,
+        "one rule, however often the script runs:\n{status}"
+    );
+    assert!(status.contains("198.51.100.1 840:860/udp"), "{status}");
+
+    assert!(udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
+    assert!(!udp_arrives(
+        &srv,
+        "198.51.100.1:40000",
+        &amandad,
+        to_amandad
+    ));
+    assert!(
+        tcp_connects(&srv, "198.51.100.1:0", to_sshd),
+        "ssh still in"
+    );
+    assert!(
+        !tcp_connects(&srv, "198.51.100.9:0", to_sshd),
+        "the ban holds"
+    );
+
+    // The simulator reads ufw's chains and finds no flow to c0 blocked.
+    let live = cli.must(&["iptables-save"]).unwrap().stdout;
+    let rules = HostRules::new(vec![RulesFile::parse("live", live).unwrap()], None);
+    let r = check::check(&plan, &[("c0".into(), rules)], Options::default());
+    let blocked: Vec<_> = r
+        .flows
+        .iter()
+        .filter(|f| f.flow.responder == "c0" && f.result.status == check::Status::Blocked)
+        .map(|f| f.flow.to_string())
+        .collect();
+    assert!(blocked.is_empty(), "{blocked:?}");
+}
+
+/// A host ufw cannot express is refused with its reason, not half-written.
+#[test]
+fn ufw_output_refuses_nat_and_the_helper() {
+    let plan = Plan::build(common::example("wiki")).unwrap();
+    let e = plan.ufw_outputs(None).unwrap_err().to_string();
+    assert!(e.contains("fwhost") && e.contains("NAT"), "{e}");
+    let plan = Plan::build(common::example("helper")).unwrap();
+    let e = plan.ufw_outputs(None).unwrap_err().to_string();
+    assert!(e.contains("helper"), "{e}");
+}
