@@ -8,6 +8,7 @@ pub mod amanda;
 pub mod apply;
 pub mod check;
 pub mod diag;
+pub mod export;
 pub mod flows;
 pub mod input;
 pub mod lab;

@@ -221,6 +221,10 @@ enum Command {
         /// manages (not for hosts with NAT or the conntrack helper).
         #[arg(long)]
         ufw: bool,
+        /// json: also write plan.json (the whole plan, docs/plan.schema.json)
+        /// and print it instead of SUMMARY.md.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
         /// Emit only this host's rules.
         #[arg(long)]
         host: Option<String>,
@@ -415,20 +419,27 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             backend,
             iptables,
             ufw,
+            format,
             host,
             quiet,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
             let mut files = plan.outputs_with(backend, iptables, host.as_deref())?;
+            let summary = files.pop().expect("SUMMARY.md is always produced");
             if ufw {
-                let summary = files.pop().expect("SUMMARY.md is always produced");
                 files.extend(plan.ufw_outputs(host.as_deref())?);
-                files.push(summary);
             }
+            let json = (format == Format::Json).then(|| amwall::export::plan_json_text(&plan));
+            if let Some(j) = &json {
+                files.push(("plan.json".into(), format!("{j}\n")));
+            }
+            files.push(summary);
             let written = write_outputs(&out, &files)?;
             if !quiet {
-                let summary = &files.last().expect("SUMMARY.md is always produced").1;
-                print!("{summary}");
+                match &json {
+                    Some(j) => println!("{j}"),
+                    None => print!("{}", files.last().expect("SUMMARY.md").1),
+                }
             }
             for l in &plan.lints {
                 eprintln!(
