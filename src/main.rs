@@ -231,6 +231,10 @@ enum Command {
         /// Do not print SUMMARY.md to standard output.
         #[arg(long, short)]
         quiet: bool,
+        /// Print the whole SUMMARY.md even on a terminal (where a per-host
+        /// table of the openings is printed instead).
+        #[arg(long)]
+        markdown: bool,
     },
     /// Print every network flow Amanda needs in this topology.
     Flows {
@@ -422,6 +426,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             format,
             host,
             quiet,
+            markdown,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
             let mut files = plan.outputs_with(backend, iptables, host.as_deref())?;
@@ -435,9 +440,27 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             }
             files.push(summary);
             let written = write_outputs(&out, &files)?;
+            use std::io::IsTerminal;
+            let terminal = std::io::stdout().is_terminal() && !markdown;
             if !quiet {
                 match &json {
                     Some(j) => println!("{j}"),
+                    None if terminal => {
+                        let width = std::env::var("COLUMNS")
+                            .ok()
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(100);
+                        print!(
+                            "{}",
+                            amwall::summary::brief(
+                                &plan,
+                                host.as_deref(),
+                                width,
+                                &amwall::name::shell_word(&out.display().to_string()),
+                                written.len()
+                            )
+                        );
+                    }
                     None => print!("{}", files.last().expect("SUMMARY.md").1),
                 }
             }
@@ -455,7 +478,9 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             for (code, w) in &plan.deployment.provenance.warnings {
                 eprintln!("warning[{code}]: {w}");
             }
-            if written.len() <= 20 {
+            if terminal && !quiet {
+                // The brief view said where the files went.
+            } else if written.len() <= 20 {
                 for w in &written {
                     eprintln!("wrote {}", w.display());
                 }

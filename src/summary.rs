@@ -464,3 +464,81 @@ fn amanda_config(plan: &Plan, o: &mut String) {
         writeln!(o, "- bsd/bsdudp: each amandad host needs an inetd/xinetd UDP service for amandad (Debian only registers bsdtcp), and `client-port \"10080\"` numerically in the dumptypes and amanda-client.conf.").unwrap();
     }
 }
+
+/// What `plan` prints on a terminal: per host its openings as an aligned
+/// table no wider than `width` (the long "from" column is cut to fit), and
+/// where the files went. SUMMARY.md keeps everything else; this is what an
+/// admin reads first.
+pub fn brief(plan: &Plan, only: Option<&str>, width: usize, out: &str, files: usize) -> String {
+    let d = &plan.deployment;
+    let mut o = String::new();
+    writeln!(
+        o,
+        "amwall plan for {}: {} hosts, {} flows (auth {}).",
+        crate::name::comment(&d.source_name),
+        d.hosts.len(),
+        plan.flows.len(),
+        d.amanda.auth
+    )
+    .unwrap();
+    for hp in &plan.policies {
+        let host = &d.hosts[hp.host];
+        if only.is_some_and(|n| n != host.name) {
+            continue;
+        }
+        writeln!(o, "\n{} ({})", host.name, roles(d, hp.host)).unwrap();
+        let rules: Vec<&PolicyRule> = hp.rules.iter().collect();
+        if rules.iter().all(|r| r.label == "management") && hp.masquerade.is_empty() {
+            writeln!(o, "  no Amanda opening: replies and `lo` only").unwrap();
+            continue;
+        }
+        let mut rows = vec![["where", "proto", "dst port", "src port", "flows", "from"]
+            .map(String::from)
+            .to_vec()];
+        for r in rules {
+            let (place, _) = place_cells(plan, r);
+            rows.push(vec![
+                place,
+                r.proto.to_string(),
+                ports(&r.dports),
+                r.sport.map_or("any".into(), |s| s.to_string()),
+                if r.label == "management" {
+                    "management".into()
+                } else {
+                    flow_refs(&r.flows)
+                },
+                src_text(plan, hp, r).replace('`', ""),
+            ]);
+        }
+        for m in &hp.masquerade {
+            rows.push(vec![
+                format!("masquerade out {}", m.out_iface),
+                "any".into(),
+                "any".into(),
+                "any".into(),
+                String::new(),
+                m.from.to_string(),
+            ]);
+        }
+        for line in crate::table::render(crate::table::Layout { indent: 2, gap: 2 }, &rows).lines()
+        {
+            writeln!(o, "{}", cut(line, width)).unwrap();
+        }
+    }
+    writeln!(
+        o,
+        "\n{files} files in {out}; every flow, its path and what Amanda's config must say: {out}/SUMMARY.md"
+    )
+    .unwrap();
+    o.lines().map(|l| cut(l, width) + "\n").collect()
+}
+
+/// `line` cut to `width` characters, with an ellipsis when cut.
+fn cut(line: &str, width: usize) -> String {
+    if line.chars().count() <= width || width < 2 {
+        return line.to_string();
+    }
+    let mut s: String = line.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}

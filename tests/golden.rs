@@ -69,3 +69,16 @@ fn ufw_scripts() {
         insta::assert_snapshot!(format!("ufw-{label}"), all);
     }
 }
+
+/// What `plan` prints on a terminal, 100 columns wide.
+#[test]
+fn terminal_brief() {
+    for (label, plan) in common::variants() {
+        if label != "wiki-bsd" && label != "lan-bsdtcp" {
+            continue;
+        }
+        let text = amwall::summary::brief(&plan, None, 100, "out", 9);
+        assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+        insta::assert_snapshot!(format!("brief-{label}"), text);
+    }
+}

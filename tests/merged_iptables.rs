@@ -283,6 +283,9 @@ fn a_routers_nat_chains_merge_too() {
         assert_eq!(first, jump, "{after}");
     }
     assert!(after.contains("-A AMWALL-POSTROUTING -s 192.168.2.0/24 -o eth1 -j MASQUERADE"));
+    // Loaded twice, amwall's chains hold each of their rules once.
+    let ours = std::fs::read_to_string(dir.path().join("fwhost.merged.rules")).unwrap();
+    assert_eq!(amwall_chains(&after), amwall_chains(&ours));
 }
 
 /// Every example × auth mode × host: the merged files load over the foreign
