@@ -265,7 +265,7 @@ fn a_foreign_table_that_still_blocks_amanda_rolls_the_apply_back() {
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("still blocks Amanda"), "{err}");
-    assert!(err.contains("nft table fw"), "{err}");
+    assert!(err.contains("nft table `fw`"), "{err}");
     assert!(err.contains("tcp dport 10080 reject"), "{err}");
     assert!(err.contains("previous rules are back"), "{err}");
     assert_eq!(f.sh(&["nft", "list", "ruleset"]), before);
