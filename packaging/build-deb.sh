@@ -99,6 +99,16 @@ Description: firewall rules for Amanda backups: plan, check, prove, apply
  It checks existing rulesets against those flows, proves them with real
  packets in network namespaces, and loads them with a rollback.
 CONTROL
+# Purge takes apply's state (snapshots of rules that went with the binary).
+cat > "$root/DEBIAN/postrm" <<'POSTRM'
+#!/bin/sh
+set -e
+if [ "$1" = purge ]; then
+	rm -rf /var/lib/amwall/apply
+	rmdir --ignore-fail-on-non-empty /var/lib/amwall 2>/dev/null || true
+fi
+POSTRM
+chmod 0755 "$root/DEBIAN/postrm"
 (cd "$root" && find usr -type f -print0 | sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"
 find "$root" -type d -exec chmod 0755 {} +
 mkdir -p "$out"

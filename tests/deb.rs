@@ -41,6 +41,10 @@ fn the_package_installs_works_and_purges_cleanly() {
         !status.status.success(),
         "an amwall package is already installed here; this test installs and purges its own"
     );
+    assert!(
+        !Path::new("/var/lib/amwall/apply").exists(),
+        "/var/lib/amwall/apply exists here (a real apply's state?); this test purges that directory"
+    );
     let deb = run(&["bash", "packaging/build-deb.sh"]);
     let deb = deb
         .lines()
@@ -99,7 +103,14 @@ fn the_package_installs_works_and_purges_cleanly() {
         "/usr/share/bash-completion/completions/amwall",
     ]);
 
+    // apply's state (as `amwall apply` leaves it after a confirm) goes with a purge.
+    std::fs::create_dir_all("/var/lib/amwall/apply").unwrap();
+    std::fs::write("/var/lib/amwall/apply/result.json", "\"confirmed\"").unwrap();
     run(&["dpkg", "--purge", "amwall"]);
+    assert!(
+        !Path::new("/var/lib/amwall").exists(),
+        "apply's state left after purge"
+    );
     for f in &files {
         // Directories other packages own stay; ours go.
         let p = Path::new(f);
