@@ -189,6 +189,23 @@ fn base(kind: ChainType, hook: Hook, priority: i32, policy: Policy) -> Option<Ba
     })
 }
 
+/// A router's masquerade rules, for nat POSTROUTING (owned) or
+/// AMWALL-POSTROUTING (merged).
+fn iptables_masquerade(hp: &HostPolicy) -> Vec<Rule> {
+    hp.masquerade
+        .iter()
+        .map(|m| {
+            Rule::new(
+                vec![
+                    Match::Src(Addr::Net(m.from)),
+                    Match::OutIface(m.out_iface.clone()),
+                ],
+                Action::Masquerade,
+            )
+        })
+        .collect()
+}
+
 /// The iptables-restore ruleset of one host: filter always, raw and nat only when
 /// used (iptables-restore replaces only the tables a file names).
 pub fn iptables_ruleset(hp: &HostPolicy) -> Ruleset {
@@ -225,19 +242,7 @@ pub fn iptables_ruleset(hp: &HostPolicy) -> Ruleset {
     }
     let dnat = iptables_rules(hp, Place::Dnat);
     if !dnat.is_empty() || !hp.masquerade.is_empty() {
-        let masq = hp
-            .masquerade
-            .iter()
-            .map(|m| {
-                Rule::new(
-                    vec![
-                        Match::Src(Addr::Net(m.from)),
-                        Match::OutIface(m.out_iface.clone()),
-                    ],
-                    Action::Masquerade,
-                )
-            })
-            .collect();
+        let masq = iptables_masquerade(hp);
         let chain = |name: &str, hook, prio, rules| Chain {
             name: name.into(),
             base: base(ChainType::Nat, hook, prio, Policy::Accept),
@@ -368,19 +373,7 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Jump>) {
     }
     let dnat = iptables_rules(hp, Place::Dnat);
     if !dnat.is_empty() || !hp.masquerade.is_empty() {
-        let masq = hp
-            .masquerade
-            .iter()
-            .map(|m| {
-                Rule::new(
-                    vec![
-                        Match::Src(Addr::Net(m.from)),
-                        Match::OutIface(m.out_iface.clone()),
-                    ],
-                    Action::Masquerade,
-                )
-            })
-            .collect();
+        let masq = iptables_masquerade(hp);
         tables.push(table(
             "nat",
             vec![
