@@ -11,7 +11,6 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::time::Duration;
 
 use amwall::check::{self, HostRules, Options, RulesFile};
 use amwall::lab::netns::veth;
@@ -83,42 +82,6 @@ fn amwall_chains(save: &str) -> std::collections::BTreeMap<(String, String), Vec
     out
 }
 
-/// Does a UDP request from `from` reach `sock` (bound in the client)?
-fn udp_arrives(server: &Netns, from: &str, sock: &UdpSocket, to: SocketAddr) -> bool {
-    let from: SocketAddr = from.parse().unwrap();
-    server
-        .run_in(move || {
-            let s = UdpSocket::bind(from).expect("bind the server's source port");
-            s.send_to(b"Amanda 2.6 REQ HANDLE 000-00000000 SEQ 1\n", to)
-                .expect("send");
-        })
-        .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(700)))
-        .unwrap();
-    let mut buf = [0u8; 256];
-    match sock.recv_from(&mut buf) {
-        Ok((_, peer)) => peer == from,
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
-        Err(e) => panic!("recv: {e}"),
-    }
-}
-
-/// A TCP connect from `from` to `to`: Ok, refused, or timed out.
-fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
-    let from: SocketAddr = from.parse().unwrap();
-    server
-        .run_in(move || {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            s.bind(&from.into()).unwrap();
-            match s.connect_timeout(&to.into(), Duration::from_millis(700)) {
-                Ok(()) => ErrorKind::Other,
-                Err(e) => e.kind(),
-            }
-        })
-        .unwrap()
-}
-
 fn blocked_flows(plan: &Plan, host: &str, live: &str) -> usize {
     let rules = HostRules::new(
         vec![RulesFile::parse("live iptables-save", live.to_string()).unwrap()],
@@ -179,7 +142,12 @@ fn merged_chains_leave_foreign_rules_standing_and_let_amanda_in() {
     let to_sshd: SocketAddr = "198.51.100.2:22".parse().unwrap();
 
     // Negative control: the host's own rules drop Amanda's request.
-    assert!(!udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
+    assert!(!common::udp_arrives(
+        &srv,
+        "198.51.100.1:850",
+        &amandad,
+        to_amandad
+    ));
     assert!(blocked_flows(&plan, "c0", &before) > 0, "{before}");
 
     for round in 1..=2 {
@@ -217,20 +185,25 @@ fn merged_chains_leave_foreign_rules_standing_and_let_amanda_in() {
 
     // Real packets: Amanda's request now arrives, and from an unprivileged
     // source port it still does not; the ban still refuses, ssh still works.
-    assert!(udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
-    assert!(!udp_arrives(
+    assert!(common::udp_arrives(
+        &srv,
+        "198.51.100.1:850",
+        &amandad,
+        to_amandad
+    ));
+    assert!(!common::udp_arrives(
         &srv,
         "198.51.100.1:40000",
         &amandad,
         to_amandad
     ));
     assert_eq!(
-        tcp_connect(&srv, "198.51.100.9:0", to_sshd),
+        common::tcp_connect(&srv, "198.51.100.9:0", to_sshd),
         ErrorKind::ConnectionRefused,
         "the ban still rejects"
     );
     assert_eq!(
-        tcp_connect(&srv, "198.51.100.1:0", to_sshd),
+        common::tcp_connect(&srv, "198.51.100.1:0", to_sshd),
         ErrorKind::Other
     );
     drop(sshd);

@@ -13,7 +13,6 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use amwall::check::{self, HostRules, Options, RulesFile};
 use amwall::lab::netns::veth;
@@ -46,39 +45,6 @@ impl Drop for Etc {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn udp_arrives(server: &Netns, from: &str, sock: &UdpSocket, to: SocketAddr) -> bool {
-    let from: SocketAddr = from.parse().unwrap();
-    server
-        .run_in(move || {
-            let s = UdpSocket::bind(from).expect("bind the server's source port");
-            s.send_to(b"Amanda 2.6 REQ HANDLE 000-00000000 SEQ 1\n", to)
-                .expect("send");
-        })
-        .unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(700)))
-        .unwrap();
-    let mut buf = [0u8; 256];
-    match sock.recv_from(&mut buf) {
-        Ok((_, peer)) => peer == from,
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
-        Err(e) => panic!("recv: {e}"),
-    }
-}
-
-/// `true` when a TCP connection from `from` to `to` is accepted in time.
-fn tcp_connects(server: &Netns, from: &str, to: SocketAddr) -> bool {
-    let from: SocketAddr = from.parse().unwrap();
-    server
-        .run_in(move || {
-            let s =
-                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            s.bind(&from.into()).unwrap();
-            s.connect_timeout(&to.into(), Duration::from_millis(700))
-                .is_ok()
-        })
-        .unwrap()
 }
 
 fn ufw(ns: &Netns, args: &[&str]) -> String {
@@ -122,7 +88,12 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     let to_amandad: SocketAddr = "198.51.100.2:10080".parse().unwrap();
     let to_sshd: SocketAddr = "198.51.100.2:22".parse().unwrap();
     // Negative control: ufw's default deny drops Amanda's request.
-    assert!(!udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
+    assert!(!common::udp_arrives(
+        &srv,
+        "198.51.100.1:850",
+        &amandad,
+        to_amandad
+    ));
 
     for round in 1..=2 {
         let o = cli.exec(&["sh", script], None).unwrap();
@@ -140,19 +111,26 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     );
     assert!(status.contains("198.51.100.1 840:860/udp"), "{status}");
 
-    assert!(udp_arrives(&srv, "198.51.100.1:850", &amandad, to_amandad));
-    assert!(!udp_arrives(
+    assert!(common::udp_arrives(
+        &srv,
+        "198.51.100.1:850",
+        &amandad,
+        to_amandad
+    ));
+    assert!(!common::udp_arrives(
         &srv,
         "198.51.100.1:40000",
         &amandad,
         to_amandad
     ));
-    assert!(
-        tcp_connects(&srv, "198.51.100.1:0", to_sshd),
+    assert_eq!(
+        common::tcp_connect(&srv, "198.51.100.1:0", to_sshd),
+        ErrorKind::Other,
         "ssh still in"
     );
-    assert!(
-        !tcp_connects(&srv, "198.51.100.9:0", to_sshd),
+    assert_ne!(
+        common::tcp_connect(&srv, "198.51.100.9:0", to_sshd),
+        ErrorKind::Other,
         "the ban holds"
     );
 

@@ -1,7 +1,12 @@
 //! Shared by the end-to-end tests: every bundled example in every auth mode.
 #![allow(dead_code)]
 
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
 use amwall::amanda::settings::Auth;
+use amwall::lab::Netns;
 use amwall::model::Deployment;
 use amwall::Plan;
 
@@ -202,4 +207,41 @@ pub fn without_lines(text: &str, needle: &str) -> String {
         .filter(|l| !l.contains(needle))
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// Does a UDP request from `from` reach `sock` (bound in the client)?
+pub fn udp_arrives(server: &Netns, from: &str, sock: &UdpSocket, to: SocketAddr) -> bool {
+    let from: SocketAddr = from.parse().unwrap();
+    server
+        .run_in(move || {
+            let s = UdpSocket::bind(from).expect("bind the server's source port");
+            s.send_to(b"Amanda 2.6 REQ HANDLE 000-00000000 SEQ 1\n", to)
+                .expect("send");
+        })
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    match sock.recv_from(&mut buf) {
+        Ok((_, peer)) => peer == from,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => false,
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
+/// A TCP connect from `from` (in `server`) to `to`: `Other` when it is
+/// accepted, else why not (refused, timed out).
+pub fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
+    let from: SocketAddr = from.parse().unwrap();
+    server
+        .run_in(move || {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&from.into()).unwrap();
+            match s.connect_timeout(&to.into(), Duration::from_millis(700)) {
+                Ok(()) => ErrorKind::Other,
+                Err(e) => e.kind(),
+            }
+        })
+        .unwrap()
 }
