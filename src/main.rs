@@ -221,6 +221,12 @@ enum Command {
         /// manages (not for hosts with NAT or the conntrack helper).
         #[arg(long)]
         ufw: bool,
+        /// Also write firewalld's files for every host (HOST.firewalld.sh
+        /// installs them): a service with the amanda helper, ipsets, policies
+        /// at priority -1 before the zones, and HOST.firewalld-sport.nft for
+        /// the source ports firewalld cannot tie to a destination port.
+        #[arg(long)]
+        firewalld: bool,
         /// json: also write plan.json (the whole plan, docs/plan.schema.json)
         /// and print it instead of SUMMARY.md.
         #[arg(long, value_enum, default_value = "text")]
@@ -423,6 +429,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             backend,
             iptables,
             ufw,
+            firewalld,
             format,
             host,
             quiet,
@@ -433,6 +440,9 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             let summary = files.pop().expect("SUMMARY.md is always produced");
             if ufw {
                 files.extend(plan.ufw_outputs(host.as_deref())?);
+            }
+            if firewalld {
+                files.extend(plan.firewalld_outputs(host.as_deref()));
             }
             let json = (format == Format::Json).then(|| amwall::export::plan_json_text(&plan));
             if let Some(j) = &json {

@@ -115,6 +115,24 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The firewalld files of every host (or `host`): `Plan::firewalld`.
+    pub fn firewalld_outputs(&self, host: Option<&str>) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for hp in &self.policies {
+            let name = &self.deployment.hosts[hp.host].name;
+            if host.is_some_and(|h| h != name) {
+                continue;
+            }
+            for (file, text) in self.firewalld(hp) {
+                assert!(crate::name::is_plain_file_name(&file), "{file:?}");
+                out.push((file, text));
+            }
+        }
+        out
+    }
+}
+
 /// `f` over `items` on up to as many threads as there are cores, in order.
 /// Chunks are contiguous, so the output order is the input order.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {

@@ -186,6 +186,96 @@ impl Plan {
         Ok(o)
     }
 
+    /// The firewalld files of a host: each configuration object as
+    /// `HOST.firewalld-KIND-NAME.xml`, the drop-only table for the source
+    /// ports as `HOST.firewalld-sport.nft`, and `HOST.firewalld.sh`, which
+    /// installs them, has firewalld check them, and reloads.
+    pub fn firewalld(&self, hp: &HostPolicy) -> Vec<(String, String)> {
+        use std::fmt::Write;
+        let name = &self.deployment.hosts[hp.host].name;
+        let load = format!(
+            "Load: sh {} (installs amwall's firewalld files, checks them with firewall-offline-cmd, reloads firewalld)",
+            sh(&format!("{name}.firewalld.sh"))
+        );
+        let cfg = render::firewalld::config(hp, &self.header(name, &load));
+        let mut files = Vec::new();
+        // (file here, path under the configuration directory)
+        let mut installs = Vec::new();
+        for o in &cfg {
+            let file = format!("{name}.firewalld-{}-{}.xml", o.kind.word(), o.name);
+            installs.push((file.clone(), format!("{}/{}.xml", o.kind.dir(), o.name)));
+            files.push((file, o.xml.clone()));
+        }
+        let sport_file = format!("{name}.firewalld-sport.nft");
+        let table = render::firewalld::SPORT_TABLE;
+        let sport = render::firewalld_sport_text(
+            hp,
+            &self.header(
+                name,
+                &format!("Loaded by {name}.firewalld.sh; replaces only table ip {table}, which firewalld's reload leaves alone. Load it at boot too (include it from the nftables service's configuration)."),
+            ),
+        );
+        let has_sport = sport.is_some();
+        if let Some(text) = sport {
+            files.push((sport_file.clone(), text));
+        }
+        let mut o = String::from("#!/bin/sh\n");
+        for h in self.header(
+            name,
+            "Installs amwall's services, ipsets and policies into firewalld's configuration (FIREWALLD_CONFIG, default /etc/firewalld) beside the admin's zones and files, which it never changes; replaces the files an earlier amwall plan installed; restores them if firewalld refuses the new ones.",
+        ) {
+            writeln!(o, "# {}", crate::name::comment(&h)).unwrap();
+        }
+        let marker = render::firewalld::MARKER;
+        let targets: Vec<String> = installs.iter().map(|(_, t)| sh(t)).collect();
+        writeln!(o, "set -eu\ncd \"$(dirname \"$0\")\"\nconf=${{FIREWALLD_CONFIG:-/etc/firewalld}}\nold=$(mktemp -d)\ntrap 'rm -rf \"$old\"' EXIT").unwrap();
+        writeln!(
+            o,
+            "# A file of the same name that amwall did not write stops the run."
+        )
+        .unwrap();
+        writeln!(o, "for f in {}; do", targets.join(" ")).unwrap();
+        writeln!(
+            o,
+            "  if [ -e \"$conf/$f\" ] && ! grep -q '{marker}' \"$conf/$f\"; then"
+        )
+        .unwrap();
+        writeln!(o, "    echo \"$0: $conf/$f exists and amwall did not write it; nothing was changed\" >&2; exit 1").unwrap();
+        writeln!(o, "  fi\ndone").unwrap();
+        writeln!(
+            o,
+            "# amwall's files from an earlier plan go aside, to come back if the check fails."
+        )
+        .unwrap();
+        writeln!(o, "for d in services ipsets policies; do\n  mkdir -p \"$old/$d\" \"$conf/$d\"\n  for f in \"$conf/$d\"/*.xml; do\n    if [ -e \"$f\" ] && grep -q '{marker}' \"$f\"; then mv \"$f\" \"$old/$d/\"; fi\n  done\ndone").unwrap();
+        writeln!(o, "undo() {{").unwrap();
+        for t in &targets {
+            writeln!(o, "  rm -f \"$conf\"/{t}").unwrap();
+        }
+        writeln!(o, "  for d in services ipsets policies; do\n    for f in \"$old/$d\"/*.xml; do if [ -e \"$f\" ]; then mv \"$f\" \"$conf/$d/\"; fi; done\n  done\n}}").unwrap();
+        for (file, t) in &installs {
+            writeln!(
+                o,
+                "cp {} \"$conf\"/{}\nchmod 0644 \"$conf\"/{}",
+                sh(file),
+                sh(t),
+                sh(t)
+            )
+            .unwrap();
+        }
+        writeln!(o, "# firewalld's own check; a warning counts as an error.").unwrap();
+        writeln!(o, "if ! out=$(firewall-offline-cmd --system-config \"$conf\" --check-config 2>&1) || printf '%s\\n' \"$out\" | grep -qi warning; then").unwrap();
+        writeln!(o, "  undo\n  printf '%s\\n' \"$out\" >&2\n  echo \"$0: firewalld refused the new files; the previous ones are back\" >&2\n  exit 1\nfi").unwrap();
+        writeln!(o, "if firewall-cmd --state >/dev/null 2>&1; then\n  if ! firewall-cmd --reload; then\n    undo\n    firewall-cmd --reload || true\n    echo \"$0: firewalld failed to load the new files; the previous ones are back\" >&2\n    exit 1\n  fi\nelse\n  echo \"$0: firewalld is not running; it loads the files when it starts\" >&2\nfi").unwrap();
+        if has_sport {
+            writeln!(o, "nft -f {}", sh(&sport_file)).unwrap();
+        } else {
+            writeln!(o, "nft delete table ip {table} 2>/dev/null || true").unwrap();
+        }
+        files.push((format!("{name}.firewalld.sh"), o));
+        files
+    }
+
     /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
     pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
         let name = &self.deployment.hosts[hp.host].name;

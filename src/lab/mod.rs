@@ -14,6 +14,7 @@
 
 pub mod amanda;
 pub mod check;
+pub mod firewalld;
 pub mod map;
 pub mod netns;
 pub mod probe;

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+pub mod firewalld;
+
 use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, Backend, BaseChain, Chain, ChainType,
     CtHelper, CtState, CtStatus, Family, Hook, Jump, Match, Policy, Rule, Ruleset, Set, Table,
@@ -523,6 +525,17 @@ fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
         .collect()
 }
 
+/// Every group as a named nft set (nft has no size limit worth a threshold).
+fn nft_sets(hp: &HostPolicy) -> Vec<Set> {
+    hp.groups
+        .iter()
+        .map(|g| Set {
+            name: g.name.clone(),
+            elements: g.members.clone(),
+        })
+        .collect()
+}
+
 /// The nft ruleset of one host: one `ip amwall` table with named sets for groups.
 pub fn nft_ruleset(hp: &HostPolicy) -> Ruleset {
     let mut chains = Vec::new();
@@ -607,14 +620,7 @@ pub fn nft_ruleset(hp: &HostPolicy) -> Ruleset {
                 .collect(),
         });
     }
-    let sets = hp
-        .groups
-        .iter()
-        .map(|g| Set {
-            name: g.name.clone(),
-            elements: g.members.clone(),
-        })
-        .collect();
+    let sets = nft_sets(hp);
     Ruleset {
         tables: vec![Table {
             family: Family::Ip,
@@ -632,6 +638,11 @@ pub fn iptables_text(hp: &HostPolicy, header: &[String]) -> String {
 
 pub fn iptables_merged_text(hp: &HostPolicy, header: &[String]) -> String {
     netfilter::iptables::emit(&iptables_merged(hp).0, header)
+}
+
+/// The drop-only nft table beside firewalld's (`firewalld::sport_table`).
+pub fn firewalld_sport_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
+    firewalld::sport_table(hp).map(|rs| netfilter::nft::emit(&rs, header))
 }
 
 pub fn nft_text(hp: &HostPolicy, header: &[String]) -> String {
