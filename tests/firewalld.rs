@@ -12,7 +12,6 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::Path;
 use std::process::Command;
 
 use amwall::check::{self, HostRules, Options, RulesFile};
@@ -21,26 +20,10 @@ use amwall::lab::netns::veth;
 use amwall::lab::Netns;
 use amwall::Plan;
 
-fn write_files(dir: &Path, files: &[(String, String)]) -> String {
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    let script = files
-        .iter()
-        .find(|(n, _)| n.ends_with(".firewalld.sh"))
-        .expect("an install script");
-    dir.join(&script.0).to_str().unwrap().to_string()
-}
-
 fn must(fw: &Firewalld, args: &[&str]) -> String {
     let o = fw.cmd(args).expect("firewall-cmd must be installed");
     assert!(o.ok(), "firewall-cmd {args:?}: {}{}", o.stdout, o.stderr);
     o.stdout
-}
-
-fn install(fw: &Firewalld, script: &str) -> amwall::lab::Output {
-    let conf = format!("FIREWALLD_CONFIG={}", fw.config().display());
-    fw.run(&["env", &conf, "sh", script]).unwrap()
 }
 
 /// The flows to `host` that `check` finds blocked in the live `ruleset`
@@ -75,7 +58,6 @@ fn firewalld_files_load_beside_the_admins_zone() {
         "{names:?}"
     );
     let out = tempfile::tempdir().unwrap();
-    let script = write_files(out.path(), &files);
 
     let srv = Netns::new("amwfS").expect("creating a netns needs root and iproute2");
     let cli = Netns::new("amwfC").unwrap();
@@ -125,7 +107,7 @@ fn firewalld_files_load_beside_the_admins_zone() {
     );
 
     for round in 1..=2 {
-        let o = install(&fw, &script);
+        let o = fw.install(&files, out.path()).unwrap();
         assert!(o.ok(), "round {round}: {}{}", o.stdout, o.stderr);
     }
     assert_eq!(
@@ -192,7 +174,7 @@ fn firewalld_files_load_beside_the_admins_zone() {
     let admins = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<service><port protocol=\"udp\" port=\"10080\"/></service>\n";
     std::fs::write(&foreign, admins).unwrap();
     let policy = std::fs::read(conf.path().join("policies/amwall-input.xml")).unwrap();
-    let o = install(&fw, &script);
+    let o = fw.install(&files, out.path()).unwrap();
     assert!(!o.ok(), "{}{}", o.stdout, o.stderr);
     assert!(
         o.stderr

@@ -162,6 +162,24 @@ impl Firewalld {
         })
     }
 
+    /// Write plan's `--firewalld` files for one host (`Plan::firewalld`) into
+    /// `dir` and run their install script against this firewalld, as an admin
+    /// would: `FIREWALLD_CONFIG` names this instance's configuration.
+    pub fn install(&self, files: &[(String, String)], dir: &Path) -> io::Result<Output> {
+        let mut script = None;
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, text)?;
+            if name.ends_with(".firewalld.sh") {
+                script = Some(path);
+            }
+        }
+        let script = script.ok_or_else(|| io::Error::other("no .firewalld.sh among the files"))?;
+        let conf = format!("FIREWALLD_CONFIG={}", self.config.display());
+        let script = script.to_str().ok_or_else(|| io::Error::other("path"))?;
+        self.run(&["env", &conf, "sh", script])
+    }
+
     /// What firewalld logged, for failure messages.
     pub fn log(&self) -> String {
         let mut s = std::fs::read_to_string(self.config.join("firewalld.log")).unwrap_or_default();

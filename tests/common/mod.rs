@@ -10,6 +10,8 @@ use amwall::lab::Netns;
 use amwall::model::Deployment;
 use amwall::Plan;
 
+pub mod amanda;
+
 pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper"];
 
 pub fn example(name: &str) -> Deployment {
