@@ -26,13 +26,7 @@ struct Cli {
     command: Command,
 }
 
-/// The library's [`Backend`] knows no clap; the possible values are listed here,
-/// in the order `--help` has always shown them.
-fn backend(order: [&'static str; 2]) -> impl TypedValueParser<Value = Backend> {
-    PossibleValuesParser::new(order).map(|s| s.parse().expect("a possible value"))
-}
-
-/// As [`backend`], with `both`.
+/// `--backend` of plan, check and lab: the library's [`BackendSet`] knows no clap.
 fn backend_set() -> impl TypedValueParser<Value = BackendSet> {
     PossibleValuesParser::new(["iptables", "nft", "both"])
         .map(|s| s.parse().expect("a possible value"))
@@ -329,9 +323,20 @@ enum Command {
         #[arg(long, required_unless_present_any = ["confirm", "rollback", "watchdog"])]
         host: Option<String>,
         /// nft replaces only `table ip amwall`; iptables replaces the tables its
-        /// file names (filter, and raw/nat when used) and fills its ipsets.
-        #[arg(long, default_value = "nft", value_parser = backend(["nft", "iptables"]))]
-        backend: Backend,
+        /// file names (filter, and raw/nat when used) and fills its ipsets;
+        /// firewalld loads amwall's services, ipsets and policies into the
+        /// running firewalld (reload) and keeps them in its configuration only
+        /// once confirmed, with `table ip amwall_sport` beside.
+        #[arg(long, default_value = "nft", value_parser = PossibleValuesParser::new(["nft", "iptables", "firewalld"]))]
+        backend: String,
+        /// firewalld's configuration directory (with --backend firewalld).
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "FIREWALLD_CONFIG",
+            default_value = "/etc/firewalld"
+        )]
+        firewalld_config: PathBuf,
         /// With --backend iptables: `owned` replaces the tables (HOST.rules);
         /// `merged` loads only amwall's chains AMWALL-* beside the rules already
         /// there (--noflush, one jump each) and a rollback restores only those.
@@ -572,6 +577,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             host,
             backend,
             iptables,
+            firewalld_config,
             timeout,
             state_dir,
             no_wait,
@@ -595,6 +601,10 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                 }
                 ApplyMode::Load(host) => {
                     let plan = Plan::build(amanda.load(topology.as_ref())?)?;
+                    let backend = match backend.as_str() {
+                        "firewalld" => ApplyBackend::Firewalld(firewalld_config),
+                        b => ApplyBackend::Plain(b.parse().expect("a possible value")),
+                    };
                     apply(
                         &plan,
                         &host,
@@ -734,11 +744,18 @@ fn wait_apply(state: &amwall::apply::StateDir, limit: Duration, want_rollback: b
     }
 }
 
+/// What `apply --backend` loads into: a ruleset language, or firewalld
+/// (whose own language is nft) with its configuration directory.
+enum ApplyBackend {
+    Plain(Backend),
+    Firewalld(PathBuf),
+}
+
 #[allow(clippy::too_many_arguments)]
 fn apply(
     plan: &Plan,
     host: &str,
-    (backend, choice): (Backend, Option<IptablesMode>),
+    (backend, choice): (ApplyBackend, Option<IptablesMode>),
     timeout: u64,
     state: &amwall::apply::StateDir,
     no_wait: bool,
@@ -756,14 +773,15 @@ fn apply(
         .expect("every host has a policy");
     let iptables = choice.unwrap_or(IptablesMode::Owned);
     let payload = match backend {
-        Backend::Nft => Payload {
+        ApplyBackend::Plain(Backend::Nft) => Payload {
             kind: Backend::Nft,
             host: host.into(),
             rules: plan.nft(hp),
             ipset: None,
             merged: vec![],
+            firewalld: None,
         },
-        Backend::Iptables => Payload {
+        ApplyBackend::Plain(Backend::Iptables) => Payload {
             kind: Backend::Iptables,
             host: host.into(),
             rules: match iptables {
@@ -775,7 +793,22 @@ fn apply(
                 IptablesMode::Owned => vec![],
                 IptablesMode::Merged => amwall::render::iptables_merged(hp).1,
             },
+            firewalld: None,
         },
+        ApplyBackend::Firewalld(ref config) => {
+            let install = plan.firewalld_install(hp);
+            Payload {
+                kind: Backend::Nft,
+                host: host.into(),
+                rules: install.sport.unwrap_or_default(),
+                ipset: None,
+                merged: vec![],
+                firewalld: Some(apply::FirewalldPayload {
+                    config: config.clone(),
+                    objects: install.objects,
+                }),
+            }
+        }
     };
     let opts = apply::Options {
         timeout: Duration::from_secs(timeout),
@@ -802,8 +835,10 @@ fn apply(
          amwall apply --confirm --state-dir {dir}\n\
          To go back now: amwall apply --rollback --state-dir {dir}",
         match backend {
-            Backend::Nft => "nft table ip amwall",
-            Backend::Iptables => "iptables",
+            ApplyBackend::Plain(Backend::Nft) => "nft table ip amwall",
+            ApplyBackend::Plain(Backend::Iptables) => "iptables",
+            ApplyBackend::Firewalld(_) =>
+                "firewalld's runtime and table ip amwall_sport; its configuration on confirm",
         }
     );
     if no_wait {

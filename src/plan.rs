@@ -190,23 +190,18 @@ impl Plan {
     /// `HOST.firewalld-KIND-NAME.xml`, the drop-only table for the source
     /// ports as `HOST.firewalld-sport.nft`, and `HOST.firewalld.sh`, which
     /// installs them, has firewalld check them, and reloads.
-    pub fn firewalld(&self, hp: &HostPolicy) -> Vec<(String, String)> {
-        use std::fmt::Write;
+    /// What firewalld gets for `hp`, as `plan --firewalld` writes it and
+    /// `apply --backend firewalld` installs it.
+    pub fn firewalld_install(&self, hp: &HostPolicy) -> FirewalldInstall {
         let name = &self.deployment.hosts[hp.host].name;
         let load = format!(
             "Load: sh {} (installs amwall's firewalld files, checks them with firewall-offline-cmd, reloads firewalld)",
             sh(&format!("{name}.firewalld.sh"))
         );
-        let cfg = render::firewalld::config(hp, &self.header(name, &load));
-        let mut files = Vec::new();
-        // (file here, path under the configuration directory)
-        let mut installs = Vec::new();
-        for o in &cfg {
-            let file = format!("{name}.firewalld-{}-{}.xml", o.kind.word(), o.name);
-            installs.push((file.clone(), format!("{}/{}.xml", o.kind.dir(), o.name)));
-            files.push((file, o.xml.clone()));
-        }
-        let sport_file = format!("{name}.firewalld-sport.nft");
+        let objects = render::firewalld::config(hp, &self.header(name, &load))
+            .into_iter()
+            .map(|o| (format!("{}/{}.xml", o.kind.dir(), o.name), o.xml))
+            .collect();
         let table = render::firewalld::SPORT_TABLE;
         let sport = render::firewalld_sport_text(
             hp,
@@ -215,6 +210,26 @@ impl Plan {
                 &format!("Loaded by {name}.firewalld.sh; replaces only table ip {table}, which firewalld's reload leaves alone. Load it at boot too (include it from the nftables service's configuration)."),
             ),
         );
+        FirewalldInstall { objects, sport }
+    }
+
+    pub fn firewalld(&self, hp: &HostPolicy) -> Vec<(String, String)> {
+        use std::fmt::Write;
+        let name = &self.deployment.hosts[hp.host].name;
+        let install = self.firewalld_install(hp);
+        let mut files = Vec::new();
+        // (file here, path under the configuration directory)
+        let mut installs = Vec::new();
+        for (rel, xml) in &install.objects {
+            let (dir, obj) = rel.split_once('/').expect("DIR/NAME.xml");
+            let kind = render::firewalld::Kind::from_dir(dir).expect("a kind's dir");
+            let file = format!("{name}.firewalld-{}-{obj}", kind.word());
+            installs.push((file.clone(), rel.clone()));
+            files.push((file, xml.clone()));
+        }
+        let sport_file = format!("{name}.firewalld-sport.nft");
+        let table = render::firewalld::SPORT_TABLE;
+        let sport = install.sport;
         let has_sport = sport.is_some();
         if let Some(text) = sport {
             files.push((sport_file.clone(), text));
@@ -289,6 +304,15 @@ impl Plan {
         let name = &self.deployment.hosts[hp.host].name;
         render::nft_text(hp, &self.header(name, &format!("Load: nft -f {} (or include it from /etc/nftables.conf); replaces only table ip amwall", sh(&format!("{name}.nft")))))
     }
+}
+
+/// One host's firewalld objects and source-port table.
+#[derive(Debug, Clone)]
+pub struct FirewalldInstall {
+    /// `DIR/NAME.xml` under firewalld's configuration directory, and the file.
+    pub objects: Vec<(String, String)>,
+    /// `table ip amwall_sport` (nft), when some rule restricts source ports.
+    pub sport: Option<String>,
 }
 
 /// A file name as the shell word the "Load:" hints print.

@@ -501,6 +501,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         rules: "table ip amwall {\n chain input { type filter hook input priority 0; policy drop; tcp dport 99999 accept }\n}\n".into(),
         ipset: None,
         merged: vec![],
+        firewalld: None,
     };
     let opts = amwall::apply::Options {
         timeout: Duration::from_secs(5),
@@ -902,15 +903,27 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn dry_run(&self, k: Backend, r: &str) -> amwall::Result<()> {
             self.0.dry_run(k, r)
         }
-        fn nft_table(&self) -> amwall::Result<Option<String>> {
-            self.0.nft_table()
+        fn nft_table(&self, t: &str) -> amwall::Result<Option<String>> {
+            self.0.nft_table(t)
         }
         fn nft_load(&self, s: &str) -> amwall::Result<()> {
             self.kill();
             self.0.nft_load(s)
         }
-        fn nft_restore(&self, s: Option<&str>) -> amwall::Result<()> {
-            self.0.nft_restore(s)
+        fn nft_restore(&self, t: &str, s: Option<&str>) -> amwall::Result<()> {
+            self.0.nft_restore(t, s)
+        }
+        fn fw_files(&self, c: &Path) -> amwall::Result<std::collections::BTreeMap<String, String>> {
+            self.0.fw_files(c)
+        }
+        fn fw_put(&self, p: &Path, t: Option<&str>) -> amwall::Result<()> {
+            self.0.fw_put(p, t)
+        }
+        fn fw_check(&self, c: &Path) -> amwall::Result<()> {
+            self.0.fw_check(c)
+        }
+        fn firewall_cmd(&self, a: &[&str]) -> amwall::Result<String> {
+            self.0.firewall_cmd(a)
         }
         fn iptables_save(&self) -> amwall::Result<String> {
             self.0.iptables_save()
@@ -983,6 +996,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall {\n chain input { type filter hook input priority 0; policy drop; }\n}\n".into(),
         ipset: None,
         merged: vec![],
+        firewalld: None,
     };
     let opts = apply::Options {
         timeout: Duration::from_secs(30),

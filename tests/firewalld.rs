@@ -19,11 +19,32 @@ use amwall::lab::firewalld::Firewalld;
 use amwall::lab::netns::veth;
 use amwall::lab::Netns;
 use amwall::Plan;
+use tempfile::TempDir;
 
 fn must(fw: &Firewalld, args: &[&str]) -> String {
     let o = fw.cmd(args).expect("firewall-cmd must be installed");
     assert!(o.ok(), "firewall-cmd {args:?}: {}{}", o.stdout, o.stderr);
     o.stdout
+}
+
+/// A server namespace (`PREFIX`S, `srv` addresses) and a client (`PREFIX`C)
+/// on one link, the client running firewalld with the admin's own permanent
+/// ban of `banned` in the default zone (which also allows ssh).
+fn pair(prefix: &str, srv: &[&str], cli: &str, banned: &str) -> (Netns, Netns, TempDir, Firewalld) {
+    let s = Netns::new(&format!("{prefix}S")).expect("creating a netns needs root and iproute2");
+    let c = Netns::new(&format!("{prefix}C")).unwrap();
+    veth(&s, "eth0", &c, "eth0").unwrap();
+    for a in srv {
+        s.must(&["ip", "addr", "add", a, "dev", "eth0"]).unwrap();
+    }
+    c.must(&["ip", "addr", "add", cli, "dev", "eth0"]).unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    Firewalld::default_config(conf.path()).expect("firewalld must be installed");
+    let fw = Firewalld::start(&c, conf.path()).expect("firewalld must start");
+    let ban = format!("--add-rich-rule=rule family=ipv4 source address={banned} drop");
+    must(&fw, &["--permanent", "--zone=public", &ban]);
+    must(&fw, &["--reload"]);
+    (s, c, conf, fw)
 }
 
 /// The flows to `host` that `check` finds blocked in the live `ruleset`
@@ -59,27 +80,12 @@ fn firewalld_files_load_beside_the_admins_zone() {
     );
     let out = tempfile::tempdir().unwrap();
 
-    let srv = Netns::new("amwfS").expect("creating a netns needs root and iproute2");
-    let cli = Netns::new("amwfC").unwrap();
-    veth(&srv, "eth0", &cli, "eth0").unwrap();
-    for a in ["198.51.100.1/24", "198.51.100.9/24"] {
-        srv.must(&["ip", "addr", "add", a, "dev", "eth0"]).unwrap();
-    }
-    cli.must(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"])
-        .unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    Firewalld::default_config(conf.path()).expect("firewalld must be installed");
-    let fw = Firewalld::start(&cli, conf.path()).expect("firewalld must start");
-    // The admin's own: a ban in the default zone, which also allows ssh.
-    must(
-        &fw,
-        &[
-            "--permanent",
-            "--zone=public",
-            "--add-rich-rule=rule family=ipv4 source address=198.51.100.9 drop",
-        ],
+    let (srv, cli, conf, fw) = pair(
+        "amwf",
+        &["198.51.100.1/24", "198.51.100.9/24"],
+        "198.51.100.2/24",
+        "198.51.100.9",
     );
-    must(&fw, &["--reload"]);
     let zone = conf.path().join("zones/public.xml");
     let zone_before = std::fs::read(&zone).expect("the admin's zone file");
 
@@ -236,4 +242,144 @@ fn every_variants_firewalld_files_pass_firewalld_s_check() {
         }
     }
     assert!(checked > 50, "{checked}");
+}
+
+/// c1 of a LAN, bsd: Amanda's request must come from a reserved port.
+const APPLY_TOPOLOGY: &str = r#"[amanda]
+auth = "bsd"
+[management]
+from = ["192.0.2.0/24"]
+[[network]]
+name = "lan"
+cidr = "192.0.2.0/24"
+[[host]]
+name = "tshost"
+roles = ["server"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
+[[host]]
+name = "c1"
+roles = ["client"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.3" }]
+"#;
+
+/// Every file of firewalld's configuration directory, path → bytes.
+fn config_files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "xml" || x == "conf") {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// `amwall apply --backend firewalld` with the real firewalld: the load
+/// reaches firewalld's runtime (and amwall's source-port table) only; a
+/// rollback leaves firewalld's configuration byte for byte as it was and
+/// Amanda refused again; a confirmation writes amwall's files, which a
+/// reload then keeps; a runtime-only change of the admin's (a ban) stops a
+/// later apply, whose reload would drop it, with nothing changed.
+#[test]
+fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
+    let (srv, cli, conf, fw) = pair("amwfA", &["192.0.2.2/24"], "192.0.2.3/24", "192.0.2.99");
+    let work = tempfile::tempdir().unwrap();
+    let topo = work.path().join("t.toml");
+    std::fs::write(&topo, APPLY_TOPOLOGY).unwrap();
+    let state = work.path().join("state");
+    let amwall = |args: &[&str]| {
+        let mut argv = vec![env!("CARGO_BIN_EXE_amwall")];
+        argv.extend(args);
+        argv.extend(["--state-dir", state.to_str().unwrap()]);
+        let conf_env = format!("FIREWALLD_CONFIG={}", conf.path().display());
+        let o = fw
+            .run(&[&["env", "-u", "SSH_CONNECTION", &conf_env], &argv[..]].concat())
+            .unwrap();
+        (o.status, format!("{}{}", o.stdout, o.stderr))
+    };
+    let apply = || {
+        amwall(&[
+            "apply",
+            topo.to_str().unwrap(),
+            "--host",
+            "c1",
+            "--backend",
+            "firewalld",
+            "--timeout",
+            "60",
+            "--no-wait",
+        ])
+    };
+    let amandad: UdpSocket = cli
+        .run_in(|| UdpSocket::bind("192.0.2.3:10080").unwrap())
+        .unwrap();
+    let to: SocketAddr = "192.0.2.3:10080".parse().unwrap();
+    let passes =
+        |sport: u16| common::udp_arrives(&srv, &format!("192.0.2.2:{sport}"), &amandad, to);
+    // The runtime, or the configuration on disk (what a reload or a boot
+    // loads; firewalld's own `--permanent` view is re-read only on reload).
+    let has_policy = |permanent: bool| {
+        let listed = if permanent {
+            let o = Command::new("firewall-offline-cmd")
+                .arg("--system-config")
+                .arg(conf.path())
+                .arg("--get-policies")
+                .output()
+                .expect("firewall-offline-cmd must be installed");
+            assert!(o.status.success(), "{o:?}");
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        } else {
+            must(&fw, &["--get-policies"])
+        };
+        listed.split_whitespace().any(|p| p == "amwall-input")
+    };
+    assert!(!passes(850), "negative control: the zone refuses Amanda");
+    let before = config_files(conf.path());
+
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    assert!(has_policy(false), "in the runtime: {said}");
+    assert!(!has_policy(true), "not permanent: {said}");
+    assert_eq!(config_files(conf.path()), before, "nothing permanent yet");
+    assert!(passes(850));
+    assert!(!passes(40000), "amwall_sport refuses the wrong source port");
+
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert!(!has_policy(false), "{said}");
+    assert!(!passes(851), "refused again after the rollback");
+    let tables = cli.must(&["nft", "list", "tables"]).unwrap().stdout;
+    assert!(!tables.contains("amwall_sport"), "{tables}");
+    assert_eq!(config_files(conf.path()), before);
+
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    let (rc, said) = amwall(&["apply", "--confirm"]);
+    assert_eq!(rc, 0, "{said}");
+    assert!(has_policy(true), "permanent once confirmed: {said}");
+    let policy = std::fs::read_to_string(conf.path().join("policies/amwall-input.xml")).unwrap();
+    assert!(policy.contains("Written by amwall"), "{policy}");
+    must(&fw, &["--reload"]);
+    assert!(has_policy(false));
+    assert!(passes(852), "kept across firewalld's reload");
+    assert!(fw.complaints().is_empty(), "{}", fw.log());
+
+    // A runtime-only ban: the reload of a new apply would drop it.
+    let ban = "rule family=\"ipv4\" source address=\"192.0.2.98\" drop";
+    must(&fw, &["--zone=public", &format!("--add-rich-rule={ban}")]);
+    let files = config_files(conf.path());
+    let (rc, said) = apply();
+    assert_eq!(rc, 2, "{said}");
+    assert!(
+        said.contains("runtime only") && said.contains("192.0.2.98"),
+        "{said}"
+    );
+    assert!(must(&fw, &["--zone=public", "--list-rich-rules"]).contains("192.0.2.98"));
+    assert_eq!(config_files(conf.path()), files);
 }

@@ -27,6 +27,8 @@ pub(crate) enum Op {
     /// Writing a state file.
     Write,
     Spawn,
+    /// Writing or removing a file of firewalld's configuration.
+    Config,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -48,6 +50,36 @@ pub(crate) struct Kernel {
     /// iptables table → its block (`*t` … `COMMIT`).
     pub tables: BTreeMap<String, String>,
     pub sets: BTreeMap<String, Vec<String>>,
+    /// firewalld mode's `table ip amwall_sport`.
+    pub sport: Option<String>,
+    /// A running firewalld, when there is one.
+    pub fw: Option<Fw>,
+}
+
+/// firewalld as apply sees it: its configuration directory (/etc/firewalld
+/// here) and the runtime its last reload made of it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Fw {
+    /// `DIR/NAME.xml` → text.
+    pub permanent: BTreeMap<String, String>,
+    /// What the runtime was loaded from.
+    pub runtime: BTreeMap<String, String>,
+    /// Changes made in the runtime only (a fail2ban ban); a reload drops them.
+    pub runtime_only: Vec<String>,
+}
+
+/// The double's firewalld configuration directory.
+pub(crate) const FW_CONFIG: &str = "/etc/firewalld";
+
+impl Kernel {
+    /// What packets meet: firewalld's permanent files left out.
+    pub fn live(&self) -> Kernel {
+        let mut k = self.clone();
+        if let Some(fw) = k.fw.as_mut() {
+            fw.permanent.clear();
+        }
+        k
+    }
 }
 
 #[derive(Default)]
@@ -293,19 +325,108 @@ impl System for Faulty {
     fn dry_run(&self, _: Backend, _: &str) -> Result<()> {
         self.step(Op::DryRun, "the dry run", |_| Ok(()))
     }
-    fn nft_table(&self) -> Result<Option<String>> {
-        self.step(Op::Save, "nft list table", |w| Ok(w.kernel.nft.clone()))
+    fn nft_table(&self, table: &str) -> Result<Option<String>> {
+        self.step(Op::Save, "nft list table", |w| {
+            Ok(if table == "amwall" {
+                w.kernel.nft.clone()
+            } else {
+                w.kernel.sport.clone()
+            })
+        })
     }
     fn nft_load(&self, script: &str) -> Result<()> {
         self.step(Op::Load, "nft -f", |w| {
-            w.kernel.nft = Some(script.to_string());
+            if script.contains("amwall_sport") {
+                w.kernel.sport = Some(script.to_string());
+            } else {
+                w.kernel.nft = Some(script.to_string());
+            }
             Ok(())
         })
     }
-    fn nft_restore(&self, saved: Option<&str>) -> Result<()> {
+    fn nft_restore(&self, table: &str, saved: Option<&str>) -> Result<()> {
         self.step(Op::Load, "nft -f (restore)", |w| {
-            w.kernel.nft = saved.map(str::to_string);
+            if table == "amwall" {
+                w.kernel.nft = saved.map(str::to_string);
+            } else {
+                w.kernel.sport = saved.map(str::to_string);
+            }
             Ok(())
+        })
+    }
+    fn fw_files(&self, config: &std::path::Path) -> Result<BTreeMap<String, String>> {
+        self.step(Op::Save, "firewalld's files", |w| {
+            assert_eq!(config, std::path::Path::new(FW_CONFIG));
+            Ok(w.kernel
+                .fw
+                .as_ref()
+                .map(|f| f.permanent.clone())
+                .unwrap_or_default())
+        })
+    }
+    fn fw_put(&self, path: &std::path::Path, text: Option<&str>) -> Result<()> {
+        self.step(Op::Config, "a firewalld file", |w| {
+            let rel = path
+                .strip_prefix(FW_CONFIG)
+                .expect("under the configuration")
+                .to_str()
+                .unwrap()
+                .to_string();
+            let fw = w
+                .kernel
+                .fw
+                .as_mut()
+                .ok_or_else(|| err("no firewalld".into()))?;
+            match text {
+                Some(t) => fw.permanent.insert(rel, t.to_string()),
+                None => fw.permanent.remove(&rel),
+            };
+            Ok(())
+        })
+    }
+    fn fw_check(&self, _: &std::path::Path) -> Result<()> {
+        self.step(Op::DryRun, "firewall-offline-cmd --check-config", |w| {
+            let fw = w
+                .kernel
+                .fw
+                .as_ref()
+                .ok_or_else(|| err("no firewalld".into()))?;
+            match fw.permanent.values().find(|t| t.contains("INVALID")) {
+                Some(_) => Err(err("firewall-offline-cmd: INVALID_POLICY".into())),
+                None => Ok(()),
+            }
+        })
+    }
+    fn firewall_cmd(&self, args: &[&str]) -> Result<String> {
+        let op = if args == ["--reload"] {
+            Op::Load
+        } else {
+            Op::Save
+        };
+        self.step(op, "firewall-cmd", |w| {
+            let fw = w
+                .kernel
+                .fw
+                .as_mut()
+                .ok_or_else(|| err("firewall-cmd: FirewallD is not running".into()))?;
+            let listing = |files: &BTreeMap<String, String>, extra: &[String]| {
+                let mut s: String = files.keys().map(|k| format!("{k}\n")).collect();
+                s.extend(extra.iter().map(|e| format!("{e}\n")));
+                s
+            };
+            match args {
+                ["--state"] => Ok("running\n".into()),
+                ["--reload"] => {
+                    if fw.permanent.values().any(|t| t.contains("INVALID")) {
+                        return Err(err("firewall-cmd --reload: INVALID_POLICY".into()));
+                    }
+                    fw.runtime = fw.permanent.clone();
+                    fw.runtime_only.clear();
+                    Ok(String::new())
+                }
+                ["--permanent", ..] => Ok(listing(&fw.permanent, &[])),
+                _ => Ok(listing(&fw.runtime, &fw.runtime_only)),
+            }
         })
     }
     fn iptables_save(&self) -> Result<String> {
@@ -462,6 +583,7 @@ fn iptables_payload() -> Payload {
              swap {SET}~ {SET}\ndestroy {SET}~\n"
         )),
         merged: vec![],
+        firewalld: None,
     }
 }
 
@@ -488,6 +610,63 @@ fn nft_payload() -> Payload {
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall { chain input { policy drop; tcp dport 10080 accept } }\n".into(),
         ipset: None,
         merged: vec![],
+        firewalld: None,
+    }
+}
+
+const MARK: &str = "<!-- Written by amwall. -->";
+
+/// A host running firewalld: the admin's zone, a service of theirs, and
+/// amwall's files from an earlier apply (one the new plan no longer has).
+fn before_firewalld() -> Kernel {
+    let mut fw = Fw::default();
+    for (rel, text) in [
+        (
+            "zones/public.xml",
+            "<zone><service name=\"ssh\"/></zone>".to_string(),
+        ),
+        ("services/theirs.xml", "<service/>".to_string()),
+        (
+            "policies/amwall-input.xml",
+            format!("{MARK}<policy>old</policy>"),
+        ),
+        (
+            "services/amwall-amanda-2.xml",
+            format!("{MARK}<service>old</service>"),
+        ),
+    ] {
+        fw.permanent.insert(rel.into(), text);
+    }
+    fw.runtime = fw.permanent.clone();
+    Kernel {
+        fw: Some(fw),
+        sport: Some("table ip amwall_sport { old }\n".into()),
+        ..before(false)
+    }
+}
+
+fn firewalld_payload() -> Payload {
+    Payload {
+        kind: Backend::Nft,
+        host: "c1".into(),
+        rules:
+            "table ip amwall_sport { chain input { udp dport 10080 udp sport != 512-1023 drop } }\n"
+                .into(),
+        ipset: None,
+        merged: vec![],
+        firewalld: Some(FirewalldPayload {
+            config: FW_CONFIG.into(),
+            objects: vec![
+                (
+                    "policies/amwall-input.xml".into(),
+                    format!("{MARK}<policy>new</policy>"),
+                ),
+                (
+                    "services/amwall-amanda.xml".into(),
+                    format!("{MARK}<service>new</service>"),
+                ),
+            ],
+        }),
     }
 }
 
@@ -520,6 +699,7 @@ fn cases() -> Vec<(&'static str, Kernel, Payload)> {
             merged_payload(),
         ),
         ("iptables merged, new set", before(false), merged_payload()),
+        ("firewalld", before_firewalld(), firewalld_payload()),
     ]
 }
 
@@ -758,10 +938,15 @@ fn confirm_and_rollback_work_without_the_watchdog() {
         d.kill_watchdog();
         request_with(&d, true).unwrap();
         assert_eq!(outcome(&d), Some(Outcome::Confirmed), "{name}");
-        assert_eq!(d.kernel(), loaded, "{name}");
+        assert_eq!(d.kernel().live(), loaded.live(), "{name}");
+        // firewalld: only the confirmation makes the files permanent.
+        if let Some(fw) = d.kernel().fw {
+            assert_eq!(fw.permanent, fw.runtime, "{name}");
+        }
+        let kept = d.kernel();
         d.advance(120);
         assert!(request_with(&d, false).is_err(), "{name}");
-        assert_eq!(d.kernel(), loaded, "a confirmed apply is never rolled back");
+        assert_eq!(d.kernel(), kept, "a confirmed apply is never rolled back");
     }
 }
 
@@ -857,4 +1042,99 @@ fn a_late_confirmation_is_a_rollback() {
         );
         assert_eq!(d.kernel(), k, "{name}");
     }
+}
+
+/// firewalld: the load reaches the runtime only; the permanent files stay the
+/// old ones until the confirmation, which writes amwall's new files, removes
+/// the one the plan dropped, and leaves the admin's files alone.
+#[test]
+fn firewalld_is_permanent_only_on_confirm() {
+    let k = before_firewalld();
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &firewalld_payload(), &opts()).unwrap();
+    let fw = d.kernel().fw.unwrap();
+    let old = k.fw.as_ref().unwrap();
+    assert_eq!(
+        fw.permanent, old.permanent,
+        "not permanent before the confirmation"
+    );
+    assert!(fw.runtime["policies/amwall-input.xml"].contains("new"));
+    assert!(fw.runtime.contains_key("services/amwall-amanda.xml"));
+    assert!(!fw.runtime.contains_key("services/amwall-amanda-2.xml"));
+    assert!(d.kernel().sport.unwrap().contains("512-1023"));
+    d.kill_watchdog();
+    request_with(&d, true).unwrap();
+    let fw = d.kernel().fw.unwrap();
+    assert_eq!(fw.permanent, fw.runtime);
+    assert_eq!(
+        fw.permanent["zones/public.xml"],
+        old.permanent["zones/public.xml"]
+    );
+    assert_eq!(fw.permanent["services/theirs.xml"], "<service/>");
+    assert!(!fw.permanent.contains_key("services/amwall-amanda-2.xml"));
+}
+
+/// Refused before anything changes: firewalld not running, a same-named
+/// file amwall did not write, a runtime-only change the reload would drop
+/// (unless forced); and firewalld's own check failing puts everything back.
+#[test]
+fn firewalld_refusals_change_nothing() {
+    let mut stopped = before_firewalld();
+    stopped.fw = None;
+    let d = Faulty::new(stopped.clone());
+    let e = apply_with(&d, &firewalld_payload(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("firewalld is not running"), "{e}");
+    assert_eq!(d.kernel(), stopped);
+
+    let mut foreign = before_firewalld();
+    foreign.fw.as_mut().unwrap().permanent.insert(
+        "services/amwall-amanda.xml".into(),
+        "<service>admin's</service>".into(),
+    );
+    let d = Faulty::new(foreign.clone());
+    let e = apply_with(&d, &firewalld_payload(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("amwall-amanda.xml exist(s) and amwall did not write it"),
+        "{e}"
+    );
+    assert_eq!(d.kernel(), foreign);
+
+    let mut banned = before_firewalld();
+    banned
+        .fw
+        .as_mut()
+        .unwrap()
+        .runtime_only
+        .push("rule family=\"ipv4\" source address=\"203.0.113.66\" drop".into());
+    let d = Faulty::new(banned.clone());
+    let e = apply_with(&d, &firewalld_payload(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("runtime only") && e.contains("203.0.113.66"),
+        "{e}"
+    );
+    assert_eq!(d.kernel(), banned);
+    let forced = Options {
+        force: true,
+        ..opts()
+    };
+    apply_with(&d, &firewalld_payload(), &forced).unwrap();
+
+    let mut bad = firewalld_payload();
+    bad.firewalld.as_mut().unwrap().objects[0]
+        .1
+        .push_str("INVALID");
+    let k = before_firewalld();
+    let d = Faulty::new(k.clone());
+    let e = apply_with(&d, &bad, &opts()).unwrap_err().to_string();
+    assert!(
+        e.contains("INVALID_POLICY") && e.contains("previous rules are back"),
+        "{e}"
+    );
+    assert_eq!(d.kernel(), k);
 }

@@ -44,6 +44,7 @@
 //!   `--noflush`, so a rollback leaves every other chain as it is then
 //!   (a ban added while the apply waited stays).
 
+mod firewalld;
 mod restore;
 pub mod system;
 
@@ -60,6 +61,7 @@ use crate::diag::{Error, Result};
 use crate::netfilter::{Backend, Jump};
 use crate::plan::Plan;
 use crate::sim::{self, Verdict};
+pub use firewalld::{FirewalldPayload, FirewalldPending};
 use restore::{
     ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
 };
@@ -80,6 +82,9 @@ pub struct Payload {
     /// iptables merged mode: `rules` holds only amwall's chains, entered by
     /// these jumps; empty: `rules` replaces the tables it names.
     pub merged: Vec<Jump>,
+    /// firewalld: its objects; `kind` is then nft and `rules` the
+    /// source-port table (empty: none, and an old one is removed).
+    pub firewalld: Option<FirewalldPayload>,
 }
 
 /// The state directory's record of an apply waiting for confirmation.
@@ -107,6 +112,21 @@ pub struct Pending {
     /// restoring the snapshot would overwrite what the boot loaded.
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// firewalld: amwall's files before and after; `had_table` then speaks
+    /// of the source-port table.
+    #[serde(default)]
+    pub firewalld: Option<FirewalldPending>,
+}
+
+impl Pending {
+    /// The nft table this apply replaces.
+    fn nft_table(&self) -> &'static str {
+        if self.firewalld.is_some() {
+            crate::render::firewalld::SPORT_TABLE
+        } else {
+            "amwall"
+        }
+    }
 }
 
 /// How a pending apply ended.
@@ -371,7 +391,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     // 1. The kernel's own dry run: a file it refuses changes nothing. (An
     //    iptables file that names ipsets can only be tried once they exist:
     //    see step 5.)
-    if p.kind == Backend::Nft || p.ipset.is_none() {
+    if (p.kind == Backend::Nft || p.ipset.is_none()) && !p.rules.trim().is_empty() {
         sys.dry_run(p.kind, &p.rules)?;
     }
     // 2. Snapshot what the load replaces, on disk before anything changes:
@@ -401,6 +421,14 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     // 5. Load: nft -f is one transaction; ipsets first (the rules name them),
     //    then iptables-restore.
     let loaded = match p.kind {
+        Backend::Nft if pend.firewalld.is_some() => (|| {
+            firewalld::load(sys, pend.firewalld.as_ref().expect("checked"))?;
+            if p.rules.trim().is_empty() {
+                sys.nft_restore(pend.nft_table(), None)
+            } else {
+                sys.nft_load(&p.rules)
+            }
+        })(),
         Backend::Nft => sys.nft_load(&p.rules),
         Backend::Iptables => (|| {
             if let Some(sets) = &p.ipset {
@@ -438,6 +466,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
 /// Step 0 of `apply`: never remove rules we did not write unless told to:
 /// replacing whole tables takes Docker's, fail2ban's and the admin's along.
 fn refuse_foreign(sys: &dyn System, p: &Payload, o: &Options) -> Result<()> {
+    if let Some(fp) = &p.firewalld {
+        firewalld::refuse(sys, fp, &p.host, o.force)?;
+    }
     if p.kind == Backend::Iptables && p.merged.is_empty() && !o.replace_foreign {
         let found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
         if !found.is_empty() {
@@ -540,6 +571,7 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         had_table: false,
         merged: p.merged.clone(),
         boot_id: sys.boot_id(),
+        firewalld: None,
         id: format!(
             "{}-{}",
             std::process::id(),
@@ -550,7 +582,10 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
     };
     match p.kind {
         Backend::Nft => {
-            let saved = sys.nft_table()?;
+            if let Some(fp) = &p.firewalld {
+                pend.firewalld = Some(firewalld::snapshot(sys, fp)?);
+            }
+            let saved = sys.nft_table(pend.nft_table())?;
             pend.had_table = saved.is_some();
             sys.write("previous.nft", saved.as_deref().unwrap_or(""))?;
         }
@@ -601,6 +636,9 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
     let gone = |f: &str| failed(format!("the snapshot {}/{f} is missing", sys.place()));
     match pend.kind {
         Backend::Nft => {
+            if let Some(fp) = &pend.firewalld {
+                firewalld::rollback(sys, fp)?;
+            }
             let saved = if pend.had_table {
                 Some(
                     sys.read("previous.nft")
@@ -609,7 +647,7 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
             } else {
                 None
             };
-            sys.nft_restore(saved.as_deref())?;
+            sys.nft_restore(pend.nft_table(), saved.as_deref())?;
         }
         Backend::Iptables => {
             let saved = sys
@@ -667,20 +705,29 @@ fn settle(sys: &dyn System, force: Option<Outcome>) -> Option<Outcome> {
         None if sys.read(ROLLBACK_NOW).is_some() || sys.now() >= pend.deadline => false,
         None => return None,
     };
-    if confirm {
+    // firewalld's confirmation writes the permanent files; should that
+    // fail, the old ones stay, and the runtime goes back to them too.
+    let kept = match (confirm, &pend.firewalld) {
+        (true, Some(fp)) => firewalld::keep(sys, fp).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    };
+    if confirm && kept.is_ok() {
         finish(sys, Outcome::Confirmed, "confirmed\n");
         return Some(Outcome::Confirmed);
     }
+    let why = kept.err().map_or(String::new(), |e| {
+        format!("keeping firewalld's files failed ({e}), so ")
+    });
     let o = match rollback(sys, &pend) {
         Ok(()) => {
-            finish(sys, Outcome::RolledBack, "rolled back\n");
+            finish(sys, Outcome::RolledBack, &format!("{why}rolled back\n"));
             Outcome::RolledBack
         }
         Err(e) => {
             finish(
                 sys,
                 Outcome::RollbackFailed,
-                &format!("rollback failed: {e}\n"),
+                &format!("{why}rollback failed: {e}\n"),
             );
             Outcome::RollbackFailed
         }

@@ -6,6 +6,7 @@
 //! or "dies" on the call a test names, so every failure path is exercised
 //! deterministically, without root.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -25,12 +26,13 @@ use crate::sim::Verdict;
 pub trait System {
     /// The kernel's own check of `rules` (`nft -c`, `iptables-restore --test`).
     fn dry_run(&self, kind: Backend, rules: &str) -> Result<()>;
-    /// `table ip amwall` as loaded, or `None` when there is none.
-    fn nft_table(&self) -> Result<Option<String>>;
+    /// `table ip TABLE` (amwall's, or firewalld mode's source-port table)
+    /// as loaded, or `None` when there is none.
+    fn nft_table(&self, table: &str) -> Result<Option<String>>;
     /// Load an nft script (one transaction).
     fn nft_load(&self, script: &str) -> Result<()>;
-    /// Make `table ip amwall` what `saved` says (`None`: no table).
-    fn nft_restore(&self, saved: Option<&str>) -> Result<()>;
+    /// Make `table ip TABLE` what `saved` says (`None`: no table).
+    fn nft_restore(&self, table: &str, saved: Option<&str>) -> Result<()>;
     fn iptables_save(&self) -> Result<String>;
     /// `nft list ruleset`: every table, whoever wrote it.
     fn nft_ruleset(&self) -> Result<String>;
@@ -42,6 +44,16 @@ pub trait System {
     fn ipset_save(&self) -> Result<String>;
     fn ipset_restore(&self, text: &str) -> Result<()>;
     fn ipset_destroy(&self, name: &str) -> Result<()>;
+    /// firewalld's loadable files under `config` (services/, ipsets/,
+    /// policies/) as `DIR/NAME.xml` → text.
+    fn fw_files(&self, config: &Path) -> Result<BTreeMap<String, String>>;
+    /// Write `path` whole (mode 0644), or remove it (`None`).
+    fn fw_put(&self, path: &Path, text: Option<&str>) -> Result<()>;
+    /// `firewall-offline-cmd --system-config CONFIG --check-config`; a
+    /// warning is an error.
+    fn fw_check(&self, config: &Path) -> Result<()>;
+    /// `firewall-cmd ARGS` against the running firewalld; its stdout.
+    fn firewall_cmd(&self, args: &[&str]) -> Result<String>;
     /// The fate of a new connection like the admin's through the live ruleset.
     fn admin_verdict(&self, kind: Backend, conn: &AdminConn) -> Result<(Verdict, String)>;
 
@@ -208,18 +220,18 @@ impl System for Real {
             Backend::Iptables => self.tool(&["iptables-restore", "--test"], Some(rules)),
         }
     }
-    fn nft_table(&self) -> Result<Option<String>> {
+    fn nft_table(&self, table: &str) -> Result<Option<String>> {
         // The dry run before has shown that nft runs: a failure here is a
         // missing table.
-        Ok(tool(&["nft", "list", "table", "ip", "amwall"], None).ok())
+        Ok(tool(&["nft", "list", "table", "ip", table], None).ok())
     }
     fn nft_load(&self, script: &str) -> Result<()> {
         self.tool(&["nft", "-f", "-"], Some(script))
     }
-    fn nft_restore(&self, saved: Option<&str>) -> Result<()> {
+    fn nft_restore(&self, table: &str, saved: Option<&str>) -> Result<()> {
         // Replace-only: create (so the delete cannot fail), delete, then the
         // saved table — one transaction.
-        let mut script = String::from("table ip amwall\ndelete table ip amwall\n");
+        let mut script = format!("table ip {table}\ndelete table ip {table}\n");
         script.push_str(saved.unwrap_or(""));
         self.tool(&["nft", "-f", "-"], Some(&script))
     }
@@ -243,6 +255,59 @@ impl System for Real {
     }
     fn ipset_destroy(&self, name: &str) -> Result<()> {
         self.tool(&["ipset", "destroy", name], None)
+    }
+    fn fw_files(&self, config: &Path) -> Result<BTreeMap<String, String>> {
+        super::firewalld::read_config(config)
+    }
+    fn fw_put(&self, path: &Path, text: Option<&str>) -> Result<()> {
+        let err = io_err(path);
+        let Some(text) = text else {
+            return match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+                _ => Ok(()),
+            };
+        };
+        let dir = path
+            .parent()
+            .ok_or_else(|| failed(format!("{}: no directory", path.display())))?;
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Whole or not at all: firewalld may read the directory any time.
+        let mut t = tempfile::NamedTempFile::new_in(dir).map_err(&err)?;
+        t.write_all(text.as_bytes()).map_err(&err)?;
+        t.as_file().sync_all().map_err(&err)?;
+        std::fs::set_permissions(
+            t.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .map_err(&err)?;
+        t.persist(path).map_err(|e| err(e.error))?;
+        Ok(())
+    }
+    fn fw_check(&self, config: &Path) -> Result<()> {
+        let dir = config
+            .to_str()
+            .ok_or_else(|| failed("firewalld's directory is not UTF-8"))?;
+        let out = Command::new("firewall-offline-cmd")
+            .args(["--system-config", dir, "--check-config"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("cannot run firewall-offline-cmd: {e}")))?;
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() && !said.to_lowercase().contains("warning") {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "firewalld refused the files (firewall-offline-cmd --check-config): {}",
+                said.trim()
+            )))
+        }
+    }
+    fn firewall_cmd(&self, args: &[&str]) -> Result<String> {
+        tool(&[&["firewall-cmd"], args].concat(), None)
     }
     fn admin_verdict(&self, kind: Backend, conn: &AdminConn) -> Result<(Verdict, String)> {
         admin_verdict(kind, conn)

@@ -50,6 +50,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Service, Kind::Ipset, Kind::Policy];
+
+    pub fn from_dir(dir: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.dir() == dir)
+    }
+
     /// The directory under /etc/firewalld.
     pub fn dir(self) -> &'static str {
         match self {
