@@ -327,8 +327,12 @@ enum Command {
         /// firewalld loads amwall's services, ipsets and policies into the
         /// running firewalld (reload) and keeps them in its configuration only
         /// once confirmed, with `table ip amwall_sport` beside.
-        #[arg(long, default_value = "nft", value_parser = PossibleValuesParser::new(["nft", "iptables", "firewalld"]))]
-        backend: String,
+        /// Without it, what manages the host's firewall decides (and is said):
+        /// a running firewalld → firewalld; amwall's earlier rules → the same
+        /// again; other iptables rules (Docker, fail2ban, the admin's) →
+        /// iptables merged; ufw's chains → refused; else nft.
+        #[arg(long, value_parser = PossibleValuesParser::new(["nft", "iptables", "firewalld"]))]
+        backend: Option<String>,
         /// firewalld's configuration directory (with --backend firewalld).
         #[arg(
             long,
@@ -340,8 +344,8 @@ enum Command {
         /// With --backend iptables: `owned` replaces the tables (HOST.rules);
         /// `merged` loads only amwall's chains AMWALL-* beside the rules already
         /// there (--noflush, one jump each) and a rollback restores only those.
-        /// Without it, owned is used and refused when the tables hold rules
-        /// amwall did not write.
+        /// Given alone, it implies --backend iptables. Owned without this
+        /// option is refused when the tables hold rules amwall did not write.
         #[arg(long, value_parser = iptables_mode())]
         iptables: Option<IptablesMode>,
         /// Seconds until the previous rules come back unless confirmed.
@@ -601,14 +605,35 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                 }
                 ApplyMode::Load(host) => {
                     let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-                    let backend = match backend.as_str() {
-                        "firewalld" => ApplyBackend::Firewalld(firewalld_config),
-                        b => ApplyBackend::Plain(b.parse().expect("a possible value")),
+                    let (backend, mode) = match (backend.as_deref(), iptables) {
+                        (Some("firewalld"), _) => (ApplyBackend::Firewalld(firewalld_config), None),
+                        (Some(b), m) => {
+                            (ApplyBackend::Plain(b.parse().expect("a possible value")), m)
+                        }
+                        (None, Some(m)) => (ApplyBackend::Plain(Backend::Iptables), Some(m)),
+                        (None, None) => {
+                            use amwall::apply::Choice;
+                            let found = amwall::apply::detect(&state)?;
+                            eprintln!(
+                                "note: {}; so: {} (give --backend to choose)",
+                                found.why,
+                                found.choice.flags()
+                            );
+                            match found.choice {
+                                Choice::Nft => (ApplyBackend::Plain(Backend::Nft), None),
+                                Choice::Iptables(m) => {
+                                    (ApplyBackend::Plain(Backend::Iptables), Some(m))
+                                }
+                                Choice::Firewalld => {
+                                    (ApplyBackend::Firewalld(firewalld_config), None)
+                                }
+                            }
+                        }
                     };
                     apply(
                         &plan,
                         &host,
-                        (backend, iptables),
+                        (backend, mode, iptables == Some(IptablesMode::Owned)),
                         timeout,
                         &state,
                         no_wait,
@@ -755,7 +780,7 @@ enum ApplyBackend {
 fn apply(
     plan: &Plan,
     host: &str,
-    (backend, choice): (ApplyBackend, Option<IptablesMode>),
+    (backend, choice, replace_foreign): (ApplyBackend, Option<IptablesMode>, bool),
     timeout: u64,
     state: &amwall::apply::StateDir,
     no_wait: bool,
@@ -820,7 +845,7 @@ fn apply(
             path: "/proc/self/exe".into(),
             error: source,
         })?,
-        replace_foreign: choice == Some(IptablesMode::Owned),
+        replace_foreign,
         flows: Some((plan, host)),
     };
     let done = apply::apply(state, &payload, &opts)?;

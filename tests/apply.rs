@@ -336,7 +336,9 @@ fn iptables_apply_refuses_to_remove_foreign_rules_unless_told() {
 /// Merged mode over a fail2ban-style chain: the host's rules and policy stay
 /// while amwall's chain is loaded, a ban added while the apply waits survives
 /// the rollback, and after it only amwall's chain and jump are gone. Applied
-/// twice (confirmed in between), there is still one jump.
+/// twice (confirmed in between), there is still one jump. The first apply
+/// names no backend: the foreign chain makes it choose merged mode; the
+/// second gives `--iptables merged` alone, which implies iptables.
 #[test]
 fn iptables_merged_apply_and_rollback_leave_foreign_rules_standing() {
     let f = Fixture::new();
@@ -345,29 +347,21 @@ fn iptables_merged_apply_and_rollback_leave_foreign_rules_standing() {
         "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A f2b-sshd -j RETURN\nCOMMIT\n",
     );
     let before = saved(&f);
-    let merged = |timeout: &str| {
+    let merged = |timeout: &str, flags: &[&str]| {
         let state = f.state();
-        f.amwall(
-            &[
-                "apply",
-                "t.toml",
-                "--host",
-                "c1",
-                "--backend",
-                "iptables",
-                "--iptables",
-                "merged",
-                "--timeout",
-                timeout,
-                "--state-dir",
-                &state,
-                "--no-wait",
-            ],
-            None,
-        )
+        let mut args = vec!["apply", "t.toml", "--host", "c1"];
+        args.extend(flags);
+        args.extend(["--timeout", timeout, "--state-dir", &state, "--no-wait"]);
+        f.amwall(&args, None)
     };
-    let o = merged("30");
+    let o = merged("30", &[]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("fail2ban")
+            && text(&o).contains("so: --backend iptables --iptables merged"),
+        "detected: {}",
+        text(&o)
+    );
     let during = saved(&f);
     assert!(during.contains(":INPUT DROP"), "the policy stays: {during}");
     assert!(during.contains("-A f2b-sshd -j RETURN"), "{during}");
@@ -376,8 +370,13 @@ fn iptables_merged_apply_and_rollback_leave_foreign_rules_standing() {
     assert!(during.contains("-A AMWALL-INPUT"), "{during}");
     let o = f.amwall(&["apply", "--confirm", "--state-dir", &f.state()], None);
     assert!(o.status.success(), "{}", text(&o));
-    let o = merged("2");
+    let o = merged("2", &["--iptables", "merged"]);
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        !text(&o).contains("so: "),
+        "nothing to detect: {}",
+        text(&o)
+    );
     let again = saved(&f);
     assert_eq!(again.matches("-j AMWALL-INPUT").count(), 1, "{again}");
     // fail2ban bans someone while the second apply waits.

@@ -303,18 +303,14 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
             .unwrap();
         (o.status, format!("{}{}", o.stdout, o.stderr))
     };
-    let apply = || {
-        amwall(&[
-            "apply",
-            topo.to_str().unwrap(),
-            "--host",
-            "c1",
-            "--backend",
-            "firewalld",
-            "--timeout",
-            "60",
-            "--no-wait",
-        ])
+    // Without --backend the running firewalld is found and chosen.
+    let apply = |named: bool| {
+        let mut args = vec!["apply", topo.to_str().unwrap(), "--host", "c1"];
+        if named {
+            args.extend(["--backend", "firewalld"]);
+        }
+        args.extend(["--timeout", "60", "--no-wait"]);
+        amwall(&args)
     };
     let amandad: UdpSocket = cli
         .run_in(|| UdpSocket::bind("192.0.2.3:10080").unwrap())
@@ -342,8 +338,12 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     assert!(!passes(850), "negative control: the zone refuses Amanda");
     let before = config_files(conf.path());
 
-    let (rc, said) = apply();
+    let (rc, said) = apply(false);
     assert_eq!(rc, 0, "{said}");
+    assert!(
+        said.contains("firewalld is running") && said.contains("so: --backend firewalld"),
+        "{said}"
+    );
     assert!(has_policy(false), "in the runtime: {said}");
     assert!(!has_policy(true), "not permanent: {said}");
     assert_eq!(config_files(conf.path()), before, "nothing permanent yet");
@@ -358,7 +358,7 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     assert!(!tables.contains("amwall_sport"), "{tables}");
     assert_eq!(config_files(conf.path()), before);
 
-    let (rc, said) = apply();
+    let (rc, said) = apply(true);
     assert_eq!(rc, 0, "{said}");
     let (rc, said) = amwall(&["apply", "--confirm"]);
     assert_eq!(rc, 0, "{said}");
@@ -374,7 +374,7 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     let ban = "rule family=\"ipv4\" source address=\"192.0.2.98\" drop";
     must(&fw, &["--zone=public", &format!("--add-rich-rule={ban}")]);
     let files = config_files(conf.path());
-    let (rc, said) = apply();
+    let (rc, said) = apply(true);
     assert_eq!(rc, 2, "{said}");
     assert!(
         said.contains("runtime only") && said.contains("192.0.2.98"),

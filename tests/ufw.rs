@@ -47,6 +47,22 @@ impl Drop for Etc {
     }
 }
 
+/// iptables-save without its comment lines and counters, which change as
+/// packets pass.
+fn without_counters(save: &str) -> String {
+    save.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            if l.starts_with(':') {
+                l.rsplit_once(' ').map_or(l, |(a, _)| a)
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn ufw(ns: &Netns, args: &[&str]) -> String {
     let mut argv = vec!["ufw"];
     argv.extend(args);
@@ -78,6 +94,40 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     ufw(&cli, &["allow", "22/tcp"]);
     ufw(&cli, &["insert", "1", "deny", "from", "198.51.100.9"]);
     let status_before = ufw(&cli, &["status", "numbered"]);
+
+    // `amwall apply` without --backend finds ufw and refuses, changing nothing.
+    let topo = dir.path().join("t.toml");
+    std::fs::write(&topo, common::generated_toml(2)).unwrap();
+    let saved = cli.must(&["iptables-save"]).unwrap().stdout;
+    let state = dir.path().join("state");
+    let o = cli
+        .exec(
+            &[
+                "env",
+                "-u",
+                "SSH_CONNECTION",
+                env!("CARGO_BIN_EXE_amwall"),
+                "apply",
+                topo.to_str().unwrap(),
+                "--host",
+                "c0",
+                "--no-wait",
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(o.status, 2, "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("ufw manages") && o.stderr.contains("HOST.ufw.sh"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        without_counters(&cli.must(&["iptables-save"]).unwrap().stdout),
+        without_counters(&saved)
+    );
 
     let amandad: UdpSocket = cli
         .run_in(|| UdpSocket::bind("198.51.100.2:10080").unwrap())

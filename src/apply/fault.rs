@@ -1138,3 +1138,89 @@ fn firewalld_refusals_change_nothing() {
     );
     assert_eq!(d.kernel(), k);
 }
+
+/// Without `--backend`, what already manages the firewall decides: a
+/// running firewalld, amwall's own earlier rules, other iptables rules
+/// (merged, so they stay), else nft; ufw is refused with the way out.
+#[test]
+fn detection_follows_the_manager_in_place() {
+    use super::{detect_with, Choice};
+    use crate::render::IptablesMode;
+    let pick = |k: Kernel| {
+        let d = Faulty::new(k.clone());
+        let got = detect_with(&d).map(|x| (x.choice, x.why));
+        assert_eq!(d.kernel(), k, "detection changes nothing");
+        got
+    };
+    let (c, why) = pick(before_firewalld()).unwrap();
+    assert_eq!(c, Choice::Firewalld, "{why}");
+
+    let mut docker = Kernel::default();
+    docker.tables.insert(
+        "filter".into(),
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         :DOCKER-USER - [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j f2b-sshd\n\
+         -A FORWARD -j DOCKER-USER\n-A f2b-sshd -s 203.0.113.66/32 -j DROP\nCOMMIT\n"
+            .into(),
+    );
+    let (c, why) = pick(docker).unwrap();
+    assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
+    assert!(why.contains("Docker") && why.contains("fail2ban"), "{why}");
+
+    let (c, why) = pick(before(false)).unwrap();
+    assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
+    assert!(why.contains("the host's own rules"), "{why}");
+
+    let mut ours = Kernel::default();
+    ours.tables.insert(
+        "filter".into(),
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+         -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+         -A INPUT -p tcp -m tcp --dport 10080 -m comment --comment \"amanda bsdtcp\" -j ACCEPT\n\
+         COMMIT\n"
+            .into(),
+    );
+    let (c, why) = pick(ours).unwrap();
+    assert_eq!(c, Choice::Iptables(IptablesMode::Owned), "{why}");
+
+    let mut merged = Kernel::default();
+    merged.tables.insert(
+        "filter".into(),
+        "*filter\n:INPUT ACCEPT [0:0]\n:AMWALL-INPUT - [0:0]\n-A INPUT -j AMWALL-INPUT\n\
+         -A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\nCOMMIT\n"
+            .into(),
+    );
+    let (c, why) = pick(merged).unwrap();
+    assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
+
+    let nft = Kernel {
+        nft: Some("table ip filter {\n}\ntable inet f2b-table {\n}\ntable ip amwall {\n}\n".into()),
+        ..Kernel::default()
+    };
+    let (c, why) = pick(nft).unwrap();
+    assert_eq!(c, Choice::Nft, "{why}");
+    assert!(
+        why.contains("inet f2b-table") && !why.contains("ip filter"),
+        "{why}"
+    );
+    assert!(!why.contains("ip amwall"), "{why}");
+
+    let (c, why) = pick(Kernel::default()).unwrap();
+    assert_eq!(c, Choice::Nft, "{why}");
+    assert!(why.starts_with("no other firewall"), "{why}");
+
+    let mut ufw = Kernel::default();
+    ufw.tables.insert(
+        "filter".into(),
+        "*filter\n:INPUT DROP [0:0]\n:ufw-before-input - [0:0]\n:ufw-user-input - [0:0]\n\
+         -A INPUT -j ufw-before-input\nCOMMIT\n"
+            .into(),
+    );
+    let e = pick(ufw).unwrap_err();
+    assert!(matches!(e, Error::Usage(_)), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("ufw manages") && e.contains("HOST.ufw.sh"),
+        "{e}"
+    );
+}

@@ -44,6 +44,7 @@
 //!   `--noflush`, so a rollback leaves every other chain as it is then
 //!   (a ban added while the apply waited stays).
 
+mod detect;
 mod firewalld;
 mod restore;
 pub mod system;
@@ -61,6 +62,7 @@ use crate::diag::{Error, Result};
 use crate::netfilter::{Backend, Jump};
 use crate::plan::Plan;
 use crate::sim::{self, Verdict};
+pub use detect::{Choice, Detected};
 pub use firewalld::{FirewalldPayload, FirewalldPending};
 use restore::{
     ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
@@ -365,6 +367,17 @@ pub fn apply(state: &StateDir, p: &Payload, o: &Options) -> Result<Applied> {
         p,
         o,
     )
+}
+
+/// What manages this host's firewall, and so which backend `apply` uses
+/// when none is given (see [`detect::detect`]).
+pub fn detect(state: &StateDir) -> Result<Detected> {
+    detect::detect(&state.real())
+}
+
+/// [`detect`] on any [`System`].
+pub fn detect_with(sys: &dyn System) -> Result<Detected> {
+    detect::detect(sys)
 }
 
 /// `apply` on any [`System`].

@@ -54,6 +54,12 @@ pub fn variants() -> Vec<(String, Plan)> {
 /// One server and `n` clients on one network (as bench/gen-topology.sh makes):
 /// enough hosts for ipsets, aggregated prefixes and nft interval sets.
 pub fn generated(n: usize) -> Deployment {
+    amwall::load::load_str("generated.toml", generated_toml(n)).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// The topology text of [`generated`], for tests that give amwall a file.
+#[allow(dead_code)]
+pub fn generated_toml(n: usize) -> String {
     let mut t = String::from(
         "[amanda]\nauth = \"bsd\"\nclient-port = 10080\n[management]\nfrom = [\"198.51.100.0/24\"]\n\
          [[network]]\nname = \"all\"\ncidr = \"198.51.100.0/24\"\n\
@@ -66,7 +72,7 @@ pub fn generated(n: usize) -> Deployment {
             "[[host]]\nname = \"c{i}\"\nroles = [\"client\", \"recover\"]\ninterfaces = [{{ name = \"eth0\", network = \"all\", address = \"198.51.100.{last}\" }}]\n"
         ));
     }
-    amwall::load::load_str("generated.toml", t).unwrap_or_else(|e| panic!("{e:?}"))
+    t
 }
 
 /// Run the amwall binary from the repository root: (exit code, stdout, stderr).

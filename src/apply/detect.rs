@@ -1,0 +1,176 @@
+//! Which backend `apply` loads into when the admin names none. Whatever
+//! already manages the host's firewall decides, because the wrong choice
+//! either removes someone else's rules (iptables owned mode replaces whole
+//! tables) or loads rules that cannot work (an nft table beside firewalld,
+//! whose reject in its own base chain still wins).
+//!
+//! The order is the order of certainty: a running firewalld owns the host
+//! whatever else is loaded; ufw's chains mean ufw does; amwall's own earlier
+//! rules say what the admin chose before; other iptables rules (Docker,
+//! fail2ban, a hand-written rules.v4) call for merged mode; nft tables of
+//! others sit beside amwall's own table, and the live check after the load
+//! judges whether they let Amanda through.
+
+use super::restore::{foreign_rules, without_iptables_tables};
+use super::System;
+use crate::check::manager;
+use crate::diag::{Error, Result};
+use crate::render::IptablesMode;
+
+/// The backend `apply` picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Nft,
+    Iptables(IptablesMode),
+    Firewalld,
+}
+
+impl Choice {
+    /// The options that choose this by hand.
+    pub fn flags(self) -> &'static str {
+        match self {
+            Choice::Nft => "--backend nft",
+            Choice::Iptables(IptablesMode::Owned) => "--backend iptables --iptables owned",
+            Choice::Iptables(IptablesMode::Merged) => "--backend iptables --iptables merged",
+            Choice::Firewalld => "--backend firewalld",
+        }
+    }
+}
+
+/// What was found and why it leads to [`Choice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    pub choice: Choice,
+    pub why: String,
+}
+
+/// Nft tables amwall writes (the second in firewalld mode).
+const OUR_TABLES: [&str; 2] = ["ip amwall", "ip amwall_sport"];
+
+/// Look at the live firewall and pick; a host ufw manages is refused
+/// (exit 2), since amwall cannot yet load ufw's own configuration.
+pub fn detect(sys: &dyn System) -> Result<Detected> {
+    let firewalld = sys
+        .firewall_cmd(&["--state"])
+        .is_ok_and(|s| s.trim() == "running");
+    if firewalld {
+        return Ok(Detected {
+            choice: Choice::Firewalld,
+            why: "firewalld is running: amwall's services, ipsets and policies go into it".into(),
+        });
+    }
+    // A host without iptables' tools has no legacy tables; iptables-nft's
+    // tables then show in nft's listing, as foreign tables.
+    let save = sys.iptables_save().ok();
+    let save_text = save.as_deref().unwrap_or("");
+    let chains: Vec<&str> = save_text
+        .lines()
+        .filter_map(|l| l.strip_prefix(':'))
+        .filter_map(|c| c.split_whitespace().next())
+        .collect();
+    let ufw: Vec<&str> = chains
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with("ufw-") || c.starts_with("ufw6-"))
+        .collect();
+    if !ufw.is_empty() {
+        return Err(Error::Usage(format!(
+            "ufw manages this host's firewall (its chains {}{}); nothing was loaded. \
+             Load `amwall plan --ufw`'s HOST.ufw.sh with ufw itself, or give \
+             `--backend iptables --iptables merged` to load amwall's chains beside ufw's \
+             (ufw's next reload or a reboot does not keep them)",
+            ufw.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+            if ufw.len() > 3 { ", ..." } else { "" }
+        )));
+    }
+    if chains.iter().any(|c| c.starts_with("AMWALL-")) {
+        return Ok(Detected {
+            choice: Choice::Iptables(IptablesMode::Merged),
+            why: "amwall's chains AMWALL-* are loaded: they are replaced as before".into(),
+        });
+    }
+    let tables: Vec<String> = save_text
+        .lines()
+        .filter_map(|l| l.strip_prefix('*'))
+        .map(|t| t.trim().to_string())
+        .collect();
+    let foreign = foreign_rules(save_text, &tables);
+    if save_text.contains("-m comment --comment \"amanda ") {
+        return Ok(Detected {
+            choice: Choice::Iptables(IptablesMode::Owned),
+            why: format!(
+                "amwall's whole-table iptables rules are loaded: they are replaced as before{}",
+                if foreign.is_empty() {
+                    String::new()
+                } else {
+                    " (the tables also hold rules amwall did not write: see below)".into()
+                }
+            ),
+        });
+    }
+    if !foreign.is_empty() {
+        return Ok(Detected {
+            choice: Choice::Iptables(IptablesMode::Merged),
+            why: format!(
+                "iptables holds {} rule(s) and chain(s) amwall did not write ({}): amwall's \
+                 chains are loaded beside them and entered by one jump each",
+                foreign.len(),
+                owners(&foreign).join("; ")
+            ),
+        });
+    }
+    let nft = sys.nft_ruleset()?;
+    let nft = if save.is_some() {
+        without_iptables_tables(&nft)
+    } else {
+        nft
+    };
+    let others: Vec<String> = nft
+        .lines()
+        .filter_map(|l| l.strip_prefix("table "))
+        .map(|t| t.trim_end_matches(['{', ' ']).to_string())
+        .filter(|t| !OUR_TABLES.contains(&t.as_str()))
+        .collect();
+    let why = if others.is_empty() {
+        "no other firewall found: amwall's own nft table".to_string()
+    } else {
+        format!(
+            "nft tables of others ({}) stay beside amwall's own table; a drop in any of \
+             them still wins, and the check after loading names any that blocks Amanda",
+            others.join(", ")
+        )
+    };
+    Ok(Detected {
+        choice: Choice::Nft,
+        why,
+    })
+}
+
+/// Who wrote the foreign rules, each manager once, in order found.
+fn owners(foreign: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in foreign {
+        // "TABLE: chain NAME" or "TABLE: -A CHAIN ... -j TARGET".
+        let (table, rest) = f.split_once(": ").unwrap_or(("", f));
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let mut path = Vec::new();
+        match words.as_slice() {
+            ["chain", name] => path.push(format!("{table} {name}")),
+            ["-A", chain, ..] => {
+                path.push(format!("{table} {chain}"));
+                if let Some(i) = words.iter().position(|w| *w == "-j" || *w == "-g") {
+                    if let Some(t) = words.get(i + 1) {
+                        path.push((*t).to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+        let m = manager::of("iptables-save", &path);
+        let short = m.split(" (").next().unwrap_or(&m).to_string();
+        if !out.contains(&short) {
+            out.push(short);
+        }
+    }
+    out
+}
