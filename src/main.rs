@@ -212,7 +212,8 @@ enum Command {
         #[arg(long, default_value = "owned", value_parser = iptables_mode())]
         iptables: IptablesMode,
         /// Also write HOST.ufw.sh: ufw commands for hosts whose firewall ufw
-        /// manages (not for hosts with NAT or the conntrack helper).
+        /// manages, and for hosts with NAT or the conntrack helper
+        /// HOST.ufw-before.init, ufw's hook for what it has no command for.
         #[arg(long)]
         ufw: bool,
         /// Also write firewalld's files for every host (HOST.firewalld.sh
@@ -448,7 +449,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             let mut files = plan.outputs_with(backend, iptables, host.as_deref())?;
             let summary = files.pop().expect("SUMMARY.md is always produced");
             if ufw {
-                files.extend(plan.ufw_outputs(host.as_deref())?);
+                files.extend(plan.ufw_outputs(host.as_deref()));
             }
             if firewalld {
                 files.extend(plan.firewalld_outputs(host.as_deref()));

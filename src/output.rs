@@ -97,21 +97,25 @@ impl Plan {
 }
 
 impl Plan {
-    /// `HOST.ufw.sh` for every host (or `host`), or the first host ufw
-    /// cannot express (NAT, the conntrack helper), as a usage error.
-    pub fn ufw_outputs(&self, host: Option<&str>) -> Result<Vec<(String, String)>> {
+    /// `HOST.ufw.sh` for every host (or `host`), and `HOST.ufw-before.init`
+    /// for those with NAT or the helper.
+    pub fn ufw_outputs(&self, host: Option<&str>) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for hp in &self.policies {
             let name = &self.deployment.hosts[hp.host].name;
             if host.is_some_and(|h| h != name) {
                 continue;
             }
-            let text = self.ufw_script(hp).map_err(Error::Usage)?;
-            let file = format!("{name}.ufw.sh");
-            assert!(crate::name::is_plain_file_name(&file), "{file:?}");
-            out.push((file, text));
+            let mut push = |file: String, text: String| {
+                assert!(crate::name::is_plain_file_name(&file), "{file:?}");
+                out.push((file, text));
+            };
+            push(format!("{name}.ufw.sh"), self.ufw_script(hp));
+            if let Some(init) = self.ufw_before_init(hp) {
+                push(format!("{name}.ufw-before.init"), init);
+            }
         }
-        Ok(out)
+        out
     }
 }
 

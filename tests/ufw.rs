@@ -11,41 +11,12 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::Command;
 
 use amwall::check::{self, HostRules, Options, RulesFile};
 use amwall::lab::netns::veth;
+use amwall::lab::ufw::Ufw;
 use amwall::lab::Netns;
 use amwall::Plan;
-
-/// /etc/netns/NAME: the namespace's private /etc/ufw and /etc/default,
-/// removed however the test ends.
-struct Etc(PathBuf);
-
-impl Etc {
-    fn new(ns: &Netns) -> Etc {
-        let dir = PathBuf::from("/etc/netns").join(ns.name());
-        std::fs::create_dir_all(&dir).unwrap();
-        let etc = Etc(dir);
-        for d in ["ufw", "default"] {
-            let ok = Command::new("cp")
-                .args(["-a", &format!("/etc/{d}")])
-                .arg(etc.0.join(d))
-                .status()
-                .expect("cp")
-                .success();
-            assert!(ok, "copying /etc/{d} (is ufw installed?)");
-        }
-        etc
-    }
-}
-
-impl Drop for Etc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// iptables-save without its comment lines and counters, which change as
 /// packets pass.
@@ -63,10 +34,8 @@ fn without_counters(save: &str) -> String {
         .join("\n")
 }
 
-fn ufw(ns: &Netns, args: &[&str]) -> String {
-    let mut argv = vec!["ufw"];
-    argv.extend(args);
-    let o = ns.exec(&argv, None).expect("ufw must be installed");
+fn ufw(u: &Ufw, args: &[&str]) -> String {
+    let o = u.run(args).expect("ufw must be installed");
     assert!(o.ok(), "ufw {args:?}: {}{}", o.stdout, o.stderr);
     o.stdout
 }
@@ -74,7 +43,7 @@ fn ufw(ns: &Netns, args: &[&str]) -> String {
 #[test]
 fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     let plan = Plan::build(common::generated(2)).unwrap();
-    let files = plan.ufw_outputs(Some("c0")).unwrap();
+    let files = plan.ufw_outputs(Some("c0"));
     assert_eq!(files.len(), 1);
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join(&files[0].0);
@@ -83,17 +52,16 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
 
     let srv = Netns::new("amwuS").expect("creating a netns needs root and iproute2");
     let cli = Netns::new("amwuC").unwrap();
-    let _etc = Etc::new(&cli);
     veth(&srv, "eth0", &cli, "eth0").unwrap();
     for a in ["198.51.100.1/24", "198.51.100.9/24"] {
         srv.must(&["ip", "addr", "add", a, "dev", "eth0"]).unwrap();
     }
     cli.must(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"])
         .unwrap();
-    ufw(&cli, &["--force", "enable"]);
-    ufw(&cli, &["allow", "22/tcp"]);
-    ufw(&cli, &["insert", "1", "deny", "from", "198.51.100.9"]);
-    let status_before = ufw(&cli, &["status", "numbered"]);
+    let u = Ufw::enable(&cli).expect("ufw must be installed and enable");
+    ufw(&u, &["allow", "22/tcp"]);
+    ufw(&u, &["insert", "1", "deny", "from", "198.51.100.9"]);
+    let status_before = ufw(&u, &["status", "numbered"]);
 
     // `amwall apply` without --backend finds ufw and refuses, changing nothing.
     let topo = dir.path().join("t.toml");
@@ -149,7 +117,7 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
         let o = cli.exec(&["sh", script], None).unwrap();
         assert!(o.ok(), "round {round}: {}{}", o.stdout, o.stderr);
     }
-    let status = ufw(&cli, &["status", "numbered"]);
+    let status = ufw(&u, &["status", "numbered"]);
     for line in status_before.lines().filter(|l| l.starts_with('[')) {
         let rule = line.split_once(']').unwrap().1.trim();
         assert!(status.contains(rule), "lost `{rule}`:\n{status}");
@@ -197,13 +165,85 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     assert!(blocked.is_empty(), "{blocked:?}");
 }
 
-/// A host ufw cannot express is refused with its reason, not half-written.
+/// The router's NAT and the amanda helper through ufw's before.init hook:
+/// installed by HOST.ufw.sh over ufw's own file, loaded with one jump per
+/// chain however often ufw reloads or the script runs, gone with `ufw
+/// disable` and back with `enable`; an admin's own before.init is refused
+/// and left as it is.
 #[test]
-fn ufw_output_refuses_nat_and_the_helper() {
-    let plan = Plan::build(common::example("wiki")).unwrap();
-    let e = plan.ufw_outputs(None).unwrap_err().to_string();
-    assert!(e.contains("fwhost") && e.contains("NAT"), "{e}");
-    let plan = Plan::build(common::example("helper")).unwrap();
-    let e = plan.ufw_outputs(None).unwrap_err().to_string();
-    assert!(e.contains("helper"), "{e}");
+fn ufw_before_init_carries_nat_and_the_helper_through_reloads() {
+    let plan = common::amanda::plan(amwall::amanda::settings::Auth::Bsd, true);
+    let files = plan.ufw_outputs(Some("fwhost"));
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["fwhost.ufw.sh", "fwhost.ufw-before.init"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (n, t) in &files {
+        std::fs::write(dir.path().join(n), t).unwrap();
+    }
+    let script = dir.path().join("fwhost.ufw.sh");
+    let script = script.to_str().unwrap();
+    let ns = Netns::new("amwuR").expect("creating a netns needs root and iproute2");
+    let u = Ufw::enable(&ns).expect("ufw must be installed and enable");
+    let run = || ns.exec(&["sh", script], None).unwrap();
+    // Each jump once, and amwall's chains holding what ufw cannot say.
+    let once = |when: &str| {
+        let save = ns.must(&["iptables-save"]).unwrap().stdout;
+        for (table, from, chain) in [
+            ("raw", "PREROUTING", "AMWALL-PREROUTING"),
+            ("nat", "PREROUTING", "AMWALL-PREROUTING"),
+            ("nat", "POSTROUTING", "AMWALL-POSTROUTING"),
+        ] {
+            let t = ns.must(&["iptables-save", "-t", table]).unwrap().stdout;
+            let jump = format!("-A {from} -j {chain}");
+            assert_eq!(
+                t.lines().filter(|l| *l == jump).count(),
+                1,
+                "{when}: {table} {jump}\n{save}"
+            );
+        }
+        for what in [
+            "--helper amanda",
+            "-j DNAT --to-destination 192.0.2.",
+            "-j MASQUERADE",
+        ] {
+            assert!(save.contains(what), "{when}: {what}\n{save}");
+        }
+        save
+    };
+    let o = run();
+    assert!(o.ok(), "{}{}", o.stdout, o.stderr);
+    let hook = std::fs::read_to_string(u.config().join("before.init")).unwrap();
+    assert!(hook.contains(amwall::render::UFW_MARKER), "{hook}");
+    once("installed");
+    let status = ufw(&u, &["status"]);
+    ufw(&u, &["reload"]);
+    ufw(&u, &["reload"]);
+    once("after two reloads");
+    let o = run();
+    assert!(o.ok(), "again: {}{}", o.stdout, o.stderr);
+    once("the script again");
+    assert_eq!(ufw(&u, &["status"]), status, "no rule twice");
+    ufw(&u, &["disable"]);
+    let save = ns.must(&["iptables-save"]).unwrap().stdout;
+    assert!(
+        !save.contains("AMWALL-"),
+        "disable leaves nothing of amwall's: {save}"
+    );
+    ufw(&u, &["--force", "enable"]);
+    once("enabled again");
+
+    // An admin's own hook is not replaced.
+    let admin = "#!/bin/sh\n# the admin's\nexit 0\n";
+    std::fs::write(u.config().join("before.init"), admin).unwrap();
+    let o = run();
+    assert!(!o.ok(), "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("is not ufw's own nor amwall's"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(u.config().join("before.init")).unwrap(),
+        admin
+    );
 }

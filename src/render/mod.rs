@@ -334,6 +334,10 @@ impl IptablesMode {
 /// tells amwall's chains from everyone else's.
 pub const MERGED_PREFIX: &str = "AMWALL-";
 
+/// The line that marks a ufw hook file as amwall's, so it is replaced
+/// again and never mistaken for the admin's.
+pub const UFW_MARKER: &str = "Written by amwall: ufw before.init hook";
+
 /// Merged mode: amwall's rules in chains of its own, to be loaded with
 /// `iptables-restore --noflush` (which creates each chain, or flushes and
 /// refills it on a reload) and entered by one jump at the top of each
@@ -428,17 +432,53 @@ pub fn merged_entry_commands(entries: &[Jump]) -> Vec<String> {
         .collect()
 }
 
-/// Why a host's rules cannot be written as ufw commands: ufw has no command
-/// for a port forward, masquerade or a conntrack helper (they would go into
-/// before.rules and before.init, which amwall does not write yet).
-pub fn ufw_unsupported(hp: &HostPolicy) -> Option<&'static str> {
-    if hp.uses_helper() {
-        Some("it assigns the amanda conntrack helper")
-    } else if !hp.masquerade.is_empty() || hp.in_place(Place::Dnat).next().is_some() {
-        Some("it does NAT (a port forward or masquerade)")
-    } else {
-        None
+/// What ufw has no command for: the `amanda` helper assignment (raw) and
+/// NAT (port forwards, masquerade), as merged mode's chains in raw and nat
+/// with their jumps, or `None` when the host needs neither. They go into
+/// ufw's `before.init` hook, not `before.rules`: what before.rules adds to
+/// the built-in nat and raw chains is added once more by every `ufw reload`
+/// and left behind by `ufw disable` (docs/design.md), while before.init is
+/// called with `start` and `stop` around ufw's own rules.
+pub fn ufw_before_init(hp: &HostPolicy) -> Option<(Ruleset, Vec<Jump>)> {
+    let (mut rs, mut jumps) = iptables_merged(hp);
+    let hooks = |t: &str| matches!(t, "raw" | "nat");
+    rs.tables.retain(|t| hooks(&t.name));
+    jumps.retain(|j| hooks(&j.table));
+    (!jumps.is_empty()).then_some((rs, jumps))
+}
+
+/// `ufw_before_init`'s chains as iptables-restore text.
+pub fn ufw_before_init_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
+    ufw_before_init(hp).map(|(rs, _)| netfilter::iptables::emit(&rs, header))
+}
+
+/// The commands that take each jump of `entries` out (every copy) and then
+/// the chain it enters; quiet and harmless when they are not there.
+pub fn merged_exit_commands(entries: &[Jump]) -> Vec<String> {
+    let mut out: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "while iptables -w -t {t} -D {f} -j {c} 2>/dev/null; do :; done",
+                t = e.table,
+                f = e.from,
+                c = e.chain
+            )
+        })
+        .collect();
+    for e in entries {
+        out.push(format!(
+            "iptables -w -t {t} -F {c} 2>/dev/null || :",
+            t = e.table,
+            c = e.chain
+        ));
+        out.push(format!(
+            "iptables -w -t {t} -X {c} 2>/dev/null || :",
+            t = e.table,
+            c = e.chain
+        ));
     }
+    out
 }
 
 /// The `ufw` commands that open what this host needs: `ufw allow` for
