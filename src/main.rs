@@ -446,14 +446,13 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             markdown,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-            let mut files = plan.outputs_with(backend, iptables, host.as_deref())?;
+            let want = amwall::summary::Files {
+                ufw,
+                firewalld,
+                ..amwall::summary::Files::new(backend, iptables)
+            };
+            let mut files = plan.outputs_for(want, backend, host.as_deref())?;
             let summary = files.pop().expect("SUMMARY.md is always produced");
-            if ufw {
-                files.extend(plan.ufw_outputs(host.as_deref()));
-            }
-            if firewalld {
-                files.extend(plan.firewalld_outputs(host.as_deref()));
-            }
             let json = (format == Format::Json).then(|| amwall::export::plan_json_text(&plan));
             if let Some(j) = &json {
                 files.push(("plan.json".into(), format!("{j}\n")));

@@ -36,6 +36,19 @@ impl Plan {
         mode: IptablesMode,
         host: Option<&str>,
     ) -> Result<Vec<(String, String)>> {
+        self.outputs_for(crate::summary::Files::new(backend, mode), backend, host)
+    }
+
+    /// Every output file as `plan` writes it: [`Plan::outputs_with`]'s, and
+    /// firewalld's and ufw's when `files` asks for them (SUMMARY.md last).
+    pub fn outputs_for(
+        &self,
+        files: crate::summary::Files,
+        backend: BackendSet,
+        host: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        let want = files;
+        let mode = files.iptables.unwrap_or(IptablesMode::Owned);
         if let Some(h) = host {
             if self.deployment.host_by_name(h).is_none() {
                 return Err(Error::Usage(format!(
@@ -73,9 +86,7 @@ impl Plan {
         };
         // Hosts are independent: render them on every core, the summary alongside.
         let (files, summary) = std::thread::scope(|s| {
-            let summary = s.spawn(|| {
-                crate::summary::summary(self, host, crate::summary::Files::new(backend, mode))
-            });
+            let summary = s.spawn(|| crate::summary::summary(self, host, files));
             let files = par_map(&hosts, per_host);
             (
                 files,
@@ -83,6 +94,12 @@ impl Plan {
             )
         });
         let mut out: Vec<(String, String)> = files.into_iter().flatten().collect();
+        if want.ufw {
+            out.extend(self.ufw_outputs(host));
+        }
+        if want.firewalld {
+            out.extend(self.firewalld_outputs(host));
+        }
         out.push(("SUMMARY.md".into(), summary));
         // Host names were validated when loaded; a name that could leave --out
         // here is a bug, and stopping beats writing it.

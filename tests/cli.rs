@@ -28,6 +28,49 @@ fn plan_writes_every_host_and_the_summary() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 9);
 }
 
+/// `--ufw` and `--firewalld` add their files for the host, and SUMMARY.md
+/// says how each loads; without them it says nothing of either.
+#[test]
+fn ufw_and_firewalld_files_are_in_the_summary() {
+    let dir = tmpdir();
+    let out = dir.path().join("o");
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--host",
+        "fwhost",
+        "--ufw",
+        "--firewalld",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for f in [
+        "fwhost.ufw.sh",
+        "fwhost.ufw-before.init",
+        "fwhost.firewalld.sh",
+        "fwhost.firewalld-sport.nft",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    assert!(summary.contains("\nufw (`sh HOST.ufw.sh`"), "{summary}");
+    assert!(
+        summary.contains("\nfirewalld (`sh HOST.firewalld.sh`"),
+        "{summary}"
+    );
+    let plain = dir.path().join("p");
+    let (code, summary, stderr) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!summary.contains("HOST.ufw.sh") && !summary.contains("HOST.firewalld.sh"));
+}
+
 #[test]
 fn backend_and_host_select_files() {
     let dir = tmpdir();
