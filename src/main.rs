@@ -613,7 +613,15 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                         (None, Some(m)) => (ApplyBackend::Plain(Backend::Iptables), Some(m)),
                         (None, None) => {
                             use amwall::apply::Choice;
-                            let found = amwall::apply::detect(&state)?;
+                            let declared = plan
+                                .deployment
+                                .host_by_name(&host)
+                                .and_then(|h| plan.deployment.hosts[h].firewall);
+                            let found = amwall::apply::reconcile(
+                                declared,
+                                &host,
+                                amwall::apply::detect(&state)?,
+                            )?;
                             eprintln!(
                                 "note: {}; so: {} (give --backend to choose)",
                                 found.why,

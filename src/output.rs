@@ -12,6 +12,7 @@ use nix::fcntl::RenameFlags;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 use crate::diag::{Error, Result};
+use crate::model::Manager;
 use crate::netfilter::Backend;
 use crate::plan::Plan;
 use crate::policy::HostPolicy;
@@ -62,9 +63,31 @@ impl Plan {
             .iter()
             .filter(|hp| host.map_or(true, |h| h == self.deployment.hosts[hp.host].name))
             .collect();
+        let mut files = files;
+        let declared = |hp: &HostPolicy| self.deployment.hosts[hp.host].firewall;
+        files.firewalld |= hosts
+            .iter()
+            .any(|hp| declared(hp) == Some(Manager::Firewalld));
+        files.ufw |= hosts.iter().any(|hp| declared(hp) == Some(Manager::Ufw));
         let per_host = |hp: &&HostPolicy| {
             let name = &self.deployment.hosts[hp.host].name;
             let mut out = Vec::new();
+            let (mode, backend) = match declared(hp) {
+                None => (mode, backend),
+                Some(Manager::Amwall) => (IptablesMode::Owned, backend),
+                Some(Manager::Shared) => (IptablesMode::Merged, backend),
+                // Only the manager's own files: an nft table beside firewalld
+                // cannot open what its zones reject, and HOST.rules would
+                // replace ufw's chains.
+                Some(Manager::Firewalld) => {
+                    out.extend(self.firewalld_outputs(Some(name)));
+                    return out;
+                }
+                Some(Manager::Ufw) => {
+                    out.extend(self.ufw_outputs(Some(name)));
+                    return out;
+                }
+            };
             if backend.contains(Backend::Iptables) {
                 if let Some(sets) = self.ipset(hp) {
                     out.push((format!("{name}.ipset"), sets));
@@ -82,6 +105,14 @@ impl Plan {
             if backend.contains(Backend::Nft) {
                 out.push((format!("{name}.nft"), self.nft(hp)));
             }
+            if declared(hp).is_none() {
+                if want.ufw {
+                    out.extend(self.ufw_outputs(Some(name)));
+                }
+                if want.firewalld {
+                    out.extend(self.firewalld_outputs(Some(name)));
+                }
+            }
             out
         };
         // Hosts are independent: render them on every core, the summary alongside.
@@ -94,12 +125,6 @@ impl Plan {
             )
         });
         let mut out: Vec<(String, String)> = files.into_iter().flatten().collect();
-        if want.ufw {
-            out.extend(self.ufw_outputs(host));
-        }
-        if want.firewalld {
-            out.extend(self.firewalld_outputs(host));
-        }
         out.push(("SUMMARY.md".into(), summary));
         // Host names were validated when loaded; a name that could leave --out
         // here is a bug, and stopping beats writing it.

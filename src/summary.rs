@@ -183,6 +183,29 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
         )
         .unwrap();
     }
+    let declared: Vec<String> = d
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let how = match h.firewall? {
+                crate::model::Manager::Amwall => "amwall alone: `HOST.rules` or `HOST.nft`",
+                crate::model::Manager::Shared => {
+                    "shared: iptables merged (`sh HOST.merged.sh`) or `HOST.nft`"
+                }
+                crate::model::Manager::Firewalld => "firewalld: `sh HOST.firewalld.sh` only",
+                crate::model::Manager::Ufw => "ufw: `sh HOST.ufw.sh` only",
+            };
+            Some(format!("`{}` ({how})", h.name))
+        })
+        .collect();
+    if !declared.is_empty() {
+        writeln!(
+            o,
+            "Hosts whose firewall manager the topology names (`firewall = ...`) get only the files that load there without removing another manager's rules, whatever the options say: {}. `amwall apply` without `--backend` refuses when the host disagrees.\n",
+            declared.join(", ")
+        )
+        .unwrap();
+    }
     if files.firewalld {
         writeln!(
             o,

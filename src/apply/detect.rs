@@ -15,6 +15,7 @@ use super::restore::{foreign_rules, without_iptables_tables};
 use super::System;
 use crate::check::manager;
 use crate::diag::{Error, Result};
+use crate::model::Manager;
 use crate::render::IptablesMode;
 
 /// The backend `apply` picked.
@@ -173,4 +174,85 @@ fn owners(foreign: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// What the topology says of the host (`firewall = ...`) against what was
+/// found: a disagreement means the plan's files were chosen for another
+/// host than this one, and loading is refused (exit 2) before anything
+/// changes.
+pub fn reconcile(declared: Option<Manager>, host: &str, found: Detected) -> Result<Detected> {
+    use Choice::*;
+    let Some(m) = declared else {
+        return Ok(found);
+    };
+    let agrees = match (m, found.choice) {
+        (Manager::Firewalld, Firewalld) => Some(found.choice),
+        (Manager::Amwall, Nft | Iptables(IptablesMode::Owned)) => Some(found.choice),
+        (Manager::Shared, Nft) => Some(Nft),
+        (Manager::Shared, Iptables(_)) => Some(Iptables(IptablesMode::Merged)),
+        _ => None,
+    };
+    match agrees {
+        Some(choice) => Ok(Detected {
+            choice,
+            why: format!(
+                "{} (the topology says: firewall = \"{}\")",
+                found.why,
+                m.name()
+            ),
+        }),
+        None => Err(Error::Usage(format!(
+            "the topology says `{}` manages {host}'s firewall (firewall = \"{}\"), but here: {}; \
+             nothing was loaded: correct the topology's `firewall`, or give --backend",
+            m.name(),
+            m.name(),
+            found.why
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(choice: Choice) -> Detected {
+        Detected {
+            choice,
+            why: "found".into(),
+        }
+    }
+
+    #[test]
+    fn the_topologys_manager_must_match_the_host() {
+        let ok = |m, c| reconcile(Some(m), "h", found(c)).map(|d| d.choice);
+        assert_eq!(
+            ok(Manager::Firewalld, Choice::Firewalld).unwrap(),
+            Choice::Firewalld
+        );
+        assert_eq!(ok(Manager::Amwall, Choice::Nft).unwrap(), Choice::Nft);
+        // Shared always means merged, even over amwall's earlier owned rules.
+        assert_eq!(
+            ok(Manager::Shared, Choice::Iptables(IptablesMode::Owned)).unwrap(),
+            Choice::Iptables(IptablesMode::Merged)
+        );
+        for (m, c) in [
+            (Manager::Firewalld, Choice::Nft),
+            (Manager::Amwall, Choice::Firewalld),
+            (Manager::Amwall, Choice::Iptables(IptablesMode::Merged)),
+            (Manager::Shared, Choice::Firewalld),
+            (Manager::Ufw, Choice::Nft),
+        ] {
+            let e = ok(m, c).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)), "{e}");
+            let e = e.to_string();
+            assert!(
+                e.contains(&format!("firewall = \"{}\"", m.name())) && e.contains("here: found"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            reconcile(None, "h", found(Choice::Nft)).unwrap().choice,
+            Choice::Nft
+        );
+    }
 }

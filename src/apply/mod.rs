@@ -62,7 +62,7 @@ use crate::diag::{Error, Result};
 use crate::netfilter::{Backend, Jump};
 use crate::plan::Plan;
 use crate::sim::{self, Verdict};
-pub use detect::{Choice, Detected};
+pub use detect::{reconcile, Choice, Detected};
 pub use firewalld::{FirewalldPayload, FirewalldPending};
 use restore::{
     ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
