@@ -6,7 +6,7 @@
 //!
 //! The order is the order of certainty: a running firewalld owns the host
 //! whatever else is loaded; ufw's chains mean ufw does; amwall's own earlier
-//! rules say what the admin chose before; other iptables rules (Docker,
+//! rules (iptables or nft) say what the admin chose before; other iptables rules (Docker,
 //! fail2ban, a hand-written rules.v4) call for merged mode; nft tables of
 //! others sit beside amwall's own table, and the live check after the load
 //! judges whether they let Amanda through.
@@ -109,6 +109,36 @@ pub fn detect(sys: &dyn System) -> Result<Detected> {
             ),
         });
     }
+    let nft = sys.nft_ruleset()?;
+    let ours = nft
+        .lines()
+        .any(|l| l.split_whitespace().take(3).eq(["table", "ip", "amwall"]));
+    let listed = if save.is_some() {
+        without_iptables_tables(&nft)
+    } else {
+        nft
+    };
+    let others: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("table "))
+        .map(|t| t.split(" {").next().unwrap_or(t).trim().to_string())
+        .filter(|t| !OUR_TABLES.contains(&t.as_str()))
+        .collect();
+    let beside = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; nft tables of others ({}) stay beside amwall's own table: a drop in any of \
+             them still wins, and the check after loading names any that blocks Amanda",
+            others.join(", ")
+        )
+    };
+    if ours {
+        return Ok(Detected {
+            choice: Choice::Nft,
+            why: format!("amwall's nft table is loaded: it is replaced as before{beside}"),
+        });
+    }
     if !foreign.is_empty() {
         return Ok(Detected {
             choice: Choice::Iptables(IptablesMode::Merged),
@@ -120,30 +150,13 @@ pub fn detect(sys: &dyn System) -> Result<Detected> {
             ),
         });
     }
-    let nft = sys.nft_ruleset()?;
-    let nft = if save.is_some() {
-        without_iptables_tables(&nft)
-    } else {
-        nft
-    };
-    let others: Vec<String> = nft
-        .lines()
-        .filter_map(|l| l.strip_prefix("table "))
-        .map(|t| t.trim_end_matches(['{', ' ']).to_string())
-        .filter(|t| !OUR_TABLES.contains(&t.as_str()))
-        .collect();
-    let why = if others.is_empty() {
-        "no other firewall found: amwall's own nft table".to_string()
-    } else {
-        format!(
-            "nft tables of others ({}) stay beside amwall's own table; a drop in any of \
-             them still wins, and the check after loading names any that blocks Amanda",
-            others.join(", ")
-        )
-    };
     Ok(Detected {
         choice: Choice::Nft,
-        why,
+        why: if others.is_empty() {
+            "no other firewall found: amwall's own nft table".to_string()
+        } else {
+            format!("no iptables rules of others{beside}")
+        },
     })
 }
 

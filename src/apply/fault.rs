@@ -1167,7 +1167,14 @@ fn detection_follows_the_manager_in_place() {
     assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
     assert!(why.contains("Docker") && why.contains("fail2ban"), "{why}");
 
+    // amwall's earlier nft table wins over the host's own iptables rule...
     let (c, why) = pick(before(false)).unwrap();
+    assert_eq!(c, Choice::Nft, "{why}");
+    assert!(why.contains("amwall's nft table"), "{why}");
+    // ...which alone calls for merged mode.
+    let mut own = before(false);
+    own.nft = None;
+    let (c, why) = pick(own).unwrap();
     assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
     assert!(why.contains("the host's own rules"), "{why}");
 
