@@ -47,6 +47,8 @@ pub(crate) fn read(
         stack: Vec::new(),
         done: HashMap::new(),
         out: Vec::new(),
+        by_host: HashMap::new(),
+        by_disk: HashMap::new(),
     };
     st.file(src, None)?;
     Ok(st.out)
@@ -63,6 +65,12 @@ struct State<'a> {
     /// where they were first included.
     done: HashMap<PathBuf, (Option<usize>, Option<Loc>)>,
     out: Vec<DiskEntry>,
+    /// The first entry of each host name, lower-cased: the two checks below
+    /// look entries up here, so reading a disklist stays linear in its
+    /// entries (10,000 clients are a real disklist).
+    by_host: HashMap<String, usize>,
+    /// The first entry of each (host, disk) as written.
+    by_disk: HashMap<(String, String), usize>,
 }
 
 #[derive(Clone)]
@@ -122,10 +130,13 @@ impl State<'_> {
 
         let host = first;
         // Amanda compares host names without case but refuses two spellings.
+        // Every earlier entry of one lower-cased name has the same spelling
+        // (another would have stopped here), so the first one stands for all.
         if let Some(prev) = self
-            .out
-            .iter()
-            .find(|d| d.host.value.eq_ignore_ascii_case(&host.text) && d.host.value != host.text)
+            .by_host
+            .get(&host.text.to_ascii_lowercase())
+            .map(|&i| &self.out[i])
+            .filter(|d| d.host.value != host.text)
         {
             return Err(loc(host)
                 .error(
@@ -150,9 +161,9 @@ impl State<'_> {
             return Err(loc(disk).error("invalid empty disk name", "empty").into());
         }
         if let Some(prev) = self
-            .out
-            .iter()
-            .find(|d| d.host.value == host.text && d.disk.value == disk.text)
+            .by_disk
+            .get(&(host.text.clone(), disk.text.clone()))
+            .map(|&i| &self.out[i])
         {
             return Err(loc(disk)
                 .error(
@@ -266,6 +277,13 @@ impl State<'_> {
                 .into());
         }
 
+        let i = self.out.len();
+        self.by_host
+            .entry(host.text.to_ascii_lowercase())
+            .or_insert(i);
+        self.by_disk
+            .entry((host.text.clone(), disk.text.clone()))
+            .or_insert(i);
         self.out.push(DiskEntry {
             host: spanned(host),
             disk: spanned(disk),
