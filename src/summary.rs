@@ -193,7 +193,9 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
                     "shared: iptables merged (`sh HOST.merged.sh`) or `HOST.nft`"
                 }
                 crate::model::Manager::Firewalld => "firewalld: `sh HOST.firewalld.sh` only",
-                crate::model::Manager::Ufw => "ufw: `sh HOST.ufw.sh` only",
+                crate::model::Manager::Ufw => {
+                    "ufw: `sh HOST.ufw.sh` or `amwall apply --backend ufw` only"
+                }
             };
             Some(format!("`{}` ({how})", h.name))
         })
@@ -216,7 +218,7 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
     if files.ufw {
         writeln!(
             o,
-            "ufw (`sh HOST.ufw.sh` where ufw is enabled): `ufw allow` and `ufw route allow` for each opening, source ports included; ufw's default policies, its other rules and ssh access stay, and a rule ufw has is skipped. ufw has no command for NAT or a conntrack helper: hosts that need them also get `HOST.ufw-before.init`, which the script installs as ufw's before.init hook (only over ufw's own or amwall's) so amwall's nat and raw chains come and go with ufw's rules.\n"
+            "ufw (`sh HOST.ufw.sh` where ufw is enabled): `ufw allow` and `ufw route allow` for each opening, source ports included; ufw's default policies, its other rules and ssh access stay, and a rule ufw has is skipped. ufw has no command for NAT or a conntrack helper: hosts that need them also get `HOST.ufw-before.init`, which the script installs as ufw's before.init hook (only over ufw's own or amwall's) so amwall's nat and raw chains come and go with ufw's rules. `amwall apply --backend ufw` runs the same, and writes ufw's files for good only once confirmed.\n"
         )
         .unwrap();
     }

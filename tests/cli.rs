@@ -128,7 +128,7 @@ fn a_declared_firewall_manager_picks_the_hosts_files() {
     assert_eq!(of("tshost"), ["tshost.nft", "tshost.rules"]);
     let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
     assert!(
-        summary.contains("`fwhost` (ufw: `sh HOST.ufw.sh` only)"),
+        summary.contains("`fwhost` (ufw: `sh HOST.ufw.sh` or `amwall apply --backend ufw` only)"),
         "{summary}"
     );
 

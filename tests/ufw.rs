@@ -63,9 +63,17 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     ufw(&u, &["insert", "1", "deny", "from", "198.51.100.9"]);
     let status_before = ufw(&u, &["status", "numbered"]);
 
-    // `amwall apply` without --backend finds ufw and refuses, changing nothing.
+    // `amwall apply` without --backend finds ufw, and refuses, changing
+    // nothing, when the topology says another manager runs the host.
     let topo = dir.path().join("t.toml");
-    std::fs::write(&topo, common::generated_toml(2)).unwrap();
+    std::fs::write(
+        &topo,
+        common::generated_toml(2).replace(
+            "name = \"c0\"\n",
+            "name = \"c0\"\nfirewall = \"firewalld\"\n",
+        ),
+    )
+    .unwrap();
     let saved = cli.must(&["iptables-save"]).unwrap().stdout;
     let state = dir.path().join("state");
     let o = cli
@@ -88,7 +96,7 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
         .unwrap();
     assert_eq!(o.status, 2, "{}{}", o.stdout, o.stderr);
     assert!(
-        o.stderr.contains("ufw manages") && o.stderr.contains("HOST.ufw.sh"),
+        o.stderr.contains("ufw manages") && o.stderr.contains("firewall = \"firewalld\""),
         "{}",
         o.stderr
     );
@@ -246,4 +254,126 @@ fn ufw_before_init_carries_nat_and_the_helper_through_reloads() {
         std::fs::read_to_string(u.config().join("before.init")).unwrap(),
         admin
     );
+}
+
+/// ufw's files apply changes, as text and mode.
+fn ufw_files(u: &Ufw) -> Vec<(String, String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    amwall::apply::ufw::FILES
+        .iter()
+        .filter_map(|n| {
+            let p = u.config().join(n);
+            let mode = std::fs::metadata(&p).ok()?.permissions().mode() & 0o7777;
+            Some((n.to_string(), std::fs::read_to_string(&p).unwrap(), mode))
+        })
+        .collect()
+}
+
+/// `apply` on a host ufw manages (found without --backend): the router's
+/// openings go into ufw's chains and its NAT into amwall's hook at once,
+/// while /etc/ufw keeps the previous files until the admin confirms; a
+/// rollback brings back the chains and files exactly, also over an earlier
+/// confirmed apply; and what was confirmed is what ufw loads on its own.
+#[test]
+fn apply_through_ufw_changes_its_files_only_on_confirm() {
+    let topo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(common::amanda::FIXTURE);
+    let ns = Netns::new("amwuA").expect("creating a netns needs root and iproute2");
+    let u = Ufw::enable(&ns).expect("ufw must be installed and enable");
+    ufw(&u, &["allow", "22/tcp"]);
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let amwall = |args: &[&str]| {
+        let mut argv = vec!["env", "-u", "SSH_CONNECTION", env!("CARGO_BIN_EXE_amwall")];
+        argv.extend(args);
+        argv.extend(["--state-dir", state.to_str().unwrap()]);
+        let o = u.exec(&argv).unwrap();
+        (o.status, format!("{}{}", o.stdout, o.stderr))
+    };
+    let apply = || {
+        amwall(&[
+            "apply",
+            topo.to_str().unwrap(),
+            "--host",
+            "fwhost",
+            "--timeout",
+            "120",
+            "--no-wait",
+        ])
+    };
+    // A table amwall's hook used stays in the kernel, empty, once its
+    // chains are gone: the same to every packet as no table.
+    let live = || {
+        let save = without_counters(&ns.must(&["iptables-save"]).unwrap().stdout);
+        let mut out = Vec::new();
+        for block in save.split_inclusive("COMMIT") {
+            let empty = block.lines().all(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('*') || l == "COMMIT" || l.ends_with(" ACCEPT")
+            });
+            if !empty {
+                out.push(block.trim().to_string());
+            }
+        }
+        out.join("\n")
+    };
+    let opens = |save: &str| {
+        save.lines()
+            .any(|l| l.starts_with("-A ufw-user-input") && l.contains("--dports 10080"))
+            && save.contains("-j MASQUERADE")
+    };
+    let files0 = ufw_files(&u);
+    let live0 = live();
+    assert!(!opens(&live0), "negative control:\n{live0}");
+
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    assert!(
+        said.contains("ufw manages") && said.contains("so: --backend ufw"),
+        "{said}"
+    );
+    let loaded = live();
+    assert!(opens(&loaded), "{loaded}");
+    assert_eq!(
+        loaded
+            .matches("-A POSTROUTING -j AMWALL-POSTROUTING")
+            .count(),
+        1,
+        "{loaded}"
+    );
+    assert_eq!(ufw_files(&u), files0, "the files wait for the confirmation");
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert_eq!(live(), live0, "the chains as before");
+    assert_eq!(ufw_files(&u), files0);
+
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    let loaded = live();
+    let (rc, said) = amwall(&["apply", "--confirm"]);
+    assert_eq!(rc, 0, "{said}");
+    let kept = ufw_files(&u);
+    let hook = kept.iter().find(|(n, _, _)| n == "before.init").unwrap();
+    assert!(
+        hook.1.contains(amwall::render::UFW_MARKER) && hook.2 == 0o755,
+        "{hook:?}"
+    );
+    let rules = &kept.iter().find(|(n, _, _)| n == "user.rules").unwrap().1;
+    assert!(rules.contains("10080"), "{rules}");
+    assert_eq!(live(), loaded, "confirming changes no chain");
+    ufw(&u, &["reload"]);
+    assert_eq!(
+        live(),
+        loaded,
+        "what ufw loads from its files is what was applied"
+    );
+
+    // Applied again over the confirmed one: nothing twice, and a rollback
+    // leaves the confirmed state, hook chains included.
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    assert_eq!(live(), loaded, "the same rules, none twice");
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert_eq!(live(), loaded);
+    assert_eq!(ufw_files(&u), kept);
 }

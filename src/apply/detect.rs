@@ -24,6 +24,7 @@ pub enum Choice {
     Nft,
     Iptables(IptablesMode),
     Firewalld,
+    Ufw,
 }
 
 impl Choice {
@@ -34,6 +35,7 @@ impl Choice {
             Choice::Iptables(IptablesMode::Owned) => "--backend iptables --iptables owned",
             Choice::Iptables(IptablesMode::Merged) => "--backend iptables --iptables merged",
             Choice::Firewalld => "--backend firewalld",
+            Choice::Ufw => "--backend ufw",
         }
     }
 }
@@ -48,8 +50,7 @@ pub struct Detected {
 /// Nft tables amwall writes (the second in firewalld mode).
 const OUR_TABLES: [&str; 2] = ["ip amwall", "ip amwall_sport"];
 
-/// Look at the live firewall and pick; a host ufw manages is refused
-/// (exit 2), since amwall cannot yet load ufw's own configuration.
+/// Look at the live firewall and pick.
 pub fn detect(sys: &dyn System) -> Result<Detected> {
     let firewalld = sys
         .firewall_cmd(&["--state"])
@@ -75,14 +76,15 @@ pub fn detect(sys: &dyn System) -> Result<Detected> {
         .filter(|c| c.starts_with("ufw-") || c.starts_with("ufw6-"))
         .collect();
     if !ufw.is_empty() {
-        return Err(Error::Usage(format!(
-            "ufw manages this host's firewall (its chains {}{}); nothing was loaded. \
-             Load `amwall plan --ufw`'s HOST.ufw.sh with ufw itself, or give \
-             `--backend iptables --iptables merged` to load amwall's chains beside ufw's \
-             (ufw's next reload or a reboot does not keep them)",
-            ufw.iter().take(3).copied().collect::<Vec<_>>().join(", "),
-            if ufw.len() > 3 { ", ..." } else { "" }
-        )));
+        return Ok(Detected {
+            choice: Choice::Ufw,
+            why: format!(
+                "ufw manages this host's firewall (its chains {}{}): amwall's openings go in \
+                 as ufw rules, NAT and the amanda helper as ufw's before.init hook",
+                ufw.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if ufw.len() > 3 { ", ..." } else { "" }
+            ),
+        });
     }
     if chains.iter().any(|c| c.starts_with("AMWALL-")) {
         return Ok(Detected {
@@ -200,6 +202,7 @@ pub fn reconcile(declared: Option<Manager>, host: &str, found: Detected) -> Resu
     };
     let agrees = match (m, found.choice) {
         (Manager::Firewalld, Firewalld) => Some(found.choice),
+        (Manager::Ufw, Ufw) => Some(found.choice),
         (Manager::Amwall, Nft | Iptables(IptablesMode::Owned)) => Some(found.choice),
         (Manager::Shared, Nft) => Some(Nft),
         (Manager::Shared, Iptables(_)) => Some(Iptables(IptablesMode::Merged)),
@@ -243,6 +246,7 @@ mod tests {
             Choice::Firewalld
         );
         assert_eq!(ok(Manager::Amwall, Choice::Nft).unwrap(), Choice::Nft);
+        assert_eq!(ok(Manager::Ufw, Choice::Ufw).unwrap(), Choice::Ufw);
         // Shared always means merged, even over amwall's earlier owned rules.
         assert_eq!(
             ok(Manager::Shared, Choice::Iptables(IptablesMode::Owned)).unwrap(),
@@ -254,6 +258,7 @@ mod tests {
             (Manager::Amwall, Choice::Iptables(IptablesMode::Merged)),
             (Manager::Shared, Choice::Firewalld),
             (Manager::Ufw, Choice::Nft),
+            (Manager::Amwall, Choice::Ufw),
         ] {
             let e = ok(m, c).unwrap_err();
             assert!(matches!(e, Error::Usage(_)), "{e}");

@@ -481,66 +481,74 @@ pub fn merged_exit_commands(entries: &[Jump]) -> Vec<String> {
     out
 }
 
-/// The `ufw` commands that open what this host needs: `ufw allow` for
-/// input, `ufw route allow` for forwarding, one per source member and port
-/// chunk (ufw has no sets; it takes up to 15 ports per rule, as multiport).
-/// ufw keeps ESTABLISHED and `lo` itself, and the management port is left
-/// to the host's ufw rules, as in iptables merged mode. Every word is a
-/// validated name, an address or a number; the comment is shell-quoted.
+/// The `ufw` commands that open what this host needs, as shell lines (the
+/// words of [`ufw_argv`], each quoted when it needs it).
 pub fn ufw_commands(hp: &HostPolicy) -> Vec<String> {
+    ufw_argv(hp)
+        .into_iter()
+        .map(|argv| {
+            let words: Vec<String> = argv.iter().map(|w| crate::name::shell_word(w)).collect();
+            format!("ufw {}", words.join(" "))
+        })
+        .collect()
+}
+
+/// The arguments of each `ufw` command that opens what this host needs:
+/// `ufw allow` for input, `ufw route allow` for forwarding, one per source
+/// member and port chunk (ufw has no sets; it takes up to 15 ports per
+/// rule, as multiport). ufw keeps ESTABLISHED and `lo` itself, and the
+/// management port is left to the host's ufw rules, as in iptables merged
+/// mode. Every word is a validated name, an address or a number, or the
+/// rule's label as ufw's comment; `apply` runs them without a shell.
+pub fn ufw_argv(hp: &HostPolicy) -> Vec<Vec<String>> {
     let mut out = Vec::new();
+    let host = |n: &ipnet::Ipv4Net| {
+        if n.prefix_len() == 32 {
+            n.addr().to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let range = |lo: u16, hi: u16| {
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}:{hi}")
+        }
+    };
     for r in hp.rules.iter().filter(|r| r.label != "management") {
-        let verb = match r.place {
-            Place::Input => "allow",
-            Place::Forward => "route allow",
+        let verb: &[&str] = match r.place {
+            Place::Input => &["allow"],
+            Place::Forward => &["route", "allow"],
             Place::Dnat | Place::Helper => continue,
         };
         let srcs: Vec<String> = match &r.src {
             Addrs::Any => vec!["any".into()],
-            Addrs::Net(n) if n.prefix_len() == 32 => vec![n.addr().to_string()],
-            Addrs::Net(n) => vec![n.to_string()],
-            Addrs::Group(g) => hp.groups[*g]
-                .members
-                .iter()
-                .map(|n| {
-                    if n.prefix_len() == 32 {
-                        n.addr().to_string()
-                    } else {
-                        n.to_string()
-                    }
-                })
-                .collect(),
+            Addrs::Net(n) => vec![host(n)],
+            Addrs::Group(g) => hp.groups[*g].members.iter().map(host).collect(),
         };
         let to = r.dst.map_or("any".to_string(), |d| d.to_string());
         for src in &srcs {
             for chunk in multiport_chunks(&r.dports) {
-                let ports: Vec<String> = chunk
-                    .iter()
-                    .map(|p| {
-                        if p.lo == p.hi {
-                            p.lo.to_string()
-                        } else {
-                            format!("{}:{}", p.lo, p.hi)
-                        }
-                    })
-                    .collect();
-                let mut c = format!("ufw {verb}");
+                let ports: Vec<String> = chunk.iter().map(|p| range(p.lo, p.hi)).collect();
+                let mut c: Vec<String> = verb.iter().map(|w| w.to_string()).collect();
                 if let Some(i) = &r.in_iface {
-                    c.push_str(&format!(" in on {i}"));
+                    c.extend(["in".into(), "on".into(), i.to_string()]);
                 }
                 if let Some(o) = &r.out_iface {
-                    c.push_str(&format!(" out on {o}"));
+                    c.extend(["out".into(), "on".into(), o.to_string()]);
                 }
-                c.push_str(&format!(" proto {} from {src}", r.proto));
+                c.extend([
+                    "proto".into(),
+                    r.proto.to_string(),
+                    "from".into(),
+                    src.clone(),
+                ]);
                 if let Some(sp) = r.sport {
-                    if sp.lo == sp.hi {
-                        c.push_str(&format!(" port {}", sp.lo));
-                    } else {
-                        c.push_str(&format!(" port {}:{}", sp.lo, sp.hi));
-                    }
+                    c.extend(["port".into(), range(sp.lo, sp.hi)]);
                 }
-                c.push_str(&format!(" to {to} port {}", ports.join(",")));
-                c.push_str(&format!(" comment {}", crate::name::shell_word(&r.label)));
+                c.extend(["to".into(), to.clone(), "port".into(), ports.join(",")]);
+                c.extend(["comment".into(), r.label.clone()]);
                 out.push(c);
             }
         }
