@@ -212,7 +212,8 @@ enum Command {
         #[arg(long, default_value = "owned", value_parser = iptables_mode())]
         iptables: IptablesMode,
         /// Also write HOST.ufw.sh: ufw commands for hosts whose firewall ufw
-        /// manages (not for hosts with NAT or the conntrack helper).
+        /// manages, and for hosts with NAT or the conntrack helper
+        /// HOST.ufw-before.init, ufw's hook for what it has no command for.
         #[arg(long)]
         ufw: bool,
         /// Also write firewalld's files for every host (HOST.firewalld.sh
@@ -326,12 +327,15 @@ enum Command {
         /// file names (filter, and raw/nat when used) and fills its ipsets;
         /// firewalld loads amwall's services, ipsets and policies into the
         /// running firewalld (reload) and keeps them in its configuration only
-        /// once confirmed, with `table ip amwall_sport` beside.
+        /// once confirmed, with `table ip amwall_sport` beside; ufw runs
+        /// `plan --ufw`'s commands and hook on an active ufw and keeps its
+        /// files (/etc/ufw/user.rules, user6.rules, before.init) only once
+        /// confirmed.
         /// Without it, what manages the host's firewall decides (and is said):
-        /// a running firewalld → firewalld; amwall's earlier rules → the same
-        /// again; other iptables rules (Docker, fail2ban, the admin's) →
-        /// iptables merged; ufw's chains → refused; else nft.
-        #[arg(long, value_parser = PossibleValuesParser::new(["nft", "iptables", "firewalld"]))]
+        /// a running firewalld → firewalld; ufw's chains → ufw; amwall's
+        /// earlier rules → the same again; other iptables rules (Docker,
+        /// fail2ban, the admin's) → iptables merged; else nft.
+        #[arg(long, value_parser = PossibleValuesParser::new(["nft", "iptables", "firewalld", "ufw"]))]
         backend: Option<String>,
         /// firewalld's configuration directory (with --backend firewalld).
         #[arg(
@@ -445,14 +449,13 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             markdown,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-            let mut files = plan.outputs_with(backend, iptables, host.as_deref())?;
+            let want = amwall::summary::Files {
+                ufw,
+                firewalld,
+                ..amwall::summary::Files::new(backend, iptables)
+            };
+            let mut files = plan.outputs_for(want, backend, host.as_deref())?;
             let summary = files.pop().expect("SUMMARY.md is always produced");
-            if ufw {
-                files.extend(plan.ufw_outputs(host.as_deref())?);
-            }
-            if firewalld {
-                files.extend(plan.firewalld_outputs(host.as_deref()));
-            }
             let json = (format == Format::Json).then(|| amwall::export::plan_json_text(&plan));
             if let Some(j) = &json {
                 files.push(("plan.json".into(), format!("{j}\n")));
@@ -607,13 +610,22 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                     let plan = Plan::build(amanda.load(topology.as_ref())?)?;
                     let (backend, mode) = match (backend.as_deref(), iptables) {
                         (Some("firewalld"), _) => (ApplyBackend::Firewalld(firewalld_config), None),
+                        (Some("ufw"), _) => (ApplyBackend::Ufw, None),
                         (Some(b), m) => {
                             (ApplyBackend::Plain(b.parse().expect("a possible value")), m)
                         }
                         (None, Some(m)) => (ApplyBackend::Plain(Backend::Iptables), Some(m)),
                         (None, None) => {
                             use amwall::apply::Choice;
-                            let found = amwall::apply::detect(&state)?;
+                            let declared = plan
+                                .deployment
+                                .host_by_name(&host)
+                                .and_then(|h| plan.deployment.hosts[h].firewall);
+                            let found = amwall::apply::reconcile(
+                                declared,
+                                &host,
+                                amwall::apply::detect(&state)?,
+                            )?;
                             eprintln!(
                                 "note: {}; so: {} (give --backend to choose)",
                                 found.why,
@@ -627,6 +639,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                                 Choice::Firewalld => {
                                     (ApplyBackend::Firewalld(firewalld_config), None)
                                 }
+                                Choice::Ufw => (ApplyBackend::Ufw, None),
                             }
                         }
                     };
@@ -774,6 +787,7 @@ fn wait_apply(state: &amwall::apply::StateDir, limit: Duration, want_rollback: b
 enum ApplyBackend {
     Plain(Backend),
     Firewalld(PathBuf),
+    Ufw,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -805,6 +819,7 @@ fn apply(
             ipset: None,
             merged: vec![],
             firewalld: None,
+            ufw: None,
         },
         ApplyBackend::Plain(Backend::Iptables) => Payload {
             kind: Backend::Iptables,
@@ -819,6 +834,7 @@ fn apply(
                 IptablesMode::Merged => amwall::render::iptables_merged(hp).1,
             },
             firewalld: None,
+            ufw: None,
         },
         ApplyBackend::Firewalld(ref config) => {
             let install = plan.firewalld_install(hp);
@@ -831,6 +847,28 @@ fn apply(
                 firewalld: Some(apply::FirewalldPayload {
                     config: config.clone(),
                     objects: install.objects,
+                }),
+                ufw: None,
+            }
+        }
+        ApplyBackend::Ufw => {
+            use amwall::apply::ufw::{CONFIG, STOCK_HOOK};
+            let stock = std::path::Path::new(STOCK_HOOK);
+            Payload {
+                kind: Backend::Iptables,
+                host: host.into(),
+                rules: String::new(),
+                ipset: None,
+                merged: vec![],
+                firewalld: None,
+                ufw: Some(apply::UfwPayload {
+                    config: CONFIG.into(),
+                    commands: amwall::render::ufw_argv(hp),
+                    hook: plan.ufw_before_init(hp),
+                    stock: stock
+                        .exists()
+                        .then(|| amwall::input::read_text(stock))
+                        .transpose()?,
                 }),
             }
         }
@@ -864,6 +902,7 @@ fn apply(
             ApplyBackend::Plain(Backend::Iptables) => "iptables",
             ApplyBackend::Firewalld(_) =>
                 "firewalld's runtime and table ip amwall_sport; its configuration on confirm",
+            ApplyBackend::Ufw => "ufw's running rules; its files in /etc/ufw on confirm",
         }
     );
     if no_wait {

@@ -12,6 +12,7 @@ use nix::fcntl::RenameFlags;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 
 use crate::diag::{Error, Result};
+use crate::model::Manager;
 use crate::netfilter::Backend;
 use crate::plan::Plan;
 use crate::policy::HostPolicy;
@@ -36,6 +37,19 @@ impl Plan {
         mode: IptablesMode,
         host: Option<&str>,
     ) -> Result<Vec<(String, String)>> {
+        self.outputs_for(crate::summary::Files::new(backend, mode), backend, host)
+    }
+
+    /// Every output file as `plan` writes it: [`Plan::outputs_with`]'s, and
+    /// firewalld's and ufw's when `files` asks for them (SUMMARY.md last).
+    pub fn outputs_for(
+        &self,
+        files: crate::summary::Files,
+        backend: BackendSet,
+        host: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        let want = files;
+        let mode = files.iptables.unwrap_or(IptablesMode::Owned);
         if let Some(h) = host {
             if self.deployment.host_by_name(h).is_none() {
                 return Err(Error::Usage(format!(
@@ -49,9 +63,31 @@ impl Plan {
             .iter()
             .filter(|hp| host.map_or(true, |h| h == self.deployment.hosts[hp.host].name))
             .collect();
+        let mut files = files;
+        let declared = |hp: &HostPolicy| self.deployment.hosts[hp.host].firewall;
+        files.firewalld |= hosts
+            .iter()
+            .any(|hp| declared(hp) == Some(Manager::Firewalld));
+        files.ufw |= hosts.iter().any(|hp| declared(hp) == Some(Manager::Ufw));
         let per_host = |hp: &&HostPolicy| {
             let name = &self.deployment.hosts[hp.host].name;
             let mut out = Vec::new();
+            let (mode, backend) = match declared(hp) {
+                None => (mode, backend),
+                Some(Manager::Amwall) => (IptablesMode::Owned, backend),
+                Some(Manager::Shared) => (IptablesMode::Merged, backend),
+                // Only the manager's own files: an nft table beside firewalld
+                // cannot open what its zones reject, and HOST.rules would
+                // replace ufw's chains.
+                Some(Manager::Firewalld) => {
+                    out.extend(self.firewalld_outputs(Some(name)));
+                    return out;
+                }
+                Some(Manager::Ufw) => {
+                    out.extend(self.ufw_outputs(Some(name)));
+                    return out;
+                }
+            };
             if backend.contains(Backend::Iptables) {
                 if let Some(sets) = self.ipset(hp) {
                     out.push((format!("{name}.ipset"), sets));
@@ -69,13 +105,19 @@ impl Plan {
             if backend.contains(Backend::Nft) {
                 out.push((format!("{name}.nft"), self.nft(hp)));
             }
+            if declared(hp).is_none() {
+                if want.ufw {
+                    out.extend(self.ufw_outputs(Some(name)));
+                }
+                if want.firewalld {
+                    out.extend(self.firewalld_outputs(Some(name)));
+                }
+            }
             out
         };
         // Hosts are independent: render them on every core, the summary alongside.
         let (files, summary) = std::thread::scope(|s| {
-            let summary = s.spawn(|| {
-                crate::summary::summary(self, host, crate::summary::Files::new(backend, mode))
-            });
+            let summary = s.spawn(|| crate::summary::summary(self, host, files));
             let files = par_map(&hosts, per_host);
             (
                 files,
@@ -97,21 +139,25 @@ impl Plan {
 }
 
 impl Plan {
-    /// `HOST.ufw.sh` for every host (or `host`), or the first host ufw
-    /// cannot express (NAT, the conntrack helper), as a usage error.
-    pub fn ufw_outputs(&self, host: Option<&str>) -> Result<Vec<(String, String)>> {
+    /// `HOST.ufw.sh` for every host (or `host`), and `HOST.ufw-before.init`
+    /// for those with NAT or the helper.
+    pub fn ufw_outputs(&self, host: Option<&str>) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for hp in &self.policies {
             let name = &self.deployment.hosts[hp.host].name;
             if host.is_some_and(|h| h != name) {
                 continue;
             }
-            let text = self.ufw_script(hp).map_err(Error::Usage)?;
-            let file = format!("{name}.ufw.sh");
-            assert!(crate::name::is_plain_file_name(&file), "{file:?}");
-            out.push((file, text));
+            let mut push = |file: String, text: String| {
+                assert!(crate::name::is_plain_file_name(&file), "{file:?}");
+                out.push((file, text));
+            };
+            push(format!("{name}.ufw.sh"), self.ufw_script(hp));
+            if let Some(init) = self.ufw_before_init(hp) {
+                push(format!("{name}.ufw-before.init"), init);
+            }
         }
-        Ok(out)
+        out
     }
 }
 

@@ -156,16 +156,12 @@ impl Plan {
         o
     }
 
-    /// `HOST.ufw.sh`: ufw commands for a host whose firewall ufw manages,
-    /// or why ufw cannot express its rules.
-    pub fn ufw_script(&self, hp: &HostPolicy) -> std::result::Result<String, String> {
+    /// `HOST.ufw.sh`: ufw commands for a host whose firewall ufw manages;
+    /// for a host with NAT or the helper it first installs
+    /// `HOST.ufw-before.init` as ufw's before.init, and reloads ufw at the end.
+    pub fn ufw_script(&self, hp: &HostPolicy) -> String {
         use std::fmt::Write;
         let name = &self.deployment.hosts[hp.host].name;
-        if let Some(why) = render::ufw_unsupported(hp) {
-            return Err(format!(
-                "{name}: no ufw output, because {why}; use `--iptables merged` for this host"
-            ));
-        }
         let mut o = String::from("#!/bin/sh\n");
         for h in self.header(
             name,
@@ -174,6 +170,27 @@ impl Plan {
             writeln!(o, "# {}", crate::name::comment(&h.replace("HOST", name))).unwrap();
         }
         o.push_str("set -e\n");
+        let init = render::ufw_before_init(hp).is_some();
+        if init {
+            let file = sh(&format!("{name}.ufw-before.init"));
+            write!(
+                o,
+                "# NAT and the amanda helper: ufw has no command for them, so they go into\n\
+                 # ufw's before.init hook, which ufw runs with start and stop around its rules.\n\
+                 # Replaced only when it is ufw's own file (as the package ships it in\n\
+                 # /usr/share/ufw) or amwall's.\n\
+                 cd \"$(dirname \"$0\")\"\n\
+                 f=/etc/ufw/before.init\n\
+                 if [ -e \"$f\" ] && ! grep -q '{marker}' \"$f\" && ! cmp -s \"$f\" /usr/share/ufw/before.init; then\n\
+                 \x20   echo \"$f is not ufw's own nor amwall's: add what {file} does to it by hand; nothing was changed\" >&2\n\
+                 \x20   exit 1\n\
+                 fi\n\
+                 install -m 0755 {file} \"$f.amwall-new\"\n\
+                 mv -f \"$f.amwall-new\" \"$f\"\n",
+                marker = render::UFW_MARKER,
+            )
+            .unwrap();
+        }
         let cmds = render::ufw_commands(hp);
         if cmds.is_empty() {
             o.push_str(
@@ -183,7 +200,53 @@ impl Plan {
         for c in cmds {
             writeln!(o, "{c}").unwrap();
         }
-        Ok(o)
+        if init {
+            o.push_str("# ufw runs before.init stop, then start: amwall's nat and raw chains are (re)loaded.\nufw reload\n");
+        }
+        o
+    }
+
+    /// `HOST.ufw-before.init`: ufw's before.init hook with amwall's nat and
+    /// raw chains (`render::ufw_before_init`): `start` loads them beside
+    /// ufw's (`--noflush`) and adds each jump once; `stop` takes the jumps
+    /// and chains out again, so ufw's reload and disable leave nothing behind.
+    pub fn ufw_before_init(&self, hp: &HostPolicy) -> Option<String> {
+        use std::fmt::Write;
+        let (_, jumps) = render::ufw_before_init(hp)?;
+        let name = &self.deployment.hosts[hp.host].name;
+        let header = self.header(
+            name,
+            "Install as /etc/ufw/before.init (HOST.ufw.sh does): ufw runs it with start before loading its rules and with stop after removing them.",
+        );
+        let rules = render::ufw_before_init_text(hp, &[])?;
+        let mut o = String::from("#!/bin/sh\n");
+        for h in &header {
+            writeln!(o, "# {}", crate::name::comment(&h.replace("HOST", name))).unwrap();
+        }
+        writeln!(o, "# {}", render::UFW_MARKER).unwrap();
+        o.push_str(
+            "set -e\ncase \"$1\" in\nstart)\n    iptables-restore -w --noflush <<'AMWALL_RULES'\n",
+        );
+        o.push_str(&rules);
+        o.push_str("AMWALL_RULES\n");
+        for c in render::merged_entry_commands(&jumps) {
+            writeln!(o, "    {c}").unwrap();
+        }
+        o.push_str("    ;;\nstop|flush-all)\n");
+        for c in render::merged_exit_commands(&jumps) {
+            writeln!(o, "    {c}").unwrap();
+        }
+        o.push_str("    ;;\nstatus)\n");
+        for j in &jumps {
+            writeln!(
+                o,
+                "    iptables -w -t {} -S {} 2>/dev/null || :",
+                j.table, j.chain
+            )
+            .unwrap();
+        }
+        o.push_str("    ;;\n*)\n    echo \"usage: $0 {start|stop|flush-all|status}\" >&2\n    exit 1\n    ;;\nesac\n");
+        Some(o)
     }
 
     /// The firewalld files of a host: each configuration object as

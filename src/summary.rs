@@ -78,6 +78,9 @@ pub struct Files {
     /// iptables files, and how they meet the host's rules.
     pub iptables: Option<IptablesMode>,
     pub nft: bool,
+    /// `--firewalld`'s and `--ufw`'s files are written too.
+    pub firewalld: bool,
+    pub ufw: bool,
 }
 
 impl Files {
@@ -85,6 +88,8 @@ impl Files {
         Files {
             iptables: backend.contains(Backend::Iptables).then_some(mode),
             nft: backend.contains(Backend::Nft),
+            firewalld: false,
+            ufw: false,
         }
     }
 }
@@ -175,6 +180,45 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
         writeln!(
             o,
             "nft (`HOST.nft`): loading replaces only `table ip amwall`; other tables stay as they are. nftables runs every base chain of a hook, so a packet this table accepts is still dropped by a drop or reject in another table (firewalld's, an admin's `inet filter`), and this table's drop policy drops what another table accepts: on a host where something else manages nftables, that manager must accept Amanda's flows too (`amwall check` on `nft list ruleset` names the rule that blocks).\n"
+        )
+        .unwrap();
+    }
+    let declared: Vec<String> = d
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            let how = match h.firewall? {
+                crate::model::Manager::Amwall => "amwall alone: `HOST.rules` or `HOST.nft`",
+                crate::model::Manager::Shared => {
+                    "shared: iptables merged (`sh HOST.merged.sh`) or `HOST.nft`"
+                }
+                crate::model::Manager::Firewalld => "firewalld: `sh HOST.firewalld.sh` only",
+                crate::model::Manager::Ufw => {
+                    "ufw: `sh HOST.ufw.sh` or `amwall apply --backend ufw` only"
+                }
+            };
+            Some(format!("`{}` ({how})", h.name))
+        })
+        .collect();
+    if !declared.is_empty() {
+        writeln!(
+            o,
+            "Hosts whose firewall manager the topology names (`firewall = ...`) get only the files that load there without removing another manager's rules, whatever the options say: {}. `amwall apply` without `--backend` refuses when the host disagrees.\n",
+            declared.join(", ")
+        )
+        .unwrap();
+    }
+    if files.firewalld {
+        writeln!(
+            o,
+            "firewalld (`sh HOST.firewalld.sh` installs the `HOST.firewalld-*.xml` files, checks them with `firewall-offline-cmd --check-config` and reloads): a service with Amanda's ports (and the `amanda` helper where the plan uses it), ipsets for large groups, and the policies `amwall-input` and `amwall-forward` at priority -1, before the zones, with one rich rule per source and port range, plus port forwards and masquerade on routers; the zones, their services and the admin's rich rules stay. firewalld cannot tie a source port to a destination port, so `HOST.firewalld-sport.nft` (`table ip amwall_sport`) only drops Amanda's ports from the wrong source ports (drops add up across tables); load it at boot beside firewalld. `amwall apply --backend firewalld` loads them runtime first.\n"
+        )
+        .unwrap();
+    }
+    if files.ufw {
+        writeln!(
+            o,
+            "ufw (`sh HOST.ufw.sh` where ufw is enabled): `ufw allow` and `ufw route allow` for each opening, source ports included; ufw's default policies, its other rules and ssh access stay, and a rule ufw has is skipped. ufw has no command for NAT or a conntrack helper: hosts that need them also get `HOST.ufw-before.init`, which the script installs as ufw's before.init hook (only over ufw's own or amwall's) so amwall's nat and raw chains come and go with ufw's rules. `amwall apply --backend ufw` runs the same, and writes ufw's files for good only once confirmed.\n"
         )
         .unwrap();
     }

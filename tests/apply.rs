@@ -501,6 +501,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         ipset: None,
         merged: vec![],
         firewalld: None,
+        ufw: None,
     };
     let opts = amwall::apply::Options {
         timeout: Duration::from_secs(5),
@@ -924,6 +925,22 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn firewall_cmd(&self, a: &[&str]) -> amwall::Result<String> {
             self.0.firewall_cmd(a)
         }
+        fn ufw_files(
+            &self,
+            c: &Path,
+        ) -> amwall::Result<std::collections::BTreeMap<String, amwall::apply::ufw::UfwFile>>
+        {
+            self.0.ufw_files(c)
+        }
+        fn ufw_put(&self, p: &Path, f: Option<&amwall::apply::ufw::UfwFile>) -> amwall::Result<()> {
+            self.0.ufw_put(p, f)
+        }
+        fn ufw(&self, a: &[&str]) -> amwall::Result<String> {
+            self.0.ufw(a)
+        }
+        fn ufw_hook(&self, h: &str, a: &str) -> amwall::Result<()> {
+            self.0.ufw_hook(h, a)
+        }
         fn iptables_save(&self) -> amwall::Result<String> {
             self.0.iptables_save()
         }
@@ -996,6 +1013,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         ipset: None,
         merged: vec![],
         firewalld: None,
+        ufw: None,
     };
     let opts = apply::Options {
         timeout: Duration::from_secs(30),

@@ -28,6 +28,132 @@ fn plan_writes_every_host_and_the_summary() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 9);
 }
 
+/// `--ufw` and `--firewalld` add their files for the host, and SUMMARY.md
+/// says how each loads; without them it says nothing of either.
+#[test]
+fn ufw_and_firewalld_files_are_in_the_summary() {
+    let dir = tmpdir();
+    let out = dir.path().join("o");
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--host",
+        "fwhost",
+        "--ufw",
+        "--firewalld",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for f in [
+        "fwhost.ufw.sh",
+        "fwhost.ufw-before.init",
+        "fwhost.firewalld.sh",
+        "fwhost.firewalld-sport.nft",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    assert!(summary.contains("\nufw (`sh HOST.ufw.sh`"), "{summary}");
+    assert!(
+        summary.contains("\nfirewalld (`sh HOST.firewalld.sh`"),
+        "{summary}"
+    );
+    let plain = dir.path().join("p");
+    let (code, summary, stderr) = amwall(&[
+        "plan",
+        "examples/wiki.toml",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!summary.contains("HOST.ufw.sh") && !summary.contains("HOST.firewalld.sh"));
+}
+
+/// A host's `firewall` in the topology picks its files whatever the
+/// options say: firewalld's or ufw's only, merged for a shared one; an
+/// unknown manager is an error at its line and column.
+#[test]
+fn a_declared_firewall_manager_picks_the_hosts_files() {
+    let dir = tmpdir();
+    let wiki =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/wiki.toml"))
+            .unwrap();
+    let declare = |text: &str, host: &str, m: &str| {
+        text.replace(
+            &format!("name = \"{host}\"\n"),
+            &format!("name = \"{host}\"\nfirewall = \"{m}\"\n"),
+        )
+    };
+    let t = declare(
+        &declare(&declare(&wiki, "fwhost", "ufw"), "lhost", "firewalld"),
+        "rhost",
+        "shared",
+    );
+    assert_ne!(t, wiki);
+    let topo = dir.path().join("t.toml");
+    std::fs::write(&topo, &t).unwrap();
+    let out = dir.path().join("o");
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        topo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let of = |h: &str| -> Vec<&str> {
+        names
+            .iter()
+            .filter(|n| n.starts_with(&format!("{h}.")))
+            .map(String::as_str)
+            .collect()
+    };
+    assert_eq!(of("fwhost"), ["fwhost.ufw-before.init", "fwhost.ufw.sh"]);
+    assert!(
+        of("lhost").iter().all(|n| n.starts_with("lhost.firewalld")),
+        "{names:?}"
+    );
+    assert!(of("lhost").contains(&"lhost.firewalld.sh"), "{names:?}");
+    assert_eq!(
+        of("rhost"),
+        ["rhost.merged.rules", "rhost.merged.sh", "rhost.nft"]
+    );
+    assert_eq!(of("tshost"), ["tshost.nft", "tshost.rules"]);
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    assert!(
+        summary.contains("`fwhost` (ufw: `sh HOST.ufw.sh` or `amwall apply --backend ufw` only)"),
+        "{summary}"
+    );
+
+    let bad = t.replace("firewall = \"shared\"", "firewall = \"iptables\"");
+    std::fs::write(&topo, &bad).unwrap();
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        topo.to_str().unwrap(),
+        "--out",
+        dir.path().join("b").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let line = bad
+        .lines()
+        .position(|l| l.contains("\"iptables\""))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains("unknown firewall manager `iptables`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("t.toml:{line}:")), "{stderr}");
+    assert!(!dir.path().join("b").exists(), "nothing written");
+}
+
 #[test]
 fn backend_and_host_select_files() {
     let dir = tmpdir();

@@ -338,6 +338,29 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     assert!(!passes(850), "negative control: the zone refuses Amanda");
     let before = config_files(conf.path());
 
+    // A topology that says amwall alone runs c1's firewall is refused here.
+    let wrong = work.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        APPLY_TOPOLOGY.replace("name = \"c1\"\n", "name = \"c1\"\nfirewall = \"amwall\"\n"),
+    )
+    .unwrap();
+    let (rc, said) = amwall(&[
+        "apply",
+        wrong.to_str().unwrap(),
+        "--host",
+        "c1",
+        "--no-wait",
+    ]);
+    assert_eq!(rc, 2, "{said}");
+    assert!(
+        said.contains("the topology says `amwall` manages c1's firewall")
+            && said.contains("firewalld is running"),
+        "{said}"
+    );
+    assert_eq!(config_files(conf.path()), before);
+    assert!(!has_policy(false), "{said}");
+
     let (rc, said) = apply(false);
     assert_eq!(rc, 0, "{said}");
     assert!(

@@ -11,41 +11,12 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::Command;
 
 use amwall::check::{self, HostRules, Options, RulesFile};
 use amwall::lab::netns::veth;
+use amwall::lab::ufw::Ufw;
 use amwall::lab::Netns;
 use amwall::Plan;
-
-/// /etc/netns/NAME: the namespace's private /etc/ufw and /etc/default,
-/// removed however the test ends.
-struct Etc(PathBuf);
-
-impl Etc {
-    fn new(ns: &Netns) -> Etc {
-        let dir = PathBuf::from("/etc/netns").join(ns.name());
-        std::fs::create_dir_all(&dir).unwrap();
-        let etc = Etc(dir);
-        for d in ["ufw", "default"] {
-            let ok = Command::new("cp")
-                .args(["-a", &format!("/etc/{d}")])
-                .arg(etc.0.join(d))
-                .status()
-                .expect("cp")
-                .success();
-            assert!(ok, "copying /etc/{d} (is ufw installed?)");
-        }
-        etc
-    }
-}
-
-impl Drop for Etc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// iptables-save without its comment lines and counters, which change as
 /// packets pass.
@@ -63,10 +34,8 @@ fn without_counters(save: &str) -> String {
         .join("\n")
 }
 
-fn ufw(ns: &Netns, args: &[&str]) -> String {
-    let mut argv = vec!["ufw"];
-    argv.extend(args);
-    let o = ns.exec(&argv, None).expect("ufw must be installed");
+fn ufw(u: &Ufw, args: &[&str]) -> String {
+    let o = u.run(args).expect("ufw must be installed");
     assert!(o.ok(), "ufw {args:?}: {}{}", o.stdout, o.stderr);
     o.stdout
 }
@@ -74,7 +43,7 @@ fn ufw(ns: &Netns, args: &[&str]) -> String {
 #[test]
 fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     let plan = Plan::build(common::generated(2)).unwrap();
-    let files = plan.ufw_outputs(Some("c0")).unwrap();
+    let files = plan.ufw_outputs(Some("c0"));
     assert_eq!(files.len(), 1);
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join(&files[0].0);
@@ -83,21 +52,28 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
 
     let srv = Netns::new("amwuS").expect("creating a netns needs root and iproute2");
     let cli = Netns::new("amwuC").unwrap();
-    let _etc = Etc::new(&cli);
     veth(&srv, "eth0", &cli, "eth0").unwrap();
     for a in ["198.51.100.1/24", "198.51.100.9/24"] {
         srv.must(&["ip", "addr", "add", a, "dev", "eth0"]).unwrap();
     }
     cli.must(&["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"])
         .unwrap();
-    ufw(&cli, &["--force", "enable"]);
-    ufw(&cli, &["allow", "22/tcp"]);
-    ufw(&cli, &["insert", "1", "deny", "from", "198.51.100.9"]);
-    let status_before = ufw(&cli, &["status", "numbered"]);
+    let u = Ufw::enable(&cli).expect("ufw must be installed and enable");
+    ufw(&u, &["allow", "22/tcp"]);
+    ufw(&u, &["insert", "1", "deny", "from", "198.51.100.9"]);
+    let status_before = ufw(&u, &["status", "numbered"]);
 
-    // `amwall apply` without --backend finds ufw and refuses, changing nothing.
+    // `amwall apply` without --backend finds ufw, and refuses, changing
+    // nothing, when the topology says another manager runs the host.
     let topo = dir.path().join("t.toml");
-    std::fs::write(&topo, common::generated_toml(2)).unwrap();
+    std::fs::write(
+        &topo,
+        common::generated_toml(2).replace(
+            "name = \"c0\"\n",
+            "name = \"c0\"\nfirewall = \"firewalld\"\n",
+        ),
+    )
+    .unwrap();
     let saved = cli.must(&["iptables-save"]).unwrap().stdout;
     let state = dir.path().join("state");
     let o = cli
@@ -120,7 +96,7 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
         .unwrap();
     assert_eq!(o.status, 2, "{}{}", o.stdout, o.stderr);
     assert!(
-        o.stderr.contains("ufw manages") && o.stderr.contains("HOST.ufw.sh"),
+        o.stderr.contains("ufw manages") && o.stderr.contains("firewall = \"firewalld\""),
         "{}",
         o.stderr
     );
@@ -149,7 +125,7 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
         let o = cli.exec(&["sh", script], None).unwrap();
         assert!(o.ok(), "round {round}: {}{}", o.stdout, o.stderr);
     }
-    let status = ufw(&cli, &["status", "numbered"]);
+    let status = ufw(&u, &["status", "numbered"]);
     for line in status_before.lines().filter(|l| l.starts_with('[')) {
         let rule = line.split_once(']').unwrap().1.trim();
         assert!(status.contains(rule), "lost `{rule}`:\n{status}");
@@ -197,13 +173,207 @@ fn ufw_script_adds_amandas_openings_beside_the_admins_rules() {
     assert!(blocked.is_empty(), "{blocked:?}");
 }
 
-/// A host ufw cannot express is refused with its reason, not half-written.
+/// The router's NAT and the amanda helper through ufw's before.init hook:
+/// installed by HOST.ufw.sh over ufw's own file, loaded with one jump per
+/// chain however often ufw reloads or the script runs, gone with `ufw
+/// disable` and back with `enable`; an admin's own before.init is refused
+/// and left as it is.
 #[test]
-fn ufw_output_refuses_nat_and_the_helper() {
-    let plan = Plan::build(common::example("wiki")).unwrap();
-    let e = plan.ufw_outputs(None).unwrap_err().to_string();
-    assert!(e.contains("fwhost") && e.contains("NAT"), "{e}");
-    let plan = Plan::build(common::example("helper")).unwrap();
-    let e = plan.ufw_outputs(None).unwrap_err().to_string();
-    assert!(e.contains("helper"), "{e}");
+fn ufw_before_init_carries_nat_and_the_helper_through_reloads() {
+    let plan = common::amanda::plan(amwall::amanda::settings::Auth::Bsd, true);
+    let files = plan.ufw_outputs(Some("fwhost"));
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["fwhost.ufw.sh", "fwhost.ufw-before.init"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (n, t) in &files {
+        std::fs::write(dir.path().join(n), t).unwrap();
+    }
+    let script = dir.path().join("fwhost.ufw.sh");
+    let script = script.to_str().unwrap();
+    let ns = Netns::new("amwuR").expect("creating a netns needs root and iproute2");
+    let u = Ufw::enable(&ns).expect("ufw must be installed and enable");
+    let run = || ns.exec(&["sh", script], None).unwrap();
+    // Each jump once, and amwall's chains holding what ufw cannot say.
+    let once = |when: &str| {
+        let save = ns.must(&["iptables-save"]).unwrap().stdout;
+        for (table, from, chain) in [
+            ("raw", "PREROUTING", "AMWALL-PREROUTING"),
+            ("nat", "PREROUTING", "AMWALL-PREROUTING"),
+            ("nat", "POSTROUTING", "AMWALL-POSTROUTING"),
+        ] {
+            let t = ns.must(&["iptables-save", "-t", table]).unwrap().stdout;
+            let jump = format!("-A {from} -j {chain}");
+            assert_eq!(
+                t.lines().filter(|l| *l == jump).count(),
+                1,
+                "{when}: {table} {jump}\n{save}"
+            );
+        }
+        for what in [
+            "--helper amanda",
+            "-j DNAT --to-destination 192.0.2.",
+            "-j MASQUERADE",
+        ] {
+            assert!(save.contains(what), "{when}: {what}\n{save}");
+        }
+        save
+    };
+    let o = run();
+    assert!(o.ok(), "{}{}", o.stdout, o.stderr);
+    let hook = std::fs::read_to_string(u.config().join("before.init")).unwrap();
+    assert!(hook.contains(amwall::render::UFW_MARKER), "{hook}");
+    once("installed");
+    let status = ufw(&u, &["status"]);
+    ufw(&u, &["reload"]);
+    ufw(&u, &["reload"]);
+    once("after two reloads");
+    let o = run();
+    assert!(o.ok(), "again: {}{}", o.stdout, o.stderr);
+    once("the script again");
+    assert_eq!(ufw(&u, &["status"]), status, "no rule twice");
+    ufw(&u, &["disable"]);
+    let save = ns.must(&["iptables-save"]).unwrap().stdout;
+    assert!(
+        !save.contains("AMWALL-"),
+        "disable leaves nothing of amwall's: {save}"
+    );
+    ufw(&u, &["--force", "enable"]);
+    once("enabled again");
+
+    // An admin's own hook is not replaced.
+    let admin = "#!/bin/sh\n# the admin's\nexit 0\n";
+    std::fs::write(u.config().join("before.init"), admin).unwrap();
+    let o = run();
+    assert!(!o.ok(), "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.contains("is not ufw's own nor amwall's"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(u.config().join("before.init")).unwrap(),
+        admin
+    );
+}
+
+/// ufw's files apply changes, as text and mode.
+fn ufw_files(u: &Ufw) -> Vec<(String, String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    amwall::apply::ufw::FILES
+        .iter()
+        .filter_map(|n| {
+            let p = u.config().join(n);
+            let mode = std::fs::metadata(&p).ok()?.permissions().mode() & 0o7777;
+            Some((n.to_string(), std::fs::read_to_string(&p).unwrap(), mode))
+        })
+        .collect()
+}
+
+/// `apply` on a host ufw manages (found without --backend): the router's
+/// openings go into ufw's chains and its NAT into amwall's hook at once,
+/// while /etc/ufw keeps the previous files until the admin confirms; a
+/// rollback brings back the chains and files exactly, also over an earlier
+/// confirmed apply; and what was confirmed is what ufw loads on its own.
+#[test]
+fn apply_through_ufw_changes_its_files_only_on_confirm() {
+    let topo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(common::amanda::FIXTURE);
+    let ns = Netns::new("amwuA").expect("creating a netns needs root and iproute2");
+    let u = Ufw::enable(&ns).expect("ufw must be installed and enable");
+    ufw(&u, &["allow", "22/tcp"]);
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let amwall = |args: &[&str]| {
+        let mut argv = vec!["env", "-u", "SSH_CONNECTION", env!("CARGO_BIN_EXE_amwall")];
+        argv.extend(args);
+        argv.extend(["--state-dir", state.to_str().unwrap()]);
+        let o = u.exec(&argv).unwrap();
+        (o.status, format!("{}{}", o.stdout, o.stderr))
+    };
+    let apply = || {
+        amwall(&[
+            "apply",
+            topo.to_str().unwrap(),
+            "--host",
+            "fwhost",
+            "--timeout",
+            "120",
+            "--no-wait",
+        ])
+    };
+    // A table amwall's hook used stays in the kernel, empty, once its
+    // chains are gone: the same to every packet as no table.
+    let live = || {
+        let save = without_counters(&ns.must(&["iptables-save"]).unwrap().stdout);
+        let mut out = Vec::new();
+        for block in save.split_inclusive("COMMIT") {
+            let empty = block.lines().all(|l| {
+                let l = l.trim();
+                l.is_empty() || l.starts_with('*') || l == "COMMIT" || l.ends_with(" ACCEPT")
+            });
+            if !empty {
+                out.push(block.trim().to_string());
+            }
+        }
+        out.join("\n")
+    };
+    let opens = |save: &str| {
+        save.lines()
+            .any(|l| l.starts_with("-A ufw-user-input") && l.contains("--dports 10080"))
+            && save.contains("-j MASQUERADE")
+    };
+    let files0 = ufw_files(&u);
+    let live0 = live();
+    assert!(!opens(&live0), "negative control:\n{live0}");
+
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    assert!(
+        said.contains("ufw manages") && said.contains("so: --backend ufw"),
+        "{said}"
+    );
+    let loaded = live();
+    assert!(opens(&loaded), "{loaded}");
+    assert_eq!(
+        loaded
+            .matches("-A POSTROUTING -j AMWALL-POSTROUTING")
+            .count(),
+        1,
+        "{loaded}"
+    );
+    assert_eq!(ufw_files(&u), files0, "the files wait for the confirmation");
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert_eq!(live(), live0, "the chains as before");
+    assert_eq!(ufw_files(&u), files0);
+
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    let loaded = live();
+    let (rc, said) = amwall(&["apply", "--confirm"]);
+    assert_eq!(rc, 0, "{said}");
+    let kept = ufw_files(&u);
+    let hook = kept.iter().find(|(n, _, _)| n == "before.init").unwrap();
+    assert!(
+        hook.1.contains(amwall::render::UFW_MARKER) && hook.2 == 0o755,
+        "{hook:?}"
+    );
+    let rules = &kept.iter().find(|(n, _, _)| n == "user.rules").unwrap().1;
+    assert!(rules.contains("10080"), "{rules}");
+    assert_eq!(live(), loaded, "confirming changes no chain");
+    ufw(&u, &["reload"]);
+    assert_eq!(
+        live(),
+        loaded,
+        "what ufw loads from its files is what was applied"
+    );
+
+    // Applied again over the confirmed one: nothing twice, and a rollback
+    // leaves the confirmed state, hook chains included.
+    let (rc, said) = apply();
+    assert_eq!(rc, 0, "{said}");
+    assert_eq!(live(), loaded, "the same rules, none twice");
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert_eq!(live(), loaded);
+    assert_eq!(ufw_files(&u), kept);
 }

@@ -6,7 +6,7 @@
 //!
 //! The order is the order of certainty: a running firewalld owns the host
 //! whatever else is loaded; ufw's chains mean ufw does; amwall's own earlier
-//! rules say what the admin chose before; other iptables rules (Docker,
+//! rules (iptables or nft) say what the admin chose before; other iptables rules (Docker,
 //! fail2ban, a hand-written rules.v4) call for merged mode; nft tables of
 //! others sit beside amwall's own table, and the live check after the load
 //! judges whether they let Amanda through.
@@ -15,6 +15,7 @@ use super::restore::{foreign_rules, without_iptables_tables};
 use super::System;
 use crate::check::manager;
 use crate::diag::{Error, Result};
+use crate::model::Manager;
 use crate::render::IptablesMode;
 
 /// The backend `apply` picked.
@@ -23,6 +24,7 @@ pub enum Choice {
     Nft,
     Iptables(IptablesMode),
     Firewalld,
+    Ufw,
 }
 
 impl Choice {
@@ -33,6 +35,7 @@ impl Choice {
             Choice::Iptables(IptablesMode::Owned) => "--backend iptables --iptables owned",
             Choice::Iptables(IptablesMode::Merged) => "--backend iptables --iptables merged",
             Choice::Firewalld => "--backend firewalld",
+            Choice::Ufw => "--backend ufw",
         }
     }
 }
@@ -47,8 +50,7 @@ pub struct Detected {
 /// Nft tables amwall writes (the second in firewalld mode).
 const OUR_TABLES: [&str; 2] = ["ip amwall", "ip amwall_sport"];
 
-/// Look at the live firewall and pick; a host ufw manages is refused
-/// (exit 2), since amwall cannot yet load ufw's own configuration.
+/// Look at the live firewall and pick.
 pub fn detect(sys: &dyn System) -> Result<Detected> {
     let firewalld = sys
         .firewall_cmd(&["--state"])
@@ -74,14 +76,15 @@ pub fn detect(sys: &dyn System) -> Result<Detected> {
         .filter(|c| c.starts_with("ufw-") || c.starts_with("ufw6-"))
         .collect();
     if !ufw.is_empty() {
-        return Err(Error::Usage(format!(
-            "ufw manages this host's firewall (its chains {}{}); nothing was loaded. \
-             Load `amwall plan --ufw`'s HOST.ufw.sh with ufw itself, or give \
-             `--backend iptables --iptables merged` to load amwall's chains beside ufw's \
-             (ufw's next reload or a reboot does not keep them)",
-            ufw.iter().take(3).copied().collect::<Vec<_>>().join(", "),
-            if ufw.len() > 3 { ", ..." } else { "" }
-        )));
+        return Ok(Detected {
+            choice: Choice::Ufw,
+            why: format!(
+                "ufw manages this host's firewall (its chains {}{}): amwall's openings go in \
+                 as ufw rules, NAT and the amanda helper as ufw's before.init hook",
+                ufw.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if ufw.len() > 3 { ", ..." } else { "" }
+            ),
+        });
     }
     if chains.iter().any(|c| c.starts_with("AMWALL-")) {
         return Ok(Detected {
@@ -108,6 +111,36 @@ pub fn detect(sys: &dyn System) -> Result<Detected> {
             ),
         });
     }
+    let nft = sys.nft_ruleset()?;
+    let ours = nft
+        .lines()
+        .any(|l| l.split_whitespace().take(3).eq(["table", "ip", "amwall"]));
+    let listed = if save.is_some() {
+        without_iptables_tables(&nft)
+    } else {
+        nft
+    };
+    let others: Vec<String> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("table "))
+        .map(|t| t.split(" {").next().unwrap_or(t).trim().to_string())
+        .filter(|t| !OUR_TABLES.contains(&t.as_str()))
+        .collect();
+    let beside = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; nft tables of others ({}) stay beside amwall's own table: a drop in any of \
+             them still wins, and the check after loading names any that blocks Amanda",
+            others.join(", ")
+        )
+    };
+    if ours {
+        return Ok(Detected {
+            choice: Choice::Nft,
+            why: format!("amwall's nft table is loaded: it is replaced as before{beside}"),
+        });
+    }
     if !foreign.is_empty() {
         return Ok(Detected {
             choice: Choice::Iptables(IptablesMode::Merged),
@@ -119,30 +152,13 @@ pub fn detect(sys: &dyn System) -> Result<Detected> {
             ),
         });
     }
-    let nft = sys.nft_ruleset()?;
-    let nft = if save.is_some() {
-        without_iptables_tables(&nft)
-    } else {
-        nft
-    };
-    let others: Vec<String> = nft
-        .lines()
-        .filter_map(|l| l.strip_prefix("table "))
-        .map(|t| t.trim_end_matches(['{', ' ']).to_string())
-        .filter(|t| !OUR_TABLES.contains(&t.as_str()))
-        .collect();
-    let why = if others.is_empty() {
-        "no other firewall found: amwall's own nft table".to_string()
-    } else {
-        format!(
-            "nft tables of others ({}) stay beside amwall's own table; a drop in any of \
-             them still wins, and the check after loading names any that blocks Amanda",
-            others.join(", ")
-        )
-    };
     Ok(Detected {
         choice: Choice::Nft,
-        why,
+        why: if others.is_empty() {
+            "no other firewall found: amwall's own nft table".to_string()
+        } else {
+            format!("no iptables rules of others{beside}")
+        },
     })
 }
 
@@ -173,4 +189,88 @@ fn owners(foreign: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// What the topology says of the host (`firewall = ...`) against what was
+/// found: a disagreement means the plan's files were chosen for another
+/// host than this one, and loading is refused (exit 2) before anything
+/// changes.
+pub fn reconcile(declared: Option<Manager>, host: &str, found: Detected) -> Result<Detected> {
+    use Choice::*;
+    let Some(m) = declared else {
+        return Ok(found);
+    };
+    let agrees = match (m, found.choice) {
+        (Manager::Firewalld, Firewalld) => Some(found.choice),
+        (Manager::Ufw, Ufw) => Some(found.choice),
+        (Manager::Amwall, Nft | Iptables(IptablesMode::Owned)) => Some(found.choice),
+        (Manager::Shared, Nft) => Some(Nft),
+        (Manager::Shared, Iptables(_)) => Some(Iptables(IptablesMode::Merged)),
+        _ => None,
+    };
+    match agrees {
+        Some(choice) => Ok(Detected {
+            choice,
+            why: format!(
+                "{} (the topology says: firewall = \"{}\")",
+                found.why,
+                m.name()
+            ),
+        }),
+        None => Err(Error::Usage(format!(
+            "the topology says `{}` manages {host}'s firewall (firewall = \"{}\"), but here: {}; \
+             nothing was loaded: correct the topology's `firewall`, or give --backend",
+            m.name(),
+            m.name(),
+            found.why
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(choice: Choice) -> Detected {
+        Detected {
+            choice,
+            why: "found".into(),
+        }
+    }
+
+    #[test]
+    fn the_topologys_manager_must_match_the_host() {
+        let ok = |m, c| reconcile(Some(m), "h", found(c)).map(|d| d.choice);
+        assert_eq!(
+            ok(Manager::Firewalld, Choice::Firewalld).unwrap(),
+            Choice::Firewalld
+        );
+        assert_eq!(ok(Manager::Amwall, Choice::Nft).unwrap(), Choice::Nft);
+        assert_eq!(ok(Manager::Ufw, Choice::Ufw).unwrap(), Choice::Ufw);
+        // Shared always means merged, even over amwall's earlier owned rules.
+        assert_eq!(
+            ok(Manager::Shared, Choice::Iptables(IptablesMode::Owned)).unwrap(),
+            Choice::Iptables(IptablesMode::Merged)
+        );
+        for (m, c) in [
+            (Manager::Firewalld, Choice::Nft),
+            (Manager::Amwall, Choice::Firewalld),
+            (Manager::Amwall, Choice::Iptables(IptablesMode::Merged)),
+            (Manager::Shared, Choice::Firewalld),
+            (Manager::Ufw, Choice::Nft),
+            (Manager::Amwall, Choice::Ufw),
+        ] {
+            let e = ok(m, c).unwrap_err();
+            assert!(matches!(e, Error::Usage(_)), "{e}");
+            let e = e.to_string();
+            assert!(
+                e.contains(&format!("firewall = \"{}\"", m.name())) && e.contains("here: found"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            reconcile(None, "h", found(Choice::Nft)).unwrap().choice,
+            Choice::Nft
+        );
+    }
 }

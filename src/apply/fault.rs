@@ -54,6 +54,21 @@ pub(crate) struct Kernel {
     pub sport: Option<String>,
     /// A running firewalld, when there is one.
     pub fw: Option<Fw>,
+    /// ufw, when it manages the host.
+    pub ufw: Option<UfwSim>,
+}
+
+/// ufw as apply sees it: its files in /etc/ufw and what its chains hold.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub(crate) struct UfwSim {
+    pub active: bool,
+    pub disk: BTreeMap<String, super::ufw::UfwFile>,
+    /// The rules in ufw's chains: user.rules as last loaded, plus what a
+    /// command added live.
+    pub running: String,
+    /// The hook whose `start` loaded amwall's nat and raw chains, while
+    /// they are loaded.
+    pub chains: Option<String>,
 }
 
 /// firewalld as apply sees it: its configuration directory (/etc/firewalld
@@ -77,6 +92,9 @@ impl Kernel {
         let mut k = self.clone();
         if let Some(fw) = k.fw.as_mut() {
             fw.permanent.clear();
+        }
+        if let Some(u) = k.ufw.as_mut() {
+            u.disk.clear();
         }
         k
     }
@@ -384,6 +402,96 @@ impl System for Faulty {
             Ok(())
         })
     }
+    fn ufw_files(&self, config: &std::path::Path) -> Result<BTreeMap<String, super::ufw::UfwFile>> {
+        self.step(Op::Save, "ufw's files", |w| {
+            assert_eq!(config, std::path::Path::new(super::ufw::CONFIG));
+            Ok(w.kernel
+                .ufw
+                .as_ref()
+                .map(|u| u.disk.clone())
+                .unwrap_or_default())
+        })
+    }
+    fn ufw_put(&self, path: &std::path::Path, file: Option<&super::ufw::UfwFile>) -> Result<()> {
+        self.step(Op::Config, "a ufw file", |w| {
+            let name = path
+                .strip_prefix(super::ufw::CONFIG)
+                .expect("under ufw's directory")
+                .to_str()
+                .unwrap()
+                .to_string();
+            let u = w.kernel.ufw.as_mut().ok_or_else(|| err("no ufw".into()))?;
+            match file {
+                Some(f) => u.disk.insert(name, f.clone()),
+                None => u.disk.remove(&name),
+            };
+            Ok(())
+        })
+    }
+    /// `status`; `reload` (the hook on disk: stop, then start, when it is
+    /// amwall's and executable; the chains from user.rules); any other
+    /// command adds its words as a line to user.rules and the chains unless
+    /// user.rules has it (ufw's "Skipping adding existing rule").
+    fn ufw(&self, args: &[&str]) -> Result<String> {
+        let op = if args == ["status"] {
+            Op::Save
+        } else {
+            Op::Load
+        };
+        self.step(op, "ufw", |w| {
+            let u = w
+                .kernel
+                .ufw
+                .as_mut()
+                .ok_or_else(|| err("ufw: command not found".into()))?;
+            match args {
+                ["status"] => Ok(format!(
+                    "Status: {}\n",
+                    if u.active { "active" } else { "inactive" }
+                )),
+                _ if !u.active => Ok("Firewall not enabled (skipping reload)\n".into()),
+                ["reload"] => {
+                    let hook = u.disk.get("before.init").filter(|f| {
+                        f.mode & 0o111 != 0 && f.text.contains(crate::render::UFW_MARKER)
+                    });
+                    if hook.is_some() {
+                        u.chains = None;
+                    }
+                    u.chains = hook.map(|f| f.text.clone()).or(u.chains.take());
+                    u.running = u
+                        .disk
+                        .get("user.rules")
+                        .map(|f| f.text.clone())
+                        .unwrap_or_default();
+                    Ok("Firewall reloaded\n".into())
+                }
+                _ => {
+                    let line = format!("{}\n", args.join(" "));
+                    let f = u
+                        .disk
+                        .entry("user.rules".into())
+                        .or_insert(super::ufw::UfwFile {
+                            text: String::new(),
+                            mode: 0o640,
+                        });
+                    if !f.text.contains(&line) {
+                        f.text.push_str(&line);
+                        u.running.push_str(&line);
+                    }
+                    Ok("Rule added\n".into())
+                }
+            }
+        })
+    }
+    fn ufw_hook(&self, hook: &str, arg: &str) -> Result<()> {
+        self.step(Op::Load, "before.init", |w| {
+            let u = w.kernel.ufw.as_mut().ok_or_else(|| err("no ufw".into()))?;
+            if arg == "stop" && hook.contains(crate::render::UFW_MARKER) {
+                u.chains = None;
+            }
+            Ok(())
+        })
+    }
     fn fw_check(&self, _: &std::path::Path) -> Result<()> {
         self.step(Op::DryRun, "firewall-offline-cmd --check-config", |w| {
             let fw = w
@@ -584,6 +692,7 @@ fn iptables_payload() -> Payload {
         )),
         merged: vec![],
         firewalld: None,
+        ufw: None,
     }
 }
 
@@ -611,6 +720,7 @@ fn nft_payload() -> Payload {
         ipset: None,
         merged: vec![],
         firewalld: None,
+        ufw: None,
     }
 }
 
@@ -667,6 +777,63 @@ fn firewalld_payload() -> Payload {
                 ),
             ],
         }),
+        ufw: None,
+    }
+}
+
+const UFW_STOCK: &str = "# ufw's own before.init\n";
+
+/// A host ufw manages: the admin's ssh rule, ufw's own hook, or amwall's
+/// from an earlier apply with its chains loaded.
+fn before_ufw(earlier_hook: bool) -> Kernel {
+    use super::ufw::UfwFile;
+    let file = |t: &str, mode| UfwFile {
+        text: t.into(),
+        mode,
+    };
+    let rules = "### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n";
+    let hook = if earlier_hook {
+        file(&format!("# {}\nold\n", crate::render::UFW_MARKER), 0o755)
+    } else {
+        file(UFW_STOCK, 0o640)
+    };
+    let mut u = UfwSim {
+        active: true,
+        running: rules.into(),
+        chains: earlier_hook.then(|| hook.text.clone()),
+        ..UfwSim::default()
+    };
+    u.disk.insert("user.rules".into(), file(rules, 0o640));
+    u.disk.insert("user6.rules".into(), file("### v6\n", 0o640));
+    u.disk.insert("before.init".into(), hook);
+    Kernel {
+        ufw: Some(u),
+        ..before(false)
+    }
+}
+
+fn ufw_payload() -> Payload {
+    Payload {
+        kind: Backend::Iptables,
+        host: "fwhost".into(),
+        rules: String::new(),
+        ipset: None,
+        merged: vec![],
+        firewalld: None,
+        ufw: Some(super::ufw::UfwPayload {
+            config: super::ufw::CONFIG.into(),
+            commands: ["192.0.2.10", "192.0.2.12"]
+                .iter()
+                .map(|src| {
+                    format!("allow proto tcp from {src} to any port 10080 comment amanda")
+                        .split(' ')
+                        .map(str::to_string)
+                        .collect()
+                })
+                .collect(),
+            hook: Some(format!("# {}\nnew\n", crate::render::UFW_MARKER)),
+            stock: Some(UFW_STOCK.into()),
+        }),
     }
 }
 
@@ -700,6 +867,8 @@ fn cases() -> Vec<(&'static str, Kernel, Payload)> {
         ),
         ("iptables merged, new set", before(false), merged_payload()),
         ("firewalld", before_firewalld(), firewalld_payload()),
+        ("ufw", before_ufw(false), ufw_payload()),
+        ("ufw, earlier hook", before_ufw(true), ufw_payload()),
     ]
 }
 
@@ -943,6 +1112,11 @@ fn confirm_and_rollback_work_without_the_watchdog() {
         if let Some(fw) = d.kernel().fw {
             assert_eq!(fw.permanent, fw.runtime, "{name}");
         }
+        // ufw: the files are the applied ones only now.
+        if let Some(u) = d.kernel().ufw {
+            assert_eq!(u.disk["user.rules"].text, u.running, "{name}");
+            assert!(u.disk["before.init"].text.contains("new"), "{name}");
+        }
         let kept = d.kernel();
         d.advance(120);
         assert!(request_with(&d, false).is_err(), "{name}");
@@ -1167,7 +1341,14 @@ fn detection_follows_the_manager_in_place() {
     assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
     assert!(why.contains("Docker") && why.contains("fail2ban"), "{why}");
 
+    // amwall's earlier nft table wins over the host's own iptables rule...
     let (c, why) = pick(before(false)).unwrap();
+    assert_eq!(c, Choice::Nft, "{why}");
+    assert!(why.contains("amwall's nft table"), "{why}");
+    // ...which alone calls for merged mode.
+    let mut own = before(false);
+    own.nft = None;
+    let (c, why) = pick(own).unwrap();
     assert_eq!(c, Choice::Iptables(IptablesMode::Merged), "{why}");
     assert!(why.contains("the host's own rules"), "{why}");
 
@@ -1216,11 +1397,87 @@ fn detection_follows_the_manager_in_place() {
          -A INPUT -j ufw-before-input\nCOMMIT\n"
             .into(),
     );
-    let e = pick(ufw).unwrap_err();
-    assert!(matches!(e, Error::Usage(_)), "{e}");
-    let e = e.to_string();
+    let (c, why) = pick(ufw).unwrap();
+    assert_eq!(c, Choice::Ufw);
     assert!(
-        e.contains("ufw manages") && e.contains("HOST.ufw.sh"),
+        why.contains("ufw manages") && why.contains("ufw-before-input"),
+        "{why}"
+    );
+}
+
+/// ufw: the chains get amwall's rules at once, the files only on confirm;
+/// a ufw command the admin runs meanwhile survives the confirmation.
+#[test]
+fn ufw_files_change_only_on_confirm_and_keep_the_admins_change() {
+    let k = before_ufw(false);
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &ufw_payload(), &opts()).unwrap();
+    let u = d.kernel().ufw.unwrap();
+    assert_eq!(
+        u.disk,
+        k.ufw.as_ref().unwrap().disk,
+        "the files are the previous ones"
+    );
+    assert!(u.running.contains("from 192.0.2.12"), "{}", u.running);
+    assert!(
+        u.chains.as_ref().is_some_and(|c| c.contains("new")),
+        "the hook's start ran"
+    );
+    d.kill_watchdog();
+    request_with(&d, true).unwrap();
+    let u = d.kernel().ufw.unwrap();
+    assert_eq!(u.disk["user.rules"].text, u.running);
+    assert_eq!(u.disk["before.init"].mode, 0o755);
+
+    // Applied again, the admin adds a rule while it waits.
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &ufw_payload(), &opts()).unwrap();
+    d.ufw(&["allow", "from", "198.51.100.7"]).unwrap();
+    d.kill_watchdog();
+    request_with(&d, true).unwrap();
+    let u = d.kernel().ufw.unwrap();
+    assert!(
+        u.disk["user.rules"]
+            .text
+            .contains("allow from 198.51.100.7"),
+        "{u:?}"
+    );
+    assert!(
+        u.disk["user.rules"].text.contains("from 192.0.2.10"),
+        "{u:?}"
+    );
+    assert_eq!(u.disk["user.rules"].text, u.running, "reloaded");
+    assert!(d
+        .read(LOG)
+        .unwrap()
+        .contains("changed while the apply waited"));
+
+    // ufw not active, or an admin's own hook: refused, nothing changed.
+    let mut off = before_ufw(false);
+    off.ufw.as_mut().unwrap().active = false;
+    let d = Faulty::new(off.clone());
+    let e = apply_with(&d, &ufw_payload(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ufw is not active"), "{e}");
+    assert_eq!(d.kernel(), off);
+    let mut theirs = before_ufw(false);
+    theirs
+        .ufw
+        .as_mut()
+        .unwrap()
+        .disk
+        .get_mut("before.init")
+        .unwrap()
+        .text = "#!/bin/sh\n# the admin's\n".into();
+    let d = Faulty::new(theirs.clone());
+    let e = apply_with(&d, &ufw_payload(), &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nor amwall's") && e.contains("nothing was loaded"),
         "{e}"
     );
+    assert_eq!(d.kernel(), theirs);
+    assert_eq!(d.count(Op::Load), 0);
 }

@@ -48,6 +48,7 @@ mod detect;
 mod firewalld;
 mod restore;
 pub mod system;
+pub mod ufw;
 
 #[cfg(test)]
 mod fault;
@@ -62,13 +63,14 @@ use crate::diag::{Error, Result};
 use crate::netfilter::{Backend, Jump};
 use crate::plan::Plan;
 use crate::sim::{self, Verdict};
-pub use detect::{Choice, Detected};
+pub use detect::{reconcile, Choice, Detected};
 pub use firewalld::{FirewalldPayload, FirewalldPending};
 use restore::{
     ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
 };
 use system::tool;
 pub use system::{Real, System};
+pub use ufw::{UfwPayload, UfwPending};
 
 /// Where pending applies live unless `--state-dir` says otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/amwall/apply";
@@ -87,6 +89,9 @@ pub struct Payload {
     /// firewalld: its objects; `kind` is then nft and `rules` the
     /// source-port table (empty: none, and an old one is removed).
     pub firewalld: Option<FirewalldPayload>,
+    /// ufw: its commands and hook; `kind` is then iptables (what the
+    /// admin's login is judged by) and `rules` empty.
+    pub ufw: Option<UfwPayload>,
 }
 
 /// The state directory's record of an apply waiting for confirmation.
@@ -118,6 +123,9 @@ pub struct Pending {
     /// of the source-port table.
     #[serde(default)]
     pub firewalld: Option<FirewalldPending>,
+    /// ufw: its files before, and what the load runs.
+    #[serde(default)]
+    pub ufw: Option<UfwPending>,
 }
 
 impl Pending {
@@ -434,6 +442,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     // 5. Load: nft -f is one transaction; ipsets first (the rules name them),
     //    then iptables-restore.
     let loaded = match p.kind {
+        _ if pend.ufw.is_some() => ufw::load(sys, pend.ufw.as_ref().expect("checked")),
         Backend::Nft if pend.firewalld.is_some() => (|| {
             firewalld::load(sys, pend.firewalld.as_ref().expect("checked"))?;
             if p.rules.trim().is_empty() {
@@ -481,6 +490,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
 fn refuse_foreign(sys: &dyn System, p: &Payload, o: &Options) -> Result<()> {
     if let Some(fp) = &p.firewalld {
         firewalld::refuse(sys, fp, &p.host, o.force)?;
+    }
+    if let Some(up) = &p.ufw {
+        return ufw::refuse(sys, up, &p.host);
     }
     if p.kind == Backend::Iptables && p.merged.is_empty() && !o.replace_foreign {
         let found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
@@ -585,6 +597,7 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         merged: p.merged.clone(),
         boot_id: sys.boot_id(),
         firewalld: None,
+        ufw: None,
         id: format!(
             "{}-{}",
             std::process::id(),
@@ -594,6 +607,9 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         ),
     };
     match p.kind {
+        _ if p.ufw.is_some() => {
+            pend.ufw = Some(ufw::snapshot(sys, p.ufw.as_ref().expect("checked"))?);
+        }
         Backend::Nft => {
             if let Some(fp) = &p.firewalld {
                 pend.firewalld = Some(firewalld::snapshot(sys, fp)?);
@@ -633,9 +649,13 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
 fn abort(sys: &dyn System, pend: &Pending, what: &str, why: String) -> Error {
     let rb = rollback(sys, pend);
     let (outcome, back) = match &rb {
-        Ok(()) => (
+        Ok(None) => (
             Outcome::RolledBack,
             "the previous rules are back".to_string(),
+        ),
+        Ok(Some(n)) => (
+            Outcome::RolledBack,
+            format!("the previous rules are back ({n})"),
         ),
         Err(r) => (Outcome::RollbackFailed, format!("ROLLBACK FAILED: {r}")),
     };
@@ -645,8 +665,11 @@ fn abort(sys: &dyn System, pend: &Pending, what: &str, why: String) -> Error {
 
 /// Put back what `pend` replaced. Safe to run twice (a rollback interrupted
 /// by a crash is simply done again): every step sets a state, none toggles.
-fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
+fn rollback(sys: &dyn System, pend: &Pending) -> Result<Option<String>> {
     let gone = |f: &str| failed(format!("the snapshot {}/{f} is missing", sys.place()));
+    if let Some(up) = &pend.ufw {
+        return ufw::rollback(sys, up);
+    }
     match pend.kind {
         Backend::Nft => {
             if let Some(fp) = &pend.firewalld {
@@ -689,7 +712,7 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Record how the pending apply ended. Best effort on a full disk: the
@@ -720,20 +743,35 @@ fn settle(sys: &dyn System, force: Option<Outcome>) -> Option<Outcome> {
     };
     // firewalld's confirmation writes the permanent files; should that
     // fail, the old ones stay, and the runtime goes back to them too.
-    let kept = match (confirm, &pend.firewalld) {
-        (true, Some(fp)) => firewalld::keep(sys, fp).map_err(|e| e.to_string()),
-        _ => Ok(()),
+    // ufw's the same; a change made to them meanwhile is kept.
+    let kept = match (confirm, &pend.firewalld, &pend.ufw) {
+        (true, Some(fp), _) => firewalld::keep(sys, fp)
+            .map(|_| None)
+            .map_err(|e| format!("keeping firewalld's files failed ({e}), so ")),
+        (true, _, Some(up)) => {
+            ufw::keep(sys, up).map_err(|e| format!("keeping ufw's files failed ({e}), so "))
+        }
+        _ => Ok(None),
     };
-    if confirm && kept.is_ok() {
-        finish(sys, Outcome::Confirmed, "confirmed\n");
-        return Some(Outcome::Confirmed);
+    if confirm {
+        if let Ok(note) = &kept {
+            let log = match note {
+                Some(n) => format!("confirmed; {n}\n"),
+                None => "confirmed\n".into(),
+            };
+            finish(sys, Outcome::Confirmed, &log);
+            return Some(Outcome::Confirmed);
+        }
     }
-    let why = kept.err().map_or(String::new(), |e| {
-        format!("keeping firewalld's files failed ({e}), so ")
-    });
+    let why = kept.err().unwrap_or_default();
     let o = match rollback(sys, &pend) {
-        Ok(()) => {
-            finish(sys, Outcome::RolledBack, &format!("{why}rolled back\n"));
+        Ok(note) => {
+            let note = note.map_or(String::new(), |n| format!(" ({n})"));
+            finish(
+                sys,
+                Outcome::RolledBack,
+                &format!("{why}rolled back{note}\n"),
+            );
             Outcome::RolledBack
         }
         Err(e) => {

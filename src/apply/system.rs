@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::libc;
 
+use super::ufw::UfwFile;
 use super::{admin_verdict, failed, AdminConn, Backend};
 use crate::diag::{Error, Result};
 use crate::sim::Verdict;
@@ -54,6 +55,15 @@ pub trait System {
     fn fw_check(&self, config: &Path) -> Result<()>;
     /// `firewall-cmd ARGS` against the running firewalld; its stdout.
     fn firewall_cmd(&self, args: &[&str]) -> Result<String>;
+    /// ufw's files apply changes ([`super::ufw::FILES`]) under `config`
+    /// that exist, with their modes.
+    fn ufw_files(&self, config: &Path) -> Result<BTreeMap<String, UfwFile>>;
+    /// Write one of ufw's files whole with its mode, or remove it (`None`).
+    fn ufw_put(&self, path: &Path, file: Option<&UfwFile>) -> Result<()>;
+    /// `ufw ARGS` (in the C locale, whose messages apply reads); its stdout.
+    fn ufw(&self, args: &[&str]) -> Result<String>;
+    /// Run a before.init hook's text with `arg`, as ufw would run the file.
+    fn ufw_hook(&self, hook: &str, arg: &str) -> Result<()>;
     /// The fate of a new connection like the admin's through the live ruleset.
     fn admin_verdict(&self, kind: Backend, conn: &AdminConn) -> Result<(Verdict, String)>;
 
@@ -260,28 +270,23 @@ impl System for Real {
         super::firewalld::read_config(config)
     }
     fn fw_put(&self, path: &Path, text: Option<&str>) -> Result<()> {
-        let err = io_err(path);
-        let Some(text) = text else {
-            return match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
-                _ => Ok(()),
-            };
-        };
-        let dir = path
-            .parent()
-            .ok_or_else(|| failed(format!("{}: no directory", path.display())))?;
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        // Whole or not at all: firewalld may read the directory any time.
-        let mut t = tempfile::NamedTempFile::new_in(dir).map_err(&err)?;
-        t.write_all(text.as_bytes()).map_err(&err)?;
-        t.as_file().sync_all().map_err(&err)?;
-        std::fs::set_permissions(
-            t.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )
-        .map_err(&err)?;
-        t.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        put_file(path, text, 0o644)
+    }
+    fn ufw_files(&self, config: &Path) -> Result<BTreeMap<String, UfwFile>> {
+        super::ufw::read_config(config)
+    }
+    fn ufw_put(&self, path: &Path, file: Option<&UfwFile>) -> Result<()> {
+        match file {
+            Some(f) => put_file(path, Some(&f.text), f.mode),
+            None => put_file(path, None, 0),
+        }
+    }
+    fn ufw(&self, args: &[&str]) -> Result<String> {
+        tool(&[&["env", "LC_ALL=C", "ufw"], args].concat(), None)
+    }
+    fn ufw_hook(&self, hook: &str, arg: &str) -> Result<()> {
+        // The hook's text on stdin: its here-document is read from there too.
+        self.tool(&["sh", "-s", arg], Some(hook))
     }
     fn fw_check(&self, config: &Path) -> Result<()> {
         let dir = config
@@ -473,6 +478,29 @@ impl System for Real {
             .ok()
             .map(|s| s.trim().to_string())
     }
+}
+
+/// Write `path` whole with `mode` (a reader sees the old file or the new
+/// one, never a part), or remove it (`None`; absent already is fine).
+fn put_file(path: &Path, text: Option<&str>, mode: u32) -> Result<()> {
+    let err = io_err(path);
+    let Some(text) = text else {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+            _ => Ok(()),
+        };
+    };
+    let dir = path
+        .parent()
+        .ok_or_else(|| failed(format!("{}: no directory", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut t = tempfile::NamedTempFile::new_in(dir).map_err(&err)?;
+    t.write_all(text.as_bytes()).map_err(&err)?;
+    t.as_file().sync_all().map_err(&err)?;
+    std::fs::set_permissions(t.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(&err)?;
+    t.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
 }
 
 /// Why a systemd timer cannot be the second guard here, if it cannot: PID 1

@@ -20,6 +20,7 @@ pub mod netns;
 pub mod probe;
 mod report;
 pub mod topo;
+pub mod ufw;
 
 use std::time::Instant;
 

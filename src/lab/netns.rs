@@ -54,7 +54,7 @@ pub struct Netns {
     name: String,
 }
 
-fn run(cmd: &mut Command, stdin: Option<&str>) -> io::Result<Output> {
+pub(crate) fn run(cmd: &mut Command, stdin: Option<&str>) -> io::Result<Output> {
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {

@@ -445,6 +445,7 @@ impl<'d> Hosts<'d> {
             masquerade: vec![],
             client_conf: amanda.clone(),
             amanda,
+            firewall: None,
             span: Span::default(),
         });
         self.draft.overrides.push(Vec::new());

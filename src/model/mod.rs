@@ -73,9 +73,46 @@ pub struct Host {
     /// client-port and source ranges. Equal to `amanda` unless the admin's
     /// Amanda files set the two apart.
     pub client_conf: AmandaSettings,
+    /// What manages this host's firewall, when the topology says
+    /// (`firewall = "..."`): plan then writes only what loads there, and
+    /// apply checks the host agrees.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<Manager>,
     /// Where the host is defined, so later stages (routing) can point at it.
     #[serde(skip)]
     pub span: Span,
+}
+
+/// Who runs a host's firewall. plan runs anywhere and cannot look, so the
+/// topology tells it; each value names the only files that load there
+/// without removing someone else's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Manager {
+    /// amwall alone: `HOST.rules` / `HOST.nft` as the backends say.
+    Amwall,
+    /// Other iptables rules too (Docker, fail2ban, the admin's): merged mode.
+    Shared,
+    Firewalld,
+    Ufw,
+}
+
+impl Manager {
+    pub const ALL: [Manager; 4] = [
+        Manager::Amwall,
+        Manager::Shared,
+        Manager::Firewalld,
+        Manager::Ufw,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Manager::Amwall => "amwall",
+            Manager::Shared => "shared",
+            Manager::Firewalld => "firewalld",
+            Manager::Ufw => "ufw",
+        }
+    }
 }
 
 /// Byte range of a definition in the topology file, for diagnostics after loading.

@@ -94,6 +94,7 @@ struct RawHost {
     masquerade: Vec<Spanned<RawMasquerade>>,
     amanda: Option<Spanned<RawAmanda>>,
     amanda_client_conf: Option<Spanned<String>>,
+    firewall: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -723,8 +724,25 @@ impl Cx {
             Some(s) => Some(self.host_ref(ids.hosts, s)?),
             None => None,
         };
+        let firewall = match &h.firewall {
+            Some(f) => Some(
+                Manager::ALL
+                    .into_iter()
+                    .find(|m| m.name() == f.get_ref())
+                    .ok_or_else(|| {
+                        self.err_help(
+                            span_of(f),
+                            format!("unknown firewall manager `{}`", f.get_ref().escape_debug()),
+                            "not a manager amwall knows",
+                            "one of: amwall, shared (other iptables rules too), firewalld, ufw",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         Ok((
             Host {
+                firewall,
                 name: h.name.get_ref().clone(),
                 interfaces,
                 gateway,

@@ -334,6 +334,10 @@ impl IptablesMode {
 /// tells amwall's chains from everyone else's.
 pub const MERGED_PREFIX: &str = "AMWALL-";
 
+/// The line that marks a ufw hook file as amwall's, so it is replaced
+/// again and never mistaken for the admin's.
+pub const UFW_MARKER: &str = "Written by amwall: ufw before.init hook";
+
 /// Merged mode: amwall's rules in chains of its own, to be loaded with
 /// `iptables-restore --noflush` (which creates each chain, or flushes and
 /// refills it on a reload) and entered by one jump at the top of each
@@ -428,79 +432,123 @@ pub fn merged_entry_commands(entries: &[Jump]) -> Vec<String> {
         .collect()
 }
 
-/// Why a host's rules cannot be written as ufw commands: ufw has no command
-/// for a port forward, masquerade or a conntrack helper (they would go into
-/// before.rules and before.init, which amwall does not write yet).
-pub fn ufw_unsupported(hp: &HostPolicy) -> Option<&'static str> {
-    if hp.uses_helper() {
-        Some("it assigns the amanda conntrack helper")
-    } else if !hp.masquerade.is_empty() || hp.in_place(Place::Dnat).next().is_some() {
-        Some("it does NAT (a port forward or masquerade)")
-    } else {
-        None
-    }
+/// What ufw has no command for: the `amanda` helper assignment (raw) and
+/// NAT (port forwards, masquerade), as merged mode's chains in raw and nat
+/// with their jumps, or `None` when the host needs neither. They go into
+/// ufw's `before.init` hook, not `before.rules`: what before.rules adds to
+/// the built-in nat and raw chains is added once more by every `ufw reload`
+/// and left behind by `ufw disable` (docs/design.md), while before.init is
+/// called with `start` and `stop` around ufw's own rules.
+pub fn ufw_before_init(hp: &HostPolicy) -> Option<(Ruleset, Vec<Jump>)> {
+    let (mut rs, mut jumps) = iptables_merged(hp);
+    let hooks = |t: &str| matches!(t, "raw" | "nat");
+    rs.tables.retain(|t| hooks(&t.name));
+    jumps.retain(|j| hooks(&j.table));
+    (!jumps.is_empty()).then_some((rs, jumps))
 }
 
-/// The `ufw` commands that open what this host needs: `ufw allow` for
-/// input, `ufw route allow` for forwarding, one per source member and port
-/// chunk (ufw has no sets; it takes up to 15 ports per rule, as multiport).
-/// ufw keeps ESTABLISHED and `lo` itself, and the management port is left
-/// to the host's ufw rules, as in iptables merged mode. Every word is a
-/// validated name, an address or a number; the comment is shell-quoted.
+/// `ufw_before_init`'s chains as iptables-restore text.
+pub fn ufw_before_init_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
+    ufw_before_init(hp).map(|(rs, _)| netfilter::iptables::emit(&rs, header))
+}
+
+/// The commands that take each jump of `entries` out (every copy) and then
+/// the chain it enters; quiet and harmless when they are not there.
+pub fn merged_exit_commands(entries: &[Jump]) -> Vec<String> {
+    let mut out: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "while iptables -w -t {t} -D {f} -j {c} 2>/dev/null; do :; done",
+                t = e.table,
+                f = e.from,
+                c = e.chain
+            )
+        })
+        .collect();
+    for e in entries {
+        out.push(format!(
+            "iptables -w -t {t} -F {c} 2>/dev/null || :",
+            t = e.table,
+            c = e.chain
+        ));
+        out.push(format!(
+            "iptables -w -t {t} -X {c} 2>/dev/null || :",
+            t = e.table,
+            c = e.chain
+        ));
+    }
+    out
+}
+
+/// The `ufw` commands that open what this host needs, as shell lines (the
+/// words of [`ufw_argv`], each quoted when it needs it).
 pub fn ufw_commands(hp: &HostPolicy) -> Vec<String> {
+    ufw_argv(hp)
+        .into_iter()
+        .map(|argv| {
+            let words: Vec<String> = argv.iter().map(|w| crate::name::shell_word(w)).collect();
+            format!("ufw {}", words.join(" "))
+        })
+        .collect()
+}
+
+/// The arguments of each `ufw` command that opens what this host needs:
+/// `ufw allow` for input, `ufw route allow` for forwarding, one per source
+/// member and port chunk (ufw has no sets; it takes up to 15 ports per
+/// rule, as multiport). ufw keeps ESTABLISHED and `lo` itself, and the
+/// management port is left to the host's ufw rules, as in iptables merged
+/// mode. Every word is a validated name, an address or a number, or the
+/// rule's label as ufw's comment; `apply` runs them without a shell.
+pub fn ufw_argv(hp: &HostPolicy) -> Vec<Vec<String>> {
     let mut out = Vec::new();
+    let host = |n: &ipnet::Ipv4Net| {
+        if n.prefix_len() == 32 {
+            n.addr().to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let range = |lo: u16, hi: u16| {
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}:{hi}")
+        }
+    };
     for r in hp.rules.iter().filter(|r| r.label != "management") {
-        let verb = match r.place {
-            Place::Input => "allow",
-            Place::Forward => "route allow",
+        let verb: &[&str] = match r.place {
+            Place::Input => &["allow"],
+            Place::Forward => &["route", "allow"],
             Place::Dnat | Place::Helper => continue,
         };
         let srcs: Vec<String> = match &r.src {
             Addrs::Any => vec!["any".into()],
-            Addrs::Net(n) if n.prefix_len() == 32 => vec![n.addr().to_string()],
-            Addrs::Net(n) => vec![n.to_string()],
-            Addrs::Group(g) => hp.groups[*g]
-                .members
-                .iter()
-                .map(|n| {
-                    if n.prefix_len() == 32 {
-                        n.addr().to_string()
-                    } else {
-                        n.to_string()
-                    }
-                })
-                .collect(),
+            Addrs::Net(n) => vec![host(n)],
+            Addrs::Group(g) => hp.groups[*g].members.iter().map(host).collect(),
         };
         let to = r.dst.map_or("any".to_string(), |d| d.to_string());
         for src in &srcs {
             for chunk in multiport_chunks(&r.dports) {
-                let ports: Vec<String> = chunk
-                    .iter()
-                    .map(|p| {
-                        if p.lo == p.hi {
-                            p.lo.to_string()
-                        } else {
-                            format!("{}:{}", p.lo, p.hi)
-                        }
-                    })
-                    .collect();
-                let mut c = format!("ufw {verb}");
+                let ports: Vec<String> = chunk.iter().map(|p| range(p.lo, p.hi)).collect();
+                let mut c: Vec<String> = verb.iter().map(|w| w.to_string()).collect();
                 if let Some(i) = &r.in_iface {
-                    c.push_str(&format!(" in on {i}"));
+                    c.extend(["in".into(), "on".into(), i.to_string()]);
                 }
                 if let Some(o) = &r.out_iface {
-                    c.push_str(&format!(" out on {o}"));
+                    c.extend(["out".into(), "on".into(), o.to_string()]);
                 }
-                c.push_str(&format!(" proto {} from {src}", r.proto));
+                c.extend([
+                    "proto".into(),
+                    r.proto.to_string(),
+                    "from".into(),
+                    src.clone(),
+                ]);
                 if let Some(sp) = r.sport {
-                    if sp.lo == sp.hi {
-                        c.push_str(&format!(" port {}", sp.lo));
-                    } else {
-                        c.push_str(&format!(" port {}:{}", sp.lo, sp.hi));
-                    }
+                    c.extend(["port".into(), range(sp.lo, sp.hi)]);
                 }
-                c.push_str(&format!(" to {to} port {}", ports.join(",")));
-                c.push_str(&format!(" comment {}", crate::name::shell_word(&r.label)));
+                c.extend(["to".into(), to.clone(), "port".into(), ports.join(",")]);
+                c.extend(["comment".into(), r.label.clone()]);
                 out.push(c);
             }
         }
