@@ -11,7 +11,7 @@
 //! over-approximates (a negated or nested match counts as "anything"), so a
 //! candidate may still miss; it is then tried as before.
 
-use super::compile::{Atom, CRule};
+use super::compile::{Atom, CAction, CRule};
 use super::space::*;
 
 /// The dimensions indexed: every header dimension.
@@ -232,10 +232,154 @@ impl RuleIndex {
     }
 }
 
+/// Consecutive rules of a chain split into groups by dimension `d`: each
+/// group is consecutive rules matching only inside the group's interval of
+/// `d`, and the groups' intervals are pairwise disjoint. Ban lists,
+/// per-address allow lists and per-address MAC checks are such runs. A packet
+/// meets the rules of at most one group, and nothing in a run rewrites `d`
+/// (NAT is left out), so each state of a batch need only go through the
+/// groups its interval meets, and what none holds passes the run in one
+/// piece, instead of every state trying every rule (which grows with the
+/// square of the run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub start: usize,
+    /// One past the last rule.
+    pub end: usize,
+    pub d: usize,
+    /// By interval.
+    pub groups: Vec<Group>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub iv: Iv,
+    pub rules: std::ops::Range<usize>,
+}
+
+impl Run {
+    /// The groups whose intervals meet `hull`, by interval.
+    pub fn meeting(&self, hull: Iv) -> &[Group] {
+        let a = self.groups.partition_point(|g| g.iv.hi < hull.lo);
+        let b = self.groups.partition_point(|g| g.iv.lo <= hull.hi);
+        &self.groups[a..b.max(a)]
+    }
+}
+
+/// Runs of fewer groups are cut rule by rule: the batch of states is small
+/// anyway.
+pub const MIN_RUN: usize = 16;
+
+fn is_nat(a: &CAction) -> bool {
+    matches!(
+        a,
+        CAction::Dnat(_)
+            | CAction::Snat(_)
+            | CAction::Masquerade(_)
+            | CAction::Redirect(_)
+            | CAction::Netmap { .. }
+    )
+}
+
+/// The rule's interval on `d` when it can be in a run: no NAT, and a
+/// top-level match on `d`.
+fn run_iv(r: &CRule, d: usize) -> Option<Iv> {
+    if is_nat(&r.action) || r.effects.iter().any(is_nat) {
+        return None;
+    }
+    let mut hull: Option<Iv> = None;
+    for a in &r.atoms {
+        if let Atom::Dim { d: ad, set } = a {
+            if *ad == d {
+                if set.is_empty() {
+                    return None;
+                }
+                let h = set.hull();
+                hull = Some(match hull {
+                    None => h,
+                    Some(x) => x.meet(&h)?,
+                });
+            }
+        }
+    }
+    hull
+}
+
+/// Whether `iv` meets an interval of `taken` (disjoint, keyed by `lo`): only
+/// the nearest one starting at or below `iv.hi` can.
+fn meets_any(taken: &std::collections::BTreeMap<u128, u128>, iv: Iv) -> bool {
+    taken
+        .range(..=iv.hi)
+        .next_back()
+        .is_some_and(|(_, &hi)| hi >= iv.lo)
+}
+
+/// The run starting at rule `i` along `d`, however short.
+fn run_from(rules: &[CRule], i: usize, d: usize) -> Run {
+    let mut taken = std::collections::BTreeMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut j = i;
+    while let Some(iv) = rules.get(j).and_then(|r| run_iv(r, d)) {
+        match groups.last_mut() {
+            // Overlapping the group before it: the group grows, as long as
+            // it stays clear of the others.
+            Some(g) if g.iv.meet(&iv).is_some() => {
+                let grown = Iv::new(g.iv.lo.min(iv.lo), g.iv.hi.max(iv.hi));
+                if meets_any(&taken, grown) {
+                    break;
+                }
+                g.iv = grown;
+                g.rules.end = j + 1;
+            }
+            _ => {
+                if meets_any(&taken, iv) {
+                    break;
+                }
+                if let Some(g) = groups.last() {
+                    taken.insert(g.iv.lo, g.iv.hi);
+                }
+                groups.push(Group {
+                    iv,
+                    rules: j..j + 1,
+                });
+            }
+        }
+        j += 1;
+    }
+    groups.sort_unstable_by_key(|g| g.iv.lo);
+    Run {
+        start: i,
+        end: j,
+        d,
+        groups,
+    }
+}
+
+/// The chain's runs of at least [`MIN_RUN`] groups, greedily from the front:
+/// at each rule the dimension giving the longest run wins.
+pub fn runs(rules: &[CRule]) -> Vec<Run> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < rules.len() {
+        let best = [SRC, DST, SPORT, DPORT, PROTO]
+            .into_iter()
+            .map(|d| run_from(rules, i, d))
+            .filter(|r| r.groups.len() >= MIN_RUN)
+            .max_by_key(|r| (r.end, std::cmp::Reverse(r.d)));
+        match best {
+            Some(run) => {
+                i = run.end;
+                out.push(run);
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::compile::CAction;
 
     fn rule(atoms: Vec<Atom>) -> CRule {
         CRule {
