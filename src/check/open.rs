@@ -192,7 +192,7 @@ fn run(
             }
         }
     }
-    let (inp, _) = e.run_hook(Hook::Input, to_in);
+    let (inp, _) = e.run_hook_split(Hook::Input, to_in);
     let helper_of = |s: &State| s.ct.helper.as_ref().and(s.ct.helper_by);
     let input: Vec<Accepted> = inp
         .into_iter()
@@ -203,7 +203,7 @@ fn run(
             taint: s.taint,
         })
         .collect();
-    let (fwd, _) = e.run_hook(Hook::Forward, to_fwd);
+    let (fwd, _) = e.run_hook_split(Hook::Forward, to_fwd);
     let mut by = Vec::with_capacity(fwd.len());
     let fwd: Vec<State> = fwd
         .into_iter()
@@ -640,12 +640,9 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
     let sets = SetDb {
         ipsets: hr.ipsets.as_ref(),
     };
-    let mut out = Vec::new();
-    let mut helpers = Vec::new();
-    for (guess, view) in [
-        (LocalGuess::Input, "input"),
-        (LocalGuess::Forward, "forward"),
-    ] {
+    // One view: its report, and (input view) the helper-assignment view.
+    let one = |guess: LocalGuess, view: &'static str| {
+        let mut helpers = Vec::new();
         let info = HostInfo {
             guess,
             ..HostInfo::default()
@@ -685,7 +682,7 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
         } else {
             fwd
         };
-        out.push(report(
+        let r = report(
             hr,
             &c,
             acc,
@@ -696,8 +693,15 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
             ext,
             ext,
             None,
-        ));
-    }
-    out.extend(helpers);
+        );
+        (r, helpers)
+    };
+    // The two views share nothing: at once (`super::both`).
+    let ((input, mut helpers), (forward, _)) = super::both(
+        || one(LocalGuess::Input, "input"),
+        || one(LocalGuess::Forward, "forward"),
+    );
+    let mut out = vec![input, forward];
+    out.append(&mut helpers);
     out
 }

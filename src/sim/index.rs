@@ -428,10 +428,7 @@ mod tests {
             q.iv[SRC] = s;
             q.iv[DPORT] = p;
             for range in [0..rules.len(), 10..200, 150..151] {
-                let want: Vec<usize> = range
-                    .clone()
-                    .filter(|&i| idx.bounds[i].meets(&q))
-                    .collect();
+                let want: Vec<usize> = range.clone().filter(|&i| idx.bounds[i].meets(&q)).collect();
                 assert_eq!(idx.candidates(&q, range.clone()), want, "{s:?} {p:?}");
                 assert!(idx.estimate(&q) >= want.len());
             }
