@@ -174,7 +174,8 @@ fn run(
     start: Vec<State>,
     route: &RouteFn,
 ) -> (Vec<Accepted>, Vec<Accepted>) {
-    let e = Engine::new(c, info);
+    let mut e = Engine::new(c, info);
+    e.keep_stopped = false;
     let (pre, _) = e.run_hook(Hook::Prerouting, start);
     let mut to_in = Vec::new();
     let mut to_fwd = Vec::new();
@@ -192,7 +193,7 @@ fn run(
             }
         }
     }
-    let (inp, _) = e.run_hook_split(Hook::Input, to_in);
+    let (inp, _) = e.run_hook(Hook::Input, to_in);
     let helper_of = |s: &State| s.ct.helper.as_ref().and(s.ct.helper_by);
     let input: Vec<Accepted> = inp
         .into_iter()
@@ -203,7 +204,7 @@ fn run(
             taint: s.taint,
         })
         .collect();
-    let (fwd, _) = e.run_hook_split(Hook::Forward, to_fwd);
+    let (fwd, _) = e.run_hook(Hook::Forward, to_fwd);
     let mut by = Vec::with_capacity(fwd.len());
     let fwd: Vec<State> = fwd
         .into_iter()

@@ -218,7 +218,7 @@ impl Sweep<'_> {
             Policy::Accept => CAction::Accept,
             Policy::Drop => CAction::Drop,
         });
-        if end.as_ref().is_none_or(|p| !same(p, act)) && !covered(idx, later, &batch) {
+        if !end.as_ref().is_some_and(|p| same(p, act)) && !covered(idx, later, &batch) {
             // Some of its packets meet no later rule and end differently.
             return None;
         }

@@ -353,15 +353,18 @@ pub fn coalesce_states(batch: &mut Vec<State>) {
     if batch.len() < 2 || batch.iter().any(|s| s.trace.is_some()) {
         return;
     }
-    // Everything but the cube and the taint list, hashed without copying.
-    fn hash(s: &State) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+    // Everything but the cube and the taint list, hashed without copying;
+    // equal hashes are compared exactly. foldhash as in `space::coalesce`.
+    let seed = foldhash::fast::RandomState::default();
+    let hash = |s: &State| {
+        use std::hash::BuildHasher;
+        let mut h = seed.build_hasher();
         s.xf.hash(&mut h);
         (s.mark, s.ctmark, s.tcp_flags, s.ttl, s.len).hash(&mut h);
         (s.local_origin, s.tainted(), s.accepted_by, s.tag).hash(&mut h);
         s.ct.hash(&mut h);
         h.finish()
-    }
+    };
     fn same(a: &State, b: &State) -> bool {
         a.xf == b.xf
             && (a.mark, a.ctmark, a.tcp_flags, a.ttl, a.len)
@@ -370,7 +373,8 @@ pub fn coalesce_states(batch: &mut Vec<State>) {
                 == (b.local_origin, b.tainted(), b.accepted_by, b.tag)
             && a.ct == b.ct
     }
-    let mut groups: HashMap<u64, Vec<usize>> = HashMap::with_capacity(batch.len());
+    let mut groups: HashMap<u64, Vec<usize>, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(batch.len(), seed.clone());
     let mut out: Vec<(State, Vec<Cube>)> = Vec::new();
     for mut s in batch.drain(..) {
         let slot = groups.entry(hash(&s)).or_default();
@@ -407,6 +411,11 @@ pub fn coalesce_states(batch: &mut Vec<State>) {
 pub struct Engine<'a> {
     pub c: &'a Compiled,
     pub host: &'a HostInfo,
+    /// Whether dropped and rejected states are returned. The over-permissive
+    /// analysis wants only what is accepted; for a large ruleset most of
+    /// the space's pieces are dropped ones, and keeping them costs most of
+    /// its memory and much of its time.
+    pub keep_stopped: bool,
 }
 
 enum TupleEval {
@@ -419,7 +428,11 @@ enum TupleEval {
 
 impl<'a> Engine<'a> {
     pub fn new(c: &'a Compiled, host: &'a HostInfo) -> Engine<'a> {
-        Engine { c, host }
+        Engine {
+            c,
+            host,
+            keep_stopped: true,
+        }
     }
 
     fn st_atom(&self, a: &StAtom, s: &State, hook: Hook) -> Tri {
@@ -956,6 +969,7 @@ impl<'a> Engine<'a> {
                 s.accepted_by = Some(here);
                 (s, End::Accept)
             })),
+            CAction::Drop if !self.keep_stopped => {}
             CAction::Drop => out.extend(hit.into_iter().map(|s| {
                 (
                     s,
@@ -965,6 +979,7 @@ impl<'a> Engine<'a> {
                     },
                 )
             })),
+            CAction::Reject if !self.keep_stopped => {}
             CAction::Reject => out.extend(hit.into_iter().map(|s| {
                 (
                     s,
@@ -1393,32 +1408,6 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// `run_hook` with the batch cut in two and the halves run at once. The
-    /// states of a batch never meet each other, so the halves give what the
-    /// whole gives, apart from how the space is cut into cubes (fewer merge).
-    /// The whole space through a router's forward chains is the one long
-    /// evaluation of a check; small batches are not worth a thread.
-    pub fn run_hook_split(
-        &self,
-        hook: Hook,
-        mut states: Vec<State>,
-    ) -> (Vec<State>, Vec<(State, End)>) {
-        const SPLIT_AT: usize = 64;
-        if states.len() < SPLIT_AT {
-            return self.run_hook(hook, states);
-        }
-        let second = states.split_off(states.len() / 2);
-        let ((mut pass, mut stop), (pass2, stop2)) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| self.run_hook(hook, second));
-            let first = self.run_hook(hook, states);
-            let rest = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            (first, rest)
-        });
-        pass.extend(pass2);
-        stop.extend(stop2);
-        (pass, stop)
-    }
-
     /// Run one hook on a batch: the states that pass, and those stopped with why.
     // Long: one hook's base chains in priority order with conntrack and NAT between them,
     // as nf_hook_slow runs them
@@ -1469,7 +1458,7 @@ impl<'a> Engine<'a> {
                                 rule: usize::MAX,
                             });
                             live.push(s);
-                        } else {
+                        } else if self.keep_stopped {
                             stopped.push((
                                 s,
                                 End::Drop {
@@ -1552,7 +1541,7 @@ impl<'a> Engine<'a> {
                             });
                             if accept {
                                 run.push(s);
-                            } else {
+                            } else if self.keep_stopped {
                                 stopped.push((
                                     s,
                                     End::Drop {
