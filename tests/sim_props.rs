@@ -3,6 +3,8 @@
 //!   parts that add up to the space (nothing lost, nothing counted twice);
 //! - every single packet fares exactly as the part of the space holding it
 //!   (the symbolic evaluation and the concrete one agree);
+//! - cutting a run of rules at once (`sim::index::Run`) decides every packet
+//!   as going through its rules one by one does;
 //! - the packet description parser never panics.
 
 use amwall::netfilter::iptables;
@@ -97,6 +99,63 @@ fn start(c: &compile::Compiled, cube: Cube, base: CtBase) -> State {
     s
 }
 
+/// A chain body with a long run in it: groups of rules on one source
+/// address each (a MAC check then a drop, a ban, an allow, a jump), some
+/// groups on a wider prefix, random rules before and after.
+fn run_ruleset() -> impl Strategy<Value = String> {
+    let member = prop_oneof![
+        Just(" -j DROP".to_string()),
+        Just(" -p tcp -m tcp --dport 22 -j ACCEPT".into()),
+        Just(" -m mac --mac-source 02:00:00:00:00:01 -j RETURN".into()),
+        Just(" -j SUB".into()),
+        Just(" -p udp -j LOG".into()),
+        Just(" -j MARK --set-xmark 0x1/0x1".into()),
+        Just(" -m mark --mark 0x1/0x1 -j REJECT --reject-with icmp-port-unreachable".into()),
+    ];
+    let group = (0u8..4, 0u8..32, prop::collection::vec(member, 1..3));
+    (
+        prop::collection::vec(rule(), 0..3),
+        prop::collection::vec(group, 16..40),
+        prop::collection::vec(rule(), 0..3),
+        prop::collection::vec(rule(), 0..4),
+    )
+        .prop_map(|(before, groups, after, sub)| {
+            let mut t = String::from(
+                "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:SUB - [0:0]\n",
+            );
+            let mut chain = before;
+            for (i, (a, kind, members)) in groups.into_iter().enumerate() {
+                let src = match kind {
+                    // Overlaps the others: the run ends before it.
+                    0 => " -s 198.51.100.0/25".to_string(),
+                    1..=4 => format!(" -s 192.0.2.{}/30", i * 4),
+                    _ => format!(" -s 198.51.100.{}/32", i * 4 + a as usize),
+                };
+                chain.extend(members.into_iter().map(|m| format!("{src}{m}")));
+            }
+            chain.extend(after);
+            for r in chain {
+                t.push_str(&format!("-A INPUT{r}\n"));
+            }
+            for r in sub.iter().filter(|r| !r.contains("SUB")) {
+                t.push_str(&format!("-A SUB{r}\n"));
+            }
+            t.push_str("COMMIT\n");
+            t
+        })
+}
+
+/// What one part of the space came to. Whether it rests on an undecidable
+/// rule, not on which: merging tainted parts unites their lists, so the list
+/// depends on how the space was cut.
+fn verdict(o: &sim::Outcome) -> (u8, Option<(usize, usize)>, bool) {
+    (
+        fate(&o.end),
+        o.state.accepted_by.map(|r| (r.chain, r.rule)),
+        o.state.tainted(),
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -144,6 +203,67 @@ proptest! {
             prop_assert_eq!(alone.len(), 1);
             let part = outs.iter().find(|o| o.state.cube.meet(&cube).is_some()).expect("some part holds it");
             prop_assert_eq!(fate(&alone[0].end), fate(&part.end), "{:?}\n{}", cube, text);
+        }
+    }
+
+    #[test]
+    fn a_run_decides_as_its_rules_one_by_one(
+        text in run_ruleset(),
+        points in prop::collection::vec((0u8..4, any::<u8>(), 0u8..3, any::<u16>(), 0usize..3), 24),
+    ) {
+        let p = iptables::parse("runs.rules", &text).unwrap();
+        let info = HostInfo { guess: LocalGuess::Input, ifaces: vec!["eth0".into(), "eth1".into(), "eth9".into()], ..HostInfo::default() };
+        let with = compile(&p.ruleset, &SetDb { ipsets: None }, &info, false);
+        prop_assume!(with.chains.iter().any(|c| !c.runs.is_empty()));
+        let mut without = with.clone();
+        for c in &mut without.chains {
+            c.runs.clear();
+        }
+        let ifs = ["eth0", "eth1", "eth9"];
+        let mut iif = 0;
+        for i in ifs {
+            iif |= with.ifaces.class_of(i);
+        }
+        let full = Cube::full(false, iif, with.ifaces.class_of(""));
+        let outs: Vec<Vec<sim::Outcome>> = [&with, &without]
+            .iter()
+            .map(|c| {
+                let e = Engine::new(c, &info);
+                sim::run_route(&e, sim::Route::Input, None, vec![start(c, full.clone(), CtBase::New)])
+            })
+            .collect();
+        // The same volume comes to each verdict.
+        let mut sums: Vec<std::collections::BTreeMap<_, f64>> = vec![Default::default(); 2];
+        for (k, o) in outs.iter().enumerate() {
+            for x in o {
+                *sums[k].entry(verdict(x)).or_default() += x.state.cube.volume();
+            }
+        }
+        prop_assert_eq!(sums[0].len(), sums[1].len(), "{:?}\n{:?}\n{}", sums[0].keys(), sums[1].keys(), text);
+        for ((ka, va), (kb, vb)) in sums[0].iter().zip(&sums[1]) {
+            prop_assert_eq!(ka, kb);
+            prop_assert!((va - vb).abs() <= va.max(*vb) * 1e-9, "{ka:?}: {va} vs {vb}\n{text}");
+        }
+        // And each packet to the same verdicts.
+        for (net, host, proto, port, k) in points {
+            let addr: u32 = if net < 2 { 0xc633_6400 } else { 0xc000_0200 } | (host as u32 % 160);
+            let proto = [6u128, 17, 1][proto as usize];
+            let mut cube = Cube::full(false, with.ifaces.class_of(ifs[k]), with.ifaces.class_of(""));
+            cube.set(SRC, Iv::point(addr as u128));
+            cube.set(DST, Iv::point(0xc000_0201));
+            cube.set(PROTO, Iv::point(proto));
+            cube.set(SPORT, Iv::point(if proto == 1 { 0 } else { 40000 }));
+            cube.set(DPORT, Iv::point(if proto == 1 { 0x800 } else { port as u128 % 64 }));
+            let at: Vec<Vec<_>> = outs
+                .iter()
+                .map(|o| {
+                    let mut v: Vec<_> = o.iter().filter(|x| x.state.cube.meet(&cube).is_some()).map(verdict).collect();
+                    v.sort();
+                    v.dedup();
+                    v
+                })
+                .collect();
+            prop_assert_eq!(&at[0], &at[1], "{:?}\n{}", cube, text);
         }
     }
 

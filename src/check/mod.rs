@@ -247,6 +247,22 @@ impl Default for Options {
 }
 
 /// Check every flow of `plan` against the hosts' rules (host name → rules).
+/// Two independent analyses at once: the over-permissive one and the
+/// redundancy search share nothing, and on the 2-core machines backup
+/// servers often are, a large ruleset's check then takes the longer of the
+/// two instead of their sum. A panic in either is passed on as it was.
+pub fn both<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    std::thread::scope(|s| {
+        let hb = s.spawn(b);
+        let ra = a();
+        let rb = hb.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (ra, rb)
+    })
+}
+
 pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Report {
     let d = &plan.deployment;
     let mut warnings = Vec::new();
@@ -322,16 +338,22 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
                 hc.compiled.ifaces.overflow.join(", ")
             ));
         }
-        let open = if opts.open {
-            open::analyze_host(plan, h, hr, hc)
-        } else {
-            Vec::new()
-        };
-        let redundant = if opts.redundant {
-            redundant::find(hr)
-        } else {
-            Vec::new()
-        };
+        let (open, redundant) = both(
+            || {
+                if opts.open {
+                    open::analyze_host(plan, h, hr, hc)
+                } else {
+                    Vec::new()
+                }
+            },
+            || {
+                if opts.redundant {
+                    redundant::find(hr)
+                } else {
+                    Vec::new()
+                }
+            },
+        );
         hosts.push(HostReport {
             host: name.clone(),
             files: hr.files.iter().map(|f| f.path.clone()).collect(),
@@ -356,16 +378,22 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
 pub fn audit(rules: &[(String, HostRules)], opts: Options) -> Report {
     let mut hosts = Vec::new();
     for (name, hr) in rules {
-        let open = if opts.open {
-            open::analyze_lone(hr)
-        } else {
-            Vec::new()
-        };
-        let redundant = if opts.redundant {
-            redundant::find(hr)
-        } else {
-            Vec::new()
-        };
+        let (open, redundant) = both(
+            || {
+                if opts.open {
+                    open::analyze_lone(hr)
+                } else {
+                    Vec::new()
+                }
+            },
+            || {
+                if opts.redundant {
+                    redundant::find(hr)
+                } else {
+                    Vec::new()
+                }
+            },
+        );
         let mut warnings: Vec<String> = hr.files.iter().flat_map(|f| f.warnings.clone()).collect();
         for v6 in [false, true] {
             if hr.has_family(v6) {

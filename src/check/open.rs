@@ -174,7 +174,8 @@ fn run(
     start: Vec<State>,
     route: &RouteFn,
 ) -> (Vec<Accepted>, Vec<Accepted>) {
-    let e = Engine::new(c, info);
+    let mut e = Engine::new(c, info);
+    e.keep_stopped = false;
     let (pre, _) = e.run_hook(Hook::Prerouting, start);
     let mut to_in = Vec::new();
     let mut to_fwd = Vec::new();
@@ -640,12 +641,9 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
     let sets = SetDb {
         ipsets: hr.ipsets.as_ref(),
     };
-    let mut out = Vec::new();
-    let mut helpers = Vec::new();
-    for (guess, view) in [
-        (LocalGuess::Input, "input"),
-        (LocalGuess::Forward, "forward"),
-    ] {
+    // One view: its report, and (input view) the helper-assignment view.
+    let one = |guess: LocalGuess, view: &'static str| {
+        let mut helpers = Vec::new();
         let info = HostInfo {
             guess,
             ..HostInfo::default()
@@ -685,7 +683,7 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
         } else {
             fwd
         };
-        out.push(report(
+        let r = report(
             hr,
             &c,
             acc,
@@ -696,8 +694,15 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
             ext,
             ext,
             None,
-        ));
-    }
-    out.extend(helpers);
+        );
+        (r, helpers)
+    };
+    // The two views share nothing: at once (`super::both`).
+    let ((input, mut helpers), (forward, _)) = super::both(
+        || one(LocalGuess::Input, "input"),
+        || one(LocalGuess::Forward, "forward"),
+    );
+    let mut out = vec![input, forward];
+    out.append(&mut helpers);
     out
 }

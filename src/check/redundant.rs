@@ -19,6 +19,7 @@ use super::load::{HostRules, Loc};
 use crate::netfilter::{CtDirection, CtState, CtStatus, Family, Hook, Policy};
 use crate::sim::compile::{Atom, CAction, CRule, Compiled, StAtom};
 use crate::sim::engine::{CtBase, Engine, State};
+use crate::sim::index::RuleIndex;
 use crate::sim::space::*;
 use crate::sim::{compile, Ct, HostInfo, SetDb};
 
@@ -202,17 +203,29 @@ impl Sweep<'_> {
     /// Do rules `from..` of chain `id` (or its policy) decide every state in
     /// `batch` with `act`? Returns the deciding rules' indices (`usize::MAX`:
     /// the policy), or None when something else may happen.
+    /// `later` are the rules after it whose boxes meet the states' (the
+    /// others cannot touch them).
     fn decides_same(
         &self,
         id: usize,
-        from: usize,
+        idx: &RuleIndex,
+        later: &[usize],
         act: &CAction,
         batch: Vec<State>,
     ) -> Option<Vec<usize>> {
         let chain = &self.e.c.chains[id];
+        let end = chain.base.as_ref().map(|b| match b.policy {
+            Policy::Accept => CAction::Accept,
+            Policy::Drop => CAction::Drop,
+        });
+        if !end.as_ref().is_some_and(|p| same(p, act)) && !covered(idx, later, &batch) {
+            // Some of its packets meet no later rule and end differently.
+            return None;
+        }
         let mut batch = batch;
         let mut by = Vec::new();
-        for (ri, r) in chain.rules.iter().enumerate().skip(from) {
+        for &ri in later {
+            let r = &chain.rules[ri];
             if batch.is_empty() {
                 return Some(by);
             }
@@ -257,11 +270,84 @@ impl Sweep<'_> {
     }
 }
 
+/// How the states reaching each rule are found. Both give the same
+/// findings; they differ in cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// One batch swept down the chain: every rule cuts what is left. Cheap
+    /// when rules overlap a lot; for N disjoint rules what is left is N
+    /// pieces (or one piece with N holes), so the sweep grows with N².
+    Sweep,
+    /// Per rule, only the part of the space inside its box, through only the
+    /// earlier rules whose boxes meet it: linear when rules are disjoint.
+    Local,
+}
+
+/// Local when the rules' boxes meet few others on average.
+fn choose(idx: &RuleIndex, n: usize) -> Mode {
+    const SMALL: usize = 64;
+    const AVG: usize = 48;
+    if n <= SMALL {
+        return Mode::Sweep;
+    }
+    let mut total = 0usize;
+    for b in &idx.bounds {
+        total += idx.estimate(b);
+        if total > AVG * n {
+            return Mode::Sweep;
+        }
+    }
+    Mode::Local
+}
+
+/// The batch going on after rule `r` cut it into `y` (matched) and `u` (maybe).
+fn go_past(r: &CRule, batch: &mut Vec<State>, y: Vec<State>, u: Vec<State>) {
+    batch.extend(u);
+    if r.effects
+        .iter()
+        .any(|e| !matches!(e, CAction::Continue | CAction::Log))
+    {
+        // Statements change the packet: its later fate is unknown here.
+        batch.extend(y.into_iter().map(|mut s| {
+            s.mark = None;
+            s.ctmark = None;
+            s
+        }));
+    } else if !terminal(&r.action) {
+        batch.extend(y.into_iter().map(|s| go_on(&r.action, s)));
+    }
+}
+
+/// Whether the boxes of `rules` could together cover every state's packets.
+/// A necessary condition, by volume: when their volumes inside a state's
+/// cube add up to less than the cube, some packets meet none of them. It
+/// keeps a wide rule (`-i lo -j ACCEPT`) in front of 50,000 narrow ones from
+/// sweeping its packets through all of them only to reach the policy.
+fn covered(idx: &RuleIndex, rules: &[usize], batch: &[State]) -> bool {
+    // Volumes are floats; the margin keeps rounding from ever saying "no"
+    // for a cover that is exact.
+    const MARGIN: f64 = 1e-9;
+    batch.iter().all(|s| {
+        let need = s.cube.volume() * (1.0 - MARGIN);
+        let mut have = 0.0;
+        for &j in rules {
+            if let Some(c) = idx.bounds[j].clip(&s.cube) {
+                have += c.volume();
+                if have >= need {
+                    return true;
+                }
+            }
+        }
+        have >= need
+    })
+}
+
 /// Findings for one compiled family, keyed by (table, chain position, rule).
 fn family(
     hr: &HostRules,
     c: &Compiled,
     info: &HostInfo,
+    force: Option<Mode>,
 ) -> HashMap<(usize, usize, usize), Redundancy> {
     let mut out = HashMap::new();
     for (id, chain) in c.chains.iter().enumerate() {
@@ -270,19 +356,51 @@ fn family(
             e: Engine::new(c, info),
             hook,
         };
+        let idx = RuleIndex::new(&chain.rules, c.v6);
+        let mode = force.unwrap_or_else(|| choose(&idx, chain.rules.len()));
         let entry = entry_states(c);
         let mut batch = entry.clone();
         let mut last_size = batch.len();
         // Rules dead in this chain, and "the later rules do the same" findings
         // with the rules they rely on: a finding that relies on a dead rule is
         // dropped (of two duplicates only the second is reported).
-        let mut dead: Vec<usize> = Vec::new();
+        let mut dead = vec![false; chain.rules.len()];
         let mut later: Vec<(usize, Vec<usize>)> = Vec::new();
         for (ri, r) in chain.rules.iter().enumerate() {
             let key = (chain.table, chain.pos, ri);
-            let (y, u) = sw.cut(r, &mut batch);
+            let bounds = &idx.bounds[ri];
+            let earlier = idx.candidates(bounds, 0..ri);
+            let (y, u) = match mode {
+                Mode::Sweep => sw.cut(r, &mut batch),
+                Mode::Local => {
+                    let mut local: Vec<State> = entry
+                        .iter()
+                        .filter_map(|s| {
+                            bounds.clip(&s.cube).map(|cube| {
+                                let mut x = s.clone();
+                                x.cube = cube;
+                                x
+                            })
+                        })
+                        .collect();
+                    let mut size = local.len();
+                    for &j in &earlier {
+                        if local.is_empty() {
+                            break;
+                        }
+                        let rj = &chain.rules[j];
+                        let (y, u) = sw.cut(rj, &mut local);
+                        go_past(rj, &mut local, y, u);
+                        if local.len() > 64 && local.len() > 2 * size {
+                            coalesce_states(&mut local);
+                            size = local.len();
+                        }
+                    }
+                    sw.cut(r, &mut local)
+                }
+            };
             if y.is_empty() && u.is_empty() {
-                dead.push(ri);
+                dead[ri] = true;
                 // Dead here: why?
                 let (my, mu) = sw.cut(r, &mut entry.clone());
                 if my.is_empty() && mu.is_empty() {
@@ -299,7 +417,9 @@ fn family(
                     let mut covers = Vec::new();
                     let mut differ = false;
                     let mine: Vec<State> = my.into_iter().chain(mu).collect();
-                    for (j, rj) in chain.rules.iter().enumerate().take(ri) {
+                    // Rules whose boxes miss its own cannot touch its packets.
+                    for &j in &earlier {
+                        let rj = &chain.rules[j];
                         if !terminal(&rj.action) {
                             continue;
                         }
@@ -331,7 +451,8 @@ fn family(
                 && r.effects.is_empty()
                 && !has_unknown(r)
             {
-                if let Some(by) = sw.decides_same(id, ri + 1, &r.action, y.clone()) {
+                let after = idx.candidates(bounds, ri + 1..chain.rules.len());
+                if let Some(by) = sw.decides_same(id, &idx, &after, &r.action, y.clone()) {
                     if !by.is_empty() {
                         later.push((ri, by.clone()));
                         out.insert(
@@ -354,30 +475,17 @@ fn family(
                     }
                 }
             }
-            // The batch going on.
-            let mut next = std::mem::take(&mut batch);
-            next.extend(u);
-            if r.effects
-                .iter()
-                .any(|e| !matches!(e, CAction::Continue | CAction::Log))
-            {
-                // Statements change the packet: its later fate is unknown here.
-                next.extend(y.into_iter().map(|mut s| {
-                    s.mark = None;
-                    s.ctmark = None;
-                    s
-                }));
-            } else if !terminal(&r.action) {
-                next.extend(y.into_iter().map(|s| go_on(&r.action, s)));
-            }
-            batch = next;
-            if batch.len() > 64 && batch.len() > 2 * last_size {
-                coalesce_states(&mut batch);
-                last_size = batch.len();
+            if mode == Mode::Sweep {
+                // The batch going on.
+                go_past(r, &mut batch, y, u);
+                if batch.len() > 64 && batch.len() > 2 * last_size {
+                    coalesce_states(&mut batch);
+                    last_size = batch.len();
+                }
             }
         }
         for (ri, by) in later {
-            if by.iter().any(|j| dead.contains(j)) {
+            if by.iter().any(|&j| j != usize::MAX && dead[j]) {
                 out.remove(&(chain.table, chain.pos, ri));
             }
         }
@@ -424,7 +532,7 @@ pub fn find(hr: &HostRules) -> Vec<Redundancy> {
     for v6 in [false, true] {
         if hr.has_family(v6) {
             let c = compile(&hr.ruleset, &sets, &info, v6);
-            per.push(family(hr, &c, &info));
+            per.push(family(hr, &c, &info, None));
             fams.push(v6);
         }
     }

@@ -390,6 +390,8 @@ pub struct CChain {
     pub name: String,
     pub base: Option<BaseChain>,
     pub rules: Vec<CRule>,
+    /// Its runs of rules no packet meets twice, by position.
+    pub runs: Vec<super::index::Run>,
 }
 
 /// What runs at one position of a hook.
@@ -961,6 +963,7 @@ pub fn compile(rs: &Ruleset, sets: &SetDb, host: &HostInfo, v6: bool) -> Compile
                 pos,
                 name: c.name.clone(),
                 base: c.base.clone(),
+                runs: super::index::runs(&rules),
                 rules,
             });
         }

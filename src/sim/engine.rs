@@ -17,7 +17,10 @@
 //!   packet of a connection until one sets up a mapping, and rewrites every
 //!   later packet and every reply with the same mapping.
 
+use std::collections::BTreeMap;
+
 use super::compile::*;
+use super::index::Run;
 use super::space::*;
 use crate::netfilter::{ConnMarkOp, CtDirection, CtState, CtStatus, CtTuple, Hook};
 
@@ -333,6 +336,14 @@ const MAX_DEPTH: usize = 64;
 /// Batches larger than this are merged when they have doubled.
 const COALESCE_AT: usize = 200;
 
+/// Buffers `eval_rule` fills, kept across rules.
+#[derive(Default)]
+struct Scratch {
+    y: Vec<Cube>,
+    u: Vec<Cube>,
+    n: Vec<Cube>,
+}
+
 /// Merge states that differ only in their packets (and in which undecidable
 /// rules they depend on: those lists are united, so a merged state is as
 /// uncertain as its parts). Traced states are left alone.
@@ -342,15 +353,18 @@ pub fn coalesce_states(batch: &mut Vec<State>) {
     if batch.len() < 2 || batch.iter().any(|s| s.trace.is_some()) {
         return;
     }
-    // Everything but the cube and the taint list, hashed without copying.
-    fn hash(s: &State) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+    // Everything but the cube and the taint list, hashed without copying;
+    // equal hashes are compared exactly. foldhash as in `space::coalesce`.
+    let seed = foldhash::fast::RandomState::default();
+    let hash = |s: &State| {
+        use std::hash::BuildHasher;
+        let mut h = seed.build_hasher();
         s.xf.hash(&mut h);
         (s.mark, s.ctmark, s.tcp_flags, s.ttl, s.len).hash(&mut h);
         (s.local_origin, s.tainted(), s.accepted_by, s.tag).hash(&mut h);
         s.ct.hash(&mut h);
         h.finish()
-    }
+    };
     fn same(a: &State, b: &State) -> bool {
         a.xf == b.xf
             && (a.mark, a.ctmark, a.tcp_flags, a.ttl, a.len)
@@ -359,7 +373,8 @@ pub fn coalesce_states(batch: &mut Vec<State>) {
                 == (b.local_origin, b.tainted(), b.accepted_by, b.tag)
             && a.ct == b.ct
     }
-    let mut groups: HashMap<u64, Vec<usize>> = HashMap::with_capacity(batch.len());
+    let mut groups: HashMap<u64, Vec<usize>, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(batch.len(), seed.clone());
     let mut out: Vec<(State, Vec<Cube>)> = Vec::new();
     for mut s in batch.drain(..) {
         let slot = groups.entry(hash(&s)).or_default();
@@ -396,6 +411,11 @@ pub fn coalesce_states(batch: &mut Vec<State>) {
 pub struct Engine<'a> {
     pub c: &'a Compiled,
     pub host: &'a HostInfo,
+    /// Whether dropped and rejected states are returned. The over-permissive
+    /// analysis wants only what is accepted; for a large ruleset most of
+    /// the space's pieces are dropped ones, and keeping them costs most of
+    /// its memory and much of its time.
+    pub keep_stopped: bool,
 }
 
 enum TupleEval {
@@ -408,7 +428,11 @@ enum TupleEval {
 
 impl<'a> Engine<'a> {
     pub fn new(c: &'a Compiled, host: &'a HostInfo) -> Engine<'a> {
-        Engine { c, host }
+        Engine {
+            c,
+            host,
+            keep_stopped: true,
+        }
     }
 
     fn st_atom(&self, a: &StAtom, s: &State, hook: Hook) -> Tri {
@@ -724,9 +748,6 @@ impl<'a> Engine<'a> {
 
     /// Evaluate a batch through a chain; states that leave it (RETURN, the
     /// end, a goto's return) come back, the others are pushed to `out`.
-    // Long: one arm per rule action in the kernel's order of evaluation (verdicts, jumps,
-    // returns, marks, NAT, helpers); keeping them together keeps that order checkable
-    // against nf_tables/ip_tables
     pub fn eval_chain(
         &self,
         id: usize,
@@ -738,224 +759,47 @@ impl<'a> Engine<'a> {
         let chain = &self.c.chains[id];
         let mut batch = batch;
         let mut returned: Vec<State> = Vec::new();
-        let (mut y, mut u, mut n) = (Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Scratch::default();
         let mut last_size = batch.len();
-        for (ri, r) in chain.rules.iter().enumerate() {
+        let (mut skip_to, mut run_at) = (0, 0);
+        for ri in 0..chain.rules.len() {
             if batch.is_empty() {
                 break;
             }
-            let here = RuleRef {
-                chain: id,
-                rule: ri,
-            };
-            let mut next: Vec<State> = Vec::new();
-            let mut hit: Vec<State> = Vec::new();
-            if !r.action.matters() && r.effects.iter().all(|e| !e.matters()) {
-                // Counting and logging rules change nothing: never cut a state for them.
-                for mut s in batch {
-                    if s.trace.is_some() {
-                        y.clear();
-                        u.clear();
-                        n.clear();
-                        let any = self.eval_rule(r, &s, hook, &mut y, &mut u, &mut n);
-                        let res = if !any {
-                            RuleRes::NoMatch
-                        } else if n.is_empty() && u.is_empty() {
-                            RuleRes::Match
-                        } else if n.is_empty() && y.is_empty() {
-                            RuleRes::UnknownHarmless
-                        } else {
-                            RuleRes::PartMatch
-                        };
-                        s.step(|| Step::Rule {
-                            chain: id,
-                            rule: ri,
-                            res,
-                        });
-                    }
-                    next.push(s);
-                }
-                batch = next;
+            if ri < skip_to {
                 continue;
             }
-            // States the rule does not touch stay where they are.
-            let mut i = 0;
-            while i < batch.len() {
-                y.clear();
-                u.clear();
-                n.clear();
-                if !self.eval_rule(r, &batch[i], hook, &mut y, &mut u, &mut n) {
-                    batch[i].step(|| Step::Rule {
-                        chain: id,
-                        rule: ri,
-                        res: RuleRes::NoMatch,
-                    });
-                    i += 1;
-                    continue;
-                }
-                let mut s = batch.swap_remove(i);
-                let harmless = !r.action.matters() && r.effects.iter().all(|e| !e.matters());
-                for c in n.drain(..) {
-                    let mut x = s.with(c);
-                    x.step(|| Step::Rule {
-                        chain: id,
-                        rule: ri,
-                        res: RuleRes::NoMatch,
-                    });
-                    next.push(x);
-                }
-                for c in u.drain(..) {
-                    if harmless {
-                        let mut x = s.with(c);
-                        x.step(|| Step::Rule {
-                            chain: id,
-                            rule: ri,
-                            res: RuleRes::UnknownHarmless,
-                        });
-                        next.push(x);
-                        continue;
-                    }
-                    let mut a = s.with(c);
-                    if a.taint.len() < 8 {
-                        a.taint.push(here);
-                    }
-                    let mut b = a.clone();
-                    a.step(|| Step::Rule {
-                        chain: id,
-                        rule: ri,
-                        res: RuleRes::AssumedMatch,
-                    });
-                    b.step(|| Step::Rule {
-                        chain: id,
-                        rule: ri,
-                        res: RuleRes::AssumedNoMatch,
-                    });
-                    hit.push(a);
-                    next.push(b);
-                }
-                // The matched part keeps `s` itself when it is the whole cube.
-                let mut ys = y.drain(..);
-                if let Some(first) = ys.next() {
-                    for c in ys {
-                        let mut x = s.with(c);
-                        x.step(|| Step::Rule {
-                            chain: id,
-                            rule: ri,
-                            res: RuleRes::Match,
-                        });
-                        hit.push(x);
-                    }
-                    s.cube = first;
-                    s.step(|| Step::Rule {
-                        chain: id,
-                        rule: ri,
-                        res: RuleRes::Match,
-                    });
-                    hit.push(s);
-                }
+            while chain.runs.get(run_at).is_some_and(|x| x.start < ri) {
+                run_at += 1;
             }
-            batch.append(&mut next);
-            if batch.len() > COALESCE_AT && batch.len() > 2 * last_size {
-                coalesce_states(&mut batch);
-                last_size = batch.len();
-            }
-            if hit.is_empty() {
+            // A run cuts the batch at once; traces want every rule's step, and
+            // a rewritten dimension is compared after NAT, so those go rule
+            // by rule.
+            if let Some(run) = chain.runs.get(run_at).filter(|x| {
+                x.start == ri
+                    && batch
+                        .iter()
+                        .all(|s| s.trace.is_none() && s.xf[x.d].is_none())
+            }) {
+                batch = self.eval_run(id, run, hook, batch, depth, out, &mut returned);
+                if batch.len() > COALESCE_AT && batch.len() > 2 * last_size {
+                    coalesce_states(&mut batch);
+                    last_size = batch.len();
+                }
+                skip_to = run.end;
                 continue;
             }
-            let mut hit2 = Vec::with_capacity(hit.len());
-            for s in hit {
-                let mut v = vec![s];
-                for e in &r.effects {
-                    let mut w = Vec::new();
-                    for s in v {
-                        self.effect(e, s, hook, &mut w, out, id, ri);
-                    }
-                    v = w;
-                }
-                hit2.extend(v);
-            }
-            let hit = hit2;
-            match &r.action {
-                CAction::Accept => out.extend(hit.into_iter().map(|mut s| {
-                    s.accepted_by = Some(here);
-                    (s, End::Accept)
-                })),
-                CAction::Drop => out.extend(hit.into_iter().map(|s| {
-                    (
-                        s,
-                        End::Drop {
-                            chain: id,
-                            rule: Some(ri),
-                        },
-                    )
-                })),
-                CAction::Reject => out.extend(hit.into_iter().map(|s| {
-                    (
-                        s,
-                        End::Reject {
-                            chain: id,
-                            rule: ri,
-                        },
-                    )
-                })),
-                CAction::Return => {
-                    for mut s in hit {
-                        s.step(|| Step::End {
-                            chain: id,
-                            policy: None,
-                        });
-                        returned.push(s);
-                    }
-                }
-                CAction::Jump(t) | CAction::Goto(t) => {
-                    if depth >= MAX_DEPTH {
-                        out.extend(hit.into_iter().map(|s| (s, End::Loop { chain: *t })));
-                        continue;
-                    }
-                    let goto = matches!(r.action, CAction::Goto(_));
-                    let mut hit = hit;
-                    for s in &mut hit {
-                        s.step(|| Step::Enter {
-                            chain: *t,
-                            how: if goto { "goto" } else { "jump" },
-                        });
-                    }
-                    let back = self.eval_chain(*t, hook, hit, depth + 1, out);
-                    if goto {
-                        returned.extend(back);
-                    } else {
-                        for mut s in back {
-                            s.step(|| Step::Enter {
-                                chain: id,
-                                how: "back in",
-                            });
-                            batch.push(s);
-                        }
-                    }
-                    if batch.len() > COALESCE_AT && batch.len() > 2 * last_size {
-                        coalesce_states(&mut batch);
-                        last_size = batch.len();
-                    }
-                }
-                other => {
-                    let mut w = Vec::new();
-                    for s in hit {
-                        self.effect(other, s, hook, &mut w, out, id, ri);
-                    }
-                    if matches!(
-                        other,
-                        CAction::Dnat(_)
-                            | CAction::Snat(_)
-                            | CAction::Masquerade(_)
-                            | CAction::Redirect(_)
-                            | CAction::Netmap { .. }
-                    ) {
-                        out.extend(w.into_iter().map(|s| (s, End::Nat)));
-                    } else {
-                        batch.extend(w);
-                    }
-                }
-            }
+            self.eval_one(
+                id,
+                ri,
+                hook,
+                depth,
+                &mut batch,
+                &mut returned,
+                out,
+                &mut scratch,
+                &mut last_size,
+            );
         }
         for mut s in batch {
             if depth > 0 {
@@ -967,6 +811,307 @@ impl<'a> Engine<'a> {
             returned.push(s);
         }
         returned
+    }
+
+    /// One rule of chain `id` over the batch: what it decides goes to `out`
+    /// (or `returned`, or into the chain it calls), the rest stays in `batch`.
+    // Long: one arm per rule action in the kernel's order of evaluation (verdicts, jumps,
+    // returns, marks, NAT, helpers); keeping them together keeps that order checkable
+    // against nf_tables/ip_tables
+    #[allow(clippy::too_many_arguments)]
+    fn eval_one(
+        &self,
+        id: usize,
+        ri: usize,
+        hook: Hook,
+        depth: usize,
+        batch: &mut Vec<State>,
+        returned: &mut Vec<State>,
+        out: &mut Vec<(State, End)>,
+        sc: &mut Scratch,
+        last_size: &mut usize,
+    ) {
+        let r = &self.c.chains[id].rules[ri];
+        let Scratch { y, u, n } = sc;
+        let here = RuleRef {
+            chain: id,
+            rule: ri,
+        };
+        let mut next: Vec<State> = Vec::new();
+        let mut hit: Vec<State> = Vec::new();
+        if !r.action.matters() && r.effects.iter().all(|e| !e.matters()) {
+            // Counting and logging rules change nothing: never cut a state for them.
+            for mut s in std::mem::take(batch) {
+                if s.trace.is_some() {
+                    y.clear();
+                    u.clear();
+                    n.clear();
+                    let any = self.eval_rule(r, &s, hook, y, u, n);
+                    let res = if !any {
+                        RuleRes::NoMatch
+                    } else if n.is_empty() && u.is_empty() {
+                        RuleRes::Match
+                    } else if n.is_empty() && y.is_empty() {
+                        RuleRes::UnknownHarmless
+                    } else {
+                        RuleRes::PartMatch
+                    };
+                    s.step(|| Step::Rule {
+                        chain: id,
+                        rule: ri,
+                        res,
+                    });
+                }
+                next.push(s);
+            }
+            *batch = next;
+            return;
+        }
+        // States the rule does not touch stay where they are.
+        let mut i = 0;
+        while i < batch.len() {
+            y.clear();
+            u.clear();
+            n.clear();
+            if !self.eval_rule(r, &batch[i], hook, y, u, n) {
+                batch[i].step(|| Step::Rule {
+                    chain: id,
+                    rule: ri,
+                    res: RuleRes::NoMatch,
+                });
+                i += 1;
+                continue;
+            }
+            let mut s = batch.swap_remove(i);
+            let harmless = !r.action.matters() && r.effects.iter().all(|e| !e.matters());
+            for c in n.drain(..) {
+                let mut x = s.with(c);
+                x.step(|| Step::Rule {
+                    chain: id,
+                    rule: ri,
+                    res: RuleRes::NoMatch,
+                });
+                next.push(x);
+            }
+            for c in u.drain(..) {
+                if harmless {
+                    let mut x = s.with(c);
+                    x.step(|| Step::Rule {
+                        chain: id,
+                        rule: ri,
+                        res: RuleRes::UnknownHarmless,
+                    });
+                    next.push(x);
+                    continue;
+                }
+                let mut a = s.with(c);
+                if a.taint.len() < 8 {
+                    a.taint.push(here);
+                }
+                let mut b = a.clone();
+                a.step(|| Step::Rule {
+                    chain: id,
+                    rule: ri,
+                    res: RuleRes::AssumedMatch,
+                });
+                b.step(|| Step::Rule {
+                    chain: id,
+                    rule: ri,
+                    res: RuleRes::AssumedNoMatch,
+                });
+                hit.push(a);
+                next.push(b);
+            }
+            // The matched part keeps `s` itself when it is the whole cube.
+            let mut ys = y.drain(..);
+            if let Some(first) = ys.next() {
+                for c in ys {
+                    let mut x = s.with(c);
+                    x.step(|| Step::Rule {
+                        chain: id,
+                        rule: ri,
+                        res: RuleRes::Match,
+                    });
+                    hit.push(x);
+                }
+                s.cube = first;
+                s.step(|| Step::Rule {
+                    chain: id,
+                    rule: ri,
+                    res: RuleRes::Match,
+                });
+                hit.push(s);
+            }
+        }
+        batch.append(&mut next);
+        if batch.len() > COALESCE_AT && batch.len() > 2 * *last_size {
+            coalesce_states(batch);
+            *last_size = batch.len();
+        }
+        if hit.is_empty() {
+            return;
+        }
+        let mut hit2 = Vec::with_capacity(hit.len());
+        for s in hit {
+            let mut v = vec![s];
+            for e in &r.effects {
+                let mut w = Vec::new();
+                for s in v {
+                    self.effect(e, s, hook, &mut w, out, id, ri);
+                }
+                v = w;
+            }
+            hit2.extend(v);
+        }
+        let hit = hit2;
+        match &r.action {
+            CAction::Accept => out.extend(hit.into_iter().map(|mut s| {
+                s.accepted_by = Some(here);
+                (s, End::Accept)
+            })),
+            CAction::Drop if !self.keep_stopped => {}
+            CAction::Drop => out.extend(hit.into_iter().map(|s| {
+                (
+                    s,
+                    End::Drop {
+                        chain: id,
+                        rule: Some(ri),
+                    },
+                )
+            })),
+            CAction::Reject if !self.keep_stopped => {}
+            CAction::Reject => out.extend(hit.into_iter().map(|s| {
+                (
+                    s,
+                    End::Reject {
+                        chain: id,
+                        rule: ri,
+                    },
+                )
+            })),
+            CAction::Return => {
+                for mut s in hit {
+                    s.step(|| Step::End {
+                        chain: id,
+                        policy: None,
+                    });
+                    returned.push(s);
+                }
+            }
+            CAction::Jump(t) | CAction::Goto(t) => {
+                if depth >= MAX_DEPTH {
+                    out.extend(hit.into_iter().map(|s| (s, End::Loop { chain: *t })));
+                    return;
+                }
+                let goto = matches!(r.action, CAction::Goto(_));
+                let mut hit = hit;
+                for s in &mut hit {
+                    s.step(|| Step::Enter {
+                        chain: *t,
+                        how: if goto { "goto" } else { "jump" },
+                    });
+                }
+                let back = self.eval_chain(*t, hook, hit, depth + 1, out);
+                if goto {
+                    returned.extend(back);
+                } else {
+                    for mut s in back {
+                        s.step(|| Step::Enter {
+                            chain: id,
+                            how: "back in",
+                        });
+                        batch.push(s);
+                    }
+                }
+                if batch.len() > COALESCE_AT && batch.len() > 2 * *last_size {
+                    coalesce_states(batch);
+                    *last_size = batch.len();
+                }
+            }
+            other => {
+                let mut w = Vec::new();
+                for s in hit {
+                    self.effect(other, s, hook, &mut w, out, id, ri);
+                }
+                if matches!(
+                    other,
+                    CAction::Dnat(_)
+                        | CAction::Snat(_)
+                        | CAction::Masquerade(_)
+                        | CAction::Redirect(_)
+                        | CAction::Netmap { .. }
+                ) {
+                    out.extend(w.into_iter().map(|s| (s, End::Nat)));
+                } else {
+                    batch.extend(w);
+                }
+            }
+        }
+    }
+
+    /// A run (`index::Run`) over a batch without traces: each state goes
+    /// through only the groups whose intervals meet its own, rule by rule
+    /// within a group, and what no group holds goes on in one piece. What
+    /// the rules decide comes out in rule order, as rule-by-rule evaluation
+    /// of the whole batch gives it.
+    #[allow(clippy::too_many_arguments)]
+    fn eval_run(
+        &self,
+        id: usize,
+        run: &Run,
+        hook: Hook,
+        batch: Vec<State>,
+        depth: usize,
+        out: &mut Vec<(State, End)>,
+        returned: &mut Vec<State>,
+    ) -> Vec<State> {
+        let d = run.d;
+        let mut next = Vec::with_capacity(batch.len());
+        // Per rule: (decided, returned).
+        type Decided = (Vec<(State, End)>, Vec<State>);
+        let mut per: BTreeMap<usize, Decided> = BTreeMap::new();
+        let mut sc = Scratch::default();
+        for mut s in batch {
+            let groups = if s.cube.iv[d].is_empty() {
+                &[][..]
+            } else {
+                run.meeting(s.cube.iv[d].hull())
+            };
+            let mut cut = Vec::new();
+            for g in groups {
+                let clip = s.cube.iv[d].clip(g.iv);
+                if clip.is_empty() {
+                    continue;
+                }
+                cut.push(g.iv);
+                let mut c = s.cube.clone();
+                c.iv[d] = clip;
+                let mut local = vec![s.with(c)];
+                let mut size = 1;
+                for ri in g.rules.clone() {
+                    if local.is_empty() {
+                        break;
+                    }
+                    let (o, ret) = per.entry(ri).or_default();
+                    self.eval_one(id, ri, hook, depth, &mut local, ret, o, &mut sc, &mut size);
+                }
+                next.append(&mut local);
+            }
+            if cut.is_empty() {
+                next.push(s);
+                continue;
+            }
+            let rest = s.cube.iv[d].minus(&IvSet::from_ivs(cut));
+            if !rest.is_empty() {
+                s.cube.iv[d] = rest;
+                next.push(s);
+            }
+        }
+        for (o, ret) in per.into_values() {
+            out.extend(o);
+            returned.extend(ret);
+        }
+        next
     }
 
     /// Apply a non-verdict action; the state(s) that go on are pushed to `w`.
@@ -1313,7 +1458,7 @@ impl<'a> Engine<'a> {
                                 rule: usize::MAX,
                             });
                             live.push(s);
-                        } else {
+                        } else if self.keep_stopped {
                             stopped.push((
                                 s,
                                 End::Drop {
@@ -1396,7 +1541,7 @@ impl<'a> Engine<'a> {
                             });
                             if accept {
                                 run.push(s);
-                            } else {
+                            } else if self.keep_stopped {
                                 stopped.push((
                                     s,
                                     End::Drop {

@@ -23,6 +23,7 @@
 
 pub mod compile;
 pub mod engine;
+pub mod index;
 pub mod packet;
 pub mod space;
 

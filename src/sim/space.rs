@@ -217,6 +217,20 @@ impl IvSet {
         }
         IvSet { ivs: out }
     }
+    /// The part inside one interval; logarithmic in the set plus the part's
+    /// size (`intersect` walks the whole set).
+    pub fn clip(&self, iv: Iv) -> IvSet {
+        let a = self.ivs.partition_point(|x| x.hi < iv.lo);
+        let b = self.ivs.partition_point(|x| x.lo <= iv.hi);
+        let mut out: Ivs = self.ivs[a..b.max(a)].iter().copied().collect();
+        if let Some(f) = out.first_mut() {
+            f.lo = f.lo.max(iv.lo);
+        }
+        if let Some(l) = out.last_mut() {
+            l.hi = l.hi.min(iv.hi);
+        }
+        IvSet { ivs: out }
+    }
     pub fn minus(&self, o: &IvSet) -> IvSet {
         let mut out = Ivs::new();
         let mut j = 0;
