@@ -263,6 +263,25 @@ pub fn both<A: Send, B: Send>(
     })
 }
 
+/// A host's over-permissive analysis (`open`, with or without a topology)
+/// and its redundancy search, as `opts` asks, at once.
+fn analyses(
+    opts: Options,
+    hr: &HostRules,
+    open: impl FnOnce() -> Vec<open::OpenView> + Send,
+) -> (Vec<open::OpenView>, Vec<redundant::Redundancy>) {
+    both(
+        || if opts.open { open() } else { Vec::new() },
+        || {
+            if opts.redundant {
+                redundant::find(hr)
+            } else {
+                Vec::new()
+            }
+        },
+    )
+}
+
 pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Report {
     let d = &plan.deployment;
     let mut warnings = Vec::new();
@@ -338,22 +357,7 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
                 hc.compiled.ifaces.overflow.join(", ")
             ));
         }
-        let (open, redundant) = both(
-            || {
-                if opts.open {
-                    open::analyze_host(plan, h, hr, hc)
-                } else {
-                    Vec::new()
-                }
-            },
-            || {
-                if opts.redundant {
-                    redundant::find(hr)
-                } else {
-                    Vec::new()
-                }
-            },
-        );
+        let (open, redundant) = analyses(opts, hr, || open::analyze_host(plan, h, hr, hc));
         hosts.push(HostReport {
             host: name.clone(),
             files: hr.files.iter().map(|f| f.path.clone()).collect(),
@@ -378,22 +382,7 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
 pub fn audit(rules: &[(String, HostRules)], opts: Options) -> Report {
     let mut hosts = Vec::new();
     for (name, hr) in rules {
-        let (open, redundant) = both(
-            || {
-                if opts.open {
-                    open::analyze_lone(hr)
-                } else {
-                    Vec::new()
-                }
-            },
-            || {
-                if opts.redundant {
-                    redundant::find(hr)
-                } else {
-                    Vec::new()
-                }
-            },
-        );
+        let (open, redundant) = analyses(opts, hr, || open::analyze_lone(hr));
         let mut warnings: Vec<String> = hr.files.iter().flat_map(|f| f.warnings.clone()).collect();
         for v6 in [false, true] {
             if hr.has_family(v6) {
