@@ -43,6 +43,8 @@ pub struct WarningJson<'a> {
 pub struct NetworkJson<'a> {
     pub name: &'a str,
     pub cidr: Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr6: Option<ipnet::Ipv6Net>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +69,8 @@ pub struct InterfaceJson<'a> {
     pub name: &'a str,
     pub network: &'a str,
     pub address: Ipv4Addr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Serialize)]
@@ -137,6 +141,7 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
             .map(|n| NetworkJson {
                 name: &n.name,
                 cidr: n.cidr,
+                cidr6: n.cidr6,
             })
             .collect(),
         hosts: d
@@ -160,6 +165,7 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
                         name: &i.name,
                         network: net_name(i.network),
                         address: i.address,
+                        address6: i.address6,
                     })
                     .collect(),
                 gateway: h.gateway.map(host_name),

@@ -815,7 +815,7 @@ fn apply(
         ApplyBackend::Plain(Backend::Nft) => Payload {
             kind: Backend::Nft,
             host: host.into(),
-            rules: plan.nft(hp),
+            rules: plan.nft_ipv4(hp),
             ipset: None,
             merged: vec![],
             firewalld: None,

@@ -95,6 +95,7 @@ impl Plan {
                 match mode {
                     IptablesMode::Owned => {
                         out.push((format!("{name}.rules"), self.iptables(hp)));
+                        out.push((format!("{name}.rules6"), self.ip6tables(hp)));
                     }
                     IptablesMode::Merged => {
                         out.push((format!("{name}.merged.rules"), self.iptables_merged(hp)));

@@ -110,6 +110,21 @@ impl Plan {
         )
     }
 
+    /// `HOST.rules6`: the IPv6 deny-incoming policy for ip6tables-restore.
+    pub fn ip6tables(&self, hp: &HostPolicy) -> String {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::ip6tables_text(
+            hp,
+            &self.header(
+                name,
+                &format!(
+                    "Load: ip6tables-restore < {} (or install as /etc/iptables/rules.v6)",
+                    sh(&format!("{name}.rules6"))
+                ),
+            ),
+        )
+    }
+
     /// Merged mode's chains (`HOST.merged.rules`): load them only through
     /// `HOST.merged.sh` or with `--noflush`, since a plain `iptables-restore`
     /// of this file would empty every chain of the tables it names.
@@ -365,7 +380,14 @@ impl Plan {
 
     pub fn nft(&self, hp: &HostPolicy) -> String {
         let name = &self.deployment.hosts[hp.host].name;
-        render::nft_text(hp, &self.header(name, &format!("Load: nft -f {} (or include it from /etc/nftables.conf); replaces only table ip amwall", sh(&format!("{name}.nft")))))
+        render::nft_text(hp, &self.header(name, &format!("Load: nft -f {} (or include it from /etc/nftables.conf); replaces only table ip amwall and table ip6 amwall", sh(&format!("{name}.nft")))))
+    }
+
+    /// `HOST.nft`'s IPv4 table alone: what `apply` loads, since its snapshot
+    /// and rollback cover `table ip amwall` only.
+    pub fn nft_ipv4(&self, hp: &HostPolicy) -> String {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::nft_ipv4_text(hp, &self.header(name, "Loaded by amwall apply; replaces only table ip amwall"))
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::flows::{Flow, HelperRole, Operation};
@@ -82,6 +82,65 @@ pub struct HostPolicy {
     /// In chain order; INPUT starts with the management rules (label "management").
     pub rules: Vec<PolicyRule>,
     pub masquerade: Vec<Masq>,
+    /// What the host accepts over IPv6.
+    pub v6: Ipv6Policy,
+}
+
+/// The IPv6 side of a host's policy: the same deny-incoming shape as IPv4
+/// (input and forward drop, `lo` and ESTABLISHED,RELATED accepted), plus what
+/// IPv6 itself needs to work ([`ICMPV6_ACCEPTED`], [`DHCPV6_CLIENT_PORT`]) and
+/// management from the IPv6 prefixes `[management]` names. No Amanda flow is
+/// opened over IPv6: Debian's Amanda is built `--without-ipv6`
+/// (docs/design.md), so a host that is not firewalled over IPv6 is open there
+/// to anything listening on `::`, and nothing Amanda needs arrives there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ipv6Policy {
+    /// Management over IPv6, one rule per source (`src: None`: any source);
+    /// empty when management is off or `from` names no IPv6 prefix.
+    pub management: Vec<Mgmt6>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mgmt6 {
+    pub src: Option<Ipv6Net>,
+    pub proto: Proto,
+    pub port: u16,
+}
+
+/// ICMPv6 message types a host accepts whatever their source. RFC 4890 section 4.4.1
+/// ("Traffic That Must Not Be Dropped", for traffic addressed to the host
+/// itself): the errors (destination unreachable, packet too big, time
+/// exceeded, parameter problem), echo request and reply, neighbour and router
+/// discovery with inverse ND, the multicast listener messages, SEND's
+/// certification path messages and multicast router discovery. Time exceeded
+/// and parameter problem are taken with every code, which also covers
+/// section 4.4.2's "normally should not be dropped" codes. Without neighbour
+/// discovery a host cannot even reach its neighbours' IPv6 addresses; without
+/// packet-too-big, connections over paths with a smaller MTU hang. The kernel
+/// itself discards ND messages whose hop limit is not 255 (RFC 4861 section
+/// 7.1), so no hop-limit match is needed here.
+pub const ICMPV6_ACCEPTED: &[u8] = &[
+    1, 2, 3, 4, // errors
+    128, 129, // echo
+    130, 131, 132, // multicast listener discovery (143 below: MLDv2 report)
+    133, 134, 135, 136, // router and neighbour discovery
+    141, 142, // inverse neighbour discovery
+    143, // MLDv2 listener report
+    148, 149, // SEND certification path
+    151, 152, 153, // multicast router discovery
+];
+
+/// A DHCPv6 client receives its server's replies on UDP 546 at its own
+/// link-local address. Conntrack cannot tie them to the request, which went to
+/// a multicast group (ff02::1:2), so without this opening a host whose
+/// address comes from DHCPv6 loses it when the lease runs out. The same
+/// opening as firewalld's `dhcpv6-client` service (destination fe80::/64),
+/// which its default zone carries.
+pub const DHCPV6_CLIENT_PORT: u16 = 546;
+
+/// [`DHCPV6_CLIENT_PORT`]'s destination: the link-local prefix.
+pub fn dhcpv6_client_dst() -> Ipv6Net {
+    "fe80::/64".parse().expect("a valid prefix")
 }
 
 impl HostPolicy {
@@ -205,7 +264,27 @@ fn host_policy(
         groups,
         rules: kept,
         masquerade,
+        v6: ipv6_policy(d),
     }
+}
+
+/// `[management]` over IPv6. IPv6 has no NAT in amwall's model (NAT66 is not
+/// assumed), so every host sees the admins' prefixes as written.
+fn ipv6_policy(d: &Deployment) -> Ipv6Policy {
+    let m = &d.management;
+    let rule = |src| Mgmt6 {
+        src,
+        proto: m.proto,
+        port: m.port,
+    };
+    let management = if !m.enabled {
+        vec![]
+    } else if m.anywhere6 {
+        vec![rule(None)]
+    } else {
+        m.from6.iter().map(|p| rule(Some(*p))).collect()
+    };
+    Ipv6Policy { management }
 }
 
 /// `[management]` as rules: one per prefix, each as this host sees it (after

@@ -109,6 +109,23 @@ pub fn summary(plan: &Plan, only: Option<&str>, files: Files) -> String {
 
 /// The title, the Amanda settings the flows follow, what every host's
 /// ruleset does besides, and where the Amanda side was read from.
+/// The IPv6 sentence: the same deny-incoming shape (`policy::Ipv6Policy`),
+/// and whether the admins can still come in over IPv6.
+fn ipv6_text(d: &Deployment) -> String {
+    let m = &d.management;
+    let mgmt6 = if !m.enabled {
+        String::new()
+    } else if m.anywhere6 {
+        format!(", and {}/{} from anywhere (management)", m.proto, m.port)
+    } else if m.from6.is_empty() {
+        format!("; management ({}/{}) is **not** open over IPv6, since `[management] from` names no IPv6 prefix: admins who reach the hosts over IPv6 give their network a `cidr6` or add an IPv6 prefix to `from`", m.proto, m.port)
+    } else {
+        let from: Vec<String> = m.from6.iter().map(|p| p.to_string()).collect();
+        format!(", and {}/{} from {} (management)", m.proto, m.port, from.join(", "))
+    };
+    format!("IPv6 (`HOST.rules6` for ip6tables-restore, `table ip6 amwall` in `HOST.nft`): INPUT and FORWARD drop the same way, after `lo` and ESTABLISHED,RELATED; accepted are only the ICMPv6 that IPv6 needs to work (RFC 4890: errors, echo, neighbour and router discovery, multicast listener messages) and DHCPv6 replies to the link-local address{mgmt6}. No Amanda flow is opened over IPv6: Debian's Amanda is built `--without-ipv6`. `amwall apply` loads the IPv4 rules only for now: load `HOST.rules6` (or the whole `HOST.nft`) yourself.")
+}
+
 fn header(plan: &Plan, files: Files, o: &mut String) {
     let d = &plan.deployment;
     let a = &d.amanda;
@@ -161,12 +178,11 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
             d.management.from_names.join(", ")
         )
     };
-    let v6 =
-        "IPv4 only: Debian's Amanda is built `--without-ipv6`, and amwall leaves IPv6 rules alone.";
+    let v6 = ipv6_text(d);
     if files.iptables == Some(IptablesMode::Merged) {
         writeln!(
             o,
-            "Every host (iptables, merged: `HOST.merged.rules`, loaded by `sh HOST.merged.sh`): amwall's rules live in chains of their own, `AMWALL-INPUT` (and on routers `AMWALL-FORWARD`, with `AMWALL-PREROUTING`/`AMWALL-POSTROUTING` in nat and raw where NAT or the helper need them), each entered by one jump inserted at the top of its built-in chain. They accept ESTABLISHED,RELATED, `lo` and the openings listed below, and return everything else to the host's own rules, which keep deciding it: no policy is changed, nothing is dropped, and management access is left to the host's rules. Running the script again replaces only amwall's chains and never adds a second jump; Docker's, fail2ban's and the admin's chains are not touched. A ban that must stop a connection amwall accepts has to sit before amwall's jump (fail2ban inserts its jumps at the top when it starts). {v6}\n"
+            "Every host (iptables, merged: `HOST.merged.rules`, loaded by `sh HOST.merged.sh`): amwall's rules live in chains of their own, `AMWALL-INPUT` (and on routers `AMWALL-FORWARD`, with `AMWALL-PREROUTING`/`AMWALL-POSTROUTING` in nat and raw where NAT or the helper need them), each entered by one jump inserted at the top of its built-in chain. They accept ESTABLISHED,RELATED, `lo` and the openings listed below, and return everything else to the host's own rules, which keep deciding it: no policy is changed, nothing is dropped, and management access is left to the host's rules. Running the script again replaces only amwall's chains and never adds a second jump; Docker's, fail2ban's and the admin's chains are not touched. A ban that must stop a connection amwall accepts has to sit before amwall's jump (fail2ban inserts its jumps at the top when it starts). Merged mode writes no ip6tables rules: IPv6 stays as the host's own rules have it.\n"
         )
         .unwrap();
     } else {
@@ -179,7 +195,7 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
     if files.nft {
         writeln!(
             o,
-            "nft (`HOST.nft`): loading replaces only `table ip amwall`; other tables stay as they are. nftables runs every base chain of a hook, so a packet this table accepts is still dropped by a drop or reject in another table (firewalld's, an admin's `inet filter`), and this table's drop policy drops what another table accepts: on a host where something else manages nftables, that manager must accept Amanda's flows too (`amwall check` on `nft list ruleset` names the rule that blocks).\n"
+            "nft (`HOST.nft`): loading replaces only `table ip amwall` and `table ip6 amwall`; other tables stay as they are. nftables runs every base chain of a hook, so a packet this table accepts is still dropped by a drop or reject in another table (firewalld's, an admin's `inet filter`), and this table's drop policy drops what another table accepts: on a host where something else manages nftables, that manager must accept Amanda's flows too (`amwall check` on `nft list ruleset` names the rule that blocks).\n"
         )
         .unwrap();
     }

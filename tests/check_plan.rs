@@ -21,12 +21,18 @@ fn rules(plan: &Plan, nft: bool) -> Vec<(String, HostRules)> {
             (format!("{host}.rules"), plan.iptables(hp))
         };
         let f = RulesFile::parse(&path, text).unwrap_or_else(|e| panic!("{path}: {e:?}"));
+        let mut files = vec![f];
+        if !nft {
+            // HOST.rules6, as `check --rules HOST=HOST.rules --rules HOST=HOST.rules6`.
+            let path6 = format!("{host}.rules6");
+            files.push(RulesFile::parse(&path6, plan.ip6tables(hp)).expect("rules6 parses"));
+        }
         // The `ipset restore` script plan writes, read as `check --ipset` reads it.
         let sets = (!nft)
             .then(|| plan.ipset(hp))
             .flatten()
             .map(|t| ipset::parse(&format!("{host}.ipset"), &t).expect("our ipset file parses"));
-        out.push((host, HostRules::new(vec![f], sets)));
+        out.push((host, HostRules::new(files, sets)));
     }
     out
 }
@@ -345,4 +351,56 @@ fn management_follows_nat_to_rhost() {
         }
     }
     assert!(checked >= 16, "only {checked} wiki variants");
+}
+
+/// Over IPv6 the plan opens only what IPv6 needs and management from the
+/// admins' IPv6 prefix (the dual-stack lan example): an IPv6 opening of its
+/// own, or management from anywhere, is reported as beyond need, with both
+/// backends.
+#[test]
+fn an_extra_ipv6_opening_is_reported() {
+    let plan = Plan::build(common::example("lan")).unwrap();
+    for nft in [false, true] {
+        let mut hosts = rules(&plan, nft);
+        let report = check::check(&plan, &hosts, Options::default());
+        let v6_open = |r: &check::Report| -> Vec<String> {
+            r.hosts
+                .iter()
+                .flat_map(|h| &h.open)
+                .filter(|v| v.family == "IPv6" && !v.groups.is_empty())
+                .map(|v| format!("{v:?}"))
+                .collect()
+        };
+        assert!(v6_open(&report).is_empty(), "{}", describe(&report));
+        // db gets a web server over IPv6, and ssh from anywhere.
+        let db = hosts.iter().position(|(h, _)| h == "db").unwrap();
+        let hp = plan
+            .policies
+            .iter()
+            .find(|p| plan.deployment.hosts[p.host].name == "db")
+            .unwrap();
+        let (path, text) = if nft {
+            let t = plan.nft(hp).replace(
+                "\t\tip6 daddr fe80::/64 udp dport 546",
+                "\t\ttcp dport 80 accept\n\t\ttcp dport 22 accept\n\t\tip6 daddr fe80::/64 udp dport 546",
+            );
+            ("db.nft", t)
+        } else {
+            let t = plan.ip6tables(hp).replace(
+                "-A FORWARD",
+                "-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A FORWARD",
+            );
+            ("db.rules6", t)
+        };
+        let mut files = vec![RulesFile::parse(path, text).unwrap()];
+        if !nft {
+            files.insert(0, RulesFile::parse("db.rules", plan.iptables(hp)).unwrap());
+        }
+        hosts[db].1 = HostRules::new(files, None);
+        let report = check::check(&plan, &hosts, Options::default());
+        let text = describe(&report);
+        let open = v6_open(&report);
+        assert_eq!(open.len(), 1, "{text}");
+        assert!(open[0].contains("80") && open[0].contains("22"), "{text}");
+    }
 }

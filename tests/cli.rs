@@ -19,13 +19,14 @@ fn plan_writes_every_host_and_the_summary() {
     assert_eq!(code, 0, "{stderr}");
     for h in ["tshost", "fwhost", "lhost", "rhost"] {
         assert!(out.join(format!("{h}.rules")).is_file(), "{h}.rules");
+        assert!(out.join(format!("{h}.rules6")).is_file(), "{h}.rules6");
         assert!(out.join(format!("{h}.nft")).is_file(), "{h}.nft");
     }
     let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
     assert_eq!(stdout, summary, "plan prints the summary it writes");
     assert!(summary.contains("## Required ports") && summary.contains("## Recovery traffic"));
     // No temporary files left beside the outputs.
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 9);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 13);
 }
 
 /// `--ufw` and `--firewalld` add their files for the host, and SUMMARY.md
@@ -125,7 +126,7 @@ fn a_declared_firewall_manager_picks_the_hosts_files() {
         of("rhost"),
         ["rhost.merged.rules", "rhost.merged.sh", "rhost.nft"]
     );
-    assert_eq!(of("tshost"), ["tshost.nft", "tshost.rules"]);
+    assert_eq!(of("tshost"), ["tshost.nft", "tshost.rules", "tshost.rules6"]);
     let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
     assert!(
         summary.contains("`fwhost` (ufw: `sh HOST.ufw.sh` or `amwall apply --backend ufw` only)"),

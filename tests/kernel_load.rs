@@ -91,6 +91,20 @@ fn iptables_files_load_and_read_back_identically() {
                     "{label}/{host}: table {table} reads back differently"
                 );
             }
+            // HOST.rules6: the IPv6 deny-incoming policy, through ip6tables.
+            let text6 = plan.ip6tables(hp);
+            let t = ns
+                .exec(&["ip6tables-restore", "--test"], Some(&text6))
+                .expect("ip6tables-restore must be installed");
+            assert!(t.ok(), "{label}/{host}: ip6tables-restore --test rejected it: {}\n{text6}", t.stderr);
+            let l = ns.exec(&["ip6tables-restore"], Some(&text6)).unwrap();
+            assert!(l.ok(), "{label}/{host}: ip6tables-restore failed: {}", l.stderr);
+            let saved6 = ns.must(&["ip6tables-save"]).unwrap().stdout;
+            assert_eq!(
+                tables(&text6),
+                tables(&saved6),
+                "{label}/{host}: the IPv6 filter table reads back differently"
+            );
             loaded += 1;
         }
     }
@@ -122,6 +136,15 @@ fn normalise(s: &str) -> String {
     out
 }
 
+/// `table FAM amwall { ... }` as the script writes it, through its closing brace.
+fn table_block<'a>(text: &'a str, fam: &str) -> &'a str {
+    let start = text
+        .find(&format!("table {fam} amwall {{"))
+        .unwrap_or_else(|| panic!("no table {fam} amwall block in:\n{text}"));
+    let len = text[start..].find("\n}\n").expect("closing brace") + 3;
+    &text[start..start + len]
+}
+
 #[test]
 fn nft_scripts_load_and_list_back_identically() {
     let ns = Netns::new("amwk").expect("creating a netns needs root and iproute2");
@@ -140,16 +163,17 @@ fn nft_scripts_load_and_list_back_identically() {
             );
             let l = ns.exec(&["nft", "-f", "-"], Some(&text)).unwrap();
             assert!(l.ok(), "{label}/{host}: nft -f failed: {}", l.stderr);
-            let listed = ns
-                .must(&["nft", "list", "table", "ip", "amwall"])
-                .unwrap()
-                .stdout;
-            let ours = &text[text.find("table ip amwall {").expect("table block")..];
-            assert_eq!(
-                normalise(ours),
-                normalise(&listed),
-                "{label}/{host}: the kernel lists a different table"
-            );
+            for fam in ["ip", "ip6"] {
+                let listed = ns
+                    .must(&["nft", "list", "table", fam, "amwall"])
+                    .unwrap()
+                    .stdout;
+                assert_eq!(
+                    normalise(table_block(&text, fam)),
+                    normalise(&listed),
+                    "{label}/{host}: the kernel lists a different {fam} table"
+                );
+            }
             loaded += 1;
         }
     }
@@ -172,16 +196,18 @@ fn nft_script_replaces_only_its_own_table() {
     }
     let all = ns.must(&["nft", "list", "ruleset"]).unwrap().stdout;
     assert_eq!(all.matches("table ip amwall").count(), 1);
+    assert_eq!(all.matches("table ip6 amwall").count(), 1);
     assert!(
         all.contains("table ip other"),
         "another table was touched:\n{all}"
     );
-    let ours = &text[text.find("table ip amwall {").unwrap()..];
-    let listed = ns
-        .must(&["nft", "list", "table", "ip", "amwall"])
-        .unwrap()
-        .stdout;
-    assert_eq!(normalise(ours), normalise(&listed));
+    for fam in ["ip", "ip6"] {
+        let listed = ns
+            .must(&["nft", "list", "table", fam, "amwall"])
+            .unwrap()
+            .stdout;
+        assert_eq!(normalise(table_block(&text, fam)), normalise(&listed));
+    }
 }
 
 /// 200 clients: the server's groups become an ipset (iptables) and an interval set

@@ -198,7 +198,11 @@ fn topology_path_with_newline_stays_a_comment() {
     // in tests/kernel_load.rs); here: our parser reads it back as the plan rendered.
     let nft = std::fs::read_to_string(r.out.join("c.nft")).unwrap();
     let rs = amwall::netfilter::nft::parse("c.nft", &nft).expect("parses");
-    assert_eq!(rs.ruleset.tables.len(), 1, "one table, no flush");
+    assert_eq!(
+        rs.ruleset.tables.len(),
+        2,
+        "table ip amwall and table ip6 amwall, no flush"
+    );
 }
 
 // ---- names become paths and commands

@@ -615,13 +615,54 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
     }
     views.extend(helper);
     if hr.has_family(true) {
+        let need6 = |c: &Compiled| needed6(plan, h, c);
         views.extend(analyze_family(
             hr,
             true,
-            "the topology is IPv4 only: IPv6 is analysed as for a ruleset alone",
+            "over IPv6, what IPv6 itself needs (RFC 4890's ICMPv6, the DHCPv6 client) and management count as needed; the topology's IPv6 addresses are not used",
+            Some(&need6),
         ));
     }
     views
+}
+
+/// What a topology host must accept over IPv6 as new connections: the same
+/// things `policy::Ipv6Policy` opens — what IPv6 itself needs, and
+/// management from the IPv6 prefixes `[management]` names. No Amanda flow
+/// runs over IPv6 (Debian's build is `--without-ipv6`).
+fn needed6(plan: &Plan, h: HostId, c: &Compiled) -> Vec<Cube> {
+    use crate::policy::{dhcpv6_client_dst, DHCPV6_CLIENT_PORT, ICMPV6_ACCEPTED};
+    let net6 = |n: ipnet::Ipv6Net| {
+        Iv::new(
+            u128::from(n.network()),
+            u128::from(n.broadcast()),
+        )
+    };
+    let any = || Cube::full(true, c.ifaces.all(), c.ifaces.all());
+    let mut out = Vec::new();
+    for &t in ICMPV6_ACCEPTED {
+        let mut cube = any();
+        cube.set(PROTO, Iv::point(58));
+        let t = (t as u128) << 8;
+        cube.set(DPORT, Iv::new(t, t | 0xff));
+        out.push(cube);
+    }
+    let mut dhcp = any();
+    dhcp.set(DST, net6(dhcpv6_client_dst()));
+    dhcp.set(PROTO, Iv::point(17));
+    dhcp.set(DPORT, Iv::point(DHCPV6_CLIENT_PORT as u128));
+    out.push(dhcp);
+    let v6 = plan.policies.iter().find(|p| p.host == h).map(|p| &p.v6);
+    for m in v6.into_iter().flat_map(|v| &v.management) {
+        let mut cube = any();
+        if let Some(src) = m.src {
+            cube.set(SRC, net6(src));
+        }
+        cube.set(PROTO, Iv::point(if m.proto == Proto::Tcp { 6 } else { 17 }));
+        cube.set(DPORT, Iv::point(m.port as u128));
+        out.push(cube);
+    }
+    out
 }
 
 /// A ruleset without a topology: per family present, what reaches the host
@@ -630,13 +671,20 @@ pub fn analyze_lone(hr: &HostRules) -> Vec<OpenView> {
     let mut out = Vec::new();
     for v6 in [false, true] {
         if hr.has_family(v6) {
-            out.extend(analyze_family(hr, v6, ""));
+            out.extend(analyze_family(hr, v6, "", None));
         }
     }
     out
 }
 
-fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
+/// `need`: what the input view counts as needed (a topology host's IPv6);
+/// without it, everything accepted is reported.
+fn analyze_family(
+    hr: &HostRules,
+    v6: bool,
+    why: &str,
+    need: Option<&(dyn Fn(&Compiled) -> Vec<Cube> + Sync)>,
+) -> Vec<OpenView> {
     let family = if v6 { "IPv6" } else { "IPv4" };
     let sets = SetDb {
         ipsets: hr.ipsets.as_ref(),
@@ -669,7 +717,10 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
             "no topology: if this host forwards, to any destination on any interface"
         });
         if !why.is_empty() {
-            assumption = format!("{why}; {assumption}");
+            // A topology host: the assumption is about addresses, not a lack
+            // of topology.
+            let rest = assumption.trim_start_matches("no topology: ");
+            assumption = format!("{why}; {rest}");
         }
         if input_view {
             let all = inp.iter().chain(&fwd);
@@ -683,11 +734,15 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str) -> Vec<OpenView> {
         } else {
             fwd
         };
+        let needed = match need {
+            Some(f) if input_view => f(&c),
+            _ => Vec::new(),
+        };
         let r = report(
             hr,
             &c,
             acc,
-            &[],
+            &needed,
             family,
             view,
             Some(assumption),

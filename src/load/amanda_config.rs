@@ -438,6 +438,7 @@ impl<'d> Hosts<'d> {
                 name: "eth0".into(),
                 network: net,
                 address: entry.addr,
+                address6: None,
             }],
             gateway: self.draft.network_gateway[net],
             roles: Roles::default(),

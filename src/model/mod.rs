@@ -9,10 +9,10 @@ pub mod topology;
 
 pub use topology::Draft;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::amanda::settings::{AmandaSettings, Auth, Build};
@@ -40,6 +40,11 @@ pub struct Interface {
     pub name: String,
     pub network: NetId,
     pub address: Ipv4Addr,
+    /// The interface's global IPv6 address on a dual-stack network. Debian's
+    /// Amanda never uses it (built `--without-ipv6`), but the host answers on
+    /// it, so the IPv6 policy and the lab's exposure scan must know it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +57,9 @@ pub struct Masquerade {
 pub struct Network {
     pub name: String,
     pub cidr: Ipv4Net,
+    /// The same link's IPv6 prefix (`cidr6`), when it is dual-stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr6: Option<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +139,13 @@ pub struct Management {
     pub port: u16,
     /// Source prefixes allowed; empty means "from anywhere".
     pub from: Vec<Ipv4Net>,
+    /// IPv6 source prefixes allowed: the `cidr6` of the networks `from`
+    /// names and its literal IPv6 prefixes. With `from` empty (anywhere) this
+    /// is empty too and means anywhere; with `from` given and no IPv6 in it,
+    /// management is not reachable over IPv6 at all (`anywhere6` false).
+    pub from6: Vec<Ipv6Net>,
+    /// Management over IPv6 from any source (no `from` given).
+    pub anywhere6: bool,
     /// Human names of `from` (network names or literal prefixes), for the summary.
     pub from_names: Vec<String>,
 }
@@ -269,9 +284,42 @@ pub fn unusable_address(a: Ipv4Addr) -> Option<(String, &'static str)> {
     }
 }
 
+/// Why an IPv6 address given as a host's global address is none, as
+/// `unusable_address` for IPv4. Link-local addresses are refused too: every
+/// interface has one of its own, they are not unique beyond the link, and
+/// rules for them would need the interface they belong to.
+pub fn unusable_address6(a: Ipv6Addr) -> Option<String> {
+    let s = a.segments();
+    if a.is_loopback() {
+        Some(format!("{a} is the loopback address, not a host's address on a network"))
+    } else if a.is_unspecified() {
+        Some(format!("{a} means \"no address\", not a host"))
+    } else if a.is_multicast() {
+        Some(format!("{a} is a multicast group address (ff00::/8), not a host"))
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some(format!(
+            "{a} is link-local (fe80::/10): every interface has its own, so it names no host beyond the link"
+        ))
+    } else if a.to_ipv4_mapped().is_some() {
+        Some(format!("{a} is an IPv4-mapped address: give the IPv4 address as `address`"))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod address_tests {
     use super::*;
+
+    #[test]
+    fn nonsense_ipv6_addresses_are_named() {
+        for a in ["::1", "::", "ff02::1", "fe80::1", "::ffff:192.0.2.1"] {
+            assert!(unusable_address6(a.parse().unwrap()).is_some(), "{a}");
+        }
+        for a in ["2001:db8::1", "2001:db8:2::3", "fd00::5"] {
+            assert!(unusable_address6(a.parse().unwrap()).is_none(), "{a}");
+        }
+    }
 
     #[test]
     fn nonsense_addresses_are_named() {

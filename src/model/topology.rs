@@ -76,6 +76,8 @@ struct RawManagement {
 struct RawNetwork {
     name: Spanned<String>,
     cidr: Spanned<String>,
+    /// The same link's IPv6 prefix, on a dual-stack network.
+    cidr6: Option<Spanned<String>>,
     /// Default gateway for hosts on this network that only a hosts file names.
     gateway: Option<Spanned<String>>,
 }
@@ -103,6 +105,7 @@ struct RawInterface {
     name: Spanned<String>,
     network: Spanned<String>,
     address: Spanned<String>,
+    address6: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -564,7 +567,28 @@ impl Cx {
                     "one wire is one [[network]]: give its hosts one network, or correct the prefix",
                 ));
             }
-            networks.push(Network { name, cidr });
+            let cidr6 = match &n.cidr6 {
+                None => None,
+                Some(c6) => {
+                    let net = parse_net6(c6.get_ref()).ok_or_else(|| {
+                        self.err_help(
+                            span_of(c6),
+                            format!("`{}` is not an IPv6 network", c6.get_ref()),
+                            "expected a prefix like 2001:db8:2::/64",
+                            "the link's IPv6 prefix, host bits zero (`ip -6 route` on a host there shows it)",
+                        )
+                    })?;
+                    if let Some(other) = networks.iter().find(|o| o.cidr6 == Some(net)) {
+                        return Err(self.err(
+                            span_of(c6),
+                            format!("networks `{}` and `{name}` are both {net}", other.name),
+                            "same prefix twice",
+                        ));
+                    }
+                    Some(net)
+                }
+            };
+            networks.push(Network { name, cidr, cidr6 });
         }
         Ok((networks, net_ids))
     }
@@ -641,7 +665,7 @@ impl Cx {
         global: &AmandaSettings,
         networks: &[Network],
         ids: Ids<'_>,
-        addr_owner: &mut HashMap<Ipv4Addr, std::ops::Range<usize>>,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
     ) -> Result<(Host, Vec<String>)> {
         let h = sh.get_ref();
         let mut roles = Roles::default();
@@ -767,7 +791,7 @@ impl Cx {
         h: &RawHost,
         networks: &[Network],
         net_ids: &HashMap<String, NetId>,
-        addr_owner: &mut HashMap<Ipv4Addr, std::ops::Range<usize>>,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
     ) -> Result<Vec<Interface>> {
         let mut interfaces: Vec<Interface> = Vec::new();
         for si in &h.interfaces {
@@ -833,7 +857,7 @@ impl Cx {
                     format!("outside {cidr}"),
                 ));
             }
-            if let Some(prev) = addr_owner.insert(address, span_of(&i.address)) {
+            if let Some(prev) = addr_owner.insert(address.into(), span_of(&i.address)) {
                 let (l, _) = crate::diag::line_col(&self.text, prev.start);
                 return Err(self.err(
                     span_of(&i.address),
@@ -852,13 +876,74 @@ impl Cx {
                     "one interface per network",
                 ));
             }
+            let address6 = match &i.address6 {
+                None => None,
+                Some(a6) => Some(self.address6(
+                    a6,
+                    &networks[network],
+                    addr_owner,
+                )?),
+            };
             interfaces.push(Interface {
                 name: i.name.get_ref().clone(),
                 network,
                 address,
+                address6,
             });
         }
         Ok(interfaces)
+    }
+
+    /// An interface's `address6`: a global host address inside its
+    /// network's `cidr6`, used once in the whole topology.
+    fn address6(
+        &self,
+        a6: &Spanned<String>,
+        net: &Network,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
+    ) -> Result<std::net::Ipv6Addr> {
+        let address = std::net::Ipv6Addr::from_str(a6.get_ref()).map_err(|_| {
+            self.err(
+                span_of(a6),
+                format!("`{}` is not an IPv6 address", a6.get_ref()),
+                "expected an address like 2001:db8::10",
+            )
+        })?;
+        if let Some(why) = crate::model::unusable_address6(address) {
+            return Err(self.err_help(
+                span_of(a6),
+                why,
+                "not a host's global address",
+                "give the interface's global address (`ip -6 addr show scope global` on it)",
+            ));
+        }
+        let Some(cidr6) = net.cidr6 else {
+            return Err(self.err_help(
+                span_of(a6),
+                format!("network `{}` has no IPv6 prefix", net.name),
+                "no cidr6 on this network",
+                format!("give [[network]] `{}` its prefix: cidr6 = \"2001:db8::/64\"", net.name),
+            ));
+        };
+        if !cidr6.contains(&address) {
+            return Err(self.err(
+                span_of(a6),
+                format!(
+                    "address {address} is not in network `{}` ({cidr6})",
+                    net.name
+                ),
+                format!("outside {cidr6}"),
+            ));
+        }
+        if let Some(prev) = addr_owner.insert(address.into(), span_of(a6)) {
+            let (l, _) = crate::diag::line_col(&self.text, prev.start);
+            return Err(self.err(
+                span_of(a6),
+                format!("address {address} is already used (line {l})"),
+                "duplicate address",
+            ));
+        }
+        Ok(address)
     }
 
     /// `masquerade = [{ from, to }]`: both networks on this host, and distinct.
@@ -1055,6 +1140,7 @@ impl Cx {
             }
         };
         let mut from = Vec::new();
+        let mut from6 = Vec::new();
         let mut from_names = Vec::new();
         let enabled = mgmt.and_then(|m| m.enabled).unwrap_or(true);
         if let Some(f) = mgmt.and_then(|m| m.from.as_ref()) {
@@ -1075,28 +1161,57 @@ impl Cx {
         {
             if let Some(&n) = net_ids.get(f.get_ref()) {
                 from.push(networks[n].cidr);
+                from6.extend(networks[n].cidr6);
             } else if let Some(p) = parse_net(f.get_ref()) {
                 from.push(p);
+            } else if let Some(p) = parse_net6(f.get_ref()) {
+                from6.push(p);
             } else {
                 return Err(self.err(
                     span_of(f),
                     format!(
-                        "`{}` is neither a network name nor an IPv4 prefix",
+                        "`{}` is neither a network name nor an IPv4 or IPv6 prefix",
                         f.get_ref()
                     ),
-                    "expected a [[network]] name or a prefix like 192.0.2.0/24",
+                    "expected a [[network]] name or a prefix like 192.0.2.0/24 or 2001:db8::/48",
                 ));
             }
             from_names.push(f.get_ref().clone());
         }
+        if let Some(f) = mgmt.and_then(|m| m.from.as_ref()) {
+            if from.is_empty() && enabled {
+                // An empty IPv4 list means "from anywhere" downstream; an
+                // IPv6-only list must not turn into that.
+                return Err(self.err_help(
+                    span_of(f),
+                    "`[management] from` names only IPv6 prefixes, so management over IPv4 would have no source",
+                    "no IPv4 source",
+                    "add the admins' IPv4 network or prefix too (amwall always keeps management open over IPv4 from somewhere), or set enabled = false",
+                ));
+            }
+        }
+        let anywhere6 = enabled && mgmt.and_then(|m| m.from.as_ref()).is_none();
         Ok(Management {
             enabled,
             proto,
             port,
             from,
+            from6,
+            anywhere6,
             from_names,
         })
     }
+}
+
+/// An IPv6 prefix like `2001:db8::/48`; a bare address means /128. Host
+/// bits must be zero, as for IPv4.
+fn parse_net6(s: &str) -> Option<ipnet::Ipv6Net> {
+    if let Ok(n) = ipnet::Ipv6Net::from_str(s) {
+        return (n.trunc() == n).then_some(n);
+    }
+    std::net::Ipv6Addr::from_str(s)
+        .ok()
+        .map(|a| ipnet::Ipv6Net::new(a, 128).expect("/128 is valid"))
 }
 
 /// A prefix like `192.0.2.0/24`; a bare address means /32. Host bits must be zero,

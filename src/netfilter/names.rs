@@ -201,8 +201,10 @@ pub fn icmp_type_nft(ty: u8, v6: bool) -> Option<&'static str> {
         (136, "nd-neighbor-advert"),
         (137, "nd-redirect"),
         (138, "router-renumbering"),
-        (139, "ind-neighbor-solicit"),
-        (140, "ind-neighbor-advert"),
+        // RFC 3122's inverse ND is 141/142 (139/140 are node information,
+        // which nft prints as numbers), as nft 1.0.6 lists them back.
+        (141, "ind-neighbor-solicit"),
+        (142, "ind-neighbor-advert"),
         (143, "mld2-listener-report"),
     ];
     let t = if v6 { v6t } else { v4 };
@@ -230,5 +232,8 @@ mod tests {
         assert_eq!(icmp_type("port-unreachable", false), Some((3, Some(3))));
         assert_eq!(icmp_type("neighbour-solicitation", true), Some((135, None)));
         assert_eq!(icmp_type_nft(135, true), Some("nd-neighbor-solicit"));
+        assert_eq!(icmp_type_nft(141, true), Some("ind-neighbor-solicit"));
+        assert_eq!(icmp_type_nft(142, true), Some("ind-neighbor-advert"));
+        assert_eq!(icmp_type_nft(139, true), None);
     }
 }

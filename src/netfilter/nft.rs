@@ -489,16 +489,23 @@ pub fn rule_text_in(r: &Rule, fam: Family) -> String {
         &mut parts,
         &mut used,
     );
-    // The protocol is implied by a port, flag or ICMP match of the same rule.
-    let implied = r.matches.iter().any(|m| {
+    // The protocol is implied by a port, flag or ICMP match of the same rule
+    // (an ICMP type set too: `icmpv6 type { ... }`).
+    let implies = |m: &Match| {
         matches!(
-            m.positive().0,
+            m,
             Match::SPort(_)
                 | Match::DPort(_)
                 | Match::TcpFlags { .. }
                 | Match::Icmp(_)
                 | Match::Icmp6(_)
         )
+    };
+    let implied = r.matches.iter().any(|m| match m.positive().0 {
+        Match::AnyOf(alts) => alts
+            .iter()
+            .all(|alt| alt.len() == 1 && matches!(alt[0], Match::Icmp(_) | Match::Icmp6(_))),
+        m => implies(m),
     });
     for (i, m) in r.matches.iter().enumerate() {
         let (inner, neg) = m.positive();

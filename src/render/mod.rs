@@ -12,7 +12,7 @@ use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, Backend, BaseChain, Chain, ChainType,
     CtHelper, CtState, CtStatus, Family, Hook, Jump, Match, Policy, Rule, Ruleset, Set, Table,
 };
-use crate::policy::{AddrGroup, Addrs, HostPolicy, Place, PolicyRule};
+use crate::policy::{AddrGroup, Addrs, HostPolicy, Mgmt6, Place, PolicyRule};
 use crate::ports::PortRange;
 
 /// The nft table amwall owns; `plan` output replaces only this table.
@@ -306,6 +306,121 @@ pub fn iptables_ruleset(hp: &HostPolicy) -> Ruleset {
         ],
     });
     Ruleset { tables }
+}
+
+/// What IPv6 itself needs on every host (`policy::ICMPV6_ACCEPTED`, the
+/// DHCPv6 client's replies) and management over IPv6: the accepts of the
+/// IPv6 input chain after `lo` and ESTABLISHED,RELATED. `icmp6` turns the
+/// accepted ICMPv6 types into rules: one per type for ip6tables, one set for nft.
+fn ipv6_input(hp: &HostPolicy, icmp6: impl Fn(&[u8]) -> Vec<Rule>) -> Vec<Rule> {
+    use crate::policy::{dhcpv6_client_dst, DHCPV6_CLIENT_PORT, ICMPV6_ACCEPTED};
+    let mut rules = vec![established(), loopback()];
+    rules.extend(icmp6(ICMPV6_ACCEPTED));
+    rules.push(
+        Rule::new(
+            vec![
+                Match::Dst(Addr::Net6(dhcpv6_client_dst())),
+                Match::Proto(crate::ports::Proto::Udp),
+                Match::DPort(vec![PortRange::single(DHCPV6_CLIENT_PORT)]),
+            ],
+            Action::Accept,
+        )
+        .with_comment("dhcpv6 client"),
+    );
+    rules.extend(hp.v6.management.iter().map(|m: &Mgmt6| {
+        let mut matches = Vec::new();
+        if let Some(src) = m.src {
+            matches.push(Match::Src(Addr::Net6(src)));
+        }
+        matches.push(Match::Proto(m.proto));
+        matches.push(Match::DPort(vec![PortRange::single(m.port)]));
+        Rule::new(matches, Action::Accept).with_comment("management")
+    }));
+    rules
+}
+
+/// ICMPv6's protocol number (`-p ipv6-icmp`, `meta l4proto ipv6-icmp`).
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// The filter chains of an IPv6 table: input and forward drop by default,
+/// as the IPv4 side does; iptables' built-in OUTPUT (`Some` name) accepts.
+fn ipv6_chains(names: [&str; 2], output: Option<&str>, input: Vec<Rule>) -> Vec<Chain> {
+    let chain = |name: &str, hook, policy, rules| Chain {
+        name: name.into(),
+        base: base(ChainType::Filter, hook, priority::FILTER, policy),
+        rules,
+    };
+    let mut chains = vec![
+        chain(names[0], Hook::Input, Policy::Drop, input),
+        chain(names[1], Hook::Forward, Policy::Drop, vec![established()]),
+    ];
+    chains.extend(output.map(|o| chain(o, Hook::Output, Policy::Accept, vec![])));
+    chains
+}
+
+/// The ip6tables-restore ruleset of one host (`HOST.rules6`): the filter
+/// table only. No Amanda flow runs over IPv6 with Debian's build, so there is
+/// no nat or raw table to write.
+pub fn ip6tables_ruleset(hp: &HostPolicy) -> Ruleset {
+    let icmp6 = |types: &[u8]| {
+        types
+            .iter()
+            .map(|&t| {
+                Rule::new(
+                    vec![
+                        Match::ProtoNum(IPPROTO_ICMPV6),
+                        Match::Icmp6(netfilter::IcmpType {
+                            ty: Some(t),
+                            code: None,
+                        }),
+                    ],
+                    Action::Accept,
+                )
+            })
+            .collect()
+    };
+    Ruleset {
+        tables: vec![Table {
+            family: Family::Ip6,
+            name: "filter".into(),
+            sets: vec![],
+            ct_helpers: vec![],
+            chains: ipv6_chains(["INPUT", "FORWARD"], Some("OUTPUT"), ipv6_input(hp, icmp6)),
+        }],
+    }
+}
+
+/// `table ip6 amwall`, which `HOST.nft` carries after `table ip amwall`. A
+/// table of its own rather than one `inet` table for both: the IPv4 table
+/// stays exactly what it was, and each family's table is replaced on its own.
+pub fn nft6_table(hp: &HostPolicy) -> Table {
+    let icmp6 = |types: &[u8]| {
+        vec![Rule::new(
+            vec![
+                Match::ProtoNum(IPPROTO_ICMPV6),
+                Match::AnyOf(
+                    types
+                        .iter()
+                        .map(|&t| {
+                            vec![Match::Icmp6(netfilter::IcmpType {
+                                ty: Some(t),
+                                code: None,
+                            })]
+                        })
+                        .collect(),
+                ),
+            ],
+            Action::Accept,
+        )
+        .with_comment("icmpv6 (rfc 4890)")]
+    };
+    Table {
+        family: Family::Ip6,
+        name: NFT_TABLE.into(),
+        sets: vec![],
+        ct_helpers: vec![],
+        chains: ipv6_chains(["input", "forward"], None, ipv6_input(hp, icmp6)),
+    }
 }
 
 /// How amwall's iptables rules meet the host's: as the whole tables
@@ -693,8 +808,21 @@ pub fn firewalld_sport_text(hp: &HostPolicy, header: &[String]) -> Option<String
     firewalld::sport_table(hp).map(|rs| netfilter::nft::emit(&rs, header))
 }
 
+/// `HOST.nft`: `table ip amwall`, then `table ip6 amwall`.
 pub fn nft_text(hp: &HostPolicy, header: &[String]) -> String {
+    let mut rs = nft_ruleset(hp);
+    rs.tables.push(nft6_table(hp));
+    netfilter::nft::emit(&rs, header)
+}
+
+/// `table ip amwall` alone, for `apply`, whose snapshot and rollback cover
+/// that table only: it must not load a table it could not take back.
+pub fn nft_ipv4_text(hp: &HostPolicy, header: &[String]) -> String {
     netfilter::nft::emit(&nft_ruleset(hp), header)
+}
+
+pub fn ip6tables_text(hp: &HostPolicy, header: &[String]) -> String {
+    netfilter::iptables::emit(&ip6tables_ruleset(hp), header)
 }
 
 /// The `ipset restore` file for the groups `iptables_ruleset` references, or `None`
