@@ -96,12 +96,23 @@ fn holds(loaded: amwall::Result<model::Deployment>) -> Result<(), TestCaseError>
             "\n{}",
             rules
         );
+        let rules6 = text("rules6");
+        let parsed = iptables::parse("x.rules6", &rules6)
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{rules6}")))?;
+        prop_assert_eq!(
+            parsed.ruleset.canonical(),
+            render::ip6tables_ruleset(hp).canonical(),
+            "\n{}",
+            rules6
+        );
         let script = text("nft");
         let parsed = nft::parse("x.nft", &script)
             .map_err(|e| TestCaseError::fail(format!("{e}\n{script}")))?;
+        let mut both = render::nft_ruleset(hp);
+        both.tables.push(render::nft6_table(hp));
         prop_assert_eq!(
             parsed.ruleset.canonical(),
-            render::nft_ruleset(hp).canonical(),
+            both.canonical(),
             "\n{}",
             script
         );

@@ -677,13 +677,16 @@ pub fn analyze_lone(hr: &HostRules) -> Vec<OpenView> {
     out
 }
 
+/// What a view counts as needed, from the view's compiled ruleset.
+type NeedFn<'a> = dyn Fn(&Compiled) -> Vec<Cube> + Sync + 'a;
+
 /// `need`: what the input view counts as needed (a topology host's IPv6);
 /// without it, everything accepted is reported.
 fn analyze_family(
     hr: &HostRules,
     v6: bool,
     why: &str,
-    need: Option<&(dyn Fn(&Compiled) -> Vec<Cube> + Sync)>,
+    need: Option<&NeedFn<'_>>,
 ) -> Vec<OpenView> {
     let family = if v6 { "IPv6" } else { "IPv4" };
     let sets = SetDb {
