@@ -387,7 +387,13 @@ impl Plan {
     /// and rollback cover `table ip amwall` only.
     pub fn nft_ipv4(&self, hp: &HostPolicy) -> String {
         let name = &self.deployment.hosts[hp.host].name;
-        render::nft_ipv4_text(hp, &self.header(name, "Loaded by amwall apply; replaces only table ip amwall"))
+        render::nft_ipv4_text(
+            hp,
+            &self.header(
+                name,
+                "Loaded by amwall apply; replaces only table ip amwall",
+            ),
+        )
     }
 }
 

@@ -126,7 +126,10 @@ fn a_declared_firewall_manager_picks_the_hosts_files() {
         of("rhost"),
         ["rhost.merged.rules", "rhost.merged.sh", "rhost.nft"]
     );
-    assert_eq!(of("tshost"), ["tshost.nft", "tshost.rules", "tshost.rules6"]);
+    assert_eq!(
+        of("tshost"),
+        ["tshost.nft", "tshost.rules", "tshost.rules6"]
+    );
     let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
     assert!(
         summary.contains("`fwhost` (ufw: `sh HOST.ufw.sh` or `amwall apply --backend ufw` only)"),

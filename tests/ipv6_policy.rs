@@ -38,10 +38,27 @@ fn link() -> Link {
     let peer = Netns::new("amw6p").expect("creating a netns needs root and iproute2");
     veth(&db, "ens3", &peer, "eth0").expect("veth");
     // nodad: the addresses are usable at once (no duplicate detection wait).
-    db.must(&["ip", "-6", "addr", "add", &format!("{DB}/64"), "dev", "ens3", "nodad"])
-        .unwrap();
-    db.must(&["ip", "-6", "route", "add", "2001:db8:20:99::/64", "dev", "ens3"])
-        .unwrap();
+    db.must(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        &format!("{DB}/64"),
+        "dev",
+        "ens3",
+        "nodad",
+    ])
+    .unwrap();
+    db.must(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "2001:db8:20:99::/64",
+        "dev",
+        "ens3",
+    ])
+    .unwrap();
     for a in [format!("{WEB}/64"), format!("{ADMIN}/64")] {
         peer.must(&["ip", "-6", "addr", "add", &a, "dev", "eth0", "nodad"])
             .unwrap();
@@ -108,7 +125,9 @@ fn db_rules(nft: bool, drop_icmpv6: bool) -> (Vec<&'static str>, String) {
 
 fn load(l: &Link, nft: bool, drop_icmpv6: bool) {
     let (argv, text) = db_rules(nft, drop_icmpv6);
-    let r = l.db.exec(&argv, Some(&text)).expect("the loader must be installed");
+    let r =
+        l.db.exec(&argv, Some(&text))
+            .expect("the loader must be installed");
     assert!(r.ok(), "{argv:?} failed: {}\n{text}", r.stderr);
 }
 
@@ -118,16 +137,34 @@ fn over_ipv6_only_management_from_the_admins_prefix_and_what_ipv6_needs_get_in()
         let backend = if nft { "nft" } else { "ip6tables" };
         let l = link();
         // Before: everything listening on :: is open to the neighbour.
-        assert!(l.connects(WEB, 80), "{backend}: the listener must answer before");
+        assert!(
+            l.connects(WEB, 80),
+            "{backend}: the listener must answer before"
+        );
         assert!(l.connects(WEB, 22), "{backend}: ssh must answer before");
         load(&l, nft, false);
         l.forget_neighbours();
-        assert!(l.pings(), "{backend}: ping (and neighbour discovery) must pass");
+        assert!(
+            l.pings(),
+            "{backend}: ping (and neighbour discovery) must pass"
+        );
         l.forget_neighbours();
-        assert!(l.connects(ADMIN, 22), "{backend}: ssh from the admin prefix must pass");
-        assert!(!l.connects(WEB, 80), "{backend}: tcp/80 over IPv6 must be dropped");
-        assert!(!l.connects(WEB, 22), "{backend}: ssh from outside the admin prefix must be dropped");
-        assert!(!l.connects(ADMIN, 80), "{backend}: the admin prefix gets ssh only");
+        assert!(
+            l.connects(ADMIN, 22),
+            "{backend}: ssh from the admin prefix must pass"
+        );
+        assert!(
+            !l.connects(WEB, 80),
+            "{backend}: tcp/80 over IPv6 must be dropped"
+        );
+        assert!(
+            !l.connects(WEB, 22),
+            "{backend}: ssh from outside the admin prefix must be dropped"
+        );
+        assert!(
+            !l.connects(ADMIN, 80),
+            "{backend}: the admin prefix gets ssh only"
+        );
     }
 }
 
@@ -138,7 +175,10 @@ fn without_the_icmpv6_rule_neighbour_discovery_fails() {
         let l = link();
         load(&l, nft, true);
         l.forget_neighbours();
-        assert!(!l.pings(), "{backend}: ping must fail without the ICMPv6 rule");
+        assert!(
+            !l.pings(),
+            "{backend}: ping must fail without the ICMPv6 rule"
+        );
         l.forget_neighbours();
         assert!(
             !l.connects(ADMIN, 22),

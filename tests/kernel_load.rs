@@ -96,9 +96,17 @@ fn iptables_files_load_and_read_back_identically() {
             let t = ns
                 .exec(&["ip6tables-restore", "--test"], Some(&text6))
                 .expect("ip6tables-restore must be installed");
-            assert!(t.ok(), "{label}/{host}: ip6tables-restore --test rejected it: {}\n{text6}", t.stderr);
+            assert!(
+                t.ok(),
+                "{label}/{host}: ip6tables-restore --test rejected it: {}\n{text6}",
+                t.stderr
+            );
             let l = ns.exec(&["ip6tables-restore"], Some(&text6)).unwrap();
-            assert!(l.ok(), "{label}/{host}: ip6tables-restore failed: {}", l.stderr);
+            assert!(
+                l.ok(),
+                "{label}/{host}: ip6tables-restore failed: {}",
+                l.stderr
+            );
             let saved6 = ns.must(&["ip6tables-save"]).unwrap().stdout;
             assert_eq!(
                 tables(&text6),

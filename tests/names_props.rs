@@ -110,12 +110,7 @@ fn holds(loaded: amwall::Result<model::Deployment>) -> Result<(), TestCaseError>
             .map_err(|e| TestCaseError::fail(format!("{e}\n{script}")))?;
         let mut both = render::nft_ruleset(hp);
         both.tables.push(render::nft6_table(hp));
-        prop_assert_eq!(
-            parsed.ruleset.canonical(),
-            both.canonical(),
-            "\n{}",
-            script
-        );
+        prop_assert_eq!(parsed.ruleset.canonical(), both.canonical(), "\n{}", script);
     }
     // Checked before anything is written: a regression must fail here, not
     // litter the machine (with the old code, `/x` wrote `/x.rules`).

@@ -632,12 +632,7 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
 /// runs over IPv6 (Debian's build is `--without-ipv6`).
 fn needed6(plan: &Plan, h: HostId, c: &Compiled) -> Vec<Cube> {
     use crate::policy::{dhcpv6_client_dst, DHCPV6_CLIENT_PORT, ICMPV6_ACCEPTED};
-    let net6 = |n: ipnet::Ipv6Net| {
-        Iv::new(
-            u128::from(n.network()),
-            u128::from(n.broadcast()),
-        )
-    };
+    let net6 = |n: ipnet::Ipv6Net| Iv::new(u128::from(n.network()), u128::from(n.broadcast()));
     let any = || Cube::full(true, c.ifaces.all(), c.ifaces.all());
     let mut out = Vec::new();
     for &t in ICMPV6_ACCEPTED {
@@ -682,12 +677,7 @@ type NeedFn<'a> = dyn Fn(&Compiled) -> Vec<Cube> + Sync + 'a;
 
 /// `need`: what the input view counts as needed (a topology host's IPv6);
 /// without it, everything accepted is reported.
-fn analyze_family(
-    hr: &HostRules,
-    v6: bool,
-    why: &str,
-    need: Option<&NeedFn<'_>>,
-) -> Vec<OpenView> {
+fn analyze_family(hr: &HostRules, v6: bool, why: &str, need: Option<&NeedFn<'_>>) -> Vec<OpenView> {
     let family = if v6 { "IPv6" } else { "IPv4" };
     let sets = SetDb {
         ipsets: hr.ipsets.as_ref(),

@@ -291,17 +291,23 @@ pub fn unusable_address(a: Ipv4Addr) -> Option<(String, &'static str)> {
 pub fn unusable_address6(a: Ipv6Addr) -> Option<String> {
     let s = a.segments();
     if a.is_loopback() {
-        Some(format!("{a} is the loopback address, not a host's address on a network"))
+        Some(format!(
+            "{a} is the loopback address, not a host's address on a network"
+        ))
     } else if a.is_unspecified() {
         Some(format!("{a} means \"no address\", not a host"))
     } else if a.is_multicast() {
-        Some(format!("{a} is a multicast group address (ff00::/8), not a host"))
+        Some(format!(
+            "{a} is a multicast group address (ff00::/8), not a host"
+        ))
     } else if s[0] & 0xffc0 == 0xfe80 {
         Some(format!(
             "{a} is link-local (fe80::/10): every interface has its own, so it names no host beyond the link"
         ))
     } else if a.to_ipv4_mapped().is_some() {
-        Some(format!("{a} is an IPv4-mapped address: give the IPv4 address as `address`"))
+        Some(format!(
+            "{a} is an IPv4-mapped address: give the IPv4 address as `address`"
+        ))
     } else {
         None
     }

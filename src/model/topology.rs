@@ -878,11 +878,7 @@ impl Cx {
             }
             let address6 = match &i.address6 {
                 None => None,
-                Some(a6) => Some(self.address6(
-                    a6,
-                    &networks[network],
-                    addr_owner,
-                )?),
+                Some(a6) => Some(self.address6(a6, &networks[network], addr_owner)?),
             };
             interfaces.push(Interface {
                 name: i.name.get_ref().clone(),
@@ -922,7 +918,10 @@ impl Cx {
                 span_of(a6),
                 format!("network `{}` has no IPv6 prefix", net.name),
                 "no cidr6 on this network",
-                format!("give [[network]] `{}` its prefix: cidr6 = \"2001:db8::/64\"", net.name),
+                format!(
+                    "give [[network]] `{}` its prefix: cidr6 = \"2001:db8::/64\"",
+                    net.name
+                ),
             ));
         };
         if !cidr6.contains(&address) {
@@ -1265,6 +1264,81 @@ interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
             Err(e) => panic!("unexpected error kind: {e}"),
             Ok(_) => panic!("accepted bad input: {extra}"),
         }
+    }
+
+    /// Dual-stack keys: each bad value refused at its own line and column.
+    #[test]
+    fn ipv6_keys_are_checked_where_they_are_written() {
+        const V6: &str = r#"
+[[network]]
+name = "lan"
+cidr = "192.0.2.0/24"
+cidr6 = "2001:db8:2::/64"
+
+[[network]]
+name = "adm"
+cidr = "198.51.100.0/24"
+
+[[host]]
+name = "ts"
+roles = ["server", "client"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2", address6 = "2001:db8:2::2" }]
+"#;
+        let d = load_str("t.toml", V6.to_string()).unwrap();
+        assert_eq!(
+            d.hosts[0].interfaces[0].address6,
+            Some("2001:db8:2::2".parse().unwrap())
+        );
+        assert!(d.management.anywhere6);
+        let with_mgmt = |from: &str| format!("[management]\nfrom = {from}\n{V6}");
+        let d = load_str("t.toml", with_mgmt(r#"["lan", "2001:db8:99::/48"]"#)).unwrap();
+        assert!(!d.management.anywhere6);
+        assert_eq!(
+            d.management.from6,
+            [
+                "2001:db8:2::/64".parse().unwrap(),
+                "2001:db8:99::/48".parse().unwrap()
+            ]
+        );
+        let d = load_str("t.toml", with_mgmt(r#"["adm"]"#)).unwrap();
+        assert!(d.management.from6.is_empty() && !d.management.anywhere6);
+        // `at`: the value the error must point at.
+        let bad = |from: &str, to: &str, at: &str, want: &str| {
+            let text = V6.replace(from, to);
+            let e = match load_str("t.toml", text.clone()) {
+                Err(Error::Input(e)) => *e,
+                other => panic!("accepted `{to}`: {:?}", other.map(|_| ())),
+            };
+            assert!(e.message.contains(want), "{}", e.message);
+            let (line, col) = crate::diag::line_col(&text, text.find(at).unwrap());
+            assert_eq!((e.line, e.column), (line, col), "{}", e.message);
+        };
+        let a6 = r#""2001:db8:2::2""#;
+        bad(
+            r#""2001:db8:2::/64""#,
+            r#""2001:db8:2::1/64""#,
+            r#""2001:db8:2::1/64""#,
+            "not an IPv6 network",
+        );
+        bad(
+            a6,
+            r#""2001:db8:3::2""#,
+            r#""2001:db8:3::2""#,
+            "not in network `lan`",
+        );
+        bad(a6, r#""fe80::2""#, r#""fe80::2""#, "link-local");
+        bad(
+            a6,
+            r#""192.0.2.9""#,
+            r#""192.0.2.9""#,
+            "not an IPv6 address",
+        );
+        bad(r#"cidr6 = "2001:db8:2::/64""#, "", a6, "has no IPv6 prefix");
+        let e = match load_str("t.toml", with_mgmt(r#"["2001:db8:99::/48"]"#)) {
+            Err(Error::Input(e)) => *e,
+            other => panic!("accepted: {:?}", other.map(|_| ())),
+        };
+        assert!(e.message.contains("only IPv6 prefixes"), "{}", e.message);
     }
 
     #[test]

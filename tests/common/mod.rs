@@ -243,8 +243,12 @@ pub fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
     let from: SocketAddr = from.parse().unwrap();
     server
         .run_in(move || {
-            let s = socket2::Socket::new(socket2::Domain::for_address(to), socket2::Type::STREAM, None)
-                .unwrap();
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(to),
+                socket2::Type::STREAM,
+                None,
+            )
+            .unwrap();
             s.bind(&from.into()).unwrap();
             match s.connect_timeout(&to.into(), Duration::from_millis(700)) {
                 Ok(()) => ErrorKind::Other,
