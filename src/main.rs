@@ -815,8 +815,9 @@ fn apply(
         ApplyBackend::Plain(Backend::Nft) => Payload {
             kind: Backend::Nft,
             host: host.into(),
-            rules: plan.nft_ipv4(hp),
+            rules: plan.nft(hp),
             ipset: None,
+            rules6: None,
             merged: vec![],
             firewalld: None,
             ufw: None,
@@ -829,6 +830,10 @@ fn apply(
                 IptablesMode::Merged => plan.iptables_merged(hp),
             },
             ipset: plan.ipset(hp),
+            rules6: match iptables {
+                IptablesMode::Owned => Some(plan.ip6tables(hp)),
+                IptablesMode::Merged => None,
+            },
             merged: match iptables {
                 IptablesMode::Owned => vec![],
                 IptablesMode::Merged => amwall::render::iptables_merged(hp).1,
@@ -843,6 +848,7 @@ fn apply(
                 host: host.into(),
                 rules: install.sport.unwrap_or_default(),
                 ipset: None,
+                rules6: None,
                 merged: vec![],
                 firewalld: Some(apply::FirewalldPayload {
                     config: config.clone(),
@@ -859,6 +865,7 @@ fn apply(
                 host: host.into(),
                 rules: String::new(),
                 ipset: None,
+                rules6: None,
                 merged: vec![],
                 firewalld: None,
                 ufw: Some(apply::UfwPayload {

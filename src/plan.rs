@@ -382,19 +382,6 @@ impl Plan {
         let name = &self.deployment.hosts[hp.host].name;
         render::nft_text(hp, &self.header(name, &format!("Load: nft -f {} (or include it from /etc/nftables.conf); replaces only table ip amwall and table ip6 amwall", sh(&format!("{name}.nft")))))
     }
-
-    /// `HOST.nft`'s IPv4 table alone: what `apply` loads, since its snapshot
-    /// and rollback cover `table ip amwall` only.
-    pub fn nft_ipv4(&self, hp: &HostPolicy) -> String {
-        let name = &self.deployment.hosts[hp.host].name;
-        render::nft_ipv4_text(
-            hp,
-            &self.header(
-                name,
-                "Loaded by amwall apply; replaces only table ip amwall",
-            ),
-        )
-    }
 }
 
 /// One host's firewalld objects and source-port table.

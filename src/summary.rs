@@ -128,7 +128,7 @@ fn ipv6_text(d: &Deployment) -> String {
             from.join(", ")
         )
     };
-    format!("IPv6 (`HOST.rules6` for ip6tables-restore, `table ip6 amwall` in `HOST.nft`): INPUT and FORWARD drop the same way, after `lo` and ESTABLISHED,RELATED; accepted are only the ICMPv6 that IPv6 needs to work (RFC 4890: errors, echo, neighbour and router discovery, multicast listener messages) and DHCPv6 replies to the link-local address{mgmt6}. No Amanda flow is opened over IPv6: Debian's Amanda is built `--without-ipv6`. `amwall apply` loads the IPv4 rules only for now: load `HOST.rules6` (or the whole `HOST.nft`) yourself.")
+    format!("IPv6 (`HOST.rules6` for ip6tables-restore, `table ip6 amwall` in `HOST.nft`): INPUT and FORWARD drop the same way, after `lo` and ESTABLISHED,RELATED; accepted are only the ICMPv6 that IPv6 needs to work (RFC 4890: errors, echo, neighbour and router discovery, multicast listener messages) and DHCPv6 replies to the link-local address{mgmt6}. No Amanda flow is opened over IPv6: Debian's Amanda is built `--without-ipv6`. `amwall apply` loads both families and rolls both back.")
 }
 
 fn header(plan: &Plan, files: Files, o: &mut String) {

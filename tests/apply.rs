@@ -164,7 +164,16 @@ fn text(o: &Output) -> String {
 
 /// iptables-save without its timestamps and counters.
 fn saved(f: &Fixture) -> String {
-    f.sh(&["iptables-save"])
+    save(f, "iptables-save")
+}
+
+/// `ip6tables-save`, as [`saved`].
+fn saved6(f: &Fixture) -> String {
+    save(f, "ip6tables-save")
+}
+
+fn save(f: &Fixture, tool: &str) -> String {
+    f.sh(&[tool])
         .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| match l.find(" [") {
@@ -188,6 +197,10 @@ fn nft_rolls_back_exactly_unless_confirmed() {
     assert!(during.contains("policy drop"), "{during}");
     assert!(during.contains("tcp dport 10080"), "{during}");
     assert!(!during.contains("9999"), "{during}");
+    // The IPv6 policy came with it, and goes with the rollback.
+    let during6 = f.sh(&["nft", "list", "table", "ip6", "amwall"]);
+    assert!(during6.contains("policy drop"), "{during6}");
+    assert!(during6.contains("icmpv6 type"), "{during6}");
     assert!(
         f.sh(&["nft", "list", "table", "inet", "other"])
             .contains("tcp dport 8080"),
@@ -218,7 +231,10 @@ fn nft_confirmed_rules_stay_and_without_a_table_before_rollback_removes_it() {
 
     // A second apply, rolled back on request: back to the confirmed rules.
     let confirmed = f.sh(&["nft", "list", "ruleset"]);
-    f.load(&["nft", "-f", "-"], "delete table ip amwall\n");
+    f.load(
+        &["nft", "-f", "-"],
+        "delete table ip amwall\ndelete table ip6 amwall\n",
+    );
     let o = f.apply("nft", "30", None);
     assert!(o.status.success(), "{}", text(&o));
     let r = f.amwall(&["apply", "--rollback", "--state-dir", &state], None);
@@ -235,7 +251,11 @@ fn iptables_rollback_restores_the_tables_it_replaced() {
         &["iptables-restore"],
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:mine - [0:0]\n-A INPUT -p tcp -m tcp --dport 9999 -j mine\n-A mine -j ACCEPT\nCOMMIT\n*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -j MARK --set-xmark 0x7/0xffffffff\nCOMMIT\n",
     );
-    let before = saved(&f);
+    f.load(
+        &["ip6tables-restore"],
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\nCOMMIT\n",
+    );
+    let (before, before6) = (saved(&f), saved6(&f));
     let o = f.apply("iptables", "2", None);
     assert!(o.status.success(), "{}", text(&o));
     let during = saved(&f);
@@ -245,8 +265,14 @@ fn iptables_rollback_restores_the_tables_it_replaced() {
         during.contains("--set-xmark 0x7"),
         "mangle is not in the file, so not replaced: {during}"
     );
+    // HOST.rules6 replaced the IPv6 filter table too.
+    let during6 = saved6(&f);
+    assert!(during6.contains(":INPUT DROP"), "{during6}");
+    assert!(during6.contains("--icmpv6-type 135"), "{during6}");
+    assert!(!during6.contains("9999"), "{during6}");
     assert_eq!(f.outcome(Duration::from_secs(10)), "rolled-back");
     assert_eq!(saved(&f), before);
+    assert_eq!(saved6(&f), before6);
 }
 
 /// Another manager's table still rejects Amanda after amwall's table is
@@ -499,6 +525,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         host: "tshost".into(),
         rules: "table ip amwall {\n chain input { type filter hook input priority 0; policy drop; tcp dport 99999 accept }\n}\n".into(),
         ipset: None,
+        rules6: None,
         merged: vec![],
         firewalld: None,
         ufw: None,
@@ -731,12 +758,16 @@ fn iptables_apply(f: &Fixture, timeout: &str) -> Output {
     )
 }
 
-/// A fixture with rules of its own in nft, iptables and ipset, and the
-/// topology whose server rules fill an ipset.
+/// A fixture with rules of its own in nft, iptables, ip6tables and ipset,
+/// and the topology whose server rules fill an ipset.
 fn loaded_fixture() -> Fixture {
     let f = Fixture::new();
     f.write_topology("sets.toml", &with_sets());
     f.load(&["nft", "-f", "-"], OTHER_NFT);
+    f.load(
+        &["ip6tables-restore"],
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\nCOMMIT\n",
+    );
     f.load(
         &["ipset", "restore"],
         &format!("create {SET} hash:ip family inet\nadd {SET} 192.0.2.99\n"),
@@ -773,7 +804,13 @@ fn everything(f: &Fixture) -> String {
         })
         .collect();
     sets.sort();
-    format!("{}\n{}\n{}", tables.concat(), saved(f), sets.join("\n"))
+    format!(
+        "{}\n{}\n{}\n{}",
+        tables.concat(),
+        saved(f),
+        saved6(f),
+        sets.join("\n")
+    )
 }
 
 /// Killed right after the load (`--no-wait` has returned): `--rollback`
@@ -903,15 +940,18 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn dry_run(&self, k: Backend, r: &str) -> amwall::Result<()> {
             self.0.dry_run(k, r)
         }
-        fn nft_table(&self, t: &str) -> amwall::Result<Option<String>> {
-            self.0.nft_table(t)
+        fn dry_run6(&self, r: &str) -> amwall::Result<()> {
+            self.0.dry_run6(r)
+        }
+        fn nft_table(&self, f: &str, t: &str) -> amwall::Result<Option<String>> {
+            self.0.nft_table(f, t)
         }
         fn nft_load(&self, s: &str) -> amwall::Result<()> {
             self.kill();
             self.0.nft_load(s)
         }
-        fn nft_restore(&self, t: &str, s: Option<&str>) -> amwall::Result<()> {
-            self.0.nft_restore(t, s)
+        fn nft_restore(&self, f: &str, t: &str, s: Option<&str>) -> amwall::Result<()> {
+            self.0.nft_restore(f, t, s)
         }
         fn fw_files(&self, c: &Path) -> amwall::Result<std::collections::BTreeMap<String, String>> {
             self.0.fw_files(c)
@@ -946,6 +986,12 @@ fn the_watchdog_killed_before_the_load_finishes() {
         }
         fn iptables_restore(&self, t: &str) -> amwall::Result<()> {
             self.0.iptables_restore(t)
+        }
+        fn ip6tables_save(&self) -> amwall::Result<String> {
+            self.0.ip6tables_save()
+        }
+        fn ip6tables_restore(&self, t: &str) -> amwall::Result<()> {
+            self.0.ip6tables_restore(t)
         }
         fn nft_ruleset(&self) -> amwall::Result<String> {
             self.0.nft_ruleset()
@@ -1011,6 +1057,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         host: "c1".into(),
         rules: "table ip amwall\ndelete table ip amwall\ntable ip amwall {\n chain input { type filter hook input priority 0; policy drop; }\n}\n".into(),
         ipset: None,
+        rules6: None,
         merged: vec![],
         firewalld: None,
         ufw: None,
@@ -1278,6 +1325,10 @@ fn two_applies_racing_end_with_one_pending() {
             f.load(
                 &["ipset", "restore"],
                 &format!("flush {SET}\nadd {SET} 192.0.2.99\n"),
+            );
+            f.load(
+                &["ip6tables-restore"],
+                "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT\nCOMMIT\n",
             );
         }
         if !confirm {

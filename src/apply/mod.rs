@@ -37,9 +37,11 @@
 //! racing applies one loads, the other finds it pending and changes nothing.
 //!
 //! What is replaced, and so what a rollback restores:
-//! - nft: only `table ip amwall` (the rest of the ruleset is not ours);
+//! - nft: only `table ip amwall`, and `table ip6 amwall` when the script
+//!   has it (the rest of the ruleset is not ours);
 //! - iptables: the tables the rules file names (iptables-restore replaces
-//!   whole tables), plus the `amw_*` ipsets it fills; in merged mode only
+//!   whole tables), the IPv6 tables `HOST.rules6` names (ip6tables-restore),
+//!   plus the `amw_*` ipsets it fills; in merged mode only
 //!   amwall's own chains (`AMWALL-*`) and the jumps into them, loaded with
 //!   `--noflush`, so a rollback leaves every other chain as it is then
 //!   (a ban added while the apply waited stays).
@@ -83,6 +85,9 @@ pub struct Payload {
     pub rules: String,
     /// `HOST.ipset` (iptables with large address groups).
     pub ipset: Option<String>,
+    /// `HOST.rules6` (iptables, owned): the IPv6 tables, loaded with
+    /// ip6tables-restore after `rules`.
+    pub rules6: Option<String>,
     /// iptables merged mode: `rules` holds only amwall's chains, entered by
     /// these jumps; empty: `rules` replaces the tables it names.
     pub merged: Vec<Jump>,
@@ -107,6 +112,13 @@ pub struct Pending {
     pub sets: Vec<(String, bool)>,
     /// Whether `table ip amwall` existed before (nft).
     pub had_table: bool,
+    /// IPv6 tables `rules6` replaces (ip6tables).
+    #[serde(default)]
+    pub tables6: Vec<String>,
+    /// Whether `table ip6 amwall` existed before, when the nft script
+    /// replaces it (`None`: the script leaves IPv6 alone).
+    #[serde(default)]
+    pub had_table6: Option<bool>,
     /// iptables merged mode's jumps: the rollback then restores only
     /// amwall's chains and jumps, and leaves every other chain as it is.
     #[serde(default)]
@@ -415,6 +427,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     if (p.kind == Backend::Nft || p.ipset.is_none()) && !p.rules.trim().is_empty() {
         sys.dry_run(p.kind, &p.rules)?;
     }
+    if let Some(r6) = p.rules6.as_ref().filter(|_| p.merged.is_empty()) {
+        sys.dry_run6(r6)?;
+    }
     // 2. Snapshot what the load replaces, on disk before anything changes:
     //    this is also the probe that the state directory takes writes.
     let pend = snapshot(sys, p, o).map_err(|e| {
@@ -446,7 +461,7 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
         Backend::Nft if pend.firewalld.is_some() => (|| {
             firewalld::load(sys, pend.firewalld.as_ref().expect("checked"))?;
             if p.rules.trim().is_empty() {
-                sys.nft_restore(pend.nft_table(), None)
+                sys.nft_restore("ip", pend.nft_table(), None)
             } else {
                 sys.nft_load(&p.rules)
             }
@@ -458,7 +473,11 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
                 sys.dry_run(p.kind, &p.rules)?;
             }
             if p.merged.is_empty() {
-                sys.iptables_restore(&p.rules)
+                sys.iptables_restore(&p.rules)?;
+                match &p.rules6 {
+                    Some(r6) => sys.ip6tables_restore(r6),
+                    None => Ok(()),
+                }
             } else {
                 // The snapshot just taken is the live state (we hold the lock).
                 let live = sys.read("previous.rules").unwrap_or_default();
@@ -495,7 +514,14 @@ fn refuse_foreign(sys: &dyn System, p: &Payload, o: &Options) -> Result<()> {
         return ufw::refuse(sys, up, &p.host);
     }
     if p.kind == Backend::Iptables && p.merged.is_empty() && !o.replace_foreign {
-        let found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
+        let mut found = restore::foreign_rules(&sys.iptables_save()?, &tables_of(&p.rules));
+        if let Some(r6) = &p.rules6 {
+            found.extend(
+                restore::foreign_rules(&sys.ip6tables_save()?, &tables_of(r6))
+                    .into_iter()
+                    .map(|r| format!("ip6 {r}")),
+            );
+        }
         if !found.is_empty() {
             let shown: Vec<&str> = found.iter().take(8).map(String::as_str).collect();
             return Err(Error::Usage(format!(
@@ -594,6 +620,8 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         tables: vec![],
         sets: vec![],
         had_table: false,
+        tables6: vec![],
+        had_table6: None,
         merged: p.merged.clone(),
         boot_id: sys.boot_id(),
         firewalld: None,
@@ -614,13 +642,22 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
             if let Some(fp) = &p.firewalld {
                 pend.firewalld = Some(firewalld::snapshot(sys, fp)?);
             }
-            let saved = sys.nft_table(pend.nft_table())?;
+            let saved = sys.nft_table("ip", pend.nft_table())?;
             pend.had_table = saved.is_some();
             sys.write("previous.nft", saved.as_deref().unwrap_or(""))?;
+            if pend.firewalld.is_none() && replaces_ip6_table(&p.rules) {
+                let saved = sys.nft_table("ip6", "amwall")?;
+                pend.had_table6 = Some(saved.is_some());
+                sys.write("previous6.nft", saved.as_deref().unwrap_or(""))?;
+            }
         }
         Backend::Iptables => {
             pend.tables = tables_of(&p.rules);
             sys.write("previous.rules", &sys.iptables_save()?)?;
+            if let Some(r6) = p.rules6.as_ref().filter(|_| p.merged.is_empty()) {
+                pend.tables6 = tables_of(r6);
+                sys.write("previous6.rules", &sys.ip6tables_save()?)?;
+            }
             if let Some(sets) = &p.ipset {
                 let saved = sys.ipset_save()?;
                 let existing = set_names(&saved);
@@ -642,6 +679,14 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         &serde_json::to_string_pretty(&pend).expect("plain data"),
     )?;
     Ok(pend)
+}
+
+/// Whether an nft script of amwall's replaces `table ip6 amwall` too
+/// (`HOST.nft` since the IPv6 policy): the snapshot must then cover it.
+fn replaces_ip6_table(rules: &str) -> bool {
+    rules
+        .lines()
+        .any(|l| l.trim_end() == "delete table ip6 amwall")
 }
 
 /// A failure after the load began: the previous rules back, the outcome
@@ -683,7 +728,18 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<Option<String>> {
             } else {
                 None
             };
-            sys.nft_restore(pend.nft_table(), saved.as_deref())?;
+            sys.nft_restore("ip", pend.nft_table(), saved.as_deref())?;
+            if let Some(had) = pend.had_table6 {
+                let saved = if had {
+                    Some(
+                        sys.read("previous6.nft")
+                            .ok_or_else(|| gone("previous6.nft"))?,
+                    )
+                } else {
+                    None
+                };
+                sys.nft_restore("ip6", "amwall", saved.as_deref())?;
+            }
         }
         Backend::Iptables => {
             let saved = sys
@@ -691,6 +747,12 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<Option<String>> {
                 .ok_or_else(|| gone("previous.rules"))?;
             if pend.merged.is_empty() {
                 sys.iptables_restore(&iptables_rollback(&saved, &pend.tables))?;
+                if !pend.tables6.is_empty() {
+                    let saved6 = sys
+                        .read("previous6.rules")
+                        .ok_or_else(|| gone("previous6.rules"))?;
+                    sys.ip6tables_restore(&iptables_rollback(&saved6, &pend.tables6))?;
+                }
             } else {
                 let text = merged_rollback(&saved, &sys.iptables_save()?, &pend.tables);
                 if !text.is_empty() {

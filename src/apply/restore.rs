@@ -240,6 +240,9 @@ fn owned_rule(l: &str) -> bool {
         || rest == "-i lo -j ACCEPT"
         || rest.contains("-m comment --comment \"amanda ")
         || rest.contains("-m comment --comment management ")
+        // HOST.rules6: what IPv6 itself needs (render::ip6tables_ruleset).
+        || rest.contains("-m comment --comment \"icmpv6 (rfc 4890)\" ")
+        || rest.contains("-m comment --comment \"dhcpv6 client\" ")
 }
 
 /// `nft list ruleset` without the tables iptables-nft keeps for
@@ -369,6 +372,33 @@ mod tests {
             ]
         );
         assert!(foreign_rules(saved, &["raw".into()]).is_empty());
+    }
+
+    /// What plan writes as `HOST.rules6` is amwall's own, so applying again
+    /// over it is no refusal; an admin's IPv6 rule is foreign.
+    #[test]
+    fn plans_ipv6_rules_are_not_foreign() {
+        let plan = crate::Plan::build(
+            crate::load::load_str(
+                "t.toml",
+                "[[network]]\nname = \"l\"\ncidr = \"192.0.2.0/24\"\ncidr6 = \"2001:db8::/64\"\n\
+                 [[host]]\nname = \"s\"\nroles = [\"server\", \"client\"]\n\
+                 interfaces = [{ name = \"eth0\", network = \"l\", address = \"192.0.2.2\" }]\n"
+                    .into(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let text = plan.ip6tables(&plan.policies[0]);
+        assert!(foreign_rules(&text, &tables_of(&text)).is_empty(), "{text}");
+        let theirs = text.replace(
+            "COMMIT",
+            "-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT\nCOMMIT",
+        );
+        assert_eq!(
+            foreign_rules(&theirs, &tables_of(&theirs)),
+            ["filter: -A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT"]
+        );
     }
 
     #[test]

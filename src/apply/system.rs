@@ -27,14 +27,19 @@ use crate::sim::Verdict;
 pub trait System {
     /// The kernel's own check of `rules` (`nft -c`, `iptables-restore --test`).
     fn dry_run(&self, kind: Backend, rules: &str) -> Result<()>;
-    /// `table ip TABLE` (amwall's, or firewalld mode's source-port table)
-    /// as loaded, or `None` when there is none.
-    fn nft_table(&self, table: &str) -> Result<Option<String>>;
+    /// `ip6tables-restore --test`: the kernel's check of `HOST.rules6`.
+    fn dry_run6(&self, rules: &str) -> Result<()>;
+    /// `table FAMILY TABLE` (amwall's `ip` and `ip6` tables, or firewalld
+    /// mode's source-port table) as loaded, or `None` when there is none.
+    fn nft_table(&self, family: &str, table: &str) -> Result<Option<String>>;
     /// Load an nft script (one transaction).
     fn nft_load(&self, script: &str) -> Result<()>;
-    /// Make `table ip TABLE` what `saved` says (`None`: no table).
-    fn nft_restore(&self, table: &str, saved: Option<&str>) -> Result<()>;
+    /// Make `table FAMILY TABLE` what `saved` says (`None`: no table).
+    fn nft_restore(&self, family: &str, table: &str, saved: Option<&str>) -> Result<()>;
     fn iptables_save(&self) -> Result<String>;
+    fn ip6tables_save(&self) -> Result<String>;
+    /// `ip6tables-restore`: replaces each IPv6 table the text names.
+    fn ip6tables_restore(&self, text: &str) -> Result<()>;
     /// `nft list ruleset`: every table, whoever wrote it.
     fn nft_ruleset(&self) -> Result<String>;
     /// `iptables-restore`: replaces each table the text names.
@@ -230,23 +235,32 @@ impl System for Real {
             Backend::Iptables => self.tool(&["iptables-restore", "--test"], Some(rules)),
         }
     }
-    fn nft_table(&self, table: &str) -> Result<Option<String>> {
+    fn dry_run6(&self, rules: &str) -> Result<()> {
+        self.tool(&["ip6tables-restore", "--test"], Some(rules))
+    }
+    fn nft_table(&self, family: &str, table: &str) -> Result<Option<String>> {
         // The dry run before has shown that nft runs: a failure here is a
         // missing table.
-        Ok(tool(&["nft", "list", "table", "ip", table], None).ok())
+        Ok(tool(&["nft", "list", "table", family, table], None).ok())
     }
     fn nft_load(&self, script: &str) -> Result<()> {
         self.tool(&["nft", "-f", "-"], Some(script))
     }
-    fn nft_restore(&self, table: &str, saved: Option<&str>) -> Result<()> {
+    fn nft_restore(&self, family: &str, table: &str, saved: Option<&str>) -> Result<()> {
         // Replace-only: create (so the delete cannot fail), delete, then the
         // saved table — one transaction.
-        let mut script = format!("table ip {table}\ndelete table ip {table}\n");
+        let mut script = format!("table {family} {table}\ndelete table {family} {table}\n");
         script.push_str(saved.unwrap_or(""));
         self.tool(&["nft", "-f", "-"], Some(&script))
     }
     fn iptables_save(&self) -> Result<String> {
         tool(&["iptables-save"], None)
+    }
+    fn ip6tables_save(&self) -> Result<String> {
+        tool(&["ip6tables-save"], None)
+    }
+    fn ip6tables_restore(&self, text: &str) -> Result<()> {
+        self.tool(&["ip6tables-restore"], Some(text))
     }
     fn nft_ruleset(&self) -> Result<String> {
         tool(&["nft", "list", "ruleset"], None)

@@ -339,6 +339,10 @@ fn ipv6_input(hp: &HostPolicy, icmp6: impl Fn(&[u8]) -> Vec<Rule>) -> Vec<Rule> 
     rules
 }
 
+/// The comment on the ICMPv6 rules, which `apply` also reads to tell them
+/// from rules it did not write.
+pub const ICMPV6_COMMENT: &str = "icmpv6 (rfc 4890)";
+
 /// ICMPv6's protocol number (`-p ipv6-icmp`, `meta l4proto ipv6-icmp`).
 const IPPROTO_ICMPV6: u8 = 58;
 
@@ -376,6 +380,7 @@ pub fn ip6tables_ruleset(hp: &HostPolicy) -> Ruleset {
                     ],
                     Action::Accept,
                 )
+                .with_comment(ICMPV6_COMMENT)
             })
             .collect()
     };
@@ -412,7 +417,7 @@ pub fn nft6_table(hp: &HostPolicy) -> Table {
             ],
             Action::Accept,
         )
-        .with_comment("icmpv6 (rfc 4890)")]
+        .with_comment(ICMPV6_COMMENT)]
     };
     Table {
         family: Family::Ip6,
@@ -813,12 +818,6 @@ pub fn nft_text(hp: &HostPolicy, header: &[String]) -> String {
     let mut rs = nft_ruleset(hp);
     rs.tables.push(nft6_table(hp));
     netfilter::nft::emit(&rs, header)
-}
-
-/// `table ip amwall` alone, for `apply`, whose snapshot and rollback cover
-/// that table only: it must not load a table it could not take back.
-pub fn nft_ipv4_text(hp: &HostPolicy, header: &[String]) -> String {
-    netfilter::nft::emit(&nft_ruleset(hp), header)
 }
 
 pub fn ip6tables_text(hp: &HostPolicy, header: &[String]) -> String {
