@@ -496,6 +496,37 @@ fn rules_that_lock_the_admin_out_are_refused() {
     let o = f.apply("iptables", "30", Some("198.51.100.9 40000 192.0.2.3 22"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(saved(&f), before);
+    // An admin who came in over IPv6: `[management] from` names no IPv6
+    // prefix, so the IPv6 policy would drop the next login — refused too,
+    // for both backends, and both families are as they were.
+    let v6 = Some("2001:db8::9 40000 2001:db8::3 22");
+    // A table restored by the rollback is listed after the others: compare
+    // the tables, not their order.
+    let nft_tables = |f: &Fixture| {
+        let mut t: Vec<String> = f
+            .sh(&["nft", "list", "ruleset"])
+            .split("\ntable ")
+            .map(|b| b.trim_start_matches("table ").trim_end().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    let (before4, before6, before_nft) = (saved(&f), saved6(&f), nft_tables(&f));
+    for backend in ["nft", "iptables"] {
+        let o = f.apply(backend, "30", v6);
+        assert_eq!(o.status.code(), Some(2), "{backend}: {}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.contains("tcp [2001:db8::9]:40000 -> [2001:db8::3]:22"),
+            "{backend}: {t}"
+        );
+        assert_eq!(
+            (saved(&f), saved6(&f)),
+            (before4.clone(), before6.clone()),
+            "{backend}"
+        );
+        assert_eq!(nft_tables(&f), before_nft, "{backend}");
+    }
 
     let o = f.apply("nft", "30", Some("192.0.2.9 40000 192.0.2.3 22"));
     assert!(o.status.success(), "{}", text(&o));
