@@ -60,6 +60,14 @@ pub struct Verdicts {
     pub marks: Vec<Mark>,
 }
 
+impl Verdicts {
+    /// Flow `id`'s verdict (1-based); a flow the report does not have is unknown.
+    fn mark(&self, id: usize) -> &Mark {
+        static MISSING: Mark = Mark::Unknown;
+        self.marks.get(id - 1).unwrap_or(&MISSING)
+    }
+}
+
 /// The picture of `plan`; with `verdicts`, each flow coloured by its verdict
 /// and the hosts that block marked, instead of coloured by operation.
 pub fn svg(plan: &Plan, verdicts: Option<&Verdicts>) -> String {
@@ -576,7 +584,7 @@ impl Layout {
     fn block_marks(&self, o: &mut String, d: &Deployment, r: &Row, v: &Verdicts, y: f64) {
         let mut at = BTreeSet::new();
         for id in &r.ids {
-            if let Some(Mark::Blocked { host: Some(h) }) = v.marks.get(id - 1) {
+            if let Mark::Blocked { host: Some(h) } = v.mark(*id) {
                 if let Some(h) = d.host_by_name(h) {
                     at.insert(self.col_of[h]);
                 }
@@ -673,8 +681,12 @@ fn row_colour(r: &Row, verdicts: Option<&Verdicts>) -> &'static str {
     let Some(v) = verdicts else {
         return r.class.colour();
     };
-    let marks = r.ids.iter().filter_map(|id| v.marks.get(id - 1));
-    match marks.cloned().fold(Mark::Pass, Mark::worst) {
+    match r
+        .ids
+        .iter()
+        .map(|&id| v.mark(id).clone())
+        .fold(Mark::Pass, Mark::worst)
+    {
         Mark::Pass => PASS,
         Mark::Blocked { .. } => BLOCKED,
         Mark::Unknown => UNKNOWN,
@@ -686,11 +698,7 @@ fn row_colour(r: &Row, verdicts: Option<&Verdicts>) -> &'static str {
 fn row_label(r: &Row, verdicts: Option<&Verdicts>) -> String {
     let mut s = format!("{}  {}", ids_text(&r.ids), r.text);
     let Some(v) = verdicts else { return s };
-    let marks: Vec<(usize, &Mark)> = r
-        .ids
-        .iter()
-        .filter_map(|&id| v.marks.get(id - 1).map(|m| (id, m)))
-        .collect();
+    let marks: Vec<(usize, &Mark)> = r.ids.iter().map(|&id| (id, v.mark(id))).collect();
     let blocked: Vec<usize> = marks
         .iter()
         .filter(|(_, m)| matches!(m, Mark::Blocked { .. }))

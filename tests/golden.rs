@@ -92,10 +92,7 @@ fn topology_pictures() {
         if !["wiki-bsd", "lan-bsdtcp", "helper-bsd-helper"].contains(&label.as_str()) {
             continue;
         }
-        insta::assert_snapshot!(
-            format!("svg-{label}"),
-            amwall::picture::svg(&plan, None)
-        );
+        insta::assert_snapshot!(format!("svg-{label}"), amwall::picture::svg(&plan, None));
     }
     let plan = amwall::Plan::build(common::generated(50)).unwrap();
     insta::assert_snapshot!("svg-50-clients", amwall::picture::svg(&plan, None));
