@@ -1019,7 +1019,10 @@ fn lab(
     // The picture shows the topology's own addresses, not the lab's; the
     // lab refuses a mapping that would route a flow differently.
     let drawn = match &out.svg {
-        Some(path) => Some((path, Plan::build(d.clone())?)),
+        Some(path) => {
+            amwall::picture::can_write(path)?;
+            Some((path, Plan::build(d.clone())?))
+        }
         None => None,
     };
     // Ctrl-C (and SIGTERM): the guards cannot run when the process is killed, so

@@ -107,6 +107,27 @@ pub fn write(path: &FsPath, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `write` can put a file at `path`, asked before a long run (the
+/// lab) so a typo does not cost its result: the directory exists and `path`
+/// is not one. `write` still reports what this cannot foresee.
+pub fn can_write(path: &FsPath) -> Result<()> {
+    let io = |error| Error::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => FsPath::new("."),
+    };
+    if !std::fs::metadata(dir).map_err(io)?.is_dir() {
+        return Err(io(std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+    }
+    if path.is_dir() {
+        return Err(io(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+    }
+    Ok(())
+}
+
 /// Text for SVG: names are validated when loaded, but nothing that reaches
 /// markup should rely on that.
 fn esc(s: &str) -> String {
