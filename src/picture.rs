@@ -120,10 +120,10 @@ pub fn can_write(path: &FsPath) -> Result<()> {
         _ => FsPath::new("."),
     };
     if !std::fs::metadata(dir).map_err(io)?.is_dir() {
-        return Err(io(std::io::Error::from(std::io::ErrorKind::NotADirectory)));
+        return Err(io(std::io::Error::from_raw_os_error(nix::libc::ENOTDIR)));
     }
     if path.is_dir() {
-        return Err(io(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+        return Err(io(std::io::Error::from_raw_os_error(nix::libc::EISDIR)));
     }
     Ok(())
 }
