@@ -73,7 +73,46 @@ impl Verdicts {
 pub fn svg(plan: &Plan, verdicts: Option<&Verdicts>) -> String {
     let views = view::all(plan);
     let layout = Layout::new(plan, &views, verdicts);
+    if layout.cols.len() > MAX_COLUMNS || layout.rows.len() > MAX_ROWS {
+        return too_big(plan, verdicts, &layout);
+    }
     layout.draw(plan, verdicts)
+}
+
+/// Beyond these, a drawing is no longer something to look at (hundreds of
+/// clients that differ, each its own column): say so instead of writing
+/// megabytes of it.
+const MAX_COLUMNS: usize = 60;
+const MAX_ROWS: usize = 1500;
+
+fn too_big(plan: &Plan, verdicts: Option<&Verdicts>, l: &Layout) -> String {
+    let title = title(plan, verdicts);
+    let lines = [
+        title.clone(),
+        format!(
+            "Not drawn: {} boxes and {} arrows after grouping identical clients ({} and {} at most).",
+            l.cols.len(),
+            l.rows.len(),
+            MAX_COLUMNS,
+            MAX_ROWS
+        ),
+        "SUMMARY.md lists every host and flow.".to_string(),
+    ];
+    let width = (lines.iter().map(|t| text_w(t)).fold(0.0, f64::max) + 2.0 * MARGIN).ceil();
+    let mut o = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="90" viewBox="0 0 {width} 90" font-family="DejaVu Sans Mono, monospace" font-size="12"><rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
+    for (i, t) in lines.iter().enumerate() {
+        writeln!(
+            o,
+            r#"<text x="{MARGIN}" y="{}">{}</text>"#,
+            24.0 + 22.0 * i as f64,
+            esc(t)
+        )
+        .unwrap();
+    }
+    o.push_str("</svg>\n");
+    o
 }
 
 /// Writes `text` to `path` all or nothing: a temporary file beside it,
@@ -1087,6 +1126,19 @@ mod tests {
             Mark::Blocked { host: None }
         );
         assert_eq!(Mark::Pass.worst(Mark::Unknown), Mark::Unknown);
+    }
+
+    #[test]
+    fn hundreds_of_distinct_hosts_are_not_drawn_but_said() {
+        // Every client its own kind: each has its own client-port.
+        let mut t = String::from("[amanda]\nauth = \"bsd\"\n[[network]]\nname = \"n\"\ncidr = \"10.0.0.0/16\"\n[[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"n\", address = \"10.0.0.1\" }]\n");
+        for i in 0..70 {
+            t.push_str(&format!("[[host]]\nname = \"c{i}\"\nroles = [\"client\"]\namanda = {{ client-port = {} }}\ninterfaces = [{{ name = \"eth0\", network = \"n\", address = \"10.0.1.{}\" }}]\n", 20000 + i, i + 2));
+        }
+        let d = crate::load::load_str("many.toml", t).unwrap();
+        let s = svg(&Plan::build(d).unwrap(), None);
+        assert!(s.contains("Not drawn: 71 boxes"), "{s}");
+        assert!(s.len() < 2000);
     }
 
     #[test]
