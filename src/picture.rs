@@ -683,56 +683,54 @@ fn title(plan: &Plan, verdicts: Option<&Verdicts>) -> String {
     }
 }
 
-/// The key under the title, and its width.
+/// The key under the title, and its width. Each symbol is drawn at the
+/// origin of its own `translate`, 18 px wide.
 fn legend(verdicts: Option<&Verdicts>) -> (String, f64) {
-    let items: Vec<(&str, &str)> = match verdicts {
-        None => Class::ALL.iter().map(|(c, n)| (c.colour(), *n)).collect(),
+    let line = |c: &str, w: f64, extra: &str| {
+        format!(r#"<path d="M0,0 h18" stroke="{c}" stroke-width="{w}"{extra}/>"#)
+    };
+    let mut items: Vec<(String, &str)> = match verdicts {
+        None => Class::ALL
+            .iter()
+            .map(|(c, n)| (line(c.colour(), 3.0, ""), *n))
+            .collect(),
         Some(_) => vec![
-            (PASS, "pass"),
-            (BLOCKED, "blocked (× on the host that drops it)"),
-            (UNKNOWN, "unknown"),
+            (line(PASS, 3.0, ""), "pass"),
+            (
+                line(BLOCKED, 3.0, ""),
+                "blocked (× on the host that drops it)",
+            ),
+            (line(UNKNOWN, 3.0, ""), "unknown"),
         ],
     };
+    let grey = "#444";
+    items.push((
+        line(grey, 2.0, r#" stroke-dasharray="5 3""#),
+        "RELATED via the conntrack helper",
+    ));
+    items.push((
+        line(grey, 2.0, "")
+            + &format!(
+                r##"<circle cx="9" cy="0" r="4" fill="#fff" stroke="{grey}" stroke-width="2"/>"##
+            ),
+        "router forwards",
+    ));
+    items.push((
+        line(grey, 2.0, "") + &format!(r#"<path d="M9,-5 l5,5 l-5,5 l-5,-5 z" fill="{grey}"/>"#),
+        "router rewrites (NAT)",
+    ));
     let mut o = String::from("<g class=\"legend\">\n");
     let mut x = MARGIN;
-    let mut item = |o: &mut String, mark: String, text: &str| {
-        o.push_str(&mark.replace("X", &x.to_string()));
+    for (symbol, text) in items {
         writeln!(
             o,
-            r##"<text x="{}" y="42" fill="#333">{}</text>"##,
+            r##"<g transform="translate({x},38)">{symbol}</g><text x="{}" y="42" fill="#333">{}</text>"##,
             x + 24.0,
             esc(text)
         )
         .unwrap();
         x += 24.0 + text_w(text) + 18.0;
-    };
-    for (c, n) in items {
-        item(
-            &mut o,
-            format!(r#"<path d="MX,38 h18" stroke="{c}" stroke-width="3"/>"#),
-            n,
-        );
     }
-    let grey = "#444";
-    item(
-        &mut o,
-        format!(r#"<path d="MX,38 h18" stroke="{grey}" stroke-width="2" stroke-dasharray="5 3"/>"#),
-        "RELATED via the conntrack helper",
-    );
-    item(
-        &mut o,
-        format!(
-            r##"<path d="MX,38 h18" stroke="{grey}" stroke-width="2"/><circle cx="X" cy="38" r="4" fill="#fff" stroke="{grey}" stroke-width="2" transform="translate(9,0)"/>"##
-        ),
-        "router forwards",
-    );
-    item(
-        &mut o,
-        format!(
-            r#"<path d="MX,38 h18" stroke="{grey}" stroke-width="2"/><path d="MX,33 l5,5 l-5,5 l-5,-5 z" fill="{grey}" transform="translate(9,0)"/>"#
-        ),
-        "router rewrites (NAT)",
-    );
     o.push_str("</g>\n");
     (o, x)
 }
