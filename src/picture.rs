@@ -1039,6 +1039,9 @@ fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
         if !v.via.is_empty() {
             text.push_str(&format!("  via {}", v.via.join(", ")));
         }
+        if f.initiator == f.responder {
+            text.push_str("  loopback");
+        }
         let key = format!("{from} {to} {class:?} {text}");
         match index.get(&key) {
             Some(&r) => {
