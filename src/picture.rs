@@ -168,8 +168,11 @@ pub fn can_write(path: &FsPath) -> Result<()> {
 }
 
 /// Text for SVG: names are validated when loaded, but nothing that reaches
-/// markup should rely on that.
+/// markup should rely on that (the topology's path is never checked). A
+/// control or invisible character shows as `<U+000A>`, as in every other
+/// file `plan` writes (`name::comment`).
 fn esc(s: &str) -> String {
+    let s = crate::name::comment(s);
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -178,7 +181,6 @@ fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\t' => o.push(' '),
             c => o.push(c),
         }
     }
@@ -1087,6 +1089,7 @@ mod tests {
     #[test]
     fn text_is_escaped() {
         assert_eq!(esc(r#"a<b>&"c'"#), "a&lt;b&gt;&amp;&quot;c&apos;");
+        assert_eq!(esc("x\ny"), "x&lt;U+000A&gt;y");
     }
 
     #[test]
