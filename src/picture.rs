@@ -205,8 +205,21 @@ fn ids_text(ids: &[usize]) -> String {
     }
 }
 
-/// Every flow number, for the tooltip (the drawing shows `ids_text`).
+/// Every flow number, for the tooltip (the drawing shows `ids_text`); a
+/// long regular run (one flow of each of thousands of alike clients) as its
+/// ends and step, which says the same in a line.
 fn ids_all(ids: &[usize]) -> String {
+    let step = ids.get(1).map_or(0, |b| b - ids[0]);
+    let regular = ids.windows(2).all(|w| w[1] - w[0] == step);
+    if ids.len() > 200 && regular {
+        return format!(
+            "#{} #{} … #{} (every {step}th, {} flows)",
+            ids[0],
+            ids[1],
+            ids[ids.len() - 1],
+            ids.len()
+        );
+    }
     ids.iter()
         .map(|i| format!("#{i}"))
         .collect::<Vec<_>>()
@@ -1150,6 +1163,8 @@ mod tests {
         let ids: Vec<usize> = (1..=50).map(|i| i * 9).collect();
         assert_eq!(ids_text(&ids), "#9 #18 … #450 (50)");
         assert!(ids_all(&ids).ends_with("#441 #450"));
+        let many: Vec<usize> = (0..10_000).map(|i| 3 + i * 9).collect();
+        assert_eq!(ids_all(&many), "#3 #12 … #89994 (every 9th, 10000 flows)");
         assert_eq!(ids_text(&[1, 2]), "#1 #2");
     }
 }
