@@ -213,7 +213,7 @@ fn ids_all(ids: &[usize]) -> String {
     let regular = ids.windows(2).all(|w| w[1] - w[0] == step);
     if ids.len() > 200 && regular {
         return format!(
-            "#{} #{} … #{} (every {step}th, {} flows)",
+            "#{} #{} … #{} (step {step}, {} flows)",
             ids[0],
             ids[1],
             ids[ids.len() - 1],
@@ -316,7 +316,8 @@ struct Row {
 
 struct Layout {
     cols: Vec<Column>,
-    col_of: Vec<usize>,
+    /// Per flow (id - 1), the column of the host that blocks it.
+    blocked_at: Vec<Option<usize>>,
     /// Networks in drawing order, with the columns on each.
     buses: Vec<(NetId, Vec<usize>)>,
     rows: Vec<Row>,
@@ -348,12 +349,27 @@ impl Layout {
                 col_of[h] = c;
             }
         }
+        // Per flow, the column of the host that blocks it; a lookup by
+        // name per flow would be quadratic at 10,000 clients.
+        let mut blocked_at = Vec::new();
         if let Some(v) = verdicts {
-            for (i, m) in v.marks.iter().enumerate() {
-                if let Mark::Blocked { host: Some(h) } = m {
-                    if let Some(id) = d.host_by_name(h) {
-                        cols[col_of[id]].blocks.push(i + 1);
-                    }
+            let by_name: HashMap<&str, HostId> = d
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.name.as_str(), i))
+                .collect();
+            blocked_at = v
+                .marks
+                .iter()
+                .map(|m| match m {
+                    Mark::Blocked { host: Some(h) } => by_name.get(h.as_str()).map(|&h| col_of[h]),
+                    _ => None,
+                })
+                .collect();
+            for (i, c) in blocked_at.iter().enumerate() {
+                if let Some(c) = c {
+                    cols[*c].blocks.push(i + 1);
                 }
             }
             for c in &mut cols {
@@ -380,7 +396,7 @@ impl Layout {
         let rows = rows(plan, views, &col_of);
         let mut l = Layout {
             cols,
-            col_of,
+            blocked_at,
             buses,
             rows,
         };
@@ -460,7 +476,7 @@ impl Layout {
         o.push_str(&legend.0);
         self.draw_buses(&mut o, d);
         self.draw_boxes(&mut o, bottom);
-        self.draw_rows(&mut o, d, &labels, verdicts, width);
+        self.draw_rows(&mut o, &labels, verdicts, width);
         o.push_str("</svg>\n");
         o
     }
@@ -540,7 +556,6 @@ impl Layout {
     fn draw_rows(
         &self,
         o: &mut String,
-        d: &Deployment,
         labels: &[String],
         verdicts: Option<&Verdicts>,
         width: f64,
@@ -568,8 +583,8 @@ impl Layout {
             )
             .unwrap();
             self.arrow(o, r, y, colour);
-            if let Some(v) = verdicts {
-                self.block_marks(o, d, r, v, y);
+            if verdicts.is_some() {
+                self.block_marks(o, r, y);
             }
             writeln!(
                 o,
@@ -656,15 +671,12 @@ impl Layout {
     }
 
     /// A cross on the lifeline of each host that blocks one of the row's flows.
-    fn block_marks(&self, o: &mut String, d: &Deployment, r: &Row, v: &Verdicts, y: f64) {
-        let mut at = BTreeSet::new();
-        for id in &r.ids {
-            if let Mark::Blocked { host: Some(h) } = v.mark(*id) {
-                if let Some(h) = d.host_by_name(h) {
-                    at.insert(self.col_of[h]);
-                }
-            }
-        }
+    fn block_marks(&self, o: &mut String, r: &Row, y: f64) {
+        let at: BTreeSet<usize> = r
+            .ids
+            .iter()
+            .filter_map(|id| self.blocked_at.get(id - 1).copied().flatten())
+            .collect();
         for c in at {
             let x = self.cols[c].centre();
             writeln!(
@@ -1164,7 +1176,7 @@ mod tests {
         assert_eq!(ids_text(&ids), "#9 #18 … #450 (50)");
         assert!(ids_all(&ids).ends_with("#441 #450"));
         let many: Vec<usize> = (0..10_000).map(|i| 3 + i * 9).collect();
-        assert_eq!(ids_all(&many), "#3 #12 … #89994 (every 9th, 10000 flows)");
+        assert_eq!(ids_all(&many), "#3 #12 … #89994 (step 9, 10000 flows)");
         assert_eq!(ids_text(&[1, 2]), "#1 #2");
     }
 }
