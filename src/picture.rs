@@ -783,44 +783,32 @@ fn row_colour(r: &Row, verdicts: Option<&Verdicts>) -> &'static str {
 fn row_label(r: &Row, verdicts: Option<&Verdicts>) -> String {
     let mut s = format!("{}  {}", ids_text(&r.ids), r.text);
     let Some(v) = verdicts else { return s };
-    let marks: Vec<(usize, &Mark)> = r.ids.iter().map(|&id| (id, v.mark(id))).collect();
-    let blocked: Vec<usize> = marks
+    let with = |f: fn(&Mark) -> bool| -> Vec<usize> {
+        r.ids.iter().copied().filter(|&id| f(v.mark(id))).collect()
+    };
+    let pass = with(|m| *m == Mark::Pass);
+    let blocked = with(|m| matches!(m, Mark::Blocked { .. }));
+    let unknown = with(|m| *m == Mark::Unknown);
+    // A word alone when it covers the row, else with its flow numbers.
+    let part = |word: &str, ids: &[usize]| match ids.len() {
+        0 => String::new(),
+        n if n == r.ids.len() => format!("  {word}"),
+        _ => format!("  {word} {}", ids_text(ids)),
+    };
+    s.push_str(&part("PASS", &pass));
+    s.push_str(&part("BLOCKED", &blocked));
+    let hosts: BTreeSet<&str> = blocked
         .iter()
-        .filter(|(_, m)| matches!(m, Mark::Blocked { .. }))
-        .map(|(id, _)| *id)
+        .filter_map(|&id| match v.mark(id) {
+            Mark::Blocked { host: Some(h) } => Some(h.as_str()),
+            _ => None,
+        })
         .collect();
-    let unknown: Vec<usize> = marks
-        .iter()
-        .filter(|(_, m)| **m == Mark::Unknown)
-        .map(|(id, _)| *id)
-        .collect();
-    let whole = |part: &[usize]| part.len() == r.ids.len();
-    if blocked.is_empty() && unknown.is_empty() {
-        s.push_str("  PASS");
+    if !hosts.is_empty() {
+        let hosts: Vec<&str> = hosts.into_iter().collect();
+        s.push_str(&format!(" on {}", hosts.join(", ")));
     }
-    if !blocked.is_empty() {
-        let hosts: BTreeSet<&str> = marks
-            .iter()
-            .filter_map(|(_, m)| match m {
-                Mark::Blocked { host: Some(h) } => Some(h.as_str()),
-                _ => None,
-            })
-            .collect();
-        s.push_str("  BLOCKED");
-        if !whole(&blocked) {
-            s.push_str(&format!(" {}", ids_text(&blocked)));
-        }
-        if !hosts.is_empty() {
-            let hosts: Vec<&str> = hosts.into_iter().collect();
-            s.push_str(&format!(" on {}", hosts.join(", ")));
-        }
-    }
-    if !unknown.is_empty() {
-        s.push_str("  UNKNOWN");
-        if !whole(&unknown) {
-            s.push_str(&format!(" {}", ids_text(&unknown)));
-        }
-    }
+    s.push_str(&part("UNKNOWN", &unknown));
     s
 }
 

@@ -97,3 +97,22 @@ fn topology_pictures() {
     let plan = amwall::Plan::build(common::generated(50)).unwrap();
     insta::assert_snapshot!("svg-50-clients", amwall::picture::svg(&plan, None));
 }
+
+/// The verdict picture (`check --svg`, `lab --svg`): the wiki with one flow
+/// blocked on lhost, one on an unnamed host, and one unknown.
+#[test]
+fn verdict_picture() {
+    use amwall::picture::{Mark, Verdicts};
+    let plan = amwall::Plan::build(common::example("wiki")).unwrap();
+    let mut marks = vec![Mark::Pass; plan.flows.len()];
+    marks[11] = Mark::Blocked {
+        host: Some("lhost".into()),
+    };
+    marks[15] = Mark::Blocked { host: None };
+    marks[1] = Mark::Unknown;
+    let v = Verdicts {
+        title: "check".into(),
+        marks,
+    };
+    insta::assert_snapshot!("svg-wiki-verdicts", amwall::picture::svg(&plan, Some(&v)));
+}
