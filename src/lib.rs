@@ -18,6 +18,7 @@ pub mod model;
 pub mod name;
 pub mod netfilter;
 pub mod output;
+pub mod picture;
 pub mod plan;
 pub mod policy;
 pub mod ports;

@@ -98,6 +98,13 @@ enum Format {
     Json,
 }
 
+/// How `check` and `lab` report: the format on standard output, and the
+/// picture with `--svg`.
+struct Reporting {
+    format: Format,
+    svg: Option<PathBuf>,
+}
+
 /// Where the Amanda side comes from when not (only) from the topology.
 #[derive(clap::Args)]
 struct AmandaArgs {
@@ -273,6 +280,10 @@ enum Command {
         drop: Vec<HostText>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Also draw the topology to FILE (SVG) with each flow PASS or
+        /// BLOCKED (with both backends: blocked when either blocks it).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Check existing rulesets against the flows Amanda needs: per flow PASS, or
     /// BLOCKED on HOST at FILE:LINE with the rule, the chain path and the message
@@ -310,6 +321,11 @@ enum Command {
         no_redundant: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Also draw the topology to FILE (SVG) with each flow PASS or
+        /// BLOCKED and the host whose rule blocks it marked (needs the flows:
+        /// a topology or --amanda-config).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Load one host's planned rules into this machine's kernel in one transaction,
     /// keep what was loaded before, and roll it back unless confirmed in time from
@@ -548,6 +564,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             keep,
             drop,
             format,
+            svg,
         } => lab(
             amanda.load(topology.as_ref())?,
             backend,
@@ -555,7 +572,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             helper,
             keep,
             &drop,
-            format,
+            Reporting { format, svg },
         ),
         Command::Check {
             topology,
@@ -566,6 +583,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             no_open,
             no_redundant,
             format,
+            svg,
         } => check(
             topology,
             &amanda,
@@ -576,7 +594,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                 open: !no_open,
                 redundant: !no_redundant,
             },
-            format,
+            Reporting { format, svg },
         ),
         Command::Apply {
             topology,
@@ -704,10 +722,15 @@ fn check(
     ipset: &[HostFile],
     nft_include: &amwall::netfilter::nft::Includes,
     opts: amwall::check::Options,
-    format: Format,
+    out: Reporting,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::check::{self, HostRules, RulesFile};
     let with_flows = topology.is_some() || amanda.amanda_config.is_some();
+    if out.svg.is_some() && !with_flows {
+        return Err(amwall::Error::Usage(
+            "--svg draws the flows: give a topology or --amanda-config".into(),
+        ));
+    }
     // HOST=FILE, in the order given; several files per host merge.
     let mut order: Vec<String> = Vec::new();
     let mut files: std::collections::HashMap<String, Vec<RulesFile>> = Default::default();
@@ -739,11 +762,16 @@ fn check(
     }
     let report = if with_flows {
         let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-        check::check(&plan, &hosts, opts)
+        let report = check::check(&plan, &hosts, opts);
+        if let Some(path) = &out.svg {
+            let verdicts = check::report::verdicts(&report);
+            amwall::picture::write(path, &amwall::picture::svg(&plan, Some(&verdicts)))?;
+        }
+        report
     } else {
         check::audit(&hosts, opts)
     };
-    match format {
+    match out.format {
         Format::Text => print!("{}", check::report::text(&report)),
         Format::Json => println!("{}", check::report::json(&report)),
     }
@@ -983,17 +1011,27 @@ fn lab(
     helper: Option<bool>,
     keep: bool,
     drop: &[HostText],
-    format: Format,
+    out: Reporting,
 ) -> Result<ExitCode, amwall::Error> {
     use amwall::lab::{Lab, Progress};
     use indicatif::{ProgressBar, ProgressStyle};
 
+    let format = out.format;
     if let Some(a) = auth {
         d = d.with_auth(a);
     }
     if let Some(h) = helper {
         d = d.with_helper(h);
     }
+    // The picture shows the topology's own addresses, not the lab's; the
+    // lab refuses a mapping that would route a flow differently.
+    let drawn = match &out.svg {
+        Some(path) => {
+            amwall::picture::can_write(path)?;
+            Some((path, Plan::build(d.clone())?))
+        }
+        None => None,
+    };
     // Ctrl-C (and SIGTERM): the guards cannot run when the process is killed, so
     // remove every namespace this process made, then exit like an interrupted shell.
     let _ = ctrlc::set_handler(|| {
@@ -1069,6 +1107,22 @@ fn lab(
             println!();
         }
         reports.push(report);
+    }
+    if let Some((path, plan)) = drawn {
+        let mut marks = vec![amwall::picture::Mark::Pass; plan.flows.len()];
+        for r in &reports {
+            let mut seen = r.marks();
+            seen.resize(marks.len(), amwall::picture::Mark::Unknown);
+            for (m, seen) in marks.iter_mut().zip(seen) {
+                *m = std::mem::replace(m, amwall::picture::Mark::Pass).worst(seen);
+            }
+        }
+        let backends: Vec<&str> = reports.iter().map(|r| r.backend_name()).collect();
+        let verdicts = amwall::picture::Verdicts {
+            title: format!("lab ({})", backends.join(", ")),
+            marks,
+        };
+        amwall::picture::write(path, &amwall::picture::svg(&plan, Some(&verdicts)))?;
     }
     if format == Format::Json {
         println!(

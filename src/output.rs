@@ -1,7 +1,7 @@
-//! What `plan` writes: the file list (per host and backend, plus SUMMARY.md)
-//! and the one writer of the `--out` directory. Nothing is written until
-//! everything has been computed, and `write_outputs` puts the files in place
-//! all or nothing, so neither bad input nor a failure while writing leaves a
+//! What `plan` writes: the file list (per host and backend, plus
+//! topology.svg and SUMMARY.md) and the one writer of the `--out` directory.
+//! Nothing is written until everything has been computed, and
+//! `write_outputs` puts the files in place all or nothing, so neither bad input nor a failure while writing leaves a
 //! half-written output.
 #![forbid(unsafe_code)]
 
@@ -41,7 +41,7 @@ impl Plan {
     }
 
     /// Every output file as `plan` writes it: [`Plan::outputs_with`]'s, and
-    /// firewalld's and ufw's when `files` asks for them (SUMMARY.md last).
+    /// firewalld's and ufw's when `files` asks for them (topology.svg, then SUMMARY.md last).
     pub fn outputs_for(
         &self,
         files: crate::summary::Files,
@@ -117,15 +117,18 @@ impl Plan {
             out
         };
         // Hosts are independent: render them on every core, the summary alongside.
-        let (files, summary) = std::thread::scope(|s| {
+        let (files, summary, picture) = std::thread::scope(|s| {
             let summary = s.spawn(|| crate::summary::summary(self, host, files));
+            let picture = s.spawn(|| crate::picture::svg(self, None));
             let files = par_map(&hosts, per_host);
             (
                 files,
                 summary.join().expect("summary rendering does not panic"),
+                picture.join().expect("drawing does not panic"),
             )
         });
         let mut out: Vec<(String, String)> = files.into_iter().flatten().collect();
+        out.push(("topology.svg".into(), picture));
         out.push(("SUMMARY.md".into(), summary));
         // Host names were validated when loaded; a name that could leave --out
         // here is a bug, and stopping beats writing it.

@@ -140,6 +140,11 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
         crate::name::comment(&d.source_name)
     )
     .unwrap();
+    writeln!(
+        o,
+        "The picture: [topology.svg](topology.svg) (hosts, networks, routers, every flow as a numbered arrow).\n"
+    )
+    .unwrap();
     let build = match d.build {
         Build::Debian => "Debian's Amanda 3.5.1 packages",
         Build::Upstream => "upstream Amanda built without port options",

@@ -25,8 +25,10 @@ fn plan_writes_every_host_and_the_summary() {
     let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
     assert_eq!(stdout, summary, "plan prints the summary it writes");
     assert!(summary.contains("## Required ports") && summary.contains("## Recovery traffic"));
+    assert!(out.join("topology.svg").is_file());
+    assert!(summary.contains("[topology.svg](topology.svg)"));
     // No temporary files left beside the outputs.
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 13);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 14);
 }
 
 /// `--ufw` and `--firewalld` add their files for the host, and SUMMARY.md
@@ -179,7 +181,7 @@ fn backend_and_host_select_files() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["SUMMARY.md", "fwhost.nft"]);
+    assert_eq!(names, ["SUMMARY.md", "fwhost.nft", "topology.svg"]);
     let (code, _, stderr) = amwall(&[
         "plan",
         "examples/wiki.toml",

@@ -105,6 +105,33 @@ fn findings_exit_1() {
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
 }
 
+/// `--svg`: the picture marks the probes that failed, and lhost (nothing
+/// arrived, no router between) as the host that blocks them.
+#[test]
+fn svg_draws_the_failed_flows_on_the_host_that_blocks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("lab.svg");
+    let (code, stdout, stderr, pid) = amwall(&[
+        "lab",
+        "examples/wiki.toml",
+        "--backend",
+        "nft",
+        "--drop",
+        "lhost:dport 10080",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("amwall lab (nft): examples/wiki.toml (auth bsd): 21 pass, 3 blocked"),
+        "{text}"
+    );
+    assert!(text.contains("blocks #9 #10 #11"), "{text}");
+    assert!(text.contains("BLOCKED on lhost"), "{text}");
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}
+
 #[test]
 fn bad_input_exits_2() {
     let (code, _, stderr, _) = amwall(&["lab", "examples/no-such.toml"]);

@@ -188,11 +188,13 @@ fn topology_path_with_newline_stays_a_comment() {
                 f.display()
             );
         }
-        assert!(
-            text.contains("<U+000A>flush ruleset<U+000A>"),
-            "{}",
-            f.display()
-        );
+        // topology.svg is XML: its `<` is `&lt;`.
+        let shown = if f.extension().is_some_and(|e| e == "svg") {
+            "&lt;U+000A&gt;flush ruleset&lt;U+000A&gt;"
+        } else {
+            "<U+000A>flush ruleset<U+000A>"
+        };
+        assert!(text.contains(shown), "{}", f.display());
     }
     // And the kernel's tools see only our table (checked with nft's own parser
     // in tests/kernel_load.rs); here: our parser reads it back as the plan rendered.

@@ -16,7 +16,7 @@ fn rules(plan: &Plan) -> Vec<(String, String)> {
     plan.outputs(BackendSet::Both, None)
         .unwrap()
         .into_iter()
-        .filter(|(n, _)| n != "SUMMARY.md")
+        .filter(|(n, _)| n != "SUMMARY.md" && n != "topology.svg")
         .map(|(n, t)| {
             (
                 n,

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use super::flows::{Finding, FlowVerdict, Problem, Status};
 use super::redundant::Kind;
 use super::Report;
+use crate::picture::{Mark, Verdicts};
 use crate::table;
 
 /// Lines of open-port findings printed per host in text; JSON has them all.
@@ -15,6 +16,36 @@ fn status_word(s: Status) -> &'static str {
         Status::Pass => "PASS",
         Status::Blocked => "BLOCKED",
         Status::Unknown => "UNKNOWN",
+    }
+}
+
+/// The verdicts for `check --svg`: a blocked flow is marked on the host whose
+/// rule drops it (the first certain finding's, else the first finding's).
+pub fn verdicts(r: &Report) -> Verdicts {
+    let marks = r
+        .flows
+        .iter()
+        .map(|f| match f.result.status {
+            Status::Pass => Mark::Pass,
+            Status::Unknown => Mark::Unknown,
+            Status::Blocked => {
+                let fs = &f.result.findings;
+                let drop = |x: &&Finding| matches!(x.problem, Problem::Blocked { .. });
+                let at = fs
+                    .iter()
+                    .filter(drop)
+                    .find(|x| x.certain)
+                    .or_else(|| fs.iter().find(drop))
+                    .or(fs.first());
+                Mark::Blocked {
+                    host: at.map(|x| x.host.clone()),
+                }
+            }
+        })
+        .collect();
+    Verdicts {
+        title: "check".into(),
+        marks,
     }
 }
 

@@ -42,6 +42,7 @@ use crate::lab::netns::Netns;
 use crate::lab::probe::{self, Listen, Outcome, Probe, Site, Timing};
 use crate::model::{Deployment, HostId};
 use crate::netfilter::Backend;
+use crate::picture::Mark;
 use crate::ports::{PortRange, Proto};
 use crate::route::Path;
 use crate::view::FlowView;
@@ -145,6 +146,24 @@ impl LabReport {
     }
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// The verdicts for `lab --svg`. A probe shows that a flow failed, not
+    /// where: the responder is marked only when nothing arrived and no router
+    /// stands between (the initiator's OUTPUT accepts everything, so the
+    /// responder's INPUT is the one place left); otherwise no host is.
+    pub fn marks(&self) -> Vec<Mark> {
+        self.flows
+            .iter()
+            .map(|f| match f.status {
+                Status::Pass => Mark::Pass,
+                Status::NotProbed => Mark::Unknown,
+                Status::Fail => Mark::Blocked {
+                    host: (f.seen.is_none() && f.flow.via.is_empty())
+                        .then(|| f.flow.responder.to_string()),
+                },
+            })
+            .collect()
     }
 }
 
