@@ -76,6 +76,16 @@ pub const TABLE: &[Row] = &[
         source: "A:common-src/amutil.c, stream.c (\"Could not bind to port in range\")",
     },
     Row {
+        part: "can't bind a socket",
+        causes: &[AmbindRange, FewPorts],
+        source: "A:common-src/bsd-security.c, bsdudp-security.c bsd_connect (\"Can't bind a socket to connect to HOST\": no port of reserved-udp-port could be bound); amcheck's message when ambind refuses the range (tests/doctor.rs)",
+    },
+    Row {
+        part: "unable to bind to a reserved port",
+        causes: &[AmbindRange],
+        source: "A:common-src/bsd-security.c bsd_connect (the bound port is not privileged)",
+    },
+    Row {
         part: "ports between",
         causes: &[FewPorts, AmbindRange],
         source: "A:common-src/amutil.c (\"All ports between X and Y are busy\")",
@@ -169,6 +179,15 @@ mod tests {
     fn ambind_message() {
         let c = causes_of("udp port out of range (840 <= 700 <= 860)");
         assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), vec![AmbindRange]);
+    }
+
+    /// What real amcheck printed with reserved-udp-port 700,720 on Debian (tests/doctor.rs).
+    #[test]
+    fn amchecks_bind_failure_is_ambind_first() {
+        let c = causes_of(
+            "ERROR: lhost: selfcheck request failed: Can't bind a socket to connect to lhost",
+        );
+        assert_eq!(c[0].0, AmbindRange);
     }
 
     #[test]
