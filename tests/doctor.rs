@@ -55,7 +55,15 @@ fn amcheck_error(lab: &AmandaLab, host: &str) -> String {
 /// `amwall doctor TOPOLOGY --host HOST --error MESSAGE --format json` inside
 /// HOST's namespace: exit 1 and the report.
 fn doctor(lab: &AmandaLab, host: &str, error: &str) -> serde_json::Value {
-    let topo = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    doctor_with(
+        lab,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE),
+        host,
+        error,
+    )
+}
+
+fn doctor_with(lab: &AmandaLab, topo: &Path, host: &str, error: &str) -> serde_json::Value {
     let o = lab
         .run(
             host,
@@ -198,4 +206,88 @@ fn a_foreign_nft_tables_drop() {
             .all(|f| f["cause"] == "ruleset-blocks"),
         "{r:#}"
     );
+}
+
+#[test]
+fn amandahosts_naming_the_server_behind_nat_by_its_inner_name() {
+    let plan = plan(Auth::Bsd, false);
+    let lab = loaded(&plan);
+    // rhost is backed up through fwhost's masquerade: the server's requests
+    // arrive from fwhost-eth1 (198.51.100.1), not from tshost (192.0.2.2).
+    let trust = lab.etc_dir("rhost").unwrap().join("amandahosts");
+    std::fs::write(
+        &trust,
+        "tshost backup amdump\nrhost root amindexd amidxtaped\n",
+    )
+    .unwrap();
+    let msg = amcheck_error(&lab, "rhost");
+    let r = doctor(&lab, "rhost", &msg);
+    assert_eq!(first_cause(&r), ("amandahosts", "breaks"), "{r:#}");
+    assert_eq!(r["findings"][0]["explains_error"], true, "{r:#}");
+    let f = &r["findings"][0];
+    assert!(
+        f["summary"]
+            .as_str()
+            .unwrap()
+            .contains("masquerade on fwhost"),
+        "{r:#}"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .contains("fwhost-eth1 backup amdump"),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn helper_relied_on_without_the_assignment() {
+    // The fixture with the helper on: lhost's data streams are accepted only
+    // as RELATED, so its rules carry no opening for them.
+    let dir = tempfile::tempdir().unwrap();
+    let topo = dir.path().join("wiki-helper.toml");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE))
+        .unwrap()
+        .replace(
+            "auth = \"bsd\"\n",
+            "auth = \"bsd\"\nconntrack-helper = true\n",
+        );
+    assert!(text.contains("conntrack-helper = true"));
+    std::fs::write(&topo, text).unwrap();
+    let plan = Plan::build(amwall::load::load_file(&topo).unwrap()).unwrap();
+    let lab = lab(&plan);
+    // The fault: lhost's `-j CT --helper amanda` left out.
+    lab.load_rules_with(Backend::Iptables, |host, text| {
+        if host != "lhost" {
+            return text;
+        }
+        let cut: String = text
+            .lines()
+            .filter(|l| !l.contains("-j CT --helper amanda"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(cut, text, "lhost's rules assign the helper");
+        cut
+    })
+    .unwrap_or_else(|e| panic!("loading the rules: {e}"));
+    for h in ["tshost", "fwhost", "lhost", "rhost"] {
+        publish_xinetd(&lab, h);
+    }
+    let d = lab.amdump().expect("running amdump");
+    let all = format!("{}\n{}\n{}", d.output.stdout, d.output.stderr, d.report);
+    let Some(msg) = all
+        .lines()
+        .find(|l| l.contains("lhost") && l.contains("could not connect"))
+    else {
+        fail(
+            &lab,
+            "amdump did not fail to connect to lhost's streams",
+            &all,
+        );
+    };
+    eprintln!("amdump: {msg}");
+    let r = doctor_with(&lab, &topo, "lhost", msg);
+    assert_eq!(first_cause(&r), ("helper-unassigned", "breaks"), "{r:#}");
+    assert_eq!(r["findings"][0]["explains_error"], true, "{r:#}");
 }

@@ -121,6 +121,11 @@ pub const TABLE: &[Row] = &[
         source: "A:common-src/security-util.c check_security (\"[access as U not allowed from U@HOST: ...]\")",
     },
     Row {
+        part: "is not allowed to execute the service",
+        causes: &[Amandahosts],
+        source: "A:common-src/security-util.c check_user (\"user U from HOST is not allowed to execute the service S: Please add the line ...\"); lab: amcheck's NAK (tests/doctor.rs)",
+    },
+    Row {
         part: "amandahosts",
         causes: &[Amandahosts],
         source: "A:common-src/security-util.c check_user_amandahosts",

@@ -611,6 +611,7 @@ impl Ctx<'_> {
             let seen_name = self
                 .name_of(IpAddr::V4(seen))
                 .unwrap_or_else(|| seen.to_string());
+            let me_name = &d.hosts[me].name;
             let via = nat
                 .as_ref()
                 .map_or(String::new(), |r| format!(" (after masquerade on {r})"));
@@ -623,7 +624,8 @@ impl Ctx<'_> {
                     format!("{} does not let {user} from {who} in (its requests arrive from {seen}{via})", ah.path)
                 },
                 evidence,
-                amanda: Some(format!("amcheck: \"[access as {AMANDA_USER} not allowed from {user}@{seen_name}: ...]\"")),
+                // A:common-src/security-util.c check_user; lab-verified (tests/doctor.rs).
+                amanda: Some(format!("amcheck: \"NAK {me_name}: user {user} from {seen_name} is not allowed to execute the service noop: Please add the line \\\"{seen_name} {user} {}\\\" to {} on the client\"", services.join(" "), ah.path)),
                 fix: format!("add `{seen_name} {user} {}` to {}", services.join(" "), ah.path),
                 explains_error: false,
             });
