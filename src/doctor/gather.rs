@@ -4,6 +4,8 @@
 //! commands. Both go through [`Host`], so the tests hand in a fixture tree
 //! and canned command output instead of a machine.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -167,32 +169,51 @@ pub struct Gathered {
     pub kernel: Kernel,
 }
 
-/// `abs` (an absolute path on the host) under the root, following symlinks
-/// inside the root: Debian's `~backup/.amandahosts` is a link to
-/// `/etc/amandahosts`, which under a copy must stay in the copy.
+/// `abs` (an absolute path on the host) under the root, its symlinks
+/// followed as if the root were `/`: Debian's `~backup/.amandahosts` is a
+/// link to `/etc/amandahosts`, which in a copy must stay in the copy, and no
+/// `..` climbs above the root.
 pub fn under(root: &Path, abs: &str) -> PathBuf {
-    let mut p = join(root, Path::new(abs));
-    for _ in 0..8 {
-        let Ok(target) = std::fs::read_link(&p) else {
-            break;
-        };
-        p = if target.is_absolute() {
-            join(root, &target)
-        } else {
-            p.parent().unwrap_or(root).join(target)
-        };
+    fn parts(p: &Path) -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
     }
-    p
-}
-
-fn join(root: &Path, abs: &Path) -> PathBuf {
-    let mut p = root.to_path_buf();
-    for c in abs.components() {
-        if let Component::Normal(n) = c {
-            p.push(n);
+    let at = |done: &[OsString]| -> PathBuf {
+        std::iter::once(root.as_os_str())
+            .chain(done.iter().map(OsString::as_os_str))
+            .collect()
+    };
+    let mut done: Vec<OsString> = Vec::new();
+    let mut todo: VecDeque<OsString> = parts(Path::new(abs)).into();
+    // As the kernel's ELOOP: a loop ends, leaving a path that does not resolve.
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        done.push(c);
+        let Ok(target) = std::fs::read_link(at(&done)) else {
+            continue;
+        };
+        links += 1;
+        if links > 40 {
+            break;
+        }
+        done.pop();
+        if target.is_absolute() {
+            done.clear();
+        }
+        for c in parts(&target).into_iter().rev() {
+            todo.push_front(c);
         }
     }
-    p
+    at(&done)
 }
 
 /// A file's text if it exists; a file that exists but cannot be read (a
@@ -233,10 +254,15 @@ pub fn gather(host: &dyn Host) -> Result<Gathered> {
     let mut servers = Vec::new();
     for name in dir_names(root, "/etc/amanda") {
         let conf = format!("/etc/amanda/{name}/amanda.conf");
-        if let Some(p) = exists(root, &conf) {
-            if p.is_file() {
-                servers.push(conf::load_server_config(&p, &opts)?);
+        // An amanda.conf that is no regular file is refused like every input.
+        let p = under(root, &conf);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            if p.is_dir() {
+                // load_server_config would take a directory for the config's;
+                // `input` refuses it by name.
+                crate::input::read_bytes(&p)?;
             }
+            servers.push(conf::load_server_config(&p, &opts)?);
         }
     }
     let client = match exists(root, "/etc/amanda/amanda-client.conf") {
@@ -591,6 +617,20 @@ mod tests {
         assert_eq!((l[0].proto.as_str(), l[0].port), ("udp", 10080));
         assert!(l[0].process.contains("xinetd"));
         assert_eq!(l[1].port, 22);
+    }
+
+    #[test]
+    fn dot_dot_stops_at_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("../../../../dev/zero", d.path().join("etc/inetd.conf"))
+            .unwrap();
+        assert_eq!(
+            under(d.path(), "/etc/inetd.conf"),
+            d.path().join("dev/zero")
+        );
+        std::os::unix::fs::symlink("loop", d.path().join("etc/loop")).unwrap();
+        assert_eq!(under(d.path(), "/etc/loop"), d.path().join("etc/loop"));
     }
 
     #[test]
