@@ -391,6 +391,24 @@ mod tests {
         );
     }
 
+    /// A kernel that still assigns helpers by port (< 6.0): a note, not a break.
+    #[test]
+    fn automatic_helper_assignment_is_a_note() {
+        let f = Fake::new();
+        f.file("proc/sys/net/netfilter/nf_conntrack_helper", "1\n");
+        f.file(
+            "sys/module/nf_conntrack_amanda/parameters/master_timeout",
+            "300\n",
+        );
+        let r = f.doctor(None, Some("lhost"), None);
+        assert_eq!(
+            causes(&r),
+            vec![(Cause::HelperUnassigned, Severity::Note)],
+            "{r}"
+        );
+        assert!(!r.breaks());
+    }
+
     #[test]
     fn amandahosts_naming_the_inner_address_behind_nat() {
         let p = plan(Auth::Bsd, false);
