@@ -126,6 +126,11 @@ pub const TABLE: &[Row] = &[
         source: "A:common-src/security-util.c check_user (\"user U from HOST is not allowed to execute the service S: Please add the line ...\"); lab: amcheck's NAK (tests/doctor.rs)",
     },
     Row {
+        part: "incorrect permissions",
+        causes: &[Amandahosts],
+        source: "A:common-src/security-util.c check_user_amandahosts (\"%s: incorrect permissions; file must be accessible only by its owner\")",
+    },
+    Row {
         part: "amandahosts",
         causes: &[Amandahosts],
         source: "A:common-src/security-util.c check_user_amandahosts",

@@ -525,9 +525,53 @@ impl Ctx<'_> {
         }
     }
 
+    /// amandad reads `.amandahosts` only if the Amanda user owns it and
+    /// nobody else may read or write it (A:common-src/security-util.c
+    /// check_user_amandahosts: "is owned by", "incorrect permissions").
+    fn amandahosts_file(&mut self) {
+        let Some(ah) = &self.g.amandahosts else {
+            return;
+        };
+        if ah.lines.is_none() {
+            return;
+        }
+        let mut bad = Vec::new();
+        if let (Some(o), Some(u)) = (ah.owner, ah.uid) {
+            if o != u {
+                bad.push(format!("owned by uid {o}, not {AMANDA_USER} ({u})"));
+            }
+        }
+        if let Some(m) = ah.mode.filter(|m| m & 0o077 != 0) {
+            bad.push(format!("mode {m:04o}: group or others have access"));
+        }
+        if bad.is_empty() {
+            return;
+        }
+        self.push(Finding {
+            cause: Cause::Amandahosts,
+            severity: Severity::Breaks,
+            summary: format!(
+                "amandad refuses every request: {} is {}",
+                ah.path,
+                bad.join(", and ")
+            ),
+            evidence: vec![Evidence::new(&ah.path, bad.join("; "))],
+            amanda: Some(format!(
+                "amcheck: \"{}: incorrect permissions; file must be accessible only by its owner\" (or \"... is owned by N, should be M\")",
+                ah.path
+            )),
+            fix: format!(
+                "chown {AMANDA_USER}: {p} && chmod 600 {p} (on Debian the link's target, /etc/amandahosts)",
+                p = ah.path
+            ),
+            explains_error: false,
+        });
+    }
+
     /// (6) `.amandahosts` must name the server by the address its requests
     /// arrive from here: after masquerade, the router's.
     fn amandahosts(&mut self) {
+        self.amandahosts_file();
         let (Some(plan), Some(me)) = (self.plan, self.me) else {
             self.not_checked.push("~backup/.amandahosts: without --topology doctor does not know which address the server's requests arrive from".into());
             return;

@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -120,6 +121,11 @@ pub struct Amandahosts {
     pub path: String,
     /// `None`: the file does not exist.
     pub lines: Option<Vec<TrustLine>>,
+    /// The file's owner and permission bits (what amandad checks first).
+    pub owner: Option<u32>,
+    pub mode: Option<u32>,
+    /// The Amanda user's uid in /etc/passwd.
+    pub uid: Option<u32>,
 }
 
 /// A listening socket from `ss -lnptuH`.
@@ -295,12 +301,17 @@ pub fn gather(host: &dyn Host) -> Result<Gathered> {
     }
     let amandahosts = match text(root, "/etc/passwd")? {
         Some((_, t)) => home_of(&t, AMANDA_USER)
-            .map(|home| {
+            .map(|(uid, home)| {
                 let abs = format!("{}/.amandahosts", home.trim_end_matches('/'));
                 let read = text(root, &abs)?;
+                // amandad opens the file through the link, as `under` does.
+                let meta = std::fs::metadata(under(root, &abs)).ok();
                 Ok::<_, Error>(Amandahosts {
                     path: abs,
                     lines: read.map(|(_, t)| parse_amandahosts(&t)),
+                    owner: meta.as_ref().map(|m| m.uid()),
+                    mode: meta.as_ref().map(|m| m.mode() & 0o7777),
+                    uid,
                 })
             })
             .transpose()?,
@@ -398,10 +409,11 @@ fn kernel(root: &Path) -> Result<Kernel> {
     })
 }
 
-fn home_of(passwd: &str, user: &str) -> Option<String> {
+/// The user's uid and home directory.
+fn home_of(passwd: &str, user: &str) -> Option<(Option<u32>, String)> {
     passwd.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 6 && f[0] == user).then(|| f[5].to_string())
+        (f.len() >= 6 && f[0] == user).then(|| (f[2].parse().ok(), f[5].to_string()))
     })
 }
 

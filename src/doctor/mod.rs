@@ -115,7 +115,11 @@ mod tests {
             // A Debian host: passwd, services (tcp only), amanda-security.conf.
             f.file(
             "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\nbackup:x:34:34:backup:/var/backups:/usr/sbin/nologin\n",
+            // The Amanda user is whoever runs the test: it owns the fixture files.
+            &format!(
+                "root:x:0:0:root:/root:/bin/sh\nbackup:x:{}:34:backup:/var/backups:/usr/sbin/nologin\n",
+                nix::unistd::geteuid()
+            ),
         );
             f.file(
                 "etc/services",
@@ -131,7 +135,12 @@ mod tests {
         fn file(&self, rel: &str, text: &str) -> &Fake {
             let p = self.root.path().join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
+            std::fs::write(&p, text).unwrap();
+            if rel.ends_with("amandahosts") {
+                // As amandad wants it: the owner's only.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
             self
         }
         fn cmd(mut self, argv0: &'static str, out: &str) -> Fake {
@@ -440,6 +449,27 @@ mod tests {
         f.file("var/backups/.amandahosts", "fwhost-eth1 backup amdump\n");
         let r = f.doctor(Some(&p), Some("rhost"), None);
         assert!(r.findings.is_empty(), "{r}");
+    }
+
+    #[test]
+    fn amandahosts_readable_by_others() {
+        let f = Fake::new();
+        f.file("var/backups/.amandahosts", "tshost backup amdump\n");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            f.root.path().join("var/backups/.amandahosts"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let r = f.doctor(None, Some("lhost"), Some("/var/backups/.amandahosts: incorrect permissions; file must be accessible only by its owner"));
+        let x = first(&r);
+        assert_eq!(
+            (x.cause, x.severity),
+            (Cause::Amandahosts, Severity::Breaks),
+            "{r}"
+        );
+        assert!(x.explains_error && x.summary.contains("mode 0644"), "{r}");
+        assert!(x.fix.contains("chmod 600"), "{r}");
     }
 
     #[test]
