@@ -8,6 +8,7 @@ pub mod amanda;
 pub mod apply;
 pub mod check;
 pub mod diag;
+pub mod doctor;
 pub mod export;
 pub mod flows;
 pub mod input;

@@ -383,6 +383,33 @@ enum Command {
         #[command(flatten)]
         mode: ApplyFlags,
     },
+    /// On the host where Amanda fails (as root): read its Amanda files, inetd/xinetd,
+    /// ~backup/.amandahosts, services file, amanda-security.conf, kernel, live
+    /// ruleset and listening sockets, and say what will fail and what to change,
+    /// most likely cause first. Exit 0: nothing found that breaks Amanda; 1: a
+    /// finding breaks it; 2: bad input or usage.
+    Doctor {
+        /// Topology file (TOML): the peers' addresses, so the live ruleset's flows and
+        /// .amandahosts can be judged. Without it (and without --amanda-config,
+        /// --hosts and --server) only the host's own files are.
+        topology: Option<PathBuf>,
+        #[command(flatten)]
+        amanda: AmandaArgs,
+        /// This host's name in the topology (default: /etc/hostname under --root).
+        #[arg(long)]
+        host: Option<String>,
+        /// Read the host's files under DIR (a copy of another host's /etc, /var,
+        /// /proc, ...); then no command is run, as the live state would be this
+        /// machine's.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The message Amanda printed (amcheck, amdump, amrecover): causes that
+        /// print it come first.
+        #[arg(long, value_name = "MESSAGE")]
+        error: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Print the full trace of one packet through one host's ruleset: every table
     /// and chain in hook order, every rule tried, the verdict.
     #[command(after_help = sim_packet_help())]
@@ -673,6 +700,14 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                 }
             }
         }
+        Command::Doctor {
+            topology,
+            amanda,
+            host,
+            root,
+            error,
+            format,
+        } => doctor(topology, &amanda, host, root, error, format),
         Command::Explain {
             rules,
             ipset,
@@ -776,6 +811,43 @@ fn check(
         Format::Json => println!("{}", check::report::json(&report)),
     }
     Ok(if report.blocked() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `amwall doctor`: the topology (if any) gives the flows; the host's own
+/// files and live state come from `--root`.
+fn doctor(
+    topology: Option<PathBuf>,
+    amanda: &AmandaArgs,
+    host: Option<String>,
+    root: PathBuf,
+    error: Option<String>,
+    format: Format,
+) -> Result<ExitCode, amwall::Error> {
+    let plan = if topology.is_some() || amanda.amanda_config.is_some() {
+        Some(Plan::build(amanda.load(topology.as_ref())?)?)
+    } else {
+        None
+    };
+    let report = amwall::doctor::doctor(
+        &amwall::doctor::Live::new(root),
+        &amwall::doctor::Ask {
+            plan: plan.as_ref(),
+            host,
+            error,
+        },
+    )?;
+    match format {
+        Format::Text => print!("{report}"),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        ),
+    }
+    Ok(if report.breaks() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

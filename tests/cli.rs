@@ -374,3 +374,47 @@ fn lab_takes_the_amanda_options() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--server names the server only when there is no topology file"));
 }
+
+/// `doctor --root`: 1 when a finding breaks Amanda (Debian's xinetd serves
+/// bsdtcp, amanda-client.conf says bsd), 0 when nothing does, 2 for a host
+/// not in the topology; text and JSON say the same.
+#[test]
+fn doctor_exit_codes() {
+    let dir = tmpdir();
+    let root = dir.path();
+    let put = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    put("etc/services", "amanda 10080/tcp\n");
+    put(
+        "etc/amanda/amanda-client.conf",
+        "auth \"bsd\"\nclient-port 10080\n",
+    );
+    put(
+        "etc/xinetd.d/amanda",
+        "service amanda\n{\n\tsocket_type = stream\n\tprotocol = tcp\n\tserver = /usr/lib/amanda/amandad\n\tserver_args = -auth=bsdtcp amdump\n}\n",
+    );
+    let r = root.to_str().unwrap();
+    let (code, stdout, stderr) = amwall(&["doctor", "--root", r, "--host", "lhost"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("1. BREAKS inetd-auth"), "{stdout}");
+    let (code, json, _) = amwall(&["doctor", "--root", r, "--host", "lhost", "--format", "json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["findings"][0]["cause"], "inetd-auth");
+    put("etc/amanda/amanda-client.conf", "auth \"bsdtcp\"\n");
+    let (code, stdout, stderr) = amwall(&["doctor", "--root", r, "--host", "lhost"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = amwall(&[
+        "doctor",
+        "examples/wiki.toml",
+        "--root",
+        r,
+        "--host",
+        "nohost",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nohost"), "{stderr}");
+}

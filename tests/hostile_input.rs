@@ -314,3 +314,71 @@ echo AFTER; {snap}
     assert!(before.contains("./out/SUMMARY.md 640 f"), "{before}");
     assert_eq!(before, after, "the disk's content changed");
 }
+
+/// `doctor --root DIR` reads the host's files under DIR: each of them a
+/// device, a FIFO, a directory or over the limit ends at once with exit 2
+/// naming the file, and a symlink's `..` never leaves DIR.
+#[test]
+fn doctor_refuses_hostile_host_files() {
+    let top = tempfile::tempdir().unwrap();
+    let files = [
+        "etc/inetd.conf",
+        "etc/xinetd.d/amanda",
+        "etc/services",
+        "etc/amanda-security.conf",
+        "etc/amanda/daily/amanda.conf",
+        "etc/amanda/amanda-client.conf",
+        "var/backups/.amandahosts",
+    ];
+    let limit: usize = LIMIT.parse().unwrap();
+    let kinds = [
+        "character device",
+        "a FIFO",
+        "a directory",
+        "more than the input limit of 100000 bytes",
+    ];
+    let mut n = 0;
+    for file in files {
+        for what in kinds {
+            n += 1;
+            let root = top.path().join(format!("root{n}"));
+            std::fs::create_dir_all(root.join("var/backups")).unwrap();
+            std::fs::create_dir_all(root.join("etc")).unwrap();
+            std::fs::write(
+                root.join("etc/passwd"),
+                "backup:x:34:34:backup:/var/backups:/usr/sbin/nologin\n",
+            )
+            .unwrap();
+            let target = root.join(file);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            match what {
+                // A link that climbs far above the root lands on the root's
+                // own dev/zero, never on the machine's.
+                "character device" => {
+                    let up = "../".repeat(file.matches('/').count() + 5);
+                    std::os::unix::fs::symlink(format!("{up}dev/zero"), &target).unwrap();
+                    std::fs::create_dir_all(root.join("dev")).unwrap();
+                    nix::sys::stat::mknod(
+                        &root.join("dev/zero"),
+                        nix::sys::stat::SFlag::S_IFCHR,
+                        nix::sys::stat::Mode::S_IRUSR,
+                        nix::sys::stat::makedev(1, 5),
+                    )
+                    .unwrap();
+                }
+                "a FIFO" => nix::unistd::mkfifo(&target, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                "a directory" => std::fs::create_dir_all(&target).unwrap(),
+                _ => std::fs::write(&target, "# padding\n".repeat(limit / 10 + 1)).unwrap(),
+            }
+            let (code, err, took) = run(&os(&[&"doctor", &"--root", &root, &"--host", &"h"]));
+            let case = format!("{file} as {what}");
+            assert_eq!(code, 2, "{case}: {err}");
+            assert!(took < PROMPT, "{case}: took {took:?}");
+            assert!(err.contains(what), "{case}: expected {what:?} in: {err}");
+            assert!(
+                err.contains(&format!("root{n}/")),
+                "{case}: names the file: {err}"
+            );
+        }
+    }
+}

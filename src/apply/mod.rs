@@ -67,6 +67,7 @@ use crate::plan::Plan;
 use crate::sim::{self, Verdict};
 pub use detect::{reconcile, Choice, Detected};
 pub use firewalld::{FirewalldPayload, FirewalldPending};
+pub use restore::without_iptables_tables;
 use restore::{
     ipset_rollback, iptables_rollback, merged_load, merged_rollback, set_names, sets_of, tables_of,
 };

@@ -248,7 +248,7 @@ fn owned_rule(l: &str) -> bool {
 /// `nft list ruleset` without the tables iptables-nft keeps for
 /// iptables-save (ip/ip6 filter, nat, raw, mangle, security), which
 /// iptables-save already showed in iptables' own words.
-pub(crate) fn without_iptables_tables(nft: &str) -> String {
+pub fn without_iptables_tables(nft: &str) -> String {
     let mut out = String::new();
     let mut skip = false;
     for l in nft.lines() {

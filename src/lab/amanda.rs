@@ -205,6 +205,8 @@ impl Drop for EtcNetns {
 #[derive(Debug)]
 struct Daemon {
     child: Child,
+    /// The host whose amandad this xinetd serves.
+    host: usize,
 }
 
 /// The result of one `amrecover` run.
@@ -464,18 +466,10 @@ impl AmandaLab {
             fs::write(etc.join("amanda/amanda-client.conf"), conf)?;
 
             // xinetd: one amandad service on the port the plan assumes.
-            let port = control_port(a.auth, &a.client_port);
-            let (socket, proto, wait) = match a.auth {
-                Auth::Bsdtcp => ("stream", "tcp", "no"),
-                _ => ("dgram", "udp", "yes"),
-            };
-            let xconf = format!(
-                "defaults\n{{\n\tlog_type = FILE {log}\n\tlog_on_success = PID HOST EXIT DURATION\n\tlog_on_failure = HOST\n\tinstances = UNLIMITED\n\tcps = 1000 1\n}}\n\
-                 service amwall-amanda\n{{\n\ttype = UNLISTED\n\tflags = IPv4\n\tsocket_type = {socket}\n\tprotocol = {proto}\n\tport = {port}\n\twait = {wait}\n\tuser = {AMANDA_USER}\n\tgroup = {AMANDA_USER}\n\tgroups = yes\n\tserver = {AMANDAD}\n\tserver_args = -auth={auth} amdump amindexd amidxtaped\n}}\n",
-                log = lh.dir.join("xinetd.log").display(),
-                auth = a.auth,
-            );
-            fs::write(lh.dir.join("xinetd.conf"), xconf)?;
+            fs::write(
+                lh.dir.join("xinetd.conf"),
+                xinetd_conf(&lh.dir, a.auth, &a.client_port),
+            )?;
         }
 
         lab.configure_server(plan)?;
@@ -625,8 +619,19 @@ impl AmandaLab {
     }
 
     fn start_amandad(&mut self, plan: &Plan, id: usize) -> io::Result<()> {
-        let h = &self.hosts[id];
         let a = &plan.deployment.hosts[id].amanda;
+        self.start_xinetd(id, a.auth, &a.client_port)
+    }
+
+    /// Start `id`'s xinetd on its `xinetd.conf` and wait until it listens
+    /// where `auth` and `client_port` say.
+    fn start_xinetd(
+        &mut self,
+        id: usize,
+        auth: Auth,
+        client_port: &Option<ClientPort>,
+    ) -> io::Result<()> {
+        let h = &self.hosts[id];
         let conf = h.dir.join("xinetd.conf");
         let argv: Vec<String> = ["xinetd", "-dontfork", "-f"]
             .iter()
@@ -642,10 +647,10 @@ impl AmandaLab {
             .stdout(out.try_clone()?)
             .stderr(out);
         let child = cmd.spawn()?;
-        self.daemons.push(Daemon { child });
+        self.daemons.push(Daemon { child, host: id });
         // Wait until it listens.
-        let port = control_port(a.auth, &a.client_port);
-        let flag = if a.auth == Auth::Bsdtcp {
+        let port = control_port(auth, client_port);
+        let flag = if auth == Auth::Bsdtcp {
             "-Hlnt"
         } else {
             "-Hlnu"
@@ -724,6 +729,45 @@ impl AmandaLab {
 
     pub fn namespace(&self, host: &str) -> io::Result<&Netns> {
         Ok(&self.hosts[self.host_id(host)?].ns)
+    }
+
+    /// `host`'s `/etc/netns/NS`: what `ip netns exec` (and so every
+    /// command the lab runs there) sees over `/etc`.
+    pub fn etc_dir(&self, host: &str) -> io::Result<&Path> {
+        Ok(&self.etc[self.host_id(host)?].path)
+    }
+
+    /// The xinetd configuration `host`'s amandad runs under.
+    pub fn xinetd_conf(&self, host: &str) -> io::Result<PathBuf> {
+        Ok(self.hosts[self.host_id(host)?].dir.join("xinetd.conf"))
+    }
+
+    /// A planted fault: restart `host`'s xinetd serving amandad with `auth`
+    /// (its protocol and port) instead of the planned one.
+    pub fn serve_amandad(&mut self, plan: &Plan, host: &str, auth: Auth) -> io::Result<()> {
+        let id = self.host_id(host)?;
+        let client_port = plan.deployment.hosts[id].amanda.client_port.clone();
+        let mut kept = Vec::new();
+        for mut d in std::mem::take(&mut self.daemons) {
+            if d.host != id {
+                kept.push(d);
+                continue;
+            }
+            signal(d.child.id() as i32, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && !matches!(d.child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = d.child.kill();
+            let _ = d.child.wait();
+        }
+        self.daemons = kept;
+        let dir = self.hosts[id].dir.clone();
+        fs::write(
+            dir.join("xinetd.conf"),
+            xinetd_conf(&dir, auth, &client_port),
+        )?;
+        self.start_xinetd(id, auth, &client_port)
     }
 
     /// The generated ruleset for `host` in `backend` (for the iptables backend,
@@ -1079,6 +1123,21 @@ fn write_data(dir: &Path, host: &str) -> io::Result<()> {
         .collect();
     fs::write(dir.join("sub/blob.bin"), blob)?;
     Ok(())
+}
+
+/// xinetd's configuration for one amandad service speaking `auth` on the
+/// port `client_port` gives, logging into `dir`.
+fn xinetd_conf(dir: &Path, auth: Auth, client_port: &Option<ClientPort>) -> String {
+    let port = control_port(auth, client_port);
+    let (socket, proto, wait) = match auth {
+        Auth::Bsdtcp => ("stream", "tcp", "no"),
+        _ => ("dgram", "udp", "yes"),
+    };
+    format!(
+        "defaults\n{{\n\tlog_type = FILE {log}\n\tlog_on_success = PID HOST EXIT DURATION\n\tlog_on_failure = HOST\n\tinstances = UNLIMITED\n\tcps = 1000 1\n}}\n\
+         service amwall-amanda\n{{\n\ttype = UNLISTED\n\tflags = IPv4\n\tsocket_type = {socket}\n\tprotocol = {proto}\n\tport = {port}\n\twait = {wait}\n\tuser = {AMANDA_USER}\n\tgroup = {AMANDA_USER}\n\tgroups = yes\n\tserver = {AMANDAD}\n\tserver_args = -auth={auth} amdump amindexd amidxtaped\n}}\n",
+        log = dir.join("xinetd.log").display(),
+    )
 }
 
 /// Compare two directory trees: the same relative paths, the same kinds, the
