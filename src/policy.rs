@@ -5,8 +5,8 @@
 //! hosts that need the same opening share one address group. The order of
 //! everything is a function of the input order only, so output is deterministic.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
@@ -96,8 +96,39 @@ pub struct HostPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ipv6Policy {
     /// Management over IPv6, one rule per source (`src: None`: any source);
-    /// empty when management is off or `from` names no IPv6 prefix.
+    /// empty when management is off or `from` names no IPv6 prefix. On a
+    /// router the same rules also forward, since the admins' way to the
+    /// hosts behind it crosses it without NAT.
     pub management: Vec<Mgmt6>,
+    pub router: bool,
+    /// Amanda's flows over IPv6, where the build speaks it
+    /// (`facts::speaks_ipv6`) and both ends and every router between them
+    /// are on dual-stack networks: the same hosts, interfaces, protocols and
+    /// ports as the IPv4 rules, addressed with the hosts' own IPv6
+    /// addresses, since no NAT66 is assumed (a port-forwarded IPv4 flow goes
+    /// straight to the responder's address over IPv6). The conntrack helper
+    /// is not used over IPv6: what it would expect is opened as a range.
+    pub rules: Vec<Rule6>,
+}
+
+/// One IPv6 opening, its sources grouped as the IPv4 rules' are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule6 {
+    /// `Input` or `Forward`.
+    pub place: Place,
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    /// Sorted, deduplicated, non-empty.
+    pub srcs: Vec<Ipv6Addr>,
+    /// For forward rules: the responder's address.
+    pub dst: Option<Ipv6Addr>,
+    pub proto: Proto,
+    pub sport: Option<PortRange>,
+    /// Sorted, merged, non-empty.
+    pub dports: Vec<PortRange>,
+    /// Indexes into the plan's flows that need this rule.
+    pub flows: Vec<usize>,
+    pub label: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,6 +207,7 @@ pub fn compile(
     mgmt: &[Vec<crate::route::MgmtHop>],
 ) -> Vec<HostPolicy> {
     let mut needs: Vec<Vec<Need>> = (0..d.hosts.len()).map(|_| Vec::new()).collect();
+    let mut v6 = ipv6_rules(d, flows, paths);
     for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
         for hop in &p.hops {
             let mut need =
@@ -229,8 +261,104 @@ pub fn compile(
     needs
         .into_iter()
         .enumerate()
-        .map(|(h, n)| host_policy(d, idx, flows, h, n, &mgmt[h]))
+        .map(|(h, n)| {
+            let mut hp = host_policy(d, idx, flows, h, n, &mgmt[h]);
+            hp.v6.rules = std::mem::take(&mut v6[h]);
+            hp
+        })
         .collect()
+}
+
+/// Amanda's openings over IPv6, per host (see [`Ipv6Policy::rules`]): each
+/// IPv4 path mirrored with the ends' IPv6 addresses, where the build speaks
+/// IPv6 and every interface on the way is on a dual-stack network.
+fn ipv6_rules(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<Vec<Rule6>> {
+    let mut per_host: Vec<Vec<Rule6>> = vec![Vec::new(); d.hosts.len()];
+    if !d.amanda_speaks_ipv6() {
+        return per_host;
+    }
+    /// Rule identity without sources and ports.
+    type Key6 = (
+        Place,
+        Option<String>,
+        Option<String>,
+        Option<Ipv6Addr>,
+        Proto,
+        Option<PortRange>,
+    );
+    let mut keyed: Vec<Vec<(Key6, BTreeSet<Ipv6Addr>, Vec<PortRange>, Vec<usize>)>> =
+        vec![Vec::new(); d.hosts.len()];
+    for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
+        let first = &p.hops[0];
+        if first.kind == HopKind::Loopback {
+            continue;
+        }
+        let last = p.last();
+        let ends = (
+            first
+                .out_iface
+                .as_deref()
+                .and_then(|i| d.address6_of(first.host, i)),
+            last.in_iface
+                .as_deref()
+                .and_then(|i| d.address6_of(last.host, i)),
+        );
+        let (Some(src), Some(dst)) = ends else {
+            continue;
+        };
+        let routed = p.routers().all(|r| {
+            [&r.in_iface, &r.out_iface]
+                .iter()
+                .all(|i| i.as_deref().is_some_and(|i| d.dual_stack(r.host, i)))
+        });
+        if !routed {
+            continue;
+        }
+        for hop in &p.hops {
+            let key = match hop.kind {
+                HopKind::Forward => (
+                    Place::Forward,
+                    hop.in_iface.clone(),
+                    hop.out_iface.clone(),
+                    Some(dst),
+                ),
+                HopKind::Destination => (Place::Input, hop.in_iface.clone(), None, None),
+                HopKind::Origin | HopKind::Loopback => continue,
+            };
+            let key: Key6 = (key.0, key.1, key.2, key.3, f.proto, f.sport);
+            let list = &mut keyed[hop.host];
+            let at = match list.iter().position(|(k, ..)| *k == key) {
+                Some(at) => at,
+                None => {
+                    list.push((key, BTreeSet::new(), Vec::new(), Vec::new()));
+                    list.len() - 1
+                }
+            };
+            let (_, srcs, dports, fl) = &mut list[at];
+            srcs.insert(src);
+            dports.push(f.dport);
+            if !fl.contains(&fi) {
+                fl.push(fi);
+            }
+        }
+    }
+    for (h, list) in keyed.into_iter().enumerate() {
+        for ((place, in_iface, out_iface, dst, proto, sport), srcs, dports, fl) in list {
+            per_host[h].push(Rule6 {
+                place,
+                in_iface,
+                out_iface,
+                srcs: srcs.into_iter().collect(),
+                dst,
+                proto,
+                sport,
+                dports: merge_ranges(dports),
+                label: label(flows, &fl),
+                flows: fl,
+            });
+        }
+    }
+    per_host
 }
 
 fn host_policy(
@@ -264,13 +392,13 @@ fn host_policy(
         groups,
         rules: kept,
         masquerade,
-        v6: ipv6_policy(d),
+        v6: ipv6_policy(d, host.roles.router),
     }
 }
 
 /// `[management]` over IPv6. IPv6 has no NAT in amwall's model (NAT66 is not
 /// assumed), so every host sees the admins' prefixes as written.
-fn ipv6_policy(d: &Deployment) -> Ipv6Policy {
+fn ipv6_policy(d: &Deployment, router: bool) -> Ipv6Policy {
     let m = &d.management;
     let rule = |src| Mgmt6 {
         src,
@@ -284,7 +412,11 @@ fn ipv6_policy(d: &Deployment) -> Ipv6Policy {
     } else {
         m.from6.iter().map(|p| rule(Some(*p))).collect()
     };
-    Ipv6Policy { management }
+    Ipv6Policy {
+        management,
+        router,
+        rules: Vec::new(),
+    }
 }
 
 /// `[management]` as rules: one per prefix, each as this host sees it (after

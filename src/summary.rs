@@ -128,7 +128,12 @@ fn ipv6_text(d: &Deployment) -> String {
             from.join(", ")
         )
     };
-    format!("IPv6 (`HOST.rules6` for ip6tables-restore, `table ip6 amwall` in `HOST.nft`): INPUT and FORWARD drop the same way, after `lo` and ESTABLISHED,RELATED; accepted are only the ICMPv6 that IPv6 needs to work (RFC 4890: errors, echo, neighbour and router discovery, multicast listener messages) and DHCPv6 replies to the link-local address{mgmt6}. No Amanda flow is opened over IPv6: Debian's Amanda is built `--without-ipv6`. `amwall apply` loads both families and rolls both back.")
+    let amanda6 = if d.amanda_speaks_ipv6() {
+        "An Amanda built from upstream source speaks IPv6 where the build host had it, so each of its flows between hosts with IPv6 addresses on dual-stack networks is opened over IPv6 too (rows marked IPv6 below): the same ports, the hosts' own IPv6 addresses, no NAT66 (a port-forwarded IPv4 flow reaches the responder's own address), and no conntrack helper (what it would expect is opened as a range)."
+    } else {
+        "No Amanda flow is opened over IPv6: Debian's Amanda is built `--without-ipv6`."
+    };
+    format!("IPv6 (`HOST.rules6` for ip6tables-restore, `table ip6 amwall` in `HOST.nft`): INPUT and FORWARD drop the same way, after `lo` and ESTABLISHED,RELATED; accepted are only the ICMPv6 that IPv6 needs to work (RFC 4890: errors, echo, neighbour and router discovery, multicast listener messages) and DHCPv6 replies to the link-local address{mgmt6}. {amanda6} `amwall apply` loads both families and rolls both back.")
 }
 
 fn header(plan: &Plan, files: Files, o: &mut String) {
@@ -313,7 +318,7 @@ fn required_ports(plan: &Plan, only: Option<&str>, o: &mut String) {
             .iter()
             .filter(|r| r.label != "management")
             .collect();
-        if flow_rules.is_empty() && hp.masquerade.is_empty() {
+        if flow_rules.is_empty() && hp.masquerade.is_empty() && hp.v6.rules.is_empty() {
             writeln!(o, "No Amanda opening: everything this host needs is a reply (ESTABLISHED) or stays on `lo`.\n").unwrap();
             continue;
         }
@@ -344,7 +349,51 @@ fn required_ports(plan: &Plan, only: Option<&str>, o: &mut String) {
             )
             .unwrap();
         }
+        for r in &hp.v6.rules {
+            let (where_, to) = rule6_cells(plan, r);
+            let from: Vec<String> = r.srcs.iter().map(|a| who6(plan, *a)).collect();
+            writeln!(
+                o,
+                "| {where_} | {} | {} | {} | {} | {to} | {} |",
+                r.proto,
+                ports(&r.dports),
+                r.sport.map_or("any".to_string(), |s| s.to_string()),
+                from.join(", "),
+                flow_refs(&r.flows)
+            )
+            .unwrap();
+        }
         writeln!(o).unwrap();
+    }
+}
+
+/// An IPv6 address with the host it belongs to.
+fn who6(plan: &Plan, a: std::net::Ipv6Addr) -> String {
+    let d = &plan.deployment;
+    d.hosts
+        .iter()
+        .find(|h| h.interfaces.iter().any(|i| i.address6 == Some(a)))
+        .map_or_else(|| a.to_string(), |h| format!("{} ({a})", h.name))
+}
+
+/// An IPv6 rule's "where" and "to" cells.
+fn rule6_cells(plan: &Plan, r: &crate::policy::Rule6) -> (String, String) {
+    let on = |i: &Option<String>| i.as_deref().unwrap_or("*").to_string();
+    match r.place {
+        Place::Forward => (
+            format!("IPv6 forward {}→{}", on(&r.in_iface), on(&r.out_iface)),
+            r.dst.map_or("any".into(), |a| who6(plan, a)),
+        ),
+        _ => (
+            format!(
+                "IPv6 input{}",
+                r.in_iface
+                    .as_ref()
+                    .map(|i| format!(" on {i}"))
+                    .unwrap_or_default()
+            ),
+            "this host".to_string(),
+        ),
     }
 }
 

@@ -61,6 +61,22 @@ pub fn defaults(build: Build) -> AmandaSettings {
     }
 }
 
+/// Whether Amanda itself connects over IPv6. Debian's 3.5.1 packages are
+/// configured `--without-ipv6` (`amadmin x version` lists the configure
+/// flags; docs/design.md, verified), and their xinetd entry says
+/// `flags = IPv4`. Upstream's configure enables IPv6 whenever the build
+/// host can open an AF_INET6 socket (zmanda/amanda `config/amanda/ipv6.m4`:
+/// `--with-ipv6` is "default if IPv6 is found", defining WORKING_IPV6), and
+/// such a build uses the same port ranges on IPv6. Which family one
+/// connection takes then depends on what the peer's name resolves to and in
+/// which order, so a dual-stack site must open both.
+pub fn speaks_ipv6(build: Build) -> bool {
+    match build {
+        Build::Debian => false,
+        Build::Upstream => true,
+    }
+}
+
 /// Service names amwall resolves without a services file (netbase 6.4 /etc/services).
 /// Debian has `amanda 10080/tcp` but no `amanda 10080/udp` (removed in netbase 5.8).
 pub fn service_port(name: &str) -> Option<u16> {

@@ -20,6 +20,7 @@ use crate::flows::HelperRole;
 use crate::model::HostId;
 use crate::netfilter::{CtDirection, Hook};
 use crate::plan::Plan;
+use crate::policy::Place;
 use crate::ports::Proto;
 use crate::route::HopKind;
 use crate::sim::engine::{show, show_set, CtBase, RuleRef, State};
@@ -615,26 +616,71 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
     }
     views.extend(helper);
     if hr.has_family(true) {
-        let need6 = |c: &Compiled| needed6(plan, h, c);
+        let need6 = |c: &Compiled, input: bool| needed6(plan, h, c, input);
         views.extend(analyze_family(
             hr,
             true,
-            "over IPv6, what IPv6 itself needs (RFC 4890's ICMPv6, the DHCPv6 client) and management count as needed; the topology's IPv6 addresses are not used",
+            "over IPv6, what IPv6 itself needs (RFC 4890's ICMPv6, the DHCPv6 client), management and Amanda's IPv6 openings count as needed; the topology's IPv6 addresses are not used",
             Some(&need6),
         ));
     }
     views
 }
 
-/// What a topology host must accept over IPv6 as new connections: the same
-/// things `policy::Ipv6Policy` opens — what IPv6 itself needs, and
-/// management from the IPv6 prefixes `[management]` names. No Amanda flow
-/// runs over IPv6 (Debian's build is `--without-ipv6`).
-fn needed6(plan: &Plan, h: HostId, c: &Compiled) -> Vec<Cube> {
+/// What a topology host must accept over IPv6 as new connections (`input`)
+/// or forward: the same things `policy::Ipv6Policy` opens — what IPv6 itself
+/// needs, management from the IPv6 prefixes `[management] from` names (also
+/// forwarded by routers), and Amanda's flows where the build speaks IPv6.
+fn needed6(plan: &Plan, h: HostId, c: &Compiled, input: bool) -> Vec<Cube> {
     use crate::policy::{dhcpv6_client_dst, DHCPV6_CLIENT_PORT, ICMPV6_ACCEPTED};
     let net6 = |n: ipnet::Ipv6Net| Iv::new(u128::from(n.network()), u128::from(n.broadcast()));
     let any = || Cube::full(true, c.ifaces.all(), c.ifaces.all());
     let mut out = Vec::new();
+    let v6 = plan.policies.iter().find(|p| p.host == h).map(|p| &p.v6);
+    let place = if input { Place::Input } else { Place::Forward };
+    for r in v6
+        .into_iter()
+        .flat_map(|v| &v.rules)
+        .filter(|r| r.place == place)
+    {
+        for &src in &r.srcs {
+            for dport in &r.dports {
+                let mut cube = any();
+                cube.set(SRC, Iv::point(u128::from(src)));
+                if let Some(dst) = r.dst {
+                    cube.set(DST, Iv::point(u128::from(dst)));
+                }
+                cube.set(PROTO, Iv::point(if r.proto == Proto::Tcp { 6 } else { 17 }));
+                if let Some(sp) = r.sport {
+                    cube.set(SPORT, Iv::new(sp.lo as u128, sp.hi as u128));
+                }
+                cube.set(DPORT, Iv::new(dport.lo as u128, dport.hi as u128));
+                if let Some(i) = &r.in_iface {
+                    cube.ifs[IIF] = c.ifaces.class_of(i);
+                }
+                if let Some(o) = &r.out_iface {
+                    cube.ifs[OIF] = c.ifaces.class_of(o);
+                }
+                out.push(cube);
+            }
+        }
+    }
+    let management = v6
+        .into_iter()
+        .filter(|v| input || v.router)
+        .flat_map(|v| &v.management);
+    if !input {
+        for m in management {
+            let mut cube = any();
+            if let Some(src) = m.src {
+                cube.set(SRC, net6(src));
+            }
+            cube.set(PROTO, Iv::point(if m.proto == Proto::Tcp { 6 } else { 17 }));
+            cube.set(DPORT, Iv::point(m.port as u128));
+            out.push(cube);
+        }
+        return out;
+    }
     for &t in ICMPV6_ACCEPTED {
         let mut cube = any();
         cube.set(PROTO, Iv::point(58));
@@ -647,8 +693,7 @@ fn needed6(plan: &Plan, h: HostId, c: &Compiled) -> Vec<Cube> {
     dhcp.set(PROTO, Iv::point(17));
     dhcp.set(DPORT, Iv::point(DHCPV6_CLIENT_PORT as u128));
     out.push(dhcp);
-    let v6 = plan.policies.iter().find(|p| p.host == h).map(|p| &p.v6);
-    for m in v6.into_iter().flat_map(|v| &v.management) {
+    for m in management {
         let mut cube = any();
         if let Some(src) = m.src {
             cube.set(SRC, net6(src));
@@ -673,7 +718,7 @@ pub fn analyze_lone(hr: &HostRules) -> Vec<OpenView> {
 }
 
 /// What a view counts as needed, from the view's compiled ruleset.
-type NeedFn<'a> = dyn Fn(&Compiled) -> Vec<Cube> + Sync + 'a;
+type NeedFn<'a> = dyn Fn(&Compiled, bool) -> Vec<Cube> + Sync + 'a;
 
 /// `need`: what the input view counts as needed (a topology host's IPv6);
 /// without it, everything accepted is reported.
@@ -727,10 +772,7 @@ fn analyze_family(hr: &HostRules, v6: bool, why: &str, need: Option<&NeedFn<'_>>
         } else {
             fwd
         };
-        let needed = match need {
-            Some(f) if input_view => f(&c),
-            _ => Vec::new(),
-        };
+        let needed = need.map_or_else(Vec::new, |f| f(&c, input_view));
         let r = report(
             hr,
             &c,

@@ -200,6 +200,27 @@ impl AddrIndex {
 }
 
 impl Deployment {
+    /// Whether Amanda itself may connect over IPv6 here (`facts::speaks_ipv6`).
+    pub fn amanda_speaks_ipv6(&self) -> bool {
+        crate::amanda::facts::speaks_ipv6(self.build)
+    }
+    /// The IPv6 address of `host`'s interface `name`, when its network is
+    /// dual-stack and the topology gives one.
+    pub fn address6_of(&self, host: HostId, name: &str) -> Option<Ipv6Addr> {
+        self.hosts[host]
+            .interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.address6)
+    }
+    /// Whether `host`'s interface `name` is on a network with an IPv6 prefix.
+    pub fn dual_stack(&self, host: HostId, name: &str) -> bool {
+        self.hosts[host]
+            .interfaces
+            .iter()
+            .find(|i| i.name == name)
+            .is_some_and(|i| self.networks[i.network].cidr6.is_some())
+    }
     pub fn host(&self, id: HostId) -> &Host {
         &self.hosts[id]
     }

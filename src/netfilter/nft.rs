@@ -484,8 +484,15 @@ pub fn rule_text_in(r: &Rule, fam: Family) -> String {
     section(&|m| matches!(m, Match::InIface(_)), &mut parts, &mut used);
     section(&|m| matches!(m, Match::OutIface(_)), &mut parts, &mut used);
     section(&|m| matches!(m, Match::IpVersion(_)), &mut parts, &mut used);
+    // Addresses first, a set of them (`ip6 saddr { a, b }`) too.
     section(
-        &|m| matches!(m, Match::Src(_) | Match::Dst(_)),
+        &|m| match m {
+            Match::Src(_) | Match::Dst(_) => true,
+            Match::AnyOf(alts) => alts
+                .iter()
+                .all(|a| a.len() == 1 && matches!(a[0], Match::Src(_) | Match::Dst(_))),
+            _ => false,
+        },
         &mut parts,
         &mut used,
     );

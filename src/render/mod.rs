@@ -5,6 +5,7 @@
 //! same things.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 
 pub mod firewalld;
 
@@ -12,7 +13,7 @@ use crate::netfilter::{
     self, iptables::multiport_chunks, priority, Action, Addr, Backend, BaseChain, Chain, ChainType,
     CtHelper, CtState, CtStatus, Family, Hook, Jump, Match, Policy, Rule, Ruleset, Set, Table,
 };
-use crate::policy::{AddrGroup, Addrs, HostPolicy, Mgmt6, Place, PolicyRule};
+use crate::policy::{AddrGroup, Addrs, HostPolicy, Mgmt6, Place, PolicyRule, Rule6};
 use crate::ports::PortRange;
 
 /// The nft table amwall owns; `plan` output replaces only this table.
@@ -308,14 +309,100 @@ pub fn iptables_ruleset(hp: &HostPolicy) -> Ruleset {
     Ruleset { tables }
 }
 
+/// How a backend writes what the IPv6 chains accept: ip6tables one rule per
+/// ICMPv6 type, source and port chunk; nft one rule with sets.
+#[derive(Clone, Copy)]
+enum Six {
+    Iptables,
+    Nft,
+}
+
+impl Six {
+    fn icmp6(self, types: &[u8]) -> Vec<Rule> {
+        let one = |t: u8| {
+            Match::Icmp6(netfilter::IcmpType {
+                ty: Some(t),
+                code: None,
+            })
+        };
+        let rule = |m: Match| {
+            Rule::new(vec![Match::ProtoNum(IPPROTO_ICMPV6), m], Action::Accept)
+                .with_comment(ICMPV6_COMMENT)
+        };
+        match self {
+            Six::Iptables => types.iter().map(|&t| rule(one(t))).collect(),
+            Six::Nft => vec![rule(Match::AnyOf(
+                types.iter().map(|&t| vec![one(t)]).collect(),
+            ))],
+        }
+    }
+
+    /// One IPv6 opening of Amanda's.
+    fn amanda(self, r: &Rule6) -> Vec<Rule> {
+        let host = |a: Ipv6Addr| Addr::Net6(ipnet::Ipv6Net::new(a, 128).expect("/128"));
+        let with = |src: Match, dports: &[PortRange]| {
+            let mut m = Vec::new();
+            m.extend(r.in_iface.clone().map(Match::InIface));
+            m.extend(r.out_iface.clone().map(Match::OutIface));
+            m.push(src);
+            m.extend(r.dst.map(|d| Match::Dst(host(d))));
+            m.push(Match::Proto(r.proto));
+            m.extend(r.sport.map(|sp| Match::SPort(vec![sp])));
+            m.push(Match::DPort(dports.to_vec()));
+            Rule::new(m, Action::Accept).with_comment(&r.label)
+        };
+        match self {
+            Six::Iptables => {
+                let mut out = Vec::new();
+                for &s in &r.srcs {
+                    for chunk in multiport_chunks(&r.dports) {
+                        out.push(with(Match::Src(host(s)), &chunk));
+                    }
+                }
+                out
+            }
+            Six::Nft => {
+                let src = match r.srcs.as_slice() {
+                    [one] => Match::Src(host(*one)),
+                    many => Match::AnyOf(many.iter().map(|&s| vec![Match::Src(host(s))]).collect()),
+                };
+                vec![with(src, &r.dports)]
+            }
+        }
+    }
+}
+
+fn management6(m: &Mgmt6) -> Rule {
+    let mut matches = Vec::new();
+    if let Some(src) = m.src {
+        matches.push(Match::Src(Addr::Net6(src)));
+    }
+    matches.push(Match::Proto(m.proto));
+    matches.push(Match::DPort(vec![PortRange::single(m.port)]));
+    Rule::new(matches, Action::Accept).with_comment("management")
+}
+
+/// The IPv6 forward chain's accepts: ESTABLISHED,RELATED, and on routers
+/// the admins' way through and Amanda's forwarded flows.
+fn ipv6_forward(hp: &HostPolicy, six: Six) -> Vec<Rule> {
+    let mut rules = vec![established()];
+    if hp.v6.router {
+        rules.extend(hp.v6.management.iter().map(management6));
+    }
+    for r in hp.v6.rules.iter().filter(|r| r.place == Place::Forward) {
+        rules.extend(six.amanda(r));
+    }
+    rules
+}
+
 /// What IPv6 itself needs on every host (`policy::ICMPV6_ACCEPTED`, the
-/// DHCPv6 client's replies) and management over IPv6: the accepts of the
-/// IPv6 input chain after `lo` and ESTABLISHED,RELATED. `icmp6` turns the
-/// accepted ICMPv6 types into rules: one per type for ip6tables, one set for nft.
-fn ipv6_input(hp: &HostPolicy, icmp6: impl Fn(&[u8]) -> Vec<Rule>) -> Vec<Rule> {
+/// DHCPv6 client's replies), management over IPv6 and Amanda's IPv6
+/// openings: the accepts of the IPv6 input chain after `lo` and
+/// ESTABLISHED,RELATED.
+fn ipv6_input(hp: &HostPolicy, six: Six) -> Vec<Rule> {
     use crate::policy::{dhcpv6_client_dst, DHCPV6_CLIENT_PORT, ICMPV6_ACCEPTED};
     let mut rules = vec![established(), loopback()];
-    rules.extend(icmp6(ICMPV6_ACCEPTED));
+    rules.extend(six.icmp6(ICMPV6_ACCEPTED));
     rules.push(
         Rule::new(
             vec![
@@ -327,15 +414,10 @@ fn ipv6_input(hp: &HostPolicy, icmp6: impl Fn(&[u8]) -> Vec<Rule>) -> Vec<Rule> 
         )
         .with_comment("dhcpv6 client"),
     );
-    rules.extend(hp.v6.management.iter().map(|m: &Mgmt6| {
-        let mut matches = Vec::new();
-        if let Some(src) = m.src {
-            matches.push(Match::Src(Addr::Net6(src)));
-        }
-        matches.push(Match::Proto(m.proto));
-        matches.push(Match::DPort(vec![PortRange::single(m.port)]));
-        Rule::new(matches, Action::Accept).with_comment("management")
-    }));
+    rules.extend(hp.v6.management.iter().map(management6));
+    for r in hp.v6.rules.iter().filter(|r| r.place == Place::Input) {
+        rules.extend(six.amanda(r));
+    }
     rules
 }
 
@@ -348,7 +430,12 @@ const IPPROTO_ICMPV6: u8 = 58;
 
 /// The filter chains of an IPv6 table: input and forward drop by default,
 /// as the IPv4 side does; iptables' built-in OUTPUT (`Some` name) accepts.
-fn ipv6_chains(names: [&str; 2], output: Option<&str>, input: Vec<Rule>) -> Vec<Chain> {
+fn ipv6_chains(
+    names: [&str; 2],
+    output: Option<&str>,
+    input: Vec<Rule>,
+    forward: Vec<Rule>,
+) -> Vec<Chain> {
     let chain = |name: &str, hook, policy, rules| Chain {
         name: name.into(),
         base: base(ChainType::Filter, hook, priority::FILTER, policy),
@@ -356,7 +443,7 @@ fn ipv6_chains(names: [&str; 2], output: Option<&str>, input: Vec<Rule>) -> Vec<
     };
     let mut chains = vec![
         chain(names[0], Hook::Input, Policy::Drop, input),
-        chain(names[1], Hook::Forward, Policy::Drop, vec![established()]),
+        chain(names[1], Hook::Forward, Policy::Drop, forward),
     ];
     chains.extend(output.map(|o| chain(o, Hook::Output, Policy::Accept, vec![])));
     chains
@@ -366,31 +453,19 @@ fn ipv6_chains(names: [&str; 2], output: Option<&str>, input: Vec<Rule>) -> Vec<
 /// table only. No Amanda flow runs over IPv6 with Debian's build, so there is
 /// no nat or raw table to write.
 pub fn ip6tables_ruleset(hp: &HostPolicy) -> Ruleset {
-    let icmp6 = |types: &[u8]| {
-        types
-            .iter()
-            .map(|&t| {
-                Rule::new(
-                    vec![
-                        Match::ProtoNum(IPPROTO_ICMPV6),
-                        Match::Icmp6(netfilter::IcmpType {
-                            ty: Some(t),
-                            code: None,
-                        }),
-                    ],
-                    Action::Accept,
-                )
-                .with_comment(ICMPV6_COMMENT)
-            })
-            .collect()
-    };
+    let six = Six::Iptables;
     Ruleset {
         tables: vec![Table {
             family: Family::Ip6,
             name: "filter".into(),
             sets: vec![],
             ct_helpers: vec![],
-            chains: ipv6_chains(["INPUT", "FORWARD"], Some("OUTPUT"), ipv6_input(hp, icmp6)),
+            chains: ipv6_chains(
+                ["INPUT", "FORWARD"],
+                Some("OUTPUT"),
+                ipv6_input(hp, six),
+                ipv6_forward(hp, six),
+            ),
         }],
     }
 }
@@ -399,32 +474,18 @@ pub fn ip6tables_ruleset(hp: &HostPolicy) -> Ruleset {
 /// table of its own rather than one `inet` table for both: the IPv4 table
 /// stays exactly what it was, and each family's table is replaced on its own.
 pub fn nft6_table(hp: &HostPolicy) -> Table {
-    let icmp6 = |types: &[u8]| {
-        vec![Rule::new(
-            vec![
-                Match::ProtoNum(IPPROTO_ICMPV6),
-                Match::AnyOf(
-                    types
-                        .iter()
-                        .map(|&t| {
-                            vec![Match::Icmp6(netfilter::IcmpType {
-                                ty: Some(t),
-                                code: None,
-                            })]
-                        })
-                        .collect(),
-                ),
-            ],
-            Action::Accept,
-        )
-        .with_comment(ICMPV6_COMMENT)]
-    };
+    let six = Six::Nft;
     Table {
         family: Family::Ip6,
         name: NFT_TABLE.into(),
         sets: vec![],
         ct_helpers: vec![],
-        chains: ipv6_chains(["input", "forward"], None, ipv6_input(hp, icmp6)),
+        chains: ipv6_chains(
+            ["input", "forward"],
+            None,
+            ipv6_input(hp, six),
+            ipv6_forward(hp, six),
+        ),
     }
 }
 

@@ -12,7 +12,7 @@ use amwall::Plan;
 
 pub mod amanda;
 
-pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper"];
+pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper", "dualstack"];
 
 pub fn example(name: &str) -> Deployment {
     let path = format!("{}/examples/{name}.toml", env!("CARGO_MANIFEST_DIR"));
