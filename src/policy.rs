@@ -286,8 +286,9 @@ fn ipv6_rules(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<Vec<Rule6>>
         Proto,
         Option<PortRange>,
     );
-    let mut keyed: Vec<Vec<(Key6, BTreeSet<Ipv6Addr>, Vec<PortRange>, Vec<usize>)>> =
-        vec![Vec::new(); d.hosts.len()];
+    /// A key's sources, destination ports and flows so far.
+    type Grouped6 = (Key6, BTreeSet<Ipv6Addr>, Vec<PortRange>, Vec<usize>);
+    let mut keyed: Vec<Vec<Grouped6>> = vec![Vec::new(); d.hosts.len()];
     for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
         let first = &p.hops[0];
         if first.kind == HopKind::Loopback {
