@@ -63,6 +63,14 @@ fn link() -> Link {
         peer.must(&["ip", "-6", "addr", "add", &a, "dev", "eth0", "nodad"])
             .unwrap();
     }
+    // The link-local addresses ND needs come up after their own duplicate
+    // detection (about a second): wait until a packet gets across.
+    let reached = (0..10).any(|_| {
+        peer.exec(&["ping", "-6", "-c", "1", "-W", "1", "-I", WEB, DB], None)
+            .expect("ping must be installed (iputils-ping)")
+            .ok()
+    });
+    assert!(reached, "no IPv6 path to db before any rule");
     let listeners = [80u16, 22]
         .into_iter()
         .map(|port| {
