@@ -24,6 +24,8 @@ pub struct PlanJson<'a> {
     pub schema_version: u32,
     pub amwall_version: &'static str,
     pub source: &'a str,
+    /// Whether Amanda itself connects over IPv6 (`[amanda] ipv6`, or the build's default).
+    pub amanda_ipv6: bool,
     pub networks: Vec<NetworkJson<'a>>,
     pub hosts: Vec<HostJson<'a>>,
     pub flows: Vec<FlowJson<'a>>,
@@ -86,6 +88,32 @@ pub struct PolicyJson<'a> {
     pub rules: Vec<RuleJson<'a>>,
     pub groups: Vec<GroupJson<'a>>,
     pub masquerade: Vec<MasqJson<'a>>,
+    pub ipv6: Ipv6Json<'a>,
+}
+
+/// The host's IPv6 policy (`policy::Ipv6Policy`): management, and
+/// Amanda's IPv6 openings where the build speaks IPv6.
+#[derive(Debug, Serialize)]
+pub struct Ipv6Json<'a> {
+    pub management: &'a [crate::policy::Mgmt6],
+    /// Whether management is also forwarded (a router).
+    pub forwards_management: bool,
+    pub rules: Vec<Rule6Json<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rule6Json<'a> {
+    pub place: Place,
+    pub in_iface: Option<&'a str>,
+    pub out_iface: Option<&'a str>,
+    pub srcs: &'a [std::net::Ipv6Addr],
+    pub dst: Option<std::net::Ipv6Addr>,
+    pub proto: Proto,
+    pub sport: Option<PortRange>,
+    pub dports: &'a [PortRange],
+    /// 1-based flow ids, as in `flows`.
+    pub flows: Vec<usize>,
+    pub label: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -135,6 +163,7 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
         schema_version: SCHEMA_VERSION,
         amwall_version: env!("CARGO_PKG_VERSION"),
         source: &d.source_name,
+        amanda_ipv6: d.amanda_speaks_ipv6(),
         networks: d
             .networks
             .iter()
@@ -218,6 +247,27 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
                         labels: &g.labels,
                     })
                     .collect(),
+                ipv6: Ipv6Json {
+                    management: &hp.v6.management,
+                    forwards_management: hp.v6.router,
+                    rules: hp
+                        .v6
+                        .rules
+                        .iter()
+                        .map(|r| Rule6Json {
+                            place: r.place,
+                            in_iface: r.in_iface.as_deref(),
+                            out_iface: r.out_iface.as_deref(),
+                            srcs: &r.srcs,
+                            dst: r.dst,
+                            proto: r.proto,
+                            sport: r.sport,
+                            dports: &r.dports,
+                            flows: r.flows.iter().map(|f| f + 1).collect(),
+                            label: &r.label,
+                        })
+                        .collect(),
+                },
                 masquerade: hp
                     .masquerade
                     .iter()

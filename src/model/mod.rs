@@ -158,6 +158,9 @@ pub struct Deployment {
     #[serde(skip)]
     pub source_text: std::sync::Arc<String>,
     pub build: Build,
+    /// Whether Amanda itself connects over IPv6: `[amanda] ipv6`, else the
+    /// build's default (`facts::speaks_ipv6`).
+    pub ipv6: bool,
     pub networks: Vec<Network>,
     pub hosts: Vec<Host>,
     pub management: Management,
@@ -200,9 +203,9 @@ impl AddrIndex {
 }
 
 impl Deployment {
-    /// Whether Amanda itself may connect over IPv6 here (`facts::speaks_ipv6`).
+    /// Whether Amanda itself may connect over IPv6 here.
     pub fn amanda_speaks_ipv6(&self) -> bool {
-        crate::amanda::facts::speaks_ipv6(self.build)
+        self.ipv6
     }
     /// The IPv6 address of `host`'s interface `name`, when its network is
     /// dual-stack and the topology gives one.

@@ -35,6 +35,9 @@ struct RawTopology {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawAmanda {
     build: Option<Spanned<String>>,
+    /// Whether this Amanda build speaks IPv6 (`amadmin x version`'s
+    /// CONFIGURE_ARGS: `--without-ipv6` means no); the build's default otherwise.
+    ipv6: Option<Spanned<bool>>,
     auth: Option<Spanned<String>>,
     reserved_udp_port: Option<Spanned<Vec<i64>>>,
     reserved_tcp_port: Option<Spanned<Vec<i64>>>,
@@ -124,6 +127,8 @@ pub struct Draft {
     cx: Cx,
     raw: RawTopology,
     pub build: Build,
+    /// Whether Amanda speaks IPv6 (`[amanda] ipv6`, else the build's default).
+    ipv6: bool,
     /// The `[amanda]` settings over the build's defaults.
     pub global: AmandaSettings,
     pub networks: Vec<Network>,
@@ -155,7 +160,7 @@ impl Draft {
             let span = e.span().unwrap_or(0..0);
             cx.err(span, e.message().to_string(), "here")
         })?;
-        let (build, global) = cx.amanda_defaults(&raw)?;
+        let (build, ipv6, global) = cx.amanda_defaults(&raw)?;
         let (networks, net_ids) = cx.networks(&raw)?;
         let host_ids = cx.host_names(&raw)?;
         let mut hosts = Vec::new();
@@ -182,6 +187,7 @@ impl Draft {
             cx,
             raw,
             build,
+            ipv6,
             global,
             networks,
             net_ids,
@@ -284,6 +290,7 @@ impl Draft {
             cx,
             raw,
             build,
+            ipv6,
             global,
             networks,
             net_ids,
@@ -297,6 +304,7 @@ impl Draft {
             source_name: cx.name.clone(),
             source_text: Arc::clone(&cx.text),
             build,
+            ipv6,
             networks,
             hosts,
             management,
@@ -503,7 +511,7 @@ impl Cx {
     }
 
     /// `[amanda]`: the build and the settings every host starts from.
-    fn amanda_defaults(&self, raw: &RawTopology) -> Result<(Build, AmandaSettings)> {
+    fn amanda_defaults(&self, raw: &RawTopology) -> Result<(Build, bool, AmandaSettings)> {
         let raw_amanda = raw.amanda.as_ref().map(|a| a.get_ref());
         let build = match raw_amanda.and_then(|a| a.build.as_ref()) {
             None => Build::Debian,
@@ -525,7 +533,19 @@ impl Cx {
             Some(a) => self.settings(&defaults, a, &mut global_over)?,
             None => defaults,
         };
-        Ok((build, global))
+        let ipv6 = match raw_amanda.and_then(|a| a.ipv6.as_ref()) {
+            None => facts::speaks_ipv6(build),
+            Some(v) if *v.get_ref() && build == Build::Debian => {
+                return Err(self.err_help(
+                    span_of(v),
+                    "Debian's Amanda packages are built --without-ipv6, so `ipv6 = true` contradicts build = \"debian\"",
+                    "not with this build",
+                    "for your own build, set build = \"upstream\" (and its port ranges); `amadmin x version` shows --without-ipv6 in CONFIGURE_ARGS when a build has no IPv6",
+                ));
+            }
+            Some(v) => *v.get_ref(),
+        };
+        Ok((build, ipv6, global))
     }
 
     /// `[[network]]`: unique names and prefixes.
@@ -725,6 +745,13 @@ impl Cx {
         let amanda = match &h.amanda {
             Some(a) => {
                 let a_ref = a.get_ref();
+                if let Some(b) = &a_ref.ipv6 {
+                    return Err(self.err(
+                        span_of(b),
+                        "`ipv6` is a global setting",
+                        "move it to [amanda]",
+                    ));
+                }
                 for (key, v) in [
                     ("build", &a_ref.build),
                     ("amanda-config", &a_ref.amanda_config),
@@ -1264,6 +1291,26 @@ interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2" }]
             Err(e) => panic!("unexpected error kind: {e}"),
             Ok(_) => panic!("accepted bad input: {extra}"),
         }
+    }
+
+    /// `[amanda] ipv6`: the build's default unless said; Debian's build
+    /// cannot speak IPv6; a per-host value is refused.
+    #[test]
+    fn amanda_ipv6_follows_the_build_unless_said() {
+        let with = |amanda: &str| load_str("t.toml", format!("[amanda]\n{amanda}\n{BASE}"));
+        assert!(!with("").unwrap().amanda_speaks_ipv6());
+        assert!(with("build = \"upstream\"").unwrap().amanda_speaks_ipv6());
+        assert!(!with("build = \"upstream\"\nipv6 = false")
+            .unwrap()
+            .amanda_speaks_ipv6());
+        assert!(!with("ipv6 = false").unwrap().amanda_speaks_ipv6());
+        let Err(Error::Input(e)) = with("ipv6 = true") else {
+            panic!("ipv6 = true with Debian's build must be refused")
+        };
+        assert!(e.message.contains("--without-ipv6"), "{}", e.message);
+        assert_eq!((e.line, e.column), (2, 8));
+        let e = err_of("[host.amanda]\nipv6 = true\n");
+        assert!(e.message.contains("global setting"), "{}", e.message);
     }
 
     /// Dual-stack keys: each bad value refused at its own line and column.
