@@ -254,6 +254,14 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
         .unwrap();
     }
 
+    let v6_flows = plan.policies.iter().any(|hp| !hp.v6.rules.is_empty());
+    if v6_flows && (files.firewalld || files.ufw || files.iptables == Some(IptablesMode::Merged)) {
+        writeln!(
+            o,
+            "**IPv6 and the other managers:** the merged iptables, firewalld and ufw files open Amanda's flows over IPv4 only. This Amanda speaks IPv6, so where a host's manager is firewalld, ufw or the host's own ip6tables rules, its IPv6 rows below must be opened in that manager too (or its peers' names must resolve to IPv4 only).\n"
+        )
+        .unwrap();
+    }
     let prov = &d.provenance;
     if !prov.files.is_empty() {
         writeln!(o, "The line above is the topology's default; each client's auth, index and client-port come from its disklist entries, the server's ranges from amanda.conf, and a host's ranges from its amanda-client.conf where given (the flows show what each host uses).").unwrap();
