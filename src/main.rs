@@ -766,6 +766,16 @@ fn check(
             "--svg draws the flows: give a topology or --amanda-config".into(),
         ));
     }
+    let bar = late_progress();
+    let step = |s: check::Stage| {
+        bar.set_message(match s {
+            check::Stage::Compiling(h) => format!("compiling {h}'s rules"),
+            check::Stage::Flows { done, total } => format!("walking flow {} of {total}", done + 1),
+            check::Stage::Analysing(h) => {
+                format!("{h}: what is open beyond need, redundant and shadowed rules")
+            }
+        })
+    };
     // HOST=FILE, in the order given; several files per host merge.
     let mut order: Vec<String> = Vec::new();
     let mut files: std::collections::HashMap<String, Vec<RulesFile>> = Default::default();
@@ -783,6 +793,7 @@ fn check(
                 )))
             }
         };
+        bar.set_message(format!("reading {}", spec.path.display()));
         let f = RulesFile::read_with(&spec.path, nft_include)?;
         if !files.contains_key(&host) {
             order.push(host.clone());
@@ -797,15 +808,16 @@ fn check(
     }
     let report = if with_flows {
         let plan = Plan::build(amanda.load(topology.as_ref())?)?;
-        let report = check::check(&plan, &hosts, opts);
+        let report = check::check_with(&plan, &hosts, opts, &step);
         if let Some(path) = &out.svg {
             let verdicts = check::report::verdicts(&report);
             amwall::picture::write(path, &amwall::picture::svg(&plan, Some(&verdicts)))?;
         }
         report
     } else {
-        check::audit(&hosts, opts)
+        check::audit_with(&hosts, opts, &step)
     };
+    bar.finish_and_clear();
     match out.format {
         Format::Text => print!("{}", check::report::text(&report)),
         Format::Json => println!("{}", check::report::json(&report)),
@@ -815,6 +827,28 @@ fn check(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A spinner on stderr that shows only once a run has taken a second, and
+/// only on a terminal: quick runs and pipes stay as they were.
+fn late_progress() -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}").expect("a valid template"),
+    );
+    if std::io::stderr().is_terminal() {
+        let later = bar.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if !later.is_finished() {
+                later.set_draw_target(ProgressDrawTarget::stderr());
+                later.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+        });
+    }
+    bar
 }
 
 /// `amwall doctor`: the topology (if any) gives the flows; the host's own

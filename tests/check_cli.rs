@@ -471,3 +471,52 @@ fn a_blocking_rule_names_its_manager() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stdout.contains("whose rule: fail2ban's chain"), "{stdout}");
 }
+
+/// A blocklist-sized check shows a spinner with where it is, but only on a
+/// terminal and only once it has taken a second; piped, stderr stays empty
+/// of it. `script` (util-linux) gives the run a real pseudo-terminal.
+#[test]
+fn a_long_check_shows_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("allow.rules");
+    let mut text =
+        String::from("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    for i in 0..30_000u32 {
+        text.push_str(&format!(
+            "-A INPUT -s 10.{}.{}.{}/32 -p tcp -m tcp --dport {} -j ACCEPT\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255,
+            1000 + i % 500
+        ));
+    }
+    text.push_str("COMMIT\n");
+    std::fs::write(&file, text).unwrap();
+    let spec = format!("h={}", file.display());
+    let start = std::time::Instant::now();
+    let (code, _, stderr) = amwall(&["check", "--rules", &spec]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        start.elapsed() > std::time::Duration::from_millis(1500),
+        "the ruleset must take longer than a second for this test to mean anything"
+    );
+    assert!(
+        !stderr.contains("open beyond need"),
+        "no spinner in a pipe: {stderr}"
+    );
+    let cmd = format!(
+        "{} check --rules {} >/dev/null",
+        env!("CARGO_BIN_EXE_amwall"),
+        spec
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script (util-linux) must be installed");
+    assert!(out.status.success(), "{out:?}");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tty.contains("h: what is open beyond need, redundant and shadowed rules"),
+        "{tty}"
+    );
+}

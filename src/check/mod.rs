@@ -283,6 +283,28 @@ fn analyses(
 }
 
 pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Report {
+    check_with(plan, rules, opts, &|_| {})
+}
+
+/// Where a long `check` is, for a progress display: blocklist-sized
+/// rulesets take seconds, mostly in one host's analyses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage<'a> {
+    /// Compiling a host's ruleset for the simulator.
+    Compiling(&'a str),
+    /// `done` of `total` flows walked.
+    Flows { done: usize, total: usize },
+    /// A host's over-permissive analysis and redundancy search.
+    Analysing(&'a str),
+}
+
+/// [`check`], telling `progress` where it is.
+pub fn check_with(
+    plan: &Plan,
+    rules: &[(String, HostRules)],
+    opts: Options,
+    progress: &(dyn Fn(Stage) + Sync),
+) -> Report {
     let d = &plan.deployment;
     let mut warnings = Vec::new();
     let mut by_id: HashMap<HostId, HostCheck> = HashMap::new();
@@ -299,6 +321,7 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
                 hr.file_names()
             ));
         }
+        progress(Stage::Compiling(name));
         let info = host_info(d, h);
         let compiled = compile(
             &hr.ruleset,
@@ -336,6 +359,10 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
     };
     let mut flows_out = Vec::new();
     for (i, f) in plan.flows.iter().enumerate() {
+        progress(Stage::Flows {
+            done: i,
+            total: plan.flows.len(),
+        });
         let p = &plan.paths[i];
         let result = walker.walk(i);
         flows_out.push(FlowReport {
@@ -357,6 +384,7 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
                 hc.compiled.ifaces.overflow.join(", ")
             ));
         }
+        progress(Stage::Analysing(name));
         let (open, redundant) = analyses(opts, hr, || open::analyze_host(plan, h, hr, hc));
         hosts.push(HostReport {
             host: name.clone(),
@@ -380,8 +408,18 @@ pub fn check(plan: &Plan, rules: &[(String, HostRules)], opts: Options) -> Repor
 
 /// Without a topology: what each ruleset accepts at all, and its redundant rules.
 pub fn audit(rules: &[(String, HostRules)], opts: Options) -> Report {
+    audit_with(rules, opts, &|_| {})
+}
+
+/// [`audit`], telling `progress` where it is.
+pub fn audit_with(
+    rules: &[(String, HostRules)],
+    opts: Options,
+    progress: &(dyn Fn(Stage) + Sync),
+) -> Report {
     let mut hosts = Vec::new();
     for (name, hr) in rules {
+        progress(Stage::Analysing(name));
         let (open, redundant) = analyses(opts, hr, || open::analyze_lone(hr));
         let mut warnings: Vec<String> = hr.files.iter().flat_map(|f| f.warnings.clone()).collect();
         for v6 in [false, true] {
