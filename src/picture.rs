@@ -495,10 +495,11 @@ impl Layout {
             writeln!(o, r##"<g class="network"><line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#444" stroke-width="3"/>"##).unwrap();
             writeln!(
                 o,
-                r##"<text x="{x0}" y="{}" fill="#444">{} {}</text>"##,
+                r##"<text x="{x0}" y="{}" fill="#444">{} {}{}</text>"##,
                 y - 5.0,
                 esc(&net.name),
-                net.cidr
+                net.cidr,
+                net.cidr6.map(|c| format!(", {c}")).unwrap_or_default()
             )
             .unwrap();
             for x in xs {
@@ -973,6 +974,11 @@ fn box_lines(plan: &Plan, hosts: &[HostId]) -> Vec<String> {
             lines.push(format!("{} {} ({net})", i.name, i.address));
         } else {
             lines.push(format!("{} {}", i.name, i.address));
+        }
+        // A dual-stack interface's IPv6 address on a line of its own, under
+        // the interface's name.
+        if let (1, Some(a6)) = (hosts.len(), i.address6) {
+            lines.push(format!("{} {a6}", " ".repeat(i.name.chars().count())));
         }
     }
     for m in &first.masquerade {
