@@ -525,6 +525,96 @@ mod tests {
         same_shape(&orig, &mapped).unwrap();
     }
 
+    /// The wiki has no IPv6: every link still gets a lab /64 and every
+    /// interface an address there, but the mapped deployment stays IPv4-only,
+    /// so its rules are the original's.
+    #[test]
+    fn every_link_gets_a_lab_ipv6_prefix_but_the_plan_only_the_topologys() {
+        let d = load_str("wiki.toml", WIKI.to_string()).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        let nets: Vec<String> = map.networks.iter().map(|n| n.mapped6.to_string()).collect();
+        assert_eq!(nets, ["2001:db8:1ab::/64", "2001:db8:1ab:1::/64"]);
+        assert!(map.networks.iter().all(|n| n.original6.is_none()));
+        assert!(m.networks.iter().all(|n| n.cidr6.is_none()));
+        assert!(m
+            .hosts
+            .iter()
+            .flat_map(|h| &h.interfaces)
+            .all(|i| i.address6.is_none()));
+        let lab6 = map.lab6();
+        let fw = m.host_by_name("fwhost").unwrap();
+        // The mapped IPv4 host part: 192.0.2.1 → ::1, 198.51.100.1 → :1::1.
+        assert_eq!(lab6[fw][0].to_string(), "2001:db8:1ab::1");
+        assert_eq!(lab6[fw][1].to_string(), "2001:db8:1ab:1::1");
+        assert!(lab6.iter().flatten().all(|a| is_doc6(*a)));
+        assert!(m.management.from6.is_empty() && !m.management.anywhere6);
+    }
+
+    /// The dual-stack lan example: prefixes onto the lab's /64s, host parts
+    /// kept, `[management] from`'s IPv6 prefix mapped with its network.
+    #[test]
+    fn a_dual_stack_topology_keeps_its_ipv6_host_parts() {
+        let d = load_str(
+            "lan.toml",
+            include_str!("../../examples/lan.toml").to_string(),
+        )
+        .unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        assert_eq!(
+            m.networks[0].cidr6.unwrap().to_string(),
+            "2001:db8:1ab::/64"
+        );
+        assert_eq!(
+            m.networks[1].cidr6.unwrap().to_string(),
+            "2001:db8:1ab:1::/64"
+        );
+        let db = m.host_by_name("db").unwrap();
+        assert_eq!(
+            m.hosts[db].interfaces[0].address6.unwrap().to_string(),
+            "2001:db8:1ab::30"
+        );
+        assert_eq!(
+            map.addresses6[db][0].0.unwrap().to_string(),
+            "2001:db8:20::30"
+        );
+        assert_eq!(
+            map.lab6()[db][0],
+            m.hosts[db].interfaces[0].address6.unwrap()
+        );
+        let from6: Vec<String> = m.management.from6.iter().map(|p| p.to_string()).collect();
+        assert_eq!(from6, ["2001:db8:1ab:1::/64"]);
+        let orig = Plan::build(d).unwrap();
+        let mapped = Plan::build(m).unwrap();
+        same_shape(&orig, &mapped).unwrap();
+    }
+
+    /// An interface without `address6` on a dual-stack link takes a free host
+    /// part; a management prefix covering nothing gets a spare /64 outside
+    /// the lab's networks.
+    #[test]
+    fn ipv6_host_parts_never_collide_and_stray_prefixes_get_a_spare_block() {
+        let t = "[management]\nfrom = [\"l\", \"2001:db8:77::/64\"]\n\
+                 [[network]]\nname = \"l\"\ncidr = \"10.0.0.0/24\"\ncidr6 = \"2001:db8:5::/64\"\n\
+                 [[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"l\", address = \"10.0.0.1\", address6 = \"2001:db8:5::2\" }]\n\
+                 [[host]]\nname = \"c\"\nroles = [\"client\"]\nserver = \"s\"\ninterfaces = [{ name = \"eth0\", network = \"l\", address = \"10.0.0.2\" }]\n";
+        let d = load_str("t.toml", t.to_string()).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        let lab6 = map.lab6();
+        assert_eq!(
+            lab6[0][0].to_string(),
+            "2001:db8:1ab::2",
+            "its own host part"
+        );
+        assert_eq!(
+            lab6[1][0].to_string(),
+            "2001:db8:1ab::1",
+            "::2 is taken: the next free"
+        );
+        assert_eq!(m.hosts[1].interfaces[0].address6, None);
+        let from6: Vec<String> = m.management.from6.iter().map(|p| p.to_string()).collect();
+        assert_eq!(from6, ["2001:db8:1ab::/64", "2001:db8:1ac::/64"]);
+    }
+
     fn many(nets: usize, hosts_per_net: usize) -> String {
         let mut t = String::from("[amanda]\nauth = \"bsdtcp\"\n");
         for n in 0..nets {

@@ -43,11 +43,10 @@ pub fn needed6(
     let Some(hp) = plan.policies.iter().find(|p| p.host == responder) else {
         return false;
     };
-    let management = hp
-        .v6
-        .management
-        .iter()
-        .any(|m| m.proto == proto && m.port == dport && m.src.is_none_or(|n| n.contains(&src)));
+    let management =
+        hp.v6.management.iter().any(|m| {
+            m.proto == proto && m.port == dport && m.src.map_or(true, |n| n.contains(&src))
+        });
     let dhcpv6 =
         proto == Proto::Udp && dport == DHCPV6_CLIENT_PORT && dhcpv6_client_dst().contains(&dst);
     management || dhcpv6
@@ -577,10 +576,9 @@ mod tests {
         let ts6 = a6(&plan, &addr6, "tshost");
         let src = a6(&plan, &addr6, "rhost");
         for (pr, o) in xp.probes.iter().zip(outs.iter_mut()) {
-            if pr.from == rh && *pr.target.ip() == ts6 && pr.proto == Proto::Tcp {
-                if pr.target.port() == 80 {
-                    *o = arrived6(pr, ts, src);
-                }
+            let to_80 = *pr.target.ip() == ts6 && pr.target.port() == 80;
+            if pr.from == rh && to_80 && pr.proto == Proto::Tcp {
+                *o = arrived6(pr, ts, src);
             }
         }
         let mut pings = vec![PingOutcome::Answered; xp.pings.len()];
