@@ -112,9 +112,56 @@ fn without_icmpv6(mode: Backend) {
     assert!(text.contains("Verdict: FAIL"), "{text}");
 }
 
+/// The same through the CLI with iptables: `--drop` takes the ICMPv6 rule
+/// out of `HOST.rules6`, the lab exits 1, and `--format json` carries the
+/// IPv6 results with lhost's failed neighbour discovery.
 #[test]
-fn without_the_icmpv6_rule_neighbour_discovery_fails_iptables() {
-    without_icmpv6(Backend::Iptables);
+fn without_the_icmpv6_rule_neighbour_discovery_fails_iptables_cli() {
+    let (code, out, err) = common::amwall(&[
+        "lab",
+        "tests/fixtures/lab/wiki6.toml",
+        "--backend",
+        "iptables",
+        "--drop",
+        "lhost:icmpv6 (rfc 4890)",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{err}\n{out}");
+    let dropped = err
+        .lines()
+        .filter(|l| l.starts_with("dropped from lhost: -A INPUT -p ipv6-icmp"))
+        .count();
+    assert_eq!(dropped, 21, "one ip6tables rule per ICMPv6 type: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let r = &v[0];
+    assert!(
+        r["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["status"] == "pass"),
+        "{out}"
+    );
+    let failed: Vec<&serde_json::Value> = r["ipv6"]["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "fail")
+        .collect();
+    assert!(!failed.is_empty(), "{out}");
+    for n in failed {
+        let (src, dst) = (n["src"].as_str().unwrap(), n["dst"].as_str().unwrap());
+        assert!(src == "lhost" || dst.starts_with("lhost "), "{n}");
+        assert!(
+            n["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("neighbour discovery fails"),
+            "{n}"
+        );
+    }
+    assert_eq!(r["ipv6"]["findings"].as_array().unwrap().len(), 0, "{out}");
 }
 
 #[test]
