@@ -615,6 +615,19 @@ mod tests {
         assert_eq!(from6, ["2001:db8:1ab::/64", "2001:db8:1ac::/64"]);
     }
 
+    /// 2001:db8:1ab::/48 has 65,536 /64s: one network more does not fit.
+    #[test]
+    fn more_networks_than_lab_ipv6_prefixes_are_refused() {
+        let mut d = load_str("wiki.toml", WIKI.to_string()).unwrap();
+        let net = d.networks[0].clone();
+        d.networks.resize(1 << 16, net);
+        let p = allocate6(&d).unwrap();
+        assert_eq!(p[(1 << 16) - 1].to_string(), "2001:db8:1ab:ffff::/64");
+        d.networks.push(d.networks[0].clone());
+        let e = allocate6(&d).unwrap_err();
+        assert!(e.0.contains("65537 networks do not fit"), "{e}");
+    }
+
     fn many(nets: usize, hosts_per_net: usize) -> String {
         let mut t = String::from("[amanda]\nauth = \"bsdtcp\"\n");
         for n in 0..nets {

@@ -304,3 +304,31 @@ pub fn load_nft(ns: &Netns, script: &str) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::map::Mapping;
+
+    /// The wiki: the LAN's hosts route IPv6 through their gateway as they do
+    /// IPv4; RHost, with no gateway, reaches the LAN's /64 through FWHost
+    /// (no NAT66 hides it); FWHost is on both links and needs no route.
+    #[test]
+    fn ipv6_routes_follow_gateways_and_otherwise_the_routers() {
+        let text = include_str!("../../examples/wiki.toml").to_string();
+        let d = crate::load::load_str("wiki.toml", text).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        let net6: Vec<Ipv6Net> = map.networks.iter().map(|n| n.mapped6).collect();
+        let a6 = map.lab6();
+        let routes = |h: &str| -> Vec<String> {
+            routes6(&m, &net6, &a6, m.host_by_name(h).unwrap())
+                .into_iter()
+                .map(|(p, via)| format!("{p} via {via}"))
+                .collect()
+        };
+        assert_eq!(routes("tshost"), ["::/0 via 2001:db8:1ab::1"]);
+        assert_eq!(routes("lhost"), ["::/0 via 2001:db8:1ab::1"]);
+        assert_eq!(routes("rhost"), ["2001:db8:1ab::/64 via 2001:db8:1ab:1::1"]);
+        assert!(routes("fwhost").is_empty());
+    }
+}
