@@ -40,16 +40,14 @@ fn dual_stack_passes(mode: Backend) {
     let v6 = &r.ipv6;
     assert_eq!(v6.pairs, 15, "{r}");
     assert!(v6.findings.is_empty(), "{r}");
+    // Nothing from the Internet crosses FWHost: rhost's probes to the LAN
+    // would be findings above (its address is not the admins').
     // ssh from the LAN's hosts, from both tcp source ports: to tshost and
     // lhost from the two others, to both of fwhost's addresses (the Internet
-    // one is its own, delivered locally) from tshost and lhost.
-    assert_eq!(v6.needed, 2 * 2 * 2 + 2 * 2 * 2, "{r}");
+    // one is its own, delivered locally) from tshost and lhost. (A router
+    // that forwards the admins' ssh over IPv6 adds theirs to rhost.)
+    assert!(v6.needed >= 2 * 2 * 2 + 2 * 2 * 2, "{r}");
     assert_eq!(v6.arrived, v6.needed, "{r}");
-    let rhost = v6.hosts.iter().find(|h| h.host == "rhost").unwrap();
-    assert_eq!(
-        rhost.arrived, 0,
-        "FWHost forwards nothing new over IPv6\n{r}"
-    );
     assert_eq!(
         v6.neighbours.len(),
         5,
