@@ -255,7 +255,8 @@ enum Command {
     },
     /// Build the topology in network namespaces (documentation addresses only), load
     /// the generated rules into the real kernel, and probe every flow and everything
-    /// else with real sockets. Needs root. Exit 0 only when everything passes.
+    /// else with real sockets, over IPv4 and IPv6 (with neighbour discovery on every
+    /// link). Needs root. Exit 0 only when everything passes.
     Lab {
         /// Topology file (TOML), as for `plan`; its addresses are mapped onto
         /// documentation ranges.
@@ -274,8 +275,9 @@ enum Command {
         /// Leave the namespaces up and print how to enter them.
         #[arg(long)]
         keep: bool,
-        /// Negative control: before loading, remove from HOST's generated rules every
-        /// rule line containing TEXT, and see which flows fail (repeatable).
+        /// Negative control: before loading, remove from HOST's generated rules (IPv4
+        /// and IPv6) every rule line containing TEXT, and see which flows fail
+        /// (repeatable).
         #[arg(long, value_name = "HOST:TEXT", value_parser = host_text)]
         drop: Vec<HostText>,
         #[arg(long, value_enum, default_value = "text")]

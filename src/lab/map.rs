@@ -8,6 +8,18 @@
 //! hosts (first fit, largest first). A network such as the wiki's
 //! `internet = 0.0.0.0/0` becomes one small documentation prefix like any other.
 //!
+//! IPv6: every network gets a /64 of the lab's own block [`LAB6`] (inside
+//! RFC 3849's 2001:db8::/32), network n the n-th (`2001:db8:1ab:n::/64`),
+//! whether or not the topology gives it a `cidr6`: a real host has IPv6 on
+//! every link (link-local at least), and a service listening on `::` answers
+//! there, so the lab probes IPv6 on every link. An interface keeps the host
+//! part of its `address6` where it fits in 64 bits; one without `address6`
+//! takes its mapped IPv4 host part (192.0.2.3 → 2001:db8:1ab::3), else the
+//! next free one. Only what the topology says goes into the mapped
+//! deployment (its `cidr6` and `address6`, and `[management]`'s IPv6
+//! prefixes, mapped as the IPv4 ones are), so the mapped plan's rules are the
+//! original's; the lab's own addresses live in `Mapping::addresses6`.
+//!
 //! Invariants: every mapped address and prefix lies inside the three ranges;
 //! mapped networks never overlap; host, network and interface order, names and
 //! ids are unchanged, so flows and paths of the mapped plan correspond one to
@@ -15,9 +27,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::model::{Deployment, NetId};
@@ -36,6 +48,22 @@ pub fn is_doc(a: Ipv4Addr) -> bool {
     DOC_RANGES.iter().any(|r| r.contains(&a))
 }
 
+/// RFC 3849's IPv6 documentation prefix: the only IPv6 addresses the lab uses.
+pub const DOC6: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32);
+
+/// The lab's IPv6 networks: network n is `2001:db8:1ab:n::/64`.
+pub const LAB6: Ipv6Net =
+    Ipv6Net::new_assert(Ipv6Addr::new(0x2001, 0xdb8, 0x1ab, 0, 0, 0, 0, 0), 48);
+
+/// Where management prefixes that cover no lab network go (`2001:db8:1ac:k::/64`):
+/// outside [`LAB6`], so no lab host lives there.
+const SPARE6: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::new(0x2001, 0xdb8, 0x1ac, 0, 0, 0, 0, 0), 48);
+
+/// Is `a` inside 2001:db8::/32?
+pub fn is_doc6(a: Ipv6Addr) -> bool {
+    DOC6.contains(&a)
+}
+
 /// Why a topology cannot be mapped onto the documentation ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapError(pub String);
@@ -52,6 +80,10 @@ pub struct NetMap {
     pub name: String,
     pub original: Ipv4Net,
     pub mapped: Ipv4Net,
+    /// The topology's `cidr6`; None: the link is IPv4-only in the topology
+    /// and `mapped6` is the lab's own.
+    pub original6: Option<Ipv6Net>,
+    pub mapped6: Ipv6Net,
 }
 
 /// The mapped deployment and how it relates to the original.
@@ -60,6 +92,9 @@ pub struct Mapping {
     pub networks: Vec<NetMap>,
     /// Per host, per interface: (original, mapped) address.
     pub addresses: Vec<Vec<(Ipv4Addr, Ipv4Addr)>>,
+    /// Per host, per interface: (the topology's `address6`, the lab's IPv6
+    /// address), every interface having one (module doc).
+    pub addresses6: Vec<Vec<(Option<Ipv6Addr>, Ipv6Addr)>>,
 }
 
 impl Mapping {
@@ -122,20 +157,42 @@ impl Mapping {
             addresses.push(pairs);
         }
         m.management.from = map_management(d, &prefixes, &addresses)?;
+        let prefixes6 = allocate6(d)?;
+        let addresses6 = map_addresses6(d, &prefixes6, &addresses);
+        for (n, net) in m.networks.iter_mut().enumerate() {
+            net.cidr6 = net.cidr6.map(|_| prefixes6[n]);
+        }
+        for (host, pairs) in m.hosts.iter_mut().zip(&addresses6) {
+            for (iface, (_, new)) in host.interfaces.iter_mut().zip(pairs) {
+                iface.address6 = iface.address6.map(|_| *new);
+            }
+        }
+        m.management.from6 = map_management6(d, &prefixes6, &addresses6);
         let mapping = Mapping {
             networks: d
                 .networks
                 .iter()
-                .zip(&prefixes)
-                .map(|(n, p)| NetMap {
+                .zip(prefixes.iter().zip(&prefixes6))
+                .map(|(n, (p, p6))| NetMap {
                     name: n.name.clone(),
                     original: n.cidr,
                     mapped: *p,
+                    original6: n.cidr6,
+                    mapped6: *p6,
                 })
                 .collect(),
             addresses,
+            addresses6,
         };
         Ok((mapping, m))
+    }
+
+    /// The lab's IPv6 address of each host's interfaces (module doc).
+    pub fn lab6(&self) -> Vec<Vec<Ipv6Addr>> {
+        self.addresses6
+            .iter()
+            .map(|v| v.iter().map(|(_, a)| *a).collect())
+            .collect()
     }
 
     /// The original address behind a mapped one, if a host owns it.
@@ -192,6 +249,128 @@ fn map_management(
         }
     }
     Ok(out)
+}
+
+/// Network n's lab prefix: the n-th /64 of [`LAB6`]; more networks than
+/// that block has /64s (65,536) cannot be mapped.
+fn allocate6(d: &Deployment) -> Result<Vec<Ipv6Net>, MapError> {
+    let n = d.networks.len();
+    if n > 1 << 16 {
+        return Err(MapError(format!(
+            "the lab gives every network a /64 of {LAB6} (65536 of them); {n} networks do not fit"
+        )));
+    }
+    let base = u128::from(LAB6.network());
+    Ok((0..n)
+        .map(|i| Ipv6Net::new_assert(Ipv6Addr::from(base + ((i as u128) << 64)), 64))
+        .collect())
+}
+
+/// Every interface's lab IPv6 address: the host part of its `address6` where
+/// that fits in 64 bits and is free, else its mapped IPv4 host part, else the
+/// next free one (module doc).
+fn map_addresses6(
+    d: &Deployment,
+    prefixes6: &[Ipv6Net],
+    addresses: &[Vec<(Ipv4Addr, Ipv4Addr)>],
+) -> Vec<Vec<(Option<Ipv6Addr>, Ipv6Addr)>> {
+    let mut used: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); d.networks.len()];
+    let mut chosen: Vec<Vec<Option<u64>>> = d
+        .hosts
+        .iter()
+        .map(|h| vec![None; h.interfaces.len()])
+        .collect();
+    // The topology's own host parts first, so they keep theirs.
+    for (h, host) in d.hosts.iter().enumerate() {
+        for (k, iface) in host.interfaces.iter().enumerate() {
+            let net = iface.network;
+            let (Some(a), Some(p)) = (iface.address6, d.networks[net].cidr6) else {
+                continue;
+            };
+            let off = u128::from(a) - u128::from(p.network());
+            if let Ok(off) = u64::try_from(off) {
+                if off > 0 && used[net].insert(off) {
+                    chosen[h][k] = Some(off);
+                }
+            }
+        }
+    }
+    for (h, host) in d.hosts.iter().enumerate() {
+        for (k, iface) in host.interfaces.iter().enumerate() {
+            if chosen[h][k].is_some() {
+                continue;
+            }
+            let net = iface.network;
+            let (_, v4) = addresses[h][k];
+            let v4_off = u64::from(u32::from(v4) & 0xff);
+            let off = if v4_off > 0 && !used[net].contains(&v4_off) {
+                v4_off
+            } else {
+                (1u64..)
+                    .find(|o| !used[net].contains(o))
+                    .expect("a /64 has room")
+            };
+            used[net].insert(off);
+            chosen[h][k] = Some(off);
+        }
+    }
+    d.hosts
+        .iter()
+        .zip(chosen)
+        .map(|(host, offs)| {
+            host.interfaces
+                .iter()
+                .zip(offs)
+                .map(|(iface, off)| {
+                    let base = u128::from(prefixes6[iface.network].network());
+                    let off = off.expect("every interface was given an IPv6 address");
+                    (iface.address6, Ipv6Addr::from(base + u128::from(off)))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `[management]`'s IPv6 prefixes, as `map_management` maps the IPv4 ones:
+/// a network's `cidr6` becomes its lab /64; a prefix covering networks or
+/// addresses becomes theirs; one covering nothing, a spare /64 outside the
+/// lab's networks.
+fn map_management6(
+    d: &Deployment,
+    prefixes6: &[Ipv6Net],
+    addresses6: &[Vec<(Option<Ipv6Addr>, Ipv6Addr)>],
+) -> Vec<Ipv6Net> {
+    let mut out: Vec<Ipv6Net> = Vec::new();
+    let push = |n: Ipv6Net, out: &mut Vec<Ipv6Net>| {
+        if !out.contains(&n) {
+            out.push(n)
+        }
+    };
+    let mut spare = 0u128;
+    for p in &d.management.from6 {
+        let before = out.len();
+        let covered: Vec<NetId> = (0..d.networks.len())
+            .filter(|&n| d.networks[n].cidr6.is_some_and(|c| p.contains(&c)))
+            .collect();
+        for &n in &covered {
+            push(prefixes6[n], &mut out);
+        }
+        for (h, host) in d.hosts.iter().enumerate() {
+            for (k, iface) in host.interfaces.iter().enumerate() {
+                if let (Some(a), false) = (iface.address6, covered.contains(&iface.network)) {
+                    if p.contains(&a) {
+                        push(Ipv6Net::new_assert(addresses6[h][k].1, 128), &mut out);
+                    }
+                }
+            }
+        }
+        if out.len() == before {
+            let base = u128::from(SPARE6.network()) + (spare << 64);
+            spare += 1;
+            push(Ipv6Net::new_assert(Ipv6Addr::from(base), 64), &mut out);
+        }
+    }
+    out
 }
 
 /// A free /30 inside the documentation ranges, outside every used prefix.
@@ -344,6 +523,109 @@ mod tests {
         let orig = Plan::build(d).unwrap();
         let mapped = Plan::build(m).unwrap();
         same_shape(&orig, &mapped).unwrap();
+    }
+
+    /// The wiki has no IPv6: every link still gets a lab /64 and every
+    /// interface an address there, but the mapped deployment stays IPv4-only,
+    /// so its rules are the original's.
+    #[test]
+    fn every_link_gets_a_lab_ipv6_prefix_but_the_plan_only_the_topologys() {
+        let d = load_str("wiki.toml", WIKI.to_string()).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        let nets: Vec<String> = map.networks.iter().map(|n| n.mapped6.to_string()).collect();
+        assert_eq!(nets, ["2001:db8:1ab::/64", "2001:db8:1ab:1::/64"]);
+        assert!(map.networks.iter().all(|n| n.original6.is_none()));
+        assert!(m.networks.iter().all(|n| n.cidr6.is_none()));
+        assert!(m
+            .hosts
+            .iter()
+            .flat_map(|h| &h.interfaces)
+            .all(|i| i.address6.is_none()));
+        let lab6 = map.lab6();
+        let fw = m.host_by_name("fwhost").unwrap();
+        // The mapped IPv4 host part: 192.0.2.1 → ::1, 198.51.100.1 → :1::1.
+        assert_eq!(lab6[fw][0].to_string(), "2001:db8:1ab::1");
+        assert_eq!(lab6[fw][1].to_string(), "2001:db8:1ab:1::1");
+        assert!(lab6.iter().flatten().all(|a| is_doc6(*a)));
+        assert!(m.management.from6.is_empty() && !m.management.anywhere6);
+    }
+
+    /// The dual-stack lan example: prefixes onto the lab's /64s, host parts
+    /// kept, `[management] from`'s IPv6 prefix mapped with its network.
+    #[test]
+    fn a_dual_stack_topology_keeps_its_ipv6_host_parts() {
+        let d = load_str(
+            "lan.toml",
+            include_str!("../../examples/lan.toml").to_string(),
+        )
+        .unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        assert_eq!(
+            m.networks[0].cidr6.unwrap().to_string(),
+            "2001:db8:1ab::/64"
+        );
+        assert_eq!(
+            m.networks[1].cidr6.unwrap().to_string(),
+            "2001:db8:1ab:1::/64"
+        );
+        let db = m.host_by_name("db").unwrap();
+        assert_eq!(
+            m.hosts[db].interfaces[0].address6.unwrap().to_string(),
+            "2001:db8:1ab::30"
+        );
+        assert_eq!(
+            map.addresses6[db][0].0.unwrap().to_string(),
+            "2001:db8:20::30"
+        );
+        assert_eq!(
+            map.lab6()[db][0],
+            m.hosts[db].interfaces[0].address6.unwrap()
+        );
+        let from6: Vec<String> = m.management.from6.iter().map(|p| p.to_string()).collect();
+        assert_eq!(from6, ["2001:db8:1ab:1::/64"]);
+        let orig = Plan::build(d).unwrap();
+        let mapped = Plan::build(m).unwrap();
+        same_shape(&orig, &mapped).unwrap();
+    }
+
+    /// An interface without `address6` on a dual-stack link takes a free host
+    /// part; a management prefix covering nothing gets a spare /64 outside
+    /// the lab's networks.
+    #[test]
+    fn ipv6_host_parts_never_collide_and_stray_prefixes_get_a_spare_block() {
+        let t = "[management]\nfrom = [\"l\", \"2001:db8:77::/64\"]\n\
+                 [[network]]\nname = \"l\"\ncidr = \"10.0.0.0/24\"\ncidr6 = \"2001:db8:5::/64\"\n\
+                 [[host]]\nname = \"s\"\nroles = [\"server\"]\ninterfaces = [{ name = \"eth0\", network = \"l\", address = \"10.0.0.1\", address6 = \"2001:db8:5::2\" }]\n\
+                 [[host]]\nname = \"c\"\nroles = [\"client\"]\nserver = \"s\"\ninterfaces = [{ name = \"eth0\", network = \"l\", address = \"10.0.0.2\" }]\n";
+        let d = load_str("t.toml", t.to_string()).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        let lab6 = map.lab6();
+        assert_eq!(
+            lab6[0][0].to_string(),
+            "2001:db8:1ab::2",
+            "its own host part"
+        );
+        assert_eq!(
+            lab6[1][0].to_string(),
+            "2001:db8:1ab::1",
+            "::2 is taken: the next free"
+        );
+        assert_eq!(m.hosts[1].interfaces[0].address6, None);
+        let from6: Vec<String> = m.management.from6.iter().map(|p| p.to_string()).collect();
+        assert_eq!(from6, ["2001:db8:1ab::/64", "2001:db8:1ac::/64"]);
+    }
+
+    /// 2001:db8:1ab::/48 has 65,536 /64s: one network more does not fit.
+    #[test]
+    fn more_networks_than_lab_ipv6_prefixes_are_refused() {
+        let mut d = load_str("wiki.toml", WIKI.to_string()).unwrap();
+        let net = d.networks[0].clone();
+        d.networks.resize(1 << 16, net);
+        let p = allocate6(&d).unwrap();
+        assert_eq!(p[(1 << 16) - 1].to_string(), "2001:db8:1ab:ffff::/64");
+        d.networks.push(d.networks[0].clone());
+        let e = allocate6(&d).unwrap_err();
+        assert!(e.0.contains("65537 networks do not fit"), "{e}");
     }
 
     fn many(nets: usize, hosts_per_net: usize) -> String {

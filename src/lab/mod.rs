@@ -24,7 +24,10 @@ pub mod ufw;
 
 use std::time::Instant;
 
-pub use check::{Exposure, ExposureFinding, ExposureKind, LabReport, ProbedFlow, Status};
+pub use check::{
+    Exposure, ExposureFinding, ExposureKind, Host6, Ipv6Exposure, LabReport, Neighbour, ProbedFlow,
+    Status,
+};
 pub use map::{MapError, Mapping};
 pub use netns::{Netns, Output};
 pub use probe::Timing;
@@ -61,8 +64,10 @@ pub struct HostRules {
     pub host: String,
     /// `ipset restore` input to load before the iptables rules.
     pub ipset: Option<String>,
-    /// iptables-restore input or nft script.
+    /// iptables-restore input or nft script (nft: both tables, `ip` and `ip6`).
     pub text: String,
+    /// ip6tables-restore input (`HOST.rules6`), iptables only.
+    pub text6: Option<String>,
 }
 
 /// What the lab is doing, for a progress display.
@@ -110,31 +115,41 @@ fn have(tool: &str) -> bool {
 
 impl HostRules {
     /// Remove every rule line that contains all of `needles` (a negative control:
-    /// which flows did that rule carry?). Only rule lines: iptables `-A` lines, nft
-    /// statements inside a chain — never a table, chain, set or policy line.
+    /// which flows did that rule carry?), from the IPv4 and the IPv6 rules. Only
+    /// rule lines: iptables `-A` lines, nft statements inside a chain — never a
+    /// table, chain, set or policy line.
     pub fn drop_rules(&mut self, needles: &[&str]) -> Vec<String> {
-        let is_rule = |l: &str| {
-            l.starts_with("-A ")
-                || (l.starts_with("\t\t")
-                    && !l.starts_with("\t\t\t")
-                    && !l.trim_start().starts_with("type ")
-                    && !l.trim_start().starts_with("elements ")
-                    && !l.trim_start().starts_with("flags ")
-                    && !l.trim_start().starts_with("l3proto "))
-        };
-        let mut gone = Vec::new();
-        let mut kept = String::with_capacity(self.text.len());
-        for l in self.text.lines() {
-            if is_rule(l) && needles.iter().all(|n| l.contains(n)) {
-                gone.push(l.to_string());
-            } else {
-                kept.push_str(l);
-                kept.push('\n');
-            }
+        let mut gone = drop_lines(&mut self.text, needles);
+        if let Some(t6) = &mut self.text6 {
+            gone.extend(drop_lines(t6, needles));
         }
-        self.text = kept;
         gone
     }
+}
+
+/// `HostRules::drop_rules` on one text.
+fn drop_lines(text: &mut String, needles: &[&str]) -> Vec<String> {
+    let is_rule = |l: &str| {
+        l.starts_with("-A ")
+            || (l.starts_with("\t\t")
+                && !l.starts_with("\t\t\t")
+                && !l.trim_start().starts_with("type ")
+                && !l.trim_start().starts_with("elements ")
+                && !l.trim_start().starts_with("flags ")
+                && !l.trim_start().starts_with("l3proto "))
+    };
+    let mut gone = Vec::new();
+    let mut kept = String::with_capacity(text.len());
+    for l in text.lines() {
+        if is_rule(l) && needles.iter().all(|n| l.contains(n)) {
+            gone.push(l.to_string());
+        } else {
+            kept.push_str(l);
+            kept.push('\n');
+        }
+    }
+    *text = kept;
+    gone
 }
 
 impl Lab {
@@ -158,6 +173,10 @@ impl Lab {
                     Backend::Iptables => plan.iptables(hp),
                     Backend::Nft => plan.nft(hp),
                 },
+                text6: match backend {
+                    Backend::Iptables => Some(plan.ip6tables(hp)),
+                    Backend::Nft => None,
+                },
             })
             .collect();
         Ok(Lab {
@@ -178,10 +197,13 @@ impl Lab {
                 "amwall lab needs root: it creates network namespaces and loads firewall rules into them".into(),
             ));
         }
-        let mut tools = vec!["ip"];
+        let mut tools = vec!["ip", "ping"];
         match self.backend {
             Backend::Iptables => {
                 tools.push("iptables-restore");
+                if self.rules.iter().any(|r| r.text6.is_some()) {
+                    tools.push("ip6tables-restore");
+                }
                 if self.rules.iter().any(|r| r.ipset.is_some()) {
                     tools.push("ipset");
                 }
@@ -191,18 +213,23 @@ impl Lab {
         let missing: Vec<&str> = tools.into_iter().filter(|t| !have(t)).collect();
         if !missing.is_empty() {
             return Err(LabError::Env(format!(
-                "amwall lab needs {} (Debian: apt-get install iproute2 iptables nftables ipset)",
+                "amwall lab needs {} (Debian: apt-get install iproute2 iptables nftables ipset iputils-ping)",
                 missing.join(", ")
             )));
         }
         let d = &self.plan.deployment;
-        let net = topo::LabNet::build(d, &mut |s| progress(Progress::Stage(s.to_string())))
-            .map_err(|e| LabError::Env(format!("building the lab: {e}")))?;
+        let net6: Vec<_> = self.mapping.networks.iter().map(|n| n.mapped6).collect();
+        let net = topo::LabNet::build(d, &net6, &self.mapping.lab6(), &mut |s| {
+            progress(Progress::Stage(s.to_string()))
+        })
+        .map_err(|e| LabError::Env(format!("building the lab: {e}")))?;
         for (h, r) in self.rules.iter().enumerate() {
             progress(Progress::Stage(format!("loading the rules of {}", r.host)));
             let ns = net.ns(h);
             let res = match self.backend {
-                Backend::Iptables => topo::load_iptables(ns, r.ipset.as_deref(), &r.text),
+                Backend::Iptables => {
+                    topo::load_iptables(ns, r.ipset.as_deref(), &r.text, r.text6.as_deref())
+                }
                 Backend::Nft => topo::load_nft(ns, &r.text),
             };
             res.map_err(|e| LabError::Load {
@@ -226,15 +253,25 @@ impl Lab {
             .as_ref()
             .ok_or_else(|| LabError::Env("the lab is not built".into()))?;
         let hosts: Vec<&Netns> = net.hosts.iter().collect();
-        let (flows, exposure) =
-            check::run(&self.plan, &hosts, self.timing, &mut |what, done, total| {
+        let addr6 = self.mapping.lab6();
+        let (flows, exposure, ipv6) = check::run(
+            &self.plan,
+            &addr6,
+            &hosts,
+            self.timing,
+            &mut |what, done, total| {
                 progress(Progress::Probes {
-                    what: if what == "flows" { "flows" } else { "exposure" },
+                    what: match what {
+                        "flows" => "flows",
+                        "ipv6" => "IPv6",
+                        _ => "exposure",
+                    },
                     done,
                     total,
                 })
-            })
-            .map_err(|e| LabError::Env(format!("probing: {e}")))?;
+            },
+        )
+        .map_err(|e| LabError::Env(format!("probing: {e}")))?;
         let d = &self.original.deployment;
         let mut auth: Vec<Auth> = d.hosts.iter().map(|h| h.amanda.auth).collect();
         auth.sort();
@@ -250,6 +287,7 @@ impl Lab {
             networks: self.mapping.networks.clone(),
             flows,
             exposure,
+            ipv6,
             seconds: t0.elapsed().as_secs_f64(),
         })
     }

@@ -123,6 +123,17 @@ impl Netns {
         run(&mut cmd, stdin)
     }
 
+    /// A command that runs inside the namespace, for callers that start many
+    /// at once (`spawn`) instead of one after another.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(argv);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     /// Run a command and turn a non-zero exit into an error carrying its stderr.
     pub fn must(&self, argv: &[&str]) -> io::Result<Output> {
         let out = self.exec(argv, None)?;

@@ -20,7 +20,9 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,59 @@ pub struct Site<'a> {
     /// socket on 0.0.0.0 would answer from the address of the outgoing route, not
     /// the one the request was sent to, and a connected client drops that answer.
     pub addrs: Vec<Ipv4Addr>,
+    /// The same for IPv6 (TCP binds `::`, IPv6 only).
+    pub addrs6: Vec<Ipv6Addr>,
+}
+
+/// The address family a batch speaks: every probe, listener and peer of one
+/// `run` is IPv4 (`SocketAddrV4`, the default everywhere) or IPv6
+/// (`SocketAddrV6`). One engine for both, so the IPv6 scan sees exactly what
+/// the IPv4 one would.
+pub trait Family: Copy + Eq + std::fmt::Debug + Into<SocketAddr> + Send + 'static {
+    const DOMAIN: Domain;
+    /// The wildcard address with `port` (TCP listeners, client source ports).
+    fn any(port: u16) -> Self;
+    fn from_std(a: SocketAddr) -> Option<Self>;
+    /// What a UDP listener on `port` binds in `site` (one socket each).
+    fn site_addrs(site: &Site<'_>, port: u16) -> Vec<Self>;
+}
+
+impl Family for SocketAddrV4 {
+    const DOMAIN: Domain = Domain::IPV4;
+    fn any(port: u16) -> Self {
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)
+    }
+    fn from_std(a: SocketAddr) -> Option<Self> {
+        match a {
+            SocketAddr::V4(a) => Some(a),
+            SocketAddr::V6(_) => None,
+        }
+    }
+    fn site_addrs(site: &Site<'_>, port: u16) -> Vec<Self> {
+        site.addrs
+            .iter()
+            .map(|a| SocketAddrV4::new(*a, port))
+            .collect()
+    }
+}
+
+impl Family for SocketAddrV6 {
+    const DOMAIN: Domain = Domain::IPV6;
+    fn any(port: u16) -> Self {
+        SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)
+    }
+    fn from_std(a: SocketAddr) -> Option<Self> {
+        match a {
+            SocketAddr::V6(a) => Some(a),
+            SocketAddr::V4(_) => None,
+        }
+    }
+    fn site_addrs(site: &Site<'_>, port: u16) -> Vec<Self> {
+        site.addrs6
+            .iter()
+            .map(|a| SocketAddrV6::new(*a, port, 0, 0))
+            .collect()
+    }
 }
 
 /// A listening socket: `proto` on `port` in namespace `ns` (TCP on 0.0.0.0, UDP on
@@ -53,11 +108,11 @@ pub struct Listen {
 /// One probe: from namespace `from`, source port `sport` (None: ephemeral),
 /// to `target`.
 #[derive(Debug, Clone)]
-pub struct Probe {
+pub struct Probe<A = SocketAddrV4> {
     pub from: usize,
     pub proto: Proto,
     pub sport: Option<u16>,
-    pub target: SocketAddrV4,
+    pub target: A,
     /// Extra bytes sent before the tag (e.g. an Amanda-like request).
     pub payload: Vec<u8>,
     /// What the UDP listener answers instead of the echo (e.g. `CONNECT ...`).
@@ -83,18 +138,18 @@ pub enum ClientSide {
 
 /// Where a probe's tag arrived: the namespace and the peer address the listener saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arrival {
+pub struct Arrival<A = SocketAddrV4> {
     pub ns: usize,
-    pub peer: SocketAddrV4,
+    pub peer: A,
 }
 
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct Outcome<A = SocketAddrV4> {
     pub client: ClientSide,
-    pub arrival: Option<Arrival>,
+    pub arrival: Option<Arrival<A>>,
 }
 
-impl Outcome {
+impl<A> Outcome<A> {
     /// The packet reached some host's stack (tag seen, or a refusal came back).
     pub fn reached(&self) -> bool {
         self.arrival.is_some() || self.client == ClientSide::Refused
@@ -135,24 +190,29 @@ fn parse_tag(buf: &[u8]) -> Option<usize> {
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
-/// A non-blocking IPv4 socket in the calling thread's namespace (close-on-exec:
-/// `Socket::new` sets it, in the same socket(2) call).
-fn socket(proto: Proto) -> io::Result<Socket> {
+/// A non-blocking socket in the calling thread's namespace (close-on-exec:
+/// `Socket::new` sets it, in the same socket(2) call). IPv6 sockets are IPv6
+/// only, so a listener on `::` never sees (or blocks) an IPv4 probe.
+fn socket(domain: Domain, proto: Proto) -> io::Result<Socket> {
     let ty = match proto {
         Proto::Tcp => Type::STREAM,
         Proto::Udp => Type::DGRAM,
     };
-    Socket::new(Domain::IPV4, ty.nonblocking(), None)
+    let s = Socket::new(domain, ty.nonblocking(), None)?;
+    if domain == Domain::IPV6 {
+        s.set_only_v6(true)?;
+    }
+    Ok(s)
 }
 
 /// bind(2), waiting out a previous listener on the same port. Listeners are closed
 /// between batches, but a process that another thread is just spawning holds a
 /// copy of every descriptor until its exec (SOCK_CLOEXEC closes them only then),
 /// so for a moment the old socket lives on.
-fn bind_patiently(s: &Socket, a: SocketAddrV4) -> io::Result<()> {
+fn bind_patiently<A: Family>(s: &Socket, a: A) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match s.bind(&a.into()) {
+        match s.bind(&a.into().into()) {
             Err(e) if errno(&e) == Errno::EADDRINUSE && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -166,18 +226,10 @@ fn errno(e: &io::Error) -> Errno {
 }
 
 /// connect(2) on a non-blocking socket: in progress counts as success.
-fn connect(s: &Socket, a: SocketAddrV4) -> io::Result<()> {
-    match s.connect(&a.into()) {
+fn connect<A: Family>(s: &Socket, a: A) -> io::Result<()> {
+    match s.connect(&a.into().into()) {
         Err(e) if errno(&e) == Errno::EINPROGRESS => Ok(()),
         r => r,
-    }
-}
-
-/// The peer of an IPv4 socket (the lab has no other kind).
-fn v4(a: SocketAddr) -> Option<SocketAddrV4> {
-    match a {
-        SocketAddr::V4(a) => Some(a),
-        SocketAddr::V6(_) => None,
     }
 }
 
@@ -224,23 +276,11 @@ fn nofile() -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
-enum Slot {
-    ListenTcp {
-        ns: usize,
-        sock: TcpListener,
-    },
-    ListenUdp {
-        ns: usize,
-        sock: UdpSocket,
-    },
-    Conn {
-        ns: usize,
-        peer: SocketAddrV4,
-        sock: TcpStream,
-    },
-    Client {
-        probe: usize,
-    },
+enum Slot<A> {
+    ListenTcp { ns: usize, sock: TcpListener },
+    ListenUdp { ns: usize, sock: UdpSocket },
+    Conn { ns: usize, peer: A, sock: TcpStream },
+    Client { probe: usize },
     Closed,
 }
 
@@ -267,10 +307,10 @@ struct ClientState {
 }
 
 /// Create `n` sockets of `proto` inside `ns`.
-fn sockets_in(ns: &Netns, proto: Proto, n: usize) -> io::Result<Vec<Socket>> {
+fn sockets_in(ns: &Netns, domain: Domain, proto: Proto, n: usize) -> io::Result<Vec<Socket>> {
     ns.run_in(move || {
         (0..n)
-            .map(|_| socket(proto))
+            .map(|_| socket(domain, proto))
             .collect::<io::Result<Vec<_>>>()
     })?
 }
@@ -278,16 +318,19 @@ fn sockets_in(ns: &Netns, proto: Proto, n: usize) -> io::Result<Vec<Socket>> {
 /// Run `probes` against `listens` in `namespaces` (indexed by `Listen::ns` and
 /// `Probe::from`). Returns one outcome per probe, in order. Large batches are
 /// split so descriptors stay within the process limit.
-pub fn run(
+pub fn run<A: Family>(
     namespaces: &[Site<'_>],
     listens: &[Listen],
-    probes: &[Probe],
+    probes: &[Probe<A>],
     timing: Timing,
     progress: &mut dyn FnMut(usize),
-) -> io::Result<Vec<Outcome>> {
+) -> io::Result<Vec<Outcome<A>>> {
     raise_nofile(65536);
     let budget = (nofile().saturating_sub(listens.len() as u64 + 64) / 3).max(64) as usize;
-    let batch = budget.min(2000);
+    // A batch costs one timeout for whatever it sends into a drop, so it is as
+    // large as the descriptors allow: a scan of the wiki (2,280 probes, per
+    // family) is one batch. The cap keeps a progress display moving on large sites.
+    let batch = budget.min(4096);
     let mut out = Vec::with_capacity(probes.len());
     for chunk in probes.chunks(batch) {
         out.extend(run_batch(namespaces, listens, chunk, timing)?);
@@ -298,12 +341,12 @@ pub fn run(
 
 /// One batch: listeners, then every client started at once, then one epoll loop
 /// until every probe has its answer or the timeout passes.
-fn run_batch(
+fn run_batch<A: Family>(
     namespaces: &[Site<'_>],
     listens: &[Listen],
-    probes: &[Probe],
+    probes: &[Probe<A>],
     timing: Timing,
-) -> io::Result<Vec<Outcome>> {
+) -> io::Result<Vec<Outcome<A>>> {
     let mut b = Batch {
         probes,
         ep: Poll::new()?,
@@ -340,37 +383,33 @@ fn run_batch(
 
 /// The state of one batch: every socket under its epoll token (`slots`), what
 /// each client saw, and where each probe's tag arrived.
-struct Batch<'p> {
-    probes: &'p [Probe],
+struct Batch<'p, A> {
+    probes: &'p [Probe<A>],
     ep: Poll,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<A>>,
     clients: Vec<ClientState>,
-    arrivals: Vec<Option<Arrival>>,
+    arrivals: Vec<Option<Arrival<A>>>,
     buf: Vec<u8>,
 }
 
-impl Batch<'_> {
+impl<A: Family> Batch<'_, A> {
     /// Listeners, created in their namespaces.
     fn listen(&mut self, namespaces: &[Site<'_>], listens: &[Listen]) -> io::Result<()> {
         for (ns_i, site) in namespaces.iter().enumerate() {
             let ns = site.ns;
             for proto in [Proto::Tcp, Proto::Udp] {
-                let binds: Vec<SocketAddrV4> = listens
+                let binds: Vec<A> = listens
                     .iter()
                     .filter(|l| l.ns == ns_i && l.proto == proto)
                     .flat_map(|l| match proto {
-                        Proto::Tcp => vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, l.port)],
-                        Proto::Udp => site
-                            .addrs
-                            .iter()
-                            .map(|a| SocketAddrV4::new(*a, l.port))
-                            .collect(),
+                        Proto::Tcp => vec![A::any(l.port)],
+                        Proto::Udp => A::site_addrs(site, l.port),
                     })
                     .collect();
                 if binds.is_empty() {
                     continue;
                 }
-                let socks = sockets_in(ns, proto, binds.len())?;
+                let socks = sockets_in(ns, A::DOMAIN, proto, binds.len())?;
                 for (sock, at) in socks.into_iter().zip(binds) {
                     if proto == Proto::Tcp {
                         sock.set_reuse_address(true)?;
@@ -378,7 +417,7 @@ impl Batch<'_> {
                     bind_patiently(&sock, at).map_err(|e| {
                         io::Error::new(
                             e.kind(),
-                            format!("listen {proto} {at} in {}: {e}", ns.name()),
+                            format!("listen {proto} {} in {}: {e}", at.into(), ns.name()),
                         )
                     })?;
                     let token = self.slots.len();
@@ -414,7 +453,7 @@ impl Batch<'_> {
                     .filter(|p| p.from == ns_i && p.proto == proto)
                     .count();
                 if n > 0 {
-                    let mut v = sockets_in(site.ns, proto, n)?;
+                    let mut v = sockets_in(site.ns, A::DOMAIN, proto, n)?;
                     v.reverse();
                     socks_by_ns.insert((ns_i, proto), v);
                 }
@@ -460,7 +499,7 @@ impl Batch<'_> {
                 let ns = *ns;
                 let mut accepted = Vec::new();
                 while let Ok((c, peer)) = sock.accept() {
-                    accepted.extend(v4(peer).map(|peer| (c, peer)));
+                    accepted.extend(A::from_std(peer).map(|peer| (c, peer)));
                 }
                 for (c, peer) in accepted {
                     c.set_nonblocking(true)?;
@@ -471,14 +510,16 @@ impl Batch<'_> {
             Slot::ListenUdp { ns, sock } => {
                 let ns = *ns;
                 while let Ok((n, peer)) = sock.recv_from(&mut self.buf) {
-                    let Some(peer) = v4(peer) else { continue };
+                    let Some(peer) = A::from_std(peer) else {
+                        continue;
+                    };
                     if let Some(id) = tag_in(&self.buf[..n]) {
                         self.arrivals[id].get_or_insert(Arrival { ns, peer });
                         let answer = probes[id]
                             .reply
                             .clone()
                             .unwrap_or_else(|| format!("amwall-reply {id}\n").into_bytes());
-                        let _ = sock.send_to(&answer, peer);
+                        let _ = sock.send_to(&answer, peer.into());
                     }
                 }
             }
@@ -551,7 +592,7 @@ impl Batch<'_> {
         }
     }
 
-    fn outcomes(self) -> Vec<Outcome> {
+    fn outcomes(self) -> Vec<Outcome<A>> {
         self.clients
             .into_iter()
             .zip(self.arrivals)
@@ -565,10 +606,16 @@ impl Batch<'_> {
 
 /// Start probe `i`: bind its source port (if it has one), connect, and for UDP
 /// send the request; register it with `ep` under `token`.
-fn begin(ep: &Poll, sock: Socket, i: usize, p: &Probe, token: usize) -> io::Result<Client> {
+fn begin<A: Family>(
+    ep: &Poll,
+    sock: Socket,
+    i: usize,
+    p: &Probe<A>,
+    token: usize,
+) -> io::Result<Client> {
     if let Some(sp) = p.sport {
         sock.set_reuse_address(true)?;
-        sock.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, sp).into())
+        sock.bind(&A::any(sp).into().into())
             .map_err(|e| io::Error::new(e.kind(), format!("bind source port {sp}: {e}")))?;
     }
     connect(&sock, p.target)?;
@@ -587,7 +634,7 @@ fn begin(ep: &Poll, sock: Socket, i: usize, p: &Probe, token: usize) -> io::Resu
     }
 }
 
-fn request(i: usize, p: &Probe) -> Vec<u8> {
+fn request<A>(i: usize, p: &Probe<A>) -> Vec<u8> {
     let mut v = p.payload.clone();
     v.extend(tag(i));
     v

@@ -1,4 +1,5 @@
-//! What `amwall lab` prints: the flow table, the exposure check, one verdict line.
+//! What `amwall lab` prints: the flow table, the exposure check (IPv4, then
+//! IPv6 per host with neighbour discovery), one verdict line.
 
 use std::fmt;
 
@@ -19,6 +20,8 @@ impl fmt::Display for LabReport {
         self.flows(f)?;
         writeln!(f)?;
         self.exposure(f)?;
+        writeln!(f)?;
+        self.ipv6(f)?;
         writeln!(f)?;
         self.verdict(f)
     }
@@ -53,7 +56,16 @@ impl LabReport {
         let nets = self
             .networks
             .iter()
-            .map(|n| format!("{} {} → {}", n.name, n.original, n.mapped))
+            .map(|n| match n.original6 {
+                Some(o6) => format!(
+                    "{} {} → {} (IPv6 {o6} → {})",
+                    n.name, n.original, n.mapped, n.mapped6
+                ),
+                None => format!(
+                    "{} {} → {} (IPv6: the lab's own {})",
+                    n.name, n.original, n.mapped, n.mapped6
+                ),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         writeln!(f, "Lab addresses (documentation ranges only): {nets}")?;
@@ -166,6 +178,83 @@ impl LabReport {
         Ok(())
     }
 
+    fn ipv6(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.ipv6;
+        writeln!(
+            f,
+            "IPv6: {} probes from every host to every IPv6 address of every other host ({} pairs), tcp and udp, on the same ports from the same source ports, to listeners on :: everywhere; then each host pings a neighbour on each link after every neighbour cache was flushed.",
+            e.probes, e.pairs
+        )?;
+        writeln!(
+            f,
+            "  {} arrived, {} of them accepted by the responder's IPv6 policy (management, what IPv6 needs); {} had no route.",
+            e.arrived, e.needed, e.unroutable
+        )?;
+        let mut rows = vec![[
+            "host",
+            "IPv6 addresses",
+            "arrived",
+            "needed",
+            "beyond need",
+            "neighbour discovery",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for h in &e.hosts {
+            let mine: Vec<_> = e.neighbours.iter().filter(|n| n.src == h.host).collect();
+            let ok = mine.iter().filter(|n| n.status == Status::Pass).count();
+            rows.push(vec![
+                h.host.clone(),
+                h.addresses.join(", "),
+                h.arrived.to_string(),
+                h.needed.to_string(),
+                h.beyond_need.to_string(),
+                if mine.is_empty() {
+                    "-".into()
+                } else if ok == mine.len() {
+                    format!("PASS ({ok} of {})", mine.len())
+                } else {
+                    format!("FAIL ({ok} of {})", mine.len())
+                },
+            ]);
+        }
+        f.write_str(&table::render(table::Layout { indent: 2, gap: 2 }, &rows))?;
+        for x in &e.findings {
+            let kind = match x.kind {
+                ExposureKind::Misrouted => "arrived over IPv6 at the wrong host",
+                _ => "reachable over IPv6 but not needed",
+            };
+            writeln!(
+                f,
+                "  FAIL {kind}: {} → {} {} {} (source port {}){}: {}",
+                x.src,
+                x.dst,
+                x.proto,
+                ports(&x.dports),
+                x.sport,
+                x.arrived_at
+                    .as_ref()
+                    .map(|h| format!(", arrived at {h}"))
+                    .unwrap_or_default(),
+                x.why
+            )?;
+        }
+        for n in e.neighbours.iter().filter(|n| n.status != Status::Pass) {
+            writeln!(
+                f,
+                "  FAIL {} → {} on {}: {}",
+                n.src, n.dst, n.link, n.detail
+            )?;
+        }
+        if e.passed() {
+            writeln!(
+                f,
+                "  Nothing reachable over IPv6 beyond need, and neighbour discovery works on every link."
+            )?;
+        }
+        Ok(())
+    }
+
     fn verdict(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let backend = self.backend.name();
         let auth = self.auth_list();
@@ -186,14 +275,15 @@ impl LabReport {
         if self.passed() {
             writeln!(
             f,
-            "Verdict: PASS: {passed} of {probed} flows pass{np}, nothing reachable beyond need ({backend}, {auth}, {:.1} s).",
+            "Verdict: PASS: {passed} of {probed} flows pass{np}, nothing reachable beyond need over IPv4 or IPv6 ({backend}, {auth}, {:.1} s).",
             self.seconds
         )
         } else {
             writeln!(
             f,
-            "Verdict: FAIL: {failed} of {probed} flows fail{np}, {} exposure findings ({backend}, {auth}, {:.1} s).",
+            "Verdict: FAIL: {failed} of {probed} flows fail{np}, {} exposure findings, {} IPv6 findings ({backend}, {auth}, {:.1} s).",
             e.findings.len(),
+            self.ipv6.findings.len() + self.ipv6.failed_neighbours(),
             self.seconds
         )
         }
@@ -203,7 +293,9 @@ impl LabReport {
 #[cfg(test)]
 mod tests {
     use super::super::check::testing::wiki;
-    use super::super::check::{Exposure, ExposureFinding, ProbedFlow};
+    use super::super::check::{
+        Exposure, ExposureFinding, Host6, Ipv6Exposure, Neighbour, ProbedFlow,
+    };
     use super::*;
     use crate::amanda::settings::Auth;
     use crate::netfilter::Backend;
@@ -245,6 +337,8 @@ mod tests {
                 name: "lan".into(),
                 original: "192.168.2.0/24".parse().unwrap(),
                 mapped: "192.0.2.0/24".parse().unwrap(),
+                original6: None,
+                mapped6: "2001:db8:1ab::/64".parse().unwrap(),
             }],
             flows: vec![
                 probed(0, Status::Pass, Some("tshost:840"), ""),
@@ -261,6 +355,52 @@ mod tests {
                 findings: vec![exposed(ExposureKind::Unneeded, Some("tshost"))],
                 on_path: vec![exposed(ExposureKind::OnPath, None)],
                 notes: vec!["the helper opened 50000 on its own".into()],
+            },
+            ipv6: Ipv6Exposure {
+                probes: 120,
+                pairs: 12,
+                arrived: 3,
+                needed: 2,
+                unroutable: 0,
+                dports: vec![22, 80],
+                hosts: vec![
+                    Host6 {
+                        host: "tshost".into(),
+                        addresses: vec!["2001:db8:1ab::2".into()],
+                        arrived: 3,
+                        needed: 2,
+                        beyond_need: 1,
+                    },
+                    Host6 {
+                        host: "lhost".into(),
+                        addresses: vec!["2001:db8:1ab::3".into()],
+                        arrived: 0,
+                        needed: 0,
+                        beyond_need: 0,
+                    },
+                ],
+                findings: vec![ExposureFinding {
+                    dst: "tshost 2001:db8:1ab::2".into(),
+                    dports: vec![PortRange::single(80)],
+                    why: "no IPv6 rule of tshost's plan accepts it".into(),
+                    ..exposed(ExposureKind::Unneeded, Some("tshost"))
+                }],
+                neighbours: vec![
+                    Neighbour {
+                        link: "lan".into(),
+                        src: "tshost".into(),
+                        dst: "lhost 2001:db8:1ab::3".into(),
+                        status: Status::Pass,
+                        detail: String::new(),
+                    },
+                    Neighbour {
+                        link: "lan".into(),
+                        src: "lhost".into(),
+                        dst: "tshost 2001:db8:1ab::2".into(),
+                        status: Status::Fail,
+                        detail: "neighbour discovery fails: no answer to the neighbour solicitation (neighbour entry FAILED): ICMPv6 types 135/136 dropped?".into(),
+                    },
+                ],
             },
             seconds: 12.34,
         };

@@ -3,15 +3,27 @@
 //! hosts), addresses and default routes from the model, forwarding on routers,
 //! and each host's generated rules loaded with the real tools.
 //!
+//! IPv6 too: every interface gets its lab IPv6 address (`Mapping::addresses6`,
+//! `nodad`, so it is usable at once), routers forward IPv6, a host with a
+//! gateway routes `::/0` through it, and a host without one reaches the other
+//! networks' /64s through the routers beside it (`routes6`): IPv6 has no NAT
+//! to hide a LAN behind, so the routers' IPv6 forward rules are all that
+//! keeps the Internet's hosts from the LAN's, and the lab must send them that
+//! traffic to see it dropped.
+//!
 //! Invariants: nothing is created in the caller's namespace (veths are created
 //! inside a lab namespace and their peer moved straight into another); every
-//! address configured is a documentation address (`map::is_doc`), checked before
+//! address configured is a documentation address (`map::is_doc`, `is_doc6`), checked before
 //! anything is created; every namespace is a `Netns` guard, so dropping a
 //! `LabNet` (also on error or panic) removes them all.
 
+use std::collections::VecDeque;
 use std::io;
+use std::net::Ipv6Addr;
 
-use crate::lab::map::is_doc;
+use ipnet::Ipv6Net;
+
+use crate::lab::map::{is_doc, is_doc6};
 use crate::lab::netns::{veth, Netns};
 use crate::model::{Deployment, HostId};
 
@@ -48,12 +60,24 @@ fn err(what: impl Into<String>) -> io::Error {
 }
 
 impl LabNet {
-    /// Build `d` (already mapped onto documentation addresses). `step` is called
-    /// with a short description before each namespace is configured.
-    pub fn build(d: &Deployment, step: &mut dyn FnMut(&str)) -> io::Result<LabNet> {
+    /// Build `d` (already mapped onto documentation addresses), with `addr6[h][k]`
+    /// on host h's interface k and `net6[n]` network n's IPv6 prefix. `step` is
+    /// called with a short description before each namespace is configured.
+    pub fn build(
+        d: &Deployment,
+        net6: &[Ipv6Net],
+        addr6: &[Vec<Ipv6Addr>],
+        step: &mut dyn FnMut(&str),
+    ) -> io::Result<LabNet> {
         // Safety first: refuse before creating anything.
-        for h in &d.hosts {
-            for i in &h.interfaces {
+        for (h, a6) in d.hosts.iter().zip(addr6) {
+            for (i, a6) in h.interfaces.iter().zip(a6) {
+                if !is_doc6(*a6) || !is_doc6(net6[i.network].network()) {
+                    return Err(err(format!(
+                        "refusing to configure {a6} on {}: the lab only uses documentation addresses",
+                        h.name
+                    )));
+                }
                 if !is_doc(i.address) || !is_doc(d.networks[i.network].cidr.network()) {
                     return Err(err(format!(
                         "refusing to configure {} on {}: the lab only uses documentation addresses",
@@ -126,9 +150,14 @@ impl LabNet {
         for (h, host) in d.hosts.iter().enumerate() {
             step(&format!("addresses and routes of {}", host.name));
             let mut script = String::new();
-            for i in &host.interfaces {
+            for (i, a6) in host.interfaces.iter().zip(&addr6[h]) {
                 let p = d.networks[i.network].cidr.prefix_len();
                 script += &format!("addr add {}/{p} dev {}\n", i.address, i.name);
+                let p6 = net6[i.network].prefix_len();
+                script += &format!("addr add {a6}/{p6} dev {} nodad\n", i.name);
+            }
+            for (prefix, via) in routes6(d, net6, addr6, h) {
+                script += &format!("route add {prefix} via {via}\n");
             }
             if let Some(g) = host.gateway {
                 // The gateway's address on the first network both share (route.rs next_hop).
@@ -160,7 +189,10 @@ impl LabNet {
                 })?;
             if host.roles.router {
                 // /proc/sys/net belongs to the namespace of the thread that opens it.
-                lab.hosts[h].run_in(|| std::fs::write("/proc/sys/net/ipv4/ip_forward", "1"))??;
+                lab.hosts[h].run_in(|| {
+                    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+                    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+                })??;
             }
         }
         Ok(lab)
@@ -185,8 +217,67 @@ impl LabNet {
     }
 }
 
-/// Load one host's rules into its namespace with the real tools.
-pub fn load_iptables(ns: &Netns, ipset: Option<&str>, rules: &str) -> io::Result<()> {
+/// Host h's IPv6 routes beyond its own links: `::/0` through its gateway
+/// when it has one, as its IPv4 default route; else, per network it can
+/// reach through routers, that network's prefix through the first router on
+/// the way (breadth first, so the fewest routers; module doc).
+fn routes6(
+    d: &Deployment,
+    net6: &[Ipv6Net],
+    addr6: &[Vec<Ipv6Addr>],
+    h: HostId,
+) -> Vec<(String, Ipv6Addr)> {
+    let host = &d.hosts[h];
+    let on = |r: HostId, n: usize| {
+        d.hosts[r]
+            .interfaces
+            .iter()
+            .position(|i| i.network == n)
+            .map(|k| addr6[r][k])
+    };
+    if let Some(g) = host.gateway {
+        return host
+            .interfaces
+            .iter()
+            .find_map(|i| on(g, i.network))
+            .map(|via| vec![("::/0".to_string(), via)])
+            .unwrap_or_default();
+    }
+    // Per network: the first hop that reaches it (None: not yet reached).
+    let mut hop: Vec<Option<Option<Ipv6Addr>>> = vec![None; d.networks.len()];
+    let mut queue = VecDeque::new();
+    for i in &host.interfaces {
+        hop[i.network] = Some(None);
+        queue.push_back(i.network);
+    }
+    let mut out = Vec::new();
+    while let Some(n) = queue.pop_front() {
+        for (r, router) in d.hosts.iter().enumerate() {
+            if r == h || !router.roles.router {
+                continue;
+            }
+            let Some(at) = on(r, n) else { continue };
+            let first = hop[n].flatten().unwrap_or(at);
+            for i in &router.interfaces {
+                if hop[i.network].is_none() {
+                    hop[i.network] = Some(Some(first));
+                    out.push((net6[i.network].to_string(), first));
+                    queue.push_back(i.network);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Load one host's rules into its namespace with the real tools: the ipsets,
+/// the IPv4 rules, and the IPv6 rules (`HOST.rules6`) when there are any.
+pub fn load_iptables(
+    ns: &Netns,
+    ipset: Option<&str>,
+    rules: &str,
+    rules6: Option<&str>,
+) -> io::Result<()> {
     if let Some(sets) = ipset {
         let o = ns.exec(&["ipset", "restore"], Some(sets))?;
         if !o.ok() {
@@ -197,6 +288,12 @@ pub fn load_iptables(ns: &Netns, ipset: Option<&str>, rules: &str) -> io::Result
     if !o.ok() {
         return Err(err(format!("iptables-restore: {}", o.stderr.trim())));
     }
+    if let Some(rules6) = rules6 {
+        let o = ns.exec(&["ip6tables-restore"], Some(rules6))?;
+        if !o.ok() {
+            return Err(err(format!("ip6tables-restore: {}", o.stderr.trim())));
+        }
+    }
     Ok(())
 }
 
@@ -206,4 +303,32 @@ pub fn load_nft(ns: &Netns, script: &str) -> io::Result<()> {
         return Err(err(format!("nft -f: {}", o.stderr.trim())));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::map::Mapping;
+
+    /// The wiki: the LAN's hosts route IPv6 through their gateway as they do
+    /// IPv4; RHost, with no gateway, reaches the LAN's /64 through FWHost
+    /// (no NAT66 hides it); FWHost is on both links and needs no route.
+    #[test]
+    fn ipv6_routes_follow_gateways_and_otherwise_the_routers() {
+        let text = include_str!("../../examples/wiki.toml").to_string();
+        let d = crate::load::load_str("wiki.toml", text).unwrap();
+        let (map, m) = Mapping::new(&d).unwrap();
+        let net6: Vec<Ipv6Net> = map.networks.iter().map(|n| n.mapped6).collect();
+        let a6 = map.lab6();
+        let routes = |h: &str| -> Vec<String> {
+            routes6(&m, &net6, &a6, m.host_by_name(h).unwrap())
+                .into_iter()
+                .map(|(p, via)| format!("{p} via {via}"))
+                .collect()
+        };
+        assert_eq!(routes("tshost"), ["::/0 via 2001:db8:1ab::1"]);
+        assert_eq!(routes("lhost"), ["::/0 via 2001:db8:1ab::1"]);
+        assert_eq!(routes("rhost"), ["2001:db8:1ab::/64 via 2001:db8:1ab:1::1"]);
+        assert!(routes("fwhost").is_empty());
+    }
 }

@@ -33,7 +33,7 @@ pub(super) struct ExposurePlan {
 }
 
 /// The ports every pair is probed on.
-fn probe_ports(plan: &Plan) -> BTreeSet<u16> {
+pub(super) fn probe_ports(plan: &Plan) -> BTreeSet<u16> {
     let mut p = BTreeSet::new();
     let edges = |r: PortRange, p: &mut BTreeSet<u16>| {
         p.insert(r.lo);
@@ -99,21 +99,29 @@ fn expected(plan: &Plan, pr: &Probe) -> Option<HostId> {
         .map(|(f, _)| f.responder)
 }
 
+/// Host x's source ports for `proto`: one ephemeral, one inside each source
+/// range in use, all off `dports`.
+pub(super) fn source_ports(
+    plan: &Plan,
+    x: HostId,
+    proto: Proto,
+    dports: &BTreeSet<u16>,
+) -> BTreeSet<u16> {
+    let mut v = BTreeSet::from([ephemeral(x, dports)]);
+    for f in plan.flows.iter().filter(|f| f.proto == proto) {
+        if let Some(r) = f.sport {
+            v.insert(pick_off(x, r, dports));
+        }
+    }
+    v
+}
+
 /// Plan: from every host to every address of every other host, both protocols,
-/// every source port of `sports_of` × every port of `probe_ports`.
+/// every source port of `source_ports` × every port of `probe_ports`.
 pub(super) fn plan(plan: &Plan) -> ExposurePlan {
     let d = &plan.deployment;
     let dports = probe_ports(plan);
-    // Source ports per host and protocol: one ephemeral, one inside each source range in use.
-    let sports_of = |x: usize, proto: Proto| -> BTreeSet<u16> {
-        let mut v = BTreeSet::from([ephemeral(x, &dports)]);
-        for f in plan.flows.iter().filter(|f| f.proto == proto) {
-            if let Some(r) = f.sport {
-                v.insert(pick_off(x, r, &dports));
-            }
-        }
-        v
-    };
+    let sports_of = |x: usize, proto: Proto| source_ports(plan, x, proto, &dports);
     let mut sports = BTreeSet::new();
     let mut probes = Vec::new();
     let mut pairs = 0;

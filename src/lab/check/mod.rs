@@ -1,6 +1,6 @@
 //! What the lab asks of the kernel, and how it judges the answers.
 //!
-//! Two questions, in this order:
+//! Three questions, in this order:
 //! 1. Exposure: from every host to every address of every other host, tcp and
 //!    udp, each opened range's edges (lo−1, lo, hi, hi+1), its middle, the edges
 //!    of the source ranges, and a spread of common ports, each from an ephemeral
@@ -12,6 +12,9 @@
 //!    `Path::last().src` (after NAT) and a source port in the same class; UDP
 //!    answers must come back. Data streams that only the conntrack helper opens
 //!    are probed after a helper-parsed exchange (UDP request, `CONNECT ...` reply).
+//! 3. IPv6 (`ipv6`): the exposure scan again over every host's IPv6 addresses,
+//!    judged by what each host's IPv6 policy accepts (`needed6`), and neighbour
+//!    discovery on every link.
 //!
 //! Exposure runs first: the helper's expectations (180 s) from question 2 would
 //! otherwise open ports for question 1. Source ports of exposure probes are
@@ -23,14 +26,15 @@
 //! address and port, and what each expects), **run** (sends them through a
 //! [`Prober`], the lab's namespaces in real runs, and retries what failed), and
 //! **judge** (pure: observations and expectations → `ProbedFlow`s, `ExposureFinding`s
-//! and their prose). `exposure` and `flows` each hold their three stages.
+//! and their prose). `exposure`, `flows` and `ipv6` each hold their three stages.
 
 mod exposure;
 mod flows;
+mod ipv6;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -49,6 +53,7 @@ use crate::view::FlowView;
 use crate::Plan;
 
 pub use flows::DUMPERS;
+pub use ipv6::{needed6, Ping, PingOutcome, Prober6};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -118,6 +123,62 @@ pub struct Exposure {
     pub notes: Vec<String>,
 }
 
+/// What the IPv6 question found (`ipv6`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ipv6Exposure {
+    pub probes: usize,
+    pub pairs: usize,
+    pub arrived: usize,
+    /// Of those that arrived, how many the responder's IPv6 policy accepts.
+    pub needed: usize,
+    pub unroutable: usize,
+    pub dports: Vec<u16>,
+    /// Per host, in host order.
+    pub hosts: Vec<Host6>,
+    /// What arrived over IPv6 beyond need (or at another host than sent to).
+    pub findings: Vec<ExposureFinding>,
+    /// One neighbour-discovery ping per host and link.
+    pub neighbours: Vec<Neighbour>,
+}
+
+impl Ipv6Exposure {
+    /// Failed pings: each a finding.
+    pub fn failed_neighbours(&self) -> usize {
+        self.neighbours
+            .iter()
+            .filter(|n| n.status == Status::Fail)
+            .count()
+    }
+    pub fn passed(&self) -> bool {
+        self.findings.is_empty() && self.failed_neighbours() == 0
+    }
+}
+
+/// One host over IPv6: its lab addresses and what reached them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host6 {
+    pub host: String,
+    pub addresses: Vec<String>,
+    /// Probes that arrived at this host.
+    pub arrived: usize,
+    /// Of those, what its IPv6 policy accepts.
+    pub needed: usize,
+    /// Of those, what it does not (each in a finding).
+    pub beyond_need: usize,
+}
+
+/// A neighbour-discovery ping between two hosts on one link.
+#[derive(Debug, Clone, Serialize)]
+pub struct Neighbour {
+    /// The network's name.
+    pub link: String,
+    pub src: String,
+    /// "lhost 2001:db8:1ab::3"
+    pub dst: String,
+    pub status: Status,
+    pub detail: String,
+}
+
 /// Everything one lab run observed.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabReport {
@@ -128,6 +189,7 @@ pub struct LabReport {
     pub networks: Vec<crate::lab::map::NetMap>,
     pub flows: Vec<ProbedFlow>,
     pub exposure: Exposure,
+    pub ipv6: Ipv6Exposure,
     pub seconds: f64,
 }
 
@@ -139,7 +201,7 @@ impl LabReport {
             .count()
     }
     pub fn passed(&self) -> bool {
-        self.failed_flows() == 0 && self.exposure.findings.is_empty()
+        self.failed_flows() == 0 && self.exposure.findings.is_empty() && self.ipv6.passed()
     }
     pub fn flow(&self, id: usize) -> &ProbedFlow {
         &self.flows[id - 1]
@@ -292,13 +354,72 @@ fn retry(
     Ok(())
 }
 
-/// Run both questions in the lab's namespaces. `hosts[h]` is host h's namespace.
+impl Prober6 for Sites<'_> {
+    fn probe6(
+        &mut self,
+        listens: &[Listen],
+        probes: &[Probe<SocketAddrV6>],
+        timing: Timing,
+        progress: &mut dyn FnMut(usize),
+    ) -> io::Result<Vec<Outcome<SocketAddrV6>>> {
+        probe::run(&self.0, listens, probes, timing, progress)
+    }
+
+    fn ping(&mut self, pings: &[Ping]) -> io::Result<Vec<PingOutcome>> {
+        for s in &self.0 {
+            s.ns.must(&["ip", "-6", "neigh", "flush", "all"])?;
+        }
+        // All at once: a ping whose neighbour never answers takes the whole
+        // ND timeout (three solicitations a second apart).
+        let children: Vec<io::Result<std::process::Child>> = pings
+            .iter()
+            .map(|p| {
+                let target = p.target.to_string();
+                self.0[p.from]
+                    .ns
+                    .command(&["ping", "-6", "-n", "-c", "1", "-W", "4", &target])
+                    .spawn()
+            })
+            .collect();
+        let mut out = Vec::with_capacity(pings.len());
+        for (p, c) in pings.iter().zip(children) {
+            let answered = match c.and_then(|c| c.wait_with_output()) {
+                Ok(o) => o.status.success(),
+                Err(e) => {
+                    out.push(PingOutcome::Error(format!("ping: {e}")));
+                    continue;
+                }
+            };
+            if answered {
+                out.push(PingOutcome::Answered);
+                continue;
+            }
+            let target = p.target.to_string();
+            let o = self.0[p.from]
+                .ns
+                .must(&["ip", "-6", "neigh", "show", &target])?;
+            // "ADDR dev IF lladdr MAC REACHABLE" or "ADDR dev IF FAILED"; the state is the last word.
+            let state = o.stdout.split_whitespace().last().unwrap_or("").to_string();
+            let known = ["REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT", "NOARP"];
+            out.push(if known.contains(&state.as_str()) {
+                PingOutcome::NoEcho(state)
+            } else {
+                PingOutcome::NoNeighbour(state)
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Run the three questions in the lab's namespaces. `hosts[h]` is host h's
+/// namespace, `addr6[h][k]` the lab IPv6 address of host h's interface k.
 pub fn run(
     plan: &Plan,
+    addr6: &[Vec<Ipv6Addr>],
     hosts: &[&Netns],
     timing: Timing,
     progress: &mut dyn FnMut(&str, usize, usize),
-) -> io::Result<(Vec<ProbedFlow>, Exposure)> {
+) -> io::Result<(Vec<ProbedFlow>, Exposure, Ipv6Exposure)> {
     // Network safety: every address we will ever send to is a documentation address.
     for h in &plan.deployment.hosts {
         for i in &h.interfaces {
@@ -309,17 +430,29 @@ pub fn run(
             );
         }
     }
+    for a in addr6.iter().flatten() {
+        assert!(
+            crate::lab::map::is_doc6(*a),
+            "lab address {a} is not a documentation address"
+        );
+    }
     let mut sites = Sites(
         hosts
             .iter()
             .zip(&plan.deployment.hosts)
-            .map(|(ns, h)| Site {
+            .zip(addr6)
+            .map(|((ns, h), a6)| Site {
                 ns,
                 addrs: h.interfaces.iter().map(|i| i.address).collect(),
+                addrs6: a6.clone(),
             })
             .collect(),
     );
-    run_with(plan, &mut sites, timing, progress)
+    let (flows, exposure) = run_with(plan, &mut sites, timing, progress)?;
+    let xp6 = ipv6::plan(plan, addr6);
+    let (seen6, pings) = ipv6::run(&xp6, &mut sites, timing, progress)?;
+    let ipv6 = ipv6::judge(plan, addr6, &xp6, &seen6, &pings);
+    Ok((flows, exposure, ipv6))
 }
 
 /// Both questions through any `Prober`: plan, run, judge each, exposure first
