@@ -229,3 +229,34 @@ fn an_extra_ipv6_accept_is_open_beyond_need_iptables() {
 fn an_extra_ipv6_accept_is_open_beyond_need_nft() {
     extra_accept(Backend::Nft);
 }
+
+/// An IPv6-speaking Amanda (the dual-stack example's upstream build): its
+/// flows' IPv6 openings arrive over IPv6 and the lab counts them as needed,
+/// so the run passes; the same topology with `ipv6 = false` opens none of
+/// them, and then only management arrives over IPv6.
+#[test]
+fn an_ipv6_speaking_builds_flows_arrive_over_ipv6_and_count_as_needed() {
+    let path = format!("{}/examples/dualstack.toml", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let lab_of = |text: String| {
+        let d = amwall::load::load_str("examples/dualstack.toml", text)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        Lab::new(d, Backend::Nft).expect("the dual-stack example maps and plans")
+    };
+    let speaks = run(lab_of(text.clone()));
+    assert!(speaks.passed(), "{speaks}");
+    assert!(speaks.ipv6.findings.is_empty(), "{speaks}");
+    let without = run(lab_of(text.replace(
+        "build = \"upstream\"\n",
+        "build = \"upstream\"\nipv6 = false\n",
+    )));
+    assert!(without.passed(), "{without}");
+    // Amanda's control port arrives over IPv6 only where the build speaks it.
+    let amanda = |r: &LabReport| r.ipv6.needed;
+    assert!(
+        amanda(&speaks) > amanda(&without),
+        "the IPv6 flows must arrive and count as needed: {} vs {}\n{speaks}",
+        amanda(&speaks),
+        amanda(&without)
+    );
+}

@@ -187,7 +187,7 @@ impl LabReport {
         )?;
         writeln!(
             f,
-            "  {} arrived, {} of them accepted by the responder's IPv6 policy (management, what IPv6 needs); {} had no route.",
+            "  {} arrived, {} of them accepted by the responder's IPv6 policy (management, what IPv6 needs, Amanda's IPv6 flows); {} had no route.",
             e.arrived, e.needed, e.unroutable
         )?;
         let mut rows = vec![[

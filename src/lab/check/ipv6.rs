@@ -39,17 +39,26 @@ pub fn needed6(
     sport: u16,
     dport: u16,
 ) -> bool {
-    let _ = sport; // No IPv6 opening constrains the source port yet.
     let Some(hp) = plan.policies.iter().find(|p| p.host == responder) else {
         return false;
     };
+    // Amanda's own IPv6 openings (an IPv6-speaking build): the same source
+    // and ports the responder's input rule accepts. The interface is not
+    // checked: an arrival is judged by who sent it to which port.
+    let amanda = hp.v6.rules.iter().any(|r| {
+        r.place == crate::policy::Place::Input
+            && r.proto == proto
+            && r.srcs.contains(&src)
+            && r.sport.map_or(true, |s| s.contains(sport))
+            && r.dports.iter().any(|d| d.contains(dport))
+    });
     let management =
         hp.v6.management.iter().any(|m| {
             m.proto == proto && m.port == dport && m.src.map_or(true, |n| n.contains(&src))
         });
     let dhcpv6 =
         proto == Proto::Udp && dport == DHCPV6_CLIENT_PORT && dhcpv6_client_dst().contains(&dst);
-    management || dhcpv6
+    management || dhcpv6 || amanda
 }
 
 /// One neighbour-discovery probe: host `from` pings `target`, host `to`'s
