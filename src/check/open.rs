@@ -665,20 +665,21 @@ fn needed6(plan: &Plan, h: HostId, c: &Compiled, input: bool) -> Vec<Cube> {
             }
         }
     }
-    let management = v6
+    // Management: accepted on every host, forwarded by routers.
+    for m in v6
         .into_iter()
         .filter(|v| input || v.router)
-        .flat_map(|v| &v.management);
-    if !input {
-        for m in management {
-            let mut cube = any();
-            if let Some(src) = m.src {
-                cube.set(SRC, net6(src));
-            }
-            cube.set(PROTO, Iv::point(if m.proto == Proto::Tcp { 6 } else { 17 }));
-            cube.set(DPORT, Iv::point(m.port as u128));
-            out.push(cube);
+        .flat_map(|v| &v.management)
+    {
+        let mut cube = any();
+        if let Some(src) = m.src {
+            cube.set(SRC, net6(src));
         }
+        cube.set(PROTO, Iv::point(if m.proto == Proto::Tcp { 6 } else { 17 }));
+        cube.set(DPORT, Iv::point(m.port as u128));
+        out.push(cube);
+    }
+    if !input {
         return out;
     }
     for &t in ICMPV6_ACCEPTED {
@@ -693,15 +694,6 @@ fn needed6(plan: &Plan, h: HostId, c: &Compiled, input: bool) -> Vec<Cube> {
     dhcp.set(PROTO, Iv::point(17));
     dhcp.set(DPORT, Iv::point(DHCPV6_CLIENT_PORT as u128));
     out.push(dhcp);
-    for m in management {
-        let mut cube = any();
-        if let Some(src) = m.src {
-            cube.set(SRC, net6(src));
-        }
-        cube.set(PROTO, Iv::point(if m.proto == Proto::Tcp { 6 } else { 17 }));
-        cube.set(DPORT, Iv::point(m.port as u128));
-        out.push(cube);
-    }
     out
 }
 
