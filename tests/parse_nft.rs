@@ -15,7 +15,9 @@ fn every_planned_nft_script_reparses_to_its_ir() {
     for (label, plan) in common::variants() {
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
-            let ir = render::nft_ruleset(hp);
+            // HOST.nft: table ip amwall, then table ip6 amwall.
+            let mut ir = render::nft_ruleset(hp);
+            ir.tables.push(render::nft6_table(hp));
             let text = plan.nft(hp);
             let parsed = nft::parse(&format!("{label}/{host}.nft"), &text)
                 .unwrap_or_else(|e| panic!("{label}/{host}: {e:?}\n{text}"));
