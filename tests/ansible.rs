@@ -334,7 +334,7 @@ fn lockout_rolls_back_the_first_batch_and_stops() {
     let r = f.playbook(&[]);
     assert!(!r.ok, "the rollout must fail:\n{}", r.out);
     assert!(
-        r.out.contains("did not answer a new SSH connection") && r.out.contains("No later batch was touched"),
+        r.out.contains("could not be reached over a new SSH connection") && r.out.contains("restored its previous ruleset") && r.out.contains("No later batch was touched"),
         "no clear message:\n{}",
         r.out
     );
