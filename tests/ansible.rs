@@ -322,28 +322,50 @@ fn lan_iptables_rollout_in_batches() {
 
 /// A plan whose management network leaves out the control node: the first
 /// batch (the server) loses SSH, its rollback restores it, the play fails
-/// saying so, and no client is touched.
+/// saying so, and no client is touched. nft: amwall's timed revert.
 #[test]
-fn lockout_rolls_back_the_first_batch_and_stops() {
+fn lockout_nft_rolls_back_the_first_batch_and_stops() {
+    lockout("nft");
+}
+
+/// The same with iptables: community.general.iptables_state's rollback.
+#[test]
+fn lockout_iptables_rolls_back_the_first_batch_and_stops() {
+    lockout("iptables");
+}
+
+fn lockout(backend: &str) {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
     let text = fixture("lan-doc.toml").replace(
         "from = [\"192.0.2.240/28\"]",
         "from = [\"203.0.113.0/28\"]",
     );
-    let f = fleet("lan-lockout.toml", &text, "lan", None, "nft");
+    let f = fleet("lan-lockout.toml", &text, "lan", None, backend);
     let r = f.playbook(&[]);
     assert!(!r.ok, "the rollout must fail:\n{}", r.out);
-    assert!(
-        r.out.contains("could not be reached over a new SSH connection") && r.out.contains("restored its previous ruleset") && r.out.contains("No later batch was touched"),
-        "no clear message:\n{}",
-        r.out
-    );
-    assert!(f.host_dir("backup").join("var/lib/amwall/rolled-back").exists(), "{}", r.out);
-    assert!(!f.has_table("backup"), "backup's rules were not rolled back");
+    let closed = |h: &str| {
+        let ns = f.lab.namespace(h).unwrap();
+        f.has_table(h) || ns.must(&["iptables-save"]).unwrap().stdout.contains(":INPUT DROP")
+    };
+    if backend == "nft" {
+        assert!(
+            r.out.contains("could not be reached over a new SSH connection")
+                && r.out.contains("restored its previous ruleset")
+                && r.out.contains("No later batch was touched"),
+            "no clear message:\n{}",
+            r.out
+        );
+        assert!(f.host_dir("backup").join("var/lib/amwall/rolled-back").exists(), "{}", r.out);
+    } else {
+        assert!(r.out.contains("Firewall has been rolled back to its initial state") && r.out.contains("No later batch was touched"), "no clear message:\n{}", r.out);
+    }
+    assert!(!closed("backup"), "backup's rules were not rolled back:\n{}", r.out);
     for h in ["web1", "web2", "db", "files", "print"] {
-        assert!(!f.has_table(h), "{h} was touched");
+        assert!(!closed(h), "{h} was touched");
         assert!(!f.host_dir(h).join("var/lib/amwall").exists(), "{h} was touched");
     }
-    assert!(!f.host_dir("backup").join("etc/amwall/amwall.nft").exists(), "installed for boot after a rollback");
-    eprintln!("lockout: failed as it should in {:.1?}", r.took);
+    for boot in ["etc/amwall/amwall.nft", "etc/iptables/rules.v4"] {
+        assert!(!f.host_dir("backup").join(boot).exists(), "{boot} installed after a rollback");
+    }
+    eprintln!("lockout ({backend}): failed as it should in {:.1?}\n{}", r.took, r.out.lines().filter(|l| l.contains("fatal")).collect::<Vec<_>>().join("\n"));
 }
