@@ -223,6 +223,22 @@ impl Fleet {
     }
 }
 
+/// The first result line after each run of `task` ("ok: [..]", "skipping: [..]").
+fn task_results<'a>(out: &'a str, task: &str) -> Vec<&'a str> {
+    let header = format!("TASK [{task}]");
+    out.split(&header)
+        .skip(1)
+        .map(|rest| {
+            rest.lines()
+                .map(str::trim)
+                .find(|l| ["ok:", "skipping:", "changed:", "fatal:"].iter().any(|p| l.starts_with(p)))
+                .unwrap_or("")
+        })
+        .collect()
+}
+
+const AMCHECK: &str = "amwall | amcheck from the Amanda server";
+
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab").join(name)).unwrap()
 }
@@ -283,6 +299,9 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
     }
     let site = f.lab.namespace("fwhost").unwrap().exec(&["nft", "list", "table", "ip", "site"], None).unwrap();
     assert!(site.ok() && site.stdout.contains("masquerade"), "the admin's table was touched: {}", site.stderr);
+    // amcheck ran after each batch: the router, the server, the two others.
+    let checks = task_results(&first.out, AMCHECK);
+    assert!(checks.len() == 3 && checks.iter().all(|l| l.starts_with("ok: [")), "{checks:?}\n{}", first.out);
     // Real Amanda through the rolled-out rules, every client.
     common::amanda::check_ok(&f.lab, "after the rollout");
 
@@ -291,6 +310,9 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
     for h in &hosts {
         assert_eq!(second.recap[h].0, 0, "{h}: a second run changed something:\n{}", second.out);
     }
+    // Nothing loaded, so no batch needs amcheck.
+    let checks = task_results(&second.out, AMCHECK);
+    assert!(!checks.is_empty() && checks.iter().all(|l| l.starts_with("skipping:")), "{checks:?}");
 }
 
 /// The 5-client LAN with iptables (ipsets, iptables_state's rollback), in
@@ -303,7 +325,8 @@ fn lan_iptables_rollout_in_batches() {
     let first = f.playbook(&[]);
     assert_run(&f, &first, "rollout");
     // backup alone (the server), then 5 clients in batches of 2: 3 amchecks of batches.
-    assert_eq!(first.out.matches("TASK [amwall | amcheck from the Amanda server]").count(), 4, "{}", first.out);
+    let checks = task_results(&first.out, AMCHECK);
+    assert!(checks.len() == 4 && checks.iter().all(|l| l.starts_with("ok: [")), "{checks:?}\n{}", first.out);
     for h in &hosts {
         let ns = f.lab.namespace(h).unwrap();
         let live = ns.must(&["iptables-save"]).unwrap().stdout;
@@ -318,6 +341,9 @@ fn lan_iptables_rollout_in_batches() {
     for h in &hosts {
         assert_eq!(second.recap[h].0, 0, "{h}: a second run changed something:\n{}", second.out);
     }
+    // Nothing loaded, so no batch needs amcheck.
+    let checks = task_results(&second.out, AMCHECK);
+    assert!(!checks.is_empty() && checks.iter().all(|l| l.starts_with("skipping:")), "{checks:?}");
 }
 
 /// A plan whose management network leaves out the control node: the first
