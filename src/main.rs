@@ -1137,7 +1137,10 @@ fn plan_ansible(
         eprintln!(
             "warning[{}]: {}{}",
             l.code,
-            l.host.as_deref().map(|h| format!("{h}: ")).unwrap_or_default(),
+            l.host
+                .as_deref()
+                .map(|h| format!("{h}: "))
+                .unwrap_or_default(),
             l.message
         );
     }

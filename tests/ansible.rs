@@ -77,7 +77,10 @@ fn must(cmd: &mut Command) -> String {
 /// every host, the control node at CONTROL on `network`, and the project
 /// written by the real CLI.
 fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backend: &str) -> Fleet {
-    let dir = tempfile::Builder::new().prefix("amwall-ansible-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("amwall-ansible-")
+        .tempdir()
+        .unwrap();
     let topo = dir.path().join(name);
     std::fs::write(&topo, text).unwrap();
     let d = amwall::load::load_str(name, text.to_string()).unwrap_or_else(|e| panic!("{e:?}"));
@@ -86,13 +89,25 @@ fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backe
 
     // Keys: one client key for the control node, a host key per host.
     let key = dir.path().join("id_ed25519");
-    must(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "amwall-test", "-f"]).arg(&key));
-    std::fs::copy(key.with_extension("pub"), dir.path().join("authorized_keys")).unwrap();
+    must(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "amwall-test", "-f"])
+            .arg(&key),
+    );
+    std::fs::copy(
+        key.with_extension("pub"),
+        dir.path().join("authorized_keys"),
+    )
+    .unwrap();
     for h in &plan.deployment.hosts {
         let hd = dir.path().join("hosts").join(&h.name);
         std::fs::create_dir_all(&hd).unwrap();
         let hk = hd.join("ssh_host_ed25519_key");
-        must(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&hk));
+        must(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&hk),
+        );
         let conf = hd.join("sshd_config");
         std::fs::write(
             &conf,
@@ -120,7 +135,8 @@ fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backe
                 Instant::now() < deadline,
                 "sshd on {} does not listen: {}",
                 h.name,
-                std::fs::read_to_string(dir.path().join("hosts").join(&h.name).join("sshd.log")).unwrap_or_default()
+                std::fs::read_to_string(dir.path().join("hosts").join(&h.name).join("sshd.log"))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -150,7 +166,13 @@ fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backe
         "amwall_batch": 2,
     });
     std::fs::write(dir.path().join("vars.json"), vars.to_string()).unwrap();
-    Fleet { control, lab, plan, dir, project }
+    Fleet {
+        control,
+        lab,
+        plan,
+        dir,
+        project,
+    }
 }
 
 struct Run {
@@ -198,7 +220,9 @@ impl Fleet {
         let mut recap = BTreeMap::new();
         if let Some(r) = out.split("PLAY RECAP").nth(1) {
             for line in r.lines() {
-                let Some((host, rest)) = line.split_once(" : ") else { continue };
+                let Some((host, rest)) = line.split_once(" : ") else {
+                    continue;
+                };
                 let field = |k: &str| {
                     rest.split_whitespace()
                         .find_map(|f| f.strip_prefix(k)?.parse::<u32>().ok())
@@ -210,7 +234,12 @@ impl Fleet {
                 );
             }
         }
-        Run { ok: o.ok(), out, recap, took: t.elapsed() }
+        Run {
+            ok: o.ok(),
+            out,
+            recap,
+            took: t.elapsed(),
+        }
     }
 
     fn has_table(&self, host: &str) -> bool {
@@ -231,7 +260,11 @@ fn task_results<'a>(out: &'a str, task: &str) -> Vec<&'a str> {
         .map(|rest| {
             rest.lines()
                 .map(str::trim)
-                .find(|l| ["ok:", "skipping:", "changed:", "fatal:"].iter().any(|p| l.starts_with(p)))
+                .find(|l| {
+                    ["ok:", "skipping:", "changed:", "fatal:"]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                })
                 .unwrap_or("")
         })
         .collect()
@@ -240,7 +273,12 @@ fn task_results<'a>(out: &'a str, task: &str) -> Vec<&'a str> {
 const AMCHECK: &str = "amwall | amcheck from the Amanda server";
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab").join(name)).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lab")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn assert_run(f: &Fleet, r: &Run, what: &str) {
@@ -257,8 +295,20 @@ fn assert_run(f: &Fleet, r: &Run, what: &str) {
 fn wiki_nft_rollout_amcheck_and_idempotence() {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
     // The control node on the LAN; RHost is reached through FWHost's NAT.
-    let f = fleet("wiki-doc.toml", &fixture("wiki-doc.toml"), "lan", Some(Ipv4Addr::new(192, 0, 2, 1)), "nft");
-    let hosts: Vec<String> = f.plan.deployment.hosts.iter().map(|h| h.name.clone()).collect();
+    let f = fleet(
+        "wiki-doc.toml",
+        &fixture("wiki-doc.toml"),
+        "lan",
+        Some(Ipv4Addr::new(192, 0, 2, 1)),
+        "nft",
+    );
+    let hosts: Vec<String> = f
+        .plan
+        .deployment
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
     // The site's NAT as it is before amwall (without it RHost is unreachable
     // from the LAN): a table of the admin's, which the rollout must leave alone.
     f.lab
@@ -273,46 +323,92 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
 
     let check = f.playbook(&["--check", "--diff"]);
     assert_run(&f, &check, "--check --diff");
-    assert!(check.out.contains("+table ip amwall {"), "check mode shows the rules to come:\n{}", check.out);
+    assert!(
+        check.out.contains("+table ip amwall {"),
+        "check mode shows the rules to come:\n{}",
+        check.out
+    );
     for h in &hosts {
         assert!(!f.has_table(h), "{h}: --check loaded rules");
-        assert!(!f.host_dir(h).join("etc/amwall/amwall.nft").exists(), "{h}: --check wrote");
+        assert!(
+            !f.host_dir(h).join("etc/amwall/amwall.nft").exists(),
+            "{h}: --check wrote"
+        );
     }
 
     let first = f.playbook(&[]);
     assert_run(&f, &first, "rollout");
     // Routers first, then the server, then the rest.
-    let pos = |s: &str| first.out.find(s).unwrap_or_else(|| panic!("no {s:?} in\n{}", first.out));
+    let pos = |s: &str| {
+        first
+            .out
+            .find(s)
+            .unwrap_or_else(|| panic!("no {s:?} in\n{}", first.out))
+    };
     assert!(pos("PLAY [amwall | routers") < pos("PLAY [amwall | the Amanda server"));
     assert!(pos("PLAY [amwall | the Amanda server") < pos("PLAY [amwall | clients"));
     for h in &hosts {
         assert!(f.has_table(h), "{h}: no table ip amwall after the rollout");
-        assert!(first.recap[h].0 > 0, "{h} changed nothing: {:?}", first.recap);
-        let installed = std::fs::read_to_string(f.host_dir(h).join("etc/amwall/amwall.nft")).unwrap();
+        assert!(
+            first.recap[h].0 > 0,
+            "{h} changed nothing: {:?}",
+            first.recap
+        );
+        let installed =
+            std::fs::read_to_string(f.host_dir(h).join("etc/amwall/amwall.nft")).unwrap();
         let planned = std::fs::read_to_string(f.project.join(format!("{h}.nft"))).unwrap();
         assert_eq!(installed, planned, "{h}: installed file");
         let conf = std::fs::read_to_string(f.host_dir(h).join("etc/nftables.conf")).unwrap();
-        assert!(conf.contains("include \"") && !conf.contains("flush ruleset"), "{h}: {conf}");
+        assert!(
+            conf.contains("include \"") && !conf.contains("flush ruleset"),
+            "{h}: {conf}"
+        );
         // The rollback was cancelled, not fired.
-        assert!(!f.host_dir(h).join("var/lib/amwall/rolled-back").exists(), "{h}");
-        assert!(!f.host_dir(h).join("var/lib/amwall/rollback.pid").exists(), "{h}");
+        assert!(
+            !f.host_dir(h).join("var/lib/amwall/rolled-back").exists(),
+            "{h}"
+        );
+        assert!(
+            !f.host_dir(h).join("var/lib/amwall/rollback.pid").exists(),
+            "{h}"
+        );
     }
-    let site = f.lab.namespace("fwhost").unwrap().exec(&["nft", "list", "table", "ip", "site"], None).unwrap();
-    assert!(site.ok() && site.stdout.contains("masquerade"), "the admin's table was touched: {}", site.stderr);
+    let site = f
+        .lab
+        .namespace("fwhost")
+        .unwrap()
+        .exec(&["nft", "list", "table", "ip", "site"], None)
+        .unwrap();
+    assert!(
+        site.ok() && site.stdout.contains("masquerade"),
+        "the admin's table was touched: {}",
+        site.stderr
+    );
     // amcheck ran after each batch: the router, the server, the two others.
     let checks = task_results(&first.out, AMCHECK);
-    assert!(checks.len() == 3 && checks.iter().all(|l| l.starts_with("ok: [")), "{checks:?}\n{}", first.out);
+    assert!(
+        checks.len() == 3 && checks.iter().all(|l| l.starts_with("ok: [")),
+        "{checks:?}\n{}",
+        first.out
+    );
     // Real Amanda through the rolled-out rules, every client.
     common::amanda::check_ok(&f.lab, "after the rollout");
 
     let second = f.playbook(&[]);
     assert_run(&f, &second, "second run");
     for h in &hosts {
-        assert_eq!(second.recap[h].0, 0, "{h}: a second run changed something:\n{}", second.out);
+        assert_eq!(
+            second.recap[h].0, 0,
+            "{h}: a second run changed something:\n{}",
+            second.out
+        );
     }
     // Nothing loaded, so no batch needs amcheck.
     let checks = task_results(&second.out, AMCHECK);
-    assert!(!checks.is_empty() && checks.iter().all(|l| l.starts_with("skipping:")), "{checks:?}");
+    assert!(
+        !checks.is_empty() && checks.iter().all(|l| l.starts_with("skipping:")),
+        "{checks:?}"
+    );
 }
 
 /// The 5-client LAN with iptables (ipsets, iptables_state's rollback), in
@@ -320,17 +416,36 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
 #[test]
 fn lan_iptables_rollout_in_batches() {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let f = fleet("lan-doc.toml", &fixture("lan-doc.toml"), "lan", None, "iptables");
-    let hosts: Vec<String> = f.plan.deployment.hosts.iter().map(|h| h.name.clone()).collect();
+    let f = fleet(
+        "lan-doc.toml",
+        &fixture("lan-doc.toml"),
+        "lan",
+        None,
+        "iptables",
+    );
+    let hosts: Vec<String> = f
+        .plan
+        .deployment
+        .hosts
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
     let first = f.playbook(&[]);
     assert_run(&f, &first, "rollout");
     // backup alone (the server), then 5 clients in batches of 2: 3 amchecks of batches.
     let checks = task_results(&first.out, AMCHECK);
-    assert!(checks.len() == 4 && checks.iter().all(|l| l.starts_with("ok: [")), "{checks:?}\n{}", first.out);
+    assert!(
+        checks.len() == 4 && checks.iter().all(|l| l.starts_with("ok: [")),
+        "{checks:?}\n{}",
+        first.out
+    );
     for h in &hosts {
         let ns = f.lab.namespace(h).unwrap();
         let live = ns.must(&["iptables-save"]).unwrap().stdout;
-        assert!(live.contains("--dport 22"), "{h}: rules not loaded:\n{live}");
+        assert!(
+            live.contains("--dport 22"),
+            "{h}: rules not loaded:\n{live}"
+        );
         assert!(f.host_dir(h).join("etc/iptables/rules.v4").exists(), "{h}");
         assert!(f.host_dir(h).join("etc/iptables/rules.v6").exists(), "{h}");
     }
@@ -339,11 +454,18 @@ fn lan_iptables_rollout_in_batches() {
     let second = f.playbook(&[]);
     assert_run(&f, &second, "second run");
     for h in &hosts {
-        assert_eq!(second.recap[h].0, 0, "{h}: a second run changed something:\n{}", second.out);
+        assert_eq!(
+            second.recap[h].0, 0,
+            "{h}: a second run changed something:\n{}",
+            second.out
+        );
     }
     // Nothing loaded, so no batch needs amcheck.
     let checks = task_results(&second.out, AMCHECK);
-    assert!(!checks.is_empty() && checks.iter().all(|l| l.starts_with("skipping:")), "{checks:?}");
+    assert!(
+        !checks.is_empty() && checks.iter().all(|l| l.starts_with("skipping:")),
+        "{checks:?}"
+    );
 }
 
 /// A plan whose management network leaves out the control node: the first
@@ -362,36 +484,70 @@ fn lockout_iptables_rolls_back_the_first_batch_and_stops() {
 
 fn lockout(backend: &str) {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let text = fixture("lan-doc.toml").replace(
-        "from = [\"192.0.2.240/28\"]",
-        "from = [\"203.0.113.0/28\"]",
-    );
+    let text = fixture("lan-doc.toml")
+        .replace("from = [\"192.0.2.240/28\"]", "from = [\"203.0.113.0/28\"]");
     let f = fleet("lan-lockout.toml", &text, "lan", None, backend);
     let r = f.playbook(&[]);
     assert!(!r.ok, "the rollout must fail:\n{}", r.out);
     let closed = |h: &str| {
         let ns = f.lab.namespace(h).unwrap();
-        f.has_table(h) || ns.must(&["iptables-save"]).unwrap().stdout.contains(":INPUT DROP")
+        f.has_table(h)
+            || ns
+                .must(&["iptables-save"])
+                .unwrap()
+                .stdout
+                .contains(":INPUT DROP")
     };
     if backend == "nft" {
         assert!(
-            r.out.contains("could not be reached over a new SSH connection")
+            r.out
+                .contains("could not be reached over a new SSH connection")
                 && r.out.contains("restored its previous ruleset")
                 && r.out.contains("No later batch was touched"),
             "no clear message:\n{}",
             r.out
         );
-        assert!(f.host_dir("backup").join("var/lib/amwall/rolled-back").exists(), "{}", r.out);
+        assert!(
+            f.host_dir("backup")
+                .join("var/lib/amwall/rolled-back")
+                .exists(),
+            "{}",
+            r.out
+        );
     } else {
-        assert!(r.out.contains("Firewall has been rolled back to its initial state") && r.out.contains("No later batch was touched"), "no clear message:\n{}", r.out);
+        assert!(
+            r.out
+                .contains("Firewall has been rolled back to its initial state")
+                && r.out.contains("No later batch was touched"),
+            "no clear message:\n{}",
+            r.out
+        );
     }
-    assert!(!closed("backup"), "backup's rules were not rolled back:\n{}", r.out);
+    assert!(
+        !closed("backup"),
+        "backup's rules were not rolled back:\n{}",
+        r.out
+    );
     for h in ["web1", "web2", "db", "files", "print"] {
         assert!(!closed(h), "{h} was touched");
-        assert!(!f.host_dir(h).join("var/lib/amwall").exists(), "{h} was touched");
+        assert!(
+            !f.host_dir(h).join("var/lib/amwall").exists(),
+            "{h} was touched"
+        );
     }
     for boot in ["etc/amwall/amwall.nft", "etc/iptables/rules.v4"] {
-        assert!(!f.host_dir("backup").join(boot).exists(), "{boot} installed after a rollback");
+        assert!(
+            !f.host_dir("backup").join(boot).exists(),
+            "{boot} installed after a rollback"
+        );
     }
-    eprintln!("lockout ({backend}): failed as it should in {:.1?}\n{}", r.took, r.out.lines().filter(|l| l.contains("fatal")).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "lockout ({backend}): failed as it should in {:.1?}\n{}",
+        r.took,
+        r.out
+            .lines()
+            .filter(|l| l.contains("fatal"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

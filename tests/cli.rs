@@ -387,7 +387,10 @@ fn plan_ansible_writes_the_project_only() {
         proj.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("ansible-playbook site.yml --check --diff"), "{stdout}");
+    assert!(
+        stdout.contains("ansible-playbook site.yml --check --diff"),
+        "{stdout}"
+    );
     for f in [
         "inventory.yml",
         "site.yml",
@@ -404,10 +407,18 @@ fn plan_ansible_writes_the_project_only() {
         assert!(proj.join(f).is_file(), "{f}");
     }
     let inv = std::fs::read_to_string(proj.join("inventory.yml")).unwrap();
-    assert!(inv.contains("\"web1\":\n      ansible_host: \"10.20.0.21\""), "{inv}");
+    assert!(
+        inv.contains("\"web1\":\n      ansible_host: \"10.20.0.21\""),
+        "{inv}"
+    );
     assert!(inv.contains("amanda_auth: \"bsdtcp\""), "{inv}");
     for bad in [&["--out", "x"][..], &["--host", "web1"][..]] {
-        let mut args = vec!["plan", "examples/lan.toml", "--ansible", proj.to_str().unwrap()];
+        let mut args = vec![
+            "plan",
+            "examples/lan.toml",
+            "--ansible",
+            proj.to_str().unwrap(),
+        ];
         args.extend_from_slice(bad);
         let (code, _, stderr) = amwall(&args);
         assert_eq!(code, 2, "{bad:?}: {stderr}");

@@ -135,13 +135,7 @@ fn ansible_host(d: &Deployment, h: HostId) -> std::net::Ipv4Addr {
 }
 
 // Long: the inventory in print order (defaults, hosts, groups); one format string per line
-fn inventory(
-    plan: &Plan,
-    load: Backend,
-    server: &str,
-    config: &str,
-    has_ipset: &[bool],
-) -> String {
+fn inventory(plan: &Plan, load: Backend, server: &str, config: &str, has_ipset: &[bool]) -> String {
     let d = &plan.deployment;
     let mut s = String::with_capacity(256 * d.hosts.len() + 4096);
     s.push_str(&with_header(
@@ -175,7 +169,12 @@ fn inventory(
     s.push_str("  hosts:\n");
     for (i, h) in d.hosts.iter().enumerate() {
         writeln!(s, "    {}:", q(&h.name)).unwrap();
-        writeln!(s, "      ansible_host: {}", q(&ansible_host(d, i).to_string())).unwrap();
+        writeln!(
+            s,
+            "      ansible_host: {}",
+            q(&ansible_host(d, i).to_string())
+        )
+        .unwrap();
         writeln!(s, "      amwall_backend: {}", q(load.name())).unwrap();
         writeln!(s, "      amwall_ipset: {}", has_ipset[i]).unwrap();
         writeln!(s, "      amanda_auth: {}", q(h.amanda.auth.name())).unwrap();
@@ -198,14 +197,21 @@ fn inventory(
         .collect();
     routers.sort();
     let groups: [(&str, Vec<HostId>); 3] = [
-        ("amwall_routers", routers.into_iter().map(|(_, h)| h).collect()),
+        (
+            "amwall_routers",
+            routers.into_iter().map(|(_, h)| h).collect(),
+        ),
         (
             "amwall_server",
-            (0..d.hosts.len()).filter(|&h| d.hosts[h].roles.server).collect(),
+            (0..d.hosts.len())
+                .filter(|&h| d.hosts[h].roles.server)
+                .collect(),
         ),
         (
             "amwall_clients",
-            (0..d.hosts.len()).filter(|&h| d.hosts[h].roles.client).collect(),
+            (0..d.hosts.len())
+                .filter(|&h| d.hosts[h].roles.client)
+                .collect(),
         ),
     ];
     for (g, members) in groups {
@@ -244,7 +250,10 @@ mod tests {
         assert_eq!(yaml_str("web1"), "\"web1\"");
         assert_eq!(yaml_str("yes"), "\"yes\"");
         assert_eq!(yaml_str("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
-        assert_eq!(yaml_str("{{ lookup('pipe','id') }}"), "!unsafe \"{{ lookup('pipe','id') }}\"");
+        assert_eq!(
+            yaml_str("{{ lookup('pipe','id') }}"),
+            "!unsafe \"{{ lookup('pipe','id') }}\""
+        );
     }
 
     fn plan(text: &str) -> Plan {
@@ -256,24 +265,40 @@ mod tests {
         let p = plan(include_str!("../../examples/wiki.toml"));
         let files = project(&p, BackendSet::Both, &Options::default()).unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        for f in ["inventory.yml", "site.yml", "amwall-host.yml", "amwall-verify.yml", "ansible.cfg", "tshost.nft", "fwhost.rules", "SUMMARY.md"] {
+        for f in [
+            "inventory.yml",
+            "site.yml",
+            "amwall-host.yml",
+            "amwall-verify.yml",
+            "ansible.cfg",
+            "tshost.nft",
+            "fwhost.rules",
+            "SUMMARY.md",
+        ] {
             assert!(names.contains(&f), "{f} missing: {names:?}");
         }
         assert_eq!(names.last(), Some(&"SUMMARY.md"));
         let inv = &files.iter().find(|(n, _)| n == "inventory.yml").unwrap().1;
-        assert!(inv.contains("    \"fwhost\":\n      ansible_host: \"192.168.2.1\"\n"), "{inv}");
-        assert!(inv.contains("    amwall_routers:\n      hosts:\n        \"fwhost\": {}\n"), "{inv}");
-        assert!(inv.contains("    amwall_server:\n      hosts:\n        \"tshost\": {}\n"), "{inv}");
+        assert!(
+            inv.contains("    \"fwhost\":\n      ansible_host: \"192.168.2.1\"\n"),
+            "{inv}"
+        );
+        assert!(
+            inv.contains("    amwall_routers:\n      hosts:\n        \"fwhost\": {}\n"),
+            "{inv}"
+        );
+        assert!(
+            inv.contains("    amwall_server:\n      hosts:\n        \"tshost\": {}\n"),
+            "{inv}"
+        );
         assert!(inv.contains("amanda_auth: \"bsd\""), "{inv}");
         assert!(inv.contains("amwall_amanda_server: \"tshost\""), "{inv}");
     }
 
     #[test]
     fn refuses_foreign_managers() {
-        let ufw = include_str!("../../examples/lan.toml").replace(
-            "name = \"db\"\n",
-            "name = \"db\"\nfirewall = \"ufw\"\n",
-        );
+        let ufw = include_str!("../../examples/lan.toml")
+            .replace("name = \"db\"\n", "name = \"db\"\nfirewall = \"ufw\"\n");
         let e = project(&plan(&ufw), BackendSet::Both, &Options::default()).unwrap_err();
         assert!(e.to_string().contains("db declare"), "{e}");
     }

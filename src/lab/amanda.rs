@@ -967,7 +967,11 @@ impl AmandaLab {
             .position(|n| n.name == network)
             .ok_or_else(|| err(format!("no network `{network}`")))?;
         let cidr = d.networks[n].cidr;
-        if !cidr.contains(&address) || d.hosts.iter().any(|h| h.interfaces.iter().any(|i| i.address == address)) {
+        if !cidr.contains(&address)
+            || d.hosts
+                .iter()
+                .any(|h| h.interfaces.iter().any(|i| i.address == address))
+        {
             return Err(err(format!("{address} is not a free address of {cidr}")));
         }
         let ns = Netns::new("amwa-ctl")?;
