@@ -179,20 +179,29 @@ fn inventory(plan: &Plan, load: Backend, server: &str, config: &str, has_ipset: 
         writeln!(s, "      amwall_ipset: {}", has_ipset[i]).unwrap();
         writeln!(s, "      amanda_auth: {}", q(h.amanda.auth.name())).unwrap();
         writeln!(s, "      amanda_disklist_name: {}", q(&h.name)).unwrap();
+        if h.roles.router {
+            let through = behind(plan, i);
+            if !through.is_empty() {
+                let names: Vec<String> = through.iter().map(|&b| q(&d.hosts[b].name)).collect();
+                writeln!(s, "      amwall_confirm_through: [{}]", names.join(", ")).unwrap();
+            }
+        }
     }
     s.push_str("  children:\n");
     // Routers nearest the admins first: one whose management passes fewer
     // other routers goes earlier, so a router is rolled out only once the
     // routers between it and the admins are done (and proven).
-    let mut routers: Vec<(usize, HostId)> = (0..d.hosts.len())
+    let router_ids: Vec<HostId> = (0..d.hosts.len())
         .filter(|&h| d.hosts[h].roles.router)
-        .map(|h| {
-            let hops = plan.management.get(h).map_or(0, |m| {
-                m.iter()
-                    .filter(|hop| hop.kind == HopKind::Forward && hop.host != h)
-                    .count()
-            });
-            (hops, h)
+        .collect();
+    let mut routers: Vec<(usize, HostId)> = router_ids
+        .iter()
+        .map(|&r| {
+            let between = router_ids
+                .iter()
+                .filter(|&&o| o != r && forwards_to(plan, o, r))
+                .count();
+            (between, r)
         })
         .collect();
     routers.sort();
@@ -226,6 +235,45 @@ fn inventory(plan: &Plan, load: Backend, server: &str, config: &str, has_ipset: 
         }
     }
     s
+}
+
+/// Whether `router` forwards the admins' management to `host`
+/// (`Plan::management` keeps, per router, a Forward hop per managed host).
+fn forwards_to(plan: &Plan, router: HostId, host: HostId) -> bool {
+    plan.management
+        .get(router)
+        .into_iter()
+        .flatten()
+        .any(|hop| {
+            hop.kind == HopKind::Forward && hop.dst.and_then(|a| plan.index.owner(a)) == Some(host)
+        })
+}
+
+/// Hosts the admins reach through `router`, at most 3 (the first ones
+/// forwarded out of each of its interfaces). A router's rules are confirmed
+/// only when a new SSH connection reaches these too, so a router that would
+/// cut the admins' way to the hosts behind it is rolled back before any of
+/// them is touched.
+fn behind(plan: &Plan, router: HostId) -> Vec<HostId> {
+    let mut seen: Vec<Option<&str>> = Vec::new();
+    let mut out = Vec::new();
+    for hop in plan.management.get(router).into_iter().flatten() {
+        if hop.kind != HopKind::Forward || seen.contains(&hop.out_iface.as_deref()) {
+            continue;
+        }
+        if let Some(h) = hop
+            .dst
+            .and_then(|a| plan.index.owner(a))
+            .filter(|&h| h != router)
+        {
+            seen.push(hop.out_iface.as_deref());
+            out.push(h);
+            if out.len() == 3 {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// A YAML double-quoted scalar that means exactly `v` to any YAML 1.1 or 1.2
@@ -292,6 +340,7 @@ mod tests {
             "{inv}"
         );
         assert!(inv.contains("amanda_auth: \"bsd\""), "{inv}");
+        assert!(inv.contains("amwall_confirm_through: [\"rhost\"]"), "{inv}");
         assert!(inv.contains("amwall_amanda_server: \"tshost\""), "{inv}");
     }
 
@@ -302,4 +351,90 @@ mod tests {
         let e = project(&plan(&ufw), BackendSet::Both, &Options::default()).unwrap_err();
         assert!(e.to_string().contains("db declare"), "{e}");
     }
+
+    /// Two routers in a row, the far one written first: the near one goes
+    /// first, and each is confirmed through the next host on the admins' way.
+    #[test]
+    fn routers_nearest_the_admins_first() {
+        let p = plan(CHAIN);
+        let files = project(&p, BackendSet::Both, &Options::default()).unwrap();
+        let inv = &files.iter().find(|(n, _)| n == "inventory.yml").unwrap().1;
+        assert!(
+            inv.contains(
+                "    amwall_routers:\n      hosts:\n        \"r1\": {}\n        \"r2\": {}\n"
+            ),
+            "{inv}"
+        );
+        assert!(
+            inv.contains("    \"r1\":\n      ansible_host: \"192.0.2.1\"\n"),
+            "{inv}"
+        );
+        let vars = |h: &str| {
+            inv.split(&format!("    \"{h}\":\n"))
+                .nth(1)
+                .unwrap()
+                .split("\n    \"")
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            vars("r1").contains("amwall_confirm_through: [\"r2\"]"),
+            "{inv}"
+        );
+        assert!(
+            vars("r2").contains("amwall_confirm_through: [\"c\"]"),
+            "{inv}"
+        );
+        assert!(!vars("srv").contains("amwall_confirm_through"), "{inv}");
+    }
+
+    const CHAIN: &str = r#"[amanda]
+auth = "bsdtcp"
+
+[management]
+from = ["lan"]
+
+[[network]]
+name = "lan"
+cidr = "192.0.2.0/25"
+
+[[network]]
+name = "mid"
+cidr = "192.0.2.128/25"
+
+[[network]]
+name = "far"
+cidr = "198.51.100.0/24"
+
+[[host]]
+name = "r2"
+roles = ["router"]
+interfaces = [
+  { name = "eth0", network = "mid", address = "192.0.2.130" },
+  { name = "eth1", network = "far", address = "198.51.100.1" },
+]
+gateway = "r1"
+
+[[host]]
+name = "r1"
+roles = ["router"]
+interfaces = [
+  { name = "eth0", network = "lan", address = "192.0.2.1" },
+  { name = "eth1", network = "mid", address = "192.0.2.129" },
+]
+gateway = "r2"
+
+[[host]]
+name = "srv"
+roles = ["server"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.10" }]
+gateway = "r1"
+
+[[host]]
+name = "c"
+roles = ["client"]
+interfaces = [{ name = "eth0", network = "far", address = "198.51.100.5" }]
+gateway = "r2"
+"#;
 }
