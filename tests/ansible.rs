@@ -272,6 +272,21 @@ fn task_results<'a>(out: &'a str, task: &str) -> Vec<&'a str> {
 
 const AMCHECK: &str = "amwall | amcheck from the Amanda server";
 
+/// The site's NAT as it is before amwall (without it RHost is unreachable
+/// from the LAN): a table of the admin's, which the rollout must leave alone.
+fn site_nat(f: &Fleet) {
+    let o = f
+        .lab
+        .namespace("fwhost")
+        .unwrap()
+        .exec(
+            &["nft", "-f", "-"],
+            Some("table ip site {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"eth1\" masquerade\n }\n}\n"),
+        )
+        .unwrap();
+    assert!(o.ok(), "{}", o.stderr);
+}
+
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -309,17 +324,7 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
         .iter()
         .map(|h| h.name.clone())
         .collect();
-    // The site's NAT as it is before amwall (without it RHost is unreachable
-    // from the LAN): a table of the admin's, which the rollout must leave alone.
-    f.lab
-        .namespace("fwhost")
-        .unwrap()
-        .exec(
-            &["nft", "-f", "-"],
-            Some("table ip site {\n chain post {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname \"eth1\" masquerade\n }\n}\n"),
-        )
-        .map(|o| assert!(o.ok(), "{}", o.stderr))
-        .unwrap();
+    site_nat(&f);
 
     let check = f.playbook(&["--check", "--diff"]);
     assert_run(&f, &check, "--check --diff");
@@ -347,6 +352,17 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
     };
     assert!(pos("PLAY [amwall | routers") < pos("PLAY [amwall | the Amanda server"));
     assert!(pos("PLAY [amwall | the Amanda server") < pos("PLAY [amwall | clients"));
+    // FWHost was confirmed through to RHost over a new connection.
+    let through = task_results(
+        &first.out,
+        "amwall | nft | a new SSH connection gets through to the hosts behind",
+    );
+    assert!(
+        through
+            .iter()
+            .any(|l| l.starts_with("ok: [fwhost -> rhost")),
+        "{through:?}"
+    );
     for h in &hosts {
         assert!(f.has_table(h), "{h}: no table ip amwall after the rollout");
         assert!(
@@ -550,4 +566,136 @@ fn lockout(backend: &str) {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A router whose new rules still let the admins in but no longer forward
+/// them to the host behind it (the project's file edited: the forward rule
+/// for management removed) is rolled back before that host is touched.
+#[test]
+fn router_cutting_the_way_behind_it_nft() {
+    router_cut(
+        "nft",
+        "fwhost.nft",
+        "ip daddr 198.51.100.5 tcp dport 22 accept",
+    );
+}
+
+#[test]
+fn router_cutting_the_way_behind_it_iptables() {
+    router_cut(
+        "iptables",
+        "fwhost.rules",
+        "-d 198.51.100.5/32 -i eth0 -o eth1 -p tcp -m tcp --dport 22",
+    );
+}
+
+fn router_cut(backend: &str, file: &str, line: &str) {
+    amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
+    let f = fleet(
+        "wiki-doc.toml",
+        &fixture("wiki-doc.toml"),
+        "lan",
+        Some(Ipv4Addr::new(192, 0, 2, 1)),
+        backend,
+    );
+    site_nat(&f);
+    let path = f.project.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains(line)).count(),
+        1,
+        "{text}"
+    );
+    let cut: String = text
+        .lines()
+        .filter(|l| !l.contains(line))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, cut).unwrap();
+    let r = f.playbook(&[]);
+    assert!(!r.ok, "the rollout must fail:\n{}", r.out);
+    assert!(
+        r.out.contains(
+            "the hosts behind fwhost (rhost) could not be reached over a new SSH connection"
+        ) && r.out.contains("No later batch was touched"),
+        "no clear message:\n{}",
+        r.out
+    );
+    let fw = f.lab.namespace("fwhost").unwrap();
+    assert!(
+        !f.has_table("fwhost"),
+        "fwhost's nft rules were not rolled back"
+    );
+    assert!(
+        !fw.must(&["iptables-save"])
+            .unwrap()
+            .stdout
+            .contains(":FORWARD DROP"),
+        "fwhost's iptables rules were not rolled back"
+    );
+    for h in ["tshost", "lhost", "rhost"] {
+        assert!(
+            !f.host_dir(h).join("var/lib/amwall").exists(),
+            "{h} was touched"
+        );
+    }
+    eprintln!(
+        "router cut ({backend}): failed as it should in {:.1?}",
+        r.took
+    );
+}
+
+/// The wiki topology with iptables: the router through iptables_state and
+/// confirmed through to RHost, amcheck after each batch, then `changed=0`.
+#[test]
+fn wiki_iptables_rollout_and_idempotence() {
+    amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
+    let f = fleet(
+        "wiki-doc.toml",
+        &fixture("wiki-doc.toml"),
+        "lan",
+        Some(Ipv4Addr::new(192, 0, 2, 1)),
+        "iptables",
+    );
+    site_nat(&f);
+    let first = f.playbook(&[]);
+    assert_run(&f, &first, "rollout");
+    let through = task_results(
+        &first.out,
+        "amwall | iptables | a new SSH connection gets through to the hosts behind",
+    );
+    assert!(
+        through
+            .iter()
+            .any(|l| l.starts_with("ok: [fwhost -> rhost")),
+        "{through:?}"
+    );
+    let checks = task_results(&first.out, AMCHECK);
+    assert!(
+        checks.len() == 3 && checks.iter().all(|l| l.starts_with("ok: [")),
+        "{checks:?}"
+    );
+    for h in ["tshost", "fwhost", "lhost", "rhost"] {
+        let live = f
+            .lab
+            .namespace(h)
+            .unwrap()
+            .must(&["iptables-save"])
+            .unwrap()
+            .stdout;
+        assert!(
+            live.contains(":INPUT DROP"),
+            "{h}: rules not loaded:\n{live}"
+        );
+    }
+    common::amanda::check_ok(&f.lab, "after the rollout");
+    let second = f.playbook(&[]);
+    assert_run(&f, &second, "second run");
+    for (h, (changed, _, _)) in &second.recap {
+        assert_eq!(
+            *changed, 0,
+            "{h}: a second run changed something:\n{}",
+            second.out
+        );
+    }
 }

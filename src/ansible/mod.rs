@@ -145,7 +145,7 @@ fn inventory(plan: &Plan, load: Backend, server: &str, config: &str, has_ipset: 
     ));
     let q = yaml_str;
     s.push_str("all:\n  vars:\n");
-    let vars: [(&str, String); 13] = [
+    let vars: [(&str, String); 14] = [
         ("amwall_etc_dir", q("/etc/amwall")),
         ("amwall_state_dir", q("/var/lib/amwall")),
         ("amwall_nftables_conf", q("/etc/nftables.conf")),
@@ -154,6 +154,9 @@ fn inventory(plan: &Plan, load: Backend, server: &str, config: &str, has_ipset: 
         ("amwall_ipsets_file", q("/etc/iptables/ipsets")),
         ("amwall_rollback_timeout", "30".into()),
         ("amwall_batch", "10".into()),
+        // How a router's rules are confirmed through to the hosts behind it:
+        // a new SSH connection, never a ControlMaster's established one.
+        ("amwall_fresh_ssh_args", q("-o ControlMaster=no -o ControlPath=none")),
         ("amwall_verify", "true".into()),
         ("amwall_amanda_server", q(server)),
         ("amwall_amanda_config", q(config)),
