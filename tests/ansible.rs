@@ -161,6 +161,11 @@ fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backe
         "amwall_iptables_rules_v4": per_host("etc/iptables/rules.v4"),
         "amwall_iptables_rules_v6": per_host("etc/iptables/rules.v6"),
         "amwall_ipsets_file": per_host("etc/iptables/ipsets"),
+        // iptables_state's confirmation cookie lives in the async directory
+        // (~/.ansible_async/iptables.state): the namespaces share one /root,
+        // so without this one host's confirmation would cancel another's
+        // rollback (in this test and in one running beside it).
+        "ansible_async_dir": per_host("async"),
         "amwall_amanda_config": amwall::lab::amanda::CONFIG,
         "amwall_rollback_timeout": ROLLBACK_SECS,
         "amwall_batch": 2,
@@ -203,7 +208,7 @@ impl Fleet {
             "ANSIBLE_HOST_KEY_CHECKING=False".into(),
             format!("ANSIBLE_PRIVATE_KEY_FILE={}", key.display()),
             "ANSIBLE_REMOTE_USER=root".into(),
-            format!("ANSIBLE_TIMEOUT={ROLLBACK_SECS}"),
+            format!("ANSIBLE_TIMEOUT={}", ROLLBACK_SECS + 10),
             format!("ANSIBLE_SSH_CONTROL_PATH_DIR={}/cp", home.display()),
             "ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no".into(),
             "ANSIBLE_NOCOLOR=1".into(),
