@@ -166,6 +166,8 @@ fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backe
         // so without this one host's confirmation would cancel another's
         // rollback (in this test and in one running beside it).
         "ansible_async_dir": per_host("async"),
+        // Ansible's remote temporary files, out of the machine's /root too.
+        "ansible_remote_tmp": per_host("tmp"),
         "amwall_amanda_config": amwall::lab::amanda::CONFIG,
         "amwall_rollback_timeout": ROLLBACK_SECS,
         "amwall_batch": 2,
