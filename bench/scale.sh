@@ -7,6 +7,8 @@
 #   1. `amwall plan` wall time and peak memory (output on tmpfs, fresh directory);
 #   2. kernel load time of the server's ruleset per backend in a namespace
 #      (ipset restore + iptables-restore; nft -f);
+#   1b. for 10,000 clients, `plan --ansible` (inventory, playbook, per-host files)
+#      against `plan --out`, as a ratio;
 # and for 10,000 clients:
 #   3. one bulk TCP stream (iperf3) from the last client of the set to the server
 #      through amwall's rules, alternated with runs through no firewall;
@@ -63,6 +65,21 @@ for n in 10 100 1000 10000; do
   rules=$(grep -c '^-A' "$out/server.rules")
   printf '%8s %10s %10s %12sms %12sms %10s\n' "$n" "$secs_plan" "$((kb / 1024))" "$(ms "$t0" "$t1")" "$(ms "$t1" "$t2")" "$rules"
 done
+
+printf '\n== 1b. plan --ansible (the Ansible project) against plan --out, 10,000 clients, best of 3 ==\n'
+best() { sort -n | head -n 1; }
+topo="$work/t10000.toml"
+for mode in out ansible; do
+  for i in 1 2 3; do
+    rm -rf "$work/ab-$mode"
+    /usr/bin/time -f '%e' -a -o "$work/ab-$mode.times" "$bin" plan "$topo" --"$mode" "$work/ab-$mode" -q >/dev/null 2>&1
+  done
+done
+t_out=$(best < "$work/ab-out.times")
+t_ans=$(best < "$work/ab-ansible.times")
+printf '%10s %10s %8s %8s\n' out_s ansible_s ratio files
+printf '%10s %10s %8s %8s\n' "$t_out" "$t_ans" "$(python3 -c "print(f'{$t_ans / $t_out:.2f}')")" "$(ls "$work/ab-ansible" | wc -l)"
+rm -rf "$work/ab-out" "$work/ab-ansible"
 
 printf '\n== 3./4. one TCP stream, last client of 10,000 -> server, %ss per run ==\n' "$secs"
 ip netns add "$srv"

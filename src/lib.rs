@@ -5,6 +5,7 @@
 //! or exits; errors are values with spans (`diag`).
 
 pub mod amanda;
+pub mod ansible;
 pub mod apply;
 pub mod check;
 pub mod diag;

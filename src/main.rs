@@ -210,6 +210,13 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// Write an Ansible project into DIR instead of --out: inventory.yml
+        /// (hosts by role), site.yml (the rollout: routers, the server, then
+        /// batches; each load rolled back unless a new SSH connection confirms
+        /// it; amcheck after each batch), each host's files and SUMMARY.md.
+        /// With --backend both, hosts load nft (amwall_backend per host).
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "host", "ufw", "firewalld", "iptables", "format"])]
+        ansible: Option<PathBuf>,
         #[arg(long, default_value = "both", value_parser = backend_set())]
         backend: BackendSet,
         /// iptables files for hosts whose firewall amwall is (`owned`: HOST.rules
@@ -484,6 +491,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             topology,
             amanda,
             out,
+            ansible,
             backend,
             iptables,
             ufw,
@@ -494,6 +502,9 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
             markdown,
         } => {
             let plan = Plan::build(amanda.load(topology.as_ref())?)?;
+            if let Some(dir) = ansible {
+                return plan_ansible(&plan, &amanda, backend, &dir, quiet);
+            }
             let want = amwall::summary::Files {
                 ufw,
                 firewalld,
@@ -1272,4 +1283,44 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `plan --ansible DIR`: the project, written all or nothing like `--out`.
+fn plan_ansible(
+    plan: &Plan,
+    amanda: &AmandaArgs,
+    backend: BackendSet,
+    dir: &std::path::Path,
+    quiet: bool,
+) -> amwall::Result<ExitCode> {
+    let opts = amwall::ansible::Options {
+        amanda_config: amanda
+            .amanda_config
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned()),
+    };
+    let files = amwall::ansible::project(plan, backend, &opts)?;
+    let written = write_outputs(dir, &files)?;
+    for l in &plan.lints {
+        eprintln!(
+            "warning[{}]: {}{}",
+            l.code,
+            l.host
+                .as_deref()
+                .map(|h| format!("{h}: "))
+                .unwrap_or_default(),
+            l.message
+        );
+    }
+    if !quiet {
+        let d = amwall::name::shell_word(&dir.display().to_string());
+        println!(
+            "wrote an Ansible project ({} files) to {}\n\n  cd {d}\n  ansible-playbook site.yml --check --diff   # what would change\n  ansible-playbook site.yml                  # roll out, batch by batch",
+            written.len(),
+            dir.display()
+        );
+    }
+    std::mem::forget(files);
+    Ok(ExitCode::SUCCESS)
 }

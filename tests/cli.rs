@@ -418,3 +418,73 @@ fn doctor_exit_codes() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("nohost"), "{stderr}");
 }
+
+/// `plan --ansible DIR`: the project (inventory, playbook, each host's files)
+/// and nothing in --out; --ansible with --out or --host is a usage error; a
+/// topology whose host another manager runs is refused with nothing written.
+#[test]
+fn plan_ansible_writes_the_project_only() {
+    let dir = tmpdir();
+    let proj = dir.path().join("fleet");
+    let (code, stdout, stderr) = amwall(&[
+        "plan",
+        "examples/lan.toml",
+        "--ansible",
+        proj.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("ansible-playbook site.yml --check --diff"),
+        "{stdout}"
+    );
+    for f in [
+        "inventory.yml",
+        "site.yml",
+        "amwall-host.yml",
+        "amwall-verify.yml",
+        "ansible.cfg",
+        "SUMMARY.md",
+        "backup.nft",
+        "backup.rules",
+        "backup.rules6",
+        "backup.ipset",
+        "web1.nft",
+    ] {
+        assert!(proj.join(f).is_file(), "{f}");
+    }
+    let inv = std::fs::read_to_string(proj.join("inventory.yml")).unwrap();
+    assert!(
+        inv.contains("\"web1\":\n      ansible_host: \"10.20.0.21\""),
+        "{inv}"
+    );
+    assert!(inv.contains("amanda_auth: \"bsdtcp\""), "{inv}");
+    for bad in [&["--out", "x"][..], &["--host", "web1"][..]] {
+        let mut args = vec![
+            "plan",
+            "examples/lan.toml",
+            "--ansible",
+            proj.to_str().unwrap(),
+        ];
+        args.extend_from_slice(bad);
+        let (code, _, stderr) = amwall(&args);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+    }
+    let topo = dir.path().join("ufw.toml");
+    std::fs::write(
+        &topo,
+        std::fs::read_to_string("examples/lan.toml")
+            .unwrap()
+            .replace("name = \"db\"\n", "name = \"db\"\nfirewall = \"ufw\"\n"),
+    )
+    .unwrap();
+    let other = dir.path().join("other");
+    let (code, _, stderr) = amwall(&[
+        "plan",
+        topo.to_str().unwrap(),
+        "--ansible",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("db declare"), "{stderr}");
+    assert!(!other.exists(), "nothing is written on refusal");
+}

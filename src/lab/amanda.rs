@@ -205,8 +205,9 @@ impl Drop for EtcNetns {
 #[derive(Debug)]
 struct Daemon {
     child: Child,
-    /// The host whose amandad this xinetd serves.
-    host: usize,
+    /// The host whose amandad this xinetd serves; `None` for what `spawn`
+    /// started (an sshd), which a restart of amandad must leave running.
+    xinetd_of: Option<usize>,
 }
 
 /// The result of one `amrecover` run.
@@ -254,6 +255,7 @@ pub struct AmandaLab {
     plan_hosts: Vec<String>,
     server: usize,
     restores: std::cell::Cell<u32>,
+    attached: std::cell::Cell<u32>,
     ruleset_texts: BTreeMap<(usize, &'static str), String>,
 }
 
@@ -358,6 +360,7 @@ impl AmandaLab {
             plan_hosts: d.hosts.iter().map(|h| h.name.clone()).collect(),
             server,
             restores: std::cell::Cell::new(0),
+            attached: std::cell::Cell::new(0),
             ruleset_texts: BTreeMap::new(),
         };
 
@@ -647,7 +650,10 @@ impl AmandaLab {
             .stdout(out.try_clone()?)
             .stderr(out);
         let child = cmd.spawn()?;
-        self.daemons.push(Daemon { child, host: id });
+        self.daemons.push(Daemon {
+            child,
+            xinetd_of: Some(id),
+        });
         // Wait until it listens.
         let port = control_port(auth, client_port);
         let flag = if auth == Auth::Bsdtcp {
@@ -749,7 +755,7 @@ impl AmandaLab {
         let client_port = plan.deployment.hosts[id].amanda.client_port.clone();
         let mut kept = Vec::new();
         for mut d in std::mem::take(&mut self.daemons) {
-            if d.host != id {
+            if d.xinetd_of != Some(id) {
                 kept.push(d);
                 continue;
             }
@@ -970,6 +976,74 @@ impl AmandaLab {
     /// Every address-to-name line the lab's namespaces resolve with.
     pub fn hosts_file(&self) -> String {
         fs::read_to_string(self.etc[0].path.join("hosts")).unwrap_or_default()
+    }
+
+    /// Start `argv` on `host` as a daemon of the lab (its hostname and Amanda
+    /// mounts, as `run` gives a command), output to `log`; stopped by PID when
+    /// the lab is dropped. Used to run an sshd per host (`tests/ansible.rs`),
+    /// so what arrives over SSH sees the host as Amanda does.
+    pub fn spawn(&mut self, host: &str, argv: &[&str], log: &Path) -> io::Result<u32> {
+        let id = self.host_id(host)?;
+        let out = fs::File::create(log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.hosts[id].ns.name()])
+            .args(self.wrapper(id))
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        let pid = child.id();
+        self.daemons.push(Daemon {
+            child,
+            xinetd_of: None,
+        });
+        Ok(pid)
+    }
+
+    /// A new namespace on `network` at `address` (a machine of the admins',
+    /// e.g. an Ansible control node), with `gateway` as its default route. Its
+    /// guard is the caller's; drop it before the lab.
+    pub fn attach(
+        &self,
+        plan: &Plan,
+        network: &str,
+        address: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
+    ) -> io::Result<Netns> {
+        let d = &plan.deployment;
+        let n = d
+            .networks
+            .iter()
+            .position(|n| n.name == network)
+            .ok_or_else(|| err(format!("no network `{network}`")))?;
+        let cidr = d.networks[n].cidr;
+        if !cidr.contains(&address)
+            || d.hosts
+                .iter()
+                .any(|h| h.interfaces.iter().any(|i| i.address == address))
+        {
+            return Err(err(format!("{address} is not a free address of {cidr}")));
+        }
+        let ns = Netns::new("amwa-ctl")?;
+        let port = format!("c{}n{n}", self.attached.get());
+        self.attached.set(self.attached.get() + 1);
+        veth(&ns, "eth0", &self.switch, &port)?;
+        self.switch
+            .must(&["ip", "link", "set", &port, "master", &format!("br{n}")])?;
+        ns.must(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{address}/{}", cidr.prefix_len()),
+            "dev",
+            "eth0",
+        ])?;
+        if let Some(g) = gateway {
+            ns.must(&["ip", "route", "add", "default", "via", &g.to_string()])?;
+        }
+        ns.must(&["sysctl", "-qw", "net.ipv4.tcp_syn_retries=2"])?;
+        Ok(ns)
     }
 
     /// A host's `.amandahosts` and `amanda-client.conf`, for reports.
