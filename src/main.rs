@@ -542,20 +542,7 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                     None => print!("{}", files.last().expect("SUMMARY.md").1),
                 }
             }
-            for l in &plan.lints {
-                eprintln!(
-                    "warning[{}]: {}{}",
-                    l.code,
-                    l.host
-                        .as_deref()
-                        .map(|h| format!("{h}: "))
-                        .unwrap_or_default(),
-                    l.message
-                );
-            }
-            for (code, w) in &plan.deployment.provenance.warnings {
-                eprintln!("warning[{code}]: {w}");
-            }
+            print_warnings(&plan);
             if terminal && !quiet {
                 // The brief view said where the files went.
             } else if written.len() <= 20 {
@@ -840,6 +827,25 @@ fn check(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The plan's lints and the warnings about the admin's Amanda files, on
+/// stderr, as every command that writes a plan says them.
+fn print_warnings(plan: &Plan) {
+    for l in &plan.lints {
+        eprintln!(
+            "warning[{}]: {}{}",
+            l.code,
+            l.host
+                .as_deref()
+                .map(|h| format!("{h}: "))
+                .unwrap_or_default(),
+            l.message
+        );
+    }
+    for (code, w) in &plan.deployment.provenance.warnings {
+        eprintln!("warning[{code}]: {w}");
+    }
 }
 
 /// A spinner on stderr that shows only once a run has taken a second, and
@@ -1302,17 +1308,7 @@ fn plan_ansible(
     };
     let files = amwall::ansible::project(plan, backend, &opts)?;
     let written = write_outputs(dir, &files)?;
-    for l in &plan.lints {
-        eprintln!(
-            "warning[{}]: {}{}",
-            l.code,
-            l.host
-                .as_deref()
-                .map(|h| format!("{h}: "))
-                .unwrap_or_default(),
-            l.message
-        );
-    }
+    print_warnings(plan);
     if !quiet {
         let d = amwall::name::shell_word(&dir.display().to_string());
         println!(
