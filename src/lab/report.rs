@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::check::{ExposureKind, LabReport, Status};
+use super::check::{ExposureFinding, ExposureKind, LabReport, Status};
 use crate::table;
 
 fn ports(v: &[crate::ports::PortRange]) -> String {
@@ -139,20 +139,7 @@ impl LabReport {
                 ExposureKind::Misrouted => "arrived at the wrong host",
                 ExposureKind::OnPath => "reachable from the masquerading router itself",
             };
-            writeln!(
-                f,
-                "  FAIL {kind}: {} → {} {} {} (source port {}){}: {}",
-                x.src,
-                x.dst,
-                x.proto,
-                ports(&x.dports),
-                x.sport,
-                x.arrived_at
-                    .as_ref()
-                    .map(|h| format!(", arrived at {h}"))
-                    .unwrap_or_default(),
-                x.why
-            )?;
+            finding(f, kind, x)?;
         }
         if e.findings.is_empty() {
             writeln!(
@@ -224,20 +211,7 @@ impl LabReport {
                 ExposureKind::Misrouted => "arrived over IPv6 at the wrong host",
                 _ => "reachable over IPv6 but not needed",
             };
-            writeln!(
-                f,
-                "  FAIL {kind}: {} → {} {} {} (source port {}){}: {}",
-                x.src,
-                x.dst,
-                x.proto,
-                ports(&x.dports),
-                x.sport,
-                x.arrived_at
-                    .as_ref()
-                    .map(|h| format!(", arrived at {h}"))
-                    .unwrap_or_default(),
-                x.why
-            )?;
+            finding(f, kind, x)?;
         }
         for n in e.neighbours.iter().filter(|n| n.status != Status::Pass) {
             writeln!(
@@ -288,6 +262,24 @@ impl LabReport {
         )
         }
     }
+}
+
+/// One exposure finding's line, IPv4's and IPv6's alike.
+fn finding(f: &mut fmt::Formatter<'_>, kind: &str, x: &ExposureFinding) -> fmt::Result {
+    writeln!(
+        f,
+        "  FAIL {kind}: {} → {} {} {} (source port {}){}: {}",
+        x.src,
+        x.dst,
+        x.proto,
+        ports(&x.dports),
+        x.sport,
+        x.arrived_at
+            .as_ref()
+            .map(|h| format!(", arrived at {h}"))
+            .unwrap_or_default(),
+        x.why
+    )
 }
 
 #[cfg(test)]
