@@ -1,5 +1,6 @@
 //! Real Amanda in the lab: the topology in network namespaces, one `amandad`
-//! (under its own xinetd) per host, a vtape server, and amwall's generated
+//! per host (under its own xinetd, or behind its own sshd for ssh auth:
+//! `lab::ssh`), a vtape server, and amwall's generated
 //! rules loaded with the real `iptables-restore` / `nft -f`. Then `amcheck`,
 //! `amdump` and `amrecover` run through those rules, and the recovered files
 //! are compared with the originals.
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::netns::{veth, Netns, Output};
+use super::ssh;
 use crate::amanda::settings::{Auth, ClientPort};
 use crate::flows::{control_port, Operation};
 use crate::model::HostId;
@@ -257,14 +259,17 @@ pub struct AmandaLab {
     restores: std::cell::Cell<u32>,
     attached: std::cell::Cell<u32>,
     ruleset_texts: BTreeMap<(usize, &'static str), String>,
+    /// The plan's ssh-auth conversations (none without ssh auth).
+    logins: Vec<ssh::Login>,
 }
 
 impl AmandaLab {
     /// Build the plan's topology in namespaces, configure Amanda on every host
     /// and start the amandads. No rules are loaded yet (see `load_rules`).
     ///
-    /// Supports one server, auth bsd, bsdudp and bsdtcp (ssh and local need no
-    /// network lab or an sshd). Refuses addresses outside the documentation ranges.
+    /// Supports one server and auth bsd, bsdudp, bsdtcp (amandad under xinetd)
+    /// and ssh (amandad under each host's own sshd, `lab::ssh`); local has no
+    /// network to prove. Refuses addresses outside the documentation ranges.
     pub fn build(plan: &Plan) -> io::Result<AmandaLab> {
         Self::build_with(plan, &Options::default())
     }
@@ -296,11 +301,13 @@ impl AmandaLab {
             )));
         };
         for h in &d.hosts {
-            if !matches!(h.amanda.auth, Auth::Bsd | Auth::Bsdudp | Auth::Bsdtcp) {
-                return Err(err(format!(
-                    "host `{}`: auth {} is not supported by the Amanda lab (bsd, bsdudp, bsdtcp)",
-                    h.name, h.amanda.auth
-                )));
+            for auth in [h.amanda.auth, h.client_conf.auth] {
+                if auth == Auth::Local {
+                    return Err(err(format!(
+                        "host `{}`: auth local needs no network, so the Amanda lab has nothing to prove for it (bsd, bsdudp, bsdtcp, ssh)",
+                        h.name
+                    )));
+                }
             }
             for i in &h.interfaces {
                 if i.name.len() > 15 {
@@ -362,6 +369,7 @@ impl AmandaLab {
             restores: std::cell::Cell::new(0),
             attached: std::cell::Cell::new(0),
             ruleset_texts: BTreeMap::new(),
+            logins: Vec::new(),
         };
 
         // Rulesets, rendered once.
@@ -418,6 +426,28 @@ impl AmandaLab {
             }
         }
 
+        // ssh auth: who dials whom under which name, seen as which address.
+        let mut logins = Vec::new();
+        for (f, p) in plan.flows.iter().zip(&plan.paths) {
+            if f.auth != Auth::Ssh {
+                continue;
+            }
+            let Some(caller) = ssh::Caller::of(f.operation) else {
+                continue;
+            };
+            logins.push(ssh::Login {
+                caller,
+                initiator: f.initiator,
+                responder: f.responder,
+                target_name: name_of(p.target)?,
+                target: p.target,
+                port: f.dport.lo,
+                seen_as: p.last().src,
+            });
+        }
+        logins.sort();
+        logins.dedup();
+
         // Per-host directories and /etc/netns files.
         for (id, h) in d.hosts.iter().enumerate() {
             let lh = &lab.hosts[id];
@@ -460,6 +490,12 @@ impl AmandaLab {
             if let Some(cp) = client_port_conf(&a.client_port) {
                 writeln!(conf, "client-port {cp}").unwrap();
             }
+            if a.auth == Auth::Ssh {
+                // amanda-auth(7): amrecover's own key, and the user it logs in as.
+                let key = lh.dir.join("ssh").join(ssh::Caller::Amrecover.key_name());
+                writeln!(conf, "ssh-keys \"{}\"", key.display()).unwrap();
+                writeln!(conf, "client-username \"{AMANDA_USER}\"").unwrap();
+            }
             write_ranges(
                 &mut conf,
                 a.reserved_udp_port,
@@ -475,6 +511,10 @@ impl AmandaLab {
             )?;
         }
 
+        if !logins.is_empty() {
+            lab.set_up_ssh(&logins)?;
+        }
+        lab.logins = logins;
         lab.configure_server(plan)?;
         for id in 0..lab.hosts.len() {
             lab.start_amandad(plan, id)?;
@@ -596,6 +636,13 @@ impl AmandaLab {
             if let Some(cp) = client_port_conf(&a.client_port) {
                 writeln!(c, "  client-port {cp}").unwrap();
             }
+            if a.auth == Auth::Ssh {
+                let key = self.hosts[self.server]
+                    .dir
+                    .join("ssh")
+                    .join(ssh::Caller::Amdump.key_name());
+                writeln!(c, "  ssh-keys \"{}\"", key.display()).unwrap();
+            }
             c.push_str("}\n");
             let lh = &self.hosts[h];
             for dle in &lh.dles {
@@ -621,9 +668,19 @@ impl AmandaLab {
         Ok(())
     }
 
+    /// amandad the way the host's auth reaches it: xinetd for bsd, bsdudp and
+    /// bsdtcp; sshd where an ssh-auth conversation answers here.
     fn start_amandad(&mut self, plan: &Plan, id: usize) -> io::Result<()> {
         let a = &plan.deployment.hosts[id].amanda;
-        self.start_xinetd(id, a.auth, &a.client_port)
+        if a.auth != Auth::Ssh {
+            let client_port = a.client_port.clone();
+            self.start_xinetd(id, a.auth, &client_port)?;
+        }
+        let ports = ssh::listen_ports(&self.logins, id);
+        if !ports.is_empty() {
+            self.start_sshd(id, &ports)?;
+        }
+        Ok(())
     }
 
     /// Start `id`'s xinetd on its `xinetd.conf` and wait until it listens
@@ -672,6 +729,119 @@ impl AmandaLab {
                     "xinetd on {} does not listen on {port} after 10 s: {}",
                     self.hosts[id].name,
                     fs::read_to_string(self.hosts[id].dir.join("xinetd.out")).unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Keys, `authorized_keys`, `known_hosts`, ssh and sshd configs and the
+    /// backup user's shell for ssh auth, all in the hosts' `/etc/netns/NS`
+    /// and run directories (`lab::ssh` says why each is as it is).
+    fn set_up_ssh(&self, logins: &[ssh::Login]) -> io::Result<()> {
+        let mut missing = Vec::new();
+        for tool in ["ssh", "sshd", "ssh-keygen"] {
+            if which(tool).is_none() {
+                missing.push(tool);
+            }
+        }
+        if !missing.is_empty() {
+            return Err(err(format!(
+                "ssh auth in the Amanda lab needs {} (packages openssh-client, openssh-server)",
+                missing.join(", ")
+            )));
+        }
+        let (uid, gid, _) = passwd(AMANDA_USER).ok_or_else(|| err("no backup user"))?;
+        let keygen = |path: &Path, comment: &str| -> io::Result<String> {
+            let o = super::netns::run(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                    .arg(path),
+                None,
+            )?;
+            if !o.ok() {
+                return Err(err(format!("ssh-keygen {}: {}", path.display(), o.stderr)));
+            }
+            fs::read_to_string(path.with_extension("pub"))
+        };
+        let mut host_keys = Vec::new();
+        for (id, h) in self.hosts.iter().enumerate() {
+            let etc_ssh = self.etc[id].path.join("ssh");
+            fs::create_dir_all(etc_ssh.join("authorized_keys"))?;
+            host_keys.push(keygen(
+                &etc_ssh.join("ssh_host_ed25519_key"),
+                &format!("amwall-lab-{}", h.name),
+            )?);
+        }
+        let mut user_keys = BTreeMap::new();
+        for l in logins {
+            if user_keys.contains_key(&(l.initiator, l.caller)) {
+                continue;
+            }
+            let dir = self.hosts[l.initiator].dir.join("ssh");
+            fs::create_dir_all(&dir)?;
+            let key = dir.join(l.caller.key_name());
+            let public = keygen(
+                &key,
+                &format!(
+                    "amwall-lab-{}-{}",
+                    self.hosts[l.initiator].name,
+                    l.caller.key_name()
+                ),
+            )?;
+            if l.caller == ssh::Caller::Amdump {
+                // The dumper runs ssh as the Amanda user, who must own its key.
+                chown(&key, Some(uid), Some(gid))?;
+            }
+            user_keys.insert((l.initiator, l.caller), public);
+        }
+        let passwd_text = fs::read_to_string("/etc/passwd")?;
+        for id in 0..self.hosts.len() {
+            let etc = &self.etc[id].path;
+            fs::write(etc.join("ssh/ssh_config"), ssh::ssh_config())?;
+            fs::write(
+                etc.join("ssh/ssh_known_hosts"),
+                ssh::known_hosts(logins, id, |r| host_keys[r].clone()),
+            )?;
+            let ports = ssh::listen_ports(logins, id);
+            if ports.is_empty() {
+                continue;
+            }
+            fs::write(
+                etc.join("ssh/sshd_config"),
+                ssh::sshd_config(&ports, AMANDA_USER),
+            )?;
+            fs::write(
+                etc.join("ssh/authorized_keys").join(AMANDA_USER),
+                ssh::authorized_keys(logins, id, AMANDAD, |i, c| {
+                    user_keys.get(&(i, c)).cloned().unwrap_or_default()
+                }),
+            )?;
+            fs::write(
+                etc.join("passwd"),
+                ssh::with_shell(&passwd_text, AMANDA_USER, "/bin/sh"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Start `id`'s sshd (its own /run for the privilege-separation directory)
+    /// and wait until it listens on every port in `ports`.
+    fn start_sshd(&mut self, id: usize, ports: &[u16]) -> io::Result<()> {
+        let script = "mount -t tmpfs -o mode=755 amwall-run /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config";
+        let name = self.hosts[id].name.clone();
+        let log = self.hosts[id].dir.join("sshd.log");
+        self.spawn(&name, &["sh", "-c", script], &log)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = self.hosts[id].ns.must(&["ss", "-Hlnt"])?;
+            if ports.iter().all(|p| o.stdout.contains(&format!(":{p} "))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(err(format!(
+                    "sshd on {name} does not listen on {ports:?} after 10 s: {}",
+                    fs::read_to_string(&log).unwrap_or_default()
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -746,6 +916,12 @@ impl AmandaLab {
     /// The xinetd configuration `host`'s amandad runs under.
     pub fn xinetd_conf(&self, host: &str) -> io::Result<PathBuf> {
         Ok(self.hosts[self.host_id(host)?].dir.join("xinetd.conf"))
+    }
+
+    /// What `host`'s sshd logged (ssh auth): each key accepted and the
+    /// address it came from.
+    pub fn sshd_log(&self, host: &str) -> io::Result<String> {
+        fs::read_to_string(self.hosts[self.host_id(host)?].dir.join("sshd.log"))
     }
 
     /// A planted fault: restart `host`'s xinetd serving amandad with `auth`
@@ -951,6 +1127,7 @@ impl AmandaLab {
             collect_files(&h.dir.join("log"), &mut files);
             files.push(h.dir.join("xinetd.log"));
             files.push(h.dir.join("xinetd.out"));
+            files.push(h.dir.join("sshd.log"));
             files.sort();
             for f in files {
                 let Ok(text) = fs::read_to_string(&f) else {

@@ -19,6 +19,7 @@ pub mod map;
 pub mod netns;
 pub mod probe;
 mod report;
+mod ssh;
 pub mod topo;
 pub mod ufw;
 
