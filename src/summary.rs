@@ -573,22 +573,118 @@ fn amanda_config(plan: &Plan, o: &mut String) {
         }
     }
     writeln!(o, "## What Amanda's configuration must say\n").unwrap();
-    if notes.is_empty() {
+    let no_nat = notes.is_empty();
+    ssh_notes(plan, &mut notes);
+    if no_nat {
+        let gap = if notes.is_empty() { "" } else { "\n" };
         writeln!(
             o,
-            "No NAT on any flow: hosts see each other's real addresses."
+            "No NAT on any flow: hosts see each other's real addresses.{gap}"
         )
         .unwrap();
-    } else {
-        for n in notes {
-            writeln!(o, "- {n}").unwrap();
-        }
+    }
+    for n in notes {
+        writeln!(o, "- {n}").unwrap();
     }
     if plan.deployment.hosts.iter().any(|h| {
         (h.roles.client && h.amanda.auth.is_udp())
             || (h.roles.recover && h.client_conf.auth.is_udp())
     }) {
         writeln!(o, "- bsd/bsdudp: each amandad host needs an inetd/xinetd UDP service for amandad (Debian only registers bsdtcp), and `client-port \"10080\"` numerically in the dumptypes and amanda-client.conf.").unwrap();
+    }
+}
+
+/// ssh auth: what each end's OpenSSH must hold for the plan's paths, set up as
+/// amanda-auth(7) says and proven by tests/amanda_ssh.rs. NAT decides the
+/// `from=` of a key (the address the answerer sees) and, behind a port
+/// forward, whose host key the caller must know under the router's address.
+fn ssh_notes(plan: &Plan, notes: &mut Vec<String>) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let d = &plan.deployment;
+    let amandad = crate::amanda::facts::amandad_path(d.build);
+    // (answerer, caller, amrecover?) → the addresses the answerer sees the caller as.
+    let mut keys: BTreeMap<(HostId, HostId, bool), BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    let mut forwarded: BTreeSet<(HostId, HostId, Ipv4Addr, u16, HostId)> = BTreeSet::new();
+    let mut answerers: BTreeSet<HostId> = BTreeSet::new();
+    for (f, p) in plan.flows.iter().zip(&plan.paths) {
+        if f.auth != crate::amanda::settings::Auth::Ssh || f.operation == Operation::LegacyRecover {
+            continue;
+        }
+        answerers.insert(f.responder);
+        keys.entry((f.responder, f.initiator, f.operation == Operation::Recover))
+            .or_default()
+            .insert(p.last().src);
+        if let Some(r) = p.routers().find(|h| h.dnat_to.is_some()) {
+            forwarded.insert((f.initiator, f.responder, p.target, f.dport.lo, r.host));
+        }
+    }
+    let name = |h: HostId| &d.hosts[h].name;
+    let options = "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty";
+    // The server's amdump key: one line per address the answerers see it as.
+    let mut amdump: BTreeMap<(HostId, Ipv4Addr), Vec<String>> = BTreeMap::new();
+    // Each amrecover host's root key on the server, with the address it arrives from.
+    let mut amrecover: BTreeMap<HostId, Vec<String>> = BTreeMap::new();
+    for ((res, ini, recover), from) in &keys {
+        for a in from {
+            if *recover {
+                amrecover
+                    .entry(*res)
+                    .or_default()
+                    .push(format!("`{}` {a}", name(*ini)));
+            } else {
+                amdump
+                    .entry((*ini, *a))
+                    .or_default()
+                    .push(format!("`{}`", name(*res)));
+            }
+        }
+    }
+    for ((server, a), on) in &amdump {
+        notes.push(format!(
+            "ssh: on {}, `~backup/.ssh/authorized_keys` holds `{}`'s amdump key (the dumptype's `ssh-keys`) as `from=\"{a}\",{options},command=\"{amandad} -auth=ssh amdump\" KEY` ({a} is how they see `{}`).",
+            on.join(", "),
+            name(*server),
+            name(*server),
+        ));
+    }
+    for (server, from) in &amrecover {
+        notes.push(format!(
+            "ssh: on `{}`, `~backup/.ssh/authorized_keys` holds each amrecover host's root key (its amanda-client.conf `ssh-keys`) as `from=\"ADDRESS\",{options},command=\"{amandad} -auth=ssh amindexd amidxtaped\" KEY`, ADDRESS being how `{}` sees it: {}.",
+            name(*server),
+            name(*server),
+            from.join(", "),
+        ));
+    }
+    for (ini, res, target, port, router) in &forwarded {
+        let at = if *port == crate::amanda::facts::SSH_PORT {
+            target.to_string()
+        } else {
+            format!("[{target}]:{port}")
+        };
+        notes.push(format!(
+            "ssh: `{}` reaches `{}` at {at} through `{}`'s port forward, so the host key `{}` must know for {at} is `{}`'s, not `{}`'s (Amanda runs ssh with BatchMode=yes, which refuses an unknown or changed host key).",
+            name(*ini), name(*res), name(*router), name(*ini), name(*res), name(*router)
+        ));
+    }
+    if !answerers.is_empty() {
+        let list: Vec<String> = answerers
+            .iter()
+            .map(|&h| format!("`{}`", name(h)))
+            .collect();
+        let mut n = format!(
+            "ssh: each caller must already know each answerer's host key under the name it dials (amanda-auth(7): make each connection once by hand, as the same user); no inetd/xinetd service is needed, sshd answers on {}.",
+            list.join(", ")
+        );
+        if d.build == Build::Debian {
+            write!(
+                n,
+                " Debian's `backup` user logs in with `{}`, through which sshd would run amandad: `usermod -s /bin/sh backup` on {}.",
+                crate::amanda::facts::DEBIAN_BACKUP_SHELL,
+                list.join(", ")
+            )
+            .unwrap();
+        }
+        notes.push(n);
     }
 }
 

@@ -87,6 +87,33 @@ fn full_run(backend: Backend) {
         "{rhost_keys}"
     );
 
+    // ...and every key line the lab wrote is one SUMMARY.md tells the admin to
+    // write, `from=` and `command=` included (the key itself aside).
+    let summary = amwall::summary::summary(
+        &plan,
+        None,
+        amwall::summary::Files {
+            iptables: None,
+            nft: true,
+            firewalld: false,
+            ufw: false,
+        },
+    );
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let keys = std::fs::read_to_string(
+            lab.etc_dir(host)
+                .unwrap()
+                .join("ssh/authorized_keys/backup"),
+        )
+        .unwrap();
+        for line in keys.lines().filter(|l| l.contains("amdump\"")) {
+            let options = line.split(" ssh-ed25519 ").next().unwrap();
+            assert!(
+                summary.contains(&format!("`{options} KEY`")),
+                "{host}: SUMMARY.md does not give `{options}`"
+            );
+        }
+    }
     check_ok(&lab, &label);
     dump_ok(&lab, &label);
     for host in ["lhost", "rhost", "fwhost", "tshost"] {

@@ -15,6 +15,23 @@ pub const AMIDXTAPE_PORT: u16 = 10083;
 /// (`A:common-src/ssh-security.c`).
 pub const SSH_PORT: u16 = 22;
 
+/// Where the build puts amandad, which an ssh-auth key's `command=` must name:
+/// Debian's amanda-client package ships `/usr/lib/amanda/amandad`; upstream's
+/// `amlibexecdir` is `${libexecdir}/amanda` (`A:config/amanda/dirs.m4`), and
+/// `libexecdir` under the default prefix is `/usr/local/libexec`.
+pub fn amandad_path(build: Build) -> &'static str {
+    match build {
+        Build::Debian => "/usr/lib/amanda/amandad",
+        Build::Upstream => "/usr/local/libexec/amanda/amandad",
+    }
+}
+
+/// Debian's `backup` user (base-passwd) logs in with `/usr/sbin/nologin`; sshd
+/// runs a forced command through the login shell, so ssh auth needs a real one
+/// (lab-verified: with nologin amcheck reports "error sending REQ: write error
+/// to: Broken pipe").
+pub const DEBIAN_BACKUP_SHELL: &str = "/usr/sbin/nologin";
+
 /// Debian's `/etc/amanda-security.conf`: the setuid `ambind` refuses privileged binds
 /// outside these ("udp port out of range (840 <= N <= 860)", `A:common-src/security-file.c`).
 pub const DEBIAN_AMBIND_UDP: PortRange = PortRange::new(840, 860);
