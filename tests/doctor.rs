@@ -291,3 +291,93 @@ fn helper_relied_on_without_the_assignment() {
     assert_eq!(first_cause(&r), ("helper-unassigned", "breaks"), "{r:#}");
     assert_eq!(r["findings"][0]["explains_error"], true, "{r:#}");
 }
+
+/// The ssh-auth wiki lab (tests/fixtures/lab/wiki-ssh.toml, tests/amanda_ssh.rs)
+/// with its rules loaded: amandad behind each host's sshd, whose config,
+/// key files and `/etc/passwd` are the namespace's own, where doctor reads them.
+const SSH_FIXTURE: &str = "tests/fixtures/lab/wiki-ssh.toml";
+
+fn ssh_loaded() -> (Plan, AmandaLab) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SSH_FIXTURE);
+    let plan = Plan::build(amwall::load::load_file(&path).unwrap()).unwrap();
+    let lab = lab(&plan);
+    lab.load_rules(Backend::Iptables)
+        .unwrap_or_else(|e| panic!("loading the generated rules: {e}"));
+    (plan, lab)
+}
+
+#[test]
+fn ssh_backup_users_shell_is_nologin() {
+    let (_plan, lab) = ssh_loaded();
+    // Debian's own line for backup, written in place (sshd has the file mounted).
+    let passwd = lab.etc_dir("lhost").unwrap().join("passwd");
+    let text = std::fs::read_to_string(&passwd).unwrap();
+    std::fs::write(
+        &passwd,
+        text.replace(
+            "backup:/var/backups:/bin/sh",
+            "backup:/var/backups:/usr/sbin/nologin",
+        ),
+    )
+    .unwrap();
+    let msg = amcheck_error(&lab, "lhost");
+    let r = doctor_with(
+        &lab,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(SSH_FIXTURE),
+        "lhost",
+        &msg,
+    );
+    assert_eq!(first_cause(&r), ("ssh-shell", "breaks"), "{r:#}");
+    assert_eq!(r["findings"][0]["explains_error"], true, "{r:#}");
+    only_one_breaks(&r);
+}
+
+/// One finding breaks Amanda; others may warn (Debian's own xinetd service
+/// for bsdtcp, unused under ssh auth, is one).
+fn only_one_breaks(r: &serde_json::Value) {
+    let breaks = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "breaks")
+        .count();
+    assert_eq!(breaks, 1, "{r:#}");
+}
+
+#[test]
+fn ssh_key_pinned_to_the_servers_inner_address_behind_nat() {
+    let (_plan, lab) = ssh_loaded();
+    // rhost sees the server as fwhost's public address (masquerade); a key
+    // pinned to tshost's own address is refused by sshd.
+    let keys = lab
+        .etc_dir("rhost")
+        .unwrap()
+        .join("ssh/authorized_keys/backup");
+    let text = std::fs::read_to_string(&keys).unwrap();
+    assert!(text.contains("from=\"198.51.100.1\""), "{text}");
+    std::fs::write(
+        &keys,
+        text.replace("from=\"198.51.100.1\"", "from=\"192.0.2.2\""),
+    )
+    .unwrap();
+    let msg = amcheck_error(&lab, "rhost");
+    let r = doctor_with(
+        &lab,
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(SSH_FIXTURE),
+        "rhost",
+        &msg,
+    );
+    assert_eq!(first_cause(&r), ("ssh-keys", "breaks"), "{r:#}");
+    assert_eq!(r["findings"][0]["explains_error"], true, "{r:#}");
+    let f = &r["findings"][0];
+    let summary = f["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("own address 192.0.2.2") && summary.contains("masquerade on fwhost"),
+        "{r:#}"
+    );
+    assert!(
+        f["fix"].as_str().unwrap().contains("from=\"198.51.100.1\""),
+        "{r:#}"
+    );
+    only_one_breaks(&r);
+}

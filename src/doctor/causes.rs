@@ -24,7 +24,14 @@ pub enum Cause {
     HelperMissing,
     /// `.amandahosts` does not name the server as it arrives here.
     Amandahosts,
-    /// inetd/xinetd is configured for amandad but nothing listens.
+    /// ssh auth: the Amanda user's login shell runs no command, so sshd
+    /// cannot start amandad.
+    SshShell,
+    /// ssh auth: no key line lets the caller in from where it arrives here,
+    /// or none runs amandad for the services it asks for.
+    SshKeys,
+    /// inetd/xinetd (or, for ssh auth, sshd) is configured for amandad but
+    /// nothing listens.
     NotListening,
     /// Too few reserved UDP ports for the dumpers.
     FewPorts,
@@ -42,6 +49,8 @@ impl Cause {
             Cause::HelperUnassigned => "helper-unassigned",
             Cause::HelperMissing => "helper-missing",
             Cause::Amandahosts => "amandahosts",
+            Cause::SshShell => "ssh-shell",
+            Cause::SshKeys => "ssh-keys",
             Cause::NotListening => "not-listening",
             Cause::FewPorts => "few-ports",
             Cause::Setting => "setting",
@@ -139,6 +148,21 @@ pub const TABLE: &[Row] = &[
         part: "not secure",
         causes: &[RulesetBlocks],
         source: "A:common-src/security-util.c (\"port N not secure\": SNAT to an unprivileged port)",
+    },
+    Row {
+        part: "eof on read from",
+        causes: &[RulesetBlocks, NotListening],
+        source: "A:common-src/security-util.c (the ssh pipe closed before a reply); lab (tests/amanda_ssh.rs): tcp/22 dropped on the client (ssh's connect timed out), or the port forward missing",
+    },
+    Row {
+        part: "write error to",
+        causes: &[SshShell, SshKeys, NotListening],
+        source: "A:common-src/security-util.c tcpm_send_token (ssh exited before amandad read the REQ); lab (tests/amanda_ssh.rs, tests/doctor.rs): the Amanda user's shell nologin, or a key whose from= does not admit the caller",
+    },
+    Row {
+        part: "permission denied (publickey",
+        causes: &[SshKeys],
+        source: "ssh(1) with BatchMode: no key the server offered is accepted",
     },
     Row {
         part: "error receiving message",

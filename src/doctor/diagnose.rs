@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::causes::{causes_of, rows_of, Cause};
 use super::gather::{Gathered, InetdService, Module, AMANDA_USER};
+use super::sshd;
 use super::{Evidence, Finding, Report, Severity};
 use crate::amanda::conf::{self, LintContext, SecurityConf, Services, Warning};
 use crate::amanda::settings::{Auth, ClientPort};
@@ -70,6 +71,7 @@ pub fn diagnose(g: &Gathered, ask: &Ask) -> Result<Report> {
     cx.ruleset();
     cx.kernel();
     cx.amandahosts();
+    cx.ssh();
     cx.listening(&needs);
     let mut findings = cx.out;
     let ranked = ask.error.as_deref().map(causes_of).unwrap_or_default();
@@ -676,7 +678,212 @@ impl Ctx<'_> {
         }
     }
 
-    /// (7) inetd/xinetd says amandad listens; does anything?
+    /// (7) ssh auth: sshd must answer on the port dialled, run amandad
+    /// through a shell that runs commands, and hold a key that lets each
+    /// caller in from the address it arrives from here (after masquerade:
+    /// the router's; sshd matches `from=` against addresses unless UseDNS).
+    // Long: one check per thing sshd needs, in the order a login meets them;
+    // each needs the same wants and the same gathered side
+    fn ssh(&mut self) {
+        let (Some(plan), Some(me)) = (self.plan, self.me) else {
+            return;
+        };
+        let d = &plan.deployment;
+        // (caller, address it arrives from, its own address, port, services)
+        let mut wants: Vec<(HostId, Ipv4Addr, Ipv4Addr, u16, &str)> = Vec::new();
+        for (f, p) in plan.flows.iter().zip(&plan.paths) {
+            if f.responder != me || f.auth != Auth::Ssh {
+                continue;
+            }
+            let services = match f.operation {
+                Operation::Check | Operation::Estimate | Operation::Backup => "amdump",
+                Operation::Recover => "amindexd amidxtaped",
+                Operation::LegacyRecover => continue,
+            };
+            let w = (
+                f.initiator,
+                p.last().src,
+                p.hops[0].src,
+                f.dport.lo,
+                services,
+            );
+            if !wants.contains(&w) {
+                wants.push(w);
+            }
+        }
+        if wants.is_empty() {
+            return;
+        }
+        let Some(side) = &self.g.ssh else {
+            self.not_checked
+                .push(format!("ssh auth: no user {AMANDA_USER} in /etc/passwd"));
+            return;
+        };
+        if sshd::refuses_commands(&side.shell) {
+            self.push(Finding {
+                cause: Cause::SshShell,
+                severity: Severity::Breaks,
+                summary: format!(
+                    "{AMANDA_USER}'s login shell is {}, which runs no command: sshd starts amandad through it, so every ssh-auth request fails",
+                    if side.shell.is_empty() { "empty" } else { &side.shell }
+                ),
+                evidence: vec![Evidence::new(
+                    &side.passwd_at,
+                    format!("{AMANDA_USER}: shell {}", side.shell),
+                )],
+                // Lab-verified (tests/amanda_ssh.rs, tests/doctor.rs).
+                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\"".into()),
+                fix: format!("usermod -s /bin/sh {AMANDA_USER} (Debian's {AMANDA_USER} user has {})", crate::amanda::facts::DEBIAN_BACKUP_SHELL),
+                explains_error: false,
+            });
+        }
+        let Some(sshd_conf) = &side.sshd else {
+            self.push(Finding {
+                cause: Cause::NotListening,
+                severity: Severity::Breaks,
+                summary: "ssh auth needs an OpenSSH server here, and there is no /etc/ssh/sshd_config".into(),
+                evidence: vec![Evidence::new("/etc/ssh/sshd_config", "does not exist".into())],
+                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\" or \"... EOF on read from HOST\" (ssh: Connection refused)".into()),
+                fix: "apt-get install openssh-server".into(),
+                explains_error: false,
+            });
+            return;
+        };
+        let ports = sshd_conf.listen_ports();
+        let mut dialled: Vec<u16> = wants.iter().map(|w| w.3).collect();
+        dialled.sort_unstable();
+        dialled.dedup();
+        for port in &dialled {
+            let configured = ports.contains(port);
+            let listening = match &self.g.listeners {
+                Ok(ls) => Some(ls.iter().any(|l| l.proto == "tcp" && l.port == *port)),
+                Err(_) => None,
+            };
+            if configured && listening != Some(false) {
+                continue;
+            }
+            self.push(Finding {
+                cause: Cause::NotListening,
+                severity: Severity::Breaks,
+                summary: if configured {
+                    format!("sshd is configured for tcp {port}, but nothing listens there (is sshd running?)")
+                } else {
+                    format!("Amanda dials tcp {port} for ssh auth, but sshd_config listens on {ports:?}")
+                },
+                evidence: vec![
+                    Evidence::new("/etc/ssh/sshd_config", format!("Port {ports:?}")),
+                    Evidence::new("ss -lnptuH", match listening {
+                        Some(true) => format!("a tcp socket on port {port}"),
+                        Some(false) => format!("no tcp socket on port {port}"),
+                        None => "not read".into(),
+                    }),
+                ],
+                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\" or \"... EOF on read from HOST\" (ssh: Connection refused)".into()),
+                fix: if configured {
+                    "systemctl start ssh, and read `journalctl -u ssh` for why it stopped".into()
+                } else {
+                    format!("add `Port {port}` to /etc/ssh/sshd_config, or set the dumptype's client-port to {}", ports[0])
+                },
+                explains_error: false,
+            });
+        }
+        let lines: Vec<(&str, &sshd::KeyLine)> = side
+            .key_files
+            .iter()
+            .flat_map(|(path, l)| l.iter().flatten().map(move |k| (path.as_str(), k)))
+            .collect();
+        for (peer, seen, inner, _, services) in wants {
+            let names: Vec<String> = self
+                .g
+                .etc_hosts
+                .iter()
+                .filter(|(a, _)| *a == IpAddr::V4(seen))
+                .flat_map(|(_, n)| n.clone())
+                .collect();
+            let admits = |k: &sshd::KeyLine, addr: Ipv4Addr| {
+                k.from.as_ref().map_or(true, |f| {
+                    sshd::from_allows(f, IpAddr::V4(addr), &names, sshd_conf.use_dns)
+                })
+            };
+            let runs = |k: &sshd::KeyLine| {
+                k.command.as_ref().map_or(true, |c| {
+                    c.contains("amandad")
+                        && c.contains("-auth=ssh")
+                        && services
+                            .split(' ')
+                            .all(|s| c.split_whitespace().any(|w| w == s))
+                })
+            };
+            if lines.iter().any(|(_, k)| admits(k, seen) && runs(k)) {
+                continue;
+            }
+            let who = &d.hosts[peer].name;
+            let nat = plan
+                .flows
+                .iter()
+                .zip(&plan.paths)
+                .find(|(f, p)| f.initiator == peer && f.responder == me && p.last().src == seen)
+                .and_then(|(_, p)| p.hops.iter().find(|h| h.snat_to.is_some()))
+                .map(|h| format!(" (after masquerade on {})", d.hosts[h.host].name))
+                .unwrap_or_default();
+            let mut evidence = Vec::new();
+            let mut inner_named = false;
+            for (path, k) in &lines {
+                let mut note = format!(
+                    "{} from={} command={}",
+                    k.key,
+                    k.from.as_ref().map_or("(any)".into(), |f| f.join(",")),
+                    k.command.as_deref().unwrap_or("(any)")
+                );
+                if inner != seen && !admits(k, seen) && admits(k, inner) {
+                    inner_named = true;
+                    note.push_str(&format!(
+                        "  ← admits {who}'s own address {inner}, not the {seen} it arrives from"
+                    ));
+                } else if !runs(k) {
+                    note.push_str(&format!("  ← does not run `amandad -auth=ssh {services}`"));
+                } else if !sshd_conf.use_dns
+                    && k.from.iter().flatten().any(|p| {
+                        p.chars().any(|c| c.is_ascii_alphabetic())
+                            && p.parse::<ipnet::IpNet>().is_err()
+                    })
+                {
+                    note.push_str(
+                        "  ← a host name in from= never matches with UseDNS no (sshd's default)",
+                    );
+                }
+                evidence.push(Evidence::new(&format!("{path}:{}", k.line), note));
+            }
+            for (path, l) in &side.key_files {
+                if l.is_none() {
+                    evidence.push(Evidence::new(path, "does not exist".into()));
+                }
+            }
+            let files: Vec<&str> = side.key_files.iter().map(|(p, _)| p.as_str()).collect();
+            self.push(Finding {
+                cause: Cause::SshKeys,
+                severity: Severity::Breaks,
+                summary: if inner_named {
+                    format!("the key lines for {who} admit its own address {inner}, but its connections arrive from {seen}{nat}: sshd refuses the key")
+                } else if lines.is_empty() {
+                    format!("no key in {} lets {who} log in as {AMANDA_USER}", files.join(", "))
+                } else {
+                    format!("no key line lets {who} in from {seen}{nat} to run `amandad -auth=ssh {services}`")
+                },
+                evidence,
+                // Lab-verified (tests/doctor.rs): ssh exits before amandad reads the request.
+                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\" (ssh: Permission denied (publickey))".into()),
+                fix: format!(
+                    "in {}: `from=\"{seen}\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,command=\"{} -auth=ssh {services}\" KEY` with {who}'s key (SUMMARY.md's \"What Amanda's configuration must say\")",
+                    files.first().copied().unwrap_or("~backup/.ssh/authorized_keys"),
+                    crate::amanda::facts::amandad_path(d.build),
+                ),
+                explains_error: false,
+            });
+        }
+    }
+
+    /// (8) inetd/xinetd says amandad listens; does anything?
     fn listening(&mut self, needs: &[Need]) {
         let ls = match &self.g.listeners {
             Ok(l) => l.clone(),

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use super::sshd::{self, KeyLine, SshdConfig};
 use crate::amanda::conf::{self, AmandaConfig, ClientConf, LoadOptions, SecurityConf, Services};
 use crate::amanda::settings::Auth;
 use crate::check::{HostRules, RulesFile};
@@ -173,6 +174,21 @@ pub struct Gathered {
     pub listeners: std::result::Result<Vec<Listener>, String>,
     pub rules: std::result::Result<HostRules, String>,
     pub kernel: Kernel,
+    /// What sshd reads when Amanda's ssh auth logs in as the Amanda user.
+    pub ssh: Option<SshSide>,
+}
+
+/// The Amanda user's side of ssh auth on this host.
+#[derive(Clone, Debug, Serialize)]
+pub struct SshSide {
+    /// The login shell sshd runs a key's `command=` through, and its line.
+    pub shell: String,
+    pub passwd_at: String,
+    /// `None`: no /etc/ssh/sshd_config (no OpenSSH server installed).
+    pub sshd: Option<SshdConfig>,
+    /// The key files sshd reads for the Amanda user, and what they hold
+    /// (`None`: the file does not exist).
+    pub key_files: Vec<(String, Option<Vec<KeyLine>>)>,
 }
 
 /// `abs` (an absolute path on the host) under the root, its symlinks
@@ -336,7 +352,73 @@ pub fn gather(host: &dyn Host) -> Result<Gathered> {
         listeners,
         rules: live_rules(host),
         kernel: kernel(root)?,
+        ssh: ssh_side(root)?,
     })
+}
+
+/// The Amanda user's shell and key files, and sshd's settings (its
+/// `Include`s read where they stand, `*` in their last component).
+fn ssh_side(root: &Path) -> Result<Option<SshSide>> {
+    let Some((file, passwd)) = text(root, "/etc/passwd")? else {
+        return Ok(None);
+    };
+    let Some((n, fields)) = passwd.lines().enumerate().find_map(|(n, l)| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() == 7 && f[0] == AMANDA_USER).then(|| (n + 1, f))
+    }) else {
+        return Ok(None);
+    };
+    let (home, shell) = (fields[5].to_string(), fields[6].to_string());
+    let sshd = match text(root, "/etc/ssh/sshd_config")? {
+        None => None,
+        Some((_, t)) => {
+            let mut c = SshdConfig::default();
+            let mut failed: Option<Error> = None;
+            let mut include = |pattern: &str| -> Vec<String> {
+                let abs = if pattern.starts_with('/') {
+                    pattern.to_string()
+                } else {
+                    format!("/etc/ssh/{pattern}")
+                };
+                let (dir, last) = abs.rsplit_once('/').unwrap_or(("/", &abs));
+                let names: Vec<String> = if last.contains(['*', '?']) {
+                    dir_names(root, dir)
+                        .into_iter()
+                        .filter(|n| sshd::glob(last, n))
+                        .collect()
+                } else {
+                    vec![last.to_string()]
+                };
+                let mut texts = Vec::new();
+                for n in names {
+                    match text(root, &format!("{dir}/{n}")) {
+                        Ok(Some((_, t))) => texts.push(t),
+                        Ok(None) => {}
+                        Err(e) => failed = failed.take().or(Some(e)),
+                    }
+                }
+                texts
+            };
+            sshd::parse_sshd_config(&t, &mut c, &mut sshd::Seen::default(), &mut include, 0);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            Some(c)
+        }
+    };
+    let mut key_files = Vec::new();
+    if let Some(c) = &sshd {
+        for path in c.key_files(AMANDA_USER, &home) {
+            let lines = text(root, &path)?.map(|(_, t)| sshd::parse_authorized_keys(&t));
+            key_files.push((path, lines));
+        }
+    }
+    Ok(Some(SshSide {
+        shell,
+        passwd_at: format!("{file}:{n}"),
+        sshd,
+        key_files,
+    }))
 }
 
 /// The live ruleset as `apply` reads it: iptables-save, the rest of nft's

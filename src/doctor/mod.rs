@@ -12,6 +12,7 @@ pub mod causes;
 mod diagnose;
 pub mod gather;
 mod report;
+mod sshd;
 
 use serde::Serialize;
 
