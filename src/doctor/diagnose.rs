@@ -621,13 +621,7 @@ impl Ctx<'_> {
             if ok {
                 continue;
             }
-            let nat = plan
-                .flows
-                .iter()
-                .zip(&plan.paths)
-                .find(|(f, p)| f.initiator == peer && f.responder == me && p.last().src == seen)
-                .and_then(|(_, p)| p.hops.iter().find(|h| h.snat_to.is_some()))
-                .map(|h| d.hosts[h.host].name.clone());
+            let nat = masqueraded_by(plan, peer, me, seen);
             let mut evidence: Vec<Evidence> = Vec::new();
             let mut inner_named = false;
             for l in lines {
@@ -818,13 +812,8 @@ impl Ctx<'_> {
                 continue;
             }
             let who = &d.hosts[peer].name;
-            let nat = plan
-                .flows
-                .iter()
-                .zip(&plan.paths)
-                .find(|(f, p)| f.initiator == peer && f.responder == me && p.last().src == seen)
-                .and_then(|(_, p)| p.hops.iter().find(|h| h.snat_to.is_some()))
-                .map(|h| format!(" (after masquerade on {})", d.hosts[h.host].name))
+            let nat = masqueraded_by(plan, peer, me, seen)
+                .map(|r| format!(" (after masquerade on {r})"))
                 .unwrap_or_default();
             let mut evidence = Vec::new();
             let mut inner_named = false;
@@ -978,6 +967,16 @@ impl Ctx<'_> {
             .find(|(x, _)| *x == a)
             .and_then(|(_, n)| n.first().cloned())
     }
+}
+
+/// The router whose masquerade makes `peer`'s flows arrive at `me` from `seen`.
+fn masqueraded_by(plan: &Plan, peer: HostId, me: HostId, seen: Ipv4Addr) -> Option<String> {
+    plan.flows
+        .iter()
+        .zip(&plan.paths)
+        .find(|(f, p)| f.initiator == peer && f.responder == me && p.last().src == seen)
+        .and_then(|(_, p)| p.hops.iter().find(|h| h.snat_to.is_some()))
+        .map(|h| plan.deployment.hosts[h.host].name.clone())
 }
 
 /// Whether any rule assigns the amanda helper (`-j CT --helper amanda`,
