@@ -26,7 +26,9 @@
 //! (amcheck names lhost, and only lhost); fwhost's port forward removed
 //! (rhost's amrecover fails, lhost's still works); Debian's own
 //! `/usr/sbin/nologin` shell for `backup` (amcheck fails for that host even
-//! with the rules right: the fact SUMMARY.md tells admins).
+//! with the rules right: the fact SUMMARY.md tells admins). And `client-port
+//! 2222`: Amanda's ssh dials 2222 everywhere, FWHost forwards 2222, and no
+//! Amanda rule opens tcp/22.
 //!
 //! Needs root, amanda-server, amanda-client, openssh-server, openssh-client,
 //! iptables, nftables, ipset: anything missing fails, never skips.
@@ -229,4 +231,55 @@ fn negative_ssh_controls() {
     }
     eprintln!("negative ssh, backup's shell nologin on lhost: {problems:?}");
     eprintln!("ssh negative controls: {:.1?}", start.elapsed());
+}
+
+/// `client-port 2222` with ssh auth: Amanda passes it to ssh as `-p 2222`
+/// (A:common-src/ssh-security.c), for the dumpers and for amrecover alike, so
+/// every sshd answers on 2222, FWHost forwards 2222 to TSHost, and the
+/// callers know the host keys as `[name]:2222`. Nothing Amanda does may need
+/// tcp/22 then: the plan opens no tcp/22 for Amanda, and the run passes.
+#[test]
+fn ssh_on_port_2222_iptables() {
+    use amwall::amanda::settings::ClientPort;
+    let start = Instant::now();
+    let label = "ssh:2222/iptables";
+    let mut d = ssh_plan().deployment;
+    for s in std::iter::once(&mut d.amanda).chain(
+        d.hosts
+            .iter_mut()
+            .flat_map(|h| [&mut h.amanda, &mut h.client_conf]),
+    ) {
+        s.client_port = Some(ClientPort::Number(2222));
+    }
+    let plan = Plan::build(d).expect("plans");
+    let lab = AmandaLab::build(&plan).unwrap_or_else(|e| panic!("building the Amanda lab: {e}"));
+    for host in ["tshost", "fwhost", "lhost", "rhost"] {
+        let rules = lab.ruleset(host, Backend::Iptables).unwrap();
+        assert!(
+            !rules
+                .lines()
+                .any(|l| l.contains("--dport 22 ") && l.contains("amanda")),
+            "{host}: an Amanda rule for tcp/22\n{rules}"
+        );
+    }
+    assert!(lab
+        .ruleset("fwhost", Backend::Iptables)
+        .unwrap()
+        .contains("--dport 2222 -m comment --comment \"amanda recovery\" -j DNAT"));
+    lab.load_rules(Backend::Iptables)
+        .unwrap_or_else(|e| panic!("{label}: loading the generated rules: {e}"));
+    check_ok(&lab, label);
+    dump_ok(&lab, label);
+    for host in ["rhost", "lhost", "fwhost", "tshost"] {
+        recover_ok(&lab, label, host);
+    }
+    assert!(
+        lab.sshd_log("rhost")
+            .unwrap()
+            .contains("Accepted publickey for backup from 198.51.100.1"),
+        "{}",
+        lab.sshd_log("rhost").unwrap()
+    );
+    every_rule_hit_nothing_dropped(&lab, label, Backend::Iptables);
+    eprintln!("{label}: whole run {:.1?}", start.elapsed());
 }
