@@ -69,10 +69,19 @@ pub fn parse_sshd_config(
                 seen.use_dns = true;
                 c.use_dns = value.eq_ignore_ascii_case("yes");
             }
+            // sshd stops at 16 levels; the count bounds the work a file
+            // that includes itself many times would cause (10 lines deep 16).
             "include" if depth < 16 => {
                 for pattern in value.split_whitespace() {
                     c.includes.push(pattern.to_string());
+                    if seen.included >= MAX_INCLUDED {
+                        return;
+                    }
                     for t in include(pattern) {
+                        if seen.included >= MAX_INCLUDED {
+                            return;
+                        }
+                        seen.included += 1;
                         parse_sshd_config(&t, c, seen, include, depth + 1);
                     }
                 }
@@ -89,7 +98,12 @@ pub struct Seen {
     use_dns: bool,
     /// A `Match` block began: nothing after it is global.
     pub in_match: bool,
+    /// Included files read so far.
+    included: usize,
 }
+
+/// At most this many included files are read, however they nest.
+const MAX_INCLUDED: usize = 64;
 
 impl SshdConfig {
     /// The listening ports (22 without `Port`).
@@ -373,6 +387,46 @@ mod tests {
         assert!(from_allows(&p(&["fwhost-*"]), a, &names, true));
         assert!(!glob("a*b*c", "aXbY"));
         assert!(glob("*", ""));
+    }
+
+    #[test]
+    fn a_file_including_itself_is_read_a_bounded_number_of_times() {
+        let text = "Include /x\n".repeat(10) + "Port 2\n";
+        let mut c = SshdConfig::default();
+        let mut reads = 0;
+        parse_sshd_config(
+            &text,
+            &mut c,
+            &mut Seen::default(),
+            &mut |_| {
+                reads += 1;
+                vec![text.clone()]
+            },
+            0,
+        );
+        assert!(reads <= MAX_INCLUDED + 1, "{reads}");
+    }
+
+    proptest::proptest! {
+        /// Hostile key files and configs: never a panic, and a line number
+        /// always names a line of the text.
+        #[test]
+        fn any_text_parses(text in "(?s).{0,400}") {
+            for k in parse_authorized_keys(&text) {
+                proptest::prop_assert!(k.line >= 1 && k.line <= text.lines().count());
+            }
+            let mut c = SshdConfig::default();
+            parse_sshd_config(&text, &mut c, &mut Seen::default(), &mut |_| vec![text.clone()], 14);
+            let _ = c.key_files("backup", "/var/backups");
+        }
+
+        #[test]
+        fn any_from_pattern(p in ".{0,40}", a in proptest::prelude::any::<[u8; 4]>()) {
+            let addr = IpAddr::from(a);
+            let _ = from_allows(&[p.clone()], addr, &[p.clone()], true);
+            // A literal address always admits itself.
+            proptest::prop_assert!(from_allows(&[addr.to_string()], addr, &[], false));
+        }
     }
 
     #[test]
