@@ -44,7 +44,9 @@ pub struct WarningJson<'a> {
 #[derive(Debug, Serialize)]
 pub struct NetworkJson<'a> {
     pub name: &'a str,
-    pub cidr: Ipv4Net,
+    /// Absent on an IPv6-only network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Ipv4Net>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr6: Option<ipnet::Ipv6Net>,
 }
@@ -70,7 +72,9 @@ pub struct HostJson<'a> {
 pub struct InterfaceJson<'a> {
     pub name: &'a str,
     pub network: &'a str,
-    pub address: Ipv4Addr,
+    /// Absent for an interface without IPv4 (an IPv6-only host or network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address6: Option<std::net::Ipv6Addr>,
 }

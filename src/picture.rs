@@ -171,6 +171,17 @@ pub fn can_write(path: &FsPath) -> Result<()> {
 /// markup should rely on that (the topology's path is never checked). A
 /// control or invisible character shows as `<U+000A>`, as in every other
 /// file `plan` writes (`name::comment`).
+/// A network's prefixes as its label shows them: IPv4 first, as before
+/// IPv6-only networks, then IPv6.
+fn net_prefixes(net: &crate::model::Network) -> String {
+    match (net.cidr, net.cidr6) {
+        (Some(c), Some(c6)) => format!("{c}, {c6}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(c6)) => c6.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
 fn esc(s: &str) -> String {
     let s = crate::name::comment(s);
     let mut o = String::with_capacity(s.len());
@@ -495,11 +506,10 @@ impl Layout {
             writeln!(o, r##"<g class="network"><line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#444" stroke-width="3"/>"##).unwrap();
             writeln!(
                 o,
-                r##"<text x="{x0}" y="{}" fill="#444">{} {}{}</text>"##,
+                r##"<text x="{x0}" y="{}" fill="#444">{} {}</text>"##,
                 y - 5.0,
                 esc(&net.name),
-                net.cidr,
-                net.cidr6.map(|c| format!(", {c}")).unwrap_or_default()
+                net_prefixes(net)
             )
             .unwrap();
             for x in xs {
@@ -965,19 +975,27 @@ fn box_lines(plan: &Plan, hosts: &[HostId]) -> Vec<String> {
     lines.push(roles(first.roles));
     for (k, i) in first.interfaces.iter().enumerate() {
         let net = &d.networks[i.network].name;
+        // An IPv6-only interface is named by its IPv6 address here.
+        let addr = |i: &crate::model::Interface| match (i.address, i.address6) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(a6)) => a6.to_string(),
+            (None, None) => String::new(),
+        };
         if hosts.len() > 1 {
             lines.push(format!(
                 "{} {} … {}",
-                i.name, i.address, last.interfaces[k].address
+                i.name,
+                addr(i),
+                addr(&last.interfaces[k])
             ));
         } else if first.interfaces.len() > 1 {
-            lines.push(format!("{} {} ({net})", i.name, i.address));
+            lines.push(format!("{} {} ({net})", i.name, addr(i)));
         } else {
-            lines.push(format!("{} {}", i.name, i.address));
+            lines.push(format!("{} {}", i.name, addr(i)));
         }
         // A dual-stack interface's IPv6 address on a line of its own, under
         // the interface's name.
-        if let (1, Some(a6)) = (hosts.len(), i.address6) {
+        if let (1, Some(a6), Some(_)) = (hosts.len(), i.address6, i.address) {
             lines.push(format!("{} {a6}", " ".repeat(i.name.chars().count())));
         }
     }

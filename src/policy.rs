@@ -382,9 +382,12 @@ fn host_policy(
     let masquerade = host
         .masquerade
         .iter()
-        .map(|m| Masq {
-            from: d.networks[m.from].cidr,
-            out_iface: d.iface_on(h, m.to).expect("validated").name.clone(),
+        .filter_map(|m| {
+            Some(Masq {
+                // Validated: masquerade only between networks with IPv4.
+                from: d.networks[m.from].cidr?,
+                out_iface: d.iface_on(h, m.to)?.name.clone(),
+            })
         })
         .collect();
     HostPolicy {

@@ -36,7 +36,7 @@ fn src_text(plan: &Plan, hp: &HostPolicy, r: &PolicyRule) -> String {
         Addrs::Net(n) => d
             .networks
             .iter()
-            .find(|x| x.cidr == *n)
+            .find(|x| x.cidr == Some(*n))
             .map_or_else(|| n.to_string(), |x| format!("{} ({n})", x.name)),
         Addrs::Group(g) => {
             let g = &hp.groups[*g];

@@ -78,8 +78,10 @@ struct RawManagement {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawNetwork {
     name: Spanned<String>,
-    cidr: Spanned<String>,
-    /// The same link's IPv6 prefix, on a dual-stack network.
+    /// The link's IPv4 prefix; absent on an IPv6-only network.
+    cidr: Option<Spanned<String>>,
+    /// The link's IPv6 prefix: the same link's on a dual-stack network,
+    /// the only one on an IPv6-only network.
     cidr6: Option<Spanned<String>>,
     /// Default gateway for hosts on this network that only a hosts file names.
     gateway: Option<Spanned<String>>,
@@ -107,7 +109,8 @@ struct RawHost {
 struct RawInterface {
     name: Spanned<String>,
     network: Spanned<String>,
-    address: Spanned<String>,
+    /// Absent for an interface that speaks only IPv6 (then `address6` is required).
+    address: Option<Spanned<String>>,
     address6: Option<Spanned<String>>,
 }
 
@@ -569,22 +572,16 @@ impl Cx {
                     "defined twice",
                 ));
             }
-            let cidr = parse_net(n.cidr.get_ref()).ok_or_else(|| {
-                self.err(
-                    span_of(&n.cidr),
-                    format!("`{}` is not an IPv4 network", n.cidr.get_ref()),
-                    "expected a prefix like 192.0.2.0/24",
-                )
-            })?;
-            if let Some(other) = networks.iter().find(|o: &&Network| o.cidr == cidr) {
+            let cidr = match &n.cidr {
+                None => None,
+                Some(c) => Some(self.cidr(c, &name, &networks)?),
+            };
+            if n.cidr.is_none() && n.cidr6.is_none() {
                 return Err(self.err_help(
-                    span_of(&n.cidr),
-                    format!(
-                        "networks `{}` and `{name}` are both {cidr}",
-                        other.name
-                    ),
-                    "same prefix twice",
-                    "one wire is one [[network]]: give its hosts one network, or correct the prefix",
+                    span_of(&n.name),
+                    format!("network `{name}` has neither `cidr` nor `cidr6`"),
+                    "no prefix",
+                    "give its IPv4 prefix (cidr = \"192.0.2.0/24\"), its IPv6 prefix (cidr6 = \"2001:db8::/64\") or both",
                 ));
             }
             let cidr6 = match &n.cidr6 {
@@ -611,6 +608,26 @@ impl Cx {
             networks.push(Network { name, cidr, cidr6 });
         }
         Ok((networks, net_ids))
+    }
+
+    /// A network's `cidr`: an IPv4 prefix no other network has.
+    fn cidr(&self, c: &Spanned<String>, name: &str, networks: &[Network]) -> Result<Ipv4Net> {
+        let cidr = parse_net(c.get_ref()).ok_or_else(|| {
+            self.err(
+                span_of(c),
+                format!("`{}` is not an IPv4 network", c.get_ref()),
+                "expected a prefix like 192.0.2.0/24",
+            )
+        })?;
+        if let Some(other) = networks.iter().find(|o| o.cidr == Some(cidr)) {
+            return Err(self.err_help(
+                span_of(c),
+                format!("networks `{}` and `{name}` are both {cidr}", other.name),
+                "same prefix twice",
+                "one wire is one [[network]]: give its hosts one network, or correct the prefix",
+            ));
+        }
+        Ok(cidr)
     }
 
     /// A `network = "..."` reference.
@@ -726,7 +743,7 @@ impl Cx {
             }
             None => None,
         };
-        let masquerade = self.masquerade(h, &interfaces, ids.nets)?;
+        let masquerade = self.masquerade(h, &interfaces, networks, ids.nets)?;
         if !masquerade.is_empty() {
             // Masquerading means forwarding; saying "router" again would add nothing.
             roles.router = true;
@@ -847,51 +864,10 @@ impl Cx {
                 ));
             }
             let network = self.net_ref(net_ids, &i.network)?;
-            let address = Ipv4Addr::from_str(i.address.get_ref()).map_err(|_| {
-                self.err(
-                    span_of(&i.address),
-                    format!("`{}` is not an IPv4 address", i.address.get_ref()),
-                    "expected an address like 192.0.2.10",
-                )
-            })?;
-            if let Some((why, help)) = unusable_address(address) {
-                return Err(self.err_help(
-                    span_of(&i.address),
-                    format!("`{}`: {why}", h.name.get_ref()),
-                    "not a host address",
-                    help,
-                ));
-            }
-            let cidr = networks[network].cidr;
-            if let Some(what) = edge_address(cidr, address) {
-                return Err(self.err_help(
-                    span_of(&i.address),
-                    format!(
-                        "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
-                        networks[network].name
-                    ),
-                    format!("{what} of {cidr}"),
-                    "hosts use the addresses between the network and the broadcast address",
-                ));
-            }
-            if !cidr.contains(&address) {
-                return Err(self.err(
-                    span_of(&i.address),
-                    format!(
-                        "address {address} is not a host address in network `{}` ({cidr})",
-                        networks[network].name
-                    ),
-                    format!("outside {cidr}"),
-                ));
-            }
-            if let Some(prev) = addr_owner.insert(address.into(), span_of(&i.address)) {
-                let (l, _) = crate::diag::line_col(&self.text, prev.start);
-                return Err(self.err(
-                    span_of(&i.address),
-                    format!("address {address} is already used (line {l})"),
-                    "duplicate address",
-                ));
-            }
+            let address = match &i.address {
+                Some(a) => Some(self.address(h, a, &networks[network], addr_owner)?),
+                None => None,
+            };
             if interfaces.iter().any(|x| x.network == network) {
                 return Err(self.err(
                     span_of(&i.network),
@@ -907,6 +883,28 @@ impl Cx {
                 None => None,
                 Some(a6) => Some(self.address6(a6, &networks[network], addr_owner)?),
             };
+            if address.is_none() && address6.is_none() {
+                let net = &networks[network];
+                return Err(self.err_help(
+                    span_of(si),
+                    format!(
+                        "interface `{}` of `{}` has no address",
+                        i.name.get_ref(),
+                        h.name.get_ref()
+                    ),
+                    "neither address nor address6",
+                    match (net.cidr, net.cidr6) {
+                        (Some(c), Some(c6)) => format!(
+                            "give its IPv4 `address` in {c}, its `address6` in {c6}, or both"
+                        ),
+                        (None, Some(c6)) => format!(
+                            "network `{}` is IPv6-only: give its `address6` in {c6}",
+                            net.name
+                        ),
+                        _ => format!("give its `address` in network `{}`", net.name),
+                    },
+                ));
+            }
             interfaces.push(Interface {
                 name: i.name.get_ref().clone(),
                 network,
@@ -915,6 +913,74 @@ impl Cx {
             });
         }
         Ok(interfaces)
+    }
+
+    /// An interface's IPv4 `address`: a host address inside its network's
+    /// `cidr` (which an IPv6-only network does not have), used once in the
+    /// whole topology.
+    fn address(
+        &self,
+        h: &RawHost,
+        a: &Spanned<String>,
+        net: &Network,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
+    ) -> Result<Ipv4Addr> {
+        let address = Ipv4Addr::from_str(a.get_ref()).map_err(|_| {
+            self.err(
+                span_of(a),
+                format!("`{}` is not an IPv4 address", a.get_ref()),
+                "expected an address like 192.0.2.10",
+            )
+        })?;
+        if let Some((why, help)) = unusable_address(address) {
+            return Err(self.err_help(
+                span_of(a),
+                format!("`{}`: {why}", h.name.get_ref()),
+                "not a host address",
+                help,
+            ));
+        }
+        let Some(cidr) = net.cidr else {
+            return Err(self.err_help(
+                span_of(a),
+                format!(
+                    "network `{}` is IPv6-only (no `cidr`), so an interface on it has no IPv4 address",
+                    net.name
+                ),
+                "IPv4 address on an IPv6-only network",
+                "leave `address` out and give `address6`, or give the network its IPv4 prefix (cidr = \"192.0.2.0/24\")",
+            ));
+        };
+        if let Some(what) = edge_address(cidr, address) {
+            return Err(self.err_help(
+                span_of(a),
+                format!(
+                    "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
+                    net.name
+                ),
+                format!("{what} of {cidr}"),
+                "hosts use the addresses between the network and the broadcast address",
+            ));
+        }
+        if !cidr.contains(&address) {
+            return Err(self.err(
+                span_of(a),
+                format!(
+                    "address {address} is not a host address in network `{}` ({cidr})",
+                    net.name
+                ),
+                format!("outside {cidr}"),
+            ));
+        }
+        if let Some(prev) = addr_owner.insert(address.into(), span_of(a)) {
+            let (l, _) = crate::diag::line_col(&self.text, prev.start);
+            return Err(self.err(
+                span_of(a),
+                format!("address {address} is already used (line {l})"),
+                "duplicate address",
+            ));
+        }
+        Ok(address)
     }
 
     /// An interface's `address6`: a global host address inside its
@@ -977,6 +1043,7 @@ impl Cx {
         &self,
         h: &RawHost,
         interfaces: &[Interface],
+        networks: &[Network],
         net_ids: &HashMap<String, NetId>,
     ) -> Result<Vec<Masquerade>> {
         let mut masquerade = Vec::new();
@@ -1006,6 +1073,25 @@ impl Cx {
                     "from and to are the same",
                 ));
             }
+            // Masquerade is IPv4 NAT: it needs IPv4 on both sides and the
+            // router's own IPv4 address to rewrite to. NAT66 is not modelled.
+            for (which, n) in [(&m.from, from), (&m.to, to)] {
+                let addressed = interfaces
+                    .iter()
+                    .any(|i| i.network == n && i.address.is_some());
+                if networks[n].cidr.is_none() || !addressed {
+                    return Err(self.err_help(
+                        span_of(which),
+                        format!(
+                            "masquerade over `{}`, where `{}` has no IPv4: amwall does not support NAT66",
+                            which.get_ref(),
+                            h.name.get_ref()
+                        ),
+                        "no IPv4 here",
+                        "masquerade rewrites IPv4 sources only; IPv6 hosts are addressed end to end (route them, no NAT), so masquerade only between networks where this router has an IPv4 address",
+                    ));
+                }
+            }
             masquerade.push(Masquerade { from, to });
         }
         Ok(masquerade)
@@ -1027,6 +1113,17 @@ impl Cx {
                             hosts[g].name, hosts[hid].name
                         ),
                         "not on a directly connected network",
+                    ));
+                }
+                if let Some(why) = family_gap(&hosts[hid], &hosts[g]) {
+                    return Err(self.err_help(
+                        span_of(gs),
+                        format!(
+                            "gateway `{}` cannot carry `{}`'s {why}",
+                            hosts[g].name, hosts[hid].name
+                        ),
+                        "wrong address family",
+                        "a gateway needs an address of the host's family on a network they share: give it `address6` there (or `address` for IPv4)",
                     ));
                 }
                 if !hosts[g].roles.router {
@@ -1186,7 +1283,7 @@ impl Cx {
             .flatten()
         {
             if let Some(&n) = net_ids.get(f.get_ref()) {
-                from.push(networks[n].cidr);
+                from.extend(networks[n].cidr);
                 from6.extend(networks[n].cidr6);
             } else if let Some(p) = parse_net(f.get_ref()) {
                 from.push(p);
@@ -1260,6 +1357,28 @@ pub fn edge_address(cidr: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
         Some("network address")
     } else if a == cidr.broadcast() {
         Some("broadcast address")
+    } else {
+        None
+    }
+}
+
+/// Why gateway `g` cannot route `h`'s traffic: a host without IPv4 needs
+/// the gateway's IPv6 address on a network both have IPv6 on, and a host
+/// with IPv4 its IPv4 address on one both have IPv4 on. (A dual-stack host
+/// whose gateway is IPv4-only is fine: its IPv6 stays on its own links, as
+/// before IPv6-only hosts existed.)
+fn family_gap(h: &Host, g: &Host) -> Option<&'static str> {
+    let shared = |f: fn(&Interface) -> bool| {
+        h.interfaces
+            .iter()
+            .filter(|i| f(i))
+            .any(|i| g.interfaces.iter().any(|j| j.network == i.network && f(j)))
+    };
+    let v4 = h.interfaces.iter().any(|i| i.address.is_some());
+    if v4 && !shared(|i| i.address.is_some()) {
+        Some("IPv4 traffic: they share no network where both have an IPv4 address")
+    } else if !v4 && !shared(|i| i.address6.is_some()) {
+        Some("IPv6 traffic (it has no IPv4): they share no network where both have an IPv6 address")
     } else {
         None
     }
