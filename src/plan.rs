@@ -10,7 +10,7 @@ use crate::lint::{self, Lint};
 use crate::model::{AddrIndex, Deployment};
 use crate::policy::{self, HostPolicy};
 use crate::render;
-use crate::route::{self, Path};
+use crate::route::{self, Path, Path6, RouteError};
 
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -18,6 +18,18 @@ pub struct Plan {
     pub deployment: Deployment,
     pub flows: Vec<Flow>,
     pub paths: Vec<Path>,
+    /// Flows with a host that has no IPv4 address at one end, where Amanda
+    /// speaks IPv6: routed over IPv6 only (`route::path6`), opened only in
+    /// the IPv6 policy, numbered after `flows` (`Rule6::flows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows6: Vec<Flow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths6: Vec<Path6>,
+    /// Flows with a host that has no IPv4 address at one end, where Amanda
+    /// cannot speak IPv6 (Debian's build): nothing is opened for them and
+    /// the `no-ipv4` lint says why; kept so SUMMARY.md can list them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<Flow>,
     #[serde(skip)]
     pub policies: Vec<HostPolicy>,
     pub lints: Vec<Lint>,
@@ -30,9 +42,32 @@ pub struct Plan {
     pub management: Vec<Vec<route::MgmtHop>>,
 }
 
+/// A route that cannot be, pointed at the host it concerns.
+fn route_error(d: &Deployment, e: RouteError) -> Error {
+    let span = d.hosts[e.host].span;
+    InputError::new(
+        &d.source_name,
+        &d.source_text,
+        span.start..span.end,
+        e.message,
+        "this host",
+    )
+    .with_help("check `gateway`, the interfaces' networks, and the routers' masquerade")
+    .into()
+}
+
 impl Plan {
     pub fn build(d: Deployment) -> Result<Plan> {
-        let flows = flows::flows(&d);
+        let (mut flows, mut flows6, mut left_out) = (Vec::new(), Vec::new(), Vec::new());
+        for f in flows::flows(&d) {
+            if d.has_ipv4(f.initiator) && d.has_ipv4(f.responder) {
+                flows.push(f);
+            } else if d.amanda_speaks_ipv6() {
+                flows6.push(f);
+            } else {
+                left_out.push(f);
+            }
+        }
         if !d.hosts.iter().any(|h| h.roles.client || h.roles.recover) {
             // Rules that only keep management open would look like a plan for
             // Amanda and do nothing for it: almost always a missing role. (No
@@ -50,35 +85,33 @@ impl Plan {
         let index = AddrIndex::new(&d);
         let mut paths = Vec::with_capacity(flows.len());
         for f in &flows {
-            let p = route::path(&d, &index, f).map_err(|e| {
-                let span = d.hosts[e.host].span;
-                Error::from(
-                    InputError::new(
-                        &d.source_name,
-                        &d.source_text,
-                        span.start..span.end,
-                        e.message,
-                        "this host",
-                    )
-                    .with_help(
-                        "check `gateway`, the interfaces' networks, and the routers' masquerade",
-                    ),
-                )
-            })?;
-            paths.push(p);
+            paths.push(route::path(&d, &index, f).map_err(|e| route_error(&d, e))?);
         }
+        let paths6 = flows6
+            .iter()
+            .map(|f| route::path6(&d, f).map_err(|e| route_error(&d, e)))
+            .collect::<Result<Vec<_>>>()?;
         let management = route::management(&d, &index);
-        let policies = policy::compile(&d, &index, &flows, &paths, &management);
+        let policies = policy::compile(&d, &index, &flows, &paths, (&flows6, &paths6), &management);
         let lints = lint::lint(&d);
         Ok(Plan {
             deployment: d,
             flows,
             paths,
+            flows6,
+            paths6,
+            left_out,
             policies,
             lints,
             index,
             management,
         })
+    }
+
+    /// The IPv6-only flow behind `Rule6::flows`' index `i`, if it is one.
+    pub fn flow6(&self, i: usize) -> Option<(&Flow, &Path6)> {
+        let k = i.checked_sub(self.flows.len())?;
+        Some((self.flows6.get(k)?, self.paths6.get(k)?))
     }
 
     /// The comment lines on top of every file. The topology's path is the

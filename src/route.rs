@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::flows::Flow;
 use crate::model::{AddrIndex, Deployment, HostId, NetId};
 
+mod six;
+pub use six::{path6, Hop6, Path6};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HopKind {

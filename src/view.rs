@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use crate::flows::{Flow, HelperRole, Operation};
 use crate::model::Deployment;
 use crate::plan::Plan;
 use crate::ports::{PortRange, Proto, EPHEMERAL};
-use crate::route::{HopKind, Path};
+use crate::route::{HopKind, Path, Path6};
 
 /// Borrows the plan's names where it can (`flows` and SUMMARY.md show
 /// 90,000 flows for 10,000 clients); `into_owned` for reports that outlive it.
@@ -37,8 +37,9 @@ pub struct FlowView<'a> {
     /// `None`: any source port the initiator's kernel picks (see `ports::EPHEMERAL`).
     pub sport: Option<PortRange>,
     pub helper: HelperRole,
-    /// The address the initiator connects to (what Amanda's config must name).
-    pub target: Ipv4Addr,
+    /// The address the initiator connects to (what Amanda's config must
+    /// name): IPv6 for an IPv6-only flow (`Plan::flows6`).
+    pub target: IpAddr,
     /// The hops in words, as SUMMARY.md prints them.
     pub path: String,
     pub why: Cow<'a, str>,
@@ -79,6 +80,22 @@ pub fn all(plan: &Plan) -> Vec<FlowView<'_>> {
         .collect()
 }
 
+/// The plan's IPv6-only flows, numbered on after [`all`]'s.
+pub fn all6(plan: &Plan) -> Vec<FlowView<'_>> {
+    let d = &plan.deployment;
+    plan.flows6
+        .iter()
+        .zip(&plan.paths6)
+        .enumerate()
+        .map(|(k, (f, p))| FlowView {
+            via: p.routers().map(|h| d.hosts[h.host].name.clone()).collect(),
+            target: IpAddr::V6(p.target),
+            path: path6_text(d, p),
+            ..FlowView::bare(d, plan.flows.len() + k, f)
+        })
+        .collect()
+}
+
 /// Every flow of the plan with its hops, for `amwall flows --format json`.
 pub fn all_json(plan: &Plan) -> Vec<FlowJson<'_>> {
     let d = &plan.deployment;
@@ -109,19 +126,29 @@ impl<'a> FlowView<'a> {
     /// Flow `i` (0-based) of a plan, with its path.
     pub fn new(d: &'a Deployment, i: usize, f: &'a Flow, p: &Path) -> FlowView<'a> {
         FlowView {
+            via: p.routers().map(|h| router(d, h)).collect(),
+            target: IpAddr::V4(p.target),
+            path: path_text(d, p),
+            ..FlowView::bare(d, i, f)
+        }
+    }
+
+    /// What a flow's view says whatever its path (the path's fields empty).
+    fn bare(d: &'a Deployment, i: usize, f: &'a Flow) -> FlowView<'a> {
+        FlowView {
             id: i + 1,
             operation: f.operation,
             stream: f.stream,
             auth: f.auth,
             initiator: Cow::Borrowed(&d.hosts[f.initiator].name),
             responder: Cow::Borrowed(&d.hosts[f.responder].name),
-            via: p.routers().map(|h| router(d, h)).collect(),
+            via: Vec::new(),
             proto: f.proto,
             dport: f.dport,
             sport: f.sport,
             helper: f.helper,
-            target: p.target,
-            path: path_text(d, p),
+            target: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            path: String::new(),
             why: Cow::Borrowed(&f.why),
         }
     }
@@ -235,6 +262,27 @@ fn path_text(d: &Deployment, p: &Path) -> String {
         });
     }
     parts.join(" → ")
+}
+
+/// An IPv6-only path in words: no NAT on it, ever.
+fn path6_text(d: &Deployment, p: &Path6) -> String {
+    let parts: Vec<String> = p
+        .hops
+        .iter()
+        .map(|h| {
+            let name = &d.hosts[h.host].name;
+            match h.kind {
+                HopKind::Loopback => format!("{name} (loopback, `lo` accepted)"),
+                HopKind::Origin | HopKind::Destination => name.clone(),
+                HopKind::Forward => format!(
+                    "{name} (IPv6 forward {}→{})",
+                    h.in_iface.as_deref().unwrap_or("?"),
+                    h.out_iface.as_deref().unwrap_or("?")
+                ),
+            }
+        })
+        .collect();
+    format!("IPv6 only: {}", parts.join(" → "))
 }
 
 #[cfg(test)]
