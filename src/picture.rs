@@ -1056,9 +1056,7 @@ fn port_forwards(plan: &Plan, router: HostId) -> Vec<String> {
 fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for (v, p) in views.iter().zip(&plan.paths) {
-        let f = &plan.flows[v.id - 1];
-        let (from, to) = (col_of[f.initiator], col_of[f.responder]);
+    let v4 = views.iter().zip(&plan.paths).map(|(v, p)| {
         let via: Vec<Via> = p
             .routers()
             .map(|h| Via {
@@ -1066,6 +1064,30 @@ fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
                 nat: h.dnat_to.is_some() || h.snat_to.is_some(),
             })
             .collect();
+        (
+            std::borrow::Cow::Borrowed(v),
+            &plan.flows[v.id - 1],
+            via,
+            "",
+        )
+    });
+    // IPv6-only flows (`Plan::flows6`): routed, never NATed.
+    let v6 = view::all6(plan)
+        .into_iter()
+        .zip(&plan.paths6)
+        .zip(&plan.flows6)
+        .map(|((v, p), f)| {
+            let via = p
+                .routers()
+                .map(|h| Via {
+                    col: col_of[h.host],
+                    nat: false,
+                })
+                .collect();
+            (std::borrow::Cow::Owned(v), f, via, "  IPv6 only")
+        });
+    for (v, f, via, family) in v4.chain(v6) {
+        let (from, to) = (col_of[f.initiator], col_of[f.responder]);
         let class = Class::of(v.operation);
         let related = v.helper == HelperRole::Expected;
         let mut text = format!(
@@ -1081,6 +1103,7 @@ fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
         if f.initiator == f.responder {
             text.push_str("  loopback");
         }
+        text.push_str(family);
         let key = format!("{from} {to} {class:?} {text}");
         match index.get(&key) {
             Some(&r) => {

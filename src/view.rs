@@ -64,8 +64,9 @@ pub struct HopView<'a> {
     pub in_iface: Option<&'a str>,
     #[serde(rename = "out")]
     pub out_iface: Option<&'a str>,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// IPv6 on an IPv6-only flow's hops, which never have NAT.
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub dnat_to: Option<Ipv4Addr>,
     pub snat_to: Option<Ipv4Addr>,
 }
@@ -96,9 +97,30 @@ pub fn all6(plan: &Plan) -> Vec<FlowView<'_>> {
         .collect()
 }
 
-/// Every flow of the plan with its hops, for `amwall flows --format json`.
+/// Every flow of the plan with its hops, for `amwall flows --format json`;
+/// the IPv6-only ones after the others, as [`all6`] numbers them.
 pub fn all_json(plan: &Plan) -> Vec<FlowJson<'_>> {
     let d = &plan.deployment;
+    let six = all6(plan)
+        .into_iter()
+        .zip(&plan.paths6)
+        .map(|(flow, p)| FlowJson {
+            flow,
+            hops: p
+                .hops
+                .iter()
+                .map(|h| HopView {
+                    host: &d.hosts[h.host].name,
+                    kind: h.kind,
+                    in_iface: h.in_iface.as_deref(),
+                    out_iface: h.out_iface.as_deref(),
+                    src: IpAddr::V6(p.src),
+                    dst: IpAddr::V6(p.target),
+                    dnat_to: None,
+                    snat_to: None,
+                })
+                .collect(),
+        });
     all(plan)
         .into_iter()
         .zip(&plan.paths)
@@ -112,13 +134,14 @@ pub fn all_json(plan: &Plan) -> Vec<FlowJson<'_>> {
                     kind: h.kind,
                     in_iface: h.in_iface.as_deref(),
                     out_iface: h.out_iface.as_deref(),
-                    src: h.src,
-                    dst: h.dst,
+                    src: IpAddr::V4(h.src),
+                    dst: IpAddr::V4(h.dst),
                     dnat_to: h.dnat_to,
                     snat_to: h.snat_to,
                 })
                 .collect(),
         })
+        .chain(six)
         .collect()
 }
 

@@ -38,11 +38,23 @@ fn every_plan_matches_the_schema() {
         "from the Amanda files".into(),
         amwall::Plan::build(d).unwrap(),
     ));
+    // IPv6-only networks and hosts: no `cidr`, no `address`, IPv6 targets.
+    for f in ["upstream", "debian"] {
+        let t = format!(
+            "{}/tests/fixtures/v6only/{f}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let d = amwall::load::load_file(std::path::Path::new(&t)).unwrap();
+        plans.push((t, amwall::Plan::build(d).unwrap()));
+    }
     let mut flows = 0;
     for (label, plan) in &plans {
         let v: Value = serde_json::from_str(&amwall::export::plan_json_text(plan)).unwrap();
         valid(&s, &v).unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!(v["flows"].as_array().unwrap().len(), plan.flows.len());
+        assert_eq!(
+            v["flows"].as_array().unwrap().len(),
+            plan.flows.len() + plan.flows6.len()
+        );
         assert_eq!(
             v["hosts"].as_array().unwrap().len(),
             plan.deployment.hosts.len()
