@@ -116,3 +116,38 @@ fn verdict_picture() {
     };
     insta::assert_snapshot!("svg-wiki-verdicts", amwall::picture::svg(&plan, Some(&v)));
 }
+
+/// IPv6-only hosts (tests/fixtures/v6only/): with an upstream build, every
+/// file (C6Host's flows only in the IPv6 rules); with Debian's, SUMMARY.md
+/// with the `no-ipv4` warning and the Left out section.
+#[test]
+fn ipv6_only_hosts() {
+    let plan = |f: &str| {
+        let t = format!("{}/tests/fixtures/v6only/{f}.toml", env!("CARGO_MANIFEST_DIR"));
+        let mut d = amwall::load::load_file(std::path::Path::new(&t)).unwrap();
+        d.source_name = format!("tests/fixtures/v6only/{f}.toml");
+        amwall::Plan::build(d).unwrap()
+    };
+    let up = plan("upstream");
+    let mut all = String::new();
+    for (name, content) in up
+        .outputs(BackendSet::Both, None)
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n != "topology.svg")
+    {
+        all.push_str(&format!("===== {name} =====\n{content}\n"));
+    }
+    insta::assert_snapshot!("v6only-upstream", all);
+    let deb = plan("debian");
+    let summary = deb
+        .outputs(BackendSet::Both, None)
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == "SUMMARY.md")
+        .unwrap()
+        .1;
+    assert!(summary.contains("**no-ipv4** `c6host`"), "{summary}");
+    assert!(summary.contains("## Left out"), "{summary}");
+    insta::assert_snapshot!("v6only-debian-summary", summary);
+}
