@@ -123,7 +123,10 @@ fn verdict_picture() {
 #[test]
 fn ipv6_only_hosts() {
     let plan = |f: &str| {
-        let t = format!("{}/tests/fixtures/v6only/{f}.toml", env!("CARGO_MANIFEST_DIR"));
+        let t = format!(
+            "{}/tests/fixtures/v6only/{f}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let mut d = amwall::load::load_file(std::path::Path::new(&t)).unwrap();
         d.source_name = format!("tests/fixtures/v6only/{f}.toml");
         amwall::Plan::build(d).unwrap()
