@@ -213,6 +213,7 @@ impl LabReport {
         for x in &e.findings {
             let kind = match x.kind {
                 ExposureKind::Misrouted => "arrived over IPv6 at the wrong host",
+                ExposureKind::Blocked => "needed over IPv6 but blocked",
                 _ => "reachable over IPv6 but not needed",
             };
             finding(f, kind, x)?;
