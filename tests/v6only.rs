@@ -197,3 +197,28 @@ fn debian_build_leaves_the_ipv6_only_client_out() {
         );
     }
 }
+
+/// `check` on the IPv6-only host's own rulesets (IPv4 and nft, which holds
+/// both families) and `plan --ansible`'s inventory: no panic, exit 0, the
+/// host reached at its IPv6 address.
+#[test]
+fn check_and_ansible_handle_the_ipv6_only_host() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    let (code, _, err) = common::amwall(&["plan", &fixture("upstream"), "--out", o, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    for file in ["c6host.rules", "c6host.nft", "fwhost.nft", "tshost.rules"] {
+        let host = file.split('.').next().unwrap();
+        let rules = format!("{host}={o}/{file}");
+        let (code, stdout, err) =
+            common::amwall(&["check", &fixture("upstream"), "--rules", &rules]);
+        assert_eq!(code, 0, "{file}: {err}\n{stdout}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let ans = out.path().join("ansible");
+    let a = ans.to_str().unwrap();
+    let (code, _, err) = common::amwall(&["plan", &fixture("upstream"), "--ansible", a, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let inv = std::fs::read_to_string(ans.join("inventory.yml")).unwrap();
+    assert!(inv.contains("ansible_host: \"2001:db8:6::5\""), "{inv}");
+}

@@ -1507,6 +1507,118 @@ interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2", address6 
         assert!(e.message.contains("only IPv6 prefixes"), "{}", e.message);
     }
 
+    /// IPv6-only networks and interfaces: loaded without any IPv4 (no
+    /// sentinel address), and every mistake refused at its line and column.
+    #[test]
+    fn ipv6_only_networks_and_hosts() {
+        const V6ONLY: &str = r#"
+[[network]]
+name = "lan"
+cidr = "192.0.2.0/24"
+cidr6 = "2001:db8:2::/64"
+
+[[network]]
+name = "v6"
+cidr6 = "2001:db8:6::/64"
+
+[[host]]
+name = "ts"
+roles = ["server", "client"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2", address6 = "2001:db8:2::2" }]
+
+[[host]]
+name = "fw"
+roles = ["router"]
+interfaces = [
+  { name = "eth0", network = "lan", address = "192.0.2.1", address6 = "2001:db8:2::1" },
+  { name = "eth1", network = "v6", address6 = "2001:db8:6::1" },
+]
+
+[[host]]
+name = "c6"
+roles = ["client"]
+interfaces = [{ name = "eth0", network = "v6", address6 = "2001:db8:6::5" }]
+gateway = "fw"
+"#;
+        let d = load_str("t.toml", V6ONLY.to_string()).unwrap();
+        assert_eq!(d.networks[1].cidr, None);
+        let c6 = d.host_by_name("c6").unwrap();
+        assert_eq!(d.hosts[c6].interfaces[0].address, None);
+        assert!(!d.has_ipv4(c6) && d.has_ipv4(0));
+        assert_eq!(d.first_address(c6), Some("2001:db8:6::5".parse().unwrap()));
+        // `at`: the text the error must point at (its first occurrence
+        // after `after`).
+        let bad = |from: &str, to: &str, after: &str, at: &str, want: &str| {
+            let text = V6ONLY.replacen(from, to, 1);
+            let e = match load_str("t.toml", text.clone()) {
+                Err(Error::Input(e)) => *e,
+                other => panic!("accepted `{to}`: {:?}", other.map(|_| ())),
+            };
+            assert!(e.message.contains(want), "{}", e.message);
+            let base = text.find(after).unwrap();
+            let pos = base + text[base..].find(at).unwrap();
+            let (line, col) = crate::diag::line_col(&text, pos);
+            assert_eq!((e.line, e.column), (line, col), "{}", e.message);
+        };
+        // An IPv4 address on the IPv6-only network.
+        bad(
+            r#"network = "v6", address6 = "2001:db8:6::5""#,
+            r#"network = "v6", address = "198.51.100.5", address6 = "2001:db8:6::5""#,
+            "name = \"c6\"",
+            r#""198.51.100.5""#,
+            "IPv6-only",
+        );
+        // A network with neither prefix: at its name.
+        bad(
+            "cidr6 = \"2001:db8:6::/64\"\n",
+            "",
+            "name = \"v6\"",
+            "\"v6\"",
+            "neither `cidr` nor `cidr6`",
+        );
+        // An interface with no address at all: at the interface.
+        bad(
+            r#"{ name = "eth0", network = "v6", address6 = "2001:db8:6::5" }"#,
+            r#"{ name = "eth0", network = "v6" }"#,
+            "name = \"c6\"",
+            r#"{ name = "eth0", network = "v6" }"#,
+            "has no address",
+        );
+        // An IPv4-only host's interface without `address` on an IPv4-only network.
+        bad(
+            "cidr6 = \"2001:db8:2::/64\"\n",
+            "",
+            "name = \"lan\"",
+            "\"2001:db8:2::2\"",
+            "has no IPv6 prefix",
+        );
+        // A gateway that cannot carry the IPv6-only host's traffic.
+        let gap = V6ONLY
+            .replace(
+                r#"{ name = "eth0", network = "lan", address = "192.0.2.1", address6 = "2001:db8:2::1" }"#,
+                r#"{ name = "eth0", network = "lan", address = "192.0.2.1" }"#,
+            )
+            .replace(
+                r#"{ name = "eth0", network = "v6", address6 = "2001:db8:6::5" }"#,
+                r#"{ name = "eth0", network = "lan", address6 = "2001:db8:2::5" }"#,
+            );
+        bad(
+            V6ONLY,
+            &gap,
+            "name = \"c6\"",
+            "\"fw\"",
+            "gateway `fw` cannot carry `c6`'s IPv6 traffic",
+        );
+        // Masquerade onto the IPv6-only network: no NAT66.
+        bad(
+            r#"roles = ["router"]"#,
+            "roles = [\"router\"]\nmasquerade = [{ from = \"lan\", to = \"v6\" }]",
+            "name = \"fw\"",
+            r#""v6" }]"#,
+            "NAT66",
+        );
+    }
+
     #[test]
     fn base_loads_with_debian_defaults() {
         let d = load_str("t.toml", BASE.to_string()).unwrap();
