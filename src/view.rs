@@ -101,48 +101,57 @@ pub fn all6(plan: &Plan) -> Vec<FlowView<'_>> {
 /// the IPv6-only ones after the others, as [`all6`] numbers them.
 pub fn all_json(plan: &Plan) -> Vec<FlowJson<'_>> {
     let d = &plan.deployment;
-    let six = all6(plan)
-        .into_iter()
-        .zip(&plan.paths6)
-        .map(|(flow, p)| FlowJson {
-            flow,
-            hops: p
-                .hops
-                .iter()
-                .map(|h| HopView {
-                    host: &d.hosts[h.host].name,
-                    kind: h.kind,
-                    in_iface: h.in_iface.as_deref(),
-                    out_iface: h.out_iface.as_deref(),
-                    src: IpAddr::V6(p.src),
-                    dst: IpAddr::V6(p.target),
-                    dnat_to: None,
-                    snat_to: None,
-                })
-                .collect(),
-        });
+    let hops4 = plan.paths.iter().map(|p| {
+        p.hops
+            .iter()
+            .map(|h| {
+                let at = (h.host, h.kind, &h.in_iface, &h.out_iface);
+                hop_view(d, at, (h.src.into(), h.dst.into()), (h.dnat_to, h.snat_to))
+            })
+            .collect()
+    });
+    let hops6 = plan.paths6.iter().map(|p| {
+        p.hops
+            .iter()
+            .map(|h| {
+                let at = (h.host, h.kind, &h.in_iface, &h.out_iface);
+                hop_view(d, at, (p.src.into(), p.target.into()), (None, None))
+            })
+            .collect()
+    });
     all(plan)
         .into_iter()
-        .zip(&plan.paths)
-        .map(|(flow, p)| FlowJson {
-            flow,
-            hops: p
-                .hops
-                .iter()
-                .map(|h| HopView {
-                    host: &d.hosts[h.host].name,
-                    kind: h.kind,
-                    in_iface: h.in_iface.as_deref(),
-                    out_iface: h.out_iface.as_deref(),
-                    src: IpAddr::V4(h.src),
-                    dst: IpAddr::V4(h.dst),
-                    dnat_to: h.dnat_to,
-                    snat_to: h.snat_to,
-                })
-                .collect(),
-        })
-        .chain(six)
+        .chain(all6(plan))
+        .zip(hops4.chain(hops6))
+        .map(|(flow, hops)| FlowJson { flow, hops })
         .collect()
+}
+
+/// Where a hop is (host, kind, in and out interface).
+type At<'p> = (
+    crate::model::HostId,
+    HopKind,
+    &'p Option<String>,
+    &'p Option<String>,
+);
+
+/// One hop as `flows --format json` shows it, whichever family it is.
+fn hop_view<'p>(
+    d: &'p Deployment,
+    (host, kind, in_iface, out_iface): At<'p>,
+    (src, dst): (IpAddr, IpAddr),
+    (dnat_to, snat_to): (Option<Ipv4Addr>, Option<Ipv4Addr>),
+) -> HopView<'p> {
+    HopView {
+        host: &d.hosts[host].name,
+        kind,
+        in_iface: in_iface.as_deref(),
+        out_iface: out_iface.as_deref(),
+        src,
+        dst,
+        dnat_to,
+        snat_to,
+    }
 }
 
 impl<'a> FlowView<'a> {

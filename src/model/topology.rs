@@ -972,15 +972,29 @@ impl Cx {
                 format!("outside {cidr}"),
             ));
         }
-        if let Some(prev) = addr_owner.insert(address.into(), span_of(a)) {
-            let (l, _) = crate::diag::line_col(&self.text, prev.start);
-            return Err(self.err(
-                span_of(a),
-                format!("address {address} is already used (line {l})"),
-                "duplicate address",
-            ));
-        }
+        self.claim(addr_owner, address.into(), a)?;
         Ok(address)
+    }
+
+    /// Record `address` as `a`'s: every address, of either family, is used
+    /// once in the whole topology.
+    fn claim(
+        &self,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
+        address: std::net::IpAddr,
+        a: &Spanned<String>,
+    ) -> Result<()> {
+        match addr_owner.insert(address, span_of(a)) {
+            Some(prev) => {
+                let (l, _) = crate::diag::line_col(&self.text, prev.start);
+                Err(self.err(
+                    span_of(a),
+                    format!("address {address} is already used (line {l})"),
+                    "duplicate address",
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// An interface's `address6`: a global host address inside its
@@ -1027,14 +1041,7 @@ impl Cx {
                 format!("outside {cidr6}"),
             ));
         }
-        if let Some(prev) = addr_owner.insert(address.into(), span_of(a6)) {
-            let (l, _) = crate::diag::line_col(&self.text, prev.start);
-            return Err(self.err(
-                span_of(a6),
-                format!("address {address} is already used (line {l})"),
-                "duplicate address",
-            ));
-        }
+        self.claim(addr_owner, address.into(), a6)?;
         Ok(address)
     }
 

@@ -257,3 +257,36 @@ pub fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
         })
         .unwrap()
 }
+
+/// An IPv6 TCP connect from `src`:`sport` in `ns` to `dst`:`port`: true when
+/// accepted, false when the rules dropped it (timed out, unreachable).
+pub fn connects6(ns: &Netns, src: &str, sport: u16, dst: &str, port: u16) -> bool {
+    let to: SocketAddr = format!("[{dst}]:{port}").parse().unwrap();
+    match tcp_connect(ns, &format!("[{src}]:{sport}"), to) {
+        ErrorKind::Other => true,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::HostUnreachable => false,
+        other => panic!("{src}:{sport} → {to}: unexpected {other:?}"),
+    }
+}
+
+/// Load `plan`'s rules for each (namespace, host): the whole `HOST.nft`, or
+/// `HOST.rules` and `HOST.rules6`; a refusal fails the test with the text.
+pub fn load_both_families(plan: &Plan, hosts: &[(&Netns, &str)], nft: bool) {
+    for &(ns, host) in hosts {
+        let hp = &plan.policies[plan.deployment.host_by_name(host).unwrap()];
+        let loads: Vec<(&[&str], String)> = if nft {
+            vec![(&["nft", "-f", "-"], plan.nft(hp))]
+        } else {
+            vec![
+                (&["iptables-restore"], plan.iptables(hp)),
+                (&["ip6tables-restore"], plan.ip6tables(hp)),
+            ]
+        };
+        for (argv, text) in loads {
+            let r = ns
+                .exec(argv, Some(&text))
+                .expect("the loader must be installed");
+            assert!(r.ok(), "{host}: {argv:?}: {}\n{text}", r.stderr);
+        }
+    }
+}
