@@ -122,16 +122,8 @@ fn verdict_picture() {
 /// with the `no-ipv4` warning and the Left out section.
 #[test]
 fn ipv6_only_hosts() {
-    let plan = |f: &str| {
-        let t = format!(
-            "{}/tests/fixtures/v6only/{f}.toml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let mut d = amwall::load::load_file(std::path::Path::new(&t)).unwrap();
-        d.source_name = format!("tests/fixtures/v6only/{f}.toml");
-        amwall::Plan::build(d).unwrap()
-    };
-    let up = plan("upstream");
+    let mut plans = common::v6only().into_iter().map(|(_, p)| p);
+    let (up, deb) = (plans.next().unwrap(), plans.next().unwrap());
     let mut all = String::new();
     for (name, content) in up
         .outputs(BackendSet::Both, None)
@@ -142,7 +134,6 @@ fn ipv6_only_hosts() {
         all.push_str(&format!("===== {name} =====\n{content}\n"));
     }
     insta::assert_snapshot!("v6only-upstream", all);
-    let deb = plan("debian");
     let summary = deb
         .outputs(BackendSet::Both, None)
         .unwrap()

@@ -39,14 +39,7 @@ fn every_plan_matches_the_schema() {
         amwall::Plan::build(d).unwrap(),
     ));
     // IPv6-only networks and hosts: no `cidr`, no `address`, IPv6 targets.
-    for f in ["upstream", "debian"] {
-        let t = format!(
-            "{}/tests/fixtures/v6only/{f}.toml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let d = amwall::load::load_file(std::path::Path::new(&t)).unwrap();
-        plans.push((t, amwall::Plan::build(d).unwrap()));
-    }
+    plans.extend(common::v6only());
     let mut flows = 0;
     for (label, plan) in &plans {
         let v: Value = serde_json::from_str(&amwall::export::plan_json_text(plan)).unwrap();

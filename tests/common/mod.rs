@@ -21,6 +21,21 @@ pub fn example(name: &str) -> Deployment {
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// (label, plan) for the IPv6-only fixtures (tests/fixtures/v6only/): an
+/// IPv6-only client with an upstream build, and the same with Debian's.
+pub fn v6only() -> Vec<(String, Plan)> {
+    ["upstream", "debian"]
+        .into_iter()
+        .map(|f| {
+            let name = format!("tests/fixtures/v6only/{f}.toml");
+            let path = format!("{}/{name}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let d = amwall::load::load_str(&name, text).unwrap_or_else(|e| panic!("{e:?}"));
+            (format!("v6only-{f}"), Plan::build(d).unwrap())
+        })
+        .collect()
+}
+
 /// (label, plan) for every example × auth mode, plus the conntrack helper on and
 /// off for the UDP auths (the helper example's own setting is "on").
 pub fn variants() -> Vec<(String, Plan)> {
