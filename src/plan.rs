@@ -42,6 +42,68 @@ pub struct Plan {
     pub management: Vec<Vec<route::MgmtHop>>,
 }
 
+/// The flows by the family they take (see `Plan`'s fields).
+struct Routed {
+    flows: Vec<Flow>,
+    paths: Vec<Path>,
+    flows6: Vec<Flow>,
+    paths6: Vec<Path6>,
+    left_out: Vec<Flow>,
+    /// Why flows between hosts with IPv4 went over IPv6 (`ipv4-unroutable`).
+    lints: Vec<Lint>,
+}
+
+/// Route every flow: over IPv4 where both ends have IPv4 and a way between
+/// them; else over IPv6 only where Amanda speaks it (a host without IPv4,
+/// or an IPv6-only network between two that have it); else, for a host
+/// without IPv4, left out (the `no-ipv4` lint), and an IPv4 route that
+/// cannot be is an error as always.
+fn route_all(d: &Deployment, index: &AddrIndex) -> Result<Routed> {
+    let mut r = Routed {
+        flows: Vec::new(),
+        paths: Vec::new(),
+        flows6: Vec::new(),
+        paths6: Vec::new(),
+        left_out: Vec::new(),
+        lints: Vec::new(),
+    };
+    let v6 = d.amanda_speaks_ipv6();
+    for f in flows::flows(d) {
+        if d.has_ipv4(f.initiator) && d.has_ipv4(f.responder) {
+            match route::path(d, index, &f) {
+                Ok(p) => {
+                    r.flows.push(f);
+                    r.paths.push(p);
+                }
+                Err(e) => match route::path6(d, &f).ok().filter(|_| v6) {
+                    Some(p6) => {
+                        let (i, s) = (&d.hosts[f.initiator].name, &d.hosts[f.responder].name);
+                        let message = format!("{} {i} → {s} has no IPv4 route ({}), so it is planned over IPv6 only; an Amanda that resolves the name to an IPv4 address would fail", f.operation.name(), e.message);
+                        if !r.lints.iter().any(|l| l.message == message) {
+                            r.lints.push(Lint {
+                                severity: lint::Severity::Warning,
+                                code: "ipv4-unroutable",
+                                host: Some(d.hosts[e.host].name.clone()),
+                                message,
+                            });
+                        }
+                        r.flows6.push(f);
+                        r.paths6.push(p6);
+                    }
+                    None => return Err(route_error(d, e)),
+                },
+            }
+        } else if v6 {
+            r.paths6
+                .push(route::path6(d, &f).map_err(|e| route_error(d, e))?);
+            r.flows6.push(f);
+        } else {
+            r.left_out.push(f);
+        }
+    }
+    Ok(r)
+}
+
 /// A route that cannot be, pointed at the host it concerns.
 fn route_error(d: &Deployment, e: RouteError) -> Error {
     let span = d.hosts[e.host].span;
@@ -58,16 +120,6 @@ fn route_error(d: &Deployment, e: RouteError) -> Error {
 
 impl Plan {
     pub fn build(d: Deployment) -> Result<Plan> {
-        let (mut flows, mut flows6, mut left_out) = (Vec::new(), Vec::new(), Vec::new());
-        for f in flows::flows(&d) {
-            if d.has_ipv4(f.initiator) && d.has_ipv4(f.responder) {
-                flows.push(f);
-            } else if d.amanda_speaks_ipv6() {
-                flows6.push(f);
-            } else {
-                left_out.push(f);
-            }
-        }
         if !d.hosts.iter().any(|h| h.roles.client || h.roles.recover) {
             // Rules that only keep management open would look like a plan for
             // Amanda and do nothing for it: almost always a missing role. (No
@@ -83,17 +135,18 @@ impl Plan {
             .into());
         }
         let index = AddrIndex::new(&d);
-        let mut paths = Vec::with_capacity(flows.len());
-        for f in &flows {
-            paths.push(route::path(&d, &index, f).map_err(|e| route_error(&d, e))?);
-        }
-        let paths6 = flows6
-            .iter()
-            .map(|f| route::path6(&d, f).map_err(|e| route_error(&d, e)))
-            .collect::<Result<Vec<_>>>()?;
+        let Routed {
+            flows,
+            paths,
+            flows6,
+            paths6,
+            left_out,
+            lints: route_lints,
+        } = route_all(&d, &index)?;
         let management = route::management(&d, &index);
         let policies = policy::compile(&d, &index, &flows, &paths, (&flows6, &paths6), &management);
-        let lints = lint::lint(&d);
+        let mut lints = lint::lint(&d);
+        lints.extend(route_lints);
         Ok(Plan {
             deployment: d,
             flows,
@@ -429,4 +482,42 @@ pub struct FirewalldInstall {
 /// A file name as the shell word the "Load:" hints print.
 fn sh(file: &str) -> String {
     crate::name::shell_word(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_str;
+
+    const UPSTREAM: &str = include_str!("../tests/fixtures/v6only/upstream.toml");
+
+    /// C6Host given an IPv4 address on a network nobody routes to: an
+    /// IPv6-speaking build takes IPv6 (with `ipv4-unroutable` saying so);
+    /// an IPv4-only Amanda cannot, and the route error stands.
+    #[test]
+    fn no_ipv4_route_between_ipv4_hosts_goes_over_ipv6_where_amanda_can() {
+        let island = UPSTREAM
+            .replace(
+                r#"{ name = "eth0", network = "v6lan", address6 = "2001:db8:6::5" }"#,
+                r#"{ name = "eth0", network = "v6lan", address6 = "2001:db8:6::5" }, { name = "eth1", network = "island", address = "198.51.100.5" }"#,
+            )
+            .replace(
+                "[[network]]\nname = \"v6lan\"",
+                "[[network]]\nname = \"island\"\ncidr = \"198.51.100.0/24\"\n\n[[network]]\nname = \"v6lan\"",
+            );
+        assert_ne!(island, UPSTREAM);
+        let plan = Plan::build(load_str("t.toml", island.clone()).unwrap()).unwrap();
+        let c6 = plan.deployment.host_by_name("c6host").unwrap();
+        assert!(plan.deployment.has_ipv4(c6));
+        assert_eq!(plan.flows6.len(), 4, "{:?}", plan.flows6);
+        assert!(plan.lints.iter().any(|l| l.code == "ipv4-unroutable"));
+        let debian = island.replace("build = \"upstream\"", "build = \"debian\"");
+        let Err(Error::Input(e)) = Plan::build(load_str("t.toml", debian).unwrap()) else {
+            panic!("an IPv4-only Amanda has no way to c6host")
+        };
+        assert!(e.message.contains("no route"), "{}", e.message);
+        // Without the island, no such warning: C6Host simply has no IPv4.
+        let plan = Plan::build(load_str("t.toml", UPSTREAM.to_string()).unwrap()).unwrap();
+        assert!(!plan.lints.iter().any(|l| l.code == "ipv4-unroutable"));
+    }
 }

@@ -1369,11 +1369,11 @@ pub fn edge_address(cidr: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
-/// Why gateway `g` cannot route `h`'s traffic: a host without IPv4 needs
-/// the gateway's IPv6 address on a network both have IPv6 on, and a host
-/// with IPv4 its IPv4 address on one both have IPv4 on. (A dual-stack host
-/// whose gateway is IPv4-only is fine: its IPv6 stays on its own links, as
-/// before IPv6-only hosts existed.)
+/// Why gateway `g` cannot route any of `h`'s traffic: a host without IPv4
+/// needs the gateway's IPv6 address on a network both have IPv6 on, one
+/// without IPv6 its IPv4 address on one both have IPv4 on, and a dual-stack
+/// host either (the gateway then routes that family; the other stays on
+/// the host's own links, as IPv6 did before IPv6-only hosts existed).
 fn family_gap(h: &Host, g: &Host) -> Option<&'static str> {
     let shared = |f: fn(&Interface) -> bool| {
         h.interfaces
@@ -1382,12 +1382,19 @@ fn family_gap(h: &Host, g: &Host) -> Option<&'static str> {
             .any(|i| g.interfaces.iter().any(|j| j.network == i.network && f(j)))
     };
     let v4 = h.interfaces.iter().any(|i| i.address.is_some());
-    if v4 && !shared(|i| i.address.is_some()) {
-        Some("IPv4 traffic: they share no network where both have an IPv4 address")
-    } else if !v4 && !shared(|i| i.address6.is_some()) {
-        Some("IPv6 traffic (it has no IPv4): they share no network where both have an IPv6 address")
-    } else {
-        None
+    let v6 = h.interfaces.iter().any(|i| i.address6.is_some());
+    let (by4, by6) = (
+        v4 && shared(|i| i.address.is_some()),
+        v6 && shared(|i| i.address6.is_some()),
+    );
+    match (by4 || by6, v4) {
+        (true, _) => None,
+        (false, true) => {
+            Some("IPv4 traffic: they share no network where both have an IPv4 address")
+        }
+        (false, false) => Some(
+            "IPv6 traffic (it has no IPv4): they share no network where both have an IPv6 address",
+        ),
     }
 }
 
