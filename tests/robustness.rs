@@ -7,6 +7,7 @@ use amwall::Plan;
 use proptest::prelude::*;
 
 const WIKI: &str = include_str!("../examples/wiki.toml");
+const V6ONLY: &str = include_str!("fixtures/v6only/upstream.toml");
 
 fn check(text: String) -> Result<(), TestCaseError> {
     let lines = text.lines().count() + 1;
@@ -36,6 +37,35 @@ proptest! {
     #[test]
     fn edited_wiki_never_panics(edits in prop::collection::vec((0usize..WIKI.len(), 0usize..4, "[ -~\n]{0,6}"), 1..5)) {
         let mut text = WIKI.to_string();
+        for (pos, del, ins) in edits {
+            let mut p = pos.min(text.len());
+            while !text.is_char_boundary(p) { p -= 1; }
+            let mut end = (p + del).min(text.len());
+            while !text.is_char_boundary(end) { end += 1; }
+            text.replace_range(p..end, &ins);
+        }
+        check(text)?;
+    }
+
+    /// The IPv6-only fixture with its keys dropped or edited: `cidr`,
+    /// `address`, `address6`, `gateway`, `build` lines gone or garbled
+    /// exercise every "no IPv4" path (each `Option` a consumer must handle).
+    #[test]
+    fn edited_ipv6_only_topology_never_panics(
+        drop in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        edits in prop::collection::vec((0usize..V6ONLY.len(), 0usize..4, "[ -~\n]{0,6}"), 0..3),
+        debian in any::<bool>(),
+    ) {
+        let mut lines: Vec<&str> = V6ONLY.lines().collect();
+        for i in drop {
+            if !lines.is_empty() {
+                lines.remove(i.index(lines.len()));
+            }
+        }
+        let mut text = lines.join("\n");
+        if debian {
+            text = text.replace("build = \"upstream\"", "build = \"debian\"");
+        }
         for (pos, del, ins) in edits {
             let mut p = pos.min(text.len());
             while !text.is_char_boundary(p) { p -= 1; }
