@@ -16,6 +16,11 @@ fn check(text: String) -> Result<(), TestCaseError> {
             // Whatever plans must also render.
             plan.outputs(amwall::render::BackendSet::Both, None)
                 .unwrap();
+            // And every other consumer of addresses: JSON, the lab's mapping.
+            amwall::export::plan_json_text(&plan);
+            if let Ok((_, mapped)) = amwall::lab::map::Mapping::new(&plan.deployment) {
+                Plan::build(mapped).ok();
+            }
         }
         Err(Error::Input(e)) => {
             prop_assert!(
