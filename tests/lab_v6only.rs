@@ -4,6 +4,7 @@
 //! FWHost included (the lab maps `v6lan` onto a 2001:db8 /64 only). Negative
 //! control: C6Host's Amanda rule dropped (as `--drop` drops it), the server's
 //! reserved-port connections to it are reported blocked and the lab fails.
+//! With Debian's build the lab passes with nothing of Amanda's reaching it.
 //!
 //! Needs root, iproute2, iptables (with ip6tables), nftables and ping: a
 //! missing one fails here loudly, it never skips.
@@ -13,8 +14,12 @@ use amwall::netfilter::Backend;
 use amwall::ports::Proto;
 
 fn lab(mode: Backend) -> Lab {
+    lab_of("upstream", mode)
+}
+
+fn lab_of(fixture: &str, mode: Backend) -> Lab {
     let path = format!(
-        "{}/tests/fixtures/v6only/upstream.toml",
+        "{}/tests/fixtures/v6only/{fixture}.toml",
         env!("CARGO_MANIFEST_DIR")
     );
     let d = amwall::load::load_file(std::path::Path::new(&path)).unwrap();
@@ -87,4 +92,19 @@ fn without_the_rule_the_ipv6_only_flows_are_blocked_iptables() {
 #[test]
 fn without_the_rule_the_ipv6_only_flows_are_blocked_nft() {
     without_c6hosts_amanda_rule(Backend::Nft);
+}
+
+/// Debian's build: nothing for Amanda reaches C6Host over IPv6 (only the
+/// admins' ssh from the LAN's prefix), and the lab passes: the left-out
+/// flows are not required, and nothing is open for them.
+#[test]
+fn debian_build_opens_nothing_for_the_ipv6_only_client_nft() {
+    let r = run(lab_of("debian", Backend::Nft));
+    assert!(r.passed(), "{r}");
+    assert_eq!(r.flows.len(), 6, "{r}");
+    let c6 = r.ipv6.hosts.iter().find(|h| h.host == "c6host").unwrap();
+    let up = run(lab(Backend::Nft));
+    let c6up = up.ipv6.hosts.iter().find(|h| h.host == "c6host").unwrap();
+    assert!(c6.needed < c6up.needed, "{r}\n{up}");
+    assert_eq!((c6.arrived, c6.beyond_need), (c6.needed, 0), "{r}");
 }
