@@ -36,19 +36,28 @@ fn check(text: String) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Replace `del` bytes at `pos` by `ins`, for each edit, on char boundaries.
+fn apply_edits(text: &mut String, edits: Vec<(usize, usize, String)>) {
+    for (pos, del, ins) in edits {
+        let mut p = pos.min(text.len());
+        while !text.is_char_boundary(p) {
+            p -= 1;
+        }
+        let mut end = (p + del).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        text.replace_range(p..end, &ins);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
     fn edited_wiki_never_panics(edits in prop::collection::vec((0usize..WIKI.len(), 0usize..4, "[ -~\n]{0,6}"), 1..5)) {
         let mut text = WIKI.to_string();
-        for (pos, del, ins) in edits {
-            let mut p = pos.min(text.len());
-            while !text.is_char_boundary(p) { p -= 1; }
-            let mut end = (p + del).min(text.len());
-            while !text.is_char_boundary(end) { end += 1; }
-            text.replace_range(p..end, &ins);
-        }
+        apply_edits(&mut text, edits);
         check(text)?;
     }
 
@@ -71,13 +80,7 @@ proptest! {
         if debian {
             text = text.replace("build = \"upstream\"", "build = \"debian\"");
         }
-        for (pos, del, ins) in edits {
-            let mut p = pos.min(text.len());
-            while !text.is_char_boundary(p) { p -= 1; }
-            let mut end = (p + del).min(text.len());
-            while !text.is_char_boundary(end) { end += 1; }
-            text.replace_range(p..end, &ins);
-        }
+        apply_edits(&mut text, edits);
         check(text)?;
     }
 
