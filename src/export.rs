@@ -31,8 +31,22 @@ pub struct PlanJson<'a> {
     pub flows: Vec<FlowJson<'a>>,
     pub policies: Vec<PolicyJson<'a>>,
     pub lints: &'a [Lint],
+    /// Flows with a host that has no IPv4 where Amanda cannot speak IPv6:
+    /// not in `flows`, nothing opened (`Plan::left_out`; the `no-ipv4`
+    /// lint says why). Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOutJson<'a>>,
     /// Warnings about the admin's Amanda files.
     pub warnings: Vec<WarningJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeftOutJson<'a> {
+    pub operation: &'static str,
+    pub initiator: &'a str,
+    pub responder: &'a str,
+    pub proto: crate::ports::Proto,
+    pub dport: crate::ports::PortRange,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,7 +58,9 @@ pub struct WarningJson<'a> {
 #[derive(Debug, Serialize)]
 pub struct NetworkJson<'a> {
     pub name: &'a str,
-    pub cidr: Ipv4Net,
+    /// Absent on an IPv6-only network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Ipv4Net>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr6: Option<ipnet::Ipv6Net>,
 }
@@ -70,7 +86,9 @@ pub struct HostJson<'a> {
 pub struct InterfaceJson<'a> {
     pub name: &'a str,
     pub network: &'a str,
-    pub address: Ipv4Addr,
+    /// Absent for an interface without IPv4 (an IPv6-only host or network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address6: Option<std::net::Ipv6Addr>,
 }
@@ -279,6 +297,17 @@ pub fn plan_json(plan: &Plan) -> PlanJson<'_> {
             })
             .collect(),
         lints: &plan.lints,
+        left_out: plan
+            .left_out
+            .iter()
+            .map(|f| LeftOutJson {
+                operation: f.operation.name(),
+                initiator: host_name(f.initiator),
+                responder: host_name(f.responder),
+                proto: f.proto,
+                dport: f.dport,
+            })
+            .collect(),
         warnings: d
             .provenance
             .warnings

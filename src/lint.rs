@@ -31,6 +31,7 @@ pub fn lint(d: &Deployment) -> Vec<Lint> {
         l.helper(h);
         l.client_range_differs(h);
         l.local_remote(h);
+        l.unreachable_without_ipv6(h);
     }
     l.management();
     l.out
@@ -230,6 +231,30 @@ impl Linter<'_> {
                 "auth local only works on the server itself (pipes, no network): this client cannot be backed up".into(),
             );
         }
+    }
+
+    /// A host Amanda must talk to that has no IPv4 address, where Amanda
+    /// cannot speak IPv6: `plan` leaves its Amanda flows out (a warning,
+    /// not an error, so the rest of the fleet still gets its rules).
+    fn unreachable_without_ipv6(&mut self, h: HostId) {
+        let d = self.d;
+        let host = &d.hosts[h];
+        let amanda = host.roles.client || host.roles.recover || host.roles.server;
+        if d.amanda_speaks_ipv6() || !amanda || d.has_ipv4(h) {
+            return;
+        }
+        let why = match d.build {
+            Build::Debian => "Debian's Amanda is built --without-ipv6 (`amadmin x version` lists it in CONFIGURE_ARGS)",
+            Build::Upstream => "[amanda] ipv6 = false says this Amanda does not speak IPv6",
+        };
+        self.warn(
+            "no-ipv4",
+            Some(h),
+            format!(
+                "`{}` has no IPv4 address and {why}, so Amanda cannot reach it: its Amanda flows are left out of the plan and nothing is opened for them; give it an IPv4 address, or use an Amanda built with IPv6 (build = \"upstream\")",
+                host.name
+            ),
+        );
     }
 
     fn management(&mut self) {

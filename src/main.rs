@@ -574,7 +574,10 @@ fn run(cli: Cli) -> Result<ExitCode, amwall::Error> {
                     // One write: stdout is line-buffered, and 10,000 clients
                     // make some 100,000 lines.
                     let mut text = String::new();
-                    for f in amwall::view::all(&plan) {
+                    for f in amwall::view::all(&plan)
+                        .into_iter()
+                        .chain(amwall::view::all6(&plan))
+                    {
                         let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{f}\n"));
                     }
                     print!("{text}");

@@ -171,6 +171,17 @@ pub fn can_write(path: &FsPath) -> Result<()> {
 /// markup should rely on that (the topology's path is never checked). A
 /// control or invisible character shows as `<U+000A>`, as in every other
 /// file `plan` writes (`name::comment`).
+/// A network's prefixes as its label shows them: IPv4 first, as before
+/// IPv6-only networks, then IPv6.
+fn net_prefixes(net: &crate::model::Network) -> String {
+    match (net.cidr, net.cidr6) {
+        (Some(c), Some(c6)) => format!("{c}, {c6}"),
+        (Some(c), None) => c.to_string(),
+        (None, Some(c6)) => c6.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
 fn esc(s: &str) -> String {
     let s = crate::name::comment(s);
     let mut o = String::with_capacity(s.len());
@@ -495,11 +506,10 @@ impl Layout {
             writeln!(o, r##"<g class="network"><line x1="{x0}" y1="{y}" x2="{x1}" y2="{y}" stroke="#444" stroke-width="3"/>"##).unwrap();
             writeln!(
                 o,
-                r##"<text x="{x0}" y="{}" fill="#444">{} {}{}</text>"##,
+                r##"<text x="{x0}" y="{}" fill="#444">{} {}</text>"##,
                 y - 5.0,
                 esc(&net.name),
-                net.cidr,
-                net.cidr6.map(|c| format!(", {c}")).unwrap_or_default()
+                net_prefixes(net)
             )
             .unwrap();
             for x in xs {
@@ -965,19 +975,27 @@ fn box_lines(plan: &Plan, hosts: &[HostId]) -> Vec<String> {
     lines.push(roles(first.roles));
     for (k, i) in first.interfaces.iter().enumerate() {
         let net = &d.networks[i.network].name;
+        // An IPv6-only interface is named by its IPv6 address here.
+        let addr = |i: &crate::model::Interface| match (i.address, i.address6) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(a6)) => a6.to_string(),
+            (None, None) => String::new(),
+        };
         if hosts.len() > 1 {
             lines.push(format!(
                 "{} {} … {}",
-                i.name, i.address, last.interfaces[k].address
+                i.name,
+                addr(i),
+                addr(&last.interfaces[k])
             ));
         } else if first.interfaces.len() > 1 {
-            lines.push(format!("{} {} ({net})", i.name, i.address));
+            lines.push(format!("{} {} ({net})", i.name, addr(i)));
         } else {
-            lines.push(format!("{} {}", i.name, i.address));
+            lines.push(format!("{} {}", i.name, addr(i)));
         }
         // A dual-stack interface's IPv6 address on a line of its own, under
         // the interface's name.
-        if let (1, Some(a6)) = (hosts.len(), i.address6) {
+        if let (1, Some(a6), Some(_)) = (hosts.len(), i.address6, i.address) {
             lines.push(format!("{} {a6}", " ".repeat(i.name.chars().count())));
         }
     }
@@ -1038,9 +1056,7 @@ fn port_forwards(plan: &Plan, router: HostId) -> Vec<String> {
 fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    for (v, p) in views.iter().zip(&plan.paths) {
-        let f = &plan.flows[v.id - 1];
-        let (from, to) = (col_of[f.initiator], col_of[f.responder]);
+    let v4 = views.iter().zip(&plan.paths).map(|(v, p)| {
         let via: Vec<Via> = p
             .routers()
             .map(|h| Via {
@@ -1048,6 +1064,30 @@ fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
                 nat: h.dnat_to.is_some() || h.snat_to.is_some(),
             })
             .collect();
+        (
+            std::borrow::Cow::Borrowed(v),
+            &plan.flows[v.id - 1],
+            via,
+            "",
+        )
+    });
+    // IPv6-only flows (`Plan::flows6`): routed, never NATed.
+    let v6 = view::all6(plan)
+        .into_iter()
+        .zip(&plan.paths6)
+        .zip(&plan.flows6)
+        .map(|((v, p), f)| {
+            let via = p
+                .routers()
+                .map(|h| Via {
+                    col: col_of[h.host],
+                    nat: false,
+                })
+                .collect();
+            (std::borrow::Cow::Owned(v), f, via, "  IPv6 only")
+        });
+    for (v, f, via, family) in v4.chain(v6) {
+        let (from, to) = (col_of[f.initiator], col_of[f.responder]);
         let class = Class::of(v.operation);
         let related = v.helper == HelperRole::Expected;
         let mut text = format!(
@@ -1063,6 +1103,7 @@ fn rows(plan: &Plan, views: &[FlowView<'_>], col_of: &[usize]) -> Vec<Row> {
         if f.initiator == f.responder {
             text.push_str("  loopback");
         }
+        text.push_str(family);
         let key = format!("{from} {to} {class:?} {text}");
         match index.get(&key) {
             Some(&r) => {

@@ -10,7 +10,7 @@ use crate::lint::{self, Lint};
 use crate::model::{AddrIndex, Deployment};
 use crate::policy::{self, HostPolicy};
 use crate::render;
-use crate::route::{self, Path};
+use crate::route::{self, Path, Path6, RouteError};
 
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -18,6 +18,18 @@ pub struct Plan {
     pub deployment: Deployment,
     pub flows: Vec<Flow>,
     pub paths: Vec<Path>,
+    /// Flows with a host that has no IPv4 address at one end, where Amanda
+    /// speaks IPv6: routed over IPv6 only (`route::path6`), opened only in
+    /// the IPv6 policy, numbered after `flows` (`Rule6::flows`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows6: Vec<Flow>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths6: Vec<Path6>,
+    /// Flows with a host that has no IPv4 address at one end, where Amanda
+    /// cannot speak IPv6 (Debian's build): nothing is opened for them and
+    /// the `no-ipv4` lint says why; kept so SUMMARY.md can list them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<Flow>,
     #[serde(skip)]
     pub policies: Vec<HostPolicy>,
     pub lints: Vec<Lint>,
@@ -30,9 +42,84 @@ pub struct Plan {
     pub management: Vec<Vec<route::MgmtHop>>,
 }
 
+/// The flows by the family they take (see `Plan`'s fields).
+struct Routed {
+    flows: Vec<Flow>,
+    paths: Vec<Path>,
+    flows6: Vec<Flow>,
+    paths6: Vec<Path6>,
+    left_out: Vec<Flow>,
+    /// Why flows between hosts with IPv4 went over IPv6 (`ipv4-unroutable`).
+    lints: Vec<Lint>,
+}
+
+/// Route every flow: over IPv4 where both ends have IPv4 and a way between
+/// them; else over IPv6 only where Amanda speaks it (a host without IPv4,
+/// or an IPv6-only network between two that have it); else, for a host
+/// without IPv4, left out (the `no-ipv4` lint), and an IPv4 route that
+/// cannot be is an error as always.
+fn route_all(d: &Deployment, index: &AddrIndex) -> Result<Routed> {
+    let mut r = Routed {
+        flows: Vec::new(),
+        paths: Vec::new(),
+        flows6: Vec::new(),
+        paths6: Vec::new(),
+        left_out: Vec::new(),
+        lints: Vec::new(),
+    };
+    let v6 = d.amanda_speaks_ipv6();
+    for f in flows::flows(d) {
+        if d.has_ipv4(f.initiator) && d.has_ipv4(f.responder) {
+            match route::path(d, index, &f) {
+                Ok(p) => {
+                    r.flows.push(f);
+                    r.paths.push(p);
+                }
+                Err(e) => match route::path6(d, &f).ok().filter(|_| v6) {
+                    Some(p6) => {
+                        let (i, s) = (&d.hosts[f.initiator].name, &d.hosts[f.responder].name);
+                        let message = format!("{} {i} → {s} has no IPv4 route ({}), so it is planned over IPv6 only; an Amanda that resolves the name to an IPv4 address would fail", f.operation.name(), e.message);
+                        if !r.lints.iter().any(|l| l.message == message) {
+                            r.lints.push(Lint {
+                                severity: lint::Severity::Warning,
+                                code: "ipv4-unroutable",
+                                host: Some(d.hosts[e.host].name.clone()),
+                                message,
+                            });
+                        }
+                        r.flows6.push(f);
+                        r.paths6.push(p6);
+                    }
+                    None => return Err(route_error(d, e)),
+                },
+            }
+        } else if v6 {
+            r.paths6
+                .push(route::path6(d, &f).map_err(|e| route_error(d, e))?);
+            r.flows6.push(f);
+        } else {
+            r.left_out.push(f);
+        }
+    }
+    Ok(r)
+}
+
+/// A route that cannot be, pointed at the host it concerns.
+fn route_error(d: &Deployment, e: RouteError) -> Error {
+    let span = d.hosts[e.host].span;
+    InputError::new(
+        &d.source_name,
+        &d.source_text,
+        span.start..span.end,
+        e.message,
+        "this host",
+    )
+    .with_help("check `gateway`, the interfaces' networks, and the routers' masquerade")
+    .into()
+}
+
 impl Plan {
     pub fn build(d: Deployment) -> Result<Plan> {
-        let flows = flows::flows(&d);
         if !d.hosts.iter().any(|h| h.roles.client || h.roles.recover) {
             // Rules that only keep management open would look like a plan for
             // Amanda and do nothing for it: almost always a missing role. (No
@@ -48,37 +135,36 @@ impl Plan {
             .into());
         }
         let index = AddrIndex::new(&d);
-        let mut paths = Vec::with_capacity(flows.len());
-        for f in &flows {
-            let p = route::path(&d, &index, f).map_err(|e| {
-                let span = d.hosts[e.host].span;
-                Error::from(
-                    InputError::new(
-                        &d.source_name,
-                        &d.source_text,
-                        span.start..span.end,
-                        e.message,
-                        "this host",
-                    )
-                    .with_help(
-                        "check `gateway`, the interfaces' networks, and the routers' masquerade",
-                    ),
-                )
-            })?;
-            paths.push(p);
-        }
+        let Routed {
+            flows,
+            paths,
+            flows6,
+            paths6,
+            left_out,
+            lints: route_lints,
+        } = route_all(&d, &index)?;
         let management = route::management(&d, &index);
-        let policies = policy::compile(&d, &index, &flows, &paths, &management);
-        let lints = lint::lint(&d);
+        let policies = policy::compile(&d, &index, &flows, &paths, (&flows6, &paths6), &management);
+        let mut lints = lint::lint(&d);
+        lints.extend(route_lints);
         Ok(Plan {
             deployment: d,
             flows,
             paths,
+            flows6,
+            paths6,
+            left_out,
             policies,
             lints,
             index,
             management,
         })
+    }
+
+    /// The IPv6-only flow behind `Rule6::flows`' index `i`, if it is one.
+    pub fn flow6(&self, i: usize) -> Option<(&Flow, &Path6)> {
+        let k = i.checked_sub(self.flows.len())?;
+        Some((self.flows6.get(k)?, self.paths6.get(k)?))
     }
 
     /// The comment lines on top of every file. The topology's path is the
@@ -396,4 +482,42 @@ pub struct FirewalldInstall {
 /// A file name as the shell word the "Load:" hints print.
 fn sh(file: &str) -> String {
     crate::name::shell_word(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_str;
+
+    const UPSTREAM: &str = include_str!("../tests/fixtures/v6only/upstream.toml");
+
+    /// C6Host given an IPv4 address on a network nobody routes to: an
+    /// IPv6-speaking build takes IPv6 (with `ipv4-unroutable` saying so);
+    /// an IPv4-only Amanda cannot, and the route error stands.
+    #[test]
+    fn no_ipv4_route_between_ipv4_hosts_goes_over_ipv6_where_amanda_can() {
+        let island = UPSTREAM
+            .replace(
+                r#"{ name = "eth0", network = "v6lan", address6 = "2001:db8:6::5" }"#,
+                r#"{ name = "eth0", network = "v6lan", address6 = "2001:db8:6::5" }, { name = "eth1", network = "island", address = "198.51.100.5" }"#,
+            )
+            .replace(
+                "[[network]]\nname = \"v6lan\"",
+                "[[network]]\nname = \"island\"\ncidr = \"198.51.100.0/24\"\n\n[[network]]\nname = \"v6lan\"",
+            );
+        assert_ne!(island, UPSTREAM);
+        let plan = Plan::build(load_str("t.toml", island.clone()).unwrap()).unwrap();
+        let c6 = plan.deployment.host_by_name("c6host").unwrap();
+        assert!(plan.deployment.has_ipv4(c6));
+        assert_eq!(plan.flows6.len(), 4, "{:?}", plan.flows6);
+        assert!(plan.lints.iter().any(|l| l.code == "ipv4-unroutable"));
+        let debian = island.replace("build = \"upstream\"", "build = \"debian\"");
+        let Err(Error::Input(e)) = Plan::build(load_str("t.toml", debian).unwrap()) else {
+            panic!("an IPv4-only Amanda has no way to c6host")
+        };
+        assert!(e.message.contains("no route"), "{}", e.message);
+        // Without the island, no such warning: C6Host simply has no IPv4.
+        let plan = Plan::build(load_str("t.toml", UPSTREAM.to_string()).unwrap()).unwrap();
+        assert!(!plan.lints.iter().any(|l| l.code == "ipv4-unroutable"));
+    }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::flows::{Flow, HelperRole, Operation};
 use crate::model::{AddrIndex, Deployment, HostId};
 use crate::ports::{merge_ranges, PortRange, Proto};
-use crate::route::{HopKind, Path};
+use crate::route::{Hop6, HopKind, Path, Path6};
 
 /// A group of source addresses that share openings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,6 +108,8 @@ pub struct Ipv6Policy {
     /// addresses, since no NAT66 is assumed (a port-forwarded IPv4 flow goes
     /// straight to the responder's address over IPv6). The conntrack helper
     /// is not used over IPv6: what it would expect is opened as a range.
+    /// Flows to or from a host without IPv4 (`route::path6`) appear only
+    /// here, never in the IPv4 rules.
     pub rules: Vec<Rule6>,
 }
 
@@ -126,7 +128,8 @@ pub struct Rule6 {
     pub sport: Option<PortRange>,
     /// Sorted, merged, non-empty.
     pub dports: Vec<PortRange>,
-    /// Indexes into the plan's flows that need this rule.
+    /// Indexes into the plan's flows that need this rule: `flows`, then
+    /// `flows6` (the IPv6-only ones) numbered on after them.
     pub flows: Vec<usize>,
     pub label: String,
 }
@@ -204,10 +207,11 @@ pub fn compile(
     idx: &AddrIndex,
     flows: &[Flow],
     paths: &[Path],
+    v6only: V6Only<'_>,
     mgmt: &[Vec<crate::route::MgmtHop>],
 ) -> Vec<HostPolicy> {
     let mut needs: Vec<Vec<Need>> = (0..d.hosts.len()).map(|_| Vec::new()).collect();
-    let mut v6 = ipv6_rules(d, flows, paths);
+    let mut v6 = ipv6_rules(d, flows, paths, v6only);
     for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
         for hop in &p.hops {
             let mut need =
@@ -271,8 +275,14 @@ pub fn compile(
 
 /// Amanda's openings over IPv6, per host (see [`Ipv6Policy::rules`]): each
 /// IPv4 path mirrored with the ends' IPv6 addresses, where the build speaks
-/// IPv6 and every interface on the way is on a dual-stack network.
-fn ipv6_rules(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<Vec<Rule6>> {
+/// IPv6 and every interface on the way is on a dual-stack network; then the
+/// IPv6-only flows (`v6only`, numbered after `flows`) on their own paths.
+fn ipv6_rules(
+    d: &Deployment,
+    flows: &[Flow],
+    paths: &[Path],
+    v6only: V6Only<'_>,
+) -> Vec<Vec<Rule6>> {
     let mut per_host: Vec<Vec<Rule6>> = vec![Vec::new(); d.hosts.len()];
     if !d.amanda_speaks_ipv6() {
         return per_host;
@@ -288,40 +298,22 @@ fn ipv6_rules(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<Vec<Rule6>>
     );
     /// A key's sources, destination ports and flows so far.
     type Grouped6 = (Key6, BTreeSet<Ipv6Addr>, Vec<PortRange>, Vec<usize>);
+    let mirrored = flows
+        .iter()
+        .zip(paths)
+        .enumerate()
+        .filter_map(|(fi, (f, p))| Some((fi, f, mirror(d, p)?)));
+    let own = (v6only.0.iter().zip(v6only.1).enumerate())
+        .map(|(k, (f, p))| (flows.len() + k, f, p.clone()));
     let mut keyed: Vec<Vec<Grouped6>> = vec![Vec::new(); d.hosts.len()];
-    for (fi, (f, p)) in flows.iter().zip(paths).enumerate() {
-        let first = &p.hops[0];
-        if first.kind == HopKind::Loopback {
-            continue;
-        }
-        let last = p.last();
-        let ends = (
-            first
-                .out_iface
-                .as_deref()
-                .and_then(|i| d.address6_of(first.host, i)),
-            last.in_iface
-                .as_deref()
-                .and_then(|i| d.address6_of(last.host, i)),
-        );
-        let (Some(src), Some(dst)) = ends else {
-            continue;
-        };
-        let routed = p.routers().all(|r| {
-            [&r.in_iface, &r.out_iface]
-                .iter()
-                .all(|i| i.as_deref().is_some_and(|i| d.dual_stack(r.host, i)))
-        });
-        if !routed {
-            continue;
-        }
+    for (fi, f, p) in mirrored.chain(own) {
         for hop in &p.hops {
             let key = match hop.kind {
                 HopKind::Forward => (
                     Place::Forward,
                     hop.in_iface.clone(),
                     hop.out_iface.clone(),
-                    Some(dst),
+                    Some(p.target),
                 ),
                 HopKind::Destination => (Place::Input, hop.in_iface.clone(), None, None),
                 HopKind::Origin | HopKind::Loopback => continue,
@@ -336,15 +328,25 @@ fn ipv6_rules(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<Vec<Rule6>>
                 }
             };
             let (_, srcs, dports, fl) = &mut list[at];
-            srcs.insert(src);
+            srcs.insert(p.src);
             dports.push(f.dport);
             if !fl.contains(&fi) {
                 fl.push(fi);
             }
         }
     }
+    let op = |fi: usize| match fi.checked_sub(flows.len()) {
+        None => flows[fi].operation.name(),
+        Some(k) => v6only.0[k].operation.name(),
+    };
     for (h, list) in keyed.into_iter().enumerate() {
         for ((place, in_iface, out_iface, dst, proto, sport), srcs, dports, fl) in list {
+            let mut ops: Vec<&str> = Vec::new();
+            for &f in &fl {
+                if !ops.contains(&op(f)) {
+                    ops.push(op(f));
+                }
+            }
             per_host[h].push(Rule6 {
                 place,
                 in_iface,
@@ -354,12 +356,48 @@ fn ipv6_rules(d: &Deployment, flows: &[Flow], paths: &[Path]) -> Vec<Vec<Rule6>>
                 proto,
                 sport,
                 dports: merge_ranges(dports),
-                label: label(flows, &fl),
+                label: format!("amanda {}", ops.join(",")),
                 flows: fl,
             });
         }
     }
     per_host
+}
+
+/// The IPv6-only flows and their paths (`route::path6`), side by side.
+pub type V6Only<'a> = (&'a [Flow], &'a [Path6]);
+
+/// An IPv4 path as IPv6 sees it: the ends' own IPv6 addresses, the same
+/// hosts and interfaces, when both ends and every router's two interfaces
+/// are dual-stack (no NAT66: a port-forwarded IPv4 flow goes straight to
+/// the responder's address).
+fn mirror(d: &Deployment, p: &Path) -> Option<Path6> {
+    let first = &p.hops[0];
+    if first.kind == HopKind::Loopback {
+        return None;
+    }
+    let last = p.last();
+    let src = d.address6_of(first.host, first.out_iface.as_deref()?)?;
+    let target = d.address6_of(last.host, last.in_iface.as_deref()?)?;
+    let routed = p.routers().all(|r| {
+        [&r.in_iface, &r.out_iface]
+            .iter()
+            .all(|i| i.as_deref().is_some_and(|i| d.dual_stack(r.host, i)))
+    });
+    routed.then(|| Path6 {
+        src,
+        target,
+        hops: p
+            .hops
+            .iter()
+            .map(|h| Hop6 {
+                host: h.host,
+                kind: h.kind,
+                in_iface: h.in_iface.clone(),
+                out_iface: h.out_iface.clone(),
+            })
+            .collect(),
+    })
 }
 
 fn host_policy(
@@ -382,9 +420,12 @@ fn host_policy(
     let masquerade = host
         .masquerade
         .iter()
-        .map(|m| Masq {
-            from: d.networks[m.from].cidr,
-            out_iface: d.iface_on(h, m.to).expect("validated").name.clone(),
+        .filter_map(|m| {
+            Some(Masq {
+                // Validated: masquerade only between networks with IPv4.
+                from: d.networks[m.from].cidr?,
+                out_iface: d.iface_on(h, m.to)?.name.clone(),
+            })
         })
         .collect();
     HostPolicy {

@@ -15,6 +15,9 @@ use serde::Serialize;
 use crate::flows::Flow;
 use crate::model::{AddrIndex, Deployment, HostId, NetId};
 
+mod six;
+pub use six::{path6, Hop6, Path6};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HopKind {
@@ -77,15 +80,24 @@ fn next_hop(
     dst: Ipv4Addr,
 ) -> Option<(usize, Option<HostId>, NetId)> {
     let h = &d.hosts[from];
+    // Only interfaces with an IPv4 address route IPv4 (an IPv6-only
+    // interface has no source address to send from).
     for (i, iface) in h.interfaces.iter().enumerate() {
-        if d.networks[iface.network].cidr.contains(&dst) {
+        if iface.address.is_some()
+            && d.networks[iface.network]
+                .cidr
+                .is_some_and(|c| c.contains(&dst))
+        {
             let owner = idx.owner_on(iface.network, dst);
             return Some((i, owner, iface.network));
         }
     }
     let g = h.gateway?;
     for (i, iface) in h.interfaces.iter().enumerate() {
-        if d.iface_on(g, iface.network).is_some() {
+        if iface.address.is_some()
+            && d.iface_on(g, iface.network)
+                .is_some_and(|j| j.address.is_some())
+        {
             return Some((i, Some(g), iface.network));
         }
     }
@@ -100,12 +112,13 @@ fn no_owner(d: &Deployment, net: NetId, dst: Ipv4Addr) -> String {
     match d
         .networks
         .iter()
-        .filter(|n| n.name != outer.name && n.cidr.contains(&dst) && outer.cidr.contains(&n.cidr))
-        .max_by_key(|n| n.cidr.prefix_len())
+        .filter_map(|n| Some((n, n.cidr?, outer.cidr?)))
+        .filter(|(n, c, o)| n.name != outer.name && c.contains(&dst) && o.contains(c))
+        .max_by_key(|(_, c, _)| c.prefix_len())
     {
-        Some(inner) if inner.cidr.prefix_len() > outer.cidr.prefix_len() => format!(
+        Some((inner, c, o)) if c.prefix_len() > o.prefix_len() => format!(
             "networks `{}` ({}) and `{}` ({}) overlap: {dst} is on `{}`, but a host on `{}` sends it out on `{}`'s wire, where no host has it; make the networks disjoint, or give the host a gateway and no interface on `{}`",
-            outer.name, outer.cidr, inner.name, inner.cidr, inner.name, outer.name, outer.name, outer.name
+            outer.name, o, inner.name, c, inner.name, outer.name, outer.name, outer.name
         ),
         _ => format!("no host owns {dst} on network `{}`", outer.name),
     }
@@ -125,7 +138,12 @@ fn walk(
         .ok_or_else(|| format!("`{}` has no route to {dst}", d.hosts[from].name))?;
     let out_iface = &d.hosts[from].interfaces[oi];
     if src.is_unspecified() {
-        src = out_iface.address;
+        src = out_iface.address.ok_or_else(|| {
+            format!(
+                "`{}` has no IPv4 address on {}",
+                d.hosts[from].name, out_iface.name
+            )
+        })?;
     }
     let origin = Hop {
         host: from,
@@ -160,12 +178,22 @@ fn onward(
         let arrive_dst = dst;
         let mut dnat_to = None;
         if let Some((r, to)) = dnat {
-            if r == here && d.hosts[here].interfaces.iter().any(|i| i.address == dst) {
+            if r == here
+                && d.hosts[here]
+                    .interfaces
+                    .iter()
+                    .any(|i| i.address == Some(dst))
+            {
                 dnat_to = Some(to);
                 dst = to;
             }
         }
-        if dnat_to.is_none() && d.hosts[here].interfaces.iter().any(|i| i.address == dst) {
+        if dnat_to.is_none()
+            && d.hosts[here]
+                .interfaces
+                .iter()
+                .any(|i| i.address == Some(dst))
+        {
             hops.push(Hop {
                 host: here,
                 kind: HopKind::Destination,
@@ -191,8 +219,10 @@ fn onward(
         let snat_to = d.hosts[here]
             .masquerade
             .iter()
-            .find(|m| m.to == out.network && d.networks[m.from].cidr.contains(&src))
-            .map(|_| out.address);
+            .find(|m| {
+                m.to == out.network && d.networks[m.from].cidr.is_some_and(|c| c.contains(&src))
+            })
+            .and(out.address);
         hops.push(Hop {
             host: here,
             kind: HopKind::Forward,
@@ -219,7 +249,14 @@ fn onward(
 pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteError> {
     let (i, r) = (flow.initiator, flow.responder);
     if i == r {
-        let a = d.hosts[i].interfaces[0].address;
+        let a = d.hosts[i]
+            .interfaces
+            .iter()
+            .find_map(|x| x.address)
+            .ok_or_else(|| RouteError {
+                host: i,
+                message: format!("`{}` has no IPv4 address", d.hosts[i].name),
+            })?;
         return Ok(Path {
             target: a,
             hops: vec![Hop {
@@ -237,13 +274,13 @@ pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteE
     // Prefer an address on a network both share, then the responder's others in order.
     let mut candidates: Vec<Ipv4Addr> = Vec::new();
     for iface in &d.hosts[r].interfaces {
-        if d.iface_on(i, iface.network).is_some() {
-            candidates.push(iface.address);
+        if let (Some(a), Some(_)) = (iface.address, d.iface_on(i, iface.network)) {
+            candidates.push(a);
         }
     }
-    for iface in &d.hosts[r].interfaces {
-        if !candidates.contains(&iface.address) {
-            candidates.push(iface.address);
+    for a in d.hosts[r].interfaces.iter().filter_map(|x| x.address) {
+        if !candidates.contains(&a) {
+            candidates.push(a);
         }
     }
     let mut first_err = None;
@@ -280,22 +317,24 @@ pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteE
             continue;
         }
         for m in &gw.masquerade {
-            let Some(outside) = d.iface_on(g, m.to) else {
+            let Some(outside) = d.iface_on(g, m.to).and_then(|o| o.address) else {
                 continue;
             };
-            let inside_addr = d.hosts[r]
-                .interfaces
+            let ifs = &d.hosts[r].interfaces;
+            let Some(inside_addr) = ifs
                 .iter()
                 .find(|x| x.network == m.from)
-                .or_else(|| d.hosts[r].interfaces.first())
-                .map(|x| x.address)
-                .expect("validated: hosts have interfaces");
+                .and_then(|x| x.address)
+                .or_else(|| ifs.iter().find_map(|x| x.address))
+            else {
+                continue;
+            };
             if let Ok((origin, hops)) = walk(
                 d,
                 idx,
                 i,
                 Ipv4Addr::UNSPECIFIED,
-                outside.address,
+                outside,
                 Some((g, inside_addr)),
             ) {
                 if hops.last().map(|h| h.host) == Some(r)
@@ -304,7 +343,7 @@ pub fn path(d: &Deployment, idx: &AddrIndex, flow: &Flow) -> Result<Path, RouteE
                     let mut all = vec![origin];
                     all.extend(hops);
                     let p = Path {
-                        target: outside.address,
+                        target: outside,
                         hops: all,
                     };
                     check_reply(d, idx, &p).map_err(|m| RouteError {
@@ -373,10 +412,11 @@ pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<Vec<MgmtHop>> {
         // routers its hosts send through (once per prefix, not per host).
         let net = (0..d.networks.len())
             .filter(|&n| {
-                let c = d.networks[n].cidr;
-                c.prefix_len() <= p.prefix_len() && c.contains(&p.network())
+                d.networks[n]
+                    .cidr
+                    .is_some_and(|c| c.prefix_len() <= p.prefix_len() && c.contains(&p.network()))
             })
-            .max_by_key(|&n| d.networks[n].cidr.prefix_len())
+            .max_by_key(|&n| d.networks[n].cidr.map(|c| c.prefix_len()))
             .filter(|_| p.prefix_len() > 0);
         let gateways: Vec<HostId> = match net {
             None => Vec::new(),
@@ -422,10 +462,10 @@ pub fn management(d: &Deployment, idx: &AddrIndex) -> Vec<Vec<MgmtHop>> {
             };
             let mut found = false;
             for &g in gateways.iter().filter(|&&g| g != h) {
-                for dst in host.interfaces.iter().map(|i| i.address) {
+                for dst in host.interfaces.iter().filter_map(|i| i.address) {
                     // The admin puts the packet on its own wire: on-link when the
                     // network holds `dst`, else to its gateway.
-                    let next = if d.networks[net].cidr.contains(&dst) {
+                    let next = if d.networks[net].cidr.is_some_and(|c| c.contains(&dst)) {
                         idx.owner_on(net, dst)
                     } else {
                         Some(g)

@@ -36,7 +36,7 @@ fn src_text(plan: &Plan, hp: &HostPolicy, r: &PolicyRule) -> String {
         Addrs::Net(n) => d
             .networks
             .iter()
-            .find(|x| x.cidr == *n)
+            .find(|x| x.cidr == Some(*n))
             .map_or_else(|| n.to_string(), |x| format!("{} ({n})", x.name)),
         Addrs::Group(g) => {
             let g = &hp.groups[*g];
@@ -96,15 +96,52 @@ impl Files {
 
 /// The whole SUMMARY.md. With `only`, the per-host sections cover that host.
 pub fn summary(plan: &Plan, only: Option<&str>, files: Files) -> String {
-    let views = view::all(plan);
+    let mut views = view::all(plan);
+    views.extend(view::all6(plan));
     let mut o = String::new();
     header(plan, files, &mut o);
     warnings(plan, &mut o);
     required_ports(plan, only, &mut o);
     flows(&views, &mut o);
-    recovery(&views, &mut o);
+    left_out(plan, &mut o);
+    let recover_left_out = plan
+        .left_out
+        .iter()
+        .any(|f| matches!(f.operation, Operation::Recover | Operation::LegacyRecover));
+    recovery(&views, recover_left_out, &mut o);
     amanda_config(plan, &mut o);
     o
+}
+
+/// The flows `plan` did not open because a host has no IPv4 and Amanda
+/// cannot speak IPv6 (the `no-ipv4` warning says why); nothing when none.
+fn left_out(plan: &Plan, o: &mut String) {
+    if plan.left_out.is_empty() {
+        return;
+    }
+    let d = &plan.deployment;
+    writeln!(
+        o,
+        "## Left out
+"
+    )
+    .unwrap();
+    writeln!(o, "Amanda here does not speak IPv6, so it cannot reach a host without an IPv4 address: these flows are not in the plan and nothing is opened for them on any host (see the `no-ipv4` warnings).
+").unwrap();
+    for f in &plan.left_out {
+        writeln!(
+            o,
+            "- {} {} → {} {} {} ({})",
+            f.operation.name(),
+            d.hosts[f.initiator].name,
+            d.hosts[f.responder].name,
+            f.proto,
+            f.dport,
+            f.stream
+        )
+        .unwrap();
+    }
+    writeln!(o).unwrap();
 }
 
 /// The title, the Amanda settings the flows follow, what every host's
@@ -521,12 +558,21 @@ fn flows(views: &[FlowView], o: &mut String) {
 }
 
 /// Recovery: the recipe left it blank.
-fn recovery(views: &[FlowView], o: &mut String) {
+/// `left_out`: a recovering host's flows were left out (it has no IPv4).
+fn recovery(views: &[FlowView], left_out: bool, o: &mut String) {
     writeln!(o, "## Recovery traffic\n").unwrap();
     let rec: Vec<&FlowView> = views
         .iter()
         .filter(|f| matches!(f.operation, Operation::Recover | Operation::LegacyRecover))
         .collect();
+    if rec.is_empty() && left_out {
+        writeln!(
+            o,
+            "No recovery flows in the plan: the recovering hosts' are left out (above).\n"
+        )
+        .unwrap();
+        return;
+    }
     if rec.is_empty() {
         writeln!(o, "No host has the role \"recover\": no recovery flows.\n").unwrap();
         return;

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use crate::flows::{Flow, HelperRole, Operation};
 use crate::model::Deployment;
 use crate::plan::Plan;
 use crate::ports::{PortRange, Proto, EPHEMERAL};
-use crate::route::{HopKind, Path};
+use crate::route::{HopKind, Path, Path6};
 
 /// Borrows the plan's names where it can (`flows` and SUMMARY.md show
 /// 90,000 flows for 10,000 clients); `into_owned` for reports that outlive it.
@@ -37,8 +37,9 @@ pub struct FlowView<'a> {
     /// `None`: any source port the initiator's kernel picks (see `ports::EPHEMERAL`).
     pub sport: Option<PortRange>,
     pub helper: HelperRole,
-    /// The address the initiator connects to (what Amanda's config must name).
-    pub target: Ipv4Addr,
+    /// The address the initiator connects to (what Amanda's config must
+    /// name): IPv6 for an IPv6-only flow (`Plan::flows6`).
+    pub target: IpAddr,
     /// The hops in words, as SUMMARY.md prints them.
     pub path: String,
     pub why: Cow<'a, str>,
@@ -63,8 +64,9 @@ pub struct HopView<'a> {
     pub in_iface: Option<&'a str>,
     #[serde(rename = "out")]
     pub out_iface: Option<&'a str>,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// IPv6 on an IPv6-only flow's hops, which never have NAT.
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub dnat_to: Option<Ipv4Addr>,
     pub snat_to: Option<Ipv4Addr>,
 }
@@ -79,35 +81,92 @@ pub fn all(plan: &Plan) -> Vec<FlowView<'_>> {
         .collect()
 }
 
-/// Every flow of the plan with its hops, for `amwall flows --format json`.
-pub fn all_json(plan: &Plan) -> Vec<FlowJson<'_>> {
+/// The plan's IPv6-only flows, numbered on after [`all`]'s.
+pub fn all6(plan: &Plan) -> Vec<FlowView<'_>> {
     let d = &plan.deployment;
-    all(plan)
-        .into_iter()
-        .zip(&plan.paths)
-        .map(|(flow, p)| FlowJson {
-            flow,
-            hops: p
-                .hops
-                .iter()
-                .map(|h| HopView {
-                    host: &d.hosts[h.host].name,
-                    kind: h.kind,
-                    in_iface: h.in_iface.as_deref(),
-                    out_iface: h.out_iface.as_deref(),
-                    src: h.src,
-                    dst: h.dst,
-                    dnat_to: h.dnat_to,
-                    snat_to: h.snat_to,
-                })
-                .collect(),
+    plan.flows6
+        .iter()
+        .zip(&plan.paths6)
+        .enumerate()
+        .map(|(k, (f, p))| FlowView {
+            via: p.routers().map(|h| d.hosts[h.host].name.clone()).collect(),
+            target: IpAddr::V6(p.target),
+            path: path6_text(d, p),
+            ..FlowView::bare(d, plan.flows.len() + k, f)
         })
         .collect()
+}
+
+/// Every flow of the plan with its hops, for `amwall flows --format json`;
+/// the IPv6-only ones after the others, as [`all6`] numbers them.
+pub fn all_json(plan: &Plan) -> Vec<FlowJson<'_>> {
+    let d = &plan.deployment;
+    let hops4 = plan.paths.iter().map(|p| {
+        p.hops
+            .iter()
+            .map(|h| {
+                let at = (h.host, h.kind, &h.in_iface, &h.out_iface);
+                hop_view(d, at, (h.src.into(), h.dst.into()), (h.dnat_to, h.snat_to))
+            })
+            .collect()
+    });
+    let hops6 = plan.paths6.iter().map(|p| {
+        p.hops
+            .iter()
+            .map(|h| {
+                let at = (h.host, h.kind, &h.in_iface, &h.out_iface);
+                hop_view(d, at, (p.src.into(), p.target.into()), (None, None))
+            })
+            .collect()
+    });
+    all(plan)
+        .into_iter()
+        .chain(all6(plan))
+        .zip(hops4.chain(hops6))
+        .map(|(flow, hops)| FlowJson { flow, hops })
+        .collect()
+}
+
+/// Where a hop is (host, kind, in and out interface).
+type At<'p> = (
+    crate::model::HostId,
+    HopKind,
+    &'p Option<String>,
+    &'p Option<String>,
+);
+
+/// One hop as `flows --format json` shows it, whichever family it is.
+fn hop_view<'p>(
+    d: &'p Deployment,
+    (host, kind, in_iface, out_iface): At<'p>,
+    (src, dst): (IpAddr, IpAddr),
+    (dnat_to, snat_to): (Option<Ipv4Addr>, Option<Ipv4Addr>),
+) -> HopView<'p> {
+    HopView {
+        host: &d.hosts[host].name,
+        kind,
+        in_iface: in_iface.as_deref(),
+        out_iface: out_iface.as_deref(),
+        src,
+        dst,
+        dnat_to,
+        snat_to,
+    }
 }
 
 impl<'a> FlowView<'a> {
     /// Flow `i` (0-based) of a plan, with its path.
     pub fn new(d: &'a Deployment, i: usize, f: &'a Flow, p: &Path) -> FlowView<'a> {
+        FlowView {
+            via: p.routers().map(|h| router(d, h)).collect(),
+            target: IpAddr::V4(p.target),
+            path: path_text(d, p),
+            ..FlowView::bare(d, i, f)
+        }
+    }
+
+    /// What a flow's view says whatever its path (the path's fields empty).
+    fn bare(d: &'a Deployment, i: usize, f: &'a Flow) -> FlowView<'a> {
         FlowView {
             id: i + 1,
             operation: f.operation,
@@ -115,13 +174,13 @@ impl<'a> FlowView<'a> {
             auth: f.auth,
             initiator: Cow::Borrowed(&d.hosts[f.initiator].name),
             responder: Cow::Borrowed(&d.hosts[f.responder].name),
-            via: p.routers().map(|h| router(d, h)).collect(),
+            via: Vec::new(),
             proto: f.proto,
             dport: f.dport,
             sport: f.sport,
             helper: f.helper,
-            target: p.target,
-            path: path_text(d, p),
+            target: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            path: String::new(),
             why: Cow::Borrowed(&f.why),
         }
     }
@@ -235,6 +294,27 @@ fn path_text(d: &Deployment, p: &Path) -> String {
         });
     }
     parts.join(" → ")
+}
+
+/// An IPv6-only path in words: no NAT on it, ever.
+fn path6_text(d: &Deployment, p: &Path6) -> String {
+    let parts: Vec<String> = p
+        .hops
+        .iter()
+        .map(|h| {
+            let name = &d.hosts[h.host].name;
+            match h.kind {
+                HopKind::Loopback => format!("{name} (loopback, `lo` accepted)"),
+                HopKind::Origin | HopKind::Destination => name.clone(),
+                HopKind::Forward => format!(
+                    "{name} (IPv6 forward {}→{})",
+                    h.in_iface.as_deref().unwrap_or("?"),
+                    h.out_iface.as_deref().unwrap_or("?")
+                ),
+            }
+        })
+        .collect();
+    format!("IPv6 only: {}", parts.join(" → "))
 }
 
 #[cfg(test)]

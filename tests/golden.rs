@@ -116,3 +116,32 @@ fn verdict_picture() {
     };
     insta::assert_snapshot!("svg-wiki-verdicts", amwall::picture::svg(&plan, Some(&v)));
 }
+
+/// IPv6-only hosts (tests/fixtures/v6only/): with an upstream build, every
+/// file (C6Host's flows only in the IPv6 rules); with Debian's, SUMMARY.md
+/// with the `no-ipv4` warning and the Left out section.
+#[test]
+fn ipv6_only_hosts() {
+    let mut plans = common::v6only().into_iter().map(|(_, p)| p);
+    let (up, deb) = (plans.next().unwrap(), plans.next().unwrap());
+    let mut all = String::new();
+    for (name, content) in up
+        .outputs(BackendSet::Both, None)
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n != "topology.svg")
+    {
+        all.push_str(&format!("===== {name} =====\n{content}\n"));
+    }
+    insta::assert_snapshot!("v6only-upstream", all);
+    let summary = deb
+        .outputs(BackendSet::Both, None)
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == "SUMMARY.md")
+        .unwrap()
+        .1;
+    assert!(summary.contains("**no-ipv4** `c6host`"), "{summary}");
+    assert!(summary.contains("## Left out"), "{summary}");
+    insta::assert_snapshot!("v6only-debian-summary", summary);
+}

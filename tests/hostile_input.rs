@@ -382,3 +382,92 @@ fn doctor_refuses_hostile_host_files() {
         }
     }
 }
+
+/// IPv6-only topologies gone wrong, through the CLI (tests/fixtures/v6only/):
+/// each refused with exit 2 and the file:line:col of the value at fault,
+/// never a panic, and nothing written to `--out`.
+#[test]
+fn ipv6_only_topologies_are_refused_where_they_are_wrong() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/v6only/upstream.toml"
+    ))
+    .unwrap();
+    let c6 = r#"{ name = "eth0", network = "v6lan", address6 = "2001:db8:6::5" }"#;
+    // (replace, with, the text the error must point at, what it says)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            c6,
+            r#"{ name = "eth0", network = "v6lan", address = "203.0.113.5" }"#,
+            "\"203.0.113.5\"",
+            "IPv6-only",
+        ),
+        (
+            c6,
+            r#"{ name = "eth0", network = "v6lan" }"#,
+            r#"{ name = "eth0", network = "v6lan" }"#,
+            "has no address",
+        ),
+        (
+            c6,
+            r#"{ name = "eth0", network = "v6lan", address6 = "::" }"#,
+            "\"::\"",
+            "no address",
+        ),
+        (
+            c6,
+            r#"{ name = "eth0", network = "v6lan", address6 = "::ffff:192.0.2.9" }"#,
+            "\"::ffff:192.0.2.9\"",
+            "IPv4-mapped",
+        ),
+        (
+            c6,
+            r#"{ name = "eth0", network = "v6lan", address6 = "2001:db8:6::1" }"#,
+            "\"2001:db8:6::1\"",
+            "already used",
+        ),
+        (
+            "cidr6 = \"2001:db8:6::/64\"",
+            "cidr6 = \"2001:db8:6::/64\"\ncidr = \"nonsense\"",
+            "\"nonsense\"",
+            "not an IPv4 network",
+        ),
+        (
+            "cidr6 = \"2001:db8:6::/64\"",
+            "",
+            "name = \"v6lan\"",
+            "neither `cidr` nor `cidr6`",
+        ),
+        (
+            "roles = [\"router\"]",
+            "roles = [\"router\"]\nmasquerade = [{ from = \"v6lan\", to = \"lan\" }]",
+            "\"v6lan\"",
+            "NAT66",
+        ),
+    ];
+    let top = tempfile::tempdir().unwrap();
+    for (from, to, at, want) in cases {
+        let text = src.replacen(from, to, 1);
+        assert_ne!(text, src, "{from}");
+        let t = top.path().join("t.toml");
+        std::fs::write(&t, &text).unwrap();
+        let out = top.path().join("out");
+        let (code, err, _) = run(&os(&[&"plan", &t, &"--out", &out, &"-q"]));
+        assert_eq!(code, 2, "{to}: {err}");
+        assert!(err.contains(want), "{to}: {err}");
+        assert!(!err.contains("panicked"), "{to}: {err}");
+        // Inside the replacement where it is there; `name = "v6lan"` stands
+        // for the name's value.
+        let pos = match (text.find(to).filter(|_| !to.is_empty()), to.find(at)) {
+            (Some(t0), Some(a0)) => t0 + a0,
+            _ => text.find(at).unwrap() + at.strip_prefix("name = ").map_or(0, |_| "name = ".len()),
+        };
+        let line = text[..pos].matches('\n').count() + 1;
+        let col = text[..pos].rsplit('\n').next().unwrap().chars().count() + 1;
+        assert!(
+            err.contains(&format!("{}:{line}:{col}:", t.display())),
+            "{to}: want {line}:{col}: {err}"
+        );
+        assert!(!out.exists(), "nothing written for {to}");
+    }
+}

@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 
 use amwall::lab::netns::veth;
 use amwall::lab::Netns;
@@ -81,38 +80,14 @@ fn net() -> Net {
     }
 }
 
-/// A TCP connect from `src`:`sport` in `ns` to `dst`:`port`: true when accepted.
-fn connects(ns: &Netns, src: &str, sport: u16, dst: &str, port: u16) -> bool {
-    let to: SocketAddr = format!("[{dst}]:{port}").parse().unwrap();
-    match common::tcp_connect(ns, &format!("[{src}]:{sport}"), to) {
-        ErrorKind::Other => true,
-        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::HostUnreachable => false,
-        other => panic!("{src}:{sport} → {to}: unexpected {other:?}"),
-    }
-}
+use common::connects6 as connects;
 
 fn load(n: &Net, plan: &Plan, nft: bool) {
-    for (ns, host) in [(&n.ts, "tshost"), (&n.fw, "fwhost"), (&n.rh, "rhost")] {
-        let hp = plan
-            .policies
-            .iter()
-            .find(|p| plan.deployment.hosts[p.host].name == host)
-            .unwrap();
-        let loads: Vec<(&[&str], String)> = if nft {
-            vec![(&["nft", "-f", "-"], plan.nft(hp))]
-        } else {
-            vec![
-                (&["iptables-restore"], plan.iptables(hp)),
-                (&["ip6tables-restore"], plan.ip6tables(hp)),
-            ]
-        };
-        for (argv, text) in loads {
-            let r = ns
-                .exec(argv, Some(&text))
-                .expect("the loader must be installed");
-            assert!(r.ok(), "{host}: {argv:?}: {}\n{text}", r.stderr);
-        }
-    }
+    common::load_both_families(
+        plan,
+        &[(&n.ts, "tshost"), (&n.fw, "fwhost"), (&n.rh, "rhost")],
+        nft,
+    );
 }
 
 #[test]

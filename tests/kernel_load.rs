@@ -38,7 +38,7 @@ fn iptables_files_load_and_read_back_identically() {
     let ns = Netns::new("amwk").expect("creating a netns needs root and iproute2");
     let mut loaded = 0;
     let mut loaded_sets = 0;
-    for (label, plan) in common::variants() {
+    for (label, plan) in common::variants().into_iter().chain(common::v6only()) {
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
             let text = plan.iptables(hp);
@@ -157,7 +157,7 @@ fn table_block<'a>(text: &'a str, fam: &str) -> &'a str {
 fn nft_scripts_load_and_list_back_identically() {
     let ns = Netns::new("amwk").expect("creating a netns needs root and iproute2");
     let mut loaded = 0;
-    for (label, plan) in common::variants() {
+    for (label, plan) in common::variants().into_iter().chain(common::v6only()) {
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
             let text = plan.nft(hp);

@@ -138,6 +138,7 @@ fn ufw_lab(auth: Auth, flows: usize) {
             .find(|n| n.name == "lan")
             .expect("the wiki has a lan")
             .cidr
+            .expect("the wiki's lan is IPv4")
             .to_string();
         let o = ufw
             .run(&[

@@ -19,7 +19,7 @@ fn openings(plan: &Plan, host: &str, place: Place) -> BTreeSet<(Proto, String, S
     let name_of = |a: std::net::Ipv4Addr| {
         d.hosts
             .iter()
-            .find(|h| h.interfaces.iter().any(|i| i.address == a))
+            .find(|h| h.interfaces.iter().any(|i| i.address == Some(a)))
             .map_or(a.to_string(), |h| {
                 // Hosts with several addresses are named with the one seen.
                 if h.interfaces.len() > 1 {

@@ -38,11 +38,21 @@ fn every_plan_matches_the_schema() {
         "from the Amanda files".into(),
         amwall::Plan::build(d).unwrap(),
     ));
+    // IPv6-only networks and hosts: no `cidr`, no `address`, IPv6 targets.
+    plans.extend(common::v6only());
+    // Debian's build leaves C6Host's flows out, and says so in the JSON.
+    let deb = plans.iter().find(|(l, _)| l == "v6only-debian").unwrap();
+    let v: Value = serde_json::from_str(&amwall::export::plan_json_text(&deb.1)).unwrap();
+    assert_eq!(v["left_out"].as_array().unwrap().len(), 4, "{v}");
+    assert_eq!(v["left_out"][0]["responder"], "c6host", "{v}");
     let mut flows = 0;
     for (label, plan) in &plans {
         let v: Value = serde_json::from_str(&amwall::export::plan_json_text(plan)).unwrap();
         valid(&s, &v).unwrap_or_else(|e| panic!("{label}: {e}"));
-        assert_eq!(v["flows"].as_array().unwrap().len(), plan.flows.len());
+        assert_eq!(
+            v["flows"].as_array().unwrap().len(),
+            plan.flows.len() + plan.flows6.len()
+        );
         assert_eq!(
             v["hosts"].as_array().unwrap().len(),
             plan.deployment.hosts.len()

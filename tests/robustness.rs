@@ -7,6 +7,7 @@ use amwall::Plan;
 use proptest::prelude::*;
 
 const WIKI: &str = include_str!("../examples/wiki.toml");
+const V6ONLY: &str = include_str!("fixtures/v6only/upstream.toml");
 
 fn check(text: String) -> Result<(), TestCaseError> {
     let lines = text.lines().count() + 1;
@@ -15,6 +16,11 @@ fn check(text: String) -> Result<(), TestCaseError> {
             // Whatever plans must also render.
             plan.outputs(amwall::render::BackendSet::Both, None)
                 .unwrap();
+            // And every other consumer of addresses: JSON, the lab's mapping.
+            amwall::export::plan_json_text(&plan);
+            if let Ok((_, mapped)) = amwall::lab::map::Mapping::new(&plan.deployment) {
+                Plan::build(mapped).ok();
+            }
         }
         Err(Error::Input(e)) => {
             prop_assert!(
@@ -30,19 +36,51 @@ fn check(text: String) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Replace `del` bytes at `pos` by `ins`, for each edit, on char boundaries.
+fn apply_edits(text: &mut String, edits: Vec<(usize, usize, String)>) {
+    for (pos, del, ins) in edits {
+        let mut p = pos.min(text.len());
+        while !text.is_char_boundary(p) {
+            p -= 1;
+        }
+        let mut end = (p + del).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        text.replace_range(p..end, &ins);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     #[test]
     fn edited_wiki_never_panics(edits in prop::collection::vec((0usize..WIKI.len(), 0usize..4, "[ -~\n]{0,6}"), 1..5)) {
         let mut text = WIKI.to_string();
-        for (pos, del, ins) in edits {
-            let mut p = pos.min(text.len());
-            while !text.is_char_boundary(p) { p -= 1; }
-            let mut end = (p + del).min(text.len());
-            while !text.is_char_boundary(end) { end += 1; }
-            text.replace_range(p..end, &ins);
+        apply_edits(&mut text, edits);
+        check(text)?;
+    }
+
+    /// The IPv6-only fixture with its keys dropped or edited: `cidr`,
+    /// `address`, `address6`, `gateway`, `build` lines gone or garbled
+    /// exercise every "no IPv4" path (each `Option` a consumer must handle).
+    #[test]
+    fn edited_ipv6_only_topology_never_panics(
+        drop in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        edits in prop::collection::vec((0usize..V6ONLY.len(), 0usize..4, "[ -~\n]{0,6}"), 0..3),
+        debian in any::<bool>(),
+    ) {
+        let mut lines: Vec<&str> = V6ONLY.lines().collect();
+        for i in drop {
+            if !lines.is_empty() {
+                lines.remove(i.index(lines.len()));
+            }
         }
+        let mut text = lines.join("\n");
+        if debian {
+            text = text.replace("build = \"upstream\"", "build = \"debian\"");
+        }
+        apply_edits(&mut text, edits);
         check(text)?;
     }
 

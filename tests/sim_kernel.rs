@@ -503,29 +503,31 @@ fn generated_cases() -> Vec<Case> {
         for hp in &plan.policies {
             let host = &d.hosts[hp.host];
             let mut setup = Setup::default();
+            // The examples are IPv4 (or dual-stack) throughout.
+            let v4 = |i: &amwall::model::Interface| i.address.expect("an IPv4 example");
             for i in &host.interfaces {
-                let net = d.networks[i.network].cidr;
+                let net = d.networks[i.network].cidr.expect("an IPv4 example");
                 setup
                     .ifaces
-                    .push((i.name.clone(), vec![(i.address, net.prefix_len())]));
+                    .push((i.name.clone(), vec![(v4(i), net.prefix_len())]));
             }
             if let Some(g) = host.gateway {
                 for i in &host.interfaces {
                     if let Some(gi) = d.iface_on(g, i.network) {
-                        setup.default = Some((gi.address, i.name.clone()));
+                        setup.default = Some((v4(gi), i.name.clone()));
                         break;
                     }
                 }
             }
-            let own: BTreeSet<Ipv4Addr> = host.interfaces.iter().map(|i| i.address).collect();
+            let own: BTreeSet<Ipv4Addr> = host.interfaces.iter().map(v4).collect();
             for (j, other) in d.hosts.iter().enumerate() {
                 if j == hp.host {
                     continue;
                 }
                 for i in &other.interfaces {
-                    if !own.contains(&i.address) {
-                        setup.sources.push(i.address);
-                        setup.destinations.push(i.address);
+                    if !own.contains(&v4(i)) {
+                        setup.sources.push(v4(i));
+                        setup.destinations.push(v4(i));
                     }
                 }
             }

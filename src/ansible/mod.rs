@@ -119,19 +119,23 @@ fn with_header(d: &Deployment, body: &str) -> String {
 /// The address the admins reach `h` on: its interface on a network that holds
 /// a `[management] from` prefix, else its first interface (reached through
 /// the routers, as `route::management` sends the admins).
-fn ansible_host(d: &Deployment, h: HostId) -> std::net::Ipv4Addr {
+///
+/// A host without IPv4 is reached at its first IPv6 address (Ansible takes
+/// a bare IPv6 address as `ansible_host`).
+fn ansible_host(d: &Deployment, h: HostId) -> std::net::IpAddr {
     let host = &d.hosts[h];
     host.interfaces
         .iter()
-        .find(|i| {
-            let cidr = d.networks[i.network].cidr;
+        .filter_map(|i| Some((i.address?, d.networks[i.network].cidr?)))
+        .find(|(_, cidr)| {
             d.management
                 .from
                 .iter()
                 .any(|p| cidr.contains(&p.network()) || p.contains(&cidr.network()))
         })
-        .unwrap_or(&host.interfaces[0])
-        .address
+        .map(|(a, _)| std::net::IpAddr::V4(a))
+        .or_else(|| d.first_address(h))
+        .expect("validated: every interface has an address")
 }
 
 // Long: the inventory in print order (defaults, hosts, groups); one format string per line

@@ -248,7 +248,7 @@ impl<'a> Walker<'a> {
         self.plan.deployment.hosts[h]
             .interfaces
             .iter()
-            .any(|i| v4(i.address) == *iv)
+            .any(|i| i.address.is_some_and(|a| v4(a) == *iv))
             || (hull.lo >> 24 == 127 && hull.hi >> 24 == 127)
     }
 

@@ -39,8 +39,12 @@ pub struct HostCheck<'a> {
 pub fn host_info(d: &Deployment, h: HostId) -> HostInfo {
     let host = &d.hosts[h];
     let mut broadcast = Vec::new();
-    for i in &host.interfaces {
-        let net = d.networks[i.network].cidr;
+    // `check` judges IPv4 rulesets: an IPv6-only interface adds nothing here.
+    for net in host
+        .interfaces
+        .iter()
+        .filter_map(|i| d.networks[i.network].cidr)
+    {
         if net.prefix_len() > 0 && net.prefix_len() < 31 {
             broadcast.push(IpAddr::V4(net.broadcast()));
         }
@@ -49,14 +53,14 @@ pub fn host_info(d: &Deployment, h: HostId) -> HostInfo {
         local: Some(
             host.interfaces
                 .iter()
-                .map(|i| IpAddr::V4(i.address))
+                .filter_map(|i| i.address.map(IpAddr::V4))
                 .collect(),
         ),
         broadcast,
         iface_addr: host
             .interfaces
             .iter()
-            .map(|i| (i.name.clone(), IpAddr::V4(i.address)))
+            .filter_map(|i| Some((i.name.clone(), IpAddr::V4(i.address?))))
             .collect(),
         ifaces: host.interfaces.iter().map(|i| i.name.clone()).collect(),
         guess: LocalGuess::None,

@@ -395,8 +395,8 @@ fn routes(plan: &Plan, h: HostId) -> Vec<(Iv, String)> {
     let mut v: Vec<(u8, Iv, String)> = host
         .interfaces
         .iter()
-        .map(|i| {
-            let n = d.networks[i.network].cidr;
+        .filter_map(|i| Some((i, d.networks[i.network].cidr?)))
+        .map(|(i, n)| {
             (
                 n.prefix_len(),
                 Iv::new(
@@ -517,7 +517,7 @@ pub fn analyze_host(plan: &Plan, h: HostId, hr: &HostRules, hc: &HostCheck) -> V
     let local = IvSet::from_ivs(
         host.interfaces
             .iter()
-            .map(|i| Iv::point(u32::from(i.address) as u128))
+            .filter_map(|i| Some(Iv::point(u32::from(i.address?) as u128)))
             .collect(),
     );
     let routes: Vec<(IvSet, u128)> = routes(plan, h)

@@ -952,7 +952,7 @@ impl Ctx<'_> {
                         p.deployment.hosts[h]
                             .interfaces
                             .iter()
-                            .map(|i| IpAddr::V4(i.address)),
+                            .filter_map(|i| i.address.map(IpAddr::V4)),
                     );
                 }
             }

@@ -281,15 +281,32 @@ impl AmandaLab {
         preflight()?;
         let d = &plan.deployment;
         for n in &d.networks {
+            // Debian's Amanda, which this lab runs, is built --without-ipv6.
+            let Some(cidr) = n.cidr else {
+                return Err(err(format!(
+                    "network `{}` is IPv6-only; the real-Amanda lab runs Debian's Amanda, which is built --without-ipv6 and cannot use it",
+                    n.name
+                )));
+            };
             if !crate::lab::map::DOC_RANGES
                 .iter()
-                .any(|doc| doc.contains(&n.cidr))
+                .any(|doc| doc.contains(&cidr))
             {
                 return Err(err(format!(
-                    "network `{}` ({}) is outside the documentation ranges; the lab only uses 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24",
-                    n.name, n.cidr
+                    "network `{}` ({cidr}) is outside the documentation ranges; the lab only uses 192.0.2.0/24, 198.51.100.0/24 and 203.0.113.0/24",
+                    n.name
                 )));
             }
+        }
+        if let Some(h) = d
+            .hosts
+            .iter()
+            .find(|h| h.interfaces.iter().any(|i| i.address.is_none()))
+        {
+            return Err(err(format!(
+                "`{}` has an interface without IPv4; the real-Amanda lab runs Debian's Amanda, which is built --without-ipv6",
+                h.name
+            )));
         }
         let servers: Vec<HostId> = (0..d.hosts.len())
             .filter(|&h| d.hosts[h].roles.server)
@@ -389,13 +406,16 @@ impl AmandaLab {
         let mut hosts_file = String::from("127.0.0.1\tlocalhost\n");
         for h in &d.hosts {
             for (i, iface) in h.interfaces.iter().enumerate() {
+                let Some(address) = iface.address else {
+                    continue; // refused above
+                };
                 let name = if i == 0 {
                     h.name.clone()
                 } else {
                     format!("{}-{}", h.name, iface.name)
                 };
-                writeln!(hosts_file, "{}\t{name}", iface.address).unwrap();
-                names.entry(iface.address).or_insert(name);
+                writeln!(hosts_file, "{address}\t{name}").unwrap();
+                names.entry(address).or_insert(name);
             }
         }
         let name_of = |a: Ipv4Addr| -> io::Result<String> {
@@ -545,32 +565,27 @@ impl AmandaLab {
                     "master",
                     &format!("br{}", iface.network),
                 ])?;
-                let cidr = format!(
-                    "{}/{}",
-                    iface.address,
-                    d.networks[iface.network].cidr.prefix_len()
-                );
+                let (Some(a), Some(net)) = (iface.address, d.networks[iface.network].cidr) else {
+                    return Err(err(format!(
+                        "`{}` has an interface without IPv4",
+                        host.name
+                    )));
+                };
+                let cidr = format!("{a}/{}", net.prefix_len());
                 ns.must(&["ip", "addr", "add", &cidr, "dev", &iface.name])?;
             }
             if let Some(g) = host.gateway {
                 let via = host
                     .interfaces
                     .iter()
-                    .find_map(|i| d.iface_on(g, i.network))
+                    .find_map(|i| d.iface_on(g, i.network)?.address)
                     .ok_or_else(|| {
                         err(format!(
                             "`{}` shares no network with its gateway",
                             host.name
                         ))
                     })?;
-                ns.must(&[
-                    "ip",
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &via.address.to_string(),
-                ])?;
+                ns.must(&["ip", "route", "add", "default", "via", &via.to_string()])?;
             }
             if host.roles.router {
                 ns.must(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
@@ -1194,11 +1209,13 @@ impl AmandaLab {
             .iter()
             .position(|n| n.name == network)
             .ok_or_else(|| err(format!("no network `{network}`")))?;
-        let cidr = d.networks[n].cidr;
+        let cidr = d.networks[n]
+            .cidr
+            .ok_or_else(|| err(format!("network `{network}` is IPv6-only")))?;
         if !cidr.contains(&address)
             || d.hosts
                 .iter()
-                .any(|h| h.interfaces.iter().any(|i| i.address == address))
+                .any(|h| h.interfaces.iter().any(|i| i.address == Some(address)))
         {
             return Err(err(format!("{address} is not a free address of {cidr}")));
         }

@@ -20,6 +20,10 @@
 //! prefixes, mapped as the IPv4 ones are), so the mapped plan's rules are the
 //! original's; the lab's own addresses live in `Mapping::addresses6`.
 //!
+//! An IPv6-only network (no `cidr`) gets no IPv4 block at all, only its
+//! /64, and the IPv4 allocation above runs over the other networks alone,
+//! so adding one leaves every IPv4 mapping as it was.
+//!
 //! Invariants: every mapped address and prefix lies inside the three ranges;
 //! mapped networks never overlap; host, network and interface order, names and
 //! ids are unchanged, so flows and paths of the mapped plan correspond one to
@@ -78,8 +82,9 @@ impl fmt::Display for MapError {
 #[derive(Debug, Clone, Serialize)]
 pub struct NetMap {
     pub name: String,
-    pub original: Ipv4Net,
-    pub mapped: Ipv4Net,
+    /// None on an IPv6-only network (module doc), both or neither.
+    pub original: Option<Ipv4Net>,
+    pub mapped: Option<Ipv4Net>,
     /// The topology's `cidr6`; None: the link is IPv4-only in the topology
     /// and `mapped6` is the lab's own.
     pub original6: Option<Ipv6Net>,
@@ -90,8 +95,9 @@ pub struct NetMap {
 #[derive(Debug, Clone, Serialize)]
 pub struct Mapping {
     pub networks: Vec<NetMap>,
-    /// Per host, per interface: (original, mapped) address.
-    pub addresses: Vec<Vec<(Ipv4Addr, Ipv4Addr)>>,
+    /// Per host, per interface: (original, mapped) address; None for an
+    /// interface without IPv4.
+    pub addresses: Vec<Vec<Option<(Ipv4Addr, Ipv4Addr)>>>,
     /// Per host, per interface: (the topology's `address6`, the lab's IPv6
     /// address), every interface having one (module doc).
     pub addresses6: Vec<Vec<(Option<Ipv6Addr>, Ipv6Addr)>>,
@@ -106,7 +112,7 @@ impl Mapping {
                 d.hosts
                     .iter()
                     .flat_map(|h| &h.interfaces)
-                    .filter(|i| i.network == n)
+                    .filter(|i| i.network == n && i.address.is_some())
                     .count()
             })
             .collect();
@@ -126,9 +132,14 @@ impl Mapping {
         let size = |p: Ipv4Net| 1u32 << (32 - p.prefix_len());
         for (h, host) in d.hosts.iter().enumerate() {
             for (k, iface) in host.interfaces.iter().enumerate() {
-                let old = d.networks[iface.network].cidr;
-                let new = prefixes[iface.network];
-                let off = u32::from(iface.address) - u32::from(old.network());
+                let (Some(a), Some(old), Some(new)) = (
+                    iface.address,
+                    d.networks[iface.network].cidr,
+                    prefixes[iface.network],
+                ) else {
+                    continue;
+                };
+                let off = u32::from(a) - u32::from(old.network());
                 if off > 0 && off < size(new) - 1 && used[iface.network].insert(off) {
                     chosen[h][k] = Some(Ipv4Addr::from(u32::from(new.network()) + off));
                 }
@@ -136,10 +147,12 @@ impl Mapping {
         }
         for (h, host) in d.hosts.iter().enumerate() {
             for (k, iface) in host.interfaces.iter().enumerate() {
-                if chosen[h][k].is_some() {
+                if chosen[h][k].is_some() || iface.address.is_none() {
                     continue;
                 }
-                let new = prefixes[iface.network];
+                let Some(new) = prefixes[iface.network] else {
+                    continue; // validated: no IPv4 address on an IPv6-only network
+                };
                 let off = (1..size(new) - 1)
                     .find(|o| !used[iface.network].contains(o))
                     .expect("allocate() sized every network for its hosts");
@@ -150,9 +163,8 @@ impl Mapping {
         for (h, host) in m.hosts.iter_mut().enumerate() {
             let mut pairs = Vec::new();
             for (k, iface) in host.interfaces.iter_mut().enumerate() {
-                let new = chosen[h][k].expect("every interface was given an address");
-                pairs.push((iface.address, new));
-                iface.address = new;
+                pairs.push(iface.address.zip(chosen[h][k]));
+                iface.address = chosen[h][k];
             }
             addresses.push(pairs);
         }
@@ -200,6 +212,7 @@ impl Mapping {
         self.addresses
             .iter()
             .flatten()
+            .flatten()
             .find(|(_, m)| *m == mapped)
             .map(|(o, _)| *o)
     }
@@ -211,8 +224,8 @@ impl Mapping {
 /// lives there, which is the truth: no modelled host may manage from it).
 fn map_management(
     d: &Deployment,
-    prefixes: &[Ipv4Net],
-    addresses: &[Vec<(Ipv4Addr, Ipv4Addr)>],
+    prefixes: &[Option<Ipv4Net>],
+    addresses: &[Vec<Option<(Ipv4Addr, Ipv4Addr)>>],
 ) -> Result<Vec<Ipv4Net>, MapError> {
     let mut out: Vec<Ipv4Net> = Vec::new();
     let push = |n: Ipv4Net, out: &mut Vec<Ipv4Net>| {
@@ -221,26 +234,37 @@ fn map_management(
         }
     };
     for p in &d.management.from {
-        if let Some(n) = d.networks.iter().position(|n| n.cidr == *p) {
-            push(prefixes[n], &mut out);
+        if let Some(new) = d
+            .networks
+            .iter()
+            .position(|n| n.cidr == Some(*p))
+            .and_then(|n| prefixes[n])
+        {
+            push(new, &mut out);
             continue;
         }
         let before = out.len();
         let covered_nets: Vec<NetId> = (0..d.networks.len())
-            .filter(|&n| p.contains(&d.networks[n].cidr))
+            .filter(|&n| d.networks[n].cidr.is_some_and(|c| p.contains(&c)))
             .collect();
         for &n in &covered_nets {
-            push(prefixes[n], &mut out);
+            push(
+                prefixes[n].expect("a network with a cidr has a lab block"),
+                &mut out,
+            );
         }
         for (h, host) in d.hosts.iter().enumerate() {
             for (k, iface) in host.interfaces.iter().enumerate() {
-                if p.contains(&iface.address) && !covered_nets.contains(&iface.network) {
-                    push(Ipv4Net::new_assert(addresses[h][k].1, 32), &mut out);
+                if let Some((old, new)) = addresses[h][k] {
+                    if p.contains(&old) && !covered_nets.contains(&iface.network) {
+                        push(Ipv4Net::new_assert(new, 32), &mut out);
+                    }
                 }
             }
         }
         if out.len() == before {
-            let spare = spare_block(prefixes, &out).ok_or_else(|| {
+            let used: Vec<Ipv4Net> = prefixes.iter().flatten().copied().collect();
+            let spare = spare_block(&used, &out).ok_or_else(|| {
                 MapError(format!(
                     "no documentation block left for the management prefix {p}"
                 ))
@@ -272,7 +296,7 @@ fn allocate6(d: &Deployment) -> Result<Vec<Ipv6Net>, MapError> {
 fn map_addresses6(
     d: &Deployment,
     prefixes6: &[Ipv6Net],
-    addresses: &[Vec<(Ipv4Addr, Ipv4Addr)>],
+    addresses: &[Vec<Option<(Ipv4Addr, Ipv4Addr)>>],
 ) -> Vec<Vec<(Option<Ipv6Addr>, Ipv6Addr)>> {
     let mut used: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); d.networks.len()];
     let mut chosen: Vec<Vec<Option<u64>>> = d
@@ -301,8 +325,7 @@ fn map_addresses6(
                 continue;
             }
             let net = iface.network;
-            let (_, v4) = addresses[h][k];
-            let v4_off = u64::from(u32::from(v4) & 0xff);
+            let v4_off = addresses[h][k].map_or(0, |(_, v4)| u64::from(u32::from(v4) & 0xff));
             let off = if v4_off > 0 && !used[net].contains(&v4_off) {
                 v4_off
             } else {
@@ -389,9 +412,24 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// A prefix per network inside the documentation ranges, or why it cannot fit.
-fn allocate(d: &Deployment, counts: &[usize]) -> Result<Vec<Ipv4Net>, MapError> {
-    let n = d.networks.len();
+/// A prefix per network with IPv4 inside the documentation ranges (None
+/// for an IPv6-only network), or why they cannot fit.
+fn allocate(d: &Deployment, counts: &[usize]) -> Result<Vec<Option<Ipv4Net>>, MapError> {
+    let v4: Vec<NetId> = (0..d.networks.len())
+        .filter(|&i| d.networks[i].cidr.is_some())
+        .collect();
+    let mut all = vec![None; d.networks.len()];
+    let nets: Vec<&crate::model::Network> = v4.iter().map(|&i| &d.networks[i]).collect();
+    let counts4: Vec<usize> = v4.iter().map(|&i| counts[i]).collect();
+    for (p, &i) in allocate4(&nets, &counts4)?.into_iter().zip(&v4) {
+        all[i] = Some(p);
+    }
+    Ok(all)
+}
+
+/// `allocate` over networks that all have IPv4.
+fn allocate4(nets: &[&crate::model::Network], counts: &[usize]) -> Result<Vec<Ipv4Net>, MapError> {
+    let n = nets.len();
     // Smallest prefix with room for the hosts plus network and broadcast address.
     let need = |c: usize| -> u8 {
         let mut len = 30u8;
@@ -400,8 +438,7 @@ fn allocate(d: &Deployment, counts: &[usize]) -> Result<Vec<Ipv4Net>, MapError> 
         }
         len
     };
-    let too_big: Vec<String> = d
-        .networks
+    let too_big: Vec<String> = nets
         .iter()
         .zip(counts)
         .filter(|(_, &c)| need(c) < 24)
@@ -438,7 +475,7 @@ fn allocate(d: &Deployment, counts: &[usize]) -> Result<Vec<Ipv4Net>, MapError> 
                 let total: usize = counts.iter().map(|&c| 1usize << (32 - need(c))).sum();
                 return Err(MapError(format!(
                     "the lab maps every network onto the documentation ranges {}, {} and {} (768 addresses); these {n} networks need {total} addresses in aligned blocks, which do not fit (network `{}` found no free /{len})",
-                    DOC_RANGES[0], DOC_RANGES[1], DOC_RANGES[2], d.networks[i].name
+                    DOC_RANGES[0], DOC_RANGES[1], DOC_RANGES[2], nets[i].name
                 )));
             }
         }
@@ -503,19 +540,23 @@ mod tests {
     fn wiki_maps_to_documentation_ranges_keeping_last_octets() {
         let d = load_str("wiki.toml", WIKI.to_string()).unwrap();
         let (map, m) = Mapping::new(&d).unwrap();
-        assert_eq!(m.networks[0].cidr.to_string(), "192.0.2.0/24");
+        assert_eq!(m.networks[0].cidr.unwrap().to_string(), "192.0.2.0/24");
         // The wiki's `internet = 0.0.0.0/0` becomes a small documentation prefix.
-        assert_eq!(m.networks[1].cidr.to_string(), "198.51.100.0/24");
-        let addr = |h: &str, i: usize| m.hosts[m.host_by_name(h).unwrap()].interfaces[i].address;
+        assert_eq!(m.networks[1].cidr.unwrap().to_string(), "198.51.100.0/24");
+        let addr = |h: &str, i: usize| {
+            m.hosts[m.host_by_name(h).unwrap()].interfaces[i]
+                .address
+                .unwrap()
+        };
         assert_eq!(addr("tshost", 0).to_string(), "192.0.2.2");
         assert_eq!(addr("fwhost", 0).to_string(), "192.0.2.1");
         assert_eq!(addr("lhost", 0).to_string(), "192.0.2.3");
         for h in &m.hosts {
             for i in &h.interfaces {
-                assert!(is_doc(i.address), "{} {}", h.name, i.address);
+                assert!(is_doc(i.address.unwrap()), "{} {:?}", h.name, i.address);
             }
         }
-        assert_eq!(m.management.from, vec![m.networks[0].cidr]);
+        assert_eq!(m.management.from, vec![m.networks[0].cidr.unwrap()]);
         assert_eq!(
             map.original_of(addr("rhost", 0)).unwrap().to_string(),
             "2.3.4.5"
@@ -649,7 +690,7 @@ mod tests {
     fn more_networks_than_ranges_are_split_into_small_blocks() {
         let d = load_str("t.toml", many(7, 3)).unwrap();
         let (_, m) = Mapping::new(&d).unwrap();
-        let nets: Vec<Ipv4Net> = m.networks.iter().map(|n| n.cidr).collect();
+        let nets: Vec<Ipv4Net> = m.networks.iter().map(|n| n.cidr.unwrap()).collect();
         for (i, a) in nets.iter().enumerate() {
             assert!(DOC_RANGES.iter().any(|r| r.contains(a)), "{a}");
             assert_eq!(a.prefix_len(), 29, "3 hosts need a /29 (5 addresses)");
@@ -659,7 +700,10 @@ mod tests {
         }
         for h in &m.hosts {
             for i in &h.interfaces {
-                assert!(m.networks[i.network].cidr.contains(&i.address));
+                assert!(m.networks[i.network]
+                    .cidr
+                    .unwrap()
+                    .contains(&i.address.unwrap()));
             }
         }
     }

@@ -56,14 +56,18 @@ impl LabReport {
         let nets = self
             .networks
             .iter()
-            .map(|n| match n.original6 {
-                Some(o6) => format!(
-                    "{} {} → {} (IPv6 {o6} → {})",
-                    n.name, n.original, n.mapped, n.mapped6
-                ),
-                None => format!(
-                    "{} {} → {} (IPv6: the lab's own {})",
-                    n.name, n.original, n.mapped, n.mapped6
+            .map(|n| match (n.original.zip(n.mapped), n.original6) {
+                (Some((o, m)), Some(o6)) => {
+                    format!("{} {o} → {m} (IPv6 {o6} → {})", n.name, n.mapped6)
+                }
+                (Some((o, m)), None) => {
+                    format!("{} {o} → {m} (IPv6: the lab's own {})", n.name, n.mapped6)
+                }
+                (None, o6) => format!(
+                    "{} IPv6-only {} → {}",
+                    n.name,
+                    o6.map_or_else(String::new, |o| o.to_string()),
+                    n.mapped6
                 ),
             })
             .collect::<Vec<_>>()
@@ -209,6 +213,7 @@ impl LabReport {
         for x in &e.findings {
             let kind = match x.kind {
                 ExposureKind::Misrouted => "arrived over IPv6 at the wrong host",
+                ExposureKind::Blocked => "needed over IPv6 but blocked",
                 _ => "reachable over IPv6 but not needed",
             };
             finding(f, kind, x)?;
@@ -327,8 +332,8 @@ mod tests {
             helper: true,
             networks: vec![crate::lab::map::NetMap {
                 name: "lan".into(),
-                original: "192.168.2.0/24".parse().unwrap(),
-                mapped: "192.0.2.0/24".parse().unwrap(),
+                original: Some("192.168.2.0/24".parse().unwrap()),
+                mapped: Some("192.0.2.0/24".parse().unwrap()),
                 original6: None,
                 mapped6: "2001:db8:1ab::/64".parse().unwrap(),
             }],

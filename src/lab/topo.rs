@@ -78,9 +78,10 @@ impl LabNet {
                         h.name
                     )));
                 }
-                if !is_doc(i.address) || !is_doc(d.networks[i.network].cidr.network()) {
+                let v4 = i.address.zip(d.networks[i.network].cidr);
+                if v4.is_some_and(|(a, c)| !is_doc(a) || !is_doc(c.network())) {
                     return Err(err(format!(
-                        "refusing to configure {} on {}: the lab only uses documentation addresses",
+                        "refusing to configure {:?} on {}: the lab only uses documentation addresses",
                         i.address, h.name
                     )));
                 }
@@ -151,27 +152,28 @@ impl LabNet {
             step(&format!("addresses and routes of {}", host.name));
             let mut script = String::new();
             for (i, a6) in host.interfaces.iter().zip(&addr6[h]) {
-                let p = d.networks[i.network].cidr.prefix_len();
-                script += &format!("addr add {}/{p} dev {}\n", i.address, i.name);
+                // An IPv6-only interface (or network) gets only its /64.
+                if let (Some(a), Some(c)) = (i.address, d.networks[i.network].cidr) {
+                    script += &format!("addr add {a}/{} dev {}\n", c.prefix_len(), i.name);
+                }
                 let p6 = net6[i.network].prefix_len();
                 script += &format!("addr add {a6}/{p6} dev {} nodad\n", i.name);
             }
             for (prefix, via) in routes6(d, net6, addr6, h) {
                 script += &format!("route add {prefix} via {via}\n");
             }
-            if let Some(g) = host.gateway {
-                // The gateway's address on the first network both share (route.rs next_hop).
-                let via = host
-                    .interfaces
+            // The gateway's IPv4 address on the first network both have IPv4
+            // on (route.rs next_hop). Without one (a host without IPv4, or
+            // whose gateway routes only its IPv6) no IPv4 default route: its
+            // IPv6 routes come from routes6.
+            let via = host.gateway.and_then(|g| {
+                host.interfaces
                     .iter()
-                    .find_map(|i| d.iface_on(g, i.network))
-                    .ok_or_else(|| {
-                        err(format!(
-                            "{}'s gateway {} shares no network with it",
-                            host.name, d.hosts[g].name
-                        ))
-                    })?;
-                script += &format!("route add default via {}\n", via.address);
+                    .filter(|i| i.address.is_some())
+                    .find_map(|i| d.iface_on(g, i.network)?.address)
+            });
+            if let Some(via) = via {
+                script += &format!("route add default via {via}\n");
             }
             lab.hosts[h]
                 .exec(&["ip", "-batch", "-"], Some(&script))

@@ -267,8 +267,8 @@ impl<'d> Hosts<'d> {
     fn index(&mut self, id: HostId) {
         let host = &self.draft.hosts[id];
         self.by_short.entry(short(&host.name)).or_insert(id);
-        for i in &host.interfaces {
-            self.by_addr.entry(i.address).or_insert(id);
+        for a in host.interfaces.iter().filter_map(|i| i.address) {
+            self.by_addr.entry(a).or_insert(id);
         }
     }
 
@@ -391,9 +391,11 @@ impl<'d> Hosts<'d> {
         };
         hf.usable(entry, &c.host, true)?;
         let networks = &self.draft.networks;
+        // A hosts file gives IPv4 addresses: only networks with a `cidr` hold them.
         let net = (0..networks.len())
-            .filter(|&n| networks[n].cidr.contains(&entry.addr))
-            .max_by_key(|&n| networks[n].cidr.prefix_len())
+            .filter_map(|n| Some((n, networks[n].cidr?)))
+            .filter(|(_, c)| c.contains(&entry.addr))
+            .max_by_key(|(_, c)| c.prefix_len())
             .ok_or_else(|| {
                 pos_error(
                     &cfg.texts,
@@ -406,12 +408,13 @@ impl<'d> Hosts<'d> {
                     "add a [[network]] that contains it",
                 )
             })?;
-        if let Some(what) = crate::model::topology::edge_address(networks[net].cidr, entry.addr) {
+        let (net, cidr) = net;
+        if let Some(what) = crate::model::topology::edge_address(cidr, entry.addr) {
             return Err(hf.err(
                 entry,
                 format!(
-                    "`{}` would get {}, the {what} of network `{}` ({})",
-                    c.host, entry.addr, networks[net].name, networks[net].cidr
+                    "`{}` would get {}, the {what} of network `{}` ({cidr})",
+                    c.host, entry.addr, networks[net].name
                 ),
                 "not a host address",
                 "give the client its real address",
@@ -437,7 +440,7 @@ impl<'d> Hosts<'d> {
             interfaces: vec![Interface {
                 name: "eth0".into(),
                 network: net,
-                address: entry.addr,
+                address: Some(entry.addr),
                 address6: None,
             }],
             gateway: self.draft.network_gateway[net],

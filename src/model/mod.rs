@@ -39,7 +39,13 @@ pub struct Roles {
 pub struct Interface {
     pub name: String,
     pub network: NetId,
-    pub address: Ipv4Addr,
+    /// The interface's IPv4 address; `None` on an IPv6-only network or for
+    /// an IPv6-only host on a dual-stack one. An `Option`, not 0.0.0.0:
+    /// an unspecified address in a rule means "any", so a sentinel that
+    /// slipped into a rule would open the host to everyone, and every
+    /// consumer must decide what an IPv4-less interface means for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Ipv4Addr>,
     /// The interface's global IPv6 address on a dual-stack network. Debian's
     /// Amanda never uses it (built `--without-ipv6`), but the host answers on
     /// it, so the IPv6 policy and the lab's exposure scan must know it.
@@ -56,7 +62,10 @@ pub struct Masquerade {
 #[derive(Debug, Clone, Serialize)]
 pub struct Network {
     pub name: String,
-    pub cidr: Ipv4Net,
+    /// The link's IPv4 prefix; `None` on an IPv6-only network (only
+    /// `cidr6`). An `Option` for the reason `Interface::address` is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<Ipv4Net>,
     /// The same link's IPv6 prefix (`cidr6`), when it is dual-stack.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cidr6: Option<Ipv6Net>,
@@ -185,7 +194,9 @@ impl AddrIndex {
         let mut owner = std::collections::HashMap::with_capacity(d.hosts.len());
         for (h, host) in d.hosts.iter().enumerate() {
             for i in &host.interfaces {
-                owner.entry(i.address).or_insert((h, i.network));
+                if let Some(a) = i.address {
+                    owner.entry(a).or_insert((h, i.network));
+                }
             }
         }
         AddrIndex { owner }
@@ -223,6 +234,25 @@ impl Deployment {
             .iter()
             .find(|i| i.name == name)
             .is_some_and(|i| self.networks[i.network].cidr6.is_some())
+    }
+    /// Whether any interface of `host` has an IPv4 address: without one
+    /// Amanda can only reach it over IPv6.
+    pub fn has_ipv4(&self, host: HostId) -> bool {
+        self.hosts[host]
+            .interfaces
+            .iter()
+            .any(|i| i.address.is_some())
+    }
+    /// The first IPv4 address of `host`, then its first IPv6 one: what a
+    /// report or an inventory calls the host by.
+    pub fn first_address(&self, host: HostId) -> Option<std::net::IpAddr> {
+        let ifs = &self.hosts[host].interfaces;
+        ifs.iter()
+            .find_map(|i| i.address.map(std::net::IpAddr::V4))
+            .or_else(|| {
+                ifs.iter()
+                    .find_map(|i| i.address6.map(std::net::IpAddr::V6))
+            })
     }
     pub fn host(&self, id: HostId) -> &Host {
         &self.hosts[id]

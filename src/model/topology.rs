@@ -78,8 +78,10 @@ struct RawManagement {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawNetwork {
     name: Spanned<String>,
-    cidr: Spanned<String>,
-    /// The same link's IPv6 prefix, on a dual-stack network.
+    /// The link's IPv4 prefix; absent on an IPv6-only network.
+    cidr: Option<Spanned<String>>,
+    /// The link's IPv6 prefix: the same link's on a dual-stack network,
+    /// the only one on an IPv6-only network.
     cidr6: Option<Spanned<String>>,
     /// Default gateway for hosts on this network that only a hosts file names.
     gateway: Option<Spanned<String>>,
@@ -107,7 +109,8 @@ struct RawHost {
 struct RawInterface {
     name: Spanned<String>,
     network: Spanned<String>,
-    address: Spanned<String>,
+    /// Absent for an interface that speaks only IPv6 (then `address6` is required).
+    address: Option<Spanned<String>>,
     address6: Option<Spanned<String>>,
 }
 
@@ -569,22 +572,16 @@ impl Cx {
                     "defined twice",
                 ));
             }
-            let cidr = parse_net(n.cidr.get_ref()).ok_or_else(|| {
-                self.err(
-                    span_of(&n.cidr),
-                    format!("`{}` is not an IPv4 network", n.cidr.get_ref()),
-                    "expected a prefix like 192.0.2.0/24",
-                )
-            })?;
-            if let Some(other) = networks.iter().find(|o: &&Network| o.cidr == cidr) {
+            let cidr = match &n.cidr {
+                None => None,
+                Some(c) => Some(self.cidr(c, &name, &networks)?),
+            };
+            if n.cidr.is_none() && n.cidr6.is_none() {
                 return Err(self.err_help(
-                    span_of(&n.cidr),
-                    format!(
-                        "networks `{}` and `{name}` are both {cidr}",
-                        other.name
-                    ),
-                    "same prefix twice",
-                    "one wire is one [[network]]: give its hosts one network, or correct the prefix",
+                    span_of(&n.name),
+                    format!("network `{name}` has neither `cidr` nor `cidr6`"),
+                    "no prefix",
+                    "give its IPv4 prefix (cidr = \"192.0.2.0/24\"), its IPv6 prefix (cidr6 = \"2001:db8::/64\") or both",
                 ));
             }
             let cidr6 = match &n.cidr6 {
@@ -611,6 +608,26 @@ impl Cx {
             networks.push(Network { name, cidr, cidr6 });
         }
         Ok((networks, net_ids))
+    }
+
+    /// A network's `cidr`: an IPv4 prefix no other network has.
+    fn cidr(&self, c: &Spanned<String>, name: &str, networks: &[Network]) -> Result<Ipv4Net> {
+        let cidr = parse_net(c.get_ref()).ok_or_else(|| {
+            self.err(
+                span_of(c),
+                format!("`{}` is not an IPv4 network", c.get_ref()),
+                "expected a prefix like 192.0.2.0/24",
+            )
+        })?;
+        if let Some(other) = networks.iter().find(|o| o.cidr == Some(cidr)) {
+            return Err(self.err_help(
+                span_of(c),
+                format!("networks `{}` and `{name}` are both {cidr}", other.name),
+                "same prefix twice",
+                "one wire is one [[network]]: give its hosts one network, or correct the prefix",
+            ));
+        }
+        Ok(cidr)
     }
 
     /// A `network = "..."` reference.
@@ -726,7 +743,7 @@ impl Cx {
             }
             None => None,
         };
-        let masquerade = self.masquerade(h, &interfaces, ids.nets)?;
+        let masquerade = self.masquerade(h, &interfaces, networks, ids.nets)?;
         if !masquerade.is_empty() {
             // Masquerading means forwarding; saying "router" again would add nothing.
             roles.router = true;
@@ -847,51 +864,10 @@ impl Cx {
                 ));
             }
             let network = self.net_ref(net_ids, &i.network)?;
-            let address = Ipv4Addr::from_str(i.address.get_ref()).map_err(|_| {
-                self.err(
-                    span_of(&i.address),
-                    format!("`{}` is not an IPv4 address", i.address.get_ref()),
-                    "expected an address like 192.0.2.10",
-                )
-            })?;
-            if let Some((why, help)) = unusable_address(address) {
-                return Err(self.err_help(
-                    span_of(&i.address),
-                    format!("`{}`: {why}", h.name.get_ref()),
-                    "not a host address",
-                    help,
-                ));
-            }
-            let cidr = networks[network].cidr;
-            if let Some(what) = edge_address(cidr, address) {
-                return Err(self.err_help(
-                    span_of(&i.address),
-                    format!(
-                        "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
-                        networks[network].name
-                    ),
-                    format!("{what} of {cidr}"),
-                    "hosts use the addresses between the network and the broadcast address",
-                ));
-            }
-            if !cidr.contains(&address) {
-                return Err(self.err(
-                    span_of(&i.address),
-                    format!(
-                        "address {address} is not a host address in network `{}` ({cidr})",
-                        networks[network].name
-                    ),
-                    format!("outside {cidr}"),
-                ));
-            }
-            if let Some(prev) = addr_owner.insert(address.into(), span_of(&i.address)) {
-                let (l, _) = crate::diag::line_col(&self.text, prev.start);
-                return Err(self.err(
-                    span_of(&i.address),
-                    format!("address {address} is already used (line {l})"),
-                    "duplicate address",
-                ));
-            }
+            let address = match &i.address {
+                Some(a) => Some(self.address(h, a, &networks[network], addr_owner)?),
+                None => None,
+            };
             if interfaces.iter().any(|x| x.network == network) {
                 return Err(self.err(
                     span_of(&i.network),
@@ -907,6 +883,28 @@ impl Cx {
                 None => None,
                 Some(a6) => Some(self.address6(a6, &networks[network], addr_owner)?),
             };
+            if address.is_none() && address6.is_none() {
+                let net = &networks[network];
+                return Err(self.err_help(
+                    span_of(si),
+                    format!(
+                        "interface `{}` of `{}` has no address",
+                        i.name.get_ref(),
+                        h.name.get_ref()
+                    ),
+                    "neither address nor address6",
+                    match (net.cidr, net.cidr6) {
+                        (Some(c), Some(c6)) => format!(
+                            "give its IPv4 `address` in {c}, its `address6` in {c6}, or both"
+                        ),
+                        (None, Some(c6)) => format!(
+                            "network `{}` is IPv6-only: give its `address6` in {c6}",
+                            net.name
+                        ),
+                        _ => format!("give its `address` in network `{}`", net.name),
+                    },
+                ));
+            }
             interfaces.push(Interface {
                 name: i.name.get_ref().clone(),
                 network,
@@ -915,6 +913,88 @@ impl Cx {
             });
         }
         Ok(interfaces)
+    }
+
+    /// An interface's IPv4 `address`: a host address inside its network's
+    /// `cidr` (which an IPv6-only network does not have), used once in the
+    /// whole topology.
+    fn address(
+        &self,
+        h: &RawHost,
+        a: &Spanned<String>,
+        net: &Network,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
+    ) -> Result<Ipv4Addr> {
+        let address = Ipv4Addr::from_str(a.get_ref()).map_err(|_| {
+            self.err(
+                span_of(a),
+                format!("`{}` is not an IPv4 address", a.get_ref()),
+                "expected an address like 192.0.2.10",
+            )
+        })?;
+        if let Some((why, help)) = unusable_address(address) {
+            return Err(self.err_help(
+                span_of(a),
+                format!("`{}`: {why}", h.name.get_ref()),
+                "not a host address",
+                help,
+            ));
+        }
+        let Some(cidr) = net.cidr else {
+            return Err(self.err_help(
+                span_of(a),
+                format!(
+                    "network `{}` is IPv6-only (no `cidr`), so an interface on it has no IPv4 address",
+                    net.name
+                ),
+                "IPv4 address on an IPv6-only network",
+                "leave `address` out and give `address6`, or give the network its IPv4 prefix (cidr = \"192.0.2.0/24\")",
+            ));
+        };
+        if let Some(what) = edge_address(cidr, address) {
+            return Err(self.err_help(
+                span_of(a),
+                format!(
+                    "address {address} is the {what} of network `{}` ({cidr}), not a host's address",
+                    net.name
+                ),
+                format!("{what} of {cidr}"),
+                "hosts use the addresses between the network and the broadcast address",
+            ));
+        }
+        if !cidr.contains(&address) {
+            return Err(self.err(
+                span_of(a),
+                format!(
+                    "address {address} is not a host address in network `{}` ({cidr})",
+                    net.name
+                ),
+                format!("outside {cidr}"),
+            ));
+        }
+        self.claim(addr_owner, address.into(), a)?;
+        Ok(address)
+    }
+
+    /// Record `address` as `a`'s: every address, of either family, is used
+    /// once in the whole topology.
+    fn claim(
+        &self,
+        addr_owner: &mut HashMap<std::net::IpAddr, std::ops::Range<usize>>,
+        address: std::net::IpAddr,
+        a: &Spanned<String>,
+    ) -> Result<()> {
+        match addr_owner.insert(address, span_of(a)) {
+            Some(prev) => {
+                let (l, _) = crate::diag::line_col(&self.text, prev.start);
+                Err(self.err(
+                    span_of(a),
+                    format!("address {address} is already used (line {l})"),
+                    "duplicate address",
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// An interface's `address6`: a global host address inside its
@@ -961,14 +1041,7 @@ impl Cx {
                 format!("outside {cidr6}"),
             ));
         }
-        if let Some(prev) = addr_owner.insert(address.into(), span_of(a6)) {
-            let (l, _) = crate::diag::line_col(&self.text, prev.start);
-            return Err(self.err(
-                span_of(a6),
-                format!("address {address} is already used (line {l})"),
-                "duplicate address",
-            ));
-        }
+        self.claim(addr_owner, address.into(), a6)?;
         Ok(address)
     }
 
@@ -977,6 +1050,7 @@ impl Cx {
         &self,
         h: &RawHost,
         interfaces: &[Interface],
+        networks: &[Network],
         net_ids: &HashMap<String, NetId>,
     ) -> Result<Vec<Masquerade>> {
         let mut masquerade = Vec::new();
@@ -1006,6 +1080,25 @@ impl Cx {
                     "from and to are the same",
                 ));
             }
+            // Masquerade is IPv4 NAT: it needs IPv4 on both sides and the
+            // router's own IPv4 address to rewrite to. NAT66 is not modelled.
+            for (which, n) in [(&m.from, from), (&m.to, to)] {
+                let addressed = interfaces
+                    .iter()
+                    .any(|i| i.network == n && i.address.is_some());
+                if networks[n].cidr.is_none() || !addressed {
+                    return Err(self.err_help(
+                        span_of(which),
+                        format!(
+                            "masquerade over `{}`, where `{}` has no IPv4: amwall does not support NAT66",
+                            which.get_ref(),
+                            h.name.get_ref()
+                        ),
+                        "no IPv4 here",
+                        "masquerade rewrites IPv4 sources only; IPv6 hosts are addressed end to end (route them, no NAT), so masquerade only between networks where this router has an IPv4 address",
+                    ));
+                }
+            }
             masquerade.push(Masquerade { from, to });
         }
         Ok(masquerade)
@@ -1027,6 +1120,17 @@ impl Cx {
                             hosts[g].name, hosts[hid].name
                         ),
                         "not on a directly connected network",
+                    ));
+                }
+                if let Some(why) = family_gap(&hosts[hid], &hosts[g]) {
+                    return Err(self.err_help(
+                        span_of(gs),
+                        format!(
+                            "gateway `{}` cannot carry `{}`'s {why}",
+                            hosts[g].name, hosts[hid].name
+                        ),
+                        "wrong address family",
+                        "a gateway needs an address of the host's family on a network they share: give it `address6` there (or `address` for IPv4)",
                     ));
                 }
                 if !hosts[g].roles.router {
@@ -1186,7 +1290,7 @@ impl Cx {
             .flatten()
         {
             if let Some(&n) = net_ids.get(f.get_ref()) {
-                from.push(networks[n].cidr);
+                from.extend(networks[n].cidr);
                 from6.extend(networks[n].cidr6);
             } else if let Some(p) = parse_net(f.get_ref()) {
                 from.push(p);
@@ -1262,6 +1366,35 @@ pub fn edge_address(cidr: Ipv4Net, a: Ipv4Addr) -> Option<&'static str> {
         Some("broadcast address")
     } else {
         None
+    }
+}
+
+/// Why gateway `g` cannot route any of `h`'s traffic: a host without IPv4
+/// needs the gateway's IPv6 address on a network both have IPv6 on, one
+/// without IPv6 its IPv4 address on one both have IPv4 on, and a dual-stack
+/// host either (the gateway then routes that family; the other stays on
+/// the host's own links, as IPv6 did before IPv6-only hosts existed).
+fn family_gap(h: &Host, g: &Host) -> Option<&'static str> {
+    let shared = |f: fn(&Interface) -> bool| {
+        h.interfaces
+            .iter()
+            .filter(|i| f(i))
+            .any(|i| g.interfaces.iter().any(|j| j.network == i.network && f(j)))
+    };
+    let v4 = h.interfaces.iter().any(|i| i.address.is_some());
+    let v6 = h.interfaces.iter().any(|i| i.address6.is_some());
+    let (by4, by6) = (
+        v4 && shared(|i| i.address.is_some()),
+        v6 && shared(|i| i.address6.is_some()),
+    );
+    match (by4 || by6, v4) {
+        (true, _) => None,
+        (false, true) => {
+            Some("IPv4 traffic: they share no network where both have an IPv4 address")
+        }
+        (false, false) => Some(
+            "IPv6 traffic (it has no IPv4): they share no network where both have an IPv6 address",
+        ),
     }
 }
 
@@ -1386,6 +1519,118 @@ interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2", address6 
             other => panic!("accepted: {:?}", other.map(|_| ())),
         };
         assert!(e.message.contains("only IPv6 prefixes"), "{}", e.message);
+    }
+
+    /// IPv6-only networks and interfaces: loaded without any IPv4 (no
+    /// sentinel address), and every mistake refused at its line and column.
+    #[test]
+    fn ipv6_only_networks_and_hosts() {
+        const V6ONLY: &str = r#"
+[[network]]
+name = "lan"
+cidr = "192.0.2.0/24"
+cidr6 = "2001:db8:2::/64"
+
+[[network]]
+name = "v6"
+cidr6 = "2001:db8:6::/64"
+
+[[host]]
+name = "ts"
+roles = ["server", "client"]
+interfaces = [{ name = "eth0", network = "lan", address = "192.0.2.2", address6 = "2001:db8:2::2" }]
+
+[[host]]
+name = "fw"
+roles = ["router"]
+interfaces = [
+  { name = "eth0", network = "lan", address = "192.0.2.1", address6 = "2001:db8:2::1" },
+  { name = "eth1", network = "v6", address6 = "2001:db8:6::1" },
+]
+
+[[host]]
+name = "c6"
+roles = ["client"]
+interfaces = [{ name = "eth0", network = "v6", address6 = "2001:db8:6::5" }]
+gateway = "fw"
+"#;
+        let d = load_str("t.toml", V6ONLY.to_string()).unwrap();
+        assert_eq!(d.networks[1].cidr, None);
+        let c6 = d.host_by_name("c6").unwrap();
+        assert_eq!(d.hosts[c6].interfaces[0].address, None);
+        assert!(!d.has_ipv4(c6) && d.has_ipv4(0));
+        assert_eq!(d.first_address(c6), Some("2001:db8:6::5".parse().unwrap()));
+        // `at`: the text the error must point at (its first occurrence
+        // after `after`).
+        let bad = |from: &str, to: &str, after: &str, at: &str, want: &str| {
+            let text = V6ONLY.replacen(from, to, 1);
+            let e = match load_str("t.toml", text.clone()) {
+                Err(Error::Input(e)) => *e,
+                other => panic!("accepted `{to}`: {:?}", other.map(|_| ())),
+            };
+            assert!(e.message.contains(want), "{}", e.message);
+            let base = text.find(after).unwrap();
+            let pos = base + text[base..].find(at).unwrap();
+            let (line, col) = crate::diag::line_col(&text, pos);
+            assert_eq!((e.line, e.column), (line, col), "{}", e.message);
+        };
+        // An IPv4 address on the IPv6-only network.
+        bad(
+            r#"network = "v6", address6 = "2001:db8:6::5""#,
+            r#"network = "v6", address = "198.51.100.5", address6 = "2001:db8:6::5""#,
+            "name = \"c6\"",
+            r#""198.51.100.5""#,
+            "IPv6-only",
+        );
+        // A network with neither prefix: at its name.
+        bad(
+            "cidr6 = \"2001:db8:6::/64\"\n",
+            "",
+            "name = \"v6\"",
+            "\"v6\"",
+            "neither `cidr` nor `cidr6`",
+        );
+        // An interface with no address at all: at the interface.
+        bad(
+            r#"{ name = "eth0", network = "v6", address6 = "2001:db8:6::5" }"#,
+            r#"{ name = "eth0", network = "v6" }"#,
+            "name = \"c6\"",
+            r#"{ name = "eth0", network = "v6" }"#,
+            "has no address",
+        );
+        // An IPv4-only host's interface without `address` on an IPv4-only network.
+        bad(
+            "cidr6 = \"2001:db8:2::/64\"\n",
+            "",
+            "name = \"lan\"",
+            "\"2001:db8:2::2\"",
+            "has no IPv6 prefix",
+        );
+        // A gateway that cannot carry the IPv6-only host's traffic.
+        let gap = V6ONLY
+            .replace(
+                r#"{ name = "eth0", network = "lan", address = "192.0.2.1", address6 = "2001:db8:2::1" }"#,
+                r#"{ name = "eth0", network = "lan", address = "192.0.2.1" }"#,
+            )
+            .replace(
+                r#"{ name = "eth0", network = "v6", address6 = "2001:db8:6::5" }"#,
+                r#"{ name = "eth0", network = "lan", address6 = "2001:db8:2::5" }"#,
+            );
+        bad(
+            V6ONLY,
+            &gap,
+            "name = \"c6\"",
+            "\"fw\"",
+            "gateway `fw` cannot carry `c6`'s IPv6 traffic",
+        );
+        // Masquerade onto the IPv6-only network: no NAT66.
+        bad(
+            r#"roles = ["router"]"#,
+            "roles = [\"router\"]\nmasquerade = [{ from = \"lan\", to = \"v6\" }]",
+            "name = \"fw\"",
+            r#""v6" }]"#,
+            "NAT66",
+        );
     }
 
     #[test]

@@ -21,6 +21,21 @@ pub fn example(name: &str) -> Deployment {
         .unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+/// (label, plan) for the IPv6-only fixtures (tests/fixtures/v6only/): an
+/// IPv6-only client with an upstream build, and the same with Debian's.
+pub fn v6only() -> Vec<(String, Plan)> {
+    ["upstream", "debian"]
+        .into_iter()
+        .map(|f| {
+            let name = format!("tests/fixtures/v6only/{f}.toml");
+            let path = format!("{}/{name}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let d = amwall::load::load_str(&name, text).unwrap_or_else(|e| panic!("{e:?}"));
+            (format!("v6only-{f}"), Plan::build(d).unwrap())
+        })
+        .collect()
+}
+
 /// (label, plan) for every example × auth mode, plus the conntrack helper on and
 /// off for the UDP auths (the helper example's own setting is "on").
 pub fn variants() -> Vec<(String, Plan)> {
@@ -256,4 +271,37 @@ pub fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
             }
         })
         .unwrap()
+}
+
+/// An IPv6 TCP connect from `src`:`sport` in `ns` to `dst`:`port`: true when
+/// accepted, false when the rules dropped it (timed out, unreachable).
+pub fn connects6(ns: &Netns, src: &str, sport: u16, dst: &str, port: u16) -> bool {
+    let to: SocketAddr = format!("[{dst}]:{port}").parse().unwrap();
+    match tcp_connect(ns, &format!("[{src}]:{sport}"), to) {
+        ErrorKind::Other => true,
+        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::HostUnreachable => false,
+        other => panic!("{src}:{sport} → {to}: unexpected {other:?}"),
+    }
+}
+
+/// Load `plan`'s rules for each (namespace, host): the whole `HOST.nft`, or
+/// `HOST.rules` and `HOST.rules6`; a refusal fails the test with the text.
+pub fn load_both_families(plan: &Plan, hosts: &[(&Netns, &str)], nft: bool) {
+    for &(ns, host) in hosts {
+        let hp = &plan.policies[plan.deployment.host_by_name(host).unwrap()];
+        let loads: Vec<(&[&str], String)> = if nft {
+            vec![(&["nft", "-f", "-"], plan.nft(hp))]
+        } else {
+            vec![
+                (&["iptables-restore"], plan.iptables(hp)),
+                (&["ip6tables-restore"], plan.ip6tables(hp)),
+            ]
+        };
+        for (argv, text) in loads {
+            let r = ns
+                .exec(argv, Some(&text))
+                .expect("the loader must be installed");
+            assert!(r.ok(), "{host}: {argv:?}: {}\n{text}", r.stderr);
+        }
+    }
 }

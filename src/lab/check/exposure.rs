@@ -130,7 +130,8 @@ pub(super) fn plan(plan: &Plan) -> ExposurePlan {
             if x == y {
                 continue;
             }
-            for iface in &host.interfaces {
+            // IPv4 exposure: an interface without IPv4 is scanned by the IPv6 check.
+            for address in host.interfaces.iter().filter_map(|i| i.address) {
                 pairs += 1;
                 for proto in [Proto::Tcp, Proto::Udp] {
                     let mine = sports_of(x, proto);
@@ -141,7 +142,7 @@ pub(super) fn plan(plan: &Plan) -> ExposurePlan {
                                 from: x,
                                 proto,
                                 sport: Some(sp),
-                                target: SocketAddrV4::new(iface.address, dp),
+                                target: SocketAddrV4::new(address, dp),
                                 payload: vec![],
                                 reply: None,
                             });

@@ -263,15 +263,23 @@ pub(super) fn judge(
         .collect();
     let (mut arrived, mut needed_n, mut unroutable) = (0, 0, 0);
     let mut groups: Vec<(Key6, Vec<u16>)> = Vec::new();
+    let no_nd = failed_neighbours(xp, pings);
     for (pr, o) in xp.probes.iter().zip(outcomes) {
         if matches!(o.client, ClientSide::Unreachable(_)) {
             unroutable += 1;
         }
+        let dst = *pr.target.ip();
+        let sport = pr.sport.expect("IPv6 probes bind a source port");
         if !o.reached() {
+            if let Some(k) = blocked(plan, addr6, pr, &no_nd) {
+                match groups.iter_mut().find(|(g, _)| *g == k) {
+                    Some((_, ports)) => ports.push(pr.target.port()),
+                    None => groups.push((k, vec![pr.target.port()])),
+                }
+            }
             continue;
         }
         arrived += 1;
-        let dst = *pr.target.ip();
         let Some(owner) = owner6(addr6, dst) else {
             continue;
         };
@@ -282,7 +290,6 @@ pub(super) fn judge(
             || sender_address(d, addr6, pr.from, owner, dst),
             |a| *a.peer.ip(),
         );
-        let sport = pr.sport.expect("IPv6 probes bind a source port");
         let dport = pr.target.port();
         hosts[at].arrived += 1;
         let finding = if at != owner {
@@ -355,6 +362,48 @@ pub(super) fn judge(
         findings,
         neighbours,
     }
+}
+
+/// Hosts whose neighbour discovery failed: that finding is the cause of
+/// whatever needed probe of theirs then vanished, so it is not repeated.
+fn failed_neighbours(xp: &Plan6, pings: &[PingOutcome]) -> BTreeSet<HostId> {
+    xp.pings
+        .iter()
+        .zip(pings)
+        .filter(|(_, o)| !matches!(o, PingOutcome::Answered))
+        .flat_map(|(p, _)| [p.from, p.to])
+        .collect()
+}
+
+/// A probe that did not arrive although the plan's IPv6 policy accepts
+/// it: the only proof of an IPv6-only flow (`Plan::flows6`), which the
+/// IPv4 flow probes cannot carry. Its finding's key, or None.
+fn blocked(
+    plan: &Plan,
+    addr6: &[Vec<Ipv6Addr>],
+    pr: &Probe<SocketAddrV6>,
+    no_nd: &BTreeSet<HostId>,
+) -> Option<Key6> {
+    let d = &plan.deployment;
+    let dst = *pr.target.ip();
+    let owner = owner6(addr6, dst).filter(|o| !no_nd.contains(o) && !no_nd.contains(&pr.from))?;
+    let src = sender_address(d, addr6, pr.from, owner, dst);
+    let sport = pr.sport?;
+    needed6(plan, owner, src, dst, pr.proto, sport, pr.target.port()).then(|| {
+        let why = format!(
+            "{}'s IPv6 policy accepts it, but it did not arrive",
+            d.hosts[owner].name
+        );
+        (
+            ExposureKind::Blocked,
+            pr.from,
+            dst,
+            pr.proto,
+            sport,
+            None,
+            why,
+        )
+    })
 }
 
 /// The address host `from` sends from towards `dst` (of host `to`): its
@@ -551,6 +600,35 @@ mod tests {
             client: silent().client,
             arrival: None,
         }
+    }
+
+    /// A probe the plan's IPv6 policy accepts that does not arrive is a
+    /// Blocked finding (the only proof of an IPv6-only flow), unless the
+    /// host's neighbour discovery failed, which is then the finding.
+    #[test]
+    fn judge_a_needed_probe_that_vanished_is_blocked() {
+        let (plan, addr6) = wiki6();
+        let xp = super::plan(&plan, &addr6);
+        let mut outs = clean(&plan, &addr6, &xp);
+        let lost = outs.iter().position(|o| o.reached()).unwrap();
+        outs[lost] = silent_v6();
+        let mut pings = vec![PingOutcome::Answered; xp.pings.len()];
+        let e = judge(&plan, &addr6, &xp, &outs, &pings);
+        assert!(!e.passed());
+        assert_eq!(e.findings.len(), 1, "{:?}", e.findings);
+        assert_eq!(e.findings[0].kind, ExposureKind::Blocked);
+        assert_eq!(
+            e.findings[0].src,
+            plan.deployment.hosts[xp.probes[lost].from].name
+        );
+        let p = xp
+            .pings
+            .iter()
+            .position(|p| p.from == xp.probes[lost].from)
+            .unwrap();
+        pings[p] = PingOutcome::NoNeighbour("FAILED".into());
+        let e = judge(&plan, &addr6, &xp, &outs, &pings);
+        assert!(e.findings.is_empty(), "{:?}", e.findings);
     }
 
     #[test]

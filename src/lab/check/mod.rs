@@ -233,7 +233,7 @@ impl LabReport {
 pub(crate) fn label(d: &Deployment, a: Ipv4Addr) -> String {
     for h in &d.hosts {
         for i in &h.interfaces {
-            if i.address == a {
+            if i.address == Some(a) {
                 return if h.interfaces.len() > 1 {
                     format!("{}/{}", h.name, i.name)
                 } else {
@@ -248,7 +248,7 @@ pub(crate) fn label(d: &Deployment, a: Ipv4Addr) -> String {
 fn owner(d: &Deployment, a: Ipv4Addr) -> Option<HostId> {
     d.hosts
         .iter()
-        .position(|h| h.interfaces.iter().any(|i| i.address == a))
+        .position(|h| h.interfaces.iter().any(|i| i.address == Some(a)))
 }
 
 /// A flow a static probe may use: not helper-only (or over loopback, where `lo` is open).
@@ -422,12 +422,8 @@ pub fn run(
 ) -> io::Result<(Vec<ProbedFlow>, Exposure, Ipv6Exposure)> {
     // Network safety: every address we will ever send to is a documentation address.
     for h in &plan.deployment.hosts {
-        for i in &h.interfaces {
-            assert!(
-                is_doc(i.address),
-                "lab address {} is not a documentation address",
-                i.address
-            );
+        for a in h.interfaces.iter().filter_map(|i| i.address) {
+            assert!(is_doc(a), "lab address {a} is not a documentation address");
         }
     }
     for a in addr6.iter().flatten() {
@@ -443,7 +439,7 @@ pub fn run(
             .zip(addr6)
             .map(|((ns, h), a6)| Site {
                 ns,
-                addrs: h.interfaces.iter().map(|i| i.address).collect(),
+                addrs: h.interfaces.iter().filter_map(|i| i.address).collect(),
                 addrs6: a6.clone(),
             })
             .collect(),
@@ -510,6 +506,7 @@ pub(crate) mod testing {
             .find(|x| i.is_empty() || x.name == i)
             .expect("an interface")
             .address
+            .expect("an IPv4 address")
     }
 
     pub fn silent() -> Outcome {
