@@ -168,7 +168,35 @@ impl Plan {
         for c in render::merged_entry_commands(&render::iptables_merged(hp).1) {
             writeln!(o, "{c}").unwrap();
         }
+        if let Some((_, jumps)) = render::ip6tables_merged(hp) {
+            writeln!(
+                o,
+                "ip6tables-restore -w --noflush < {}",
+                sh(&format!("{name}.merged.rules6"))
+            )
+            .unwrap();
+            for c in render::merged_entry_commands6(&jumps) {
+                writeln!(o, "{c}").unwrap();
+            }
+        }
         o
+    }
+
+    /// Merged mode's IPv6 chains (`HOST.merged.rules6`), where Amanda runs
+    /// over IPv6 to or through this host; loaded by `HOST.merged.sh` with
+    /// `--noflush`, like `HOST.merged.rules`.
+    pub fn ip6tables_merged(&self, hp: &HostPolicy) -> Option<String> {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::ip6tables_merged_text(
+            hp,
+            &self.header(
+                name,
+                &format!(
+                    "Load: sh {} (it runs ip6tables-restore --noflush on this file and adds one jump per chain); never plain ip6tables-restore, which would empty the filter table's other chains",
+                    sh(&format!("{name}.merged.sh"))
+                ),
+            ),
+        )
     }
 
     /// `HOST.ufw.sh`: ufw commands for a host whose firewall ufw manages;

@@ -38,7 +38,7 @@ fn output_is_deterministic() {
 #[test]
 fn merged_iptables_mode() {
     for (label, plan) in common::variants() {
-        if label != "wiki-bsd" && label != "helper-bsdudp-helper" {
+        if !["wiki-bsd", "helper-bsdudp-helper", "dualstack-bsdtcp"].contains(&label.as_str()) {
             continue;
         }
         let files = plan

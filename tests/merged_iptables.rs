@@ -295,3 +295,80 @@ fn every_merged_file_loads_and_reads_back() {
     }
     assert!(loaded > 40, "only {loaded} hosts loaded");
 }
+
+/// The admin's own ip6tables rules on every host of the dual-stack network:
+/// drop by default, ICMPv6 (neighbour discovery) and ssh accepted, a ban.
+const FOREIGN6: &str = "\
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:f2b-sshd - [0:0]
+-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p ipv6-icmp -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -p ipv6-icmp -j ACCEPT
+-A f2b-sshd -s 2001:db8:ee::5/128 -j REJECT --reject-with icmp6-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+";
+
+/// An Amanda that speaks IPv6 (the dual-stack example's upstream build):
+/// `HOST.merged.sh` also loads `HOST.merged.rules6` beside the admin's
+/// ip6tables rules, twice over, and every foreign line stays; real IPv6
+/// connections show Amanda's flows passing only after the load and only
+/// from reserved source ports, and the admin's ban still refusing.
+#[test]
+fn merged_ip6tables_chains_let_amandas_ipv6_flows_in_beside_the_admins() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let files = plan
+        .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let n = dual::net("amwm6");
+    let mut before = Vec::new();
+    for (ns, _) in n.hosts() {
+        let r = ns.exec(&["ip6tables-restore"], Some(FOREIGN6)).unwrap();
+        assert!(r.ok(), "{}", r.stderr);
+        before.push(ns.must(&["ip6tables-save"]).unwrap().stdout);
+    }
+    // The admin's rules alone let no Amanda flow in over IPv6.
+    assert!(!connects(&n.ts, TS, 600, RH, 10080), "closed before");
+    assert!(!connects(&n.rh, RH, 700, TS, 10080), "closed before");
+    for (i, (ns, host)) in n.hosts().into_iter().enumerate() {
+        let script = dir.path().join(format!("{host}.merged.sh"));
+        for _ in 0..2 {
+            let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+            assert!(r.ok(), "{host}: {}{}", r.stdout, r.stderr);
+        }
+        let after = ns.must(&["ip6tables-save"]).unwrap().stdout;
+        let foreign: Vec<String> = rule_lines(&after)
+            .into_iter()
+            .filter(|l| !l.contains("AMWALL-"))
+            .collect();
+        assert_eq!(foreign, rule_lines(&before[i]), "{host}:\n{after}");
+        let ours =
+            std::fs::read_to_string(dir.path().join(format!("{host}.merged.rules6"))).unwrap();
+        assert_eq!(amwall_chains(&after), amwall_chains(&ours), "{host}");
+        for (builtin, chain) in [("INPUT", "AMWALL-INPUT"), ("FORWARD", "AMWALL-FORWARD")] {
+            let jump = format!("-A {builtin} -j {chain}");
+            let want = usize::from(ours.contains(&format!(":{chain} ")));
+            let n = after.lines().filter(|l| *l == jump).count();
+            assert_eq!(n, want, "{host}: {jump}:\n{after}");
+        }
+    }
+    dual::amanda_passes_reserved_only(&n, "merged ip6tables");
+    // amwall's chains accept no ssh, so what they return meets the ban.
+    assert!(!connects(&n.rh, RH, 40002, TS, 22), "the ban must hold");
+    assert!(
+        connects(&n.fw, dual::FW_LAN, 40003, TS, 22),
+        "the admin's ssh"
+    );
+}

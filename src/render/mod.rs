@@ -588,6 +588,64 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Jump>) {
     (Ruleset { tables }, entries)
 }
 
+/// Merged mode over IPv6 (`HOST.merged.rules6`), for a build that speaks
+/// IPv6: Amanda's IPv6 openings in `AMWALL-INPUT`/`AMWALL-FORWARD` of
+/// ip6tables' filter table, entered by the same kind of jump. Only Amanda's
+/// rules: ICMPv6, the DHCPv6 client and management stay the host's own
+/// ip6tables rules' business, as management does over IPv4. `None` when no
+/// Amanda flow runs over IPv6 here.
+pub fn ip6tables_merged(hp: &HostPolicy) -> Option<(Ruleset, Vec<Jump>)> {
+    let six = Six::Iptables;
+    let amanda = |place: Place| -> Vec<Rule> {
+        hp.v6
+            .rules
+            .iter()
+            .filter(|r| r.place == place)
+            .flat_map(|r| six.amanda(r))
+            .collect()
+    };
+    let (inp, fwd) = (amanda(Place::Input), amanda(Place::Forward));
+    if inp.is_empty() && fwd.is_empty() {
+        return None;
+    }
+    let chain = |name: &str, rules| Chain {
+        name: name.into(),
+        base: None,
+        rules,
+    };
+    let mut chains = Vec::new();
+    let mut entries = Vec::new();
+    if !inp.is_empty() {
+        let mut input = vec![established(), loopback()];
+        input.extend(inp);
+        chains.push(chain("AMWALL-INPUT", input));
+        entries.push(jump("filter", "INPUT", "AMWALL-INPUT"));
+    }
+    if !fwd.is_empty() {
+        let mut forward = vec![established()];
+        forward.extend(fwd);
+        chains.push(chain("AMWALL-FORWARD", forward));
+        entries.push(jump("filter", "FORWARD", "AMWALL-FORWARD"));
+    }
+    let table = Table {
+        family: Family::Ip6,
+        name: "filter".into(),
+        sets: vec![],
+        ct_helpers: vec![],
+        chains,
+    };
+    Some((
+        Ruleset {
+            tables: vec![table],
+        },
+        entries,
+    ))
+}
+
+pub fn ip6tables_merged_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
+    ip6tables_merged(hp).map(|(rs, _)| netfilter::iptables::emit(&rs, header))
+}
+
 fn jump(table: &str, from: &str, chain: &str) -> Jump {
     Jump {
         table: table.into(),
@@ -600,11 +658,20 @@ fn jump(table: &str, from: &str, chain: &str) -> Jump {
 /// built-in chain unless it is there already (`-C`), so running them again
 /// never adds a second jump.
 pub fn merged_entry_commands(entries: &[Jump]) -> Vec<String> {
+    merged_entry_commands_with("iptables", entries)
+}
+
+/// [`merged_entry_commands`] for `ip6tables`.
+pub fn merged_entry_commands6(entries: &[Jump]) -> Vec<String> {
+    merged_entry_commands_with("ip6tables", entries)
+}
+
+fn merged_entry_commands_with(tool: &str, entries: &[Jump]) -> Vec<String> {
     entries
         .iter()
         .map(|e| {
             format!(
-                "iptables -w -t {t} -C {f} -j {c} 2>/dev/null || iptables -w -t {t} -I {f} 1 -j {c}",
+                "{tool} -w -t {t} -C {f} -j {c} 2>/dev/null || {tool} -w -t {t} -I {f} 1 -j {c}",
                 t = e.table,
                 f = e.from,
                 c = e.chain
