@@ -213,6 +213,16 @@ impl Plan {
             writeln!(o, "# {}", crate::name::comment(&h.replace("HOST", name))).unwrap();
         }
         o.push_str("set -e\n");
+        if render::ufw_needs_ipv6(hp) {
+            o.push_str(
+                "# Amanda speaks IPv6 here: ufw adds the IPv6 rules below only with IPV6=yes\n\
+                 # in /etc/default/ufw (Debian's default); without it, it refuses them.\n\
+                 if ! grep -qx 'IPV6=yes' /etc/default/ufw; then\n\
+                 \x20   echo \"/etc/default/ufw does not say IPV6=yes: set it and run ufw reload, then run this again; nothing was changed\" >&2\n\
+                 \x20   exit 1\n\
+                 fi\n",
+            );
+        }
         let init = render::ufw_before_init(hp).is_some();
         if init {
             let file = sh(&format!("{name}.ufw-before.init"));

@@ -60,7 +60,7 @@ fn merged_iptables_mode() {
 #[test]
 fn ufw_scripts() {
     for (label, plan) in common::variants() {
-        if label != "lan-bsdtcp" && label != "lan-bsd" {
+        if !["lan-bsdtcp", "lan-bsd", "dualstack-bsdtcp"].contains(&label.as_str()) {
             continue;
         }
         let mut all = String::new();

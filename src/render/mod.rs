@@ -801,7 +801,61 @@ pub fn ufw_argv(hp: &HostPolicy) -> Vec<Vec<String>> {
             }
         }
     }
+    out.extend(ufw_argv6(hp));
     out
+}
+
+/// Amanda's IPv6 openings as `ufw` commands: the same words as the IPv4
+/// ones with IPv6 addresses, which ufw writes to its IPv6 chains only
+/// (user6.rules). ufw refuses them ("IPv6 not enabled") unless
+/// /etc/default/ufw says `IPV6=yes`, Debian's default.
+fn ufw_argv6(hp: &HostPolicy) -> Vec<Vec<String>> {
+    let range = |p: &PortRange| {
+        if p.lo == p.hi {
+            p.lo.to_string()
+        } else {
+            format!("{}:{}", p.lo, p.hi)
+        }
+    };
+    let mut out = Vec::new();
+    for r in &hp.v6.rules {
+        let verb: &[&str] = match r.place {
+            Place::Input => &["allow"],
+            Place::Forward => &["route", "allow"],
+            Place::Dnat | Place::Helper => continue,
+        };
+        let to = r.dst.map_or("any".to_string(), |d| d.to_string());
+        for src in &r.srcs {
+            for chunk in multiport_chunks(&r.dports) {
+                let ports: Vec<String> = chunk.iter().map(range).collect();
+                let mut c: Vec<String> = verb.iter().map(|w| w.to_string()).collect();
+                if let Some(i) = &r.in_iface {
+                    c.extend(["in".into(), "on".into(), i.clone()]);
+                }
+                if let Some(o) = &r.out_iface {
+                    c.extend(["out".into(), "on".into(), o.clone()]);
+                }
+                c.extend(["proto".into(), r.proto.to_string()]);
+                c.extend(["from".into(), src.to_string()]);
+                if let Some(sp) = &r.sport {
+                    c.extend(["port".into(), range(sp)]);
+                }
+                c.extend(["to".into(), to.clone(), "port".into(), ports.join(",")]);
+                c.extend(["comment".into(), r.label.clone()]);
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a host's ufw commands include IPv6 ones, which need ufw's IPv6
+/// support (`IPV6=yes` in /etc/default/ufw).
+pub fn ufw_needs_ipv6(hp: &HostPolicy) -> bool {
+    hp.v6
+        .rules
+        .iter()
+        .any(|r| matches!(r.place, Place::Input | Place::Forward))
 }
 
 fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
