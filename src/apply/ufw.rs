@@ -169,7 +169,7 @@ fn ipv6_said(defaults: &str) -> bool {
     defaults
         .lines()
         .filter_map(|l| l.trim().strip_prefix("IPV6="))
-        .last()
+        .next_back()
         .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == "yes")
 }
 
