@@ -319,11 +319,16 @@ impl Plan {
             .map(|o| (format!("{}/{}.xml", o.kind.dir(), o.name), o.xml))
             .collect();
         let table = render::firewalld::SPORT_TABLE;
+        let tables = if render::firewalld::sport_has_ip6(hp) {
+            format!("table ip {table} and table ip6 {table}, which firewalld's reload leaves alone")
+        } else {
+            format!("table ip {table}, which firewalld's reload leaves alone")
+        };
         let sport = render::firewalld_sport_text(
             hp,
             &self.header(
                 name,
-                &format!("Loaded by {name}.firewalld.sh; replaces only table ip {table}, which firewalld's reload leaves alone. Load it at boot too (include it from the nftables service's configuration)."),
+                &format!("Loaded by {name}.firewalld.sh; replaces only {tables}. Load it at boot too (include it from the nftables service's configuration)."),
             ),
         );
         FirewalldInstall { objects, sport }
@@ -402,6 +407,11 @@ impl Plan {
             writeln!(o, "nft -f {}", sh(&sport_file)).unwrap();
         } else {
             writeln!(o, "nft delete table ip {table} 2>/dev/null || true").unwrap();
+        }
+        // An IPv6 table an earlier plan loaded goes when this one has none.
+        let sport6 = render::firewalld::sport_has_ip6(hp);
+        if self.deployment.amanda_speaks_ipv6() && !sport6 {
+            writeln!(o, "nft delete table ip6 {table} 2>/dev/null || true").unwrap();
         }
         files.push((format!("{name}.firewalld.sh"), o));
         files

@@ -154,9 +154,25 @@ fn managers(files: Files, v6_flows: bool, o: &mut String) {
     }
 
     if v6_flows && (files.firewalld || files.ufw || files.iptables == Some(IptablesMode::Merged)) {
+        let mut how = Vec::new();
+        if files.iptables == Some(IptablesMode::Merged) {
+            how.push("merged iptables in `HOST.merged.rules6` (ip6tables chains `AMWALL-*`, loaded by `HOST.merged.sh`)");
+        }
+        if files.firewalld {
+            how.push("firewalld with rich rules of family ipv6 in the same policies (a rich rule with an address names one family) and `table ip6 amwall_sport` beside `table ip amwall_sport` for the source ports");
+        }
+        if files.ufw {
+            how.push("ufw with the same `ufw allow`/`ufw route allow` commands for the IPv6 addresses, which need `IPV6=yes` in /etc/default/ufw (Debian's default; `HOST.ufw.sh` and `amwall apply` refuse without it)");
+        }
         writeln!(
             o,
-            "**IPv6 and the other managers:** the merged iptables, firewalld and ufw files open Amanda's flows over IPv4 only. This Amanda speaks IPv6, so where a host's manager is firewalld, ufw or the host's own ip6tables rules, its IPv6 rows below must be opened in that manager too (or its peers' names must resolve to IPv4 only).\n"
+            "**IPv6 and the other managers:** this Amanda speaks IPv6, so the managers' files open its IPv6 rows below too: {}.{}\n",
+            how.join("; "),
+            if files.firewalld || files.ufw {
+                " `amwall apply --backend firewalld` and `--backend ufw` load and roll back both families."
+            } else {
+                ""
+            }
         )
         .unwrap();
     }

@@ -406,3 +406,80 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     assert!(must(&fw, &["--zone=public", "--list-rich-rules"]).contains("192.0.2.98"));
     assert_eq!(config_files(conf.path()), files);
 }
+
+/// The dual-stack example's upstream build speaks IPv6: with firewalld on
+/// TSHost (installed by `HOST.firewalld.sh`) and on RHost (`amwall apply
+/// --backend firewalld`), Amanda's control connection and recovery pass
+/// over IPv6 through the family-ipv6 rich rules, and `table ip6
+/// amwall_sport` drops them from unreserved source ports; the zones refuse
+/// them before. RHost's rollback takes the IPv6 openings and the IPv6 table
+/// away again.
+#[test]
+fn firewalld_opens_amandas_ipv6_flows_and_apply_rolls_them_back() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let n = dual::net("amwf6");
+    let start = |ns: &Netns| {
+        let conf = tempfile::tempdir().unwrap();
+        Firewalld::default_config(conf.path()).expect("firewalld must be installed");
+        let fw = Firewalld::start(ns, conf.path()).expect("firewalld must start");
+        (conf, fw)
+    };
+    let (_ts_conf, ts_fw) = start(&n.ts);
+    let (rh_conf, rh_fw) = start(&n.rh);
+    assert!(
+        !connects(&n.ts, TS, 600, RH, 10080),
+        "the zone refuses it before"
+    );
+    assert!(
+        !connects(&n.rh, RH, 700, TS, 10080),
+        "the zone refuses it before"
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let files = plan.firewalld_outputs(Some("tshost"));
+    for round in 1..=2 {
+        let o = ts_fw.install(&files, out.path()).unwrap();
+        assert!(o.ok(), "round {round}: {}{}", o.stdout, o.stderr);
+    }
+    let tables = n.ts.must(&["nft", "list", "tables"]).unwrap().stdout;
+    assert!(tables.contains("table ip6 amwall_sport"), "{tables}");
+
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let topo = format!("{}/examples/dualstack.toml", env!("CARGO_MANIFEST_DIR"));
+    let amwall = |args: &[&str]| {
+        let mut argv = vec![env!("CARGO_BIN_EXE_amwall")];
+        argv.extend(args);
+        argv.extend(["--state-dir", state.to_str().unwrap()]);
+        let conf_env = format!("FIREWALLD_CONFIG={}", rh_conf.path().display());
+        let o = rh_fw
+            .run(&[&["env", "-u", "SSH_CONNECTION", &conf_env], &argv[..]].concat())
+            .unwrap();
+        (o.status, format!("{}{}", o.stdout, o.stderr))
+    };
+    let (rc, said) = amwall(&[
+        "apply",
+        &topo,
+        "--host",
+        "rhost",
+        "--backend",
+        "firewalld",
+        "--timeout",
+        "60",
+        "--no-wait",
+    ]);
+    assert_eq!(rc, 0, "{said}");
+    dual::amanda_passes_reserved_only(&n, "firewalld");
+    assert!(ts_fw.complaints().is_empty(), "{}", ts_fw.log());
+    assert!(rh_fw.complaints().is_empty(), "{}", rh_fw.log());
+
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert!(
+        !connects(&n.ts, TS, 601, RH, 10080),
+        "refused again: {said}"
+    );
+    let tables = n.rh.must(&["nft", "list", "tables"]).unwrap().stdout;
+    assert!(!tables.contains("amwall_sport"), "{tables}");
+}

@@ -71,6 +71,23 @@ fn ufw_scripts() {
     }
 }
 
+/// `plan --firewalld`: firewalld's objects, the source-port tables and the
+/// install script, on the example with a router (IPv4 only, Debian's build)
+/// and on the dual-stack one (rich rules and a table per family).
+#[test]
+fn firewalld_files() {
+    for (label, plan) in common::variants() {
+        if !["wiki-bsd", "dualstack-bsdtcp"].contains(&label.as_str()) {
+            continue;
+        }
+        let mut all = String::new();
+        for (name, content) in plan.firewalld_outputs(None) {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+        insta::assert_snapshot!(format!("firewalld-{label}"), all);
+    }
+}
+
 /// What `plan` prints on a terminal, 100 columns wide.
 #[test]
 fn terminal_brief() {

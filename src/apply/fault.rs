@@ -56,6 +56,8 @@ pub(crate) struct Kernel {
     pub sets: BTreeMap<String, Vec<String>>,
     /// firewalld mode's `table ip amwall_sport`.
     pub sport: Option<String>,
+    /// And its `table ip6 amwall_sport`.
+    pub sport6: Option<String>,
     /// A running firewalld, when there is one.
     pub fw: Option<Fw>,
     /// ufw, when it manages the host.
@@ -355,6 +357,7 @@ impl System for Faulty {
             Ok(match (family, table) {
                 ("ip", "amwall") => w.kernel.nft.clone(),
                 ("ip6", "amwall") => w.kernel.nft6.clone(),
+                ("ip6", _) => w.kernel.sport6.clone(),
                 _ => w.kernel.sport.clone(),
             })
         })
@@ -363,7 +366,12 @@ impl System for Faulty {
         self.step(Op::Load, "nft -f", |w| {
             // One transaction: every table the script replaces, or none.
             if script.contains("amwall_sport") {
-                w.kernel.sport = Some(script.to_string());
+                if script.contains("table ip amwall_sport") {
+                    w.kernel.sport = Some(script.to_string());
+                }
+                if script.contains("table ip6 amwall_sport") {
+                    w.kernel.sport6 = Some(script.to_string());
+                }
             } else {
                 w.kernel.nft = Some(script.to_string());
                 if script.contains("delete table ip6 amwall") {
@@ -378,6 +386,7 @@ impl System for Faulty {
             let slot = match (family, table) {
                 ("ip", "amwall") => &mut w.kernel.nft,
                 ("ip6", "amwall") => &mut w.kernel.nft6,
+                ("ip6", _) => &mut w.kernel.sport6,
                 _ => &mut w.kernel.sport,
             };
             *slot = saved.map(str::to_string);

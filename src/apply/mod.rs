@@ -461,6 +461,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
         _ if pend.ufw.is_some() => ufw::load(sys, pend.ufw.as_ref().expect("checked")),
         Backend::Nft if pend.firewalld.is_some() => (|| {
             firewalld::load(sys, pend.firewalld.as_ref().expect("checked"))?;
+            if !replaces_ip6_table(&p.rules, pend.nft_table()) {
+                sys.nft_restore("ip6", pend.nft_table(), None)?;
+            }
             if p.rules.trim().is_empty() {
                 sys.nft_restore("ip", pend.nft_table(), None)
             } else {
@@ -646,8 +649,10 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
             let saved = sys.nft_table("ip", pend.nft_table())?;
             pend.had_table = saved.is_some();
             sys.write("previous.nft", saved.as_deref().unwrap_or(""))?;
-            if pend.firewalld.is_none() && replaces_ip6_table(&p.rules) {
-                let saved = sys.nft_table("ip6", "amwall")?;
+            // firewalld mode always: a `table ip6 amwall_sport` an earlier
+            // apply loaded goes when this one has none.
+            if pend.firewalld.is_some() || replaces_ip6_table(&p.rules, pend.nft_table()) {
+                let saved = sys.nft_table("ip6", pend.nft_table())?;
                 pend.had_table6 = Some(saved.is_some());
                 sys.write("previous6.nft", saved.as_deref().unwrap_or(""))?;
             }
@@ -684,10 +689,9 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
 
 /// Whether an nft script of amwall's replaces `table ip6 amwall` too
 /// (`HOST.nft` since the IPv6 policy): the snapshot must then cover it.
-fn replaces_ip6_table(rules: &str) -> bool {
-    rules
-        .lines()
-        .any(|l| l.trim_end() == "delete table ip6 amwall")
+fn replaces_ip6_table(rules: &str, table: &str) -> bool {
+    let delete = format!("delete table ip6 {table}");
+    rules.lines().any(|l| l.trim_end() == delete)
 }
 
 /// A failure after the load began: the previous rules back, the outcome
@@ -739,7 +743,7 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<Option<String>> {
                 } else {
                     None
                 };
-                sys.nft_restore("ip6", "amwall", saved.as_deref())?;
+                sys.nft_restore("ip6", pend.nft_table(), saved.as_deref())?;
             }
         }
         Backend::Iptables => {

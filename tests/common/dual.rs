@@ -95,7 +95,9 @@ pub fn connects(ns: &Netns, src: &str, sport: u16, dst: &str, port: u16) -> bool
         ErrorKind::TimedOut
         | ErrorKind::WouldBlock
         | ErrorKind::HostUnreachable
-        | ErrorKind::ConnectionRefused => false,
+        | ErrorKind::ConnectionRefused
+        // firewalld's reject: ICMPv6 administratively prohibited.
+        | ErrorKind::PermissionDenied => false,
         other => panic!("{src}:{sport} → {to}: unexpected {other:?}"),
     }
 }
