@@ -420,9 +420,14 @@ impl Plan {
     /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
     pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
         let name = &self.deployment.hosts[hp.host].name;
+        let before = if render::ipset6_needed(hp) {
+            format!("{name}.rules and {name}.rules6")
+        } else {
+            format!("{name}.rules")
+        };
         render::ipset_text(
             hp,
-            &self.header(name, &format!("Load before {name}.rules: ipset restore < {} (netfilter-persistent loads it at boot with ipset-persistent)", sh(&format!("{name}.ipset")))),
+            &self.header(name, &format!("Load before {before}: ipset restore < {} (netfilter-persistent loads it at boot with ipset-persistent)", sh(&format!("{name}.ipset")))),
         )
     }
 

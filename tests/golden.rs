@@ -88,6 +88,22 @@ fn firewalld_files() {
     }
 }
 
+/// A dual-stack LAN of six recovering clients whose Amanda speaks IPv6:
+/// the server's IPv6 recovery opening matches a `family inet6` ipset
+/// (`HOST.ipset`, `HOST.rules6`) and a named `ipv6_addr` set (`HOST.nft`).
+#[test]
+fn inet6_sets() {
+    let dep = amwall::load::load_str("dual-lan.toml", common::dual::lan_toml(6)).unwrap();
+    let plan = amwall::Plan::build(dep).unwrap();
+    let mut all = String::new();
+    for (name, content) in plan.outputs(BackendSet::Both, Some("server")).unwrap() {
+        if name.starts_with("server.") {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+    }
+    insta::assert_snapshot!("inet6-sets", all);
+}
+
 /// What `plan` prints on a terminal, 100 columns wide.
 #[test]
 fn terminal_brief() {

@@ -428,8 +428,11 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     if (p.kind == Backend::Nft || p.ipset.is_none()) && !p.rules.trim().is_empty() {
         sys.dry_run(p.kind, &p.rules)?;
     }
+    //    The same for the IPv6 file, which may name `family inet6` sets.
     if let Some(r6) = p.rules6.as_ref().filter(|_| p.merged.is_empty()) {
-        sys.dry_run6(r6)?;
+        if p.ipset.is_none() {
+            sys.dry_run6(r6)?;
+        }
     }
     // 2. Snapshot what the load replaces, on disk before anything changes:
     //    this is also the probe that the state directory takes writes.
@@ -475,6 +478,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
             if let Some(sets) = &p.ipset {
                 sys.ipset_restore(sets)?;
                 sys.dry_run(p.kind, &p.rules)?;
+                if let Some(r6) = p.rules6.as_ref().filter(|_| p.merged.is_empty()) {
+                    sys.dry_run6(r6)?;
+                }
             }
             if p.merged.is_empty() {
                 sys.iptables_restore(&p.rules)?;

@@ -337,8 +337,12 @@ impl Six {
         }
     }
 
-    /// One IPv6 opening of Amanda's.
-    fn amanda(self, r: &Rule6) -> Vec<Rule> {
+    /// One IPv6 opening of Amanda's: its sources one by one, or as the
+    /// set of its group ([`groups6`]) where the IPv4 side would use one
+    /// (ip6tables: an inet6 ipset above [`IPSET_THRESHOLD`]; nft: a named
+    /// `ipv6_addr` set for any group).
+    fn amanda(self, r: &Rule6, groups: &[Group6]) -> Vec<Rule> {
+        let group = groups.iter().find(|g| g.members == r.srcs);
         let host = |a: Ipv6Addr| Addr::Net6(ipnet::Ipv6Net::new(a, 128).expect("/128"));
         let with = |src: Match, dports: &[PortRange]| {
             let mut m = Vec::new();
@@ -353,23 +357,75 @@ impl Six {
         };
         match self {
             Six::Iptables => {
+                let srcs: Vec<Match> = match group.filter(|g| g.members.len() > IPSET_THRESHOLD) {
+                    Some(g) => vec![Match::Src(Addr::Set(g.ipset_name.clone()))],
+                    None => r.srcs.iter().map(|&s| Match::Src(host(s))).collect(),
+                };
                 let mut out = Vec::new();
-                for &s in &r.srcs {
+                for s in srcs {
                     for chunk in multiport_chunks(&r.dports) {
-                        out.push(with(Match::Src(host(s)), &chunk));
+                        out.push(with(s.clone(), &chunk));
                     }
                 }
                 out
             }
             Six::Nft => {
-                let src = match r.srcs.as_slice() {
-                    [one] => Match::Src(host(*one)),
-                    many => Match::AnyOf(many.iter().map(|&s| vec![Match::Src(host(s))]).collect()),
+                let src = match (r.srcs.as_slice(), group) {
+                    ([one], _) => Match::Src(host(*one)),
+                    (_, Some(g)) => Match::Src(Addr::Set(g.name.clone())),
+                    (many, None) => {
+                        Match::AnyOf(many.iter().map(|&s| vec![Match::Src(host(s))]).collect())
+                    }
                 };
                 vec![with(src, &r.dports)]
             }
         }
     }
+}
+
+/// The sources several IPv6 openings share, as one group: what the IPv4
+/// side's [`AddrGroup`] is to its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group6 {
+    /// The nft set's name in `table ip6 amwall`: the IPv4 group's name
+    /// where an IPv4 rule for the same flows has one (so both families'
+    /// sets read alike), else `src6_N`.
+    pub name: String,
+    /// The ipset's name: `amw6_` and `name`, within ipset's 31 characters
+    /// and distinct from every IPv4 ipset (`amw_`).
+    pub ipset_name: String,
+    /// Sorted, deduplicated.
+    pub members: Vec<Ipv6Addr>,
+}
+
+/// Each distinct source list of more than one address among the host's
+/// IPv6 openings, in order of first use.
+pub fn groups6(hp: &HostPolicy) -> Vec<Group6> {
+    let mut out: Vec<Group6> = Vec::new();
+    for r in hp.v6.rules.iter().filter(|r| r.srcs.len() > 1) {
+        if out.iter().any(|g| g.members == r.srcs) {
+            continue;
+        }
+        let v4 = hp.rules.iter().find_map(|p| match p.src {
+            Addrs::Group(g) if p.place == r.place && p.flows == r.flows => {
+                Some(hp.groups[g].name.clone())
+            }
+            _ => None,
+        });
+        let mut name = v4.unwrap_or_else(|| format!("src6_{}", out.len() + 1));
+        name.truncate(crate::name::IPSET_NAME_MAX - "amw6_".len() - 4);
+        if out.iter().any(|g| g.name == name) {
+            name = format!("{name}_{}", out.len() + 1);
+        }
+        let ipset_name = format!("amw6_{name}");
+        debug_assert!(crate::name::set_name(&ipset_name).is_ok(), "{ipset_name}");
+        out.push(Group6 {
+            name,
+            ipset_name,
+            members: r.srcs.clone(),
+        });
+    }
+    out
 }
 
 fn management6(m: &Mgmt6) -> Rule {
@@ -389,8 +445,9 @@ fn ipv6_forward(hp: &HostPolicy, six: Six) -> Vec<Rule> {
     if hp.v6.router {
         rules.extend(hp.v6.management.iter().map(management6));
     }
+    let groups = groups6(hp);
     for r in hp.v6.rules.iter().filter(|r| r.place == Place::Forward) {
-        rules.extend(six.amanda(r));
+        rules.extend(six.amanda(r, &groups));
     }
     rules
 }
@@ -415,8 +472,9 @@ fn ipv6_input(hp: &HostPolicy, six: Six) -> Vec<Rule> {
         .with_comment("dhcpv6 client"),
     );
     rules.extend(hp.v6.management.iter().map(management6));
+    let groups = groups6(hp);
     for r in hp.v6.rules.iter().filter(|r| r.place == Place::Input) {
-        rules.extend(six.amanda(r));
+        rules.extend(six.amanda(r, &groups));
     }
     rules
 }
@@ -475,10 +533,14 @@ pub fn ip6tables_ruleset(hp: &HostPolicy) -> Ruleset {
 /// stays exactly what it was, and each family's table is replaced on its own.
 pub fn nft6_table(hp: &HostPolicy) -> Table {
     let six = Six::Nft;
+    let host = |a: &Ipv6Addr| ipnet::Ipv6Net::new(*a, 128).expect("/128");
     Table {
         family: Family::Ip6,
         name: NFT_TABLE.into(),
-        sets: vec![],
+        sets: groups6(hp)
+            .into_iter()
+            .map(|g| Set::v6(g.name, g.members.iter().map(host).collect()))
+            .collect(),
         ct_helpers: vec![],
         chains: ipv6_chains(
             ["input", "forward"],
@@ -596,12 +658,13 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Jump>) {
 /// Amanda flow runs over IPv6 here.
 pub fn ip6tables_merged(hp: &HostPolicy) -> Option<(Ruleset, Vec<Jump>)> {
     let six = Six::Iptables;
+    let groups = groups6(hp);
     let amanda = |place: Place| -> Vec<Rule> {
         hp.v6
             .rules
             .iter()
             .filter(|r| r.place == place)
-            .flat_map(|r| six.amanda(r))
+            .flat_map(|r| six.amanda(r, &groups))
             .collect()
     };
     let (inp, fwd) = (amanda(Place::Input), amanda(Place::Forward));
@@ -879,10 +942,7 @@ fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
 fn nft_sets(hp: &HostPolicy) -> Vec<Set> {
     hp.groups
         .iter()
-        .map(|g| Set {
-            name: g.name.clone(),
-            elements: g.members.clone(),
-        })
+        .map(|g| Set::v4(g.name.clone(), g.members.clone()))
         .collect()
 }
 
@@ -1006,14 +1066,16 @@ pub fn ip6tables_text(hp: &HostPolicy, header: &[String]) -> String {
     netfilter::iptables::emit(&ip6tables_ruleset(hp), header)
 }
 
-/// The `ipset restore` file for the groups `iptables_ruleset` references, or `None`
-/// when every group is small enough to stay inline. Each set is filled under a
-/// temporary name and swapped in, so reloading never leaves a half-filled set that
-/// running rules already use.
+/// The `ipset restore` file for the groups `iptables_ruleset` references
+/// (and, where Amanda runs over IPv6, the `family inet6` sets of the groups
+/// `HOST.rules6` references), or `None` when every group is small enough to
+/// stay inline. Each set is filled under a temporary name and swapped in, so
+/// reloading never leaves a half-filled set that running rules already use.
 pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
     use std::fmt::Write;
     let big: Vec<&AddrGroup> = hp.groups.iter().filter(|g| uses_ipset(g)).collect();
-    if big.is_empty() {
+    let big6 = groups6_in_ipsets(hp);
+    if big.is_empty() && big6.is_empty() {
         return None;
     }
     let mut out = String::new();
@@ -1021,36 +1083,62 @@ pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
         writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for g in big {
-        let name = ipset_name(g);
-        let mut tmp = format!("{name}~");
-        if tmp.len() > 31 {
-            tmp = format!("{}~", &name[..30]);
-        }
         let kind = if g.members.iter().all(|m| m.prefix_len() == 32) {
             "hash:ip"
         } else {
             "hash:net"
         };
-        // hashsize is a power of two near the member count; maxelem must hold them all.
-        let hashsize = g.members.len().next_power_of_two().clamp(1024, 1 << 20);
-        let maxelem = g.members.len().max(65536);
-        let create = |n: &str| {
-            format!("create {n} {kind} family inet hashsize {hashsize} maxelem {maxelem} -exist")
-        };
-        writeln!(out, "{}", create(&name)).unwrap();
-        writeln!(out, "{}", create(&tmp)).unwrap();
-        writeln!(out, "flush {tmp}").unwrap();
-        for m in &g.members {
+        let members = g.members.iter().map(|m| {
             if m.prefix_len() == 32 {
-                writeln!(out, "add {tmp} {}", m.addr()).unwrap();
+                m.addr().to_string()
             } else {
-                writeln!(out, "add {tmp} {m}").unwrap();
+                m.to_string()
             }
-        }
-        writeln!(out, "swap {tmp} {name}").unwrap();
-        writeln!(out, "destroy {tmp}").unwrap();
+        });
+        fill_ipset(&mut out, &ipset_name(g), kind, "inet", members.collect());
+    }
+    for g in big6 {
+        let members = g.members.iter().map(|m| m.to_string()).collect();
+        fill_ipset(&mut out, &g.ipset_name, "hash:net", "inet6", members);
     }
     Some(out)
+}
+
+/// The IPv6 groups ip6tables matches as `family inet6` ipsets.
+fn groups6_in_ipsets(hp: &HostPolicy) -> Vec<Group6> {
+    groups6(hp)
+        .into_iter()
+        .filter(|g| g.members.len() > IPSET_THRESHOLD)
+        .collect()
+}
+
+/// Whether `HOST.rules6` names ipsets, which `HOST.ipset` then creates.
+pub fn ipset6_needed(hp: &HostPolicy) -> bool {
+    !groups6_in_ipsets(hp).is_empty()
+}
+
+/// One set of `ipset_text`: created if missing, filled under a temporary
+/// name, swapped in.
+fn fill_ipset(out: &mut String, name: &str, kind: &str, family: &str, members: Vec<String>) {
+    use std::fmt::Write;
+    let mut tmp = format!("{name}~");
+    if tmp.len() > 31 {
+        tmp = format!("{}~", &name[..30]);
+    }
+    // hashsize is a power of two near the member count; maxelem must hold them all.
+    let hashsize = members.len().next_power_of_two().clamp(1024, 1 << 20);
+    let maxelem = members.len().max(65536);
+    let create = |n: &str| {
+        format!("create {n} {kind} family {family} hashsize {hashsize} maxelem {maxelem} -exist")
+    };
+    writeln!(out, "{}", create(name)).unwrap();
+    writeln!(out, "{}", create(&tmp)).unwrap();
+    writeln!(out, "flush {tmp}").unwrap();
+    for m in members {
+        writeln!(out, "add {tmp} {m}").unwrap();
+    }
+    writeln!(out, "swap {tmp} {name}").unwrap();
+    writeln!(out, "destroy {tmp}").unwrap();
 }
 
 #[cfg(test)]

@@ -124,3 +124,22 @@ pub fn amanda_passes_reserved_only(n: &Net, what: &str) {
         "{what}: recovery from an unreserved port must be dropped"
     );
 }
+
+/// A dual-stack LAN of `n` recovering clients whose Amanda (upstream's
+/// build) speaks IPv6: the server's IPv6 recovery opening has `n` sources.
+pub fn lan_toml(n: usize) -> String {
+    let mut t = String::from(
+        "[amanda]\nbuild = \"upstream\"\nauth = \"bsdtcp\"\n[management]\nfrom = [\"all\"]\n\
+         [[network]]\nname = \"all\"\ncidr = \"198.51.100.0/24\"\ncidr6 = \"2001:db8:5::/64\"\n\
+         [[host]]\nname = \"server\"\nroles = [\"server\"]\n\
+         interfaces = [{ name = \"eth0\", network = \"all\", address = \"198.51.100.1\", address6 = \"2001:db8:5::1\" }]\n",
+    );
+    for i in 0..n {
+        t.push_str(&format!(
+            "[[host]]\nname = \"c{i}\"\nroles = [\"client\", \"recover\"]\n\
+             interfaces = [{{ name = \"eth0\", network = \"all\", address = \"198.51.100.{a}\", address6 = \"2001:db8:5::{a:x}\" }}]\n",
+            a = i + 2
+        ));
+    }
+    t
+}
