@@ -294,13 +294,9 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     std::fs::write(&topo, APPLY_TOPOLOGY).unwrap();
     let state = work.path().join("state");
     let amwall = |args: &[&str]| {
-        let mut argv = vec![env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
         let conf_env = format!("FIREWALLD_CONFIG={}", conf.path().display());
-        let o = fw
-            .run(&[&["env", "-u", "SSH_CONNECTION", &conf_env], &argv[..]].concat())
-            .unwrap();
+        let argv = common::amwall_argv(&[&conf_env], args, state.to_str().unwrap());
+        let o = fw.run(&argv).unwrap();
         (o.status, format!("{}{}", o.stdout, o.stderr))
     };
     // Without --backend the running firewalld is found and chosen.
@@ -427,14 +423,7 @@ fn firewalld_opens_amandas_ipv6_flows_and_apply_rolls_them_back() {
     };
     let (_ts_conf, ts_fw) = start(&n.ts);
     let (rh_conf, rh_fw) = start(&n.rh);
-    assert!(
-        !connects(&n.ts, TS, 600, RH, 10080),
-        "the zone refuses it before"
-    );
-    assert!(
-        !connects(&n.rh, RH, 700, TS, 10080),
-        "the zone refuses it before"
-    );
+    dual::amanda_closed(&n, "the zones refuse it");
 
     let out = tempfile::tempdir().unwrap();
     let files = plan.firewalld_outputs(Some("tshost"));
@@ -449,13 +438,9 @@ fn firewalld_opens_amandas_ipv6_flows_and_apply_rolls_them_back() {
     let state = work.path().join("state");
     let topo = format!("{}/examples/dualstack.toml", env!("CARGO_MANIFEST_DIR"));
     let amwall = |args: &[&str]| {
-        let mut argv = vec![env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
         let conf_env = format!("FIREWALLD_CONFIG={}", rh_conf.path().display());
-        let o = rh_fw
-            .run(&[&["env", "-u", "SSH_CONNECTION", &conf_env], &argv[..]].concat())
-            .unwrap();
+        let argv = common::amwall_argv(&[&conf_env], args, state.to_str().unwrap());
+        let o = rh_fw.run(&argv).unwrap();
         (o.status, format!("{}{}", o.stdout, o.stderr))
     };
     let (rc, said) = amwall(&[

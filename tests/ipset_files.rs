@@ -153,6 +153,12 @@ fn check_takes_the_ipset_file_plan_wrote() {
     );
 }
 
+/// An IPv6 address on `ns`'s eth0, usable at once (no duplicate detection).
+fn addr6(ns: &Netns, a: &str) {
+    ns.must(&["ip", "-6", "addr", "add", a, "dev", "eth0", "nodad"])
+        .unwrap();
+}
+
 /// Amanda over IPv6 with many sources: the server's `HOST.ipset` holds a
 /// `hash:net family inet6` set that `HOST.rules6` matches. Loaded with
 /// `ipset restore`, `iptables-restore` and `ip6tables-restore` in a
@@ -190,20 +196,9 @@ fn an_inet6_set_with_many_members_loads_and_passes_only_its_members() {
     let srv = Netns::new("amwi6S").expect("creating a netns needs root and iproute2");
     let cli = Netns::new("amwi6C").unwrap();
     veth(&srv, "eth0", &cli, "eth0").unwrap();
-    srv.must(&[
-        "ip",
-        "-6",
-        "addr",
-        "add",
-        "2001:db8:5::1/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ])
-    .unwrap();
+    addr6(&srv, "2001:db8:5::1/64");
     for a in ["2001:db8:5::2/64", "2001:db8:5::99/64"] {
-        cli.must(&["ip", "-6", "addr", "add", a, "dev", "eth0", "nodad"])
-            .unwrap();
+        addr6(&cli, a);
     }
     for (argv, text) in [
         (&["ipset", "restore"][..], &sets),
@@ -299,28 +294,17 @@ fn apply_loads_and_rolls_back_inet6_sets() {
         ][..],
         &["ip", "link", "set", "eth0p", "up"],
         &["ip", "addr", "add", "198.51.100.1/24", "dev", "eth0"],
-        &[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:5::1/64",
-            "dev",
-            "eth0",
-            "nodad",
-        ],
         &["ip", "link", "set", "eth0", "up"],
     ] {
         ns.must(argv).unwrap();
     }
+    addr6(&ns, "2001:db8:5::1/64");
     let dir = tempfile::tempdir().unwrap();
     let topo = dir.path().join("dual.toml");
     std::fs::write(&topo, common::dual::lan_toml(12)).unwrap();
     let state = dir.path().join("state");
     let amwall = |args: &[&str]| {
-        let mut argv = vec!["env", "-u", "SSH_CONNECTION", env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
+        let argv = common::amwall_argv(&[], args, state.to_str().unwrap());
         let o = ns.exec(&argv, None).unwrap();
         (o.ok(), format!("{}{}", o.stdout, o.stderr))
     };

@@ -82,6 +82,44 @@ fn amwall_chains(save: &str) -> std::collections::BTreeMap<(String, String), Vec
     out
 }
 
+/// Run a merged load script twice in `ns` and return what `save` lists
+/// after, asserting that every line but amwall's is as in `before`.
+fn run_twice_keeping_foreign(
+    ns: &Netns,
+    script: &std::path::Path,
+    save: &str,
+    before: &str,
+) -> String {
+    for _ in 0..2 {
+        let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+        assert!(r.ok(), "{}: {}{}", script.display(), r.stdout, r.stderr);
+    }
+    let after = ns.must(&[save]).unwrap().stdout;
+    let foreign: Vec<String> = rule_lines(&after)
+        .into_iter()
+        .filter(|l| !l.contains("AMWALL-"))
+        .collect();
+    assert_eq!(
+        foreign,
+        rule_lines(before),
+        "{}:\n{after}",
+        script.display()
+    );
+    after
+}
+
+/// Every host's merged files of `plan`, written into a temporary directory.
+fn merged_files(plan: &Plan) -> tempfile::TempDir {
+    let files = plan
+        .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
 fn blocked_flows(plan: &Plan, host: &str, live: &str) -> usize {
     let rules = HostRules::new(
         vec![RulesFile::parse("live iptables-save", live.to_string()).unwrap()],
@@ -230,16 +268,7 @@ fn a_routers_nat_chains_merge_too() {
     let r = ns.exec(&["iptables-restore"], Some(FOREIGN)).unwrap();
     assert!(r.ok(), "{}", r.stderr);
     let before = ns.must(&["iptables-save"]).unwrap().stdout;
-    for _ in 0..2 {
-        let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
-        assert!(r.ok(), "{}{}", r.stdout, r.stderr);
-    }
-    let after = ns.must(&["iptables-save"]).unwrap().stdout;
-    let foreign: Vec<String> = rule_lines(&after)
-        .into_iter()
-        .filter(|l| !l.contains("AMWALL-"))
-        .collect();
-    assert_eq!(foreign, rule_lines(&before), "{after}");
+    let after = run_twice_keeping_foreign(&ns, &script, "iptables-save", &before);
     for (builtin, chain) in [
         ("PREROUTING", "AMWALL-PREROUTING"),
         ("POSTROUTING", "AMWALL-POSTROUTING"),
@@ -269,13 +298,7 @@ fn every_merged_file_loads_and_reads_back() {
     let reset = format!("{FOREIGN}*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n");
     let mut loaded = 0;
     for (label, plan) in common::variants() {
-        let files = plan
-            .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in &files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
+        let dir = merged_files(&plan);
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
             let r = ns.exec(&["iptables-restore"], Some(&reset)).unwrap();
@@ -325,13 +348,7 @@ COMMIT
 fn merged_ip6tables_chains_let_amandas_ipv6_flows_in_beside_the_admins() {
     use common::dual::{self, connects, RH, TS};
     let plan = Plan::build(common::example("dualstack")).unwrap();
-    let files = plan
-        .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in &files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
+    let dir = merged_files(&plan);
     let n = dual::net("amwm6");
     let mut before = Vec::new();
     for (ns, _) in n.hosts() {
@@ -339,21 +356,10 @@ fn merged_ip6tables_chains_let_amandas_ipv6_flows_in_beside_the_admins() {
         assert!(r.ok(), "{}", r.stderr);
         before.push(ns.must(&["ip6tables-save"]).unwrap().stdout);
     }
-    // The admin's rules alone let no Amanda flow in over IPv6.
-    assert!(!connects(&n.ts, TS, 600, RH, 10080), "closed before");
-    assert!(!connects(&n.rh, RH, 700, TS, 10080), "closed before");
+    dual::amanda_closed(&n, "the admin's rules alone");
     for (i, (ns, host)) in n.hosts().into_iter().enumerate() {
         let script = dir.path().join(format!("{host}.merged.sh"));
-        for _ in 0..2 {
-            let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
-            assert!(r.ok(), "{host}: {}{}", r.stdout, r.stderr);
-        }
-        let after = ns.must(&["ip6tables-save"]).unwrap().stdout;
-        let foreign: Vec<String> = rule_lines(&after)
-            .into_iter()
-            .filter(|l| !l.contains("AMWALL-"))
-            .collect();
-        assert_eq!(foreign, rule_lines(&before[i]), "{host}:\n{after}");
+        let after = run_twice_keeping_foreign(ns, &script, "ip6tables-save", &before[i]);
         let ours =
             std::fs::read_to_string(dir.path().join(format!("{host}.merged.rules6"))).unwrap();
         assert_eq!(amwall_chains(&after), amwall_chains(&ours), "{host}");

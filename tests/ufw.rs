@@ -34,6 +34,15 @@ fn without_counters(save: &str) -> String {
         .join("\n")
 }
 
+/// `amwall ARGS --state-dir STATE` where ufw runs: its exit status and
+/// everything it said.
+fn amwall_under(u: &Ufw, state: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let o = u
+        .exec(&common::amwall_argv(&[], args, state.to_str().unwrap()))
+        .unwrap();
+    (o.status, format!("{}{}", o.stdout, o.stderr))
+}
+
 fn ufw(u: &Ufw, args: &[&str]) -> String {
     let o = u.run(args).expect("ufw must be installed");
     assert!(o.ok(), "ufw {args:?}: {}{}", o.stdout, o.stderr);
@@ -282,13 +291,7 @@ fn apply_through_ufw_changes_its_files_only_on_confirm() {
     ufw(&u, &["allow", "22/tcp"]);
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let amwall = |args: &[&str]| {
-        let mut argv = vec!["env", "-u", "SSH_CONNECTION", env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
-        let o = u.exec(&argv).unwrap();
-        (o.status, format!("{}{}", o.stdout, o.stderr))
-    };
+    let amwall = |args: &[&str]| amwall_under(&u, &state, args);
     let apply = || {
         amwall(&[
             "apply",
@@ -393,8 +396,7 @@ fn ufw_script_opens_amandas_ipv6_flows() {
     for (ns, _) in n.hosts() {
         ufws.push(Ufw::enable(ns).expect("ufw must be installed and enable"));
     }
-    assert!(!connects(&n.ts, TS, 600, RH, 10080), "closed before");
-    assert!(!connects(&n.rh, RH, 700, TS, 10080), "closed before");
+    dual::amanda_closed(&n, "ufw");
 
     // Negative control: without IPv6 in ufw, the script stops first.
     let defaults = ufws[0].config().parent().unwrap().join("default/ufw");
@@ -453,13 +455,7 @@ fn apply_through_ufw_loads_and_rolls_back_ipv6() {
     let u = Ufw::enable(&n.fw).expect("ufw must be installed and enable");
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let amwall = |args: &[&str]| {
-        let mut argv = vec!["env", "-u", "SSH_CONNECTION", env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
-        let o = u.exec(&argv).unwrap();
-        (o.status, format!("{}{}", o.stdout, o.stderr))
-    };
+    let amwall = |args: &[&str]| amwall_under(&u, &state, args);
     let files0 = ufw_files(&u);
     assert!(!connects(&n.ts, TS, 600, RH, 10080), "closed before");
     let (rc, said) = amwall(&[

@@ -458,14 +458,15 @@ pub fn sport_table(hp: &HostPolicy) -> Option<Ruleset> {
             .collect();
         chains.extend(sport_chain(hook, name, &openings));
     }
+    let table = |family, sets, chains| Table {
+        family,
+        name: SPORT_TABLE.into(),
+        sets,
+        ct_helpers: Vec::new(),
+        chains,
+    };
     if !chains.is_empty() {
-        tables.push(Table {
-            family: Family::Ip,
-            name: SPORT_TABLE.into(),
-            sets: super::nft_sets(hp),
-            ct_helpers: Vec::new(),
-            chains,
-        });
+        tables.push(table(Family::Ip, super::nft_sets(hp), chains));
     }
     let host = |a: std::net::Ipv6Addr| Addr::Net6(ipnet::Ipv6Net::new(a, 128).expect("/128"));
     let mut chains6 = Vec::new();
@@ -490,13 +491,7 @@ pub fn sport_table(hp: &HostPolicy) -> Option<Ruleset> {
         chains6.extend(sport_chain(hook, name, &openings));
     }
     if !chains6.is_empty() {
-        tables.push(Table {
-            family: Family::Ip6,
-            name: SPORT_TABLE.into(),
-            sets: Vec::new(),
-            ct_helpers: Vec::new(),
-            chains: chains6,
-        });
+        tables.push(table(Family::Ip6, Vec::new(), chains6));
     }
     (!tables.is_empty()).then_some(Ruleset { tables })
 }

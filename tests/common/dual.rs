@@ -102,6 +102,19 @@ pub fn connects(ns: &Netns, src: &str, sport: u16, dst: &str, port: u16) -> bool
     }
 }
 
+/// The negative control before a manager's rules are in: neither the
+/// backup's control connection nor the recovery gets through.
+pub fn amanda_closed(n: &Net, what: &str) {
+    assert!(
+        !connects(&n.ts, TS, 600, RH, 10080),
+        "{what}: closed before"
+    );
+    assert!(
+        !connects(&n.rh, RH, 700, TS, 10080),
+        "{what}: closed before"
+    );
+}
+
 /// Amanda's IPv6 flows of the dual-stack example (bsdtcp, upstream build),
 /// the negative controls beside each: the backup's control connection
 /// through FWHost and the recovery to TSHost's own address pass from a

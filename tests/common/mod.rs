@@ -90,6 +90,18 @@ pub fn amwall(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The argv that runs the amwall binary with `args` inside a namespace's
+/// command runner: no SSH_CONNECTION (so no lockout check for the test's
+/// own session), `env` settings first, `--state-dir STATE` last.
+pub fn amwall_argv<'a>(env: &[&'a str], args: &[&'a str], state: &'a str) -> Vec<&'a str> {
+    let mut argv = vec!["env", "-u", "SSH_CONNECTION"];
+    argv.extend(env);
+    argv.push(env!("CARGO_BIN_EXE_amwall"));
+    argv.extend(args);
+    argv.extend(["--state-dir", state]);
+    argv
+}
+
 /// Where the real-world ruleset corpus lives: `AMWALL_REALWORLD`, else
 /// `../shared/rulesets/real-world` beside the clone (see docs/real-world-corpus.md).
 /// The corpus is someone else's public collection with its own licences, so it
