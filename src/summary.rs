@@ -166,13 +166,8 @@ fn managers(files: Files, v6_flows: bool, o: &mut String) {
         }
         writeln!(
             o,
-            "**IPv6 and the other managers:** this Amanda speaks IPv6, so the managers' files open its IPv6 rows below too: {}.{}\n",
+            "**IPv6 and the other managers:** this Amanda speaks IPv6, so the managers' files open its IPv6 rows below too: {}. `amwall apply` loads and rolls back both families with each of them.\n",
             how.join("; "),
-            if files.firewalld || files.ufw {
-                " `amwall apply --backend firewalld` and `--backend ufw` load and roll back both families."
-            } else {
-                ""
-            }
         )
         .unwrap();
     }

@@ -378,3 +378,56 @@ fn merged_ip6tables_chains_let_amandas_ipv6_flows_in_beside_the_admins() {
         "the admin's ssh"
     );
 }
+
+/// `amwall apply --iptables merged` on the dual-stack router loads
+/// `HOST.merged.rules6` beside the admin's ip6tables rules too: Amanda's
+/// forwarded IPv6 flows pass through it from reserved ports only, and the
+/// rollback leaves the router's ip6tables rules exactly as the admin had
+/// them.
+#[test]
+fn merged_apply_loads_and_rolls_back_the_ipv6_chains() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let dir = merged_files(&plan);
+    let n = dual::net("amwmB");
+    for (ns, host) in n.hosts() {
+        let r = ns.exec(&["ip6tables-restore"], Some(FOREIGN6)).unwrap();
+        assert!(r.ok(), "{}", r.stderr);
+        if host != "fwhost" {
+            let script = dir.path().join(format!("{host}.merged.sh"));
+            let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+            assert!(r.ok(), "{host}: {}{}", r.stdout, r.stderr);
+        }
+    }
+    dual::amanda_closed(&n, "the router's own rules alone");
+    let before = n.fw.must(&["ip6tables-save"]).unwrap().stdout;
+    let state = dir.path().join("state");
+    let topo = format!("{}/examples/dualstack.toml", env!("CARGO_MANIFEST_DIR"));
+    let amwall = |args: &[&str]| {
+        let o =
+            n.fw.exec(
+                &common::amwall_argv(&[], args, state.to_str().unwrap()),
+                None,
+            )
+            .unwrap();
+        assert!(o.ok(), "{args:?}: {}{}", o.stdout, o.stderr);
+    };
+    amwall(&[
+        "apply",
+        &topo,
+        "--host",
+        "fwhost",
+        "--backend",
+        "iptables",
+        "--iptables",
+        "merged",
+        "--timeout",
+        "60",
+        "--no-wait",
+    ]);
+    dual::amanda_passes_reserved_only(&n, "apply, merged");
+    amwall(&["apply", "--rollback"]);
+    assert!(!connects(&n.ts, TS, 601, RH, 10080), "rolled back");
+    let after = n.fw.must(&["ip6tables-save"]).unwrap().stdout;
+    assert_eq!(rule_lines(&after), rule_lines(&before), "{after}");
+}

@@ -608,6 +608,17 @@ impl System for Faulty {
             Ok(())
         })
     }
+    fn ip6tables_restore_noflush(&self, text: &str) -> Result<()> {
+        self.step(Op::Load, "ip6tables-restore --noflush", |w| {
+            let mut new = w.kernel.tables6.clone();
+            for (t, b) in blocks(text) {
+                let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
+                new.insert(t, next);
+            }
+            w.kernel.tables6 = new;
+            Ok(())
+        })
+    }
     fn ipset_save(&self) -> Result<String> {
         self.step(Op::Save, "ipset save", |w| {
             let mut s = String::new();
@@ -738,6 +749,7 @@ fn iptables_payload() -> Payload {
                 .into(),
         ),
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: None,
     }
@@ -755,7 +767,27 @@ fn merged_payload() -> Payload {
             from: "INPUT".into(),
             chain: "AMWALL-INPUT".into(),
         }],
+        rules6: None,
         ..iptables_payload()
+    }
+}
+
+/// Merged mode where Amanda runs over IPv6 too: amwall's IPv6 chain
+/// beside the host's ip6tables rules, entered by its own jump.
+fn merged6_payload() -> Payload {
+    let input = Jump {
+        table: "filter".into(),
+        from: "INPUT".into(),
+        chain: "AMWALL-INPUT".into(),
+    };
+    Payload {
+        rules6: Some(
+            "*filter\n:AMWALL-INPUT - [0:0]\n\
+             -A AMWALL-INPUT -s 2001:db8::5/128 -p tcp -m tcp --dport 10080 -j ACCEPT\nCOMMIT\n"
+                .into(),
+        ),
+        merged6: vec![input],
+        ..merged_payload()
     }
 }
 
@@ -769,6 +801,7 @@ fn nft_payload() -> Payload {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: None,
     }
@@ -815,6 +848,7 @@ fn firewalld_payload() -> Payload {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: Some(FirewalldPayload {
             config: FW_CONFIG.into(),
             objects: vec![
@@ -871,6 +905,7 @@ fn ufw_payload() -> Payload {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: Some(super::ufw::UfwPayload {
             config: super::ufw::CONFIG.into(),
@@ -918,6 +953,7 @@ fn cases() -> Vec<(&'static str, Kernel, Payload)> {
             merged_payload(),
         ),
         ("iptables merged, new set", before(false), merged_payload()),
+        ("iptables merged, IPv6", before(false), merged6_payload()),
         ("firewalld", before_firewalld(), firewalld_payload()),
         ("ufw", before_ufw(false), ufw_payload()),
         ("ufw, earlier hook", before_ufw(true), ufw_payload()),
@@ -960,6 +996,25 @@ fn a_merged_apply_touches_only_its_own_chains() {
     // And a rollback to before any apply leaves exactly the host's rules.
     let d = Faulty::new(k.clone());
     apply_with(&d, &merged_payload(), &opts()).unwrap();
+    d.kill_watchdog();
+    request_with(&d, false).unwrap();
+    assert_eq!(d.kernel(), k);
+}
+
+/// Merged mode's IPv6 chain loads beside the host's ip6tables rules with one
+/// jump, and the rollback leaves exactly the host's rules.
+#[test]
+fn a_merged_apply_loads_and_rolls_back_its_ipv6_chain() {
+    let k = before(false);
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &merged6_payload(), &opts()).unwrap();
+    let filter6 = d.kernel().tables6["filter"].clone();
+    assert!(
+        filter6.contains(":AMWALL-INPUT - [0:0]\n")
+            && filter6.matches("-A INPUT -j AMWALL-INPUT\n").count() == 1
+            && filter6.contains("-A AMWALL-INPUT -s 2001:db8::5/128"),
+        "{filter6}"
+    );
     d.kill_watchdog();
     request_with(&d, false).unwrap();
     assert_eq!(d.kernel(), k);
