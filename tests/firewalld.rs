@@ -468,3 +468,52 @@ fn firewalld_opens_amandas_ipv6_flows_and_apply_rolls_them_back() {
     let tables = n.rh.must(&["nft", "list", "tables"]).unwrap().stdout;
     assert!(!tables.contains("amwall_sport"), "{tables}");
 }
+
+/// Many IPv6 sources: firewalld gets a `family inet6` ipset object and one
+/// rich rule naming it. In the kernel a member's recovery passes from a
+/// reserved port; a non-member, and a member from an unreserved port, are
+/// refused.
+#[test]
+fn firewalld_matches_many_ipv6_sources_with_an_inet6_ipset() {
+    let dep = amwall::load::load_str("dual-lan.toml", common::dual::lan_toml(12)).unwrap();
+    let plan = Plan::build(dep).unwrap();
+    let files = plan.firewalld_outputs(Some("server"));
+    assert!(
+        files
+            .iter()
+            .any(|(n, t)| n.contains("ipset-amw6_") && t.contains("value=\"inet6\"")),
+        "{files:?}"
+    );
+    let srv = Netns::new("amwf6S").expect("creating a netns needs root and iproute2");
+    let cli = Netns::new("amwf6C").unwrap();
+    veth(&srv, "eth0", &cli, "eth0").unwrap();
+    let addr6 = |ns: &Netns, a: &str| {
+        ns.must(&["ip", "-6", "addr", "add", a, "dev", "eth0", "nodad"])
+            .unwrap();
+    };
+    addr6(&srv, "2001:db8:5::1/64");
+    addr6(&cli, "2001:db8:5::2/64");
+    addr6(&cli, "2001:db8:5::99/64");
+    let conf = tempfile::tempdir().unwrap();
+    Firewalld::default_config(conf.path()).expect("firewalld must be installed");
+    let fw = Firewalld::start(&srv, conf.path()).expect("firewalld must start");
+    let _amandad = srv
+        .run_in(|| TcpListener::bind("[::]:10080").unwrap())
+        .unwrap();
+    let connects =
+        |from: &str, sport: u16| common::dual::connects(&cli, from, sport, "2001:db8:5::1", 10080);
+    assert!(
+        !connects("2001:db8:5::2", 600),
+        "the zone refuses it before"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let o = fw.install(&files, out.path()).unwrap();
+    assert!(o.ok(), "{}{}", o.stdout, o.stderr);
+    assert!(fw.complaints().is_empty(), "{}", fw.log());
+    assert!(connects("2001:db8:5::2", 601), "a member passes");
+    assert!(!connects("2001:db8:5::99", 602), "a non-member is refused");
+    assert!(
+        !connects("2001:db8:5::2", 40000),
+        "an unreserved port is dropped"
+    );
+}

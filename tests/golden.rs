@@ -90,13 +90,16 @@ fn firewalld_files() {
 
 /// A dual-stack LAN of six recovering clients whose Amanda speaks IPv6:
 /// the server's IPv6 recovery opening matches a `family inet6` ipset
-/// (`HOST.ipset`, `HOST.rules6`) and a named `ipv6_addr` set (`HOST.nft`).
+/// (`HOST.ipset`, `HOST.rules6`), a named `ipv6_addr` set (`HOST.nft`) and
+/// a firewalld ipset object of family inet6.
 #[test]
 fn inet6_sets() {
     let dep = amwall::load::load_str("dual-lan.toml", common::dual::lan_toml(6)).unwrap();
     let plan = amwall::Plan::build(dep).unwrap();
     let mut all = String::new();
-    for (name, content) in plan.outputs(BackendSet::Both, Some("server")).unwrap() {
+    let mut files = plan.outputs(BackendSet::Both, Some("server")).unwrap();
+    files.extend(plan.firewalld_outputs(Some("server")));
+    for (name, content) in files {
         if name.starts_with("server.") {
             all.push_str(&format!("===== {name} =====\n{content}\n"));
         }

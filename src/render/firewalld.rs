@@ -190,15 +190,24 @@ fn rich(hp: &HostPolicy, r: &PolicyRule, what: Rich<'_>, out: &mut Vec<String>) 
 /// (firewalld.richlanguage(5)), so each family gets rules of its own; no
 /// helper and no port forward over IPv6 (`policy::Ipv6Policy::rules`).
 fn rich6(hp: &HostPolicy, place: Place, out: &mut Vec<String>) {
+    let sets = ipsets6(hp);
     for r in hp.v6.rules.iter().filter(|r| r.place == place) {
         let dst = r
             .dst
             .map(|d| format!("<destination address=\"{d}\"/>"))
             .unwrap_or_default();
-        for s in &r.srcs {
+        let srcs: Vec<String> = match sets.iter().find(|g| g.members == r.srcs) {
+            Some(g) => vec![format!("<source ipset=\"{}\"/>", g.ipset_name)],
+            None => r
+                .srcs
+                .iter()
+                .map(|s| format!("<source address=\"{s}\"/>"))
+                .collect(),
+        };
+        for s in &srcs {
             for p in &r.dports {
                 out.push(format!(
-                    "  <rule family=\"ipv6\"><source address=\"{s}\"/>{dst}<port port=\"{}\" protocol=\"{}\"/><accept/></rule> <!-- {} -->",
+                    "  <rule family=\"ipv6\">{s}{dst}<port port=\"{}\" protocol=\"{}\"/><accept/></rule> <!-- {} -->",
                     range(p),
                     r.proto,
                     xml_comment(&r.label)
@@ -206,6 +215,12 @@ fn rich6(hp: &HostPolicy, place: Place, out: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// The IPv6 groups large enough for an ipset, as iptables has them: here
+/// `family inet6` ipset objects (firewalld.ipset(5)).
+fn ipsets6(hp: &HostPolicy) -> Vec<super::Group6> {
+    super::groups6_in_ipsets(hp)
 }
 
 #[derive(Clone, Copy)]
@@ -305,6 +320,22 @@ pub fn config(hp: &HostPolicy, header: &[String]) -> Vec<Object> {
         objects.push(Object {
             kind: Kind::Ipset,
             name: super::ipset_name(g),
+            xml,
+        });
+    }
+    for g in ipsets6(hp) {
+        let mut xml = head(header);
+        xml.push_str(&format!(
+            "<ipset type=\"hash:net\">\n  <short>amwall: {} (IPv6)</short>\n  <option name=\"family\" value=\"inet6\"/>\n",
+            esc(&g.name)
+        ));
+        for m in &g.members {
+            xml.push_str(&format!("  <entry>{m}</entry>\n"));
+        }
+        xml.push_str("</ipset>\n");
+        objects.push(Object {
+            kind: Kind::Ipset,
+            name: g.ipset_name,
             xml,
         });
     }

@@ -1105,7 +1105,7 @@ pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
 }
 
 /// The IPv6 groups ip6tables matches as `family inet6` ipsets.
-fn groups6_in_ipsets(hp: &HostPolicy) -> Vec<Group6> {
+pub(crate) fn groups6_in_ipsets(hp: &HostPolicy) -> Vec<Group6> {
     groups6(hp)
         .into_iter()
         .filter(|g| g.members.len() > IPSET_THRESHOLD)
