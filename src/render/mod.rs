@@ -412,13 +412,19 @@ pub fn groups6(hp: &HostPolicy) -> Vec<Group6> {
             }
             _ => None,
         });
-        let mut name = v4.unwrap_or_else(|| format!("src6_{}", out.len() + 1));
+        let fallback = format!("src6_{}", out.len() + 1);
+        let mut name = v4.unwrap_or_else(|| fallback.clone());
+        // Room for `amw6_` and a `_N` that tells two truncated names apart.
         name.truncate(crate::name::IPSET_NAME_MAX - "amw6_".len() - 4);
         if out.iter().any(|g| g.name == name) {
             name = format!("{name}_{}", out.len() + 1);
         }
+        // The group names were checked when `policy` made them; a name the
+        // tools would refuse still never reaches a rule.
+        if crate::name::set_name(&format!("amw6_{name}")).is_err() {
+            name = fallback;
+        }
         let ipset_name = format!("amw6_{name}");
-        debug_assert!(crate::name::set_name(&ipset_name).is_ok(), "{ipset_name}");
         out.push(Group6 {
             name,
             ipset_name,
@@ -1139,6 +1145,91 @@ fn fill_ipset(out: &mut String, name: &str, kind: &str, family: &str, members: V
     }
     writeln!(out, "swap {tmp} {name}").unwrap();
     writeln!(out, "destroy {tmp}").unwrap();
+}
+
+#[cfg(test)]
+mod groups6_tests {
+    use super::*;
+    use crate::policy::{Ipv6Policy, Rule6};
+
+    fn rule(srcs: &[&str], flows: Vec<usize>) -> Rule6 {
+        Rule6 {
+            place: Place::Input,
+            in_iface: None,
+            out_iface: None,
+            srcs: srcs.iter().map(|s| s.parse().unwrap()).collect(),
+            dst: None,
+            proto: crate::ports::Proto::Tcp,
+            sport: None,
+            dports: vec![PortRange::single(10080)],
+            flows,
+            label: "amanda".into(),
+        }
+    }
+
+    /// Names come from the IPv4 group of the same flows, cut to fit ipset's
+    /// 31 characters with `amw6_`, told apart when two cut names meet, and
+    /// fall back to `src6_N` when there is no IPv4 group or the name would
+    /// be refused.
+    #[test]
+    fn group_names_fit_ipset_and_differ() {
+        let long = "in_amrecover_hosts_of_the_very_long_department";
+        let v4 = |name: &str, flows: Vec<usize>| PolicyRule {
+            place: Place::Input,
+            in_iface: None,
+            out_iface: None,
+            src: Addrs::Group(if name == long { 0 } else { 1 }),
+            dst: None,
+            proto: crate::ports::Proto::Tcp,
+            sport: None,
+            dports: vec![PortRange::single(10080)],
+            dnat_to: None,
+            flows,
+            label: "amanda".into(),
+        };
+        let group = |name: &str| AddrGroup {
+            name: name.into(),
+            members: vec![],
+            labels: vec![],
+        };
+        let hp = HostPolicy {
+            host: 0,
+            router: false,
+            groups: vec![group(long), group("bad name")],
+            rules: vec![
+                v4(long, vec![1]),
+                v4(long, vec![2]),
+                v4("bad name", vec![3]),
+            ],
+            masquerade: vec![],
+            v6: Ipv6Policy {
+                management: vec![],
+                router: false,
+                rules: vec![
+                    rule(&["2001:db8::1", "2001:db8::2"], vec![1]),
+                    rule(&["2001:db8::3", "2001:db8::4"], vec![2]),
+                    rule(&["2001:db8::5", "2001:db8::6"], vec![3]),
+                    rule(&["2001:db8::7", "2001:db8::8"], vec![4]),
+                    rule(&["2001:db8::1", "2001:db8::2"], vec![5]),
+                    rule(&["2001:db8::9"], vec![6]),
+                ],
+            },
+        };
+        let g = groups6(&hp);
+        let names: Vec<&str> = g.iter().map(|g| g.ipset_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "amw6_in_amrecover_hosts_of_",
+                "amw6_in_amrecover_hosts_of__2",
+                "amw6_src6_3",
+                "amw6_src6_4"
+            ]
+        );
+        for n in names {
+            assert!(crate::name::set_name(n).is_ok(), "{n}");
+        }
+    }
 }
 
 #[cfg(test)]
