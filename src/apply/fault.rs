@@ -314,6 +314,17 @@ fn noflush(table: &str, old: Option<&str>, cmds: &str) -> Result<String> {
     Ok(b)
 }
 
+/// A whole `--noflush` text: all tables or none, as the tool.
+fn noflush_all(tables: &mut BTreeMap<String, String>, text: &str) -> Result<()> {
+    let mut new = tables.clone();
+    for (t, b) in blocks(text) {
+        let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
+        new.insert(t, next);
+    }
+    *tables = new;
+    Ok(())
+}
+
 fn ipset_line(k: &mut Kernel, l: &str) -> Result<()> {
     let w: Vec<&str> = l.split_whitespace().collect();
     let missing = |n: &str| err(format!("ipset: set {n} does not exist"));
@@ -598,25 +609,12 @@ impl System for Faulty {
     }
     fn iptables_restore_noflush(&self, text: &str) -> Result<()> {
         self.step(Op::Load, "iptables-restore --noflush", |w| {
-            // All tables or none, as the tool.
-            let mut new = w.kernel.tables.clone();
-            for (t, b) in blocks(text) {
-                let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
-                new.insert(t, next);
-            }
-            w.kernel.tables = new;
-            Ok(())
+            noflush_all(&mut w.kernel.tables, text)
         })
     }
     fn ip6tables_restore_noflush(&self, text: &str) -> Result<()> {
         self.step(Op::Load, "ip6tables-restore --noflush", |w| {
-            let mut new = w.kernel.tables6.clone();
-            for (t, b) in blocks(text) {
-                let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
-                new.insert(t, next);
-            }
-            w.kernel.tables6 = new;
-            Ok(())
+            noflush_all(&mut w.kernel.tables6, text)
         })
     }
     fn ipset_save(&self) -> Result<String> {

@@ -217,6 +217,29 @@ fn rich6(hp: &HostPolicy, place: Place, out: &mut Vec<String>) {
     }
 }
 
+/// An ipset object: `hash:net`, its `options` lines, one entry per member.
+fn ipset(
+    header: &[String],
+    name: String,
+    short: &str,
+    options: &str,
+    members: impl Iterator<Item = String>,
+) -> Object {
+    let mut xml = head(header);
+    xml.push_str(&format!(
+        "<ipset type=\"hash:net\">\n  <short>amwall: {short}</short>\n{options}"
+    ));
+    for m in members {
+        xml.push_str(&format!("  <entry>{m}</entry>\n"));
+    }
+    xml.push_str("</ipset>\n");
+    Object {
+        kind: Kind::Ipset,
+        name,
+        xml,
+    }
+}
+
 /// The IPv6 groups large enough for an ipset, as iptables has them: here
 /// `family inet6` ipset objects (firewalld.ipset(5)).
 fn ipsets6(hp: &HostPolicy) -> Vec<super::Group6> {
@@ -308,36 +331,15 @@ fn helper_services(hp: &HostPolicy, header: &[String]) -> (Vec<Object>, Vec<(usi
 pub fn config(hp: &HostPolicy, header: &[String]) -> Vec<Object> {
     let (mut objects, helper_uses) = helper_services(hp, header);
     for g in hp.groups.iter().filter(|g| super::uses_ipset(g)) {
-        let mut xml = head(header);
-        xml.push_str(&format!(
-            "<ipset type=\"hash:net\">\n  <short>amwall: {}</short>\n",
-            esc(&g.name)
-        ));
-        for m in &g.members {
-            xml.push_str(&format!("  <entry>{m}</entry>\n"));
-        }
-        xml.push_str("</ipset>\n");
-        objects.push(Object {
-            kind: Kind::Ipset,
-            name: super::ipset_name(g),
-            xml,
-        });
+        let members = g.members.iter().map(|m| m.to_string());
+        let short = esc(&g.name);
+        objects.push(ipset(header, super::ipset_name(g), &short, "", members));
     }
     for g in ipsets6(hp) {
-        let mut xml = head(header);
-        xml.push_str(&format!(
-            "<ipset type=\"hash:net\">\n  <short>amwall: {} (IPv6)</short>\n  <option name=\"family\" value=\"inet6\"/>\n",
-            esc(&g.name)
-        ));
-        for m in &g.members {
-            xml.push_str(&format!("  <entry>{m}</entry>\n"));
-        }
-        xml.push_str("</ipset>\n");
-        objects.push(Object {
-            kind: Kind::Ipset,
-            name: g.ipset_name,
-            xml,
-        });
+        let members = g.members.iter().map(|m| m.to_string());
+        let short = format!("{} (IPv6)", esc(&g.name));
+        let family = "  <option name=\"family\" value=\"inet6\"/>\n";
+        objects.push(ipset(header, g.ipset_name, &short, family, members));
     }
     let own = |r: &&PolicyRule| r.label != "management";
     // Input: a helper rule's accept goes through its service (which sets the
