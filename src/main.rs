@@ -975,6 +975,7 @@ fn apply(
             ipset: None,
             rules6: None,
             merged: vec![],
+            merged6: vec![],
             firewalld: None,
             ufw: None,
         },
@@ -988,11 +989,17 @@ fn apply(
             ipset: plan.ipset(hp),
             rules6: match iptables {
                 IptablesMode::Owned => Some(plan.ip6tables(hp)),
-                IptablesMode::Merged => None,
+                IptablesMode::Merged => plan.ip6tables_merged(hp),
             },
             merged: match iptables {
                 IptablesMode::Owned => vec![],
                 IptablesMode::Merged => amwall::render::iptables_merged(hp).1,
+            },
+            merged6: match iptables {
+                IptablesMode::Owned => vec![],
+                IptablesMode::Merged => amwall::render::ip6tables_merged(hp)
+                    .map(|(_, j)| j)
+                    .unwrap_or_default(),
             },
             firewalld: None,
             ufw: None,
@@ -1006,6 +1013,7 @@ fn apply(
                 ipset: None,
                 rules6: None,
                 merged: vec![],
+                merged6: vec![],
                 firewalld: Some(apply::FirewalldPayload {
                     config: config.clone(),
                     objects: install.objects,
@@ -1023,6 +1031,7 @@ fn apply(
                 ipset: None,
                 rules6: None,
                 merged: vec![],
+                merged6: vec![],
                 firewalld: None,
                 ufw: Some(apply::UfwPayload {
                     config: CONFIG.into(),

@@ -99,6 +99,9 @@ impl Plan {
                     }
                     IptablesMode::Merged => {
                         out.push((format!("{name}.merged.rules"), self.iptables_merged(hp)));
+                        if let Some(r6) = self.ip6tables_merged(hp) {
+                            out.push((format!("{name}.merged.rules6"), r6));
+                        }
                         out.push((format!("{name}.merged.sh"), self.iptables_merged_script(hp)));
                     }
                 }

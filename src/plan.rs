@@ -254,7 +254,35 @@ impl Plan {
         for c in render::merged_entry_commands(&render::iptables_merged(hp).1) {
             writeln!(o, "{c}").unwrap();
         }
+        if let Some((_, jumps)) = render::ip6tables_merged(hp) {
+            writeln!(
+                o,
+                "ip6tables-restore -w --noflush < {}",
+                sh(&format!("{name}.merged.rules6"))
+            )
+            .unwrap();
+            for c in render::merged_entry_commands6(&jumps) {
+                writeln!(o, "{c}").unwrap();
+            }
+        }
         o
+    }
+
+    /// Merged mode's IPv6 chains (`HOST.merged.rules6`), where Amanda runs
+    /// over IPv6 to or through this host; loaded by `HOST.merged.sh` with
+    /// `--noflush`, like `HOST.merged.rules`.
+    pub fn ip6tables_merged(&self, hp: &HostPolicy) -> Option<String> {
+        let name = &self.deployment.hosts[hp.host].name;
+        render::ip6tables_merged_text(
+            hp,
+            &self.header(
+                name,
+                &format!(
+                    "Load: sh {} (it runs ip6tables-restore --noflush on this file and adds one jump per chain); never plain ip6tables-restore, which would empty the filter table's other chains",
+                    sh(&format!("{name}.merged.sh"))
+                ),
+            ),
+        )
     }
 
     /// `HOST.ufw.sh`: ufw commands for a host whose firewall ufw manages;
@@ -271,6 +299,16 @@ impl Plan {
             writeln!(o, "# {}", crate::name::comment(&h.replace("HOST", name))).unwrap();
         }
         o.push_str("set -e\n");
+        if render::ufw_needs_ipv6(hp) {
+            o.push_str(
+                "# Amanda speaks IPv6 here: ufw adds the IPv6 rules below only with IPV6=yes\n\
+                 # in /etc/default/ufw (Debian's default); without it, it refuses them.\n\
+                 if ! grep -qx 'IPV6=yes' /etc/default/ufw; then\n\
+                 \x20   echo \"/etc/default/ufw does not say IPV6=yes: set it and run ufw reload, then run this again; nothing was changed\" >&2\n\
+                 \x20   exit 1\n\
+                 fi\n",
+            );
+        }
         let init = render::ufw_before_init(hp).is_some();
         if init {
             let file = sh(&format!("{name}.ufw-before.init"));
@@ -367,11 +405,16 @@ impl Plan {
             .map(|o| (format!("{}/{}.xml", o.kind.dir(), o.name), o.xml))
             .collect();
         let table = render::firewalld::SPORT_TABLE;
+        let tables = if render::firewalld::sport_has_ip6(hp) {
+            format!("table ip {table} and table ip6 {table}, which firewalld's reload leaves alone")
+        } else {
+            format!("table ip {table}, which firewalld's reload leaves alone")
+        };
         let sport = render::firewalld_sport_text(
             hp,
             &self.header(
                 name,
-                &format!("Loaded by {name}.firewalld.sh; replaces only table ip {table}, which firewalld's reload leaves alone. Load it at boot too (include it from the nftables service's configuration)."),
+                &format!("Loaded by {name}.firewalld.sh; replaces only {tables}. Load it at boot too (include it from the nftables service's configuration)."),
             ),
         );
         FirewalldInstall { objects, sport }
@@ -451,6 +494,11 @@ impl Plan {
         } else {
             writeln!(o, "nft delete table ip {table} 2>/dev/null || true").unwrap();
         }
+        // An IPv6 table an earlier plan loaded goes when this one has none.
+        let sport6 = render::firewalld::sport_has_ip6(hp);
+        if self.deployment.amanda_speaks_ipv6() && !sport6 {
+            writeln!(o, "nft delete table ip6 {table} 2>/dev/null || true").unwrap();
+        }
         files.push((format!("{name}.firewalld.sh"), o));
         files
     }
@@ -458,9 +506,14 @@ impl Plan {
     /// The ipsets `HOST.rules` matches, to load first (`ipset restore < HOST.ipset`).
     pub fn ipset(&self, hp: &HostPolicy) -> Option<String> {
         let name = &self.deployment.hosts[hp.host].name;
+        let before = if render::ipset6_needed(hp) {
+            format!("{name}.rules and {name}.rules6")
+        } else {
+            format!("{name}.rules")
+        };
         render::ipset_text(
             hp,
-            &self.header(name, &format!("Load before {name}.rules: ipset restore < {} (netfilter-persistent loads it at boot with ipset-persistent)", sh(&format!("{name}.ipset")))),
+            &self.header(name, &format!("Load before {before}: ipset restore < {} (netfilter-persistent loads it at boot with ipset-persistent)", sh(&format!("{name}.ipset")))),
         )
     }
 

@@ -173,6 +173,43 @@ fn ipv6_text(d: &Deployment) -> String {
     format!("IPv6 (`HOST.rules6` for ip6tables-restore, `table ip6 amwall` in `HOST.nft`): INPUT and FORWARD drop the same way, after `lo` and ESTABLISHED,RELATED; accepted are only the ICMPv6 that IPv6 needs to work (RFC 4890: errors, echo, neighbour and router discovery, multicast listener messages) and DHCPv6 replies to the link-local address{mgmt6}. {amanda6} `amwall apply` loads both families and rolls both back.")
 }
 
+/// The paragraphs on firewalld's and ufw's files, when `plan` writes them.
+fn managers(files: Files, v6_flows: bool, o: &mut String) {
+    if files.firewalld {
+        writeln!(
+            o,
+            "firewalld (`sh HOST.firewalld.sh` installs the `HOST.firewalld-*.xml` files, checks them with `firewall-offline-cmd --check-config` and reloads): a service with Amanda's ports (and the `amanda` helper where the plan uses it), ipsets for large groups, and the policies `amwall-input` and `amwall-forward` at priority -1, before the zones, with one rich rule per source and port range, plus port forwards and masquerade on routers; the zones, their services and the admin's rich rules stay. firewalld cannot tie a source port to a destination port, so `HOST.firewalld-sport.nft` (`table ip amwall_sport`) only drops Amanda's ports from the wrong source ports (drops add up across tables); load it at boot beside firewalld. `amwall apply --backend firewalld` loads them runtime first.\n"
+        )
+        .unwrap();
+    }
+    if files.ufw {
+        writeln!(
+            o,
+            "ufw (`sh HOST.ufw.sh` where ufw is enabled): `ufw allow` and `ufw route allow` for each opening, source ports included; ufw's default policies, its other rules and ssh access stay, and a rule ufw has is skipped. ufw has no command for NAT or a conntrack helper: hosts that need them also get `HOST.ufw-before.init`, which the script installs as ufw's before.init hook (only over ufw's own or amwall's) so amwall's nat and raw chains come and go with ufw's rules. `amwall apply --backend ufw` runs the same, and writes ufw's files for good only once confirmed.\n"
+        )
+        .unwrap();
+    }
+
+    if v6_flows && (files.firewalld || files.ufw || files.iptables == Some(IptablesMode::Merged)) {
+        let mut how = Vec::new();
+        if files.iptables == Some(IptablesMode::Merged) {
+            how.push("merged iptables in `HOST.merged.rules6` (ip6tables chains `AMWALL-*`, loaded by `HOST.merged.sh`)");
+        }
+        if files.firewalld {
+            how.push("firewalld with rich rules of family ipv6 in the same policies (a rich rule with an address names one family) and `table ip6 amwall_sport` beside `table ip amwall_sport` for the source ports");
+        }
+        if files.ufw {
+            how.push("ufw with the same `ufw allow`/`ufw route allow` commands for the IPv6 addresses, which need `IPV6=yes` in /etc/default/ufw (Debian's default; `HOST.ufw.sh` and `amwall apply` refuse without it)");
+        }
+        writeln!(
+            o,
+            "**IPv6 and the other managers:** this Amanda speaks IPv6, so the managers' files open its IPv6 rows below too: {}. `amwall apply` loads and rolls back both families with each of them.\n",
+            how.join("; "),
+        )
+        .unwrap();
+    }
+}
+
 fn header(plan: &Plan, files: Files, o: &mut String) {
     let d = &plan.deployment;
     let a = &d.amanda;
@@ -231,10 +268,16 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
         )
     };
     let v6 = ipv6_text(d);
+    let v6_flows = plan.policies.iter().any(|hp| !hp.v6.rules.is_empty());
     if files.iptables == Some(IptablesMode::Merged) {
         writeln!(
             o,
-            "Every host (iptables, merged: `HOST.merged.rules`, loaded by `sh HOST.merged.sh`): amwall's rules live in chains of their own, `AMWALL-INPUT` (and on routers `AMWALL-FORWARD`, with `AMWALL-PREROUTING`/`AMWALL-POSTROUTING` in nat and raw where NAT or the helper need them), each entered by one jump inserted at the top of its built-in chain. They accept ESTABLISHED,RELATED, `lo` and the openings listed below, and return everything else to the host's own rules, which keep deciding it: no policy is changed, nothing is dropped, and management access is left to the host's rules. Running the script again replaces only amwall's chains and never adds a second jump; Docker's, fail2ban's and the admin's chains are not touched. A ban that must stop a connection amwall accepts has to sit before amwall's jump (fail2ban inserts its jumps at the top when it starts). Merged mode writes no ip6tables rules: IPv6 stays as the host's own rules have it.\n"
+            "Every host (iptables, merged: `HOST.merged.rules`, loaded by `sh HOST.merged.sh`): amwall's rules live in chains of their own, `AMWALL-INPUT` (and on routers `AMWALL-FORWARD`, with `AMWALL-PREROUTING`/`AMWALL-POSTROUTING` in nat and raw where NAT or the helper need them), each entered by one jump inserted at the top of its built-in chain. They accept ESTABLISHED,RELATED, `lo` and the openings listed below, and return everything else to the host's own rules, which keep deciding it: no policy is changed, nothing is dropped, and management access is left to the host's rules. Running the script again replaces only amwall's chains and never adds a second jump; Docker's, fail2ban's and the admin's chains are not touched. A ban that must stop a connection amwall accepts has to sit before amwall's jump (fail2ban inserts its jumps at the top when it starts). {}\n",
+            if v6_flows {
+                "Where Amanda's flows run over IPv6, `HOST.merged.rules6` holds their openings in ip6tables chains `AMWALL-INPUT` (and on routers `AMWALL-FORWARD`) of the same kind, loaded by the same script (`ip6tables-restore --noflush`, one jump each); ICMPv6, DHCPv6 and management over IPv6 stay as the host's own rules have them."
+            } else {
+                "Merged mode writes no ip6tables rules: IPv6 stays as the host's own rules have it."
+            }
         )
         .unwrap();
     } else {
@@ -276,29 +319,7 @@ fn header(plan: &Plan, files: Files, o: &mut String) {
         )
         .unwrap();
     }
-    if files.firewalld {
-        writeln!(
-            o,
-            "firewalld (`sh HOST.firewalld.sh` installs the `HOST.firewalld-*.xml` files, checks them with `firewall-offline-cmd --check-config` and reloads): a service with Amanda's ports (and the `amanda` helper where the plan uses it), ipsets for large groups, and the policies `amwall-input` and `amwall-forward` at priority -1, before the zones, with one rich rule per source and port range, plus port forwards and masquerade on routers; the zones, their services and the admin's rich rules stay. firewalld cannot tie a source port to a destination port, so `HOST.firewalld-sport.nft` (`table ip amwall_sport`) only drops Amanda's ports from the wrong source ports (drops add up across tables); load it at boot beside firewalld. `amwall apply --backend firewalld` loads them runtime first.\n"
-        )
-        .unwrap();
-    }
-    if files.ufw {
-        writeln!(
-            o,
-            "ufw (`sh HOST.ufw.sh` where ufw is enabled): `ufw allow` and `ufw route allow` for each opening, source ports included; ufw's default policies, its other rules and ssh access stay, and a rule ufw has is skipped. ufw has no command for NAT or a conntrack helper: hosts that need them also get `HOST.ufw-before.init`, which the script installs as ufw's before.init hook (only over ufw's own or amwall's) so amwall's nat and raw chains come and go with ufw's rules. `amwall apply --backend ufw` runs the same, and writes ufw's files for good only once confirmed.\n"
-        )
-        .unwrap();
-    }
-
-    let v6_flows = plan.policies.iter().any(|hp| !hp.v6.rules.is_empty());
-    if v6_flows && (files.firewalld || files.ufw || files.iptables == Some(IptablesMode::Merged)) {
-        writeln!(
-            o,
-            "**IPv6 and the other managers:** the merged iptables, firewalld and ufw files open Amanda's flows over IPv4 only. This Amanda speaks IPv6, so where a host's manager is firewalld, ufw or the host's own ip6tables rules, its IPv6 rows below must be opened in that manager too (or its peers' names must resolve to IPv4 only).\n"
-        )
-        .unwrap();
-    }
+    managers(files, v6_flows, o);
     let prov = &d.provenance;
     if !prov.files.is_empty() {
         writeln!(o, "The line above is the topology's default; each client's auth, index and client-port come from its disklist entries, the server's ranges from amanda.conf, and a host's ranges from its amanda-client.conf where given (the flows show what each host uses).").unwrap();

@@ -558,6 +558,7 @@ fn one_pending_apply_at_a_time_and_refused_rules_change_nothing() {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: None,
     };
@@ -1030,6 +1031,9 @@ fn the_watchdog_killed_before_the_load_finishes() {
         fn iptables_restore_noflush(&self, t: &str) -> amwall::Result<()> {
             self.0.iptables_restore_noflush(t)
         }
+        fn ip6tables_restore_noflush(&self, t: &str) -> amwall::Result<()> {
+            self.0.ip6tables_restore_noflush(t)
+        }
         fn ipset_save(&self) -> amwall::Result<String> {
             self.0.ipset_save()
         }
@@ -1090,6 +1094,7 @@ fn the_watchdog_killed_before_the_load_finishes() {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: None,
     };

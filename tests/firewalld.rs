@@ -294,13 +294,9 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     std::fs::write(&topo, APPLY_TOPOLOGY).unwrap();
     let state = work.path().join("state");
     let amwall = |args: &[&str]| {
-        let mut argv = vec![env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
         let conf_env = format!("FIREWALLD_CONFIG={}", conf.path().display());
-        let o = fw
-            .run(&[&["env", "-u", "SSH_CONNECTION", &conf_env], &argv[..]].concat())
-            .unwrap();
+        let argv = common::amwall_argv(&[&conf_env], args, state.to_str().unwrap());
+        let o = fw.run(&argv).unwrap();
         (o.status, format!("{}{}", o.stdout, o.stderr))
     };
     // Without --backend the running firewalld is found and chosen.
@@ -405,4 +401,119 @@ fn apply_loads_firewalld_runtime_first_and_keeps_it_only_on_confirm() {
     );
     assert!(must(&fw, &["--zone=public", "--list-rich-rules"]).contains("192.0.2.98"));
     assert_eq!(config_files(conf.path()), files);
+}
+
+/// The dual-stack example's upstream build speaks IPv6: with firewalld on
+/// TSHost (installed by `HOST.firewalld.sh`) and on RHost (`amwall apply
+/// --backend firewalld`), Amanda's control connection and recovery pass
+/// over IPv6 through the family-ipv6 rich rules, and `table ip6
+/// amwall_sport` drops them from unreserved source ports; the zones refuse
+/// them before. RHost's rollback takes the IPv6 openings and the IPv6 table
+/// away again.
+#[test]
+fn firewalld_opens_amandas_ipv6_flows_and_apply_rolls_them_back() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let n = dual::net("amwf6");
+    let start = |ns: &Netns| {
+        let conf = tempfile::tempdir().unwrap();
+        Firewalld::default_config(conf.path()).expect("firewalld must be installed");
+        let fw = Firewalld::start(ns, conf.path()).expect("firewalld must start");
+        (conf, fw)
+    };
+    let (_ts_conf, ts_fw) = start(&n.ts);
+    let (rh_conf, rh_fw) = start(&n.rh);
+    dual::amanda_closed(&n, "the zones refuse it");
+
+    let out = tempfile::tempdir().unwrap();
+    let files = plan.firewalld_outputs(Some("tshost"));
+    for round in 1..=2 {
+        let o = ts_fw.install(&files, out.path()).unwrap();
+        assert!(o.ok(), "round {round}: {}{}", o.stdout, o.stderr);
+    }
+    let tables = n.ts.must(&["nft", "list", "tables"]).unwrap().stdout;
+    assert!(tables.contains("table ip6 amwall_sport"), "{tables}");
+
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let topo = format!("{}/examples/dualstack.toml", env!("CARGO_MANIFEST_DIR"));
+    let amwall = |args: &[&str]| {
+        let conf_env = format!("FIREWALLD_CONFIG={}", rh_conf.path().display());
+        let argv = common::amwall_argv(&[&conf_env], args, state.to_str().unwrap());
+        let o = rh_fw.run(&argv).unwrap();
+        (o.status, format!("{}{}", o.stdout, o.stderr))
+    };
+    let (rc, said) = amwall(&[
+        "apply",
+        &topo,
+        "--host",
+        "rhost",
+        "--backend",
+        "firewalld",
+        "--timeout",
+        "60",
+        "--no-wait",
+    ]);
+    assert_eq!(rc, 0, "{said}");
+    dual::amanda_passes_reserved_only(&n, "firewalld");
+    assert!(ts_fw.complaints().is_empty(), "{}", ts_fw.log());
+    assert!(rh_fw.complaints().is_empty(), "{}", rh_fw.log());
+
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert!(
+        !connects(&n.ts, TS, 601, RH, 10080),
+        "refused again: {said}"
+    );
+    let tables = n.rh.must(&["nft", "list", "tables"]).unwrap().stdout;
+    assert!(!tables.contains("amwall_sport"), "{tables}");
+}
+
+/// Many IPv6 sources: firewalld gets a `family inet6` ipset object and one
+/// rich rule naming it. In the kernel a member's recovery passes from a
+/// reserved port; a non-member, and a member from an unreserved port, are
+/// refused.
+#[test]
+fn firewalld_matches_many_ipv6_sources_with_an_inet6_ipset() {
+    let dep = amwall::load::load_str("dual-lan.toml", common::dual::lan_toml(12)).unwrap();
+    let plan = Plan::build(dep).unwrap();
+    let files = plan.firewalld_outputs(Some("server"));
+    assert!(
+        files
+            .iter()
+            .any(|(n, t)| n.contains("ipset-amw6_") && t.contains("value=\"inet6\"")),
+        "{files:?}"
+    );
+    let srv = Netns::new("amwf6S").expect("creating a netns needs root and iproute2");
+    let cli = Netns::new("amwf6C").unwrap();
+    veth(&srv, "eth0", &cli, "eth0").unwrap();
+    let addr6 = |ns: &Netns, a: &str| {
+        ns.must(&["ip", "-6", "addr", "add", a, "dev", "eth0", "nodad"])
+            .unwrap();
+    };
+    addr6(&srv, "2001:db8:5::1/64");
+    addr6(&cli, "2001:db8:5::2/64");
+    addr6(&cli, "2001:db8:5::99/64");
+    let conf = tempfile::tempdir().unwrap();
+    Firewalld::default_config(conf.path()).expect("firewalld must be installed");
+    let fw = Firewalld::start(&srv, conf.path()).expect("firewalld must start");
+    let _amandad = srv
+        .run_in(|| TcpListener::bind("[::]:10080").unwrap())
+        .unwrap();
+    let connects =
+        |from: &str, sport: u16| common::dual::connects(&cli, from, sport, "2001:db8:5::1", 10080);
+    assert!(
+        !connects("2001:db8:5::2", 600),
+        "the zone refuses it before"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let o = fw.install(&files, out.path()).unwrap();
+    assert!(o.ok(), "{}{}", o.stdout, o.stderr);
+    assert!(fw.complaints().is_empty(), "{}", fw.log());
+    assert!(connects("2001:db8:5::2", 601), "a member passes");
+    assert!(!connects("2001:db8:5::99", 602), "a non-member is refused");
+    assert!(
+        !connects("2001:db8:5::2", 40000),
+        "an unreserved port is dropped"
+    );
 }

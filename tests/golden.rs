@@ -38,7 +38,7 @@ fn output_is_deterministic() {
 #[test]
 fn merged_iptables_mode() {
     for (label, plan) in common::variants() {
-        if label != "wiki-bsd" && label != "helper-bsdudp-helper" {
+        if !["wiki-bsd", "helper-bsdudp-helper", "dualstack-bsdtcp"].contains(&label.as_str()) {
             continue;
         }
         let files = plan
@@ -60,7 +60,7 @@ fn merged_iptables_mode() {
 #[test]
 fn ufw_scripts() {
     for (label, plan) in common::variants() {
-        if label != "lan-bsdtcp" && label != "lan-bsd" {
+        if !["lan-bsdtcp", "lan-bsd", "dualstack-bsdtcp"].contains(&label.as_str()) {
             continue;
         }
         let mut all = String::new();
@@ -69,6 +69,42 @@ fn ufw_scripts() {
         }
         insta::assert_snapshot!(format!("ufw-{label}"), all);
     }
+}
+
+/// `plan --firewalld`: firewalld's objects, the source-port tables and the
+/// install script, on the example with a router (IPv4 only, Debian's build)
+/// and on the dual-stack one (rich rules and a table per family).
+#[test]
+fn firewalld_files() {
+    for (label, plan) in common::variants() {
+        if !["wiki-bsd", "dualstack-bsdtcp"].contains(&label.as_str()) {
+            continue;
+        }
+        let mut all = String::new();
+        for (name, content) in plan.firewalld_outputs(None) {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+        insta::assert_snapshot!(format!("firewalld-{label}"), all);
+    }
+}
+
+/// A dual-stack LAN of six recovering clients whose Amanda speaks IPv6:
+/// the server's IPv6 recovery opening matches a `family inet6` ipset
+/// (`HOST.ipset`, `HOST.rules6`), a named `ipv6_addr` set (`HOST.nft`) and
+/// a firewalld ipset object of family inet6.
+#[test]
+fn inet6_sets() {
+    let dep = amwall::load::load_str("dual-lan.toml", common::dual::lan_toml(6)).unwrap();
+    let plan = amwall::Plan::build(dep).unwrap();
+    let mut all = String::new();
+    let mut files = plan.outputs(BackendSet::Both, Some("server")).unwrap();
+    files.extend(plan.firewalld_outputs(Some("server")));
+    for (name, content) in files {
+        if name.starts_with("server.") {
+            all.push_str(&format!("===== {name} =====\n{content}\n"));
+        }
+    }
+    insta::assert_snapshot!("inet6-sets", all);
 }
 
 /// What `plan` prints on a terminal, 100 columns wide.

@@ -82,6 +82,44 @@ fn amwall_chains(save: &str) -> std::collections::BTreeMap<(String, String), Vec
     out
 }
 
+/// Run a merged load script twice in `ns` and return what `save` lists
+/// after, asserting that every line but amwall's is as in `before`.
+fn run_twice_keeping_foreign(
+    ns: &Netns,
+    script: &std::path::Path,
+    save: &str,
+    before: &str,
+) -> String {
+    for _ in 0..2 {
+        let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+        assert!(r.ok(), "{}: {}{}", script.display(), r.stdout, r.stderr);
+    }
+    let after = ns.must(&[save]).unwrap().stdout;
+    let foreign: Vec<String> = rule_lines(&after)
+        .into_iter()
+        .filter(|l| !l.contains("AMWALL-"))
+        .collect();
+    assert_eq!(
+        foreign,
+        rule_lines(before),
+        "{}:\n{after}",
+        script.display()
+    );
+    after
+}
+
+/// Every host's merged files of `plan`, written into a temporary directory.
+fn merged_files(plan: &Plan) -> tempfile::TempDir {
+    let files = plan
+        .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in &files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
 fn blocked_flows(plan: &Plan, host: &str, live: &str) -> usize {
     let rules = HostRules::new(
         vec![RulesFile::parse("live iptables-save", live.to_string()).unwrap()],
@@ -230,16 +268,7 @@ fn a_routers_nat_chains_merge_too() {
     let r = ns.exec(&["iptables-restore"], Some(FOREIGN)).unwrap();
     assert!(r.ok(), "{}", r.stderr);
     let before = ns.must(&["iptables-save"]).unwrap().stdout;
-    for _ in 0..2 {
-        let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
-        assert!(r.ok(), "{}{}", r.stdout, r.stderr);
-    }
-    let after = ns.must(&["iptables-save"]).unwrap().stdout;
-    let foreign: Vec<String> = rule_lines(&after)
-        .into_iter()
-        .filter(|l| !l.contains("AMWALL-"))
-        .collect();
-    assert_eq!(foreign, rule_lines(&before), "{after}");
+    let after = run_twice_keeping_foreign(&ns, &script, "iptables-save", &before);
     for (builtin, chain) in [
         ("PREROUTING", "AMWALL-PREROUTING"),
         ("POSTROUTING", "AMWALL-POSTROUTING"),
@@ -269,13 +298,7 @@ fn every_merged_file_loads_and_reads_back() {
     let reset = format!("{FOREIGN}*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n");
     let mut loaded = 0;
     for (label, plan) in common::variants() {
-        let files = plan
-            .outputs_with(BackendSet::Iptables, IptablesMode::Merged, None)
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in &files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
+        let dir = merged_files(&plan);
         for hp in &plan.policies {
             let host = &plan.deployment.hosts[hp.host].name;
             let r = ns.exec(&["iptables-restore"], Some(&reset)).unwrap();
@@ -294,4 +317,117 @@ fn every_merged_file_loads_and_reads_back() {
         }
     }
     assert!(loaded > 40, "only {loaded} hosts loaded");
+}
+
+/// The admin's own ip6tables rules on every host of the dual-stack network:
+/// drop by default, ICMPv6 (neighbour discovery) and ssh accepted, a ban.
+const FOREIGN6: &str = "\
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:f2b-sshd - [0:0]
+-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p ipv6-icmp -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -p ipv6-icmp -j ACCEPT
+-A f2b-sshd -s 2001:db8:ee::5/128 -j REJECT --reject-with icmp6-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+";
+
+/// An Amanda that speaks IPv6 (the dual-stack example's upstream build):
+/// `HOST.merged.sh` also loads `HOST.merged.rules6` beside the admin's
+/// ip6tables rules, twice over, and every foreign line stays; real IPv6
+/// connections show Amanda's flows passing only after the load and only
+/// from reserved source ports, and the admin's ban still refusing.
+#[test]
+fn merged_ip6tables_chains_let_amandas_ipv6_flows_in_beside_the_admins() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let dir = merged_files(&plan);
+    let n = dual::net("amwm6");
+    let mut before = Vec::new();
+    for (ns, _) in n.hosts() {
+        let r = ns.exec(&["ip6tables-restore"], Some(FOREIGN6)).unwrap();
+        assert!(r.ok(), "{}", r.stderr);
+        before.push(ns.must(&["ip6tables-save"]).unwrap().stdout);
+    }
+    dual::amanda_closed(&n, "the admin's rules alone");
+    for (i, (ns, host)) in n.hosts().into_iter().enumerate() {
+        let script = dir.path().join(format!("{host}.merged.sh"));
+        let after = run_twice_keeping_foreign(ns, &script, "ip6tables-save", &before[i]);
+        let ours =
+            std::fs::read_to_string(dir.path().join(format!("{host}.merged.rules6"))).unwrap();
+        assert_eq!(amwall_chains(&after), amwall_chains(&ours), "{host}");
+        for (builtin, chain) in [("INPUT", "AMWALL-INPUT"), ("FORWARD", "AMWALL-FORWARD")] {
+            let jump = format!("-A {builtin} -j {chain}");
+            let want = usize::from(ours.contains(&format!(":{chain} ")));
+            let n = after.lines().filter(|l| *l == jump).count();
+            assert_eq!(n, want, "{host}: {jump}:\n{after}");
+        }
+    }
+    dual::amanda_passes_reserved_only(&n, "merged ip6tables");
+    // amwall's chains accept no ssh, so what they return meets the ban.
+    assert!(!connects(&n.rh, RH, 40002, TS, 22), "the ban must hold");
+    assert!(
+        connects(&n.fw, dual::FW_LAN, 40003, TS, 22),
+        "the admin's ssh"
+    );
+}
+
+/// `amwall apply --iptables merged` on the dual-stack router loads
+/// `HOST.merged.rules6` beside the admin's ip6tables rules too: Amanda's
+/// forwarded IPv6 flows pass through it from reserved ports only, and the
+/// rollback leaves the router's ip6tables rules exactly as the admin had
+/// them.
+#[test]
+fn merged_apply_loads_and_rolls_back_the_ipv6_chains() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let dir = merged_files(&plan);
+    let n = dual::net("amwmB");
+    for (ns, host) in n.hosts() {
+        let r = ns.exec(&["ip6tables-restore"], Some(FOREIGN6)).unwrap();
+        assert!(r.ok(), "{}", r.stderr);
+        if host != "fwhost" {
+            let script = dir.path().join(format!("{host}.merged.sh"));
+            let r = ns.exec(&["sh", script.to_str().unwrap()], None).unwrap();
+            assert!(r.ok(), "{host}: {}{}", r.stdout, r.stderr);
+        }
+    }
+    dual::amanda_closed(&n, "the router's own rules alone");
+    let before = n.fw.must(&["ip6tables-save"]).unwrap().stdout;
+    let state = dir.path().join("state");
+    let topo = format!("{}/examples/dualstack.toml", env!("CARGO_MANIFEST_DIR"));
+    let amwall = |args: &[&str]| {
+        let o =
+            n.fw.exec(
+                &common::amwall_argv(&[], args, state.to_str().unwrap()),
+                None,
+            )
+            .unwrap();
+        assert!(o.ok(), "{args:?}: {}{}", o.stdout, o.stderr);
+    };
+    amwall(&[
+        "apply",
+        &topo,
+        "--host",
+        "fwhost",
+        "--backend",
+        "iptables",
+        "--iptables",
+        "merged",
+        "--timeout",
+        "60",
+        "--no-wait",
+    ]);
+    dual::amanda_passes_reserved_only(&n, "apply, merged");
+    amwall(&["apply", "--rollback"]);
+    assert!(!connects(&n.ts, TS, 601, RH, 10080), "rolled back");
+    let after = n.fw.must(&["ip6tables-save"]).unwrap().stdout;
+    assert_eq!(rule_lines(&after), rule_lines(&before), "{after}");
 }

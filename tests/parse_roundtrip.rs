@@ -874,12 +874,13 @@ fn nft_table() -> impl Strategy<Value = Table> {
                     names
                         .iter()
                         .zip(els)
-                        .map(|(n, e)| Set {
-                            name: n.clone(),
-                            elements: e
-                                .into_iter()
-                                .map(|(a, p)| Ipv4Net::new(a, p).unwrap().trunc())
-                                .collect(),
+                        .map(|(n, e)| {
+                            Set::v4(
+                                n.clone(),
+                                e.into_iter()
+                                    .map(|(a, p)| Ipv4Net::new(a, p).unwrap().trunc())
+                                    .collect(),
+                            )
                         })
                         .collect::<Vec<_>>()
                 }

@@ -34,6 +34,15 @@ fn without_counters(save: &str) -> String {
         .join("\n")
 }
 
+/// `amwall ARGS --state-dir STATE` where ufw runs: its exit status and
+/// everything it said.
+fn amwall_under(u: &Ufw, state: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let o = u
+        .exec(&common::amwall_argv(&[], args, state.to_str().unwrap()))
+        .unwrap();
+    (o.status, format!("{}{}", o.stdout, o.stderr))
+}
+
 fn ufw(u: &Ufw, args: &[&str]) -> String {
     let o = u.run(args).expect("ufw must be installed");
     assert!(o.ok(), "ufw {args:?}: {}{}", o.stdout, o.stderr);
@@ -282,13 +291,7 @@ fn apply_through_ufw_changes_its_files_only_on_confirm() {
     ufw(&u, &["allow", "22/tcp"]);
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let amwall = |args: &[&str]| {
-        let mut argv = vec!["env", "-u", "SSH_CONNECTION", env!("CARGO_BIN_EXE_amwall")];
-        argv.extend(args);
-        argv.extend(["--state-dir", state.to_str().unwrap()]);
-        let o = u.exec(&argv).unwrap();
-        (o.status, format!("{}{}", o.stdout, o.stderr))
-    };
+    let amwall = |args: &[&str]| amwall_under(&u, &state, args);
     let apply = || {
         amwall(&[
             "apply",
@@ -376,4 +379,102 @@ fn apply_through_ufw_changes_its_files_only_on_confirm() {
     assert_eq!(rc, 0, "{said}");
     assert_eq!(live(), loaded);
     assert_eq!(ufw_files(&u), kept);
+}
+
+/// The dual-stack example's upstream build speaks IPv6: with ufw enabled on
+/// every host (its own ICMPv6 rules keep neighbour discovery working),
+/// `HOST.ufw.sh` opens Amanda's flows over IPv6 too, and real connections
+/// pass through ufw's IPv6 chains only from reserved source ports. With
+/// IPV6=no in /etc/default/ufw the script refuses and changes nothing.
+#[test]
+fn ufw_script_opens_amandas_ipv6_flows() {
+    use common::dual::{self, connects, RH, TS};
+    let plan = Plan::build(common::example("dualstack")).unwrap();
+    let n = dual::net("amwu6");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ufws = Vec::new();
+    for (ns, _) in n.hosts() {
+        ufws.push(Ufw::enable(ns).expect("ufw must be installed and enable"));
+    }
+    dual::amanda_closed(&n, "ufw");
+
+    // Negative control: without IPv6 in ufw, the script stops first.
+    let defaults = ufws[0].config().parent().unwrap().join("default/ufw");
+    let stock = std::fs::read_to_string(&defaults).unwrap();
+    std::fs::write(&defaults, stock.replace("IPV6=yes", "IPV6=no")).unwrap();
+    let before = ufws[0].exec(&["ip6tables-save"]).unwrap().stdout;
+    let o = ufws[0]
+        .install(&plan.ufw_outputs(Some("tshost")), dir.path())
+        .unwrap();
+    assert!(
+        !o.ok() && o.stderr.contains("IPV6=yes"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+    let after = ufws[0].exec(&["ip6tables-save"]).unwrap().stdout;
+    assert_eq!(without_counters(&after), without_counters(&before));
+    std::fs::write(&defaults, &stock).unwrap();
+
+    for (u, (_, host)) in ufws.iter().zip(n.hosts()) {
+        for _ in 0..2 {
+            let o = u
+                .install(&plan.ufw_outputs(Some(host)), dir.path())
+                .unwrap();
+            assert!(o.ok(), "{host}: {}{}", o.stdout, o.stderr);
+        }
+        let status = ufw(u, &["status"]);
+        let v6 = status.lines().filter(|l| l.contains("2001:db8:")).count();
+        let want = plan
+            .policies
+            .iter()
+            .find(|p| plan.deployment.hosts[p.host].name == host)
+            .unwrap()
+            .v6
+            .rules
+            .iter()
+            .map(|r| r.srcs.len())
+            .sum::<usize>();
+        assert_eq!(
+            v6, want,
+            "{host}: one ufw rule per opening, none twice:\n{status}"
+        );
+    }
+    dual::amanda_passes_reserved_only(&n, "ufw");
+    assert!(!connects(&n.rh, RH, 40002, TS, 22), "ssh from outside");
+}
+
+/// `apply --backend ufw` on the dual-stack router: Amanda's forwarded IPv6
+/// flow passes through ufw's chains once applied, and the rollback takes
+/// it away again, user6.rules back as it was.
+#[test]
+fn apply_through_ufw_loads_and_rolls_back_ipv6() {
+    use common::dual::{self, connects, RH, TS};
+    let topo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dualstack.toml");
+    let n = dual::net("amwuB");
+    let u = Ufw::enable(&n.fw).expect("ufw must be installed and enable");
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let amwall = |args: &[&str]| amwall_under(&u, &state, args);
+    let files0 = ufw_files(&u);
+    assert!(!connects(&n.ts, TS, 600, RH, 10080), "closed before");
+    let (rc, said) = amwall(&[
+        "apply",
+        topo.to_str().unwrap(),
+        "--host",
+        "fwhost",
+        "--backend",
+        "ufw",
+        "--timeout",
+        "120",
+        "--no-wait",
+    ]);
+    assert_eq!(rc, 0, "{said}");
+    assert!(connects(&n.ts, TS, 600, RH, 10080), "applied: {said}");
+    assert!(!connects(&n.ts, TS, 40010, RH, 10080), "unreserved port");
+    assert!(connects(&n.rh, RH, 700, TS, 10080), "recovery forwarded");
+    let (rc, said) = amwall(&["apply", "--rollback"]);
+    assert_eq!(rc, 0, "{said}");
+    assert!(!connects(&n.ts, TS, 601, RH, 10080), "rolled back");
+    assert_eq!(ufw_files(&u), files0);
 }

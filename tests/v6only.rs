@@ -88,7 +88,7 @@ fn net() -> Net {
     }
 }
 
-use common::connects6 as connects;
+use common::dual::connects;
 
 fn load(n: &Net, plan: &Plan, nft: bool) {
     common::load_both_families(

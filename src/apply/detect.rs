@@ -47,8 +47,13 @@ pub struct Detected {
     pub why: String,
 }
 
-/// Nft tables amwall writes (the second in firewalld mode).
-const OUR_TABLES: [&str; 2] = ["ip amwall", "ip amwall_sport"];
+/// Nft tables amwall writes (the `_sport` ones in firewalld mode).
+const OUR_TABLES: [&str; 4] = [
+    "ip amwall",
+    "ip6 amwall",
+    "ip amwall_sport",
+    "ip6 amwall_sport",
+];
 
 /// Look at the live firewall and pick.
 pub fn detect(sys: &dyn System) -> Result<Detected> {

@@ -56,6 +56,8 @@ pub(crate) struct Kernel {
     pub sets: BTreeMap<String, Vec<String>>,
     /// firewalld mode's `table ip amwall_sport`.
     pub sport: Option<String>,
+    /// And its `table ip6 amwall_sport`.
+    pub sport6: Option<String>,
     /// A running firewalld, when there is one.
     pub fw: Option<Fw>,
     /// ufw, when it manages the host.
@@ -312,6 +314,17 @@ fn noflush(table: &str, old: Option<&str>, cmds: &str) -> Result<String> {
     Ok(b)
 }
 
+/// A whole `--noflush` text: all tables or none, as the tool.
+fn noflush_all(tables: &mut BTreeMap<String, String>, text: &str) -> Result<()> {
+    let mut new = tables.clone();
+    for (t, b) in blocks(text) {
+        let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
+        new.insert(t, next);
+    }
+    *tables = new;
+    Ok(())
+}
+
 fn ipset_line(k: &mut Kernel, l: &str) -> Result<()> {
     let w: Vec<&str> = l.split_whitespace().collect();
     let missing = |n: &str| err(format!("ipset: set {n} does not exist"));
@@ -355,6 +368,7 @@ impl System for Faulty {
             Ok(match (family, table) {
                 ("ip", "amwall") => w.kernel.nft.clone(),
                 ("ip6", "amwall") => w.kernel.nft6.clone(),
+                ("ip6", _) => w.kernel.sport6.clone(),
                 _ => w.kernel.sport.clone(),
             })
         })
@@ -363,7 +377,12 @@ impl System for Faulty {
         self.step(Op::Load, "nft -f", |w| {
             // One transaction: every table the script replaces, or none.
             if script.contains("amwall_sport") {
-                w.kernel.sport = Some(script.to_string());
+                if script.contains("table ip amwall_sport") {
+                    w.kernel.sport = Some(script.to_string());
+                }
+                if script.contains("table ip6 amwall_sport") {
+                    w.kernel.sport6 = Some(script.to_string());
+                }
             } else {
                 w.kernel.nft = Some(script.to_string());
                 if script.contains("delete table ip6 amwall") {
@@ -378,6 +397,7 @@ impl System for Faulty {
             let slot = match (family, table) {
                 ("ip", "amwall") => &mut w.kernel.nft,
                 ("ip6", "amwall") => &mut w.kernel.nft6,
+                ("ip6", _) => &mut w.kernel.sport6,
                 _ => &mut w.kernel.sport,
             };
             *slot = saved.map(str::to_string);
@@ -589,14 +609,12 @@ impl System for Faulty {
     }
     fn iptables_restore_noflush(&self, text: &str) -> Result<()> {
         self.step(Op::Load, "iptables-restore --noflush", |w| {
-            // All tables or none, as the tool.
-            let mut new = w.kernel.tables.clone();
-            for (t, b) in blocks(text) {
-                let next = noflush(&t, new.get(&t).map(String::as_str), &b)?;
-                new.insert(t, next);
-            }
-            w.kernel.tables = new;
-            Ok(())
+            noflush_all(&mut w.kernel.tables, text)
+        })
+    }
+    fn ip6tables_restore_noflush(&self, text: &str) -> Result<()> {
+        self.step(Op::Load, "ip6tables-restore --noflush", |w| {
+            noflush_all(&mut w.kernel.tables6, text)
         })
     }
     fn ipset_save(&self) -> Result<String> {
@@ -729,6 +747,7 @@ fn iptables_payload() -> Payload {
                 .into(),
         ),
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: None,
     }
@@ -746,7 +765,27 @@ fn merged_payload() -> Payload {
             from: "INPUT".into(),
             chain: "AMWALL-INPUT".into(),
         }],
+        rules6: None,
         ..iptables_payload()
+    }
+}
+
+/// Merged mode where Amanda runs over IPv6 too: amwall's IPv6 chain
+/// beside the host's ip6tables rules, entered by its own jump.
+fn merged6_payload() -> Payload {
+    let input = Jump {
+        table: "filter".into(),
+        from: "INPUT".into(),
+        chain: "AMWALL-INPUT".into(),
+    };
+    Payload {
+        rules6: Some(
+            "*filter\n:AMWALL-INPUT - [0:0]\n\
+             -A AMWALL-INPUT -s 2001:db8::5/128 -p tcp -m tcp --dport 10080 -j ACCEPT\nCOMMIT\n"
+                .into(),
+        ),
+        merged6: vec![input],
+        ..merged_payload()
     }
 }
 
@@ -760,6 +799,7 @@ fn nft_payload() -> Payload {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: None,
     }
@@ -806,6 +846,7 @@ fn firewalld_payload() -> Payload {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: Some(FirewalldPayload {
             config: FW_CONFIG.into(),
             objects: vec![
@@ -862,6 +903,7 @@ fn ufw_payload() -> Payload {
         ipset: None,
         rules6: None,
         merged: vec![],
+        merged6: vec![],
         firewalld: None,
         ufw: Some(super::ufw::UfwPayload {
             config: super::ufw::CONFIG.into(),
@@ -909,6 +951,7 @@ fn cases() -> Vec<(&'static str, Kernel, Payload)> {
             merged_payload(),
         ),
         ("iptables merged, new set", before(false), merged_payload()),
+        ("iptables merged, IPv6", before(false), merged6_payload()),
         ("firewalld", before_firewalld(), firewalld_payload()),
         ("ufw", before_ufw(false), ufw_payload()),
         ("ufw, earlier hook", before_ufw(true), ufw_payload()),
@@ -951,6 +994,25 @@ fn a_merged_apply_touches_only_its_own_chains() {
     // And a rollback to before any apply leaves exactly the host's rules.
     let d = Faulty::new(k.clone());
     apply_with(&d, &merged_payload(), &opts()).unwrap();
+    d.kill_watchdog();
+    request_with(&d, false).unwrap();
+    assert_eq!(d.kernel(), k);
+}
+
+/// Merged mode's IPv6 chain loads beside the host's ip6tables rules with one
+/// jump, and the rollback leaves exactly the host's rules.
+#[test]
+fn a_merged_apply_loads_and_rolls_back_its_ipv6_chain() {
+    let k = before(false);
+    let d = Faulty::new(k.clone());
+    apply_with(&d, &merged6_payload(), &opts()).unwrap();
+    let filter6 = d.kernel().tables6["filter"].clone();
+    assert!(
+        filter6.contains(":AMWALL-INPUT - [0:0]\n")
+            && filter6.matches("-A INPUT -j AMWALL-INPUT\n").count() == 1
+            && filter6.contains("-A AMWALL-INPUT -s 2001:db8::5/128"),
+        "{filter6}"
+    );
     d.kill_watchdog();
     request_with(&d, false).unwrap();
     assert_eq!(d.kernel(), k);

@@ -87,11 +87,14 @@ pub struct Payload {
     /// `HOST.ipset` (iptables with large address groups).
     pub ipset: Option<String>,
     /// `HOST.rules6` (iptables, owned): the IPv6 tables, loaded with
-    /// ip6tables-restore after `rules`.
+    /// ip6tables-restore after `rules`; in merged mode `HOST.merged.rules6`,
+    /// amwall's IPv6 chains (where Amanda runs over IPv6).
     pub rules6: Option<String>,
     /// iptables merged mode: `rules` holds only amwall's chains, entered by
     /// these jumps; empty: `rules` replaces the tables it names.
     pub merged: Vec<Jump>,
+    /// Merged mode's jumps into the chains of `rules6`.
+    pub merged6: Vec<Jump>,
     /// firewalld: its objects; `kind` is then nft and `rules` the
     /// source-port table (empty: none, and an old one is removed).
     pub firewalld: Option<FirewalldPayload>,
@@ -124,6 +127,9 @@ pub struct Pending {
     /// amwall's chains and jumps, and leaves every other chain as it is.
     #[serde(default)]
     pub merged: Vec<Jump>,
+    /// The same for ip6tables (merged mode's `rules6`).
+    #[serde(default)]
+    pub merged6: Vec<Jump>,
     /// This apply's own name, so a watchdog guards the apply that started
     /// it and never a later one that happens to look the same.
     #[serde(default)]
@@ -428,8 +434,11 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
     if (p.kind == Backend::Nft || p.ipset.is_none()) && !p.rules.trim().is_empty() {
         sys.dry_run(p.kind, &p.rules)?;
     }
-    if let Some(r6) = p.rules6.as_ref().filter(|_| p.merged.is_empty()) {
-        sys.dry_run6(r6)?;
+    //    The same for the IPv6 file, which may name `family inet6` sets.
+    if let Some(r6) = &p.rules6 {
+        if p.ipset.is_none() {
+            sys.dry_run6(r6)?;
+        }
     }
     // 2. Snapshot what the load replaces, on disk before anything changes:
     //    this is also the probe that the state directory takes writes.
@@ -461,6 +470,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
         _ if pend.ufw.is_some() => ufw::load(sys, pend.ufw.as_ref().expect("checked")),
         Backend::Nft if pend.firewalld.is_some() => (|| {
             firewalld::load(sys, pend.firewalld.as_ref().expect("checked"))?;
+            if !replaces_ip6_table(&p.rules, pend.nft_table()) {
+                sys.nft_restore("ip6", pend.nft_table(), None)?;
+            }
             if p.rules.trim().is_empty() {
                 sys.nft_restore("ip", pend.nft_table(), None)
             } else {
@@ -472,6 +484,9 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
             if let Some(sets) = &p.ipset {
                 sys.ipset_restore(sets)?;
                 sys.dry_run(p.kind, &p.rules)?;
+                if let Some(r6) = &p.rules6 {
+                    sys.dry_run6(r6)?;
+                }
             }
             if p.merged.is_empty() {
                 sys.iptables_restore(&p.rules)?;
@@ -482,7 +497,14 @@ pub fn apply_with(sys: &dyn System, p: &Payload, o: &Options) -> Result<Applied>
             } else {
                 // The snapshot just taken is the live state (we hold the lock).
                 let live = sys.read("previous.rules").unwrap_or_default();
-                sys.iptables_restore_noflush(&merged_load(&p.rules, &p.merged, &live))
+                sys.iptables_restore_noflush(&merged_load(&p.rules, &p.merged, &live))?;
+                match &p.rules6 {
+                    Some(r6) => {
+                        let live6 = sys.read("previous6.rules").unwrap_or_default();
+                        sys.ip6tables_restore_noflush(&merged_load(r6, &p.merged6, &live6))
+                    }
+                    None => Ok(()),
+                }
             }
         })(),
     };
@@ -624,6 +646,7 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         tables6: vec![],
         had_table6: None,
         merged: p.merged.clone(),
+        merged6: p.merged6.clone(),
         boot_id: sys.boot_id(),
         firewalld: None,
         ufw: None,
@@ -646,8 +669,10 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
             let saved = sys.nft_table("ip", pend.nft_table())?;
             pend.had_table = saved.is_some();
             sys.write("previous.nft", saved.as_deref().unwrap_or(""))?;
-            if pend.firewalld.is_none() && replaces_ip6_table(&p.rules) {
-                let saved = sys.nft_table("ip6", "amwall")?;
+            // firewalld mode always: a `table ip6 amwall_sport` an earlier
+            // apply loaded goes when this one has none.
+            if pend.firewalld.is_some() || replaces_ip6_table(&p.rules, pend.nft_table()) {
+                let saved = sys.nft_table("ip6", pend.nft_table())?;
                 pend.had_table6 = Some(saved.is_some());
                 sys.write("previous6.nft", saved.as_deref().unwrap_or(""))?;
             }
@@ -655,7 +680,7 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
         Backend::Iptables => {
             pend.tables = tables_of(&p.rules);
             sys.write("previous.rules", &sys.iptables_save()?)?;
-            if let Some(r6) = p.rules6.as_ref().filter(|_| p.merged.is_empty()) {
+            if let Some(r6) = &p.rules6 {
                 pend.tables6 = tables_of(r6);
                 sys.write("previous6.rules", &sys.ip6tables_save()?)?;
             }
@@ -684,10 +709,9 @@ fn snapshot(sys: &dyn System, p: &Payload, o: &Options) -> Result<Pending> {
 
 /// Whether an nft script of amwall's replaces `table ip6 amwall` too
 /// (`HOST.nft` since the IPv6 policy): the snapshot must then cover it.
-fn replaces_ip6_table(rules: &str) -> bool {
-    rules
-        .lines()
-        .any(|l| l.trim_end() == "delete table ip6 amwall")
+fn replaces_ip6_table(rules: &str, table: &str) -> bool {
+    let delete = format!("delete table ip6 {table}");
+    rules.lines().any(|l| l.trim_end() == delete)
 }
 
 /// A failure after the load began: the previous rules back, the outcome
@@ -739,7 +763,7 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<Option<String>> {
                 } else {
                     None
                 };
-                sys.nft_restore("ip6", "amwall", saved.as_deref())?;
+                sys.nft_restore("ip6", pend.nft_table(), saved.as_deref())?;
             }
         }
         Backend::Iptables => {
@@ -758,6 +782,15 @@ fn rollback(sys: &dyn System, pend: &Pending) -> Result<Option<String>> {
                 let text = merged_rollback(&saved, &sys.iptables_save()?, &pend.tables);
                 if !text.is_empty() {
                     sys.iptables_restore_noflush(&text)?;
+                }
+                if !pend.tables6.is_empty() {
+                    let saved6 = sys
+                        .read("previous6.rules")
+                        .ok_or_else(|| gone("previous6.rules"))?;
+                    let text = merged_rollback(&saved6, &sys.ip6tables_save()?, &pend.tables6);
+                    if !text.is_empty() {
+                        sys.ip6tables_restore_noflush(&text)?;
+                    }
                 }
             }
             if !pend.sets.is_empty() {

@@ -47,6 +47,8 @@ pub trait System {
     /// `iptables-restore --noflush`: chains it declares are created or
     /// emptied, every other chain keeps its rules (merged mode).
     fn iptables_restore_noflush(&self, text: &str) -> Result<()>;
+    /// The same for IPv6 (merged mode's `HOST.merged.rules6`).
+    fn ip6tables_restore_noflush(&self, text: &str) -> Result<()>;
     fn ipset_save(&self) -> Result<String>;
     fn ipset_restore(&self, text: &str) -> Result<()>;
     fn ipset_destroy(&self, name: &str) -> Result<()>;
@@ -270,6 +272,9 @@ impl System for Real {
     }
     fn iptables_restore_noflush(&self, text: &str) -> Result<()> {
         self.tool(&["iptables-restore", "--noflush"], Some(text))
+    }
+    fn ip6tables_restore_noflush(&self, text: &str) -> Result<()> {
+        self.tool(&["ip6tables-restore", "--noflush"], Some(text))
     }
     fn ipset_save(&self) -> Result<String> {
         tool(&["ipset", "save"], None)

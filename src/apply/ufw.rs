@@ -134,7 +134,43 @@ pub(super) fn refuse(sys: &dyn System, up: &UfwPayload, host: &str) -> Result<()
             status.lines().next().unwrap_or("").trim()
         )));
     }
+    ipv6_enabled(up)?;
     hook_change(&sys.ufw_files(&up.config)?, up).map(|_| ())
+}
+
+/// ufw refuses every IPv6 rule ("Adding IPv6 rule failed: IPv6 not
+/// enabled", ufw's backend_iptables.py) unless its defaults file, beside
+/// its configuration directory (/etc/default/ufw), says `IPV6=yes`: when
+/// amwall's commands include IPv6 ones, that is asked before anything is
+/// loaded rather than found halfway through the commands.
+fn ipv6_enabled(up: &UfwPayload) -> Result<()> {
+    let v6 = up
+        .commands
+        .iter()
+        .any(|c| c.iter().any(|w| w.parse::<std::net::Ipv6Addr>().is_ok()));
+    let Some(etc) = up.config.parent().filter(|_| v6) else {
+        return Ok(());
+    };
+    let defaults = etc.join("default").join("ufw");
+    let text = crate::input::read_text(&defaults)?;
+    if ipv6_said(&text) {
+        return Ok(());
+    }
+    Err(failed(format!(
+        "{} does not say IPV6=yes, and Amanda's flows to or through this host run over IPv6 \
+         too; nothing was loaded: set IPV6=yes there, run `ufw reload`, then apply again",
+        defaults.display()
+    )))
+}
+
+/// Whether ufw's defaults file enables IPv6: the last `IPV6=` line decides,
+/// as the shell that sources it would, quotes allowed.
+fn ipv6_said(defaults: &str) -> bool {
+    defaults
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("IPV6="))
+        .next_back()
+        .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == "yes")
 }
 
 /// Step 2: ufw's files as they are, in the state directory before anything
@@ -337,6 +373,15 @@ mod tests {
         })
         .into_iter()
         .collect()
+    }
+
+    #[test]
+    fn ipv6_is_enabled_only_by_the_last_ipv6_yes() {
+        assert!(super::ipv6_said("# x\nIPV6=yes\n"));
+        assert!(super::ipv6_said("IPV6=\"yes\"\n"));
+        assert!(!super::ipv6_said("IPV6=yes\nIPV6=no\n"));
+        assert!(!super::ipv6_said("#IPV6=yes\n"));
+        assert!(!super::ipv6_said(""));
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! is an error at its line, because ipset would stop loading there.
 //!
 //! IPv4 address sets (`hash:ip`, `hash:net`, `bitmap:ip`) become IR [`Set`]s,
-//! their members as the prefixes that cover them exactly. Other types (IPv6,
-//! ports, `hash:ip,port`...), sets with `nomatch` entries (a most-specific
+//! their members as the prefixes that cover them exactly; IPv6 ones
+//! (`hash:ip`, `hash:net` with `family inet6`, as `plan` writes for
+//! `HOST.rules6`) become IPv6 [`Set`]s of their entries. Other types (ports,
+//! `hash:ip,port`...), sets with `nomatch` entries (a most-specific
 //! match the IR cannot express) and `netmask` sets are listed by name in
 //! [`IpSets::unsupported`], so a rule that uses one is reported as unknown
 //! rather than guessed.
@@ -24,7 +26,7 @@ use std::net::Ipv4Addr;
 use std::ops::Range;
 use std::sync::Arc;
 
-use ipnet::{Ipv4Net, Ipv4Subnets};
+use ipnet::{Ipv4Net, Ipv4Subnets, Ipv6Net};
 
 use crate::diag::InputError;
 use crate::netfilter::Set;
@@ -58,6 +60,9 @@ enum Members {
     Addrs(Vec<(u32, u32)>),
     /// `hash:net`: the entries themselves (ipset deletes entries, not addresses).
     Nets(BTreeSet<Ipv4Net>),
+    /// `family inet6` `hash:ip` (`host`: single addresses only, as ipset
+    /// takes no IPv6 range or prefix there) or `hash:net`: the entries.
+    Nets6 { host: bool, set: BTreeSet<Ipv6Net> },
     /// Anything else: its members are not read.
     Other,
 }
@@ -117,6 +122,16 @@ fn nets(member: &str) -> Option<Vec<Ipv4Net>> {
     };
     // ipset stores the network: `add n 10.0.0.1/8` is 10.0.0.0/8.
     Some(vec![n.trunc()])
+}
+
+/// An IPv6 member: `A` or, in a `hash:net`, `A/P` (stored as its network,
+/// as ipset does). ipset takes no IPv6 range.
+fn net6(member: &str, host: bool) -> Option<Ipv6Net> {
+    match member.split_once('/') {
+        Some(_) if host => None,
+        Some(_) => member.parse::<Ipv6Net>().ok().map(|n| n.trunc()),
+        None => Ipv6Net::new(member.parse().ok()?, 128).ok(),
+    }
 }
 
 fn word_spans(line: &str, start: usize) -> Vec<(&str, Range<usize>)> {
@@ -201,7 +216,16 @@ pub fn parse(file: &str, text: &str) -> Result<IpSets, Box<InputError>> {
                     ));
                 }
                 let members = match kind {
-                    _ if v6 || opts.contains(&"netmask") => Members::Other,
+                    _ if opts.contains(&"netmask") => Members::Other,
+                    "hash:ip" if v6 => Members::Nets6 {
+                        host: true,
+                        set: BTreeSet::new(),
+                    },
+                    "hash:net" if v6 => Members::Nets6 {
+                        host: false,
+                        set: BTreeSet::new(),
+                    },
+                    _ if v6 => Members::Other,
                     "hash:ip" | "bitmap:ip" => Members::Addrs(Vec::new()),
                     "hash:net" => Members::Nets(BTreeSet::new()),
                     _ => Members::Other,
@@ -244,6 +268,14 @@ pub fn parse(file: &str, text: &str) -> Result<IpSets, Box<InputError>> {
                             } else {
                                 set.remove(&n);
                             }
+                        }
+                    }
+                    Members::Nets6 { host, set } => {
+                        let n = net6(member, *host).ok_or_else(bad)?;
+                        if add {
+                            set.insert(n);
+                        } else {
+                            set.remove(&n);
                         }
                     }
                 }
@@ -311,16 +343,17 @@ pub fn parse(file: &str, text: &str) -> Result<IpSets, Box<InputError>> {
                 out.unsupported.push(s.name);
                 continue;
             }
+            Members::Nets6 { set, .. } => {
+                out.sets.push(Set::v6(s.name, set.into_iter().collect()));
+                continue;
+            }
             Members::Addrs(iv) => iv
                 .into_iter()
                 .flat_map(|(a, b)| Ipv4Subnets::new(a.into(), b.into(), 0))
                 .collect(),
             Members::Nets(n) => n.into_iter().collect(),
         };
-        out.sets.push(Set {
-            name: s.name,
-            elements,
-        });
+        out.sets.push(Set::v4(s.name, elements));
     }
     Ok(out)
 }
@@ -329,6 +362,7 @@ fn flush(s: &mut Live) {
     match &mut s.members {
         Members::Addrs(iv) => iv.clear(),
         Members::Nets(n) => n.clear(),
+        Members::Nets6 { set, .. } => set.clear(),
         Members::Other => {}
     }
 }
@@ -348,7 +382,54 @@ mod tests {
         assert_eq!(w.elements.len(), 2, "{w:?}");
         assert_eq!(w.elements[1], "192.0.2.8/31".parse().unwrap());
         assert_eq!(s.set("nets").unwrap().elements.len(), 1);
-        assert_eq!(s.unsupported, ["v6", "svc"]);
+        let v6 = s.set("v6").unwrap();
+        assert!(v6.v6 && v6.elements.is_empty(), "{v6:?}");
+        assert_eq!(v6.elements6, ["2001:db8::1/128".parse().unwrap()]);
+        assert_eq!(s.unsupported, ["svc"]);
+    }
+
+    /// inet6 sets as ipset reads them: hash:net stores the network, hash:ip
+    /// takes single addresses only (ipset refuses an IPv6 prefix or range
+    /// there), del removes an entry, swap needs the same family.
+    #[test]
+    fn inet6_sets() {
+        let s = parse(
+            "s.ipset",
+            "create n hash:net family inet6
+add n 2001:db8:1::5/48
+add n 2001:db8::9
+add n 2001:db8::7
+del n 2001:db8::7
+create h hash:ip family inet6
+add h 2001:db8::1
+",
+        )
+        .unwrap();
+        let n = s.set("n").unwrap();
+        assert_eq!(
+            n.elements6,
+            [
+                "2001:db8::9/128".parse().unwrap(),
+                "2001:db8:1::/48".parse().unwrap()
+            ]
+        );
+        let e = parse(
+            "s",
+            "create h hash:ip family inet6
+add h 2001:db8::/64
+",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (2, 7));
+        let e = parse(
+            "s",
+            "create a hash:net family inet6
+create b hash:net family inet
+swap a b
+",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("cannot be swapped"), "{e}");
     }
 
     #[test]

@@ -191,16 +191,48 @@ pub struct Chain {
     pub rules: Vec<Rule>,
 }
 
+/// A named set of addresses of one family: nft's `ipv4_addr`/`ipv6_addr`
+/// sets, ipset's `family inet`/`inet6` ones. `v6` says which of the two
+/// lists holds the members (the other stays empty), since an empty set has
+/// a family too: a rule of the other family never matches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
     pub name: String,
     pub elements: Vec<Ipv4Net>,
+    pub v6: bool,
+    pub elements6: Vec<Ipv6Net>,
 }
 
 impl Set {
+    pub fn v4(name: impl Into<String>, elements: Vec<Ipv4Net>) -> Set {
+        Set {
+            name: name.into(),
+            elements,
+            v6: false,
+            elements6: Vec::new(),
+        }
+    }
+
+    pub fn v6(name: impl Into<String>, elements6: Vec<Ipv6Net>) -> Set {
+        Set {
+            name: name.into(),
+            elements: Vec::new(),
+            v6: true,
+            elements6,
+        }
+    }
+
     /// nft needs `flags interval` once any element is a prefix rather than an address.
     pub fn needs_interval(&self) -> bool {
         self.elements.iter().any(|e| e.prefix_len() < 32)
+            || self.elements6.iter().any(|e| e.prefix_len() < 128)
+    }
+
+    /// Every member as an address of its family.
+    pub fn addrs(&self) -> Vec<Addr> {
+        let v4 = self.elements.iter().map(|&n| Addr::Net(n));
+        v4.chain(self.elements6.iter().map(|&n| Addr::Net6(n)))
+            .collect()
     }
 }
 

@@ -586,11 +586,12 @@ pub fn emit(rs: &Ruleset, header: &[String]) -> String {
         }
         for s in &t.sets {
             sep(&mut out);
-            writeln!(out, "\tset {} {{\n\t\ttype ipv4_addr", s.name).unwrap();
+            let ty = if s.v6 { "ipv6_addr" } else { "ipv4_addr" };
+            writeln!(out, "\tset {} {{\n\t\ttype {ty}", s.name).unwrap();
             if s.needs_interval() {
                 writeln!(out, "\t\tflags interval").unwrap();
             }
-            let elems: Vec<String> = s.elements.iter().map(|e| addr(&Addr::Net(*e))).collect();
+            let elems: Vec<String> = s.addrs().iter().map(addr).collect();
             writeln!(out, "\t\telements = {{ {} }}\n\t}}", elems.join(", ")).unwrap();
         }
         for c in &t.chains {

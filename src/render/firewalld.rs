@@ -185,6 +185,67 @@ fn rich(hp: &HostPolicy, r: &PolicyRule, what: Rich<'_>, out: &mut Vec<String>) 
     }
 }
 
+/// Amanda's IPv6 openings in `place` as rich rules of family ipv6: one per
+/// source and port range. A rich rule with an address must name its family
+/// (firewalld.richlanguage(5)), so each family gets rules of its own; no
+/// helper and no port forward over IPv6 (`policy::Ipv6Policy::rules`).
+fn rich6(hp: &HostPolicy, place: Place, out: &mut Vec<String>) {
+    let sets = ipsets6(hp);
+    for r in hp.v6.rules.iter().filter(|r| r.place == place) {
+        let dst = r
+            .dst
+            .map(|d| format!("<destination address=\"{d}\"/>"))
+            .unwrap_or_default();
+        let srcs: Vec<String> = match sets.iter().find(|g| g.members == r.srcs) {
+            Some(g) => vec![format!("<source ipset=\"{}\"/>", g.ipset_name)],
+            None => r
+                .srcs
+                .iter()
+                .map(|s| format!("<source address=\"{s}\"/>"))
+                .collect(),
+        };
+        for s in &srcs {
+            for p in &r.dports {
+                out.push(format!(
+                    "  <rule family=\"ipv6\">{s}{dst}<port port=\"{}\" protocol=\"{}\"/><accept/></rule> <!-- {} -->",
+                    range(p),
+                    r.proto,
+                    xml_comment(&r.label)
+                ));
+            }
+        }
+    }
+}
+
+/// An ipset object: `hash:net`, its `options` lines, one entry per member.
+fn ipset(
+    header: &[String],
+    name: String,
+    short: &str,
+    options: &str,
+    members: impl Iterator<Item = String>,
+) -> Object {
+    let mut xml = head(header);
+    xml.push_str(&format!(
+        "<ipset type=\"hash:net\">\n  <short>amwall: {short}</short>\n{options}"
+    ));
+    for m in members {
+        xml.push_str(&format!("  <entry>{m}</entry>\n"));
+    }
+    xml.push_str("</ipset>\n");
+    Object {
+        kind: Kind::Ipset,
+        name,
+        xml,
+    }
+}
+
+/// The IPv6 groups large enough for an ipset, as iptables has them: here
+/// `family inet6` ipset objects (firewalld.ipset(5)).
+fn ipsets6(hp: &HostPolicy) -> Vec<super::Group6> {
+    super::groups6_in_ipsets(hp)
+}
+
 #[derive(Clone, Copy)]
 enum Rich<'a> {
     Ports,
@@ -270,20 +331,15 @@ fn helper_services(hp: &HostPolicy, header: &[String]) -> (Vec<Object>, Vec<(usi
 pub fn config(hp: &HostPolicy, header: &[String]) -> Vec<Object> {
     let (mut objects, helper_uses) = helper_services(hp, header);
     for g in hp.groups.iter().filter(|g| super::uses_ipset(g)) {
-        let mut xml = head(header);
-        xml.push_str(&format!(
-            "<ipset type=\"hash:net\">\n  <short>amwall: {}</short>\n",
-            esc(&g.name)
-        ));
-        for m in &g.members {
-            xml.push_str(&format!("  <entry>{m}</entry>\n"));
-        }
-        xml.push_str("</ipset>\n");
-        objects.push(Object {
-            kind: Kind::Ipset,
-            name: super::ipset_name(g),
-            xml,
-        });
+        let members = g.members.iter().map(|m| m.to_string());
+        let short = esc(&g.name);
+        objects.push(ipset(header, super::ipset_name(g), &short, "", members));
+    }
+    for g in ipsets6(hp) {
+        let members = g.members.iter().map(|m| m.to_string());
+        let short = format!("{} (IPv6)", esc(&g.name));
+        let family = "  <option name=\"family\" value=\"inet6\"/>\n";
+        objects.push(ipset(header, g.ipset_name, &short, family, members));
     }
     let own = |r: &&PolicyRule| r.label != "management";
     // Input: a helper rule's accept goes through its service (which sets the
@@ -301,6 +357,7 @@ pub fn config(hp: &HostPolicy, header: &[String]) -> Vec<Object> {
             rich(hp, r, Rich::Ports, &mut input);
         }
     }
+    rich6(hp, Place::Input, &mut input);
     if !input.is_empty() {
         objects.push(policy(
             INPUT_POLICY,
@@ -325,6 +382,7 @@ pub fn config(hp: &HostPolicy, header: &[String]) -> Vec<Object> {
             &mut forward,
         );
     }
+    rich6(hp, Place::Forward, &mut forward);
     for m in &hp.masquerade {
         forward.push(format!(
             "  <rule family=\"ipv4\"><source address=\"{}\"/><masquerade/></rule> <!-- leaving by {} (a rich rule cannot name the interface: any but lo) -->",
@@ -344,84 +402,136 @@ pub fn config(hp: &HostPolicy, header: &[String]) -> Vec<Object> {
     objects
 }
 
-/// The drop-only table: see the module comment. `None` when no rule
-/// restricts the source port.
-pub fn sport_table(hp: &HostPolicy) -> Option<Ruleset> {
-    let mut chains = Vec::new();
-    for (place, hook, name) in [
-        (Place::Input, Hook::Input, "input"),
-        (Place::Forward, Hook::Forward, "forward"),
-    ] {
-        let rules: Vec<&PolicyRule> = hp
-            .in_place(place)
-            .filter(|r| r.label != "management")
-            .collect();
-        if !rules.iter().any(|r| r.sport.is_some()) {
-            continue;
-        }
-        let src = |r: &PolicyRule| match &r.src {
-            Addrs::Any => None,
-            Addrs::Net(n) => Some(Addr::Net(*n)),
-            Addrs::Group(g) => Some(Addr::Set(hp.groups[*g].name.clone())),
-        };
-        let base_matches = |r: &PolicyRule| {
-            let mut m = Vec::new();
-            if let Some(s) = src(r) {
-                m.push(Match::Src(s));
-            }
-            if let Some(d) = r.dst {
-                m.push(Match::Dst(Addr::Net(
-                    ipnet::Ipv4Net::new(d, 32).expect("/32"),
-                )));
-            }
-            m.push(Match::Proto(r.proto));
-            m
-        };
-        let mut out = Vec::new();
-        for r in &rules {
-            let mut m = base_matches(r);
-            if let Some(sp) = r.sport {
-                m.push(Match::SPort(vec![sp]));
-            }
-            m.push(Match::DPort(r.dports.clone()));
-            out.push(
-                Rule::new(m, Action::Return)
-                    .with_comment(format!("{}: as amwall opens it", r.label)),
-            );
-        }
-        for r in rules.iter().filter(|r| r.sport.is_some()) {
-            let mut m = base_matches(r);
-            m.push(Match::DPort(r.dports.clone()));
-            m.push(Match::CtState(vec![CtState::New]));
-            out.push(
-                Rule::new(m, Action::Drop)
-                    .with_comment(format!("{}: not from its source ports", r.label)),
-            );
-        }
-        chains.push(Chain {
-            name: name.into(),
-            base: Some(BaseChain {
-                kind: ChainType::Filter,
-                hook,
-                priority: priority::FILTER,
-                policy: Policy::Accept,
-            }),
-            rules: out,
-        });
-    }
-    if chains.is_empty() {
+/// One opening as the source-port table sees it, either family's.
+struct Opening<'a> {
+    src: Option<Match>,
+    dst: Option<Addr>,
+    proto: crate::ports::Proto,
+    sport: Option<PortRange>,
+    dports: &'a [PortRange],
+    label: &'a str,
+}
+
+/// A hook's chain of the source-port table: `return` for each packet an
+/// opening accepts as amwall opens it, then `drop` for new connections to a
+/// port-restricted opening from any other source port. `None` when no
+/// opening here restricts the source port.
+fn sport_chain(hook: Hook, name: &str, openings: &[Opening<'_>]) -> Option<Chain> {
+    if !openings.iter().any(|o| o.sport.is_some()) {
         return None;
     }
-    let sets = super::nft_sets(hp);
-    Some(Ruleset {
-        tables: vec![Table {
-            family: Family::Ip,
-            name: SPORT_TABLE.into(),
-            sets,
-            ct_helpers: Vec::new(),
-            chains,
-        }],
+    let base_matches = |o: &Opening<'_>| {
+        let mut m = Vec::new();
+        m.extend(o.src.clone());
+        m.extend(o.dst.clone().map(Match::Dst));
+        m.push(Match::Proto(o.proto));
+        m
+    };
+    let mut out = Vec::new();
+    for o in openings {
+        let mut m = base_matches(o);
+        m.extend(o.sport.map(|sp| Match::SPort(vec![sp])));
+        m.push(Match::DPort(o.dports.to_vec()));
+        out.push(
+            Rule::new(m, Action::Return).with_comment(format!("{}: as amwall opens it", o.label)),
+        );
+    }
+    for o in openings.iter().filter(|o| o.sport.is_some()) {
+        let mut m = base_matches(o);
+        m.push(Match::DPort(o.dports.to_vec()));
+        m.push(Match::CtState(vec![CtState::New]));
+        out.push(
+            Rule::new(m, Action::Drop)
+                .with_comment(format!("{}: not from its source ports", o.label)),
+        );
+    }
+    Some(Chain {
+        name: name.into(),
+        base: Some(BaseChain {
+            kind: ChainType::Filter,
+            hook,
+            priority: priority::FILTER,
+            policy: Policy::Accept,
+        }),
+        rules: out,
     })
+}
+
+const SPORT_HOOKS: [(Place, Hook, &str); 2] = [
+    (Place::Input, Hook::Input, "input"),
+    (Place::Forward, Hook::Forward, "forward"),
+];
+
+/// The drop-only table: see the module comment. `table ip amwall_sport`
+/// for the IPv4 openings and, where Amanda's flows run over IPv6,
+/// `table ip6 amwall_sport` for theirs: a firewalld rich rule can no more
+/// tie a source port to a destination port in IPv6 than in IPv4. `None`
+/// when no rule restricts the source port.
+pub fn sport_table(hp: &HostPolicy) -> Option<Ruleset> {
+    let mut tables = Vec::new();
+    let mut chains = Vec::new();
+    for (place, hook, name) in SPORT_HOOKS {
+        let openings: Vec<Opening<'_>> = hp
+            .in_place(place)
+            .filter(|r| r.label != "management")
+            .map(|r| Opening {
+                src: match &r.src {
+                    Addrs::Any => None,
+                    Addrs::Net(n) => Some(Match::Src(Addr::Net(*n))),
+                    Addrs::Group(g) => Some(Match::Src(Addr::Set(hp.groups[*g].name.clone()))),
+                },
+                dst: r
+                    .dst
+                    .map(|d| Addr::Net(ipnet::Ipv4Net::new(d, 32).expect("/32"))),
+                proto: r.proto,
+                sport: r.sport,
+                dports: &r.dports,
+                label: &r.label,
+            })
+            .collect();
+        chains.extend(sport_chain(hook, name, &openings));
+    }
+    let table = |family, sets, chains| Table {
+        family,
+        name: SPORT_TABLE.into(),
+        sets,
+        ct_helpers: Vec::new(),
+        chains,
+    };
+    if !chains.is_empty() {
+        tables.push(table(Family::Ip, super::nft_sets(hp), chains));
+    }
+    let host = |a: std::net::Ipv6Addr| Addr::Net6(ipnet::Ipv6Net::new(a, 128).expect("/128"));
+    let mut chains6 = Vec::new();
+    for (place, hook, name) in SPORT_HOOKS {
+        let openings: Vec<Opening<'_>> = hp
+            .v6
+            .rules
+            .iter()
+            .filter(|r| r.place == place)
+            .map(|r| Opening {
+                src: Some(match r.srcs.as_slice() {
+                    [one] => Match::Src(host(*one)),
+                    many => Match::AnyOf(many.iter().map(|&a| vec![Match::Src(host(a))]).collect()),
+                }),
+                dst: r.dst.map(host),
+                proto: r.proto,
+                sport: r.sport,
+                dports: &r.dports,
+                label: &r.label,
+            })
+            .collect();
+        chains6.extend(sport_chain(hook, name, &openings));
+    }
+    if !chains6.is_empty() {
+        tables.push(table(Family::Ip6, Vec::new(), chains6));
+    }
+    (!tables.is_empty()).then_some(Ruleset { tables })
+}
+
+/// Whether [`sport_table`] holds `table ip6 amwall_sport`.
+pub fn sport_has_ip6(hp: &HostPolicy) -> bool {
+    sport_table(hp).is_some_and(|rs| rs.tables.iter().any(|t| t.family == Family::Ip6))
 }
 
 #[cfg(test)]

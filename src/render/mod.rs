@@ -337,8 +337,12 @@ impl Six {
         }
     }
 
-    /// One IPv6 opening of Amanda's.
-    fn amanda(self, r: &Rule6) -> Vec<Rule> {
+    /// One IPv6 opening of Amanda's: its sources one by one, or as the
+    /// set of its group ([`groups6`]) where the IPv4 side would use one
+    /// (ip6tables: an inet6 ipset above [`IPSET_THRESHOLD`]; nft: a named
+    /// `ipv6_addr` set for any group).
+    fn amanda(self, r: &Rule6, groups: &[Group6]) -> Vec<Rule> {
+        let group = groups.iter().find(|g| g.members == r.srcs);
         let host = |a: Ipv6Addr| Addr::Net6(ipnet::Ipv6Net::new(a, 128).expect("/128"));
         let with = |src: Match, dports: &[PortRange]| {
             let mut m = Vec::new();
@@ -353,23 +357,81 @@ impl Six {
         };
         match self {
             Six::Iptables => {
+                let srcs: Vec<Match> = match group.filter(|g| g.members.len() > IPSET_THRESHOLD) {
+                    Some(g) => vec![Match::Src(Addr::Set(g.ipset_name.clone()))],
+                    None => r.srcs.iter().map(|&s| Match::Src(host(s))).collect(),
+                };
                 let mut out = Vec::new();
-                for &s in &r.srcs {
+                for s in srcs {
                     for chunk in multiport_chunks(&r.dports) {
-                        out.push(with(Match::Src(host(s)), &chunk));
+                        out.push(with(s.clone(), &chunk));
                     }
                 }
                 out
             }
             Six::Nft => {
-                let src = match r.srcs.as_slice() {
-                    [one] => Match::Src(host(*one)),
-                    many => Match::AnyOf(many.iter().map(|&s| vec![Match::Src(host(s))]).collect()),
+                let src = match (r.srcs.as_slice(), group) {
+                    ([one], _) => Match::Src(host(*one)),
+                    (_, Some(g)) => Match::Src(Addr::Set(g.name.clone())),
+                    (many, None) => {
+                        Match::AnyOf(many.iter().map(|&s| vec![Match::Src(host(s))]).collect())
+                    }
                 };
                 vec![with(src, &r.dports)]
             }
         }
     }
+}
+
+/// The sources several IPv6 openings share, as one group: what the IPv4
+/// side's [`AddrGroup`] is to its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group6 {
+    /// The nft set's name in `table ip6 amwall`: the IPv4 group's name
+    /// where an IPv4 rule for the same flows has one (so both families'
+    /// sets read alike), else `src6_N`.
+    pub name: String,
+    /// The ipset's name: `amw6_` and `name`, within ipset's 31 characters
+    /// and distinct from every IPv4 ipset (`amw_`).
+    pub ipset_name: String,
+    /// Sorted, deduplicated.
+    pub members: Vec<Ipv6Addr>,
+}
+
+/// Each distinct source list of more than one address among the host's
+/// IPv6 openings, in order of first use.
+pub fn groups6(hp: &HostPolicy) -> Vec<Group6> {
+    let mut out: Vec<Group6> = Vec::new();
+    for r in hp.v6.rules.iter().filter(|r| r.srcs.len() > 1) {
+        if out.iter().any(|g| g.members == r.srcs) {
+            continue;
+        }
+        let v4 = hp.rules.iter().find_map(|p| match p.src {
+            Addrs::Group(g) if p.place == r.place && p.flows == r.flows => {
+                Some(hp.groups[g].name.clone())
+            }
+            _ => None,
+        });
+        let fallback = format!("src6_{}", out.len() + 1);
+        let mut name = v4.unwrap_or_else(|| fallback.clone());
+        // Room for `amw6_` and a `_N` that tells two truncated names apart.
+        name.truncate(crate::name::IPSET_NAME_MAX - "amw6_".len() - 4);
+        if out.iter().any(|g| g.name == name) {
+            name = format!("{name}_{}", out.len() + 1);
+        }
+        // The group names were checked when `policy` made them; a name the
+        // tools would refuse still never reaches a rule.
+        if crate::name::set_name(&format!("amw6_{name}")).is_err() {
+            name = fallback;
+        }
+        let ipset_name = format!("amw6_{name}");
+        out.push(Group6 {
+            name,
+            ipset_name,
+            members: r.srcs.clone(),
+        });
+    }
+    out
 }
 
 fn management6(m: &Mgmt6) -> Rule {
@@ -389,8 +451,9 @@ fn ipv6_forward(hp: &HostPolicy, six: Six) -> Vec<Rule> {
     if hp.v6.router {
         rules.extend(hp.v6.management.iter().map(management6));
     }
+    let groups = groups6(hp);
     for r in hp.v6.rules.iter().filter(|r| r.place == Place::Forward) {
-        rules.extend(six.amanda(r));
+        rules.extend(six.amanda(r, &groups));
     }
     rules
 }
@@ -415,8 +478,9 @@ fn ipv6_input(hp: &HostPolicy, six: Six) -> Vec<Rule> {
         .with_comment("dhcpv6 client"),
     );
     rules.extend(hp.v6.management.iter().map(management6));
+    let groups = groups6(hp);
     for r in hp.v6.rules.iter().filter(|r| r.place == Place::Input) {
-        rules.extend(six.amanda(r));
+        rules.extend(six.amanda(r, &groups));
     }
     rules
 }
@@ -475,10 +539,14 @@ pub fn ip6tables_ruleset(hp: &HostPolicy) -> Ruleset {
 /// stays exactly what it was, and each family's table is replaced on its own.
 pub fn nft6_table(hp: &HostPolicy) -> Table {
     let six = Six::Nft;
+    let host = |a: &Ipv6Addr| ipnet::Ipv6Net::new(*a, 128).expect("/128");
     Table {
         family: Family::Ip6,
         name: NFT_TABLE.into(),
-        sets: vec![],
+        sets: groups6(hp)
+            .into_iter()
+            .map(|g| Set::v6(g.name, g.members.iter().map(host).collect()))
+            .collect(),
         ct_helpers: vec![],
         chains: ipv6_chains(
             ["input", "forward"],
@@ -588,6 +656,65 @@ pub fn iptables_merged(hp: &HostPolicy) -> (Ruleset, Vec<Jump>) {
     (Ruleset { tables }, entries)
 }
 
+/// Merged mode over IPv6 (`HOST.merged.rules6`), for a build that speaks
+/// IPv6: Amanda's IPv6 openings in `AMWALL-INPUT`/`AMWALL-FORWARD` of
+/// ip6tables' filter table, entered by the same kind of jump. Only Amanda's
+/// rules: ICMPv6, the DHCPv6 client and management stay the host's own
+/// ip6tables rules' business, as management does over IPv4. `None` when no
+/// Amanda flow runs over IPv6 here.
+pub fn ip6tables_merged(hp: &HostPolicy) -> Option<(Ruleset, Vec<Jump>)> {
+    let six = Six::Iptables;
+    let groups = groups6(hp);
+    let amanda = |place: Place| -> Vec<Rule> {
+        hp.v6
+            .rules
+            .iter()
+            .filter(|r| r.place == place)
+            .flat_map(|r| six.amanda(r, &groups))
+            .collect()
+    };
+    let (inp, fwd) = (amanda(Place::Input), amanda(Place::Forward));
+    if inp.is_empty() && fwd.is_empty() {
+        return None;
+    }
+    let chain = |name: &str, rules| Chain {
+        name: name.into(),
+        base: None,
+        rules,
+    };
+    let mut chains = Vec::new();
+    let mut entries = Vec::new();
+    if !inp.is_empty() {
+        let mut input = vec![established(), loopback()];
+        input.extend(inp);
+        chains.push(chain("AMWALL-INPUT", input));
+        entries.push(jump("filter", "INPUT", "AMWALL-INPUT"));
+    }
+    if !fwd.is_empty() {
+        let mut forward = vec![established()];
+        forward.extend(fwd);
+        chains.push(chain("AMWALL-FORWARD", forward));
+        entries.push(jump("filter", "FORWARD", "AMWALL-FORWARD"));
+    }
+    let table = Table {
+        family: Family::Ip6,
+        name: "filter".into(),
+        sets: vec![],
+        ct_helpers: vec![],
+        chains,
+    };
+    Some((
+        Ruleset {
+            tables: vec![table],
+        },
+        entries,
+    ))
+}
+
+pub fn ip6tables_merged_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
+    ip6tables_merged(hp).map(|(rs, _)| netfilter::iptables::emit(&rs, header))
+}
+
 fn jump(table: &str, from: &str, chain: &str) -> Jump {
     Jump {
         table: table.into(),
@@ -600,11 +727,20 @@ fn jump(table: &str, from: &str, chain: &str) -> Jump {
 /// built-in chain unless it is there already (`-C`), so running them again
 /// never adds a second jump.
 pub fn merged_entry_commands(entries: &[Jump]) -> Vec<String> {
+    merged_entry_commands_with("iptables", entries)
+}
+
+/// [`merged_entry_commands`] for `ip6tables`.
+pub fn merged_entry_commands6(entries: &[Jump]) -> Vec<String> {
+    merged_entry_commands_with("ip6tables", entries)
+}
+
+fn merged_entry_commands_with(tool: &str, entries: &[Jump]) -> Vec<String> {
     entries
         .iter()
         .map(|e| {
             format!(
-                "iptables -w -t {t} -C {f} -j {c} 2>/dev/null || iptables -w -t {t} -I {f} 1 -j {c}",
+                "{tool} -w -t {t} -C {f} -j {c} 2>/dev/null || {tool} -w -t {t} -I {f} 1 -j {c}",
                 t = e.table,
                 f = e.from,
                 c = e.chain
@@ -734,7 +870,61 @@ pub fn ufw_argv(hp: &HostPolicy) -> Vec<Vec<String>> {
             }
         }
     }
+    out.extend(ufw_argv6(hp));
     out
+}
+
+/// Amanda's IPv6 openings as `ufw` commands: the same words as the IPv4
+/// ones with IPv6 addresses, which ufw writes to its IPv6 chains only
+/// (user6.rules). ufw refuses them ("IPv6 not enabled") unless
+/// /etc/default/ufw says `IPV6=yes`, Debian's default.
+fn ufw_argv6(hp: &HostPolicy) -> Vec<Vec<String>> {
+    let range = |p: &PortRange| {
+        if p.lo == p.hi {
+            p.lo.to_string()
+        } else {
+            format!("{}:{}", p.lo, p.hi)
+        }
+    };
+    let mut out = Vec::new();
+    for r in &hp.v6.rules {
+        let verb: &[&str] = match r.place {
+            Place::Input => &["allow"],
+            Place::Forward => &["route", "allow"],
+            Place::Dnat | Place::Helper => continue,
+        };
+        let to = r.dst.map_or("any".to_string(), |d| d.to_string());
+        for src in &r.srcs {
+            for chunk in multiport_chunks(&r.dports) {
+                let ports: Vec<String> = chunk.iter().map(range).collect();
+                let mut c: Vec<String> = verb.iter().map(|w| w.to_string()).collect();
+                if let Some(i) = &r.in_iface {
+                    c.extend(["in".into(), "on".into(), i.clone()]);
+                }
+                if let Some(o) = &r.out_iface {
+                    c.extend(["out".into(), "on".into(), o.clone()]);
+                }
+                c.extend(["proto".into(), r.proto.to_string()]);
+                c.extend(["from".into(), src.to_string()]);
+                if let Some(sp) = &r.sport {
+                    c.extend(["port".into(), range(sp)]);
+                }
+                c.extend(["to".into(), to.clone(), "port".into(), ports.join(",")]);
+                c.extend(["comment".into(), r.label.clone()]);
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a host's ufw commands include IPv6 ones, which need ufw's IPv6
+/// support (`IPV6=yes` in /etc/default/ufw).
+pub fn ufw_needs_ipv6(hp: &HostPolicy) -> bool {
+    hp.v6
+        .rules
+        .iter()
+        .any(|r| matches!(r.place, Place::Input | Place::Forward))
 }
 
 fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
@@ -758,10 +948,7 @@ fn nft_rules(hp: &HostPolicy, place: Place) -> Vec<Rule> {
 fn nft_sets(hp: &HostPolicy) -> Vec<Set> {
     hp.groups
         .iter()
-        .map(|g| Set {
-            name: g.name.clone(),
-            elements: g.members.clone(),
-        })
+        .map(|g| Set::v4(g.name.clone(), g.members.clone()))
         .collect()
 }
 
@@ -885,14 +1072,16 @@ pub fn ip6tables_text(hp: &HostPolicy, header: &[String]) -> String {
     netfilter::iptables::emit(&ip6tables_ruleset(hp), header)
 }
 
-/// The `ipset restore` file for the groups `iptables_ruleset` references, or `None`
-/// when every group is small enough to stay inline. Each set is filled under a
-/// temporary name and swapped in, so reloading never leaves a half-filled set that
-/// running rules already use.
+/// The `ipset restore` file for the groups `iptables_ruleset` references
+/// (and, where Amanda runs over IPv6, the `family inet6` sets of the groups
+/// `HOST.rules6` references), or `None` when every group is small enough to
+/// stay inline. Each set is filled under a temporary name and swapped in, so
+/// reloading never leaves a half-filled set that running rules already use.
 pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
     use std::fmt::Write;
     let big: Vec<&AddrGroup> = hp.groups.iter().filter(|g| uses_ipset(g)).collect();
-    if big.is_empty() {
+    let big6 = groups6_in_ipsets(hp);
+    if big.is_empty() && big6.is_empty() {
         return None;
     }
     let mut out = String::new();
@@ -900,36 +1089,147 @@ pub fn ipset_text(hp: &HostPolicy, header: &[String]) -> Option<String> {
         writeln!(out, "# {}", crate::name::comment(h)).unwrap();
     }
     for g in big {
-        let name = ipset_name(g);
-        let mut tmp = format!("{name}~");
-        if tmp.len() > 31 {
-            tmp = format!("{}~", &name[..30]);
-        }
         let kind = if g.members.iter().all(|m| m.prefix_len() == 32) {
             "hash:ip"
         } else {
             "hash:net"
         };
-        // hashsize is a power of two near the member count; maxelem must hold them all.
-        let hashsize = g.members.len().next_power_of_two().clamp(1024, 1 << 20);
-        let maxelem = g.members.len().max(65536);
-        let create = |n: &str| {
-            format!("create {n} {kind} family inet hashsize {hashsize} maxelem {maxelem} -exist")
-        };
-        writeln!(out, "{}", create(&name)).unwrap();
-        writeln!(out, "{}", create(&tmp)).unwrap();
-        writeln!(out, "flush {tmp}").unwrap();
-        for m in &g.members {
+        let members = g.members.iter().map(|m| {
             if m.prefix_len() == 32 {
-                writeln!(out, "add {tmp} {}", m.addr()).unwrap();
+                m.addr().to_string()
             } else {
-                writeln!(out, "add {tmp} {m}").unwrap();
+                m.to_string()
             }
-        }
-        writeln!(out, "swap {tmp} {name}").unwrap();
-        writeln!(out, "destroy {tmp}").unwrap();
+        });
+        fill_ipset(&mut out, &ipset_name(g), kind, "inet", members.collect());
+    }
+    for g in big6 {
+        let members = g.members.iter().map(|m| m.to_string()).collect();
+        fill_ipset(&mut out, &g.ipset_name, "hash:net", "inet6", members);
     }
     Some(out)
+}
+
+/// The IPv6 groups ip6tables matches as `family inet6` ipsets.
+pub(crate) fn groups6_in_ipsets(hp: &HostPolicy) -> Vec<Group6> {
+    groups6(hp)
+        .into_iter()
+        .filter(|g| g.members.len() > IPSET_THRESHOLD)
+        .collect()
+}
+
+/// Whether `HOST.rules6` names ipsets, which `HOST.ipset` then creates.
+pub fn ipset6_needed(hp: &HostPolicy) -> bool {
+    !groups6_in_ipsets(hp).is_empty()
+}
+
+/// One set of `ipset_text`: created if missing, filled under a temporary
+/// name, swapped in.
+fn fill_ipset(out: &mut String, name: &str, kind: &str, family: &str, members: Vec<String>) {
+    use std::fmt::Write;
+    let mut tmp = format!("{name}~");
+    if tmp.len() > 31 {
+        tmp = format!("{}~", &name[..30]);
+    }
+    // hashsize is a power of two near the member count; maxelem must hold them all.
+    let hashsize = members.len().next_power_of_two().clamp(1024, 1 << 20);
+    let maxelem = members.len().max(65536);
+    let create = |n: &str| {
+        format!("create {n} {kind} family {family} hashsize {hashsize} maxelem {maxelem} -exist")
+    };
+    writeln!(out, "{}", create(name)).unwrap();
+    writeln!(out, "{}", create(&tmp)).unwrap();
+    writeln!(out, "flush {tmp}").unwrap();
+    for m in members {
+        writeln!(out, "add {tmp} {m}").unwrap();
+    }
+    writeln!(out, "swap {tmp} {name}").unwrap();
+    writeln!(out, "destroy {tmp}").unwrap();
+}
+
+#[cfg(test)]
+mod groups6_tests {
+    use super::*;
+    use crate::policy::{Ipv6Policy, Rule6};
+
+    fn rule(srcs: &[&str], flows: Vec<usize>) -> Rule6 {
+        Rule6 {
+            place: Place::Input,
+            in_iface: None,
+            out_iface: None,
+            srcs: srcs.iter().map(|s| s.parse().unwrap()).collect(),
+            dst: None,
+            proto: crate::ports::Proto::Tcp,
+            sport: None,
+            dports: vec![PortRange::single(10080)],
+            flows,
+            label: "amanda".into(),
+        }
+    }
+
+    /// Names come from the IPv4 group of the same flows, cut to fit ipset's
+    /// 31 characters with `amw6_`, told apart when two cut names meet, and
+    /// fall back to `src6_N` when there is no IPv4 group or the name would
+    /// be refused.
+    #[test]
+    fn group_names_fit_ipset_and_differ() {
+        let long = "in_amrecover_hosts_of_the_very_long_department";
+        let v4 = |name: &str, flows: Vec<usize>| PolicyRule {
+            place: Place::Input,
+            in_iface: None,
+            out_iface: None,
+            src: Addrs::Group(if name == long { 0 } else { 1 }),
+            dst: None,
+            proto: crate::ports::Proto::Tcp,
+            sport: None,
+            dports: vec![PortRange::single(10080)],
+            dnat_to: None,
+            flows,
+            label: "amanda".into(),
+        };
+        let group = |name: &str| AddrGroup {
+            name: name.into(),
+            members: vec![],
+            labels: vec![],
+        };
+        let hp = HostPolicy {
+            host: 0,
+            router: false,
+            groups: vec![group(long), group("bad name")],
+            rules: vec![
+                v4(long, vec![1]),
+                v4(long, vec![2]),
+                v4("bad name", vec![3]),
+            ],
+            masquerade: vec![],
+            v6: Ipv6Policy {
+                management: vec![],
+                router: false,
+                rules: vec![
+                    rule(&["2001:db8::1", "2001:db8::2"], vec![1]),
+                    rule(&["2001:db8::3", "2001:db8::4"], vec![2]),
+                    rule(&["2001:db8::5", "2001:db8::6"], vec![3]),
+                    rule(&["2001:db8::7", "2001:db8::8"], vec![4]),
+                    rule(&["2001:db8::1", "2001:db8::2"], vec![5]),
+                    rule(&["2001:db8::9"], vec![6]),
+                ],
+            },
+        };
+        let g = groups6(&hp);
+        let names: Vec<&str> = g.iter().map(|g| g.ipset_name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "amw6_in_amrecover_hosts_of_",
+                "amw6_in_amrecover_hosts_of__2",
+                "amw6_src6_3",
+                "amw6_src6_4"
+            ]
+        );
+        for n in names {
+            assert!(crate::name::set_name(n).is_ok(), "{n}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -741,7 +741,14 @@ fn addr_set(a: &Addr, cx: &Cx) -> Result<IvSet, Atom> {
                 .find(|s| &s.name == name)
                 .or_else(|| cx.sets.ipsets.and_then(|i| i.set(name)));
             match elems {
-                Some(s) if !v6 => Ok(IvSet::from_ivs(
+                Some(s) if s.v6 != v6 => Err(Atom::Const(Tri::False)),
+                Some(s) if v6 => Ok(IvSet::from_ivs(
+                    s.elements6
+                        .iter()
+                        .map(|n| Iv::new(u128::from(n.network()), u128::from(n.broadcast())))
+                        .collect(),
+                )),
+                Some(s) => Ok(IvSet::from_ivs(
                     s.elements
                         .iter()
                         .map(|n| {
@@ -752,7 +759,6 @@ fn addr_set(a: &Addr, cx: &Cx) -> Result<IvSet, Atom> {
                         })
                         .collect(),
                 )),
-                Some(_) => Err(Atom::Const(Tri::False)),
                 None => Err(unknown(format!(
                     "set {name}: members unknown (give them with --ipset FILE from `ipset save`)"
                 ))),

@@ -11,6 +11,7 @@ use amwall::model::Deployment;
 use amwall::Plan;
 
 pub mod amanda;
+pub mod dual;
 
 pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper", "dualstack"];
 
@@ -102,6 +103,18 @@ pub fn amwall(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The argv that runs the amwall binary with `args` inside a namespace's
+/// command runner: no SSH_CONNECTION (so no lockout check for the test's
+/// own session), `env` settings first, `--state-dir STATE` last.
+pub fn amwall_argv<'a>(env: &[&'a str], args: &[&'a str], state: &'a str) -> Vec<&'a str> {
+    let mut argv = vec!["env", "-u", "SSH_CONNECTION"];
+    argv.extend(env);
+    argv.push(env!("CARGO_BIN_EXE_amwall"));
+    argv.extend(args);
+    argv.extend(["--state-dir", state]);
+    argv
 }
 
 /// Where the real-world ruleset corpus lives: `AMWALL_REALWORLD`, else
@@ -271,17 +284,6 @@ pub fn tcp_connect(server: &Netns, from: &str, to: SocketAddr) -> ErrorKind {
             }
         })
         .unwrap()
-}
-
-/// An IPv6 TCP connect from `src`:`sport` in `ns` to `dst`:`port`: true when
-/// accepted, false when the rules dropped it (timed out, unreachable).
-pub fn connects6(ns: &Netns, src: &str, sport: u16, dst: &str, port: u16) -> bool {
-    let to: SocketAddr = format!("[{dst}]:{port}").parse().unwrap();
-    match tcp_connect(ns, &format!("[{src}]:{sport}"), to) {
-        ErrorKind::Other => true,
-        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::HostUnreachable => false,
-        other => panic!("{src}:{sport} → {to}: unexpected {other:?}"),
-    }
 }
 
 /// Load `plan`'s rules for each (namespace, host): the whole `HOST.nft`, or

@@ -7,7 +7,7 @@
 //! unbalanced braces, a chain outside a table, a bad hook or priority are
 //! [`InputError`]s with the spot.
 //!
-//! Named sets of IPv4 addresses stay named ([`Table::sets`], `Addr::Set`);
+//! Named sets of IPv4 or IPv6 addresses stay named ([`Table::sets`], `Addr::Set`);
 //! other named sets and maps have no place in the IR and are inlined where a
 //! rule uses them, which is the same lookup. A verdict map becomes one rule per
 //! element (keys of a map never overlap, so the order does not matter).
@@ -547,25 +547,16 @@ impl Parser {
             .map(|e| split_map_elem(e))
             .collect();
         if let Some(named) = t.table.sets.iter_mut().find(|s| s.name == name) {
+            let (what, ty) = if named.v6 {
+                ("expected an IPv6 address or prefix", "in an ipv6_addr set")
+            } else {
+                ("expected an IPv4 address or prefix", "in an ipv4_addr set")
+            };
             for (k, _) in &new {
                 match k.as_slice() {
-                    [e] => match e.word().and_then(v4_nets) {
-                        Some(n) => named.elements.extend(n),
-                        None => {
-                            return err(
-                                e.span.clone(),
-                                "expected an IPv4 address or prefix",
-                                "in an ipv4_addr set",
-                            )
-                        }
-                    },
-                    _ => {
-                        return err(
-                            open.span.clone(),
-                            "expected an IPv4 address or prefix",
-                            "in an ipv4_addr set",
-                        )
-                    }
+                    [e] if e.word().is_some_and(|w| add_nets(named, w)) => {}
+                    [e] => return err(e.span.clone(), what, ty),
+                    _ => return err(open.span.clone(), what, ty),
                 }
             }
         }
@@ -588,6 +579,7 @@ impl Parser {
         def.elements.clear();
         if let Some(named) = t.table.sets.iter_mut().find(|s| s.name == name) {
             named.elements.clear();
+            named.elements6.clear();
         }
         Ok(())
     }
@@ -1073,24 +1065,23 @@ impl Parser {
             }
             // flags, size, timeout, policy, counter, auto-merge: not needed.
         }
-        // Plain IPv4 address sets stay named in the IR, as `plan` writes them.
-        if def.key == ["ipv4_addr"] {
-            let mut elements = Vec::new();
+        // Plain address sets stay named in the IR, as `plan` writes them.
+        let v6 = def.key == ["ipv6_addr"];
+        if def.key == ["ipv4_addr"] || v6 {
+            let mut set = if v6 {
+                Set::v6(name.clone(), Vec::new())
+            } else {
+                Set::v4(name.clone(), Vec::new())
+            };
             let mut ok = true;
             for (k, v) in &def.elements {
                 match (k.as_slice(), v.is_empty()) {
-                    ([t], true) => match t.word().and_then(v4_nets) {
-                        Some(n) => elements.extend(n),
-                        None => ok = false,
-                    },
+                    ([t], true) => ok &= t.word().is_some_and(|w| add_nets(&mut set, w)),
                     _ => ok = false,
                 }
             }
             if ok {
-                self.tables[ti].table.sets.push(Set {
-                    name: name.clone(),
-                    elements,
-                });
+                self.tables[ti].table.sets.push(set);
             }
         }
         self.tables[ti].sets.insert(name, def);
@@ -1267,7 +1258,7 @@ impl Parser {
         }
         let cx = RuleCx {
             sets: &self.tables[ti].sets,
-            named_v4: &self.tables[ti].table.sets,
+            named: &self.tables[ti].table.sets,
         };
         let mut rp = RuleParser {
             cx: &cx,
@@ -1395,6 +1386,26 @@ fn split_map_elem(el: &[T]) -> (Vec<T>, Vec<T>) {
 
 /// An IPv4 element as prefixes: an address, a prefix, or a range (split into
 /// the prefixes that cover it exactly).
+/// Add the address, prefix or range `w` to a named set of its family;
+/// false when `w` is none of them or of the other family.
+fn add_nets(set: &mut Set, w: &str) -> bool {
+    if set.v6 {
+        match parse_addr(w) {
+            Some(Addr::Net6(n)) => set.elements6.push(n),
+            Some(Addr::Range(IpAddr::V6(a), IpAddr::V6(b))) if a <= b => {
+                set.elements6.extend(ipnet::Ipv6Subnets::new(a, b, 0))
+            }
+            _ => return false,
+        }
+        return true;
+    }
+    match v4_nets(w) {
+        Some(n) => set.elements.extend(n),
+        None => return false,
+    }
+    true
+}
+
 fn v4_nets(w: &str) -> Option<Vec<Ipv4Net>> {
     match parse_addr(w)? {
         Addr::Net(n) => Some(vec![n]),
@@ -1440,7 +1451,7 @@ fn parse_ports(w: &str) -> Option<PortRange> {
 struct RuleCx<'a> {
     sets: &'a HashMap<String, SetDef>,
     /// Sets kept by name in `Table::sets`.
-    named_v4: &'a [Set],
+    named: &'a [Set],
 }
 
 /// What a selector reads.
@@ -2307,14 +2318,15 @@ impl RuleParser<'_> {
             return Ok(());
         }
         let (neg, op) = self.op();
-        // A named IPv4 address set stays a reference (`Table::sets` has it).
-        if let ([Field::Addr { src, v6: false }], Some(name)) = (
+        // A named address set of the field's family stays a reference
+        // (`Table::sets` has it).
+        if let ([Field::Addr { src, v6 }], Some(name)) = (
             fields.as_slice(),
             self.peek_word().and_then(|w| w.strip_prefix('@')),
         ) {
             if mask.is_none()
                 && matches!(op, Op::Eq | Op::Ne)
-                && self.cx.named_v4.iter().any(|s| s.name == name)
+                && self.cx.named.iter().any(|s| s.name == name && s.v6 == *v6)
             {
                 let a = Addr::Set(name.to_string());
                 let m = if *src { Match::Src(a) } else { Match::Dst(a) };
@@ -3057,6 +3069,29 @@ mod tests {
             t.chains[0].rules[0].matches,
             vec![Match::Src(Addr::Set("h".into()))]
         );
+    }
+
+    /// An `ipv6_addr` set stays named as well, with its family: `add
+    /// element` and `flush set` change it, a reference from `ip6 saddr`
+    /// names it, and what is emitted reads back the same.
+    #[test]
+    fn ipv6_address_sets_stay_named() {
+        let text = "table ip6 t {\n\tset h {\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\telements = { 2001:db8::/64, 2001:db8:1::1 }\n\t}\n\tchain c {\n\t\tip6 saddr @h drop\n\t}\n}\nadd element ip6 t h { 2001:db8:2::5 }\n";
+        let p = parse("t", text).unwrap();
+        let t = &p.ruleset.tables[0];
+        assert!(t.sets[0].v6 && t.sets[0].elements.is_empty());
+        assert_eq!(t.sets[0].elements6.len(), 3);
+        assert_eq!(
+            t.chains[0].rules[0].matches,
+            vec![Match::Src(Addr::Set("h".into()))]
+        );
+        let again = parse("t", &crate::netfilter::nft::emit(&p.ruleset, &[])).unwrap();
+        assert_eq!(again.ruleset.canonical(), p.ruleset.canonical());
+        let e = parse("t", "table ip6 t {\n\tset h {\n\t\ttype ipv6_addr\n\t}\n}\nadd element ip6 t h { 192.0.2.1 }\n")
+            .unwrap_err();
+        assert!(e.message.contains("IPv6"), "{e}");
+        let f = parse("t", &format!("{text}flush set ip6 t h\n")).unwrap();
+        assert!(f.ruleset.tables[0].sets[0].elements6.is_empty());
     }
 
     #[test]
