@@ -150,9 +150,19 @@ pub const TABLE: &[Row] = &[
         source: "A:common-src/security-util.c (\"port N not secure\": SNAT to an unprivileged port)",
     },
     Row {
+        part: "account is currently not available",
+        causes: &[SshShell],
+        source: "nologin(8)'s message, which amcheck reads as a reply token; lab (tests/doctor.rs): the Amanda user's shell nologin",
+    },
+    Row {
+        part: "invalid size",
+        causes: &[SshShell],
+        source: "A:common-src/security-util.c tcpm_recv_token: text before amandad's first token, printed by the login shell or a login script; lab (tests/doctor.rs): nologin's message",
+    },
+    Row {
         part: "eof on read from",
-        causes: &[RulesetBlocks, NotListening],
-        source: "A:common-src/security-util.c (the ssh pipe closed before a reply); lab (tests/amanda_ssh.rs): tcp/22 dropped on the client (ssh's connect timed out), or the port forward missing",
+        causes: &[RulesetBlocks, SshKeys, SshShell, NotListening],
+        source: "A:common-src/security-util.c (the ssh pipe closed before a reply); lab (tests/amanda_ssh.rs, tests/doctor.rs): tcp/22 dropped on the client (ssh's connect timed out), the port forward missing, or a key whose from= does not admit the caller",
     },
     Row {
         part: "write error to",

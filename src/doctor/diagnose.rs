@@ -726,7 +726,8 @@ impl Ctx<'_> {
                     format!("{AMANDA_USER}: shell {}", side.shell),
                 )],
                 // Lab-verified (tests/amanda_ssh.rs, tests/doctor.rs).
-                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\"".into()),
+                // Which one depends on timing.
+                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\" or \"... tcpm_recv_token: invalid size: \\\"This account is currently not available.\\n\\\"\"".into()),
                 fix: format!("usermod -s /bin/sh {AMANDA_USER} (Debian's {AMANDA_USER} user has {})", crate::amanda::facts::DEBIAN_BACKUP_SHELL),
                 explains_error: false,
             });
@@ -861,7 +862,7 @@ impl Ctx<'_> {
                 },
                 evidence,
                 // Lab-verified (tests/doctor.rs): ssh exits before amandad reads the request.
-                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\" (ssh: Permission denied (publickey))".into()),
+                amanda: Some("amcheck: \"selfcheck request failed: error sending REQ: write error to: Broken pipe\" or \"... EOF on read from HOST\", by timing (ssh: Permission denied (publickey))".into()),
                 fix: format!(
                     "in {}: `from=\"{seen}\",no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,command=\"{} -auth=ssh {services}\" KEY` with {who}'s key (SUMMARY.md's \"What Amanda's configuration must say\")",
                     files.first().copied().unwrap_or("~backup/.ssh/authorized_keys"),
