@@ -11,6 +11,7 @@ use amwall::model::Deployment;
 use amwall::Plan;
 
 pub mod amanda;
+pub mod fleet;
 
 pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper", "dualstack"];
 
