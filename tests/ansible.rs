@@ -404,13 +404,7 @@ fn wiki_iptables_rollout_and_idempotence() {
         "{checks:?}"
     );
     for h in ["tshost", "fwhost", "lhost", "rhost"] {
-        let live = f
-            .lab
-            .namespace(h)
-            .unwrap()
-            .must(&["iptables-save"])
-            .unwrap()
-            .stdout;
+        let live = stdout_in(&f, h, &["iptables-save"]);
         assert!(
             live.contains(":INPUT DROP"),
             "{h}: rules not loaded:\n{live}"
@@ -428,25 +422,19 @@ fn wiki_iptables_rollout_and_idempotence() {
     }
 }
 
+/// What `argv` prints in `host`'s namespace (it must succeed).
+fn stdout_in(f: &Fleet, host: &str, argv: &[&str]) -> String {
+    f.lab.namespace(host).unwrap().must(argv).unwrap().stdout
+}
+
 fn ipset_save(f: &Fleet, host: &str) -> String {
-    f.lab
-        .namespace(host)
-        .unwrap()
-        .must(&["ipset", "save"])
-        .unwrap()
-        .stdout
+    stdout_in(f, host, &["ipset", "save"])
 }
 
 /// iptables-save without its comments and counters.
 fn iptables_rules(f: &Fleet, host: &str) -> String {
-    let out = f
-        .lab
-        .namespace(host)
-        .unwrap()
-        .must(&["iptables-save"])
-        .unwrap()
-        .stdout;
-    out.lines()
+    stdout_in(f, host, &["iptables-save"])
+        .lines()
         .filter(|l| !l.starts_with('#'))
         .map(|l| match l.split_once(" [") {
             Some((chain, _)) if l.starts_with(':') => format!("{chain}\n"),
