@@ -431,16 +431,34 @@ fn ipset_save(f: &Fleet, host: &str) -> String {
     stdout_in(f, host, &["ipset", "save"])
 }
 
-/// iptables-save without its comments and counters.
+/// iptables-save without its comments and counters, and without tables that
+/// hold no rule and accept everything: the rollback can only restore a table
+/// the host did not have as such an empty one (iptables-restore has no
+/// "delete table"), which filters nothing.
 fn iptables_rules(f: &Fleet, host: &str) -> String {
-    stdout_in(f, host, &["iptables-save"])
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| match l.split_once(" [") {
-            Some((chain, _)) if l.starts_with(':') => format!("{chain}\n"),
-            _ => format!("{l}\n"),
-        })
-        .collect()
+    let save = stdout_in(f, host, &["iptables-save"]);
+    let mut out = String::new();
+    let mut table = String::new();
+    for l in save.lines().filter(|l| !l.starts_with('#')) {
+        let l = match l.split_once(" [") {
+            Some((chain, _)) if l.starts_with(':') => chain,
+            _ => l,
+        };
+        table.push_str(l);
+        table.push('\n');
+        if l == "COMMIT" {
+            let empty = table.lines().all(|l| {
+                l.starts_with('*')
+                    || l == "COMMIT"
+                    || (l.starts_with(':') && l.ends_with(" ACCEPT"))
+            });
+            if !empty {
+                out.push_str(&table);
+            }
+            table.clear();
+        }
+    }
+    out + &table
 }
 
 /// The ipsets load before the iptables_state-protected rules (the rules name
@@ -508,11 +526,59 @@ fn lockout_iptables_restores_the_ipsets() {
     }
 }
 
-/// iptables_state rolled the rules back and the play restored the ipsets; or
-/// (its confirmation having travelled over a connection opened before the
-/// rules were loaded) amwall's own rollback restored both.
+/// The rules and ipsets were put back, whichever way the lockout showed:
+/// iptables_state's own rollback ("Firewall has been rolled back to its
+/// initial state"), its async wrapper killing it first ("Timeout exceeded",
+/// the new rules still loaded), or its confirmation travelling over a
+/// connection opened before the rules were in (then amwall's own timer).
+/// The play says so only after its restore or the timer succeeded.
 fn rolled_back_iptables(out: &str) -> bool {
-    (out.contains("Firewall has been rolled back to its initial state")
-        || out.contains("restored its previous ruleset"))
-        && out.contains("ipsets are as they were before this run")
+    out.contains("ipsets are as they were before this run")
+}
+
+/// A set of amwall's name already there with other sizes: ipset refuses the
+/// file's `create ... -exist` ("set with the same name already exists"), the
+/// play stops at that load with ipset's own words, restores at once and
+/// touches no other host; `ipset save` is as before.
+#[test]
+fn ipset_load_refused_restores_and_stops() {
+    amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
+    let f = fleet(
+        "lan-doc.toml",
+        &fixture("lan-doc.toml"),
+        "lan",
+        None,
+        "iptables",
+    );
+    stdout_in(
+        &f,
+        "backup",
+        &[
+            "sh",
+            "-c",
+            "ipset create amw_in_amrecover_hosts hash:ip family inet hashsize 64 maxelem 100 \
+             && ipset add amw_in_amrecover_hosts 192.0.2.99",
+        ],
+    );
+    let sets = ipset_save(&f, "backup");
+    let rules = iptables_rules(&f, "backup");
+    let r = f.playbook(&[]);
+    assert!(!r.ok, "the rollout must fail:\n{}", r.out);
+    assert!(
+        r.out.contains("load the ipsets")
+            && r.out.contains("set with the same name already exists")
+            && r.out
+                .contains("ipsets are as they were before this run (restored at once)")
+            && r.out.contains("No later batch was touched"),
+        "no clear message:\n{}",
+        r.out
+    );
+    assert_eq!(ipset_save(&f, "backup"), sets, "{}", r.out);
+    assert_eq!(iptables_rules(&f, "backup"), rules, "{}", r.out);
+    for h in ["web1", "web2", "db", "files", "print"] {
+        assert!(
+            !f.host_dir(h).join("var/lib/amwall").exists(),
+            "{h} was touched"
+        );
+    }
 }
