@@ -160,13 +160,7 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
 #[test]
 fn lan_iptables_rollout_in_batches() {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let f = fleet(
-        "lan-doc.toml",
-        &fixture("lan-doc.toml"),
-        "lan",
-        None,
-        "iptables",
-    );
+    let f = lan("iptables");
     let hosts: Vec<String> = f
         .plan
         .deployment
@@ -228,9 +222,7 @@ fn lockout_iptables_rolls_back_the_first_batch_and_stops() {
 
 fn lockout(backend: &str) {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let text = fixture("lan-doc.toml")
-        .replace("from = [\"192.0.2.240/28\"]", "from = [\"203.0.113.0/28\"]");
-    let f = fleet("lan-lockout.toml", &text, "lan", None, backend);
+    let f = lan_lockout(backend);
     let r = f.playbook(&[]);
     assert!(!r.ok, "the rollout must fail:\n{}", r.out);
     let closed = |h: &str| {
@@ -470,9 +462,7 @@ fn iptables_rules(f: &Fleet, host: &str) -> String {
 #[test]
 fn lockout_iptables_restores_the_ipsets() {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let text = fixture("lan-doc.toml")
-        .replace("from = [\"192.0.2.240/28\"]", "from = [\"203.0.113.0/28\"]");
-    let f = fleet("lan-lockout.toml", &text, "lan", None, "iptables");
+    let f = lan_lockout("iptables");
     let set = "amw_in_amrecover_hosts";
     let earlier = format!(
         "set -e
@@ -518,12 +508,7 @@ fn lockout_iptables_restores_the_ipsets() {
         .host_dir("backup")
         .join("var/lib/amwall/rolled-back")
         .exists());
-    for h in ["web1", "web2", "db", "files", "print"] {
-        assert!(
-            !f.host_dir(h).join("var/lib/amwall").exists(),
-            "{h} was touched"
-        );
-    }
+    clients_untouched(&f);
 }
 
 /// The rules and ipsets were put back, whichever way the lockout showed:
@@ -543,13 +528,7 @@ fn rolled_back_iptables(out: &str) -> bool {
 #[test]
 fn ipset_load_refused_restores_and_stops() {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let f = fleet(
-        "lan-doc.toml",
-        &fixture("lan-doc.toml"),
-        "lan",
-        None,
-        "iptables",
-    );
+    let f = lan("iptables");
     stdout_in(
         &f,
         "backup",
@@ -575,6 +554,29 @@ fn ipset_load_refused_restores_and_stops() {
     );
     assert_eq!(ipset_save(&f, "backup"), sets, "{}", r.out);
     assert_eq!(iptables_rules(&f, "backup"), rules, "{}", r.out);
+    clients_untouched(&f);
+}
+
+/// The 5-client LAN, the control node among the admins on it.
+fn lan(backend: &str) -> Fleet {
+    fleet(
+        "lan-doc.toml",
+        &fixture("lan-doc.toml"),
+        "lan",
+        None,
+        backend,
+    )
+}
+
+/// The 5-client LAN whose management network leaves the control node out.
+fn lan_lockout(backend: &str) -> Fleet {
+    let text = fixture("lan-doc.toml")
+        .replace("from = [\"192.0.2.240/28\"]", "from = [\"203.0.113.0/28\"]");
+    fleet("lan-lockout.toml", &text, "lan", None, backend)
+}
+
+/// No client of the LAN was reached: the server's batch stopped the play.
+fn clients_untouched(f: &Fleet) {
     for h in ["web1", "web2", "db", "files", "print"] {
         assert!(
             !f.host_dir(h).join("var/lib/amwall").exists(),
