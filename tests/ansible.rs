@@ -10,272 +10,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use amwall::lab::amanda::AmandaLab;
-use amwall::lab::Netns;
-use amwall::Plan;
-
-const CONTROL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 250);
-const ROLLBACK_SECS: u32 = 15;
-
-struct Fleet {
-    // Drop order: the control node's processes (Drop), the control
-    // namespace, then the lab (sshds, Amanda, namespaces), then the files.
-    control: Netns,
-    lab: AmandaLab,
-    plan: Plan,
-    dir: tempfile::TempDir,
-    project: PathBuf,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        // ssh's ControlPersist masters outlive ansible-playbook: ours, by PID.
-        kill_all_in(self.control.name());
-    }
-}
-
-fn kill_all_in(ns: &str) {
-    for _ in 0..20 {
-        let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() else {
-            return;
-        };
-        let pids: Vec<i32> = String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        if pids.is_empty() {
-            return;
-        }
-        for p in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn must(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The lab for `topology` (a file under tests/fixtures, or text), an sshd in
-/// every host, the control node at CONTROL on `network`, and the project
-/// written by the real CLI.
-fn fleet(name: &str, text: &str, network: &str, gateway: Option<Ipv4Addr>, backend: &str) -> Fleet {
-    let dir = tempfile::Builder::new()
-        .prefix("amwall-ansible-")
-        .tempdir()
-        .unwrap();
-    let topo = dir.path().join(name);
-    std::fs::write(&topo, text).unwrap();
-    let d = amwall::load::load_str(name, text.to_string()).unwrap_or_else(|e| panic!("{e:?}"));
-    let plan = Plan::build(d).expect("plans");
-    let mut lab = common::amanda::lab(&plan);
-
-    // Keys: one client key for the control node, a host key per host.
-    let key = dir.path().join("id_ed25519");
-    must(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "amwall-test", "-f"])
-            .arg(&key),
-    );
-    std::fs::copy(
-        key.with_extension("pub"),
-        dir.path().join("authorized_keys"),
-    )
-    .unwrap();
-    for h in &plan.deployment.hosts {
-        let hd = dir.path().join("hosts").join(&h.name);
-        std::fs::create_dir_all(&hd).unwrap();
-        let hk = hd.join("ssh_host_ed25519_key");
-        must(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&hk),
-        );
-        let conf = hd.join("sshd_config");
-        std::fs::write(
-            &conf,
-            format!(
-                "Port 22\nListenAddress 0.0.0.0\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
-                hk.display(),
-                dir.path().join("authorized_keys").display()
-            ),
-        )
-        .unwrap();
-        // A private /run (this mount namespace only) holds sshd's /run/sshd.
-        let script = "mount -t tmpfs -o mode=755 amwall-run /run && mkdir -m 755 /run/sshd && exec /usr/sbin/sshd -D -e -f \"$0\"";
-        lab.spawn(
-            &h.name,
-            &["sh", "-c", script, &conf.display().to_string()],
-            &hd.join("sshd.log"),
-        )
-        .unwrap();
-    }
-    for h in &plan.deployment.hosts {
-        let ns = lab.namespace(&h.name).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ns.must(&["ss", "-Hlnt"]).unwrap().stdout.contains(":22 ") {
-            assert!(
-                Instant::now() < deadline,
-                "sshd on {} does not listen: {}",
-                h.name,
-                std::fs::read_to_string(dir.path().join("hosts").join(&h.name).join("sshd.log"))
-                    .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let control = lab.attach(&plan, network, CONTROL, gateway).unwrap();
-    std::fs::create_dir_all(dir.path().join("home")).unwrap();
-
-    let project = dir.path().join("project");
-    must(
-        Command::new(env!("CARGO_BIN_EXE_amwall"))
-            .args(["plan", "-q", "--backend", backend, "--ansible"])
-            .arg(&project)
-            .arg(&topo),
-    );
-    // Every path the playbook writes: per host, under the test's directory.
-    let hosts = dir.path().join("hosts").display().to_string();
-    let per_host = |p: &str| format!("{hosts}/{{{{ inventory_hostname }}}}/{p}");
-    let vars = serde_json::json!({
-        "amwall_etc_dir": per_host("etc/amwall"),
-        "amwall_state_dir": per_host("var/lib/amwall"),
-        "amwall_nftables_conf": per_host("etc/nftables.conf"),
-        "amwall_iptables_rules_v4": per_host("etc/iptables/rules.v4"),
-        "amwall_iptables_rules_v6": per_host("etc/iptables/rules.v6"),
-        "amwall_ipsets_file": per_host("etc/iptables/ipsets"),
-        // iptables_state's confirmation cookie lives in the async directory
-        // (~/.ansible_async/iptables.state): the namespaces share one /root,
-        // so without this one host's confirmation would cancel another's
-        // rollback (in this test and in one running beside it).
-        "ansible_async_dir": per_host("async"),
-        // Ansible's remote temporary files, out of the machine's /root too.
-        "ansible_remote_tmp": per_host("tmp"),
-        "amwall_amanda_config": amwall::lab::amanda::CONFIG,
-        "amwall_rollback_timeout": ROLLBACK_SECS,
-        "amwall_batch": 2,
-    });
-    std::fs::write(dir.path().join("vars.json"), vars.to_string()).unwrap();
-    Fleet {
-        control,
-        lab,
-        plan,
-        dir,
-        project,
-    }
-}
-
-struct Run {
-    ok: bool,
-    out: String,
-    /// Per host of PLAY RECAP: (changed, failed, unreachable).
-    recap: BTreeMap<String, (u32, u32, u32)>,
-    took: Duration,
-}
-
-impl Fleet {
-    fn host_dir(&self, host: &str) -> PathBuf {
-        self.dir.path().join("hosts").join(host)
-    }
-
-    fn playbook(&self, extra: &[&str]) -> Run {
-        let t = Instant::now();
-        let home = self.dir.path().join("home");
-        let key = self.dir.path().join("id_ed25519");
-        let vars = format!("@{}", self.dir.path().join("vars.json").display());
-        let mut argv: Vec<String> = vec![
-            "timeout".into(),
-            "900".into(),
-            "env".into(),
-            "-C".into(),
-            self.project.display().to_string(),
-            format!("HOME={}", home.display()),
-            "ANSIBLE_HOST_KEY_CHECKING=False".into(),
-            format!("ANSIBLE_PRIVATE_KEY_FILE={}", key.display()),
-            "ANSIBLE_REMOTE_USER=root".into(),
-            format!("ANSIBLE_TIMEOUT={}", ROLLBACK_SECS + 10),
-            format!("ANSIBLE_SSH_CONTROL_PATH_DIR={}/cp", home.display()),
-            "ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no".into(),
-            "ANSIBLE_NOCOLOR=1".into(),
-            "ANSIBLE_FORCE_COLOR=0".into(),
-            "ansible-playbook".into(),
-            "site.yml".into(),
-            "-e".into(),
-            vars,
-        ];
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let o = self.control.exec(&refs, None).unwrap();
-        let out = format!("{}\n{}", o.stdout, o.stderr);
-        let mut recap = BTreeMap::new();
-        if let Some(r) = out.split("PLAY RECAP").nth(1) {
-            for line in r.lines() {
-                let Some((host, rest)) = line.split_once(" : ") else {
-                    continue;
-                };
-                let field = |k: &str| {
-                    rest.split_whitespace()
-                        .find_map(|f| f.strip_prefix(k)?.parse::<u32>().ok())
-                        .unwrap_or(0)
-                };
-                recap.insert(
-                    host.trim().to_string(),
-                    (field("changed="), field("failed="), field("unreachable=")),
-                );
-            }
-        }
-        Run {
-            ok: o.ok(),
-            out,
-            recap,
-            took: t.elapsed(),
-        }
-    }
-
-    fn has_table(&self, host: &str) -> bool {
-        self.lab
-            .namespace(host)
-            .unwrap()
-            .exec(&["nft", "list", "table", "ip", "amwall"], None)
-            .unwrap()
-            .ok()
-    }
-}
-
-/// The first result line after each run of `task` ("ok: [..]", "skipping: [..]").
-fn task_results<'a>(out: &'a str, task: &str) -> Vec<&'a str> {
-    let header = format!("TASK [{task}]");
-    out.split(&header)
-        .skip(1)
-        .map(|rest| {
-            rest.lines()
-                .map(str::trim)
-                .find(|l| {
-                    ["ok:", "skipping:", "changed:", "fatal:"]
-                        .iter()
-                        .any(|p| l.starts_with(p))
-                })
-                .unwrap_or("")
-        })
-        .collect()
-}
+use common::fleet::{assert_run, fixture, fleet, task_results, Fleet};
 
 const AMCHECK: &str = "amwall | amcheck from the Amanda server";
 
@@ -292,22 +29,6 @@ fn site_nat(f: &Fleet) {
         )
         .unwrap();
     assert!(o.ok(), "{}", o.stderr);
-}
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/lab")
-            .join(name),
-    )
-    .unwrap()
-}
-
-fn assert_run(f: &Fleet, r: &Run, what: &str) {
-    if !r.ok {
-        common::amanda::fail(&f.lab, &format!("{what}: ansible-playbook failed"), &r.out);
-    }
-    eprintln!("{what}: ok in {:.1?}; recap {:?}", r.took, r.recap);
 }
 
 /// The wiki topology (a NAT router, a host behind it) with nft: check mode
@@ -362,7 +83,7 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
     // FWHost was confirmed through to RHost over a new connection.
     let through = task_results(
         &first.out,
-        "amwall | nft | a new SSH connection gets through to the hosts behind",
+        "amwall | a new SSH connection gets through to the hosts behind",
     );
     assert!(
         through
@@ -439,13 +160,7 @@ fn wiki_nft_rollout_amcheck_and_idempotence() {
 #[test]
 fn lan_iptables_rollout_in_batches() {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let f = fleet(
-        "lan-doc.toml",
-        &fixture("lan-doc.toml"),
-        "lan",
-        None,
-        "iptables",
-    );
+    let f = lan("iptables");
     let hosts: Vec<String> = f
         .plan
         .deployment
@@ -507,9 +222,7 @@ fn lockout_iptables_rolls_back_the_first_batch_and_stops() {
 
 fn lockout(backend: &str) {
     amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
-    let text = fixture("lan-doc.toml")
-        .replace("from = [\"192.0.2.240/28\"]", "from = [\"203.0.113.0/28\"]");
-    let f = fleet("lan-lockout.toml", &text, "lan", None, backend);
+    let f = lan_lockout(backend);
     let r = f.playbook(&[]);
     assert!(!r.ok, "the rollout must fail:\n{}", r.out);
     let closed = |h: &str| {
@@ -539,12 +252,12 @@ fn lockout(backend: &str) {
         );
     } else {
         assert!(
-            r.out
-                .contains("Firewall has been rolled back to its initial state")
-                && r.out.contains("No later batch was touched"),
+            rolled_back_iptables(&r.out) && r.out.contains("No later batch was touched"),
             "no clear message:\n{}",
             r.out
         );
+        // The set the play created (before the rules that name it) is gone.
+        assert_eq!(ipset_save(&f, "backup"), "", "{}", r.out);
     }
     assert!(
         !closed("backup"),
@@ -669,7 +382,7 @@ fn wiki_iptables_rollout_and_idempotence() {
     assert_run(&f, &first, "rollout");
     let through = task_results(
         &first.out,
-        "amwall | iptables | a new SSH connection gets through to the hosts behind",
+        "amwall | a new SSH connection gets through to the hosts behind",
     );
     assert!(
         through
@@ -683,13 +396,7 @@ fn wiki_iptables_rollout_and_idempotence() {
         "{checks:?}"
     );
     for h in ["tshost", "fwhost", "lhost", "rhost"] {
-        let live = f
-            .lab
-            .namespace(h)
-            .unwrap()
-            .must(&["iptables-save"])
-            .unwrap()
-            .stdout;
+        let live = stdout_in(&f, h, &["iptables-save"]);
         assert!(
             live.contains(":INPUT DROP"),
             "{h}: rules not loaded:\n{live}"
@@ -703,6 +410,177 @@ fn wiki_iptables_rollout_and_idempotence() {
             *changed, 0,
             "{h}: a second run changed something:\n{}",
             second.out
+        );
+    }
+}
+
+/// What `argv` prints in `host`'s namespace (it must succeed).
+fn stdout_in(f: &Fleet, host: &str, argv: &[&str]) -> String {
+    f.lab.namespace(host).unwrap().must(argv).unwrap().stdout
+}
+
+fn ipset_save(f: &Fleet, host: &str) -> String {
+    stdout_in(f, host, &["ipset", "save"])
+}
+
+/// iptables-save without its comments and counters, and without tables that
+/// hold no rule and accept everything: the rollback can only restore a table
+/// the host did not have as such an empty one (iptables-restore has no
+/// "delete table"), which filters nothing.
+fn iptables_rules(f: &Fleet, host: &str) -> String {
+    let save = stdout_in(f, host, &["iptables-save"]);
+    let mut out = String::new();
+    let mut table = String::new();
+    for l in save.lines().filter(|l| !l.starts_with('#')) {
+        let l = match l.split_once(" [") {
+            Some((chain, _)) if l.starts_with(':') => chain,
+            _ => l,
+        };
+        table.push_str(l);
+        table.push('\n');
+        if l == "COMMIT" {
+            let empty = table.lines().all(|l| {
+                l.starts_with('*')
+                    || l == "COMMIT"
+                    || (l.starts_with(':') && l.ends_with(" ACCEPT"))
+            });
+            if !empty {
+                out.push_str(&table);
+            }
+            table.clear();
+        }
+    }
+    out + &table
+}
+
+/// The ipsets load before the iptables_state-protected rules (the rules name
+/// them), so iptables_state's rollback alone would leave the new contents.
+/// The server already has amwall's set with other members (an earlier
+/// rollout's, named by a rule of that time) and a set of the admin's; a plan
+/// that cuts management changes the set, is locked out, and afterwards `ipset
+/// save` and the rules are exactly as before the play.
+#[test]
+fn lockout_iptables_restores_the_ipsets() {
+    amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
+    let f = lan_lockout("iptables");
+    let set = "amw_in_amrecover_hosts";
+    let earlier = format!(
+        "set -e
+        ipset create {set} hash:ip family inet hashsize 1024 maxelem 65536
+        ipset add {set} 192.0.2.99
+        ipset add {set} 192.0.2.21
+        ipset create site_block hash:net family inet
+        ipset add site_block 203.0.113.128/25
+        iptables -A INPUT -p tcp --dport 10080 -m set --match-set {set} src -j ACCEPT"
+    );
+    let ns = f.lab.namespace("backup").unwrap();
+    ns.must(&["sh", "-c", &earlier]).unwrap();
+    let sets = ipset_save(&f, "backup");
+    let rules = iptables_rules(&f, "backup");
+    // Negative control: the plan's set differs from what is there, so a
+    // rollback that left the sets alone would fail the comparison below.
+    let planned = std::fs::read_to_string(f.project.join("backup.ipset")).unwrap();
+    assert!(
+        planned.contains(&format!("add {set}~ 192.0.2.22")) && !sets.contains("192.0.2.22"),
+        "{planned}\n{sets}"
+    );
+
+    let r = f.playbook(&[]);
+    assert!(!r.ok, "the rollout must fail:\n{}", r.out);
+    // The new contents were loaded (swapped in) before the lockout.
+    let load = task_results(
+        &r.out,
+        "amwall | iptables | load the ipsets (before the rules that name them)",
+    );
+    assert!(
+        load.iter().any(|l| l.starts_with("changed: [backup]")),
+        "{load:?}\n{}",
+        r.out
+    );
+    assert!(
+        rolled_back_iptables(&r.out) && r.out.contains("No later batch was touched"),
+        "no clear message:\n{}",
+        r.out
+    );
+    assert_eq!(ipset_save(&f, "backup"), sets, "{}", r.out);
+    assert_eq!(iptables_rules(&f, "backup"), rules, "{}", r.out);
+    assert!(f
+        .host_dir("backup")
+        .join("var/lib/amwall/rolled-back")
+        .exists());
+    clients_untouched(&f);
+}
+
+/// The rules and ipsets were put back, whichever way the lockout showed:
+/// iptables_state's own rollback ("Firewall has been rolled back to its
+/// initial state"), its async wrapper killing it first ("Timeout exceeded",
+/// the new rules still loaded), or its confirmation travelling over a
+/// connection opened before the rules were in (then amwall's own timer).
+/// The play says so only after its restore or the timer succeeded.
+fn rolled_back_iptables(out: &str) -> bool {
+    out.contains("ipsets are as they were before this run")
+}
+
+/// A set of amwall's name already there with other sizes: ipset refuses the
+/// file's `create ... -exist` ("set with the same name already exists"), the
+/// play stops at that load with ipset's own words, restores at once and
+/// touches no other host; `ipset save` is as before.
+#[test]
+fn ipset_load_refused_restores_and_stops() {
+    amwall::lab::amanda::preflight().expect("root, Amanda and the lab's tools");
+    let f = lan("iptables");
+    stdout_in(
+        &f,
+        "backup",
+        &[
+            "sh",
+            "-c",
+            "ipset create amw_in_amrecover_hosts hash:ip family inet hashsize 64 maxelem 100 \
+             && ipset add amw_in_amrecover_hosts 192.0.2.99",
+        ],
+    );
+    let sets = ipset_save(&f, "backup");
+    let rules = iptables_rules(&f, "backup");
+    let r = f.playbook(&[]);
+    assert!(!r.ok, "the rollout must fail:\n{}", r.out);
+    assert!(
+        r.out.contains("load the ipsets")
+            && r.out.contains("set with the same name already exists")
+            && r.out
+                .contains("ipsets are as they were before this run (restored at once)")
+            && r.out.contains("No later batch was touched"),
+        "no clear message:\n{}",
+        r.out
+    );
+    assert_eq!(ipset_save(&f, "backup"), sets, "{}", r.out);
+    assert_eq!(iptables_rules(&f, "backup"), rules, "{}", r.out);
+    clients_untouched(&f);
+}
+
+/// The 5-client LAN, the control node among the admins on it.
+fn lan(backend: &str) -> Fleet {
+    fleet(
+        "lan-doc.toml",
+        &fixture("lan-doc.toml"),
+        "lan",
+        None,
+        backend,
+    )
+}
+
+/// The 5-client LAN whose management network leaves the control node out.
+fn lan_lockout(backend: &str) -> Fleet {
+    let text = fixture("lan-doc.toml")
+        .replace("from = [\"192.0.2.240/28\"]", "from = [\"203.0.113.0/28\"]");
+    fleet("lan-lockout.toml", &text, "lan", None, backend)
+}
+
+/// No client of the LAN was reached: the server's batch stopped the play.
+fn clients_untouched(f: &Fleet) {
+    for h in ["web1", "web2", "db", "files", "print"] {
+        assert!(
+            !f.host_dir(h).join("var/lib/amwall").exists(),
+            "{h} was touched"
         );
     }
 }

@@ -442,6 +442,7 @@ fn plan_ansible_writes_the_project_only() {
         "site.yml",
         "amwall-host.yml",
         "amwall-verify.yml",
+        "amwall-rollback.yml",
         "ansible.cfg",
         "SUMMARY.md",
         "backup.nft",

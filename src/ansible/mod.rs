@@ -7,9 +7,10 @@
 //!   reach it on), its backend and Amanda auth; groups by role
 //!   (`amwall_routers`, nearest the admins first; `amwall_server`;
 //!   `amwall_clients`); every path the playbook writes as a variable.
-//! - `site.yml` + `amwall-host.yml` + `amwall-verify.yml`: the rollout (routers
-//!   one by one, the server, then batches; a rollback that only a new SSH
-//!   connection cancels; amcheck from the server after each batch).
+//! - `site.yml` + `amwall-host.yml` + `amwall-rollback.yml` +
+//!   `amwall-verify.yml`: the rollout (routers one by one, the server, then
+//!   batches; a rollback that only a new SSH connection cancels; amcheck from
+//!   the server after each batch).
 //! - `ansible.cfg`, each host's planned files (`HOST.nft`, `HOST.rules`,
 //!   `HOST.rules6`, `HOST.ipset`) and SUMMARY.md, as `plan --out` writes them.
 //!
@@ -29,6 +30,7 @@ use crate::route::HopKind;
 const SITE: &str = include_str!("site.yml");
 const HOST_TASKS: &str = include_str!("amwall-host.yml");
 const VERIFY_TASKS: &str = include_str!("amwall-verify.yml");
+const ROLLBACK_TASKS: &str = include_str!("amwall-rollback.yml");
 const CFG: &str = include_str!("ansible.cfg");
 
 /// What the project cannot learn from the plan.
@@ -103,6 +105,7 @@ pub fn project(plan: &Plan, backend: BackendSet, opts: &Options) -> Result<Vec<(
     files.push(("site.yml".into(), with_header(d, SITE)));
     files.push(("amwall-host.yml".into(), with_header(d, HOST_TASKS)));
     files.push(("amwall-verify.yml".into(), with_header(d, VERIFY_TASKS)));
+    files.push(("amwall-rollback.yml".into(), with_header(d, ROLLBACK_TASKS)));
     files.push(("ansible.cfg".into(), with_header(d, CFG)));
     files.push(summary);
     Ok(files)
@@ -325,6 +328,7 @@ mod tests {
             "site.yml",
             "amwall-host.yml",
             "amwall-verify.yml",
+            "amwall-rollback.yml",
             "ansible.cfg",
             "tshost.nft",
             "fwhost.rules",

@@ -12,6 +12,7 @@ use amwall::Plan;
 
 pub mod amanda;
 pub mod dual;
+pub mod fleet;
 
 pub const EXAMPLES: &[&str] = &["wiki", "lan", "helper", "dualstack"];
 
